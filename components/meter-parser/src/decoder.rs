@@ -1,0 +1,292 @@
+//! The streaming decoder: finds telegrams of any supported protocol in a byte stream.
+
+use crate::sml::{FrameScanner, FrameStep, START, parse_frame};
+use crate::text::{TextScanner, TextStep, is_start};
+use crate::{Protocol, SkipReason, Skipped, Telegram};
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecoderOptions {
+    /// Only this protocol; `None` finds SML frames and text telegrams alike.
+    pub protocol: Option<Protocol>,
+    /// Drop telegrams whose inner checksum (SML per-message CRC, IEC 62056-21 BCC) fails.
+    pub strict_inner_checksums: bool,
+    /// Read DZG's Integer16 1-0:16.7.0 as unsigned (DZG DVS74 firmware bug).
+    pub dzg_unsigned_power: bool,
+    /// Longest telegram accepted, in bytes; bounds memory on a stream of noise.
+    pub max_telegram_len: usize,
+}
+
+impl Default for DecoderOptions {
+    fn default() -> Self {
+        DecoderOptions {
+            protocol: None,
+            strict_inner_checksums: false,
+            dzg_unsigned_power: false,
+            max_telegram_len: 64 * 1024,
+        }
+    }
+}
+
+impl DecoderOptions {
+    fn wants(&self, protocol: Protocol) -> bool {
+        self.protocol.is_none_or(|p| p == protocol)
+    }
+
+    fn wants_text(&self) -> bool {
+        self.wants(Protocol::Iec62056_21) || self.wants(Protocol::Dsmr)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum Event {
+    Telegram(Telegram),
+    Skipped(Skipped),
+}
+
+enum Hunt {
+    /// A telegram starts at this buffer index.
+    Start(usize),
+    /// No start yet; bytes from this index on must be kept (a start may be cut off).
+    NeedMore(usize),
+}
+
+#[derive(Debug)]
+enum State {
+    Hunting,
+    Sml(FrameScanner),
+    Text(TextScanner),
+}
+
+/// Feed it chunks as they arrive; it yields telegrams and reports skipped bytes with reasons.
+#[derive(Debug)]
+pub struct Decoder {
+    options: DecoderOptions,
+    buf: Vec<u8>,
+    /// Stream offset of `buf[0]`.
+    base: u64,
+    state: State,
+    /// Start of the run of garbage bytes not yet reported (stream offset).
+    garbage_from: Option<u64>,
+}
+
+impl Decoder {
+    pub fn new(options: DecoderOptions) -> Self {
+        Decoder {
+            options,
+            buf: Vec::new(),
+            base: 0,
+            state: State::Hunting,
+            garbage_from: None,
+        }
+    }
+
+    pub fn push(&mut self, chunk: &[u8]) -> Vec<Event> {
+        let mut events = Vec::new();
+        self.push_into(chunk, &mut events);
+        events
+    }
+
+    /// Like [`Decoder::push`], appending to `events` (saves an allocation per chunk).
+    pub fn push_into(&mut self, chunk: &[u8], events: &mut Vec<Event>) {
+        self.buf.extend_from_slice(chunk);
+        self.run(false, events);
+    }
+
+    /// End of stream: reports what is still buffered.
+    pub fn finish(&mut self) -> Vec<Event> {
+        let mut events = Vec::new();
+        self.run(true, &mut events);
+        let len = self.buf.len();
+        if let State::Sml(_) = self.state {
+            let detail = "stream ended inside an SML frame".to_owned();
+            self.report(0, len, SkipReason::Truncated, detail, &mut events);
+        } else {
+            self.mark_garbage(0, len);
+        }
+        self.flush_garbage(self.base + len as u64, &mut events);
+        self.state = State::Hunting;
+        self.base += len as u64;
+        self.buf.clear();
+        events
+    }
+
+    /// Decodes as much of the buffer as possible, then drops the consumed bytes.
+    fn run(&mut self, eof: bool, events: &mut Vec<Event>) {
+        let mut consumed = 0;
+        loop {
+            let rest = &self.buf[consumed..];
+            let step = match &mut self.state {
+                State::Hunting => match self.hunt(consumed, eof) {
+                    Hunt::Start(start) => {
+                        self.mark_garbage(consumed, start);
+                        self.flush_garbage(self.base + start as u64, events);
+                        consumed = start;
+                        self.state = if self.buf[start] == b'/' {
+                            State::Text(TextScanner::default())
+                        } else {
+                            State::Sml(FrameScanner::new())
+                        };
+                        continue;
+                    }
+                    Hunt::NeedMore(keep) => {
+                        self.mark_garbage(consumed, keep);
+                        consumed = keep;
+                        break;
+                    }
+                },
+                State::Sml(scanner) => match scanner.advance(rest, self.options.max_telegram_len) {
+                    FrameStep::NeedMore => break,
+                    FrameStep::Complete { len, notes } => {
+                        let offset = self.base + consumed as u64;
+                        match parse_frame(
+                            &scanner.payload,
+                            &self.options,
+                            offset,
+                            len as u64,
+                            notes,
+                        ) {
+                            Ok(telegram) => events.push(Event::Telegram(telegram)),
+                            Err(detail) => events.push(Event::Skipped(Skipped {
+                                offset,
+                                length: len as u64,
+                                reason: SkipReason::Malformed,
+                                detail,
+                            })),
+                        }
+                        len
+                    }
+                    FrameStep::Broken {
+                        len,
+                        reason,
+                        detail,
+                    } => {
+                        self.report(consumed, len, reason, detail, events);
+                        len
+                    }
+                },
+                State::Text(scanner) => {
+                    let offset = self.base + consumed as u64;
+                    match scanner.advance(
+                        rest,
+                        eof,
+                        self.options.max_telegram_len,
+                        &self.options,
+                        offset,
+                    ) {
+                        TextStep::NeedMore => break,
+                        TextStep::Telegram { len, telegram }
+                            if self.options.wants(telegram.protocol) =>
+                        {
+                            events.push(Event::Telegram(telegram));
+                            len
+                        }
+                        TextStep::Telegram { len, telegram } => {
+                            let detail = format!(
+                                "{:?} telegram; the decoder wants another protocol",
+                                telegram.protocol
+                            );
+                            self.report(consumed, len, SkipReason::Garbage, detail, events);
+                            len
+                        }
+                        TextStep::Skip {
+                            len,
+                            reason: SkipReason::Garbage,
+                            ..
+                        } => {
+                            self.mark_garbage(consumed, consumed + len);
+                            len
+                        }
+                        TextStep::Skip {
+                            len,
+                            reason,
+                            detail,
+                        } => {
+                            self.report(consumed, len, reason, detail, events);
+                            len
+                        }
+                    }
+                }
+            };
+            consumed += step.max(1);
+            self.state = State::Hunting;
+        }
+        self.buf.drain(..consumed);
+        self.base += consumed as u64;
+    }
+
+    /// Finds the next telegram start at or after `from`. Bytes before it are garbage; a possible
+    /// start cut off by the end of the buffer is kept for the next chunk.
+    fn hunt(&self, from: usize, eof: bool) -> Hunt {
+        let want_sml = self.options.wants(Protocol::Sml);
+        let want_text = self.options.wants_text();
+        let mut i = from;
+        while i < self.buf.len() {
+            let rest = &self.buf[i..];
+            let found = match (want_sml, want_text) {
+                (true, true) => memchr::memchr2(0x1b, b'/', rest),
+                (true, false) => memchr::memchr(0x1b, rest),
+                (false, true) => memchr::memchr(b'/', rest),
+                (false, false) => None,
+            };
+            let Some(at) = found.map(|k| i + k) else {
+                break;
+            };
+            let candidate = &self.buf[at..];
+            let verdict = if candidate[0] == b'/' {
+                is_start(candidate)
+            } else if candidate.len() >= START.len() {
+                Some(candidate.starts_with(&START))
+            } else if START.starts_with(candidate) {
+                None
+            } else {
+                Some(false)
+            };
+            match verdict {
+                Some(true) => return Hunt::Start(at),
+                Some(false) => i = at + 1,
+                None if eof => i = at + 1,
+                None => return Hunt::NeedMore(at),
+            }
+        }
+        Hunt::NeedMore(self.buf.len())
+    }
+
+    fn mark_garbage(&mut self, from: usize, to: usize) {
+        if to > from {
+            self.garbage_from.get_or_insert(self.base + from as u64);
+        }
+    }
+
+    fn report(
+        &mut self,
+        at: usize,
+        len: usize,
+        reason: SkipReason,
+        detail: String,
+        events: &mut Vec<Event>,
+    ) {
+        self.flush_garbage(self.base + at as u64, events);
+        events.push(Event::Skipped(Skipped {
+            offset: self.base + at as u64,
+            length: len as u64,
+            reason,
+            detail,
+        }));
+    }
+
+    /// Reports the pending run of garbage that ends at stream offset `end`.
+    fn flush_garbage(&mut self, end: u64, events: &mut Vec<Event>) {
+        if let Some(from) = self.garbage_from.take()
+            && end > from
+        {
+            events.push(Event::Skipped(Skipped {
+                offset: from,
+                length: end - from,
+                reason: SkipReason::Garbage,
+                detail: "no telegram start".into(),
+            }));
+        }
+    }
+}
