@@ -21,6 +21,7 @@ mod component;
 
 pub use decoder::{Decoder, DecoderOptions, Event};
 pub use obis::{Obis, ObisParseError};
+pub use units::unit_symbol;
 
 use serde::Serialize;
 
@@ -34,7 +35,13 @@ pub struct Decimal {
 impl Decimal {
     /// The value as a float, for display and analysis (not for accounting).
     pub fn to_f64(self) -> f64 {
-        self.mantissa as f64 * 10f64.powi(i32::from(self.scaler))
+        // Dividing by an exact power of ten rounds once; multiplying by 0.1… would round twice.
+        let power = 10f64.powi(i32::from(self.scaler.unsigned_abs()));
+        if self.scaler < 0 {
+            self.mantissa as f64 / power
+        } else {
+            self.mantissa as f64 * power
+        }
     }
 }
 

@@ -322,7 +322,8 @@ fn dsmr_crc(telegram: &[u8], sent: u16) -> Option<Integrity> {
 /// DSMR equipment identifiers are ASCII sent as hex digits.
 fn decode_hex_id(text: &str) -> String {
     let bytes = text.as_bytes();
-    if bytes.len() >= 2 && bytes.len() % 2 == 0 && bytes.iter().all(u8::is_ascii_hexdigit) {
+    if bytes.len() >= 2 && bytes.len().is_multiple_of(2) && bytes.iter().all(u8::is_ascii_hexdigit)
+    {
         let decoded: Option<String> = bytes
             .chunks(2)
             .map(|pair| {
@@ -419,8 +420,8 @@ impl Parsed {
             .collect();
         let (value, unit) = match texts.as_slice() {
             [one] => self.value(obis, one),
-            // DSMR profile and gas lines: (timestamp)(value*unit); the last group is the value.
-            [.., last] if parse_number(last).is_some() => self.value(obis, last),
+            // DSMR maximum-demand and gas lines: (timestamp)(value*unit).
+            [_stamp, value] if parse_number(value).is_some() => self.value(obis, value),
             _ => (
                 Value::Text(texts.iter().map(|t| format!("({t})")).collect()),
                 None,

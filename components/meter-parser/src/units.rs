@@ -120,6 +120,16 @@ mod tests {
     }
 
     #[test]
+    fn every_produced_symbol_round_trips() {
+        for unit in ["kWh", "MWh", "kvarh", "m3ph", "C", "GJ", "h", "m"] {
+            let (symbol, _) = text_unit(unit).unwrap();
+            assert_eq!(unit_symbol(symbol), Some(symbol), "{unit}");
+        }
+        assert_eq!(unit_symbol("Wh"), Some("Wh"));
+        assert_eq!(unit_symbol("parsec"), None);
+    }
+
+    #[test]
     fn text_units_to_base() {
         assert_eq!(text_unit("kWh"), Some(("Wh", 3)));
         assert_eq!(text_unit("kW"), Some(("W", 3)));
@@ -129,4 +139,15 @@ mod tests {
         assert_eq!(text_unit("m"), Some(("m", 0)));
         assert_eq!(text_unit("furlong"), None);
     }
+}
+
+/// The static symbol equal to `symbol`, for units that crossed a boundary as strings (the WIT
+/// interface); `None` for a symbol this crate never produces.
+pub fn unit_symbol(symbol: &str) -> Option<&'static str> {
+    DLMS_SYMBOLS
+        .iter()
+        .flatten()
+        .copied()
+        .chain(["GJ"])
+        .find(|s| *s == symbol)
 }

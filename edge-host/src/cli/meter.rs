@@ -1,0 +1,216 @@
+//! `wattlet meter …`
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::{Map, Value as Json, json};
+use wattlet::meter::{MeterDecoder, NativeDecoder, ParserComponent};
+use wattlet::{components, runtime};
+use wattlet_meter_parser::{DecoderOptions, Event, Protocol, SkipReason, Telegram, Value, capture};
+
+#[derive(Debug, Subcommand)]
+pub enum MeterCommand {
+    /// Decode captured probe output: one JSON line per telegram on stdout, a summary on stderr.
+    ///
+    /// Runs the meter parser component under wasmtime (or the library with --native). A capture
+    /// is raw bytes (.bin) or hex text (.hex, or a .txt holding only hex digits); any other .txt
+    /// is read as raw ASCII. Exit status: 0 when every file yielded a telegram, 1 when some file
+    /// yielded none, 2 on errors (unreadable file, missing component).
+    Parse(ParseArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ParseArgs {
+    /// Capture files to decode.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+    /// Run the parser library natively instead of the WebAssembly component.
+    #[arg(long)]
+    native: bool,
+    /// Directory holding wattlet_meter_parser.wasm (default: $WATTLET_COMPONENTS, then the cargo
+    /// target directory of this binary).
+    #[arg(long, value_name = "DIR")]
+    components: Option<PathBuf>,
+    /// Only decode this protocol (default: detect SML and text telegrams).
+    #[arg(long, value_enum)]
+    protocol: Option<ProtocolArg>,
+    /// Drop telegrams whose inner checksum (SML message CRC, IEC 62056-21 BCC) fails.
+    #[arg(long)]
+    strict: bool,
+    /// Read DZG's Integer16 power (1-0:16.7.0) as unsigned: DZG DVS74 firmware bug.
+    #[arg(long)]
+    dzg_unsigned_power: bool,
+    /// Feed the decoder in chunks of this many bytes, as a serial port would (0: whole file).
+    #[arg(long, default_value_t = 0, value_name = "BYTES")]
+    chunk: usize,
+    /// Print skipped byte ranges as JSON lines too.
+    #[arg(long)]
+    show_skipped: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ProtocolArg {
+    Sml,
+    Iec62056_21,
+    Dsmr,
+}
+
+pub fn run(command: MeterCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        MeterCommand::Parse(args) => parse(args),
+    }
+}
+
+fn parse(args: ParseArgs) -> anyhow::Result<ExitCode> {
+    let options = DecoderOptions {
+        protocol: args.protocol.map(|p| match p {
+            ProtocolArg::Sml => Protocol::Sml,
+            ProtocolArg::Iec62056_21 => Protocol::Iec62056_21,
+            ProtocolArg::Dsmr => Protocol::Dsmr,
+        }),
+        strict_inner_checksums: args.strict,
+        dzg_unsigned_power: args.dzg_unsigned_power,
+        ..DecoderOptions::default()
+    };
+    let component = if args.native {
+        None
+    } else {
+        let path = components::locate("wattlet-meter-parser", args.components.as_deref())?;
+        let engine = runtime::engine()?;
+        Some(ParserComponent::load(&engine, &path)?)
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut total = Summary::default();
+    let mut files_without_telegrams = 0;
+    for file in &args.files {
+        let bytes = capture::load(file)?;
+        let mut decoder: Box<dyn MeterDecoder> = match &component {
+            Some(component) => Box::new(component.decoder(&options)?),
+            None => Box::new(NativeDecoder::new(options.clone())),
+        };
+        let mut summary = Summary::default();
+        let chunk = if args.chunk == 0 {
+            bytes.len().max(1)
+        } else {
+            args.chunk
+        };
+        for piece in bytes.chunks(chunk) {
+            let events = decoder.push(piece)?;
+            emit(&mut out, file, events, &mut summary, args.show_skipped)?;
+        }
+        let events = decoder.finish()?;
+        emit(&mut out, file, events, &mut summary, args.show_skipped)?;
+        eprintln!("{}: {}", file.display(), summary.describe());
+        if summary.telegrams == 0 {
+            files_without_telegrams += 1;
+        }
+        total.add(&summary);
+    }
+    if args.files.len() > 1 {
+        eprintln!("total ({} files): {}", args.files.len(), total.describe());
+    }
+    out.flush().context("cannot write to stdout")?;
+    Ok(if files_without_telegrams > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn emit(
+    out: &mut impl Write,
+    file: &Path,
+    events: Vec<Event>,
+    summary: &mut Summary,
+    show_skipped: bool,
+) -> anyhow::Result<()> {
+    for event in events {
+        match event {
+            Event::Telegram(telegram) => {
+                summary.telegrams += 1;
+                let line = telegram_json(file, &telegram);
+                writeln!(out, "{line}").context("cannot write to stdout")?;
+            }
+            Event::Skipped(skipped) => {
+                let entry = summary.skipped.entry(skipped.reason).or_default();
+                entry.0 += 1;
+                entry.1 += skipped.length;
+                if show_skipped {
+                    let line = json!({
+                        "file": file.display().to_string(),
+                        "skipped": skipped.reason.as_str(),
+                        "offset": skipped.offset,
+                        "length": skipped.length,
+                        "detail": skipped.detail,
+                    });
+                    writeln!(out, "{line}").context("cannot write to stdout")?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One line per telegram: the meter, and each OBIS code (hex) with its value in base units.
+fn telegram_json(file: &Path, telegram: &Telegram) -> Json {
+    let mut readings = Map::new();
+    for reading in &telegram.readings {
+        let value = match &reading.value {
+            Value::Number(d) => json!(d.to_f64()),
+            Value::Text(t) => json!(t),
+            Value::Octets(o) => json!(o.iter().map(|b| format!("{b:02x}")).collect::<String>()),
+            Value::Boolean(b) => json!(b),
+        };
+        readings
+            .entry(reading.obis.to_hex())
+            .or_insert_with(|| json!({ "value": value, "unit": reading.unit }));
+    }
+    json!({
+        "file": file.display().to_string(),
+        "offset": telegram.offset,
+        "protocol": telegram.protocol,
+        "meter_id": telegram.meter_id,
+        "header": telegram.header,
+        "integrity": telegram.integrity,
+        "readings": readings,
+        "notes": telegram.notes,
+    })
+}
+
+#[derive(Default)]
+struct Summary {
+    telegrams: u64,
+    /// Per reason: number of ranges and bytes.
+    skipped: BTreeMap<SkipReason, (u64, u64)>,
+}
+
+impl Summary {
+    fn add(&mut self, other: &Summary) {
+        self.telegrams += other.telegrams;
+        for (reason, (n, bytes)) in &other.skipped {
+            let entry = self.skipped.entry(*reason).or_default();
+            entry.0 += n;
+            entry.1 += bytes;
+        }
+    }
+
+    fn describe(&self) -> String {
+        let mut text = format!("{} telegrams", self.telegrams);
+        if self.skipped.is_empty() {
+            text.push_str(", nothing skipped");
+        } else {
+            let parts: Vec<String> = self
+                .skipped
+                .iter()
+                .map(|(reason, (n, bytes))| format!("{} {n}× ({bytes} bytes)", reason.as_str()))
+                .collect();
+            text.push_str(&format!(", skipped: {}", parts.join(", ")));
+        }
+        text
+    }
+}

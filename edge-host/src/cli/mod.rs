@@ -1,0 +1,28 @@
+//! Command-line interface: one module per command group.
+
+mod meter;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// wattlet: privacy-preserving smart-meter data, from the optical probe to the analysis.
+#[derive(Debug, Parser)]
+#[command(name = "wattlet", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Work with meters and their telegrams.
+    #[command(subcommand)]
+    Meter(meter::MeterCommand),
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Meter(command) => meter::run(command),
+    }
+}

@@ -1,0 +1,8 @@
+//! The wattlet host: runs wattlet's WebAssembly components on wasmtime.
+//!
+//! The same components run on Spin in the cloud; this host runs them on the Raspberry Pi (edge
+//! daemon), in queue workers and in the local all-in-one mode.
+
+pub mod components;
+pub mod meter;
+pub mod runtime;
