@@ -1,4 +1,4 @@
-//! Finding component files: built by `cargo build --release --target wasm32-wasip2`.
+//! Finding component files: built by `cargo build --profile component --target wasm32-wasip2`.
 
 use std::path::{Path, PathBuf};
 
@@ -14,9 +14,9 @@ pub fn search_dirs(explicit: Option<&Path>) -> Vec<PathBuf> {
     let mut dirs = Vec::new();
     if let Ok(exe) = std::env::current_exe() {
         // target/{release,debug}/wattlet and target/{release,debug}/deps/<test> both reach
-        // target/wasm32-wasip2/release.
+        // target/wasm32-wasip2/component.
         for ancestor in exe.ancestors().skip(1).take(3) {
-            dirs.push(ancestor.join("wasm32-wasip2").join("release"));
+            dirs.push(ancestor.join("wasm32-wasip2").join("component"));
         }
     }
     dirs
@@ -25,7 +25,7 @@ pub fn search_dirs(explicit: Option<&Path>) -> Vec<PathBuf> {
 #[derive(Debug, thiserror::Error)]
 #[error(
     "component {file} not found in {searched}; build it with \
-     `cargo build --release --target wasm32-wasip2 -p {package}` or pass --components DIR"
+     `cargo build --profile component --target wasm32-wasip2 -p {package}` or pass --components DIR"
 )]
 pub struct NotFound {
     pub file: String,

@@ -176,7 +176,7 @@ fn reading_from_wit(r: wit::Reading) -> native::Reading {
             wit::Value::Octets(o) => native::Value::Octets(o),
             wit::Value::Boolean(b) => native::Value::Boolean(b),
         },
-        unit: r.unit.as_deref().and_then(native::unit_symbol),
+        unit: r.unit.map(native::Unit),
         status: r.status,
         time: r.time.map(|t| match t {
             wit::MeterTime::SecondsIndex(s) => native::MeterTime::SecondsIndex(s),

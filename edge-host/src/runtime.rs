@@ -9,6 +9,10 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 pub fn engine() -> anyhow::Result<Engine> {
     let mut config = Config::new();
     config.wasm_component_model(true);
+    // `WATTLET_PERFMAP=1` lets `perf` name the JIT-compiled component functions.
+    if std::env::var_os("WATTLET_PERFMAP").is_some() {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     Engine::new(&config)
         .map_err(anyhow::Error::from)
         .context("cannot create the wasmtime engine")

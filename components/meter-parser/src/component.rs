@@ -115,7 +115,7 @@ fn reading_to_wit(r: crate::Reading) -> wit::Reading {
             Value::Octets(o) => wit::Value::Octets(o),
             Value::Boolean(b) => wit::Value::Boolean(b),
         },
-        unit: r.unit.map(str::to_owned),
+        unit: r.unit.map(|u| u.0),
         status: r.status,
         time: r.time.map(|t| match t {
             MeterTime::SecondsIndex(s) => wit::MeterTime::SecondsIndex(s),

@@ -69,6 +69,8 @@ pub struct Decoder {
     state: State,
     /// Start of the run of garbage bytes not yet reported (stream offset).
     garbage_from: Option<u64>,
+    /// The last SML frame's payload buffer, reused so that each frame does not grow its own.
+    spare_payload: Vec<u8>,
 }
 
 impl Decoder {
@@ -79,6 +81,7 @@ impl Decoder {
             base: 0,
             state: State::Hunting,
             garbage_from: None,
+            spare_payload: Vec::new(),
         }
     }
 
@@ -126,7 +129,7 @@ impl Decoder {
                         self.state = if self.buf[start] == b'/' {
                             State::Text(TextScanner::default())
                         } else {
-                            State::Sml(FrameScanner::new())
+                            State::Sml(FrameScanner::new(std::mem::take(&mut self.spare_payload)))
                         };
                         continue;
                     }
@@ -148,10 +151,10 @@ impl Decoder {
                             notes,
                         ) {
                             Ok(telegram) => events.push(Event::Telegram(telegram)),
-                            Err(detail) => events.push(Event::Skipped(Skipped {
+                            Err((reason, detail)) => events.push(Event::Skipped(Skipped {
                                 offset,
                                 length: len as u64,
-                                reason: SkipReason::Malformed,
+                                reason,
                                 detail,
                             })),
                         }
@@ -210,7 +213,9 @@ impl Decoder {
                 }
             };
             consumed += step.max(1);
-            self.state = State::Hunting;
+            if let State::Sml(scanner) = std::mem::replace(&mut self.state, State::Hunting) {
+                self.spare_payload = scanner.payload;
+            }
         }
         self.buf.drain(..consumed);
         self.base += consumed as u64;

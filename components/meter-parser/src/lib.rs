@@ -21,7 +21,7 @@ mod component;
 
 pub use decoder::{Decoder, DecoderOptions, Event};
 pub use obis::{Obis, ObisParseError};
-pub use units::unit_symbol;
+pub use units::Unit;
 
 use serde::Serialize;
 
@@ -87,8 +87,8 @@ pub enum MeterTime {
 pub struct Reading {
     pub obis: Obis,
     pub value: Value,
-    /// Base unit symbol (`Wh`, `W`, `V`, …).
-    pub unit: Option<&'static str>,
+    /// DLMS unit of the value (Wh, W, V, …); text telegrams' `kWh` arrive here as Wh.
+    pub unit: Option<Unit>,
     pub status: Option<u64>,
     pub time: Option<MeterTime>,
 }

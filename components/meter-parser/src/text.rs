@@ -4,13 +4,13 @@
 //! four hex digits are a DSMR CRC-16/ARC over `/`…`!`; a line end, ETX and a BCC close an
 //! IEC 62056-21 readout framed by STX; a bare line end is a mode D push without checksum.
 
-use crate::units::text_unit;
+use crate::units::{Unit, text_unit};
 use crate::{
     Decimal, DecoderOptions, Integrity, Obis, Protocol, Reading, SkipReason, Telegram, Value,
 };
 use crc::{CRC_16_ARC, Crc, Table};
 
-const DSMR_CRC: Crc<u16, Table<16>> = Crc::<u16, Table<16>>::new(&CRC_16_ARC);
+static DSMR_CRC: Crc<u16, Table<16>> = Crc::<u16, Table<16>>::new(&CRC_16_ARC);
 const STX: u8 = 0x02;
 const ETX: u8 = 0x03;
 /// A header line longer than this is not an identification line.
@@ -129,6 +129,12 @@ impl TextScanner {
                         reason: SkipReason::Truncated,
                         detail: "an SML frame began before '!'".into(),
                     };
+                }
+                // A start sequence cut off by the end of the data decides nothing yet; deciding
+                // (or hitting `max_len`) before it is complete would depend on the chunking.
+                0x1b if !eof && crate::sml::START.starts_with(&buf[i..]) => {
+                    self.searched = i;
+                    return TextStep::NeedMore;
                 }
                 _ => {}
             }
@@ -436,19 +442,19 @@ impl Parsed {
         });
     }
 
-    fn value(&mut self, obis: Obis, text: &str) -> (Value, Option<&'static str>) {
+    fn value(&mut self, obis: Obis, text: &str) -> (Value, Option<Unit>) {
         let Some((number, unit)) = parse_number(text) else {
             return (Value::Text(text.trim().to_owned()), None);
         };
         match unit {
             None => (Value::Number(number), None),
             Some(unit) => match text_unit(unit) {
-                Some((symbol, exponent)) => {
+                Some((base, exponent)) => {
                     let scaled = Decimal {
                         mantissa: number.mantissa,
                         scaler: number.scaler.saturating_add(exponent),
                     };
-                    (Value::Number(scaled), Some(symbol))
+                    (Value::Number(scaled), Some(base))
                 }
                 None => {
                     self.notes.push(format!(

@@ -70,40 +70,59 @@ const DLMS_SYMBOLS: [Option<&str>; 65] = [
     Some("Pa s"),
 ];
 
-/// The symbol of a DLMS unit code; 255 ("count") and unknown codes have none.
-pub fn dlms_symbol(code: u8) -> Option<&'static str> {
-    DLMS_SYMBOLS.get(usize::from(code)).copied().flatten()
+/// A DLMS/COSEM unit code (IEC 62056-62), the unit SML sends and that text units map to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Unit(pub u8);
+
+impl Unit {
+    pub const WATT: Unit = Unit(27);
+    pub const WATT_HOUR: Unit = Unit(30);
+
+    /// The symbol, e.g. `Wh`; codes 0, 58, 59 and 253–255 ("count") have none.
+    pub fn symbol(self) -> Option<&'static str> {
+        DLMS_SYMBOLS.get(usize::from(self.0)).copied().flatten()
+    }
 }
 
-/// Maps a unit string of a text telegram to a base unit and the power of ten that converts the
-/// value into it (`kWh` → (`Wh`, 3)). Unknown units keep no symbol; the caller notes them.
-pub fn text_unit(unit: &str) -> Option<(&'static str, i8)> {
+impl serde::Serialize for Unit {
+    /// The symbol where there is one, else the code, so no unit is lost in output.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.symbol() {
+            Some(symbol) => serializer.serialize_str(symbol),
+            None => serializer.serialize_u8(self.0),
+        }
+    }
+}
+
+/// Maps a unit string of a text telegram to a DLMS unit and the power of ten that converts the
+/// value into that base unit (`kWh` → (Wh, 3)). Unknown units give `None`; the caller notes them.
+pub fn text_unit(unit: &str) -> Option<(Unit, i8)> {
     let (prefix, base) = match unit.as_bytes() {
         [b'k', rest @ ..] if !rest.is_empty() => (3, &unit[1..]),
         [b'M', rest @ ..] if !rest.is_empty() => (6, &unit[1..]),
+        [b'G', rest @ ..] if !rest.is_empty() => (9, &unit[1..]),
         _ => (0, unit),
     };
-    let symbol = match base {
-        "Wh" => "Wh",
-        "W" => "W",
-        "varh" => "varh",
-        "var" => "var",
-        "VAh" => "VAh",
-        "VA" => "VA",
-        "V" => "V",
-        "A" => "A",
-        "Hz" => "Hz",
-        "m3" => "m3",
-        "m3ph" => "m3/h",
-        "s" => "s",
-        "h" => "h",
-        "m" => "m",
-        "C" => "degC",
-        "GJ" => "GJ",
-        "J" => "J",
+    let code = match base {
+        "Wh" => 30,
+        "W" => 27,
+        "varh" => 32,
+        "var" => 29,
+        "VAh" => 31,
+        "VA" => 28,
+        "V" => 35,
+        "A" => 33,
+        "Hz" => 44,
+        "m3" => 13,
+        "m3ph" => 15,
+        "s" => 7,
+        "min" => 6,
+        "h" => 5,
+        "C" => 9,
+        "J" => 25,
         _ => return None,
     };
-    Some((symbol, prefix))
+    Some((Unit(code), prefix))
 }
 
 #[cfg(test)]
@@ -112,42 +131,22 @@ mod tests {
 
     #[test]
     fn dlms_codes() {
-        assert_eq!(dlms_symbol(30), Some("Wh"));
-        assert_eq!(dlms_symbol(27), Some("W"));
-        assert_eq!(dlms_symbol(35), Some("V"));
-        assert_eq!(dlms_symbol(255), None);
-        assert_eq!(dlms_symbol(0), None);
-    }
-
-    #[test]
-    fn every_produced_symbol_round_trips() {
-        for unit in ["kWh", "MWh", "kvarh", "m3ph", "C", "GJ", "h", "m"] {
-            let (symbol, _) = text_unit(unit).unwrap();
-            assert_eq!(unit_symbol(symbol), Some(symbol), "{unit}");
-        }
-        assert_eq!(unit_symbol("Wh"), Some("Wh"));
-        assert_eq!(unit_symbol("parsec"), None);
+        assert_eq!(Unit(30).symbol(), Some("Wh"));
+        assert_eq!(Unit(27).symbol(), Some("W"));
+        assert_eq!(Unit(35).symbol(), Some("V"));
+        assert_eq!(Unit(255).symbol(), None);
+        assert_eq!(Unit(0).symbol(), None);
     }
 
     #[test]
     fn text_units_to_base() {
-        assert_eq!(text_unit("kWh"), Some(("Wh", 3)));
-        assert_eq!(text_unit("kW"), Some(("W", 3)));
-        assert_eq!(text_unit("MWh"), Some(("Wh", 6)));
-        assert_eq!(text_unit("W"), Some(("W", 0)));
-        assert_eq!(text_unit("m3"), Some(("m3", 0)));
-        assert_eq!(text_unit("m"), Some(("m", 0)));
+        assert_eq!(text_unit("kWh"), Some((Unit::WATT_HOUR, 3)));
+        assert_eq!(text_unit("kW"), Some((Unit::WATT, 3)));
+        assert_eq!(text_unit("MWh"), Some((Unit::WATT_HOUR, 6)));
+        assert_eq!(text_unit("GJ"), Some((Unit(25), 9)));
+        assert_eq!(text_unit("W"), Some((Unit::WATT, 0)));
+        assert_eq!(text_unit("m3"), Some((Unit(13), 0)));
+        assert_eq!(text_unit("m"), None);
         assert_eq!(text_unit("furlong"), None);
     }
-}
-
-/// The static symbol equal to `symbol`, for units that crossed a boundary as strings (the WIT
-/// interface); `None` for a symbol this crate never produces.
-pub fn unit_symbol(symbol: &str) -> Option<&'static str> {
-    DLMS_SYMBOLS
-        .iter()
-        .flatten()
-        .copied()
-        .chain(["GJ"])
-        .find(|s| *s == symbol)
 }

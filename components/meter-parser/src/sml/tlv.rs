@@ -18,8 +18,6 @@ pub(crate) enum TlvError {
     },
     #[error("integer of {0} bytes does not fit 64 bits")]
     IntegerTooWide(usize),
-    #[error("lists nested deeper than {0}")]
-    TooDeep(usize),
 }
 
 /// One decoded SML element; lists carry only their element count.
@@ -50,8 +48,6 @@ impl Element<'_> {
     }
 }
 
-const MAX_DEPTH: usize = 32;
-
 pub(crate) struct Reader<'a> {
     buf: &'a [u8],
     pub(crate) pos: usize,
@@ -66,6 +62,11 @@ impl<'a> Reader<'a> {
         self.pos >= self.buf.len()
     }
 
+    /// Bytes not read yet.
+    pub(crate) fn remaining(&self) -> usize {
+        self.buf.len().saturating_sub(self.pos)
+    }
+
     pub(crate) fn peek(&self) -> Option<u8> {
         self.buf.get(self.pos).copied()
     }
@@ -74,16 +75,14 @@ impl<'a> Reader<'a> {
         &self.buf[from..to]
     }
 
-    pub(crate) fn next(&mut self) -> Result<Element<'a>, TlvError> {
-        let at = self.pos;
+    /// Reads one TL field: (type bits, length as sent, bytes of TL). 0x00 is end of message.
+    #[inline(always)]
+    fn tl(&self, at: usize) -> Result<(u8, usize, usize), TlvError> {
         let first = *self.buf.get(at).ok_or(TlvError::UnexpectedEnd(at))?;
-        if first == 0x00 {
-            self.pos += 1;
-            return Ok(Element::EndOfMessage);
-        }
         let kind = (first >> 4) & 0x07;
         let mut len = usize::from(first & 0x0f);
         let mut tl_len = 1;
+        // Almost every TL is one byte; multi-byte lengths take the loop.
         let mut more = first & 0x80 != 0;
         while more {
             let byte = *self
@@ -98,6 +97,18 @@ impl<'a> Reader<'a> {
             len = (len << 4) | usize::from(byte & 0x0f);
             tl_len += 1;
         }
+        Ok((kind, len, tl_len))
+    }
+
+    #[inline(always)]
+    pub(crate) fn next(&mut self) -> Result<Element<'a>, TlvError> {
+        let at = self.pos;
+        let first = *self.buf.get(at).ok_or(TlvError::UnexpectedEnd(at))?;
+        if first == 0x00 {
+            self.pos += 1;
+            return Ok(Element::EndOfMessage);
+        }
+        let (kind, len, tl_len) = self.tl(at)?;
         if kind == 0x7 {
             self.pos = at + tl_len;
             return Ok(Element::List(len));
@@ -122,29 +133,41 @@ impl<'a> Reader<'a> {
         })
     }
 
-    /// Skips one element and, for a list, all it contains.
+    /// Skips one element and, for a list, all it contains. Elements are stored in preorder, so a
+    /// count of elements still owed is enough: no stack, and no depth limit is needed because
+    /// every element consumes at least one byte.
     pub(crate) fn skip(&mut self) -> Result<(), TlvError> {
-        let mut pending = 1usize;
-        let mut depth_stack = [0usize; MAX_DEPTH];
-        let mut depth = 0;
-        loop {
-            while pending == 0 {
-                if depth == 0 {
-                    return Ok(());
-                }
-                depth -= 1;
-                pending = depth_stack[depth];
+        let mut owed = 1usize;
+        while owed > 0 {
+            owed -= 1;
+            let at = self.pos;
+            if self.buf.get(at) == Some(&0x00) {
+                self.pos += 1;
+                continue;
             }
-            pending -= 1;
-            if let Element::List(n) = self.next()? {
-                if depth == MAX_DEPTH {
-                    return Err(TlvError::TooDeep(MAX_DEPTH));
+            // Only the TL is read: skipped values need no decoding.
+            let (kind, len, tl_len) = self.tl(at)?;
+            if kind == 0x7 {
+                self.pos = at + tl_len;
+                owed = owed.saturating_add(len);
+            } else {
+                if len < tl_len {
+                    return Err(TlvError::BadLength { len, at });
                 }
-                depth_stack[depth] = pending;
-                depth += 1;
-                pending = n;
+                let end = at + len;
+                if end > self.buf.len() {
+                    return Err(TlvError::UnexpectedEnd(at));
+                }
+                if !matches!(kind, 0x0 | 0x4 | 0x5 | 0x6) {
+                    return Err(TlvError::UnknownType {
+                        tl: self.buf[at],
+                        at,
+                    });
+                }
+                self.pos = end;
             }
         }
+        Ok(())
     }
 
     fn unexpected(&self, expected: &'static str, found: Element<'_>, at: usize) -> TlvError {
@@ -155,6 +178,7 @@ impl<'a> Reader<'a> {
         }
     }
 
+    #[inline(always)]
     pub(crate) fn list(&mut self) -> Result<usize, TlvError> {
         let at = self.pos;
         match self.next()? {
@@ -163,6 +187,7 @@ impl<'a> Reader<'a> {
         }
     }
 
+    #[inline(always)]
     pub(crate) fn octets_opt(&mut self) -> Result<Option<&'a [u8]>, TlvError> {
         let at = self.pos;
         match self.next()? {
@@ -173,6 +198,7 @@ impl<'a> Reader<'a> {
     }
 
     /// An optional integer of any signedness and width; meters disagree on both.
+    #[inline(always)]
     pub(crate) fn integer_opt(&mut self) -> Result<Option<i128>, TlvError> {
         let at = self.pos;
         match self.next()? {
@@ -192,16 +218,18 @@ fn signed(data: &[u8]) -> Result<i64, TlvError> {
     };
     let fill = if first & 0x80 != 0 { 0xff } else { 0x00 };
     let significant = strip_extension(data, fill)?;
-    let mut bytes = [fill; 8];
-    bytes[8 - significant.len()..].copy_from_slice(significant);
-    Ok(i64::from_be_bytes(bytes))
+    // Start from all ones for negatives so the shifts below sign-extend.
+    let start = if fill == 0xff { -1i64 } else { 0 };
+    Ok(significant
+        .iter()
+        .fold(start, |acc, &b| (acc << 8) | i64::from(b)))
 }
 
 fn unsigned(data: &[u8]) -> Result<u64, TlvError> {
     let significant = strip_extension(data, 0x00)?;
-    let mut bytes = [0u8; 8];
-    bytes[8 - significant.len()..].copy_from_slice(significant);
-    Ok(u64::from_be_bytes(bytes))
+    Ok(significant
+        .iter()
+        .fold(0u64, |acc, &b| (acc << 8) | u64::from(b)))
 }
 
 fn strip_extension(data: &[u8], fill: u8) -> Result<&[u8], TlvError> {
@@ -272,6 +300,8 @@ mod tests {
     fn skip_is_bounded() {
         let deep = vec![0x71; 100];
         assert!(Reader::new(&deep).skip().is_err());
+        let huge = [0xff, 0xff, 0xff, 0x7f];
+        assert!(Reader::new(&huge).skip().is_err());
         let mut nested = Reader::new(&[0x72, 0x62, 0x01, 0x71, 0x01, 0x42]);
         nested.skip().unwrap();
         assert_eq!(nested.pos, 5);

@@ -14,9 +14,9 @@ const END_MARK: u8 = 0x1a;
 /// The standard allows 0–3 padding bytes; meters send up to 4 (DZG) and the CRC still matches.
 const MAX_PADDING: u8 = 4;
 
-pub(crate) const X25: Crc<u16, Table<16>> = Crc::<u16, Table<16>>::new(&CRC_16_IBM_SDLC);
+pub(crate) static X25: Crc<u16, Table<16>> = Crc::<u16, Table<16>>::new(&CRC_16_IBM_SDLC);
 /// Holley DTZ541 sends CRC-16/KERMIT where the standard says X.25.
-pub(crate) const KERMIT: Crc<u16, Table<16>> = Crc::<u16, Table<16>>::new(&CRC_16_KERMIT);
+pub(crate) static KERMIT: Crc<u16, Table<16>> = Crc::<u16, Table<16>>::new(&CRC_16_KERMIT);
 
 /// The outcome of scanning a frame that began at buffer offset 0.
 #[derive(Debug, PartialEq, Eq)]
@@ -43,23 +43,29 @@ pub(crate) struct FrameScanner {
 }
 
 impl FrameScanner {
-    pub(crate) fn new() -> Self {
+    /// `payload` is a buffer to reuse (the previous frame's), so frames do not each allocate.
+    pub(crate) fn new(mut payload: Vec<u8>) -> Self {
+        payload.clear();
         FrameScanner {
             pos: START.len(),
-            payload: Vec::new(),
+            payload,
         }
     }
 
     /// `buf` starts with the start sequence; `max_len` bounds memory on hostile input.
     pub(crate) fn advance(&mut self, buf: &[u8], max_len: usize) -> FrameStep {
         use crate::SkipReason::{Malformed, Oversized, Truncated};
+        // The first group boundary past `max_len`: the fast path stops there, so an oversized
+        // frame is cut at the same byte however the stream was chunked.
+        let limit = (max_len / 4 + 1) * 4;
         loop {
             let rest = &buf[self.pos..];
             // Fast path: whole 4-byte groups up to the one holding the next 0x1b are payload.
             let plain = match memchr::memchr(0x1b, rest) {
                 Some(i) => i & !3,
                 None => rest.len() & !3,
-            };
+            }
+            .min(limit.saturating_sub(self.pos));
             self.payload.extend_from_slice(&rest[..plain]);
             self.pos += plain;
             if self.pos > max_len {
@@ -189,7 +195,7 @@ mod tests {
     }
 
     fn scan(buf: &[u8]) -> (FrameStep, Vec<u8>) {
-        let mut s = FrameScanner::new();
+        let mut s = FrameScanner::new(Vec::new());
         let step = s.advance(buf, 1 << 16);
         (step, s.payload)
     }
@@ -213,7 +219,7 @@ mod tests {
     fn incremental_scanning_gives_the_same_result() {
         let payload: Vec<u8> = (0..=255u8).chain([0x1b; 8]).collect();
         let bytes = frame(&payload);
-        let mut s = FrameScanner::new();
+        let mut s = FrameScanner::new(Vec::new());
         for end in 8..bytes.len() {
             assert_eq!(
                 s.advance(&bytes[..end], 1 << 16),
@@ -270,7 +276,7 @@ mod tests {
     fn oversized_frames_are_bounded() {
         let mut bytes = START.to_vec();
         bytes.extend(std::iter::repeat_n(0x42, 4096));
-        let mut s = FrameScanner::new();
+        let mut s = FrameScanner::new(Vec::new());
         assert!(matches!(
             s.advance(&bytes, 1024),
             FrameStep::Broken {
