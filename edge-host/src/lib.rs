@@ -6,3 +6,4 @@
 pub mod components;
 pub mod meter;
 pub mod runtime;
+pub mod spin;

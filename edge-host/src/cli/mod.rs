@@ -1,6 +1,7 @@
 //! Command-line interface: one module per command group.
 
 mod meter;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -19,10 +20,13 @@ enum Command {
     /// Work with meters and their telegrams.
     #[command(subcommand)]
     Meter(meter::MeterCommand),
+    /// Serve a Spin application (spin.toml) the way `spin up` does.
+    Serve(serve::ServeArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Meter(command) => meter::run(command),
+        Command::Serve(args) => serve::run(args),
     }
 }

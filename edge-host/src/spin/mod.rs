@@ -1,0 +1,14 @@
+//! Running Spin applications: `wattlet serve spin.toml`.
+//!
+//! Components built with spin-sdk 5.x run unchanged: the host reads the same manifest, routes as
+//! Spin does, sets Spin's request headers and implements `fermyon:spin/{sqlite,key-value,
+//! variables}@2.0.0` and wasi:http with the manifest's grants.
+
+pub mod host;
+pub mod manifest;
+pub mod metrics;
+pub mod outbound;
+pub mod router;
+pub mod server;
+pub mod storage;
+pub mod variables;

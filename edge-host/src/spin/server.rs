@@ -1,0 +1,446 @@
+//! The HTTP server: one component instance per request, made from a pre-instantiated component.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, anyhow};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited, combinators::UnsyncBoxBody};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use tokio::net::TcpListener;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::io::TokioIo;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
+
+use crate::spin::host::{self, Grants, SpinState};
+use crate::spin::manifest::Manifest;
+use crate::spin::metrics::{ComponentLabels, Metrics, RequestLabels};
+use crate::spin::outbound::OutboundPolicy;
+use crate::spin::router::Router;
+use crate::spin::storage::{RuntimeConfig, Storage};
+use crate::spin::variables::ResolvedVariables;
+
+type Body = UnsyncBoxBody<Bytes, anyhow::Error>;
+
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub manifest: PathBuf,
+    /// Where `.spin`-style state (default database and store) lives; default: next to the manifest.
+    pub state_dir: Option<PathBuf>,
+    pub runtime_config: Option<PathBuf>,
+    /// Larger request bodies get 413 before any component runs.
+    pub max_request_bytes: usize,
+}
+
+struct LoadedComponent {
+    pre: ProxyPre<SpinState>,
+    grants: Arc<Grants>,
+}
+
+/// A loaded application: everything checked, compiled and opened before the first request.
+pub struct App {
+    router: Router,
+    components: BTreeMap<String, LoadedComponent>,
+    pub metrics: Arc<Metrics>,
+    max_request_bytes: usize,
+    pub name: String,
+}
+
+/// The pooling allocator reserves address space for every slot up front; kernels with 39-bit
+/// user address space (some aarch64 builds) cannot give it, so fall back to on-demand allocation.
+fn engine() -> anyhow::Result<Engine> {
+    let mut pooled = Config::new();
+    pooled.wasm_component_model(true);
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(256)
+        .total_core_instances(512)
+        .total_memories(256)
+        .max_memory_size(256 << 20);
+    pooled
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+        .memory_init_cow(true);
+    match Engine::new(&pooled) {
+        Ok(engine) => Ok(engine),
+        Err(error) => {
+            tracing::warn!(%error, "pooling allocator unavailable, falling back to on-demand instances");
+            let mut config = Config::new();
+            config.wasm_component_model(true);
+            Engine::new(&config).map_err(anyhow::Error::from)
+        }
+    }
+}
+
+impl App {
+    /// Loads with variables from the process environment (`SPIN_VARIABLE_*`).
+    pub fn load(options: &ServeOptions) -> anyhow::Result<Self> {
+        Self::load_with_env(options, |k| std::env::var(k).ok())
+    }
+
+    /// Loads with variables from `env` instead of the process environment.
+    pub fn load_with_env(
+        options: &ServeOptions,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Self> {
+        let manifest = Manifest::load(&options.manifest)?;
+        let router = Router::new(&manifest)?;
+        let variables = ResolvedVariables::resolve(&manifest, env)?;
+        let config = match &options.runtime_config {
+            Some(path) => RuntimeConfig::load(path)?,
+            None => RuntimeConfig::default(),
+        };
+        let state_dir = options
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| manifest.dir.join(".spin"));
+        let config_dir = options
+            .runtime_config
+            .as_deref()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| manifest.dir.clone());
+        let storage = Storage::open(&manifest, &config, &state_dir, &config_dir)?;
+        let engine = engine()?;
+        let mut linker = Linker::<SpinState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        host::add_to_linker(&mut linker)?;
+        let mut components = BTreeMap::new();
+        for (id, decl) in &manifest.component {
+            let path = manifest.source_path(id).map_err(|e| anyhow!(e))?;
+            if !path.is_file() {
+                return Err(anyhow!(
+                    "component {id:?}: source {} does not exist (build it first: see `[component.{id}.build]` or the README)",
+                    path.display()
+                ));
+            }
+            let component = Component::from_file(&engine, &path)
+                .map_err(anyhow::Error::from)
+                .with_context(|| format!("component {id:?}: cannot compile {}", path.display()))?;
+            let pre = linker
+                .instantiate_pre(&component)
+                .and_then(ProxyPre::new)
+                .map_err(anyhow::Error::from)
+                .with_context(|| {
+                    format!("component {id:?} is not a wasi:http incoming-handler component this host can run")
+                })?;
+            let grants = Grants {
+                databases: decl
+                    .sqlite_databases
+                    .iter()
+                    .filter_map(|l| storage.databases.get(l).map(|c| (l.clone(), c.clone())))
+                    .collect(),
+                stores: decl
+                    .key_value_stores
+                    .iter()
+                    .filter_map(|l| storage.stores.get(l).map(|c| (l.clone(), c.clone())))
+                    .collect(),
+                variables: variables.for_component(id),
+                outbound: OutboundPolicy::new(&decl.allowed_outbound_hosts)
+                    .with_context(|| format!("component {id:?}"))?,
+            };
+            components.insert(
+                id.clone(),
+                LoadedComponent {
+                    pre,
+                    grants: Arc::new(grants),
+                },
+            );
+        }
+        Ok(App {
+            router,
+            components,
+            metrics: Arc::new(Metrics::new()),
+            max_request_bytes: options.max_request_bytes,
+            name: manifest.application.name.clone(),
+        })
+    }
+
+    pub fn routes(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.router
+            .routes()
+            .iter()
+            .map(|r| (r.raw.as_str(), r.component.as_str()))
+    }
+
+    /// Serves one request; never fails: errors become 4xx/5xx responses and a log line.
+    pub async fn handle(
+        &self,
+        request: Request<Incoming>,
+        client: SocketAddr,
+        local: SocketAddr,
+    ) -> Response<Body> {
+        let started = Instant::now();
+        let path = request.uri().path().to_owned();
+        let Some(matched) = self.router.route(&path) else {
+            return plain(StatusCode::NOT_FOUND, "not found\n");
+        };
+        let component = matched.component.to_owned();
+        let route = matched.raw.to_owned();
+        let response = match self.run_component(request, &matched, client, local).await {
+            Ok(response) => response,
+            Err(HandleError::TooLarge) => {
+                plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n")
+            }
+            Err(HandleError::BadRequest(e)) => plain(StatusCode::BAD_REQUEST, &format!("{e}\n")),
+            Err(HandleError::Component(e)) => {
+                tracing::error!(component = %component, path = %path, error = format!("{e:#}"), "component failed");
+                plain(StatusCode::INTERNAL_SERVER_ERROR, "internal server error\n")
+            }
+        };
+        let labels = ComponentLabels {
+            component: component.clone(),
+        };
+        self.metrics
+            .duration
+            .get_or_create(&labels)
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                component,
+                route,
+                status: response.status().as_u16(),
+            })
+            .inc();
+        response
+    }
+
+    async fn run_component(
+        &self,
+        request: Request<Incoming>,
+        matched: &crate::spin::router::RouteMatch<'_>,
+        client: SocketAddr,
+        local: SocketAddr,
+    ) -> Result<Response<Body>, HandleError> {
+        let loaded = self
+            .components
+            .get(matched.component)
+            .ok_or_else(|| HandleError::Component(anyhow!("route names an unloaded component")))?;
+        let (mut parts, body) = request.into_parts();
+        if parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok())
+            .is_some_and(|len| len > self.max_request_bytes)
+        {
+            return Err(HandleError::TooLarge);
+        }
+        let body = Limited::new(body, self.max_request_bytes)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
+                    HandleError::TooLarge
+                } else {
+                    HandleError::BadRequest(anyhow!("cannot read request body: {e}"))
+                }
+            })?
+            .to_bytes();
+        spin_headers(&mut parts, matched, client, local).map_err(HandleError::BadRequest)?;
+        let body = Full::new(body).map_err(|never: Infallible| -> ErrorCode { match never {} });
+        let request = Request::from_parts(parts, body);
+
+        let labels = ComponentLabels {
+            component: matched.component.to_owned(),
+        };
+        let instantiating = Instant::now();
+        let mut store = Store::new(loaded.pre.engine(), SpinState::new(loaded.grants.clone()));
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let to_guest = |e: wasmtime::Error| HandleError::Component(anyhow::Error::from(e));
+        let incoming = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, request)
+            .map_err(to_guest)?;
+        let outparam = store
+            .data_mut()
+            .http()
+            .new_response_outparam(sender)
+            .map_err(to_guest)?;
+        let proxy = loaded
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(to_guest)?;
+        self.metrics
+            .instantiation
+            .get_or_create(&labels)
+            .observe(instantiating.elapsed().as_secs_f64());
+        let live = self.metrics.live_instances.get_or_create(&labels).clone();
+        live.inc();
+        // The guest may keep streaming the body after sending the head, so it runs in its own task.
+        let task = tokio::task::spawn(async move {
+            let result = proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, incoming, outparam)
+                .await;
+            live.dec();
+            result
+        });
+        match receiver.await {
+            Ok(Ok(response)) => {
+                Ok(response.map(|body| body.map_err(anyhow::Error::from).boxed_unsync()))
+            }
+            Ok(Err(code)) => Err(HandleError::Component(anyhow!(
+                "component returned error code {code:?}"
+            ))),
+            Err(_) => {
+                let error = match task.await {
+                    Ok(Ok(())) => anyhow!("component returned without setting a response"),
+                    Ok(Err(trap)) => anyhow::Error::from(trap),
+                    Err(join) => anyhow!("component task failed: {join}"),
+                };
+                Err(HandleError::Component(error))
+            }
+        }
+    }
+}
+
+enum HandleError {
+    TooLarge,
+    BadRequest(anyhow::Error),
+    Component(anyhow::Error),
+}
+
+/// The `spin-*` request headers Spin sets. Incoming headers of the same names are replaced, so
+/// a client cannot spoof them.
+fn spin_headers(
+    parts: &mut http::request::Parts,
+    matched: &crate::spin::router::RouteMatch<'_>,
+    client: SocketAddr,
+    local: SocketAddr,
+) -> anyhow::Result<()> {
+    let host = parts
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .unwrap_or_else(|| local.to_string());
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    let full_url = format!("http://{host}{path_and_query}");
+    let component_route = if matched.prefix.is_empty() {
+        "/"
+    } else {
+        matched.prefix
+    };
+    let values = [
+        ("spin-full-url", full_url.clone()),
+        ("spin-path-info", matched.path_info.clone()),
+        ("spin-matched-route", matched.raw.to_owned()),
+        ("spin-raw-component-route", matched.raw.to_owned()),
+        ("spin-component-route", component_route.to_owned()),
+        ("spin-base-path", "/".to_owned()),
+        ("spin-client-addr", client.to_string()),
+    ];
+    let headers = &mut parts.headers;
+    let spoofed: Vec<_> = headers
+        .keys()
+        .filter(|k| k.as_str().starts_with("spin-"))
+        .cloned()
+        .collect();
+    for key in spoofed {
+        headers.remove(key);
+    }
+    for (name, value) in values {
+        headers.insert(
+            name,
+            value.parse().with_context(|| format!("header {name}"))?,
+        );
+    }
+    // wasi:http needs an absolute URI to give the guest its authority and scheme.
+    parts.uri = full_url.parse().context("request URI")?;
+    Ok(())
+}
+
+fn plain(status: StatusCode, text: &str) -> Response<Body> {
+    let mut response = Response::new(
+        Full::new(Bytes::from(text.to_owned()))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain"),
+    );
+    response
+}
+
+/// Accepts connections until `shutdown` resolves; each connection is served in its own task.
+pub async fn serve(
+    app: Arc<App>,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let local = listener.local_addr()?;
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, client) = tokio::select! {
+            accepted = listener.accept() => accepted?,
+            () = &mut shutdown => return Ok(()),
+        };
+        let app = app.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let app = app.clone();
+                async move { Ok::<_, Infallible>(app.handle(request, client, local).await) }
+            });
+            if let Err(error) = hyper::server::conn::http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(%client, %error, "connection ended with an error");
+            }
+        });
+    }
+}
+
+/// Serves `/metrics` (Prometheus text) on the admin listener.
+pub async fn serve_admin(metrics: Arc<Metrics>, listener: TcpListener) -> anyhow::Result<()> {
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                let metrics = metrics.clone();
+                async move {
+                    let response = if request.uri().path() == "/metrics" {
+                        let mut response = plain(StatusCode::OK, &metrics.encode());
+                        response.headers_mut().insert(
+                            http::header::CONTENT_TYPE,
+                            http::HeaderValue::from_static(
+                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            ),
+                        );
+                        response
+                    } else {
+                        plain(
+                            StatusCode::NOT_FOUND,
+                            "not found: the admin listener serves /metrics\n",
+                        )
+                    };
+                    Ok::<_, Infallible>(response)
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}

@@ -1,0 +1,193 @@
+//! The SQLite files behind `fermyon:spin/sqlite` databases and `fermyon:spin/key-value` stores.
+//!
+//! As in Spin, the `default` database and store live in the application's state directory
+//! (`.spin/sqlite_db.db`, `.spin/sqlite_key_value.db`); other labels must be declared in a
+//! runtime configuration file, and using an undeclared label is an error at start-up.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::Connection;
+use serde::Deserialize;
+
+use crate::spin::manifest::Manifest;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("cannot read runtime config {path}: {message}")]
+    RuntimeConfig { path: String, message: String },
+    #[error(
+        "component {component:?} uses {kind} {label:?}, which is neither \"default\" nor declared in a runtime config file"
+    )]
+    Undeclared {
+        component: String,
+        kind: &'static str,
+        label: String,
+    },
+    #[error(
+        "{kind} {label:?} has type {kind_type:?}; wattlet supports type = \"spin\" (a local SQLite file)"
+    )]
+    UnsupportedType {
+        kind: &'static str,
+        label: String,
+        kind_type: String,
+    },
+    #[error("cannot open {path}: {source}")]
+    Open {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("cannot create state directory {path}: {source}")]
+    StateDir {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// The runtime configuration file (`--runtime-config-file`), the subset wattlet implements.
+#[derive(Debug, Default, Deserialize)]
+pub struct RuntimeConfig {
+    #[serde(default)]
+    pub sqlite_database: BTreeMap<String, BackendDecl>,
+    #[serde(default)]
+    pub key_value_store: BTreeMap<String, BackendDecl>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct BackendDecl {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+}
+
+impl RuntimeConfig {
+    pub fn load(path: &Path) -> Result<Self, StorageError> {
+        let err = |message: String| StorageError::RuntimeConfig {
+            path: path.display().to_string(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        toml::from_str(&text).map_err(|e| err(e.to_string()))
+    }
+}
+
+pub type SharedConnection = Arc<Mutex<Connection>>;
+
+/// Open databases by label, shared by every request (SQLite serialises writers anyway).
+#[derive(Debug, Default)]
+pub struct Storage {
+    pub databases: BTreeMap<String, SharedConnection>,
+    pub stores: BTreeMap<String, SharedConnection>,
+}
+
+impl Storage {
+    pub fn open(
+        manifest: &Manifest,
+        config: &RuntimeConfig,
+        state_dir: &Path,
+        config_dir: &Path,
+    ) -> Result<Self, StorageError> {
+        let mut storage = Storage::default();
+        for (component, decl) in &manifest.component {
+            for label in &decl.sqlite_databases {
+                if storage.databases.contains_key(label) {
+                    continue;
+                }
+                let path = backend_path(
+                    "sqlite database",
+                    component,
+                    label,
+                    config.sqlite_database.get(label),
+                    state_dir,
+                    config_dir,
+                    "sqlite_db.db",
+                )?;
+                storage.databases.insert(label.clone(), open_file(&path)?);
+            }
+            for label in &decl.key_value_stores {
+                if storage.stores.contains_key(label) {
+                    continue;
+                }
+                let path = backend_path(
+                    "key-value store",
+                    component,
+                    label,
+                    config.key_value_store.get(label),
+                    state_dir,
+                    config_dir,
+                    "sqlite_key_value.db",
+                )?;
+                let connection = open_file(&path)?;
+                connection
+                    .lock()
+                    .map_err(|_| StorageError::Open {
+                        path: path.display().to_string(),
+                        source: rusqlite::Error::InvalidQuery,
+                    })?
+                    .execute_batch(
+                        "CREATE TABLE IF NOT EXISTS spin_key_value (
+                             store TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,
+                             PRIMARY KEY (store, key))",
+                    )
+                    .map_err(|source| StorageError::Open {
+                        path: path.display().to_string(),
+                        source,
+                    })?;
+                storage.stores.insert(label.clone(), connection);
+            }
+        }
+        Ok(storage)
+    }
+}
+
+fn backend_path(
+    kind: &'static str,
+    component: &str,
+    label: &str,
+    decl: Option<&BackendDecl>,
+    state_dir: &Path,
+    config_dir: &Path,
+    default_file: &str,
+) -> Result<PathBuf, StorageError> {
+    match decl {
+        Some(decl) if decl.kind != "spin" => Err(StorageError::UnsupportedType {
+            kind,
+            label: label.to_owned(),
+            kind_type: decl.kind.clone(),
+        }),
+        Some(BackendDecl {
+            path: Some(path), ..
+        }) => Ok(config_dir.join(path)),
+        Some(_) => Ok(state_dir.join(format!("{label}.db"))),
+        None if label == "default" => Ok(state_dir.join(default_file)),
+        None => Err(StorageError::Undeclared {
+            component: component.to_owned(),
+            kind,
+            label: label.to_owned(),
+        }),
+    }
+}
+
+fn open_file(path: &Path) -> Result<SharedConnection, StorageError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| StorageError::StateDir {
+            path: dir.display().to_string(),
+            source,
+        })?;
+    }
+    let open_err = |source| StorageError::Open {
+        path: path.display().to_string(),
+        source,
+    };
+    let connection = Connection::open(path).map_err(open_err)?;
+    // WAL: readers do not block the writer, and a crash loses no committed transaction.
+    connection
+        .pragma_update(None, "journal_mode", "WAL")
+        .map_err(open_err)?;
+    connection
+        .busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(open_err)?;
+    Ok(Arc::new(Mutex::new(connection)))
+}

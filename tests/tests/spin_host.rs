@@ -1,0 +1,423 @@
+//! `wattlet serve` runs a real spin-sdk 5.x component (tests/components/spin-probe) over real HTTP
+//! on loopback: every host interface, every "not granted" case, routing, headers, traps, limits
+//! and metrics.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode};
+use tokio::net::{TcpListener, TcpStream};
+use wattlet::spin::server::{App, ServeOptions, serve, serve_admin};
+
+const LIMIT: usize = 64 * 1024;
+
+struct Server {
+    addr: SocketAddr,
+    admin: SocketAddr,
+    _state: tempfile::TempDir,
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn options(state: &std::path::Path) -> ServeOptions {
+    ServeOptions {
+        manifest: repo().join("tests/spin/spin.toml"),
+        state_dir: Some(state.to_path_buf()),
+        runtime_config: Some(repo().join("tests/spin/runtime-config.toml")),
+        max_request_bytes: LIMIT,
+    }
+}
+
+/// One server for all tests, on its own runtime: compiling the probe component once keeps the
+/// suite fast. Tests write disjoint keys and databases.
+fn server() -> &'static Server {
+    static SERVER: std::sync::OnceLock<Server> = std::sync::OnceLock::new();
+    SERVER.get_or_init(|| {
+        let state = tempfile::tempdir().expect("temp dir");
+        let env = |k: &str| (k == "SPIN_VARIABLE_API_TOKEN").then(|| "t0ken".to_owned());
+        let app = Arc::new(App::load_with_env(&options(state.path()), env).expect(
+            "probe app loads (the README's test command builds the probe component first)",
+        ));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let admin = std::net::TcpListener::bind("127.0.0.1:0").expect("bind admin");
+        let server = Server {
+            addr: listener.local_addr().expect("addr"),
+            admin: admin.local_addr().expect("admin addr"),
+            _state: state,
+        };
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Runtime::new().expect("runtime");
+            runtime.block_on(async move {
+                listener.set_nonblocking(true).expect("nonblocking");
+                admin.set_nonblocking(true).expect("nonblocking");
+                let listener = TcpListener::from_std(listener).expect("listener");
+                let admin = TcpListener::from_std(admin).expect("admin");
+                tokio::spawn(serve_admin(app.metrics.clone(), admin));
+                serve(app, listener, std::future::pending()).await
+            })
+        });
+        server
+    })
+}
+
+async fn start() -> &'static Server {
+    server()
+}
+
+async fn send(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    body: &[u8],
+    headers: &[(&str, &str)],
+) -> (StatusCode, String) {
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("handshake");
+    tokio::spawn(connection);
+    let mut request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string());
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request
+        .body(Full::new(Bytes::copy_from_slice(body)))
+        .expect("request");
+    let response = sender.send_request(request).await.expect("response");
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+async fn get(addr: SocketAddr, path: &str) -> (StatusCode, String) {
+    send(addr, Method::GET, path, b"", &[]).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_round_trip_on_default_and_named_databases() {
+    let server = start().await;
+    for db in ["default", "extra"] {
+        for value in ["first", "zweite ✓"] {
+            let (status, body) = send(
+                server.addr,
+                Method::POST,
+                &format!("/probe/sqlite/{db}"),
+                value.as_bytes(),
+                &[],
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{db}: {body}");
+        }
+        let (status, body) = get(server.addr, &format!("/probe/sqlite/{db}")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let values: Vec<String> = serde_json::from_str(&body).expect("JSON array");
+        assert_eq!(values, ["first", "zweite ✓"]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_value_round_trip() {
+    let server = start().await;
+    let (status, _) = get(server.addr, "/probe/kv/default/meter").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = send(
+        server.addr,
+        Method::PUT,
+        "/probe/kv/default/meter",
+        b"MT681",
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        get(server.addr, "/probe/kv/default/meter").await,
+        (StatusCode::OK, "MT681".to_owned())
+    );
+    let (status, _) = send(
+        server.addr,
+        Method::DELETE,
+        "/probe/kv/default/meter",
+        b"",
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        get(server.addr, "/probe/kv/default/meter").await.0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn variables_from_defaults_and_environment() {
+    let server = start().await;
+    assert_eq!(
+        get(server.addr, "/probe/variables/greeting").await,
+        (StatusCode::OK, "hello".to_owned())
+    );
+    assert_eq!(
+        get(server.addr, "/probe/variables/token").await,
+        (StatusCode::OK, "t0ken".to_owned())
+    );
+    let (status, body) = get(server.addr, "/probe/variables/nope").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(body.contains("Undefined"), "{body}");
+    let (_, body) = get(server.addr, "/probe/variables/Bad-Name").await;
+    assert!(body.contains("InvalidName"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_granted_that_the_manifest_does_not_grant() {
+    let server = start().await;
+    let (status, body) = send(
+        server.addr,
+        Method::POST,
+        "/restricted/sqlite/default",
+        b"x",
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("AccessDenied"), "{body}");
+    // A database the application has, but this component was not given.
+    let (status, body) = get(server.addr, "/probe/sqlite/nonexistent").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = send(
+        server.addr,
+        Method::PUT,
+        "/restricted/kv/default/k",
+        b"v",
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("AccessDenied"), "{body}");
+    let (status, body) = get(server.addr, "/restricted/variables/greeting").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(body.contains("Undefined"), "{body}");
+    let upstream = upstream().await;
+    let url = format!("http://{upstream}/");
+    let (status, body) = get(server.addr, &format!("/restricted/outbound?url={url}")).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert!(body.contains("Denied") || body.contains("denied"), "{body}");
+    // The granted component reaches the same upstream.
+    let (status, body) = get(server.addr, &format!("/probe/outbound?url={url}")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("upstream says hi"), "{body}");
+}
+
+/// A plain HTTP server on loopback for outbound tests.
+async fn upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(|_req| async {
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from(
+                        "upstream says hi",
+                    ))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_and_spin_headers_as_spin_sets_them() {
+    let server = start().await;
+    let (status, body) = send(
+        server.addr,
+        Method::GET,
+        "/probe/headers?x=1",
+        b"",
+        &[
+            ("spin-path-info", "/spoofed"),
+            ("spin-client-addr", "6.6.6.6:1"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let header = |name: &str| {
+        json["headers"][name]
+            .as_str()
+            .map(str::to_owned)
+            .or_else(|| json[name].as_str().map(str::to_owned))
+    };
+    assert_eq!(
+        header("spin-path-info").as_deref(),
+        Some("/headers"),
+        "{body}"
+    );
+    assert_eq!(header("spin-matched-route").as_deref(), Some("/probe/..."));
+    assert_eq!(header("spin-component-route").as_deref(), Some("/probe"));
+    assert_eq!(
+        header("spin-raw-component-route").as_deref(),
+        Some("/probe/...")
+    );
+    assert_eq!(
+        header("spin-full-url").as_deref(),
+        Some(format!("http://{}/probe/headers?x=1", server.addr).as_str())
+    );
+    let client = header("spin-client-addr").expect("client addr");
+    assert!(client.starts_with("127.0.0.1:"), "{client}");
+
+    // An exact route: no path info; a longer path does not match it.
+    let (status, body) = get(server.addr, "/exact").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(json["headers"]["spin-path-info"], "", "{body}");
+    assert_eq!(json["headers"]["spin-matched-route"], "/exact", "{body}");
+    assert_eq!(
+        get(server.addr, "/exact/more").await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (status, body) = get(server.addr, "/nothing/here").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::NOT_FOUND, "not found\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trapping_component_gets_500_and_the_server_keeps_serving() {
+    let server = start().await;
+    for _ in 0..3 {
+        assert_eq!(
+            get(server.addr, "/probe/trap").await.0,
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        assert_eq!(
+            get(server.addr, "/probe/hello").await,
+            (StatusCode::OK, "hello".to_owned())
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_bodies_over_the_limit_get_413() {
+    let server = start().await;
+    let small = vec![b'a'; 1000];
+    let (status, body) = send(server.addr, Method::POST, "/probe/echo", &small, &[]).await;
+    assert_eq!((status, body.len()), (StatusCode::OK, 1000));
+    let big = vec![b'a'; LIMIT + 1];
+    assert_eq!(
+        send(server.addr, Method::POST, "/probe/echo", &big, &[])
+            .await
+            .0,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_requests_by_component_route_and_status() {
+    let server = start().await;
+    // Only this test sends /restricted/hello and /restricted/trap.
+    for _ in 0..2 {
+        assert_eq!(
+            get(server.addr, "/restricted/hello").await.0,
+            StatusCode::OK
+        );
+    }
+    assert_eq!(
+        get(server.addr, "/restricted/trap").await.0,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+    let (status, text) = get(server.admin, "/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        text.contains(r#"wattlet_http_requests_total{component="restricted",route="/restricted/...",status="200"} 2"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"wattlet_http_requests_total{component="restricted",route="/restricted/...",status="500"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"wattlet_http_request_duration_seconds_bucket{le="#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"wattlet_http_instantiation_seconds_count{component="restricted"}"#),
+        "{text}"
+    );
+    assert!(text.contains("wattlet_http_live_instances"), "{text}");
+    assert_eq!(get(server.admin, "/other").await.0, StatusCode::NOT_FOUND);
+}
+
+#[test]
+fn start_up_errors_a_user_can_act_on() {
+    let state = tempfile::tempdir().expect("temp dir");
+    let err = App::load_with_env(&options(state.path()), |_| None)
+        .err()
+        .expect("missing variable");
+    assert!(
+        format!("{err:#}").contains("SPIN_VARIABLE_API_TOKEN"),
+        "{err:#}"
+    );
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let manifest = dir.path().join("spin.toml");
+    std::fs::write(&manifest, "spin_manifest_version = 2\n[application]\nname = \"x\"\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"c\"\n[component.c]\nsource = \"missing.wasm\"\n").expect("write");
+    let opts = ServeOptions {
+        manifest: manifest.clone(),
+        state_dir: Some(dir.path().join("s")),
+        runtime_config: None,
+        max_request_bytes: LIMIT,
+    };
+    let err = App::load_with_env(&opts, |_| None)
+        .err()
+        .expect("missing wasm");
+    assert!(format!("{err:#}").contains("missing.wasm"), "{err:#}");
+
+    std::fs::write(&manifest, "spin_manifest_version = 2\n[application\n").expect("write");
+    let err = App::load_with_env(&opts, |_| None)
+        .err()
+        .expect("malformed");
+    assert!(
+        format!("{err:#}").contains("not a valid Spin manifest"),
+        "{err:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_repository_spin_toml_serves_the_data_api_health_endpoint() {
+    let state = tempfile::tempdir().expect("temp dir");
+    let options = ServeOptions {
+        manifest: repo().join("spin.toml"),
+        state_dir: Some(state.path().to_path_buf()),
+        runtime_config: None,
+        max_request_bytes: LIMIT,
+    };
+    let app = Arc::new(App::load_with_env(&options, |_| None).expect("data API loads"));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(serve(app, listener, std::future::pending()));
+    let (status, body) = get(addr, "/api/health").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(json["status"], "ok");
+    assert_eq!(json["database"], "ok");
+    assert_eq!(json["service"], "wattlet-data-api");
+    assert_eq!(get(addr, "/api/nothing").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(get(addr, "/elsewhere").await.0, StatusCode::NOT_FOUND);
+}
