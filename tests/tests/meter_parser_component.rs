@@ -8,15 +8,7 @@ use wattlet::{components, runtime};
 use wattlet_meter_parser::{DecoderOptions, Event, capture};
 
 fn testdata() -> PathBuf {
-    let dir = std::env::var_os("WATTLET_TESTDATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata"));
-    assert!(
-        dir.is_dir(),
-        "test data not found at {} (set WATTLET_TESTDATA)",
-        dir.display()
-    );
-    dir
+    capture::testdata_dir()
 }
 
 fn captures() -> Vec<PathBuf> {

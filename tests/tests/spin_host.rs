@@ -181,6 +181,24 @@ async fn variables_from_defaults_and_environment() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn component_environment_comes_from_the_manifest_only() {
+    let server = start().await;
+    assert_eq!(
+        get(server.addr, "/probe/env/PROBE_MODE").await,
+        (StatusCode::OK, "end-to-end".to_owned())
+    );
+    assert_eq!(
+        get(server.addr, "/restricted/env/PROBE_MODE").await.0,
+        StatusCode::NOT_FOUND
+    );
+    // The host's own environment does not leak into components.
+    assert_eq!(
+        get(server.addr, "/probe/env/PATH").await.0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_is_granted_that_the_manifest_does_not_grant() {
     let server = start().await;
     let (status, body) = send(

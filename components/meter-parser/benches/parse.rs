@@ -7,7 +7,7 @@
 //! Test data: `$WATTLET_TESTDATA` or `<repo>/../shared/testdata` (see `sml/SOURCES.md` there).
 
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -24,17 +24,7 @@ struct Capture {
 }
 
 fn testdata_dir() -> PathBuf {
-    let dir = match std::env::var_os("WATTLET_TESTDATA") {
-        Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata"),
-    };
-    let sml = dir.join("sml");
-    assert!(
-        sml.is_dir(),
-        "SML test data not found at {}: set WATTLET_TESTDATA to the directory holding sml/",
-        sml.display()
-    );
-    sml
+    capture::testdata_dir().join("sml")
 }
 
 /// All SML captures below `sml/`, each once: the libsml-testing `.hex` files repeat their `.bin`

@@ -1,7 +1,7 @@
 //! Capture files as people keep them: raw bytes (`.bin`) or hex text (`.hex`, and `.txt` files that
 //! hold nothing but hex digits and white space). A `.txt` with anything else is a raw ASCII capture.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
@@ -14,6 +14,23 @@ pub enum CaptureError {
     OddHex { path: String },
     #[error("{path}: not hex at character {at}")]
     NotHex { path: String, at: usize },
+}
+
+/// The project's real meter captures, for tests, benchmarks and `./dev run`: `$WATTLET_TESTDATA`,
+/// else `shared/testdata` beside the repository checkout. Panics with a hint when missing, as
+/// callers are test and benchmark harnesses.
+pub fn testdata_dir() -> PathBuf {
+    let dir = match std::env::var_os("WATTLET_TESTDATA") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata"),
+    };
+    assert!(
+        dir.join("sml/SOURCES.md").is_file(),
+        "meter captures not found at {} (no sml/SOURCES.md): set WATTLET_TESTDATA to the \
+         shared/testdata directory",
+        dir.display()
+    );
+    dir
 }
 
 /// Reads a capture file and returns the bytes the probe delivered.

@@ -22,19 +22,8 @@ const ESCAPE: [u8; 4] = [0x1b; 4];
 // Test data and decoding helpers
 // ---------------------------------------------------------------------------------------------
 
-/// `$WATTLET_TESTDATA`, else `shared/testdata` next to the repository checkout.
 fn testdata() -> PathBuf {
-    let dir = match std::env::var_os("WATTLET_TESTDATA") {
-        Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata"),
-    };
-    assert!(
-        dir.join("sml/SOURCES.md").is_file(),
-        "test captures not found at {} (no sml/SOURCES.md): set WATTLET_TESTDATA to the \
-         shared/testdata directory",
-        dir.display()
-    );
-    dir
+    capture::testdata_dir()
 }
 
 fn load(relative: &str) -> Vec<u8> {

@@ -38,6 +38,8 @@ pub struct Grants {
     pub stores: BTreeMap<String, SharedConnection>,
     pub variables: BTreeMap<String, String>,
     pub outbound: OutboundPolicy,
+    /// `[component.X] environment`: the component's environment variables.
+    pub environment: Vec<(String, String)>,
 }
 
 pub struct SpinState {
@@ -51,7 +53,11 @@ pub struct SpinState {
 impl SpinState {
     pub fn new(grants: Arc<Grants>) -> Self {
         SpinState {
-            wasi: WasiCtx::builder().inherit_stdout().inherit_stderr().build(),
+            wasi: WasiCtx::builder()
+                .inherit_stdout()
+                .inherit_stderr()
+                .envs(&grants.environment)
+                .build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             outbound: grants.outbound.clone(),

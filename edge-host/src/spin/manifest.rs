@@ -100,6 +100,7 @@ pub struct ComponentDecl {
     pub variables: BTreeMap<String, String>,
     #[serde(default)]
     pub environment: BTreeMap<String, String>,
+    /// Files mounted into the component; not supported yet (an error at start-up).
     #[serde(default)]
     pub files: Vec<toml::Value>,
     #[serde(default)]

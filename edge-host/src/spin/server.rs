@@ -114,6 +114,12 @@ impl App {
         host::add_to_linker(&mut linker)?;
         let mut components = BTreeMap::new();
         for (id, decl) in &manifest.component {
+            if !decl.files.is_empty() {
+                return Err(anyhow!(
+                    "component {id:?} mounts `files`, which wattlet serve does not support yet; \
+                     embed the data in the component or serve it from a database"
+                ));
+            }
             let path = manifest.source_path(id).map_err(|e| anyhow!(e))?;
             if !path.is_file() {
                 return Err(anyhow!(
@@ -145,6 +151,7 @@ impl App {
                 variables: variables.for_component(id),
                 outbound: OutboundPolicy::new(&decl.allowed_outbound_hosts)
                     .with_context(|| format!("component {id:?}"))?,
+                environment: decl.environment.clone().into_iter().collect(),
             };
             components.insert(
                 id.clone(),

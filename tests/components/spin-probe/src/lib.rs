@@ -13,6 +13,7 @@
 //! | GET | `/kv/<store>/<key>` | 200 with the value, or 404 `not found` |
 //! | DELETE | `/kv/<store>/<key>` | deletes the key, 200 `ok` |
 //! | GET | `/variables/<name>` | 200 with the variable's value |
+//! | GET | `/env/<name>` | 200 with the environment variable's value, 404 when unset |
 //! | GET | `/outbound?url=<url-encoded URL>` | outgoing GET, 200 `{"status": <upstream status>, "body": "<upstream body>"}` |
 //! | GET | `/headers` or empty (exact route) | 200 `{"method", "uri", "path", "query", "headers": {...}}` |
 //! | any | `/echo` | 200 with the request body |
@@ -51,6 +52,10 @@ async fn handle(req: Request) -> Response {
         (Method::Get, ["kv", store, key]) => kv_get(store, key),
         (Method::Delete, ["kv", store, key]) => kv_delete(store, key),
         (Method::Get, ["variables", name]) => variable(name),
+        (Method::Get, ["env", name]) => Ok(match std::env::var(name) {
+            Ok(value) => text(200, value),
+            Err(e) => text(404, e.to_string()),
+        }),
         (Method::Get, ["outbound"]) => outbound(&req).await,
         (Method::Get, [""] | ["headers"]) => Ok(headers(&req)),
         (_, ["echo"]) => Ok(Response::new(200, req.into_body())),
