@@ -37,17 +37,10 @@ pub struct Manifest {
     pub dir: PathBuf,
 }
 
+/// `[application]`; keys other than the name (version, authors, …) are informational.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Application {
     pub name: String,
-    #[serde(default)]
-    pub version: Option<String>,
-    #[serde(default)]
-    pub description: Option<String>,
-    #[serde(default)]
-    pub authors: Vec<String>,
-    #[serde(default)]
-    pub trigger: Option<toml::Table>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -71,10 +64,15 @@ pub struct Triggers {
 pub struct HttpTrigger {
     pub route: Route,
     pub component: String,
+    /// `{ type = "spin" }` (the default) or `{ type = "wagi" }`, which wattlet does not run.
     #[serde(default)]
-    pub id: Option<String>,
-    #[serde(default)]
-    pub executor: Option<toml::Value>,
+    pub executor: Option<Executor>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Executor {
+    #[serde(rename = "type")]
+    pub kind: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -103,17 +101,13 @@ pub struct ComponentDecl {
     /// Files mounted into the component; not supported yet (an error at start-up).
     #[serde(default)]
     pub files: Vec<toml::Value>,
-    #[serde(default)]
-    pub description: Option<String>,
-    #[serde(default)]
-    pub build: Option<toml::Table>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum Source {
     Path(String),
-    Remote { url: String, digest: String },
+    Remote { url: String },
 }
 
 impl Manifest {
@@ -154,6 +148,14 @@ impl Manifest {
             {
                 return Err(invalid(format!("route {route:?} must start with '/'")));
             }
+            if let Some(executor) = &trigger.executor
+                && executor.kind != "spin"
+            {
+                return Err(invalid(format!(
+                    "component {:?} uses the {:?} executor; wattlet runs wasi:http components (executor \"spin\") only",
+                    trigger.component, executor.kind
+                )));
+            }
         }
         for (name, decl) in &manifest.variables {
             if decl.required && decl.default.is_some() {
@@ -178,7 +180,7 @@ impl Manifest {
             .ok_or_else(|| format!("no component {component:?}"))?;
         match &decl.source {
             Source::Path(path) => Ok(self.dir.join(path)),
-            Source::Remote { url, .. } => Err(format!(
+            Source::Remote { url } => Err(format!(
                 "component {component:?} has a remote source ({url}); wattlet runs local files only: \
                  download it and point `source` at the file"
             )),
@@ -257,7 +259,10 @@ command = "cargo build"
                 APP.replace("[application]", "[applicaton]"),
                 "unknown field",
             ),
-            ("spin_manifest_version = ".to_owned(), "invalid"),
+            (
+                "spin_manifest_version = ".to_owned(),
+                "not a valid Spin manifest",
+            ),
         ];
         for (text, expected) in cases {
             let err = Manifest::parse(&text, PathBuf::new(), "spin.toml")
