@@ -82,6 +82,28 @@ pub struct Storage {
     pub stores: BTreeMap<String, SharedConnection>,
 }
 
+/// The two kinds of label a component can be granted, and how their files are laid out.
+struct BackendKind {
+    name: &'static str,
+    default_file: &'static str,
+    /// Schema created when the file is opened.
+    schema: &'static str,
+}
+
+const DATABASE: BackendKind = BackendKind {
+    name: "sqlite database",
+    default_file: "sqlite_db.db",
+    schema: "",
+};
+
+const KEY_VALUE_STORE: BackendKind = BackendKind {
+    name: "key-value store",
+    default_file: "sqlite_key_value.db",
+    schema: "CREATE TABLE IF NOT EXISTS spin_key_value (
+                 store TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,
+                 PRIMARY KEY (store, key))",
+};
+
 impl Storage {
     pub fn open(
         manifest: &Manifest,
@@ -91,51 +113,35 @@ impl Storage {
     ) -> Result<Self, StorageError> {
         let mut storage = Storage::default();
         for (component, decl) in &manifest.component {
-            for label in &decl.sqlite_databases {
-                if storage.databases.contains_key(label) {
-                    continue;
+            let grants = [
+                (
+                    &DATABASE,
+                    &decl.sqlite_databases,
+                    &config.sqlite_database,
+                    &mut storage.databases,
+                ),
+                (
+                    &KEY_VALUE_STORE,
+                    &decl.key_value_stores,
+                    &config.key_value_store,
+                    &mut storage.stores,
+                ),
+            ];
+            for (kind, labels, declared, opened) in grants {
+                for label in labels {
+                    if opened.contains_key(label) {
+                        continue;
+                    }
+                    let path = backend_path(
+                        kind,
+                        component,
+                        label,
+                        declared.get(label),
+                        state_dir,
+                        config_dir,
+                    )?;
+                    opened.insert(label.clone(), open_file(&path, kind.schema)?);
                 }
-                let path = backend_path(
-                    "sqlite database",
-                    component,
-                    label,
-                    config.sqlite_database.get(label),
-                    state_dir,
-                    config_dir,
-                    "sqlite_db.db",
-                )?;
-                storage.databases.insert(label.clone(), open_file(&path)?);
-            }
-            for label in &decl.key_value_stores {
-                if storage.stores.contains_key(label) {
-                    continue;
-                }
-                let path = backend_path(
-                    "key-value store",
-                    component,
-                    label,
-                    config.key_value_store.get(label),
-                    state_dir,
-                    config_dir,
-                    "sqlite_key_value.db",
-                )?;
-                let connection = open_file(&path)?;
-                connection
-                    .lock()
-                    .map_err(|_| StorageError::Open {
-                        path: path.display().to_string(),
-                        source: rusqlite::Error::InvalidQuery,
-                    })?
-                    .execute_batch(
-                        "CREATE TABLE IF NOT EXISTS spin_key_value (
-                             store TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,
-                             PRIMARY KEY (store, key))",
-                    )
-                    .map_err(|source| StorageError::Open {
-                        path: path.display().to_string(),
-                        source,
-                    })?;
-                storage.stores.insert(label.clone(), connection);
             }
         }
         Ok(storage)
@@ -143,17 +149,16 @@ impl Storage {
 }
 
 fn backend_path(
-    kind: &'static str,
+    kind: &BackendKind,
     component: &str,
     label: &str,
     decl: Option<&BackendDecl>,
     state_dir: &Path,
     config_dir: &Path,
-    default_file: &str,
 ) -> Result<PathBuf, StorageError> {
     match decl {
         Some(decl) if decl.kind != "spin" => Err(StorageError::UnsupportedType {
-            kind,
+            kind: kind.name,
             label: label.to_owned(),
             kind_type: decl.kind.clone(),
         }),
@@ -161,16 +166,16 @@ fn backend_path(
             path: Some(path), ..
         }) => Ok(config_dir.join(path)),
         Some(_) => Ok(state_dir.join(format!("{label}.db"))),
-        None if label == "default" => Ok(state_dir.join(default_file)),
+        None if label == "default" => Ok(state_dir.join(kind.default_file)),
         None => Err(StorageError::Undeclared {
             component: component.to_owned(),
-            kind,
+            kind: kind.name,
             label: label.to_owned(),
         }),
     }
 }
 
-fn open_file(path: &Path) -> Result<SharedConnection, StorageError> {
+fn open_file(path: &Path, schema: &str) -> Result<SharedConnection, StorageError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|source| StorageError::StateDir {
             path: dir.display().to_string(),
@@ -189,5 +194,54 @@ fn open_file(path: &Path) -> Result<SharedConnection, StorageError> {
     connection
         .busy_timeout(std::time::Duration::from_secs(5))
         .map_err(open_err)?;
+    connection.execute_batch(schema).map_err(open_err)?;
     Ok(Arc::new(Mutex::new(connection)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(databases: &str, stores: &str) -> Manifest {
+        let text = format!(
+            "spin_manifest_version = 2\n[application]\nname = \"t\"\n[component.c]\nsource = \"c.wasm\"\n\
+             sqlite_databases = {databases}\nkey_value_stores = {stores}\n"
+        );
+        Manifest::parse(&text, PathBuf::new(), "t").unwrap()
+    }
+
+    #[test]
+    fn default_labels_live_in_the_state_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = manifest(r#"["default"]"#, r#"["default"]"#);
+        let storage = Storage::open(&m, &RuntimeConfig::default(), dir.path(), dir.path()).unwrap();
+        assert!(dir.path().join("sqlite_db.db").is_file());
+        assert!(dir.path().join("sqlite_key_value.db").is_file());
+        let kv = storage.stores["default"].lock().unwrap();
+        kv.execute(
+            "INSERT INTO spin_key_value VALUES ('default', 'k', x'01')",
+            [],
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn other_labels_need_a_runtime_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = manifest(r#"["default", "extra"]"#, "[]");
+        let err = Storage::open(&m, &RuntimeConfig::default(), dir.path(), dir.path()).unwrap_err();
+        assert!(
+            err.to_string().contains("\"extra\", which is neither"),
+            "{err}"
+        );
+        let config: RuntimeConfig =
+            toml::from_str("[sqlite_database.extra]\ntype = \"spin\"\npath = \"data/extra.db\"\n")
+                .unwrap();
+        Storage::open(&m, &config, &dir.path().join("state"), dir.path()).unwrap();
+        assert!(dir.path().join("data/extra.db").is_file());
+        let config: RuntimeConfig =
+            toml::from_str("[sqlite_database.extra]\ntype = \"libsql\"\n").unwrap();
+        let err = Storage::open(&m, &config, dir.path(), dir.path()).unwrap_err();
+        assert!(err.to_string().contains("libsql"), "{err}");
+    }
 }
