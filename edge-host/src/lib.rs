@@ -6,4 +6,5 @@
 pub mod components;
 pub mod meter;
 pub mod runtime;
+pub mod sim;
 pub mod spin;

@@ -21,6 +21,48 @@ pub enum MeterCommand {
     /// is read as raw ASCII. Exit status: 0 when every file yielded a telegram, 1 when some file
     /// yielded none, 2 on errors (unreadable file, missing component).
     Parse(ParseArgs),
+    /// Simulate a meter: SML frames on a pseudo-terminal, read like a real serial probe.
+    ///
+    /// Opens a pty pair set raw at 9600 8N1, prints the slave's path (e.g. /dev/pts/7) on
+    /// stdout, then writes one SML transport-v1 frame per interval: OpenResponse, GetListResponse
+    /// with 1-0:1.8.0 (import, Wh), 1-0:2.8.0 (export, Wh) and 1-0:16.7.0 (power, W), and
+    /// CloseResponse, with correct message and transport CRCs. Frame i describes simulated time
+    /// i × interval, so the output is deterministic: power follows a day curve around
+    /// --power-w (half of it at midnight, 1.5× at noon) and energy integrates it exactly.
+    /// With --replay, a real capture is written in a loop at 9600-baud pace instead.
+    /// Runs until --count is reached or Ctrl-C; frames nobody reads are dropped, as on a line.
+    Sim(SimArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// Also create a symlink PATH → the slave device, for a stable configuration; removed on
+    /// exit. An existing symlink is replaced, any other file is left alone (error).
+    #[arg(long, value_name = "PATH")]
+    link: Option<PathBuf>,
+    /// Milliseconds between frames (real meters: 1000–4000).
+    #[arg(long, default_value_t = 1000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    interval_ms: u64,
+    /// Stop after N frames (with --replay: N passes over the capture); default: until Ctrl-C.
+    #[arg(long, value_name = "N")]
+    count: Option<u64>,
+    /// Energy import (1-0:1.8.0) of the first frame, in Wh.
+    #[arg(long, default_value_t = 1_000_000, value_name = "N")]
+    start_wh: u64,
+    /// Mean power in W; negative simulates feeding in (counted on 1-0:2.8.0).
+    #[arg(
+        long,
+        default_value_t = 500,
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    power_w: i64,
+    /// The meter's server id in hex (the meter id the parser reports).
+    #[arg(long, default_value = "0a01574c540000bc614e", value_name = "HEX")]
+    server_id: String,
+    /// Replay this capture (.bin, .hex; as `meter parse` reads it) instead of synthetic frames.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["start_wh", "power_w", "server_id"])]
+    replay: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -62,7 +104,84 @@ enum ProtocolArg {
 pub fn run(command: MeterCommand) -> anyhow::Result<ExitCode> {
     match command {
         MeterCommand::Parse(args) => parse(args),
+        MeterCommand::Sim(args) => sim(args),
     }
+}
+
+fn sim(args: SimArgs) -> anyhow::Result<ExitCode> {
+    let source = match &args.replay {
+        Some(file) => wattlet::sim::Source::Replay(capture::load(file)?),
+        None => {
+            let server_id = hex::decode(args.server_id.trim())
+                .with_context(|| format!("--server-id {:?} is not hex", args.server_id))?;
+            anyhow::ensure!(
+                (1..=255).contains(&server_id.len()),
+                "--server-id must hold 1 to 255 bytes"
+            );
+            wattlet::sim::Source::Synthetic {
+                server_id,
+                start_wh: args.start_wh,
+                mean_power_w: args.power_w,
+            }
+        }
+    };
+    let options = wattlet::sim::Options {
+        source,
+        interval: std::time::Duration::from_millis(args.interval_ms),
+        count: args.count,
+    };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    watch_signals(stop.clone())?;
+    let pty = wattlet::sim::Pty::open()?;
+    let _link = match &args.link {
+        Some(link) => Some(wattlet::sim::Link::create(link, pty.slave_path())?),
+        None => None,
+    };
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", pty.slave_path().display()).context("cannot write to stdout")?;
+        out.flush().context("cannot write to stdout")?;
+    }
+    let stats = wattlet::sim::run(&pty, &options, &stop)?;
+    let unit = if args.replay.is_some() {
+        ("passes over the capture", "chunks")
+    } else {
+        ("frames written", "frames")
+    };
+    eprintln!(
+        "meter sim: {} {} ({} bytes), {} {} dropped (nobody reading)",
+        stats.frames_written, unit.0, stats.bytes_written, stats.frames_dropped, unit.1
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Raises `stop` on Ctrl-C or SIGTERM, so the simulator exits cleanly and removes its link.
+fn watch_signals(stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the signal watcher")?;
+    // Registered here, before the first frame, so an early signal is not missed.
+    let (mut int, mut term) = runtime.block_on(async {
+        anyhow::Ok((
+            signal(SignalKind::interrupt()).context("cannot watch SIGINT")?,
+            signal(SignalKind::terminate()).context("cannot watch SIGTERM")?,
+        ))
+    })?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            runtime.block_on(async {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+            });
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        })
+        .context("cannot start the signal watcher")?;
+    Ok(())
 }
 
 fn parse(args: ParseArgs) -> anyhow::Result<ExitCode> {
