@@ -142,15 +142,6 @@ pub enum SkipReason {
 }
 
 impl SkipReason {
-    pub const ALL: [SkipReason; 6] = [
-        SkipReason::Garbage,
-        SkipReason::Truncated,
-        SkipReason::ChecksumMismatch,
-        SkipReason::Malformed,
-        SkipReason::Oversized,
-        SkipReason::RequestEcho,
-    ];
-
     pub fn as_str(self) -> &'static str {
         match self {
             SkipReason::Garbage => "garbage",

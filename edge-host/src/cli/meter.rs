@@ -282,7 +282,7 @@ fn telegram_json(file: &Path, telegram: &Telegram) -> Json {
         let value = match &reading.value {
             Value::Number(d) => json!(d.to_f64()),
             Value::Text(t) => json!(t),
-            Value::Octets(o) => json!(o.iter().map(|b| format!("{b:02x}")).collect::<String>()),
+            Value::Octets(o) => json!(hex::encode(o)),
             Value::Boolean(b) => json!(b),
         };
         readings
