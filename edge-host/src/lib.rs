@@ -5,6 +5,7 @@
 
 pub mod components;
 pub mod meter;
+pub mod pki;
 pub mod runtime;
 pub mod sim;
 pub mod spin;

@@ -1,5 +1,6 @@
 //! Command-line interface: one module per command group.
 
+mod ca;
 mod meter;
 mod serve;
 
@@ -17,6 +18,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Certificate authority for device identities and servers (mutual TLS).
+    #[command(subcommand)]
+    Ca(ca::CaCommand),
     /// Work with meters and their telegrams.
     #[command(subcommand)]
     Meter(meter::MeterCommand),
@@ -26,6 +30,7 @@ enum Command {
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Ca(command) => ca::run(command),
         Command::Meter(command) => meter::run(command),
         Command::Serve(args) => serve::run(args),
     }
