@@ -4,6 +4,7 @@
 //! daemon), in queue workers and in the local all-in-one mode.
 
 pub mod components;
+pub mod edge;
 pub mod meter;
 pub mod pki;
 pub mod runtime;

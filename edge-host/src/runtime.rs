@@ -13,6 +13,16 @@ pub fn engine() -> anyhow::Result<Engine> {
     if std::env::var_os("WATTLET_PERFMAP").is_some() {
         config.profiler(wasmtime::ProfilingStrategy::PerfMap);
     }
+    // Compiled code is cached on disk (wasmtime's default cache directory), so a restarted
+    // edge daemon is back in milliseconds instead of recompiling every component.
+    match wasmtime::Cache::new(wasmtime::CacheConfig::new()) {
+        Ok(cache) => {
+            config.cache(Some(cache));
+        }
+        Err(error) => {
+            tracing::warn!(%error, "no compilation cache; components compile at every start")
+        }
+    }
     Engine::new(&config)
         .map_err(anyhow::Error::from)
         .context("cannot create the wasmtime engine")

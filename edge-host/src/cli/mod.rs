@@ -1,6 +1,7 @@
 //! Command-line interface: one module per command group.
 
 mod ca;
+mod edge;
 mod meter;
 mod serve;
 
@@ -21,6 +22,8 @@ enum Command {
     /// Certificate authority for device identities and servers (mutual TLS).
     #[command(subcommand)]
     Ca(ca::CaCommand),
+    /// Run the measurement device: read meters, buffer, upload (needs consent).
+    Edge(edge::EdgeArgs),
     /// Work with meters and their telegrams.
     #[command(subcommand)]
     Meter(meter::MeterCommand),
@@ -31,6 +34,7 @@ enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Ca(command) => ca::run(command),
+        Command::Edge(args) => edge::run(args),
         Command::Meter(command) => meter::run(command),
         Command::Serve(args) => serve::run(args),
     }

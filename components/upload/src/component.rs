@@ -1,0 +1,168 @@
+//! The WIT export `wattlet:edge/uplink`: the protocol of this crate over `wasi:http`.
+
+use wasip2::http::outgoing_handler;
+use wasip2::http::types::{Fields, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme};
+use wasip2::io::streams::StreamError;
+
+use crate::protocol::{self, Cloud, Error, Request};
+
+wit_bindgen::generate!({
+    path: "../../wit/edge",
+    world: "upload",
+});
+
+use exports::wattlet::edge::uplink as wit;
+
+/// Answers larger than this are not the Data API's and are refused.
+const MAX_RESPONSE: usize = 4 << 20;
+/// Every call gives up after this long; the host retries on its next report cycle.
+const TIMEOUT_NS: u64 = 30_000_000_000;
+
+struct Component;
+
+export!(Component);
+
+impl wit::Guest for Component {
+    fn upload(cloud: String, batch: Vec<wit::Measurement>) -> Result<Vec<String>, wit::Error> {
+        let cloud = Cloud::parse(&cloud).map_err(to_wit)?;
+        let batch: Vec<_> = batch
+            .into_iter()
+            .map(|m| protocol::Measurement {
+                uuid: m.uuid,
+                meter: m.meter,
+                measured_at: m.measured_at,
+                values: m.values,
+            })
+            .collect();
+        let (status, body) =
+            send(&cloud, &protocol::upload_request(&cloud, &batch)).map_err(to_wit)?;
+        protocol::parse_upload(status, &body, &batch).map_err(to_wit)
+    }
+
+    fn fetch_consent(cloud: String) -> Result<wit::ConsentState, wit::Error> {
+        let cloud = Cloud::parse(&cloud).map_err(to_wit)?;
+        let (status, body) = send(&cloud, &protocol::consent_request(&cloud)).map_err(to_wit)?;
+        Ok(
+            match protocol::parse_consent(status, &body).map_err(to_wit)? {
+                protocol::ConsentState::NotGranted => wit::ConsentState::NotGranted,
+                protocol::ConsentState::Granted => wit::ConsentState::Granted,
+                protocol::ConsentState::Revoked => wit::ConsentState::Revoked,
+            },
+        )
+    }
+
+    fn report_status(cloud: String, status: wit::DeviceStatus) -> Result<(), wit::Error> {
+        let cloud = Cloud::parse(&cloud).map_err(to_wit)?;
+        let status = protocol::DeviceStatus {
+            components: status.components,
+            last_measurement: status.last_measurement,
+            meters: status
+                .meters
+                .into_iter()
+                .map(|m| protocol::MeterStatus {
+                    uuid: m.uuid,
+                    locked: m.locked,
+                    missing: m.missing,
+                })
+                .collect(),
+        };
+        let (code, body) =
+            send(&cloud, &protocol::status_request(&cloud, &status)).map_err(to_wit)?;
+        protocol::parse_status_report(code, &body).map_err(to_wit)
+    }
+}
+
+fn to_wit(e: Error) -> wit::Error {
+    match e {
+        Error::Consent(m) => wit::Error::Consent(m),
+        Error::Forbidden(m) => wit::Error::Forbidden(m),
+        Error::Rejected(m) => wit::Error::Rejected(m),
+        Error::Server(m) => wit::Error::Server(m),
+        Error::Transport(m) => wit::Error::Transport(m),
+        Error::InvalidUrl(m) => wit::Error::InvalidUrl(m),
+    }
+}
+
+/// Sends one request and reads the whole answer: (status, body).
+fn send(cloud: &Cloud, request: &Request) -> Result<(u16, Vec<u8>), Error> {
+    let transport = |what: &str| Error::Transport(what.to_owned());
+    let mut headers = vec![("accept".to_owned(), b"application/json".to_vec())];
+    if request.body.is_some() {
+        headers.push(("content-type".to_owned(), b"application/json".to_vec()));
+    }
+    let headers =
+        Fields::from_list(&headers).map_err(|e| Error::Transport(format!("headers: {e:?}")))?;
+    let outgoing = OutgoingRequest::new(headers);
+    let method = match request.method {
+        "GET" => Method::Get,
+        "PUT" => Method::Put,
+        _ => Method::Post,
+    };
+    outgoing
+        .set_method(&method)
+        .map_err(|()| transport("method"))?;
+    outgoing
+        .set_scheme(Some(&Scheme::Https))
+        .map_err(|()| transport("scheme"))?;
+    outgoing
+        .set_authority(Some(&cloud.authority))
+        .map_err(|()| Error::InvalidUrl(cloud.authority.clone()))?;
+    outgoing
+        .set_path_with_query(Some(&request.path))
+        .map_err(|()| Error::InvalidUrl(request.path.clone()))?;
+    let body = outgoing.body().map_err(|()| transport("request body"))?;
+    if let Some(bytes) = &request.body {
+        let stream = body
+            .write()
+            .map_err(|()| transport("request body stream"))?;
+        // blocking-write-and-flush takes at most 4096 bytes per call.
+        for chunk in bytes.chunks(4096) {
+            stream
+                .blocking_write_and_flush(chunk)
+                .map_err(|e| Error::Transport(format!("writing the request: {e:?}")))?;
+        }
+        drop(stream);
+    }
+    let options = RequestOptions::new();
+    // Not every host lets a guest set timeouts; the default then applies.
+    let _ = options.set_connect_timeout(Some(TIMEOUT_NS));
+    let _ = options.set_first_byte_timeout(Some(TIMEOUT_NS));
+    let _ = options.set_between_bytes_timeout(Some(TIMEOUT_NS));
+    let future = outgoing_handler::handle(outgoing, Some(options))
+        .map_err(|e| Error::Transport(format!("{e:?}")))?;
+    OutgoingBody::finish(body, None).map_err(|e| Error::Transport(format!("{e:?}")))?;
+    future.subscribe().block();
+    let response = match future.get() {
+        Some(Ok(Ok(response))) => response,
+        Some(Ok(Err(e))) => return Err(Error::Transport(format!("{e:?}"))),
+        Some(Err(())) | None => return Err(transport("response already taken")),
+    };
+    let status = response.status();
+    let incoming = response
+        .consume()
+        .map_err(|()| transport("response body"))?;
+    let stream = incoming
+        .stream()
+        .map_err(|()| transport("response body stream"))?;
+    let mut bytes = Vec::new();
+    loop {
+        match stream.blocking_read(64 * 1024) {
+            Ok(chunk) => {
+                bytes.extend_from_slice(&chunk);
+                if bytes.len() > MAX_RESPONSE {
+                    return Err(Error::Server(format!(
+                        "answer larger than {MAX_RESPONSE} bytes"
+                    )));
+                }
+            }
+            Err(StreamError::Closed) => break,
+            Err(StreamError::LastOperationFailed(e)) => {
+                return Err(Error::Transport(format!(
+                    "reading the answer: {}",
+                    e.to_debug_string()
+                )));
+            }
+        }
+    }
+    Ok((status, bytes))
+}

@@ -1,0 +1,269 @@
+//! Probe readers: one thread per meter reads its serial line and runs the parser component.
+//!
+//! The line is opened raw with the meter's speed and framing. Whatever arrives is fed to the
+//! parser component in the chunks the line delivers; every complete telegram replaces the
+//! meter's latest reading. A device that disappears (probe unplugged, simulator restarted) is
+//! reopened until the reader is stopped.
+
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use rustix::event::{PollFd, PollFlags};
+use rustix::fs::{Mode, OFlags};
+use rustix::io::Errno;
+use rustix::termios::{self, ControlModes, OptionalActions};
+use wattlet_meter_parser::{DecoderOptions, Event, SkipReason, Telegram, Unit, Value};
+
+use crate::edge::config::{Framing, MeterConfig, READINGS_OF_INTEREST};
+use crate::meter::{MeterDecoder, ParserComponent};
+
+/// The newest telegram of one meter, reduced to what a measurement needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Latest {
+    /// Counts telegrams since the reader started; a measurement uses each telegram at most once.
+    pub sequence: u64,
+    pub received_at: SystemTime,
+    /// Readings of interest, OBIS hex → value in kWh or kW.
+    pub values: Vec<(String, f64)>,
+    /// Expected OBIS codes the telegram lacked (a meter that needs its PIN).
+    pub missing: Vec<String>,
+}
+
+/// What a reader shares with the daemon.
+#[derive(Debug, Default)]
+pub struct MeterFeed {
+    latest: Mutex<Option<Latest>>,
+}
+
+impl MeterFeed {
+    pub fn latest(&self) -> Option<Latest> {
+        self.latest
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    fn publish(&self, latest: Latest) {
+        match self.latest.lock() {
+            Ok(mut slot) => *slot = Some(latest),
+            Err(poisoned) => *poisoned.into_inner() = Some(latest),
+        }
+    }
+}
+
+/// The readings of interest in a telegram, in the Data API's units (energy in kWh, power in
+/// kW), and the expected codes it lacks. Values in other units are left out: the parser gives
+/// base units (Wh, W), so anything else is a meter we do not understand.
+pub fn reduce(telegram: &Telegram, expected: &[String]) -> (Vec<(String, f64)>, Vec<String>) {
+    let mut values = Vec::new();
+    let mut present = Vec::new();
+    for reading in &telegram.readings {
+        let code = reading.obis.to_hex();
+        present.push(code.clone());
+        if !READINGS_OF_INTEREST.contains(&code.as_str()) {
+            continue;
+        }
+        let Value::Number(mut number) = reading.value else {
+            continue;
+        };
+        match reading.unit {
+            Some(Unit::WATT_HOUR) | Some(Unit::WATT) => {
+                // kilo: three more decimal places, exact until the float conversion.
+                number.scaler = number.scaler.saturating_sub(3);
+                if !values.iter().any(|(c, _)| *c == code) {
+                    values.push((code, number.to_f64()));
+                }
+            }
+            other => {
+                tracing::debug!(obis = %code, unit = ?other, "reading left out: not in Wh or W")
+            }
+        }
+    }
+    let missing = expected
+        .iter()
+        .filter(|code| !present.contains(code))
+        .cloned()
+        .collect();
+    (values, missing)
+}
+
+/// Starts the reader thread of one meter.
+pub fn spawn(
+    meter: MeterConfig,
+    parser: Arc<ParserComponent>,
+    feed: Arc<MeterFeed>,
+    stop: Arc<AtomicBool>,
+) -> JoinHandle<()> {
+    std::thread::Builder::new()
+        .name(format!("probe {}", meter.device.display()))
+        .spawn(move || read_until_stopped(&meter, &parser, &feed, &stop))
+        .unwrap_or_else(|e| panic!("cannot start a reader thread: {e}"))
+}
+
+fn read_until_stopped(
+    meter: &MeterConfig,
+    parser: &ParserComponent,
+    feed: &MeterFeed,
+    stop: &AtomicBool,
+) {
+    let mut sequence = 0;
+    let mut reported_failure = false;
+    while !stop.load(Ordering::Relaxed) {
+        match read_line(meter, parser, feed, stop, &mut sequence) {
+            Ok(()) => return,
+            Err(error) => {
+                // Logged once per outage, not every retry.
+                if !reported_failure {
+                    tracing::warn!(meter = %meter.uuid, device = %meter.device.display(), error = format!("{error:#}"), "probe unavailable; retrying");
+                    reported_failure = true;
+                }
+            }
+        }
+        for _ in 0..10 {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Reads one open session of the line until it fails (error) or `stop` is raised (`Ok`).
+fn read_line(
+    meter: &MeterConfig,
+    parser: &ParserComponent,
+    feed: &MeterFeed,
+    stop: &AtomicBool,
+    sequence: &mut u64,
+) -> anyhow::Result<()> {
+    let line = open_line(&meter.device, meter.baud, meter.framing)?;
+    let options = DecoderOptions {
+        protocol: Some(meter.protocol),
+        ..DecoderOptions::default()
+    };
+    let mut decoder = parser.decoder(&options)?;
+    tracing::info!(meter = %meter.uuid, device = %meter.device.display(), baud = meter.baud, "reading probe");
+    let mut buffer = vec![0u8; 4096];
+    while !stop.load(Ordering::Relaxed) {
+        let mut fds = [PollFd::new(&line, PollFlags::IN)];
+        let timeout = rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: 200_000_000,
+        };
+        match rustix::event::poll(&mut fds, Some(&timeout)) {
+            Ok(0) | Err(Errno::INTR) => continue,
+            Ok(_) => {}
+            Err(e) => return Err(e).context("poll on the probe failed"),
+        }
+        let n = match rustix::io::read(&line, &mut buffer) {
+            Ok(0) => anyhow::bail!("the probe's line closed"),
+            Ok(n) => n,
+            Err(Errno::AGAIN | Errno::INTR) => continue,
+            Err(e) => return Err(e).context("reading the probe failed"),
+        };
+        for event in decoder.push(&buffer[..n])? {
+            match event {
+                Event::Telegram(telegram) => {
+                    *sequence += 1;
+                    let (values, missing) = reduce(&telegram, &meter.expected);
+                    feed.publish(Latest {
+                        sequence: *sequence,
+                        received_at: SystemTime::now(),
+                        values,
+                        missing,
+                    });
+                }
+                // Noise before the first frame is normal on a serial line; corrupt frames are not.
+                Event::Skipped(skipped) if skipped.reason == SkipReason::Garbage => {}
+                Event::Skipped(skipped) => {
+                    tracing::info!(meter = %meter.uuid, reason = skipped.reason.as_str(), bytes = skipped.length, detail = %skipped.detail, "skipped bytes from the probe")
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Opens a serial device raw with the given speed and framing.
+fn open_line(path: &Path, baud: u32, framing: Framing) -> anyhow::Result<OwnedFd> {
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDWR | OFlags::NOCTTY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .with_context(|| format!("cannot open {}", path.display()))?;
+    let mut tio = termios::tcgetattr(&fd)
+        .with_context(|| format!("{} is not a serial device", path.display()))?;
+    tio.make_raw();
+    tio.control_modes.remove(
+        ControlModes::CSIZE | ControlModes::CSTOPB | ControlModes::PARENB | ControlModes::PARODD,
+    );
+    tio.control_modes
+        .insert(ControlModes::CREAD | ControlModes::CLOCAL);
+    match framing {
+        Framing::EightN1 => tio.control_modes.insert(ControlModes::CS8),
+        Framing::SevenE1 => tio
+            .control_modes
+            .insert(ControlModes::CS7 | ControlModes::PARENB),
+    }
+    tio.set_speed(baud)
+        .with_context(|| format!("{} cannot run at {baud} baud", path.display()))?;
+    termios::tcsetattr(&fd, OptionalActions::Now, &tio)
+        .with_context(|| format!("cannot configure {}", path.display()))?;
+    Ok(fd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::edge::config::{ENERGY_IMPORT, POWER_SUM};
+    use wattlet_meter_parser::{Decimal, Integrity, Obis, Protocol, Reading};
+
+    fn reading(obis: [u8; 6], mantissa: i64, scaler: i8, unit: Option<Unit>) -> Reading {
+        Reading {
+            obis: Obis(obis),
+            value: Value::Number(Decimal { mantissa, scaler }),
+            unit,
+            status: None,
+            time: None,
+        }
+    }
+
+    #[test]
+    fn readings_of_interest_in_kilo_units() {
+        let telegram = Telegram {
+            protocol: Protocol::Sml,
+            meter_id: None,
+            header: None,
+            readings: vec![
+                reading([1, 0, 1, 8, 0, 255], 123_456_789, -1, Some(Unit::WATT_HOUR)),
+                reading([1, 0, 16, 7, 0, 255], -250, 0, Some(Unit::WATT)),
+                reading([1, 0, 96, 50, 1, 1], 7, 0, None),
+                reading([1, 0, 2, 8, 0, 255], 5, 0, Some(Unit(33))),
+            ],
+            integrity: Integrity::Verified,
+            offset: 0,
+            length: 0,
+            notes: vec![],
+        };
+        let expected = [
+            ENERGY_IMPORT.to_owned(),
+            POWER_SUM.to_owned(),
+            "0100020700ff".to_owned(),
+        ];
+        let (values, missing) = reduce(&telegram, &expected);
+        assert_eq!(
+            values,
+            [
+                (ENERGY_IMPORT.to_owned(), 12_345.678_9),
+                (POWER_SUM.to_owned(), -0.25)
+            ]
+        );
+        assert_eq!(missing, ["0100020700ff"]);
+    }
+}
