@@ -426,7 +426,8 @@ async fn the_repository_spin_toml_serves_the_data_api_health_endpoint() {
         runtime_config: None,
         max_request_bytes: LIMIT,
     };
-    let app = Arc::new(App::load_with_env(&options, |_| None).expect("data API loads"));
+    let env = |k: &str| (k == "SPIN_VARIABLE_ADMIN_TOKEN").then(|| "admin".to_owned());
+    let app = Arc::new(App::load_with_env(&options, env).expect("data API loads"));
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(serve(app, listener, std::future::pending()));

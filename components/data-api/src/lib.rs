@@ -1,82 +1,154 @@
 //! The wattlet Data API: the REST API of the cloud, a Spin HTTP component (spin-sdk 5, exports
 //! `wasi:http/incoming-handler@0.2.0`). It runs unchanged on `spin up` and on `wattlet serve`.
 //!
-//! Routes (the component is mounted at `/api/...` in the repository's `spin.toml`):
-//! - `GET /api/health`: service, version and whether the `default` sqlite database answers.
-//! - `GET /api/version`: the component's version.
+//! The component is mounted at `/api/...` in the repository's `spin.toml`; every body is JSON.
+//! Numbers in brackets are the endpoints of the Data API table in DESIGN.md.
 //!
-//! Anything else under `/api` is a JSON 404; a known path with the wrong method is a JSON 405.
+//! | method | path | who |
+//! |---|---|---|
+//! | GET | /api/health, /api/version | anyone |
+//! | POST | /api/management/household | administrator |
+//! | GET | /api/management/household \[10\] | administrator |
+//! | POST | /api/management/device/:id/revoke | administrator |
+//! | GET, POST \[3\], DELETE \[4\] | /api/household/consent | participant |
+//! | GET | /api/household/measurement_device \[5\] | participant |
+//! | PUT | /api/household/measurement_device/status | device |
+//! | GET | /api/household/meter \[6\] | participant |
+//! | POST | /api/household/meter/measurement \[8\] | device |
+//! | GET | /api/household/meter/:uuid/measurement \[7\] | participant |
+//!
+//! Authentication is described in [`auth`]. Unknown paths get a JSON 404, a known path with the
+//! wrong method a JSON 405 with `allow`. Errors are `{"error": "<message>"}`.
 //!
 //! The crate is a WebAssembly component only: on native targets it is empty.
 #![cfg(target_family = "wasm")]
 
-use serde_json::{Value, json};
+mod auth;
+mod db;
+mod error;
+mod handlers;
+mod schema;
+mod timestamp;
+mod validate;
+
+use serde_json::Value;
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
-use spin_sdk::sqlite::{Connection, Error as SqliteError};
+
+use crate::db::Db;
+use crate::error::{ApiError, ApiResult};
+use crate::handlers::{consent, household, management, measurement, service};
 
 const SERVICE: &str = "wattlet-data-api";
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// The prefix the manifest mounts the component at.
+const PREFIX: &str = "/api";
+
 #[http_component]
 fn handle(req: Request) -> Response {
-    let handler: fn() -> Response = match req.path() {
-        "/api/health" => health,
-        "/api/version" => version,
-        _ => return json_response(404, &json!({ "error": "not found" })),
+    match route(&req) {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// What a path resolves to: its handler per method, or a service endpoint without database.
+enum Endpoint<'a> {
+    Health,
+    Version,
+    CreateOrListHouseholds,
+    RevokeDevice(&'a str),
+    Consent,
+    Devices,
+    DeviceStatus,
+    Meters,
+    UploadMeasurements,
+    ReadMeasurements(&'a str),
+}
+
+impl Endpoint<'_> {
+    fn allow(&self) -> &'static str {
+        match self {
+            Endpoint::Health
+            | Endpoint::Version
+            | Endpoint::Devices
+            | Endpoint::Meters
+            | Endpoint::ReadMeasurements(_) => "GET",
+            Endpoint::CreateOrListHouseholds => "GET, POST",
+            Endpoint::RevokeDevice(_) | Endpoint::UploadMeasurements => "POST",
+            Endpoint::Consent => "GET, POST, DELETE",
+            Endpoint::DeviceStatus => "PUT",
+        }
+    }
+}
+
+fn resolve(path: &str) -> Option<Endpoint<'_>> {
+    let rest = path.strip_prefix(PREFIX)?;
+    let segments: Vec<&str> = rest.strip_prefix('/')?.split('/').collect();
+    Some(match segments.as_slice() {
+        ["health"] => Endpoint::Health,
+        ["version"] => Endpoint::Version,
+        ["management", "household"] => Endpoint::CreateOrListHouseholds,
+        ["management", "device", id, "revoke"] if !id.is_empty() => Endpoint::RevokeDevice(id),
+        ["household", "consent"] => Endpoint::Consent,
+        ["household", "measurement_device"] => Endpoint::Devices,
+        ["household", "measurement_device", "status"] => Endpoint::DeviceStatus,
+        ["household", "meter"] => Endpoint::Meters,
+        ["household", "meter", "measurement"] => Endpoint::UploadMeasurements,
+        ["household", "meter", uuid, "measurement"] if !uuid.is_empty() => {
+            Endpoint::ReadMeasurements(uuid)
+        }
+        _ => return None,
+    })
+}
+
+fn route(req: &Request) -> ApiResult<Response> {
+    let endpoint = resolve(req.path()).ok_or_else(|| ApiError::NotFound("not found".to_owned()))?;
+    let method = req.method();
+    let not_allowed = || ApiError::MethodNotAllowed {
+        allow: endpoint.allow(),
     };
-    if *req.method() != Method::Get {
-        let mut response = json_response(405, &json!({ "error": "method not allowed" }));
-        response.set_header("allow", "GET");
-        return response;
+    // Service endpoints answer without touching the schema.
+    match (&endpoint, method) {
+        (Endpoint::Health, Method::Get) => return Ok(service::health()),
+        (Endpoint::Version, Method::Get) => return Ok(service::version()),
+        (Endpoint::Health | Endpoint::Version, _) => return Err(not_allowed()),
+        _ => {}
     }
-    handler()
-}
-
-/// `GET /api/health`: 200 when the `default` database answers `SELECT 1`, 503 otherwise.
-fn health() -> Response {
-    let (status, state, database) = match check_database() {
-        Ok(()) => (200, "ok", "ok".to_owned()),
-        Err(e) => (503, "unavailable", sqlite_error_text(&e)),
-    };
-    let body = json!({
-        "status": state,
-        "service": SERVICE,
-        "version": VERSION,
-        "database": database,
-    });
-    json_response(status, &body)
-}
-
-/// `GET /api/version`.
-fn version() -> Response {
-    json_response(200, &json!({ "version": VERSION }))
-}
-
-fn check_database() -> Result<(), SqliteError> {
-    let db = Connection::open_default()?;
-    let result = db.execute("SELECT 1", &[])?;
-    match result.rows.first().and_then(|row| row.get::<i64>(0)) {
-        Some(1) => Ok(()),
-        other => Err(SqliteError::Io(format!("SELECT 1 returned {other:?}"))),
+    let allowed = endpoint
+        .allow()
+        .split(", ")
+        .any(|m| m == method.to_string());
+    if !allowed {
+        return Err(not_allowed());
+    }
+    let db = Db::open()?;
+    schema::migrate(&db)?;
+    match (&endpoint, method) {
+        (Endpoint::CreateOrListHouseholds, Method::Post) => management::create_household(req, &db),
+        (Endpoint::CreateOrListHouseholds, _) => management::list_households(req, &db),
+        (Endpoint::RevokeDevice(id), _) => management::revoke_device(req, &db, id),
+        (Endpoint::Consent, Method::Get) => consent::get(req, &db),
+        (Endpoint::Consent, Method::Post) => consent::grant(req, &db),
+        (Endpoint::Consent, _) => consent::revoke(req, &db),
+        (Endpoint::Devices, _) => household::list_devices(req, &db),
+        (Endpoint::DeviceStatus, _) => household::put_status(req, &db),
+        (Endpoint::Meters, _) => household::list_meters(req, &db),
+        (Endpoint::UploadMeasurements, _) => measurement::upload(req, &db),
+        (Endpoint::ReadMeasurements(uuid), _) => measurement::read(req, &db, uuid),
+        (Endpoint::Health | Endpoint::Version, _) => Err(not_allowed()),
     }
 }
 
-/// The WIT name of a `fermyon:spin/sqlite@2.0.0` error (`access-denied`, `io: <message>`, ...).
-fn sqlite_error_text(e: &SqliteError) -> String {
-    match e {
-        SqliteError::NoSuchDatabase => "no-such-database".to_owned(),
-        SqliteError::AccessDenied => "access-denied".to_owned(),
-        SqliteError::InvalidConnection => "invalid-connection".to_owned(),
-        SqliteError::DatabaseFull => "database-full".to_owned(),
-        SqliteError::Io(message) => format!("io: {message}"),
-    }
-}
-
-fn json_response(status: u16, body: &Value) -> Response {
+pub(crate) fn json_response(status: u16, body: &Value) -> Response {
     Response::builder()
         .status(status)
         .header("content-type", "application/json")
         .body(body.to_string())
         .build()
+}
+
+pub(crate) fn no_content() -> Response {
+    Response::builder().status(204).body(Vec::new()).build()
 }

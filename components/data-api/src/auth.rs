@@ -1,0 +1,116 @@
+//! Who is calling.
+//!
+//! **Devices and participants** authenticate with X.509 client certificates (mutual TLS). TLS
+//! terminates in the host (or an ingress in front of Spin), which verifies the certificate and
+//! passes the identity in [`DEVICE_HEADER`], [`EMAIL_HEADER`] and `x-wattlet-client-serial`
+//! (the certificate serial, not used here). The host
+//! always strips these headers from incoming requests first, so the component may trust them.
+//! A request is authenticated when the device exists, is not revoked and its household's user
+//! has the certificate's email; revocation is checked on every request, not only at handshake.
+//!
+//! **Administrators** send `authorization: Bearer <token>`, compared in constant time with the
+//! Spin variable `admin_token` (biscuit tokens will replace this).
+
+use spin_sdk::http::Request;
+
+use crate::db::{Db, col_text, text};
+use crate::error::{ApiError, ApiResult};
+use crate::timestamp;
+
+pub const DEVICE_HEADER: &str = "x-wattlet-client-device";
+pub const EMAIL_HEADER: &str = "x-wattlet-client-email";
+
+/// An authenticated device, acting for its household's participant.
+#[derive(Debug, Clone)]
+pub struct Participant {
+    pub device: String,
+    pub household: String,
+}
+
+/// Emails are compared and stored trimmed and lower-cased.
+pub fn normalize_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+    req.header(name)
+        .and_then(|v| v.as_str())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+/// Authenticates a device / participant request and records the device's activity.
+pub fn participant(req: &Request, db: &Db) -> ApiResult<Participant> {
+    let (Some(device), Some(email)) = (header(req, DEVICE_HEADER), header(req, EMAIL_HEADER))
+    else {
+        return Err(ApiError::Unauthorized(
+            "a client certificate is required (mutual TLS)".into(),
+        ));
+    };
+    let result = db.query(
+        r#"SELECT d.household, d.revoked_at, u.email
+           FROM measurement_device d
+           JOIN household h ON h.id = d.household
+           LEFT JOIN "user" u ON u.id = h.user
+           WHERE d.id = ?"#,
+        &[text(device)],
+    )?;
+    let Some(row) = result.rows.first() else {
+        return Err(ApiError::Forbidden("unknown device".into()));
+    };
+    let household =
+        col_text(row, 0).ok_or_else(|| ApiError::Database("device without household".into()))?;
+    if col_text(row, 1).is_some() {
+        return Err(ApiError::Forbidden("device revoked".into()));
+    }
+    let stored = col_text(row, 2);
+    if stored.as_deref() != Some(normalize_email(email).as_str()) {
+        return Err(ApiError::Forbidden(
+            "the certificate's email does not match the device's participant".into(),
+        ));
+    }
+    db.exec(
+        "UPDATE measurement_device SET last_activity = ? WHERE id = ?",
+        &[text(timestamp::to_db(timestamp::now())), text(device)],
+    )?;
+    Ok(Participant {
+        device: device.to_owned(),
+        household,
+    })
+}
+
+/// Authenticates an administrative request against the `admin_token` variable.
+pub fn admin(req: &Request) -> ApiResult<()> {
+    let token = header(req, "authorization")
+        .and_then(|v| {
+            let (scheme, token) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        })
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            ApiError::Unauthorized("an administrator bearer token is required".into())
+        })?;
+    let expected = spin_sdk::variables::get("admin_token")
+        .map_err(|e| ApiError::Internal(format!("the admin_token variable is unavailable: {e}")))?;
+    if expected.is_empty() {
+        return Err(ApiError::Internal(
+            "the admin_token variable is empty".into(),
+        ));
+    }
+    if !constant_time_eq(token.as_bytes(), expected.as_bytes()) {
+        return Err(ApiError::Unauthorized("invalid administrator token".into()));
+    }
+    Ok(())
+}
+
+/// Compares in time that depends only on the lengths, not on where the inputs differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let len = a.len().max(b.len());
+    let mut diff = u8::from(a.len() != b.len());
+    for i in 0..len {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0);
+        diff |= x ^ y;
+    }
+    std::hint::black_box(diff) == 0
+}

@@ -1,0 +1,198 @@
+//! The participant's own measurement devices and meters, and the device status report.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+use spin_sdk::http::{Request, Response};
+use spin_sdk::sqlite::{RowResult, Value as Sql};
+
+use crate::auth;
+use crate::db::{Db, col_json, col_required, col_text, placeholders, text};
+use crate::error::{ApiError, ApiResult};
+use crate::timestamp;
+use crate::validate::{self, bad, json_body};
+use crate::{json_response, no_content};
+
+/// The columns [`device_json`] reads, in order.
+pub const DEVICE_COLUMNS: &str =
+    "id, component_versions, last_measurement, last_activity, revoked_at";
+/// The columns [`meter_json`] reads, in order.
+pub const METER_COLUMNS: &str = "uuid, type, model, device, status";
+
+/// A device from [`DEVICE_COLUMNS`] starting at column `at`.
+pub fn device_json(row: &RowResult, at: usize) -> ApiResult<Value> {
+    Ok(json!({
+        "id": col_required(row, at)?,
+        "component_versions": col_json(row, at + 1),
+        "last_measurement": timestamp::db_to_api(col_text(row, at + 2)),
+        "last_activity": timestamp::db_to_api(col_text(row, at + 3)),
+        "revoked_at": timestamp::db_to_api(col_text(row, at + 4)),
+    }))
+}
+
+/// A meter from [`METER_COLUMNS`] starting at column `at`.
+pub fn meter_json(row: &RowResult, at: usize) -> ApiResult<Value> {
+    Ok(json!({
+        "uuid": col_required(row, at)?,
+        "type": col_required(row, at + 1)?,
+        "model": col_required(row, at + 2)?,
+        "device": col_text(row, at + 3),
+        "status": col_json(row, at + 4),
+    }))
+}
+
+/// `GET /api/household/measurement_device` \[5\]: `{"household","devices":[…]}`.
+pub fn list_devices(req: &Request, db: &Db) -> ApiResult<Response> {
+    let participant = auth::participant(req, db)?;
+    let rows = db.query(
+        &format!("SELECT {DEVICE_COLUMNS} FROM measurement_device WHERE household = ? ORDER BY id"),
+        &[text(&participant.household)],
+    )?;
+    let devices = rows
+        .rows
+        .iter()
+        .map(|row| device_json(row, 0))
+        .collect::<ApiResult<Vec<_>>>()?;
+    Ok(json_response(
+        200,
+        &json!({ "household": participant.household, "devices": devices }),
+    ))
+}
+
+/// `GET /api/household/meter` \[6\]: `{"household","meters":[…]}`.
+pub fn list_meters(req: &Request, db: &Db) -> ApiResult<Response> {
+    let participant = auth::participant(req, db)?;
+    let rows = db.query(
+        &format!("SELECT {METER_COLUMNS} FROM meter WHERE household = ? ORDER BY uuid"),
+        &[text(&participant.household)],
+    )?;
+    let meters = rows
+        .rows
+        .iter()
+        .map(|row| meter_json(row, 0))
+        .collect::<ApiResult<Vec<_>>>()?;
+    Ok(json_response(
+        200,
+        &json!({ "household": participant.household, "meters": meters }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct StatusReport {
+    #[serde(default)]
+    components: BTreeMap<String, String>,
+    #[serde(default)]
+    last_measurement: Option<String>,
+    #[serde(default)]
+    meters: Vec<MeterStatus>,
+}
+
+#[derive(Deserialize)]
+struct MeterStatus {
+    uuid: String,
+    locked: bool,
+    #[serde(default)]
+    missing: Vec<String>,
+}
+
+const MAX_COMPONENTS: usize = 64;
+const MAX_METERS: usize = 64;
+
+/// `PUT /api/household/measurement_device/status` (device): the device's component versions,
+/// last measurement and each of its meters' state (factory-locked, expected OBIS codes missing).
+/// 204; 403 for a meter not wired to the calling device.
+pub fn put_status(req: &Request, db: &Db) -> ApiResult<Response> {
+    let participant = auth::participant(req, db)?;
+    let report: StatusReport = json_body(req.body())?;
+    if report.components.len() > MAX_COMPONENTS {
+        return Err(bad(format!("components: at most {MAX_COMPONENTS} entries")));
+    }
+    for (name, version) in &report.components {
+        let name_ok = (1..=64).contains(&name.len())
+            && name.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'/')
+            });
+        if !name_ok {
+            return Err(bad(format!("components: {name:?} is not a component name")));
+        }
+        if !(1..=64).contains(&version.len()) || version.chars().any(char::is_control) {
+            return Err(bad(format!(
+                "components.{name}: {version:?} is not a version"
+            )));
+        }
+    }
+    let last_measurement = report
+        .last_measurement
+        .as_deref()
+        .map(timestamp::parse)
+        .transpose()
+        .map_err(|e| bad(format!("last_measurement: {e}")))?
+        .map(timestamp::to_db);
+    if report.meters.len() > MAX_METERS {
+        return Err(bad(format!("meters: at most {MAX_METERS} entries")));
+    }
+    let mut statuses = Vec::with_capacity(report.meters.len());
+    let mut seen = BTreeSet::new();
+    for (i, meter) in report.meters.iter().enumerate() {
+        let uuid = validate::uuid(&format!("meters[{i}].uuid"), &meter.uuid)?;
+        if !seen.insert(uuid.clone()) {
+            return Err(bad(format!("meters[{i}].uuid: {uuid} appears twice")));
+        }
+        if meter.missing.len() > 256 {
+            return Err(bad(format!("meters[{i}].missing: at most 256 OBIS codes")));
+        }
+        if let Some(code) = meter.missing.iter().find(|c| !validate::is_obis(c)) {
+            return Err(bad(format!(
+                "meters[{i}].missing: {code:?} is not an OBIS code (12 lower-case hex digits)"
+            )));
+        }
+        statuses.push((uuid, meter.locked, meter.missing.clone()));
+    }
+
+    // Only the caller's own meters, wired to the calling device.
+    if !statuses.is_empty() {
+        let mut params = vec![text(&participant.household), text(&participant.device)];
+        params.extend(statuses.iter().map(|(uuid, ..)| text(uuid)));
+        let own = db.query(
+            &format!(
+                "SELECT uuid FROM meter WHERE household = ? AND device = ? AND uuid IN ({})",
+                placeholders(statuses.len())
+            ),
+            &params,
+        )?;
+        let own: BTreeSet<String> = own.rows.iter().filter_map(|r| col_text(r, 0)).collect();
+        if let Some((uuid, ..)) = statuses.iter().find(|(uuid, ..)| !own.contains(uuid)) {
+            return Err(ApiError::Forbidden(format!(
+                "meter {uuid} is not wired to this device"
+            )));
+        }
+    }
+
+    let components = serde_json::to_string(&report.components)
+        .map_err(|e| ApiError::Internal(format!("serialising components: {e}")))?;
+    db.exec(
+        "UPDATE measurement_device
+         SET component_versions = ?1,
+             last_measurement = NULLIF(MAX(COALESCE(last_measurement, ''), COALESCE(?2, '')), '')
+         WHERE id = ?3",
+        &[
+            text(components),
+            last_measurement.map_or(Sql::Null, text),
+            text(&participant.device),
+        ],
+    )?;
+    let reported_at = timestamp::to_api(timestamp::now());
+    for (uuid, locked, missing) in statuses {
+        let status = json!({ "locked": locked, "missing": missing, "reported_at": reported_at });
+        db.exec(
+            "UPDATE meter SET status = ? WHERE uuid = ? AND device = ?",
+            &[
+                text(status.to_string()),
+                text(uuid),
+                text(&participant.device),
+            ],
+        )?;
+    }
+    Ok(no_content())
+}

@@ -1,0 +1,120 @@
+//! The database schema and its migrations.
+//!
+//! `schema_version` holds one row per applied migration. At the start of each request
+//! [`migrate`] reads the highest applied version (one indexed `SELECT`) and, only when it is
+//! behind [`MIGRATIONS`], applies the missing ones. Each migration is a list of statements that
+//! are idempotent on their own (`CREATE … IF NOT EXISTS`), so two requests migrating at the same
+//! time, or a migration interrupted half-way, converge on the same schema; the version row is
+//! written after the statements (`INSERT OR IGNORE`).
+//!
+//! Timestamps are UTC text in one fixed-width format (`crate::timestamp::to_db`), so text order
+//! is time order. JSON columns hold serialised JSON text.
+
+use crate::db::Db;
+use crate::error::ApiResult;
+use crate::timestamp;
+
+/// A migration: its version and its statements, applied in order.
+pub struct Migration {
+    pub version: i64,
+    pub statements: &'static [&'static str],
+}
+
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    statements: &[
+        // Participants' contact details; removed on anonymization (household.user → NULL).
+        r#"CREATE TABLE IF NOT EXISTS "user" (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            email TEXT NOT NULL UNIQUE
+        )"#,
+        r#"CREATE TABLE IF NOT EXISTS household (
+            id TEXT PRIMARY KEY,
+            user INTEGER UNIQUE REFERENCES "user"(id) ON DELETE SET NULL,
+            created_at TEXT NOT NULL
+        )"#,
+        // One row per household; one-way: not_granted → granted → revoked.
+        r#"CREATE TABLE IF NOT EXISTS consent (
+            household TEXT PRIMARY KEY REFERENCES household(id),
+            state TEXT NOT NULL DEFAULT 'not_granted'
+                CHECK (state IN ('not_granted', 'granted', 'revoked')),
+            granted_at TEXT,
+            revoked_at TEXT
+        )"#,
+        // id: the device id of its client certificate.
+        r#"CREATE TABLE IF NOT EXISTS measurement_device (
+            id TEXT PRIMARY KEY,
+            household TEXT NOT NULL REFERENCES household(id),
+            component_versions TEXT NOT NULL DEFAULT '{}',
+            last_measurement TEXT,
+            last_activity TEXT,
+            revoked_at TEXT
+        )"#,
+        "CREATE INDEX IF NOT EXISTS measurement_device_household ON measurement_device(household)",
+        // status: the device's last report (`{"locked": bool, "missing": [obis], "reported_at"}`).
+        r#"CREATE TABLE IF NOT EXISTS meter (
+            uuid TEXT PRIMARY KEY,
+            household TEXT NOT NULL REFERENCES household(id),
+            device TEXT REFERENCES measurement_device(id),
+            type TEXT NOT NULL CHECK (type IN ('ELECTRICITY', 'PV-GENERATION')),
+            model TEXT NOT NULL CHECK (model IN ('MT681', 'MT175', 'EHZ', 'DD3', 'EASY')),
+            status TEXT NOT NULL DEFAULT '{}'
+        )"#,
+        "CREATE INDEX IF NOT EXISTS meter_household ON meter(household)",
+        // data: JSON array of {"<obis hex>": value}.
+        r#"CREATE TABLE IF NOT EXISTS measurement (
+            uuid TEXT PRIMARY KEY,
+            meter TEXT NOT NULL REFERENCES meter(uuid),
+            measured_at TEXT NOT NULL,
+            data TEXT NOT NULL,
+            received_at TEXT NOT NULL
+        )"#,
+        "CREATE INDEX IF NOT EXISTS measurement_meter_time ON measurement(meter, measured_at, uuid)",
+        // Issue 5 (registration details) adds address, location, metadata and pv_system (with a
+        // meter ↔ pv_system link table) as migration 2.
+    ],
+}];
+
+/// The version the code expects.
+pub fn current_version() -> i64 {
+    MIGRATIONS.last().map_or(0, |m| m.version)
+}
+
+/// Applies pending migrations. Cheap when the schema is current: one `SELECT`.
+pub fn migrate(db: &Db) -> ApiResult<()> {
+    let applied = match db.try_query("SELECT MAX(version) FROM schema_version", &[]) {
+        Ok(result) => result
+            .rows
+            .first()
+            .and_then(|row| row.get::<i64>(0))
+            .unwrap_or(0),
+        // No schema_version table yet: a fresh database.
+        Err(_) => {
+            db.exec(
+                "CREATE TABLE IF NOT EXISTS schema_version (
+                    version INTEGER PRIMARY KEY,
+                    applied_at TEXT NOT NULL
+                )",
+                &[],
+            )?;
+            0
+        }
+    };
+    if applied >= current_version() {
+        return Ok(());
+    }
+    for migration in MIGRATIONS.iter().filter(|m| m.version > applied) {
+        for statement in migration.statements {
+            db.exec(statement, &[])?;
+        }
+        db.exec(
+            "INSERT OR IGNORE INTO schema_version (version, applied_at) VALUES (?, ?)",
+            &[
+                spin_sdk::sqlite::Value::Integer(migration.version),
+                crate::db::text(timestamp::to_db(timestamp::now())),
+            ],
+        )?;
+    }
+    Ok(())
+}

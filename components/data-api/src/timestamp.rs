@@ -1,0 +1,54 @@
+//! Timestamps: RFC 3339 at the API, one fixed-width UTC text form in the database.
+//!
+//! The database form `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ` always has nine fractional digits, so
+//! text comparison (`ORDER BY`, `<`, `MAX`) is time order. The API form is RFC 3339 in UTC with
+//! as many fractional digits as needed (`2026-11-23T16:00:00Z`).
+
+use time::format_description::well_known::Rfc3339;
+use time::{OffsetDateTime, UtcOffset};
+
+pub fn now() -> OffsetDateTime {
+    OffsetDateTime::from(std::time::SystemTime::now())
+}
+
+/// Parses an RFC 3339 time with any offset and converts it to UTC.
+pub fn parse(s: &str) -> Result<OffsetDateTime, String> {
+    let t = OffsetDateTime::parse(s, &Rfc3339)
+        .map_err(|e| format!("{s:?} is not an RFC 3339 time ({e})"))?
+        .to_offset(UtcOffset::UTC);
+    if !(1..=9999).contains(&t.year()) {
+        return Err(format!("{s:?} is outside the years 0001–9999 in UTC"));
+    }
+    Ok(t)
+}
+
+/// The database form (fixed width, UTC).
+pub fn to_db(t: OffsetDateTime) -> String {
+    let t = t.to_offset(UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.nanosecond()
+    )
+}
+
+/// The API form (RFC 3339, UTC).
+pub fn to_api(t: OffsetDateTime) -> String {
+    // Years are 1..=9999 and the offset is UTC, which RFC 3339 formatting always accepts.
+    t.to_offset(UtcOffset::UTC)
+        .format(&Rfc3339)
+        .unwrap_or_else(|_| to_db(t))
+}
+
+/// A database timestamp (or NULL) in API form; anything unparsable is passed through.
+pub fn db_to_api(s: Option<String>) -> Option<String> {
+    s.map(|s| match OffsetDateTime::parse(&s, &Rfc3339) {
+        Ok(t) => to_api(t),
+        Err(_) => s,
+    })
+}

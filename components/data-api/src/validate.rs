@@ -1,0 +1,63 @@
+//! Input checks shared by the handlers. Messages name the offending field.
+
+use uuid::Uuid;
+
+use crate::error::{ApiError, ApiResult};
+
+pub const METER_TYPES: &[&str] = &["ELECTRICITY", "PV-GENERATION"];
+pub const METER_MODELS: &[&str] = &["MT681", "MT175", "EHZ", "DD3", "EASY"];
+
+pub fn bad(message: impl Into<String>) -> ApiError {
+    ApiError::BadRequest(message.into())
+}
+
+/// Parses a JSON request body.
+pub fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+    if body.is_empty() {
+        return Err(bad("a JSON request body is required"));
+    }
+    serde_json::from_slice(body).map_err(|e| bad(format!("invalid JSON body: {e}")))
+}
+
+/// A UUID in hyphenated form (any case), returned lower-case hyphenated.
+pub fn uuid(field: &str, s: &str) -> ApiResult<String> {
+    if s.len() != 36 {
+        return Err(bad(format!(
+            "{field}: {s:?} is not a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)"
+        )));
+    }
+    Uuid::parse_str(s)
+        .map(|u| u.hyphenated().to_string())
+        .map_err(|_| bad(format!("{field}: {s:?} is not a UUID")))
+}
+
+/// An OBIS code as 12 lower-case hex digits (`0100010800ff` = 1-0:1.8.0*255).
+pub fn is_obis(s: &str) -> bool {
+    s.len() == 12 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// A device id (the identity in the device's client certificate): 1–64 characters of
+/// `A-Z a-z 0-9 . _ -`.
+pub fn device_id(field: &str, s: &str) -> ApiResult<String> {
+    let ok = (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(bad(format!(
+            "{field}: {s:?} is not a device id (1–64 characters of A-Z a-z 0-9 . _ -)"
+        )))
+    }
+}
+
+pub fn one_of(field: &str, s: &str, allowed: &[&str]) -> ApiResult<String> {
+    if allowed.contains(&s) {
+        Ok(s.to_owned())
+    } else {
+        Err(bad(format!(
+            "{field}: {s:?} is not one of {}",
+            allowed.join(", ")
+        )))
+    }
+}
