@@ -32,6 +32,27 @@ pub enum MeterCommand {
     /// With --replay, a real capture is written in a loop at 9600-baud pace instead.
     /// Runs until --count is reached or Ctrl-C; frames nobody reads are dropped, as on a line.
     Sim(SimArgs),
+    /// Enter a locked meter's PIN by light pulses through the probe's LED.
+    ///
+    /// Factory-locked meters send a reduced data set (no power, whole kWh) until their PIN is
+    /// entered at the optical sensor; `wattlet edge` reports such meters as locked. The PIN (4
+    /// digits, from the metering operator) is read from standard input so it does not show in
+    /// the process list: `wattlet meter unlock --device /dev/ttyUSB0 --model MT681 < pin.txt`.
+    /// Stop `wattlet edge` first: the probe serves one program at a time.
+    Unlock(UnlockArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    /// The probe's serial device.
+    #[arg(long, value_name = "PATH")]
+    device: PathBuf,
+    /// The meter model (MT681, MT175).
+    #[arg(long, value_name = "MODEL")]
+    model: String,
+    /// The probe's line speed.
+    #[arg(long, default_value_t = 9600, value_name = "BAUD")]
+    baud: u32,
 }
 
 #[derive(Debug, Args)]
@@ -105,7 +126,35 @@ pub fn run(command: MeterCommand) -> anyhow::Result<ExitCode> {
     match command {
         MeterCommand::Parse(args) => parse(args),
         MeterCommand::Sim(args) => sim(args),
+        MeterCommand::Unlock(args) => unlock(args),
     }
+}
+
+fn unlock(args: UnlockArgs) -> anyhow::Result<ExitCode> {
+    use wattlet::edge::unlock;
+    let entry = unlock::for_model(&args.model)?;
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("cannot read the PIN from standard input")?;
+    let pin: unlock::Pin = line.trim().parse()?;
+    let pulses = entry.pulses(&pin);
+    let seconds: f64 = pulses.iter().map(|p| (p.on + p.off).as_secs_f64()).sum();
+    let port = wattlet::edge::reader::open_line(
+        &args.device,
+        args.baud,
+        wattlet::edge::config::Framing::EightN1,
+    )?;
+    eprintln!(
+        "entering the PIN of the {} on {}: {} pulses, about {seconds:.0} s",
+        entry.model(),
+        args.device.display(),
+        pulses.len()
+    );
+    unlock::send(&port, args.baud, &pulses)
+        .with_context(|| format!("cannot write to {}", args.device.display()))?;
+    eprintln!("done; the meter now checks the PIN (watch its display)");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn sim(args: SimArgs) -> anyhow::Result<ExitCode> {

@@ -105,6 +105,8 @@ pub struct Daemon {
     feeds: Vec<Arc<MeterFeed>>,
     /// Per meter, the telegram sequence number measured last.
     measured: Vec<u64>,
+    /// Per meter, whether it was reported locked (logged once, not every cycle).
+    locked: Vec<bool>,
     readers: Option<Readers>,
     consent: Consent,
 }
@@ -117,12 +119,14 @@ impl Daemon {
         let consent = buffer.consent()?.unwrap_or(Consent::NotGranted);
         let feeds = config.meters.iter().map(|_| Arc::default()).collect();
         let measured = vec![0; config.meters.len()];
+        let locked = vec![false; config.meters.len()];
         Ok(Daemon {
             config,
             components,
             buffer,
             feeds,
             measured,
+            locked,
             readers: None,
             consent,
         })
@@ -244,6 +248,11 @@ impl Daemon {
                 continue;
             }
             self.measured[i] = latest.sequence;
+            let locked = !latest.missing.is_empty();
+            if locked && !self.locked[i] {
+                tracing::warn!(meter = %meter.uuid, model = meter.model.as_deref().unwrap_or("unknown"), missing = ?latest.missing, "meter is locked: it needs its PIN (wattlet meter unlock)");
+            }
+            self.locked[i] = locked;
             if latest.values.is_empty() {
                 tracing::warn!(meter = %meter.uuid, missing = ?latest.missing, "telegram without any reading of interest");
                 continue;

@@ -10,6 +10,7 @@ pub mod buffer;
 pub mod config;
 pub mod daemon;
 pub mod reader;
+pub mod unlock;
 pub mod uplink;
 
 use serde::{Deserialize, Serialize};

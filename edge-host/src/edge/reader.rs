@@ -190,7 +190,7 @@ fn read_line(
 }
 
 /// Opens a serial device raw with the given speed and framing.
-fn open_line(path: &Path, baud: u32, framing: Framing) -> anyhow::Result<OwnedFd> {
+pub fn open_line(path: &Path, baud: u32, framing: Framing) -> anyhow::Result<OwnedFd> {
     let fd = rustix::fs::open(
         path,
         OFlags::RDWR | OFlags::NOCTTY | OFlags::NONBLOCK | OFlags::CLOEXEC,
