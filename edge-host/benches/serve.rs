@@ -94,6 +94,7 @@ fn start_wattlet(state: &Path) -> (Running, Arc<Metrics>) {
         state_dir: Some(state.to_path_buf()),
         runtime_config: Some(repo().join("tests/spin/runtime-config.toml")),
         max_request_bytes: 64 * 1024,
+        tls: None,
     };
     let env = |k: &str| (k == "SPIN_VARIABLE_API_TOKEN").then(|| "bench-token".to_owned());
     let app = Arc::new(App::load_with_env(&options, env).expect("probe app loads"));

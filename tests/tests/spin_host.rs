@@ -30,6 +30,7 @@ fn options(state: &std::path::Path) -> ServeOptions {
         state_dir: Some(state.to_path_buf()),
         runtime_config: Some(repo().join("tests/spin/runtime-config.toml")),
         max_request_bytes: LIMIT,
+        tls: None,
     }
 }
 
@@ -401,6 +402,7 @@ fn start_up_errors_a_user_can_act_on() {
         state_dir: Some(dir.path().join("s")),
         runtime_config: None,
         max_request_bytes: LIMIT,
+        tls: None,
     };
     let err = App::load_with_env(&opts, |_| None)
         .err()
@@ -425,6 +427,7 @@ async fn the_repository_spin_toml_serves_the_data_api_health_endpoint() {
         state_dir: Some(state.path().to_path_buf()),
         runtime_config: None,
         max_request_bytes: LIMIT,
+        tls: None,
     };
     let env = |k: &str| (k == "SPIN_VARIABLE_ADMIN_TOKEN").then(|| "admin".to_owned());
     let app = Arc::new(App::load_with_env(&options, env).expect("data API loads"));

@@ -11,4 +11,5 @@ pub mod outbound;
 pub mod router;
 pub mod server;
 pub mod storage;
+pub mod tls;
 pub mod variables;

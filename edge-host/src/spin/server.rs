@@ -12,6 +12,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited, combinators::UnsyncBoxBody};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{
@@ -22,12 +23,15 @@ use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 
+use crate::pki::ClientIdentity;
 use crate::spin::host::{self, Grants, SpinState};
 use crate::spin::manifest::Manifest;
 use crate::spin::metrics::{ComponentLabels, Metrics, RequestLabels};
 use crate::spin::outbound::OutboundPolicy;
 use crate::spin::router::Router;
 use crate::spin::storage::{RuntimeConfig, Storage};
+pub use crate::spin::tls::TlsOptions;
+use crate::spin::tls::TlsState;
 use crate::spin::variables::ResolvedVariables;
 
 type Body = UnsyncBoxBody<Bytes, anyhow::Error>;
@@ -40,7 +44,23 @@ pub struct ServeOptions {
     pub runtime_config: Option<PathBuf>,
     /// Larger request bodies get 413 before any component runs.
     pub max_request_bytes: usize,
+    /// Mutual TLS 1.3: when set, the listener speaks only TLS 1.3, every client must present a
+    /// certificate issued by `client_ca`, and its identity reaches components in the
+    /// `x-wattlet-client-*` headers (see [`IDENTITY_HEADER_PREFIX`]).
+    pub tls: Option<TlsOptions>,
 }
+
+/// Request headers starting with this prefix are set by the host only: every incoming one is
+/// removed (with or without TLS) before the verified client identity is set.
+pub const IDENTITY_HEADER_PREFIX: &str = "x-wattlet-client-";
+/// The device id of the verified client certificate.
+pub const DEVICE_HEADER: &str = "x-wattlet-client-device";
+/// The participant's email from the verified client certificate.
+pub const EMAIL_HEADER: &str = "x-wattlet-client-email";
+/// The serial number of the verified client certificate (lowercase hex).
+pub const SERIAL_HEADER: &str = "x-wattlet-client-serial";
+/// How long a client may take for the TLS handshake.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 struct LoadedComponent {
     pre: ProxyPre<SpinState>,
@@ -54,6 +74,7 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     max_request_bytes: usize,
     pub name: String,
+    tls: Option<Arc<TlsState>>,
 }
 
 /// The pooling allocator reserves address space for every slot up front; kernels with 39-bit
@@ -119,6 +140,10 @@ impl App {
             .and_then(Path::parent)
             .map(Path::to_path_buf)
             .unwrap_or_else(|| manifest.dir.clone());
+        let tls = match &options.tls {
+            Some(tls) => Some(Arc::new(TlsState::load(tls).context("cannot set up TLS")?)),
+            None => None,
+        };
         let storage = Storage::open(&manifest, &config, &state_dir, &config_dir)?;
         let engine = engine()?;
         let mut linker = Linker::<SpinState>::new(&engine);
@@ -180,7 +205,18 @@ impl App {
             metrics: Arc::new(Metrics::new()),
             max_request_bytes: options.max_request_bytes,
             name: manifest.application.name.clone(),
+            tls,
         })
+    }
+
+    /// `https` when the app serves mutual TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
+    /// Whether [`serve`] speaks (mutual) TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     pub fn routes(&self) -> impl Iterator<Item = (&str, &str)> {
@@ -190,15 +226,45 @@ impl App {
             .map(|r| (r.raw.as_str(), r.component.as_str()))
     }
 
-    /// Serves one request; never fails: errors become 4xx/5xx responses and a log line.
+    /// Serves one request without a client identity; never fails: errors become 4xx/5xx
+    /// responses and a log line.
     pub async fn handle(
         &self,
         request: Request<Incoming>,
         client: SocketAddr,
         local: SocketAddr,
     ) -> Response<Body> {
+        self.handle_with_identity(request, client, local, None)
+            .await
+    }
+
+    /// Serves one request from a client that presented `identity` (a verified certificate).
+    /// Incoming `x-wattlet-client-*` headers are always removed first; a revoked certificate
+    /// gets 403 before routing; otherwise the identity is passed on in
+    /// [`DEVICE_HEADER`], [`EMAIL_HEADER`] and [`SERIAL_HEADER`].
+    pub async fn handle_with_identity(
+        &self,
+        mut request: Request<Incoming>,
+        client: SocketAddr,
+        local: SocketAddr,
+        identity: Option<&ClientIdentity>,
+    ) -> Response<Body> {
         let started = Instant::now();
         let path = request.uri().path().to_owned();
+        strip_identity_headers(request.headers_mut());
+        if let Some(identity) = identity {
+            if self
+                .tls
+                .as_ref()
+                .is_some_and(|tls| tls.is_revoked(&identity.serial_hex))
+            {
+                tracing::warn!(%client, device = %identity.device_id, serial = %identity.serial_hex, path = %path, "refused a request: the client certificate is revoked");
+                return plain(StatusCode::FORBIDDEN, "client certificate revoked\n");
+            }
+            if let Err(error) = set_identity_headers(request.headers_mut(), identity) {
+                return plain(StatusCode::BAD_REQUEST, &format!("{error}\n"));
+            }
+        }
         let Some(matched) = self.router.route(&path) else {
             return plain(StatusCode::NOT_FOUND, "not found\n");
         };
@@ -267,7 +333,8 @@ impl App {
                 }
             })?
             .to_bytes();
-        spin_headers(&mut parts, matched, client, local).map_err(HandleError::BadRequest)?;
+        spin_headers(&mut parts, matched, client, local, self.scheme())
+            .map_err(HandleError::BadRequest)?;
         let body = Full::new(body).map_err(|never: Infallible| -> ErrorCode { match never {} });
         let request = Request::from_parts(parts, body);
 
@@ -281,7 +348,14 @@ impl App {
         let incoming = store
             .data_mut()
             .http()
-            .new_incoming_request(Scheme::Http, request)
+            .new_incoming_request(
+                if self.tls.is_some() {
+                    Scheme::Https
+                } else {
+                    Scheme::Http
+                },
+                request,
+            )
             .map_err(to_guest)?;
         let outparam = store
             .data_mut()
@@ -340,6 +414,7 @@ fn spin_headers(
     matched: &crate::spin::router::RouteMatch<'_>,
     client: SocketAddr,
     local: SocketAddr,
+    scheme: &str,
 ) -> anyhow::Result<()> {
     let host = parts
         .headers
@@ -352,7 +427,7 @@ fn spin_headers(
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_owned();
-    let full_url = format!("http://{host}{path_and_query}");
+    let full_url = format!("{scheme}://{host}{path_and_query}");
     let component_route = if matched.prefix.is_empty() {
         "/"
     } else {
@@ -387,6 +462,37 @@ fn spin_headers(
     Ok(())
 }
 
+/// Removes every header whose name starts with [`IDENTITY_HEADER_PREFIX`]: only the host sets
+/// them.
+fn strip_identity_headers(headers: &mut http::HeaderMap) {
+    let spoofed: Vec<_> = headers
+        .keys()
+        .filter(|k| k.as_str().starts_with(IDENTITY_HEADER_PREFIX))
+        .cloned()
+        .collect();
+    for key in spoofed {
+        headers.remove(key);
+    }
+}
+
+fn set_identity_headers(
+    headers: &mut http::HeaderMap,
+    identity: &ClientIdentity,
+) -> anyhow::Result<()> {
+    for (name, value) in [
+        (DEVICE_HEADER, &identity.device_id),
+        (EMAIL_HEADER, &identity.email),
+        (SERIAL_HEADER, &identity.serial_hex),
+    ] {
+        headers.insert(
+            name,
+            http::HeaderValue::from_str(value)
+                .with_context(|| format!("client certificate: {name} {value:?}"))?,
+        );
+    }
+    Ok(())
+}
+
 fn plain(status: StatusCode, text: &str) -> Response<Body> {
     let mut response = Response::new(
         Full::new(Bytes::from(text.to_owned()))
@@ -401,7 +507,20 @@ fn plain(status: StatusCode, text: &str) -> Response<Body> {
     response
 }
 
+/// Who is at the other end of a connection.
+#[derive(Clone)]
+enum Peer {
+    /// Plain HTTP: no identity.
+    Anonymous,
+    /// A verified device certificate.
+    Device(Arc<ClientIdentity>),
+    /// A verified certificate that names no wattlet device: every request gets 403.
+    Unidentified(Arc<str>),
+}
+
 /// Accepts connections until `shutdown` resolves; each connection is served in its own task.
+/// With TLS configured (see [`ServeOptions::tls`]) each connection first completes a TLS 1.3
+/// handshake with a verified client certificate; a failed handshake closes it (log line).
 pub async fn serve(
     app: Arc<App>,
     listener: TcpListener,
@@ -415,19 +534,90 @@ pub async fn serve(
             () = &mut shutdown => return Ok(()),
         };
         let app = app.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request| {
-                let app = app.clone();
-                async move { Ok::<_, Infallible>(app.handle(request, client, local).await) }
-            });
-            if let Err(error) = hyper::server::conn::http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!(%client, %error, "connection ended with an error");
+        match app.tls.clone() {
+            None => {
+                tokio::spawn(serve_connection(
+                    app,
+                    stream,
+                    client,
+                    local,
+                    Peer::Anonymous,
+                ));
             }
-        });
+            Some(tls) => {
+                tokio::spawn(async move {
+                    let acceptor = tls.acceptor();
+                    let stream = match tokio::time::timeout(
+                        HANDSHAKE_TIMEOUT,
+                        acceptor.accept(stream),
+                    )
+                    .await
+                    {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(error)) => {
+                            tracing::info!(%client, %error, "TLS handshake refused");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::info!(%client, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let peer = match stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|certs| certs.first())
+                    {
+                        Some(cert) => match ClientIdentity::from_der(cert) {
+                            Ok(identity) => Peer::Device(Arc::new(identity)),
+                            Err(error) => {
+                                tracing::warn!(%client, %error, "client certificate names no device");
+                                Peer::Unidentified(error.to_string().into())
+                            }
+                        },
+                        None => Peer::Unidentified("no client certificate".into()),
+                    };
+                    serve_connection(app, stream, client, local, peer).await;
+                });
+            }
+        }
+    }
+}
+
+async fn serve_connection<S>(
+    app: Arc<App>,
+    stream: S,
+    client: SocketAddr,
+    local: SocketAddr,
+    peer: Peer,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |request| {
+        let app = app.clone();
+        let peer = peer.clone();
+        async move {
+            let response = match &peer {
+                Peer::Anonymous => app.handle(request, client, local).await,
+                Peer::Device(identity) => {
+                    app.handle_with_identity(request, client, local, Some(identity))
+                        .await
+                }
+                Peer::Unidentified(why) => plain(
+                    StatusCode::FORBIDDEN,
+                    &format!("client certificate not accepted: {why}\n"),
+                ),
+            };
+            Ok::<_, Infallible>(response)
+        }
+    });
+    if let Err(error) = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(stream), service)
+        .await
+    {
+        tracing::debug!(%client, %error, "connection ended with an error");
     }
 }
 
