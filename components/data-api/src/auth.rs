@@ -87,9 +87,7 @@ pub fn admin(req: &Request) -> ApiResult<()> {
             scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
         })
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| {
-            ApiError::Unauthorized("an administrator bearer token is required".into())
-        })?;
+        .ok_or_else(|| ApiError::BadBearer("an administrator bearer token is required".into()))?;
     let expected = spin_sdk::variables::get("admin_token")
         .map_err(|e| ApiError::Internal(format!("the admin_token variable is unavailable: {e}")))?;
     if expected.is_empty() {
@@ -98,7 +96,7 @@ pub fn admin(req: &Request) -> ApiResult<()> {
         ));
     }
     if !constant_time_eq(token.as_bytes(), expected.as_bytes()) {
-        return Err(ApiError::Unauthorized("invalid administrator token".into()));
+        return Err(ApiError::BadBearer("invalid administrator token".into()));
     }
     Ok(())
 }

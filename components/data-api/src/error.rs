@@ -11,9 +11,12 @@ pub enum ApiError {
     /// 400: the request is malformed; the message says what is wrong.
     #[error("{0}")]
     BadRequest(String),
-    /// 401: no credentials (missing client identity headers or bearer token).
+    /// 401: no client identity (the request did not come over mutual TLS).
     #[error("{0}")]
     Unauthorized(String),
+    /// 401: no valid administrator bearer token (answered with `www-authenticate: Bearer`).
+    #[error("{0}")]
+    BadBearer(String),
     /// 403: the caller is known not to be allowed (unknown or revoked device, foreign meter, no
     /// consent).
     #[error("{0}")]
@@ -47,7 +50,7 @@ impl ApiError {
     pub fn status(&self) -> u16 {
         match self {
             ApiError::BadRequest(_) => 400,
-            ApiError::Unauthorized(_) => 401,
+            ApiError::Unauthorized(_) | ApiError::BadBearer(_) => 401,
             ApiError::Forbidden(_) => 403,
             ApiError::NotFound(_) => 404,
             ApiError::MethodNotAllowed { .. } => 405,
@@ -72,7 +75,7 @@ impl ApiError {
         let mut response = json_response(status, &json!({ "error": message }));
         match &self {
             ApiError::MethodNotAllowed { allow } => response.set_header("allow", *allow),
-            ApiError::Unauthorized(_) => {
+            ApiError::BadBearer(_) => {
                 response.set_header("www-authenticate", "Bearer realm=\"wattlet\"")
             }
             _ => {}
