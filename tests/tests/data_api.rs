@@ -1,0 +1,1183 @@
+//! The Data API component (components/data-api) served by `wattlet serve` from the repository's
+//! `spin.toml` on loopback: administration (registration, listing, device revocation),
+//! authentication failures and routing over plain HTTP; devices over real mutual TLS 1.3 with
+//! certificates from `wattlet::pki` (consent, status reports, measurement upload and reads).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{HeaderMap, Method, Request, StatusCode};
+use serde_json::{Value, json};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::pki_types::ServerName;
+use wattlet::pki::{self, CertificateAuthority, DeviceRequest, ServerRequest};
+use wattlet::spin::server::{App, ServeOptions, TlsOptions, serve};
+
+const ADMIN_TOKEN: &str = "admin-test-token-7f3a";
+
+struct Api {
+    addr: SocketAddr,
+    _state: tempfile::TempDir,
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Starts `wattlet serve` for the repository's `spin.toml` on its own runtime thread.
+fn start(state: &std::path::Path, tls: Option<TlsOptions>) -> SocketAddr {
+    let options = ServeOptions {
+        manifest: repo().join("spin.toml"),
+        state_dir: Some(state.to_path_buf()),
+        runtime_config: None,
+        max_request_bytes: 16 << 20,
+        tls,
+    };
+    let env = |k: &str| (k == "SPIN_VARIABLE_ADMIN_TOKEN").then(|| ADMIN_TOKEN.to_owned());
+    let app = Arc::new(App::load_with_env(&options, env).expect(
+        "the data API loads (build it first: cargo build --profile component --target wasm32-wasip2 -p wattlet-data-api)",
+    ));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        runtime.block_on(async move {
+            listener.set_nonblocking(true).expect("nonblocking");
+            let listener = TcpListener::from_std(listener).expect("listener");
+            serve(app, listener, std::future::pending()).await
+        })
+    });
+    addr
+}
+
+/// The plain-HTTP server, one for all tests (the component is compiled once); tests use their
+/// own households.
+fn api() -> &'static Api {
+    static API: std::sync::OnceLock<Api> = std::sync::OnceLock::new();
+    API.get_or_init(|| {
+        let state = tempfile::tempdir().expect("temp dir");
+        Api {
+            addr: start(state.path(), None),
+            _state: state,
+        }
+    })
+}
+
+/// The mutual-TLS server: its CA issues the server's and every device's certificate.
+struct TlsApi {
+    addr: SocketAddr,
+    ca: CertificateAuthority,
+    dir: tempfile::TempDir,
+}
+
+fn tls_api() -> &'static TlsApi {
+    static API: std::sync::OnceLock<TlsApi> = std::sync::OnceLock::new();
+    API.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ca =
+            CertificateAuthority::new("wattlet test CA", pki::DEFAULT_CA_VALIDITY).expect("CA");
+        let ca_path = dir.path().join("ca.crt");
+        std::fs::write(&ca_path, ca.cert_pem()).expect("write CA");
+        let (cert, key) = ca
+            .issue_server(&ServerRequest::default())
+            .expect("server certificate")
+            .write(&dir.path().join("server"))
+            .expect("write server certificate");
+        let tls = TlsOptions {
+            cert,
+            key,
+            client_ca: ca_path,
+            crl: None,
+        };
+        let addr = start(&dir.path().join("state"), Some(tls));
+        TlsApi { addr, ca, dir }
+    })
+}
+
+/// How a request reaches the server: plain HTTP, or mutual TLS as the holder of a certificate.
+#[derive(Clone)]
+enum Client {
+    Plain,
+    Tls(TlsConnector),
+}
+
+/// A client presenting a device certificate for `device` and `email` (any device id the CA
+/// signs, registered or not).
+fn device_client(device: &str, email: &str) -> Client {
+    let api = tls_api();
+    let prefix = api.dir.path().join(unique("client"));
+    let (cert, key) = api
+        .ca
+        .issue_device(&DeviceRequest::new(device, email))
+        .expect("device certificate")
+        .write(&prefix)
+        .expect("write device certificate");
+    let config = pki::client_tls_config(&cert, &key, &api.dir.path().join("ca.crt"))
+        .expect("client TLS config");
+    Client::Tls(TlsConnector::from(Arc::new(config)))
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Value,
+    text: String,
+}
+
+async fn send(method: Method, path: &str, body: &[u8], headers: &[(&str, &str)]) -> Reply {
+    send_as(&Client::Plain, method, path, body, headers).await
+}
+
+async fn send_as(
+    client: &Client,
+    method: Method,
+    path: &str,
+    body: &[u8],
+    headers: &[(&str, &str)],
+) -> Reply {
+    let mut request = Request::builder().method(method).uri(path);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    match client {
+        Client::Plain => {
+            let addr = api().addr;
+            let request = request.header("host", addr.to_string());
+            let stream = TcpStream::connect(addr).await.expect("connect");
+            exchange(stream, request, body).await
+        }
+        Client::Tls(connector) => {
+            let addr = tls_api().addr;
+            let request = request.header("host", format!("localhost:{}", addr.port()));
+            let stream = TcpStream::connect(addr).await.expect("connect");
+            let server = ServerName::try_from("localhost").expect("server name");
+            let stream = connector
+                .connect(server, stream)
+                .await
+                .expect("TLS handshake");
+            exchange(stream, request, body).await
+        }
+    }
+}
+
+async fn exchange<S>(stream: S, request: hyper::http::request::Builder, body: &[u8]) -> Reply
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("handshake");
+    tokio::spawn(connection);
+    let request = request
+        .body(Full::new(Bytes::copy_from_slice(body)))
+        .expect("request");
+    let response = sender.send_request(request).await.expect("response");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Reply {
+        status,
+        headers,
+        body,
+        text,
+    }
+}
+
+async fn admin(method: Method, path: &str, body: Option<&Value>) -> Reply {
+    admin_as(&Client::Plain, method, path, body).await
+}
+
+async fn admin_as(client: &Client, method: Method, path: &str, body: Option<&Value>) -> Reply {
+    let bearer = format!("Bearer {ADMIN_TOKEN}");
+    let body = body.map(Value::to_string).unwrap_or_default();
+    send_as(
+        client,
+        method,
+        path,
+        body.as_bytes(),
+        &[("authorization", &bearer)],
+    )
+    .await
+}
+
+/// The administrators' client on the mutual-TLS server: every TLS client needs a certificate,
+/// the bearer token is what makes it an administrator.
+fn tls_admin() -> &'static Client {
+    static ADMIN: std::sync::OnceLock<Client> = std::sync::OnceLock::new();
+    ADMIN.get_or_init(|| device_client("admin-console", "admin@example.org"))
+}
+
+/// A name no other test uses.
+fn unique(prefix: &str) -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+struct Household {
+    id: String,
+    device: String,
+    email: String,
+    meters: Vec<String>,
+}
+
+/// Registers a household on the plain server.
+async fn register() -> Household {
+    register_on(&Client::Plain).await
+}
+
+/// Registers a household on the mutual-TLS server; returns it with its device's client.
+async fn register_device() -> (Household, Client) {
+    let household = register_on(tls_admin()).await;
+    let client = device_client(&household.device, &household.email);
+    (household, client)
+}
+
+/// Registers a household with one electricity meter (fixed uuid) and one PV meter (generated).
+async fn register_on(client: &Client) -> Household {
+    let device = unique("dev");
+    let email = format!("{}@example.org", unique("p"));
+    let meter = uuid4();
+    let reply = admin_as(
+        client,
+        Method::POST,
+        "/api/management/household",
+        Some(&json!({
+            "name": "Erika Mustermann",
+            "email": email,
+            "device": device,
+            "meters": [
+                { "uuid": meter, "type": "ELECTRICITY", "model": "MT681" },
+                { "type": "PV-GENERATION", "model": "EASY" },
+            ],
+        })),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+    let meters: Vec<String> = reply.body["meters"]
+        .as_array()
+        .expect("meters")
+        .iter()
+        .map(|m| m["uuid"].as_str().expect("uuid").to_owned())
+        .collect();
+    assert_eq!(meters[0], meter);
+    Household {
+        id: reply.body["household"].as_str().expect("id").to_owned(),
+        device,
+        email,
+        meters,
+    }
+}
+
+/// A random-enough v4 UUID without a uuid dependency (tests only).
+fn uuid4() -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed) as u64;
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as u64;
+    let a = t ^ (u64::from(std::process::id()) << 32) ^ n.rotate_left(17);
+    let b = n.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ t.rotate_left(29);
+    format!(
+        "{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}",
+        (a >> 32) as u32,
+        (a >> 16) as u16,
+        a as u16 & 0xfff,
+        (b >> 48) as u16 & 0xfff,
+        b & 0xffff_ffff_ffff
+    )
+}
+
+async fn household_in_listing(id: &str) -> Value {
+    household_listed_on(&Client::Plain, id).await
+}
+
+async fn household_listed_on(client: &Client, id: &str) -> Value {
+    let reply = admin_as(client, Method::GET, "/api/management/household", None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    reply.body["households"]
+        .as_array()
+        .expect("households")
+        .iter()
+        .find(|h| h["household"] == id)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn administrative_endpoints_need_the_admin_token() {
+    let reply = send(Method::GET, "/api/management/household", b"", &[]).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.text);
+    assert!(reply.headers.contains_key("www-authenticate"));
+    assert!(reply.body["error"].is_string(), "{}", reply.text);
+    for value in [
+        "Bearer wrong",
+        "Bearer ",
+        "Basic YWRtaW46YWRtaW4=",
+        ADMIN_TOKEN,
+    ] {
+        let reply = send(
+            Method::GET,
+            "/api/management/household",
+            b"",
+            &[("authorization", value)],
+        )
+        .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNAUTHORIZED,
+            "{value}: {}",
+            reply.text
+        );
+    }
+    let token_prefix = format!("Bearer {}", &ADMIN_TOKEN[..ADMIN_TOKEN.len() - 1]);
+    let reply = send(
+        Method::POST,
+        "/api/management/household",
+        b"{}",
+        &[("authorization", &token_prefix)],
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.text);
+    let reply = send(Method::POST, "/api/management/device/x/revoke", b"", &[]).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.text);
+    // The scheme is case-insensitive.
+    let reply = send(
+        Method::GET,
+        "/api/management/household",
+        b"",
+        &[("authorization", &format!("bearer {ADMIN_TOKEN}"))],
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registering_a_household_and_listing_it() {
+    let household = register().await;
+    let listed = household_in_listing(&household.id).await;
+    assert_eq!(
+        listed["user"]["email"],
+        household.email.as_str(),
+        "{listed}"
+    );
+    assert_eq!(listed["user"]["name"], "Erika Mustermann");
+    assert_eq!(
+        listed["consent"],
+        json!({ "state": "not_granted", "granted_at": null, "revoked_at": null })
+    );
+    let devices = listed["devices"].as_array().expect("devices");
+    assert_eq!(devices.len(), 1);
+    assert_eq!(devices[0]["id"], household.device.as_str());
+    assert_eq!(devices[0]["component_versions"], json!({}));
+    assert_eq!(devices[0]["last_measurement"], Value::Null);
+    assert_eq!(devices[0]["revoked_at"], Value::Null);
+    let meters = listed["meters"].as_array().expect("meters");
+    assert_eq!(meters.len(), 2);
+    for meter in meters {
+        assert!(household.meters.iter().any(|m| meter["uuid"] == m.as_str()));
+        assert_eq!(meter["device"], household.device.as_str());
+    }
+    let pv = meters
+        .iter()
+        .find(|m| m["type"] == "PV-GENERATION")
+        .expect("pv meter");
+    assert_eq!(pv["model"], "EASY");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_conflicts_get_409_and_store_nothing() {
+    let existing = register().await;
+    let fresh_email = || format!("{}@example.org", unique("c"));
+    let cases = [
+        // The email is compared case-insensitively.
+        (
+            "email",
+            json!({ "name": "A", "email": existing.email.to_uppercase(), "device": unique("dev"),
+                    "meters": [{ "type": "ELECTRICITY", "model": "DD3" }] }),
+        ),
+        (
+            "device",
+            json!({ "name": "A", "email": fresh_email(), "device": existing.device,
+                    "meters": [{ "type": "ELECTRICITY", "model": "DD3" }] }),
+        ),
+        (
+            "meter",
+            json!({ "name": "A", "email": fresh_email(), "device": unique("dev"),
+                    "meters": [{ "uuid": existing.meters[0], "type": "ELECTRICITY", "model": "DD3" }] }),
+        ),
+    ];
+    for (what, body) in cases {
+        let reply = admin(Method::POST, "/api/management/household", Some(&body)).await;
+        assert_eq!(reply.status, StatusCode::CONFLICT, "{what}: {}", reply.text);
+        assert!(reply.body["error"].is_string(), "{}", reply.text);
+        // Nothing of the refused registration remains: its email and device are still free.
+        let listing = admin(Method::GET, "/api/management/household", None).await;
+        let households = listing.body["households"].as_array().expect("households");
+        let email = body["email"].as_str().expect("email").to_lowercase();
+        let holders = households
+            .iter()
+            .filter(|h| h["user"]["email"] == email.as_str())
+            .count();
+        assert_eq!(holders, usize::from(what == "email"), "{what}");
+        let device = body["device"].as_str().expect("device");
+        let holders = households
+            .iter()
+            .filter(|h| {
+                h["devices"]
+                    .as_array()
+                    .is_some_and(|d| d.iter().any(|d| d["id"] == device))
+            })
+            .count();
+        assert_eq!(holders, usize::from(what == "device"), "{what}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_registrations_get_400_with_a_reason() {
+    let email = format!("{}@example.org", unique("bad"));
+    let device = unique("dev");
+    let good = json!({ "name": "A", "email": email, "device": device,
+                       "meters": [{ "type": "ELECTRICITY", "model": "MT175" }] });
+    let with = |key: &str, value: Value| {
+        let mut body = good.clone();
+        body[key] = value;
+        body
+    };
+    let cases = [
+        (with("email", json!("no-at-sign")), "email"),
+        (with("name", json!("  ")), "name"),
+        (with("device", json!("has space")), "device"),
+        (with("device", json!("")), "device"),
+        (with("meters", json!([])), "meters"),
+        (
+            with("meters", json!([{ "type": "GAS", "model": "MT175" }])),
+            "meters[0].type",
+        ),
+        (
+            with("meters", json!([{ "type": "ELECTRICITY", "model": "XYZ" }])),
+            "meters[0].model",
+        ),
+        (
+            with(
+                "meters",
+                json!([{ "uuid": "not-a-uuid", "type": "ELECTRICITY", "model": "EHZ" }]),
+            ),
+            "meters[0].uuid",
+        ),
+        (
+            with(
+                "meters",
+                json!([
+                    { "uuid": "6f1c1b52-9d4e-4c1a-8a57-3f3e2b1c0d9e", "type": "ELECTRICITY", "model": "EHZ" },
+                    { "uuid": "6f1c1b52-9d4e-4c1a-8a57-3f3e2b1c0d9e", "type": "ELECTRICITY", "model": "EHZ" },
+                ]),
+            ),
+            "appears twice",
+        ),
+        (with("unexpected", json!(1)), "unknown field"),
+        (
+            json!({ "name": "A", "device": device, "meters": [] }),
+            "email",
+        ),
+        (json!([1, 2]), "invalid JSON"),
+    ];
+    for (body, expected) in cases {
+        let reply = admin(Method::POST, "/api/management/household", Some(&body)).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{body}: {}",
+            reply.text
+        );
+        let message = reply.body["error"].as_str().unwrap_or_default();
+        assert!(message.contains(expected), "{body}: {message}");
+    }
+    let bearer = format!("Bearer {ADMIN_TOKEN}");
+    for raw in [&b""[..], b"{", b"\xff\xfe"] {
+        let reply = send(
+            Method::POST,
+            "/api/management/household",
+            raw,
+            &[("authorization", &bearer)],
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text);
+    }
+    // None of them registered anything.
+    let listing = admin(Method::GET, "/api/management/household", None).await;
+    assert!(!listing.text.contains(&email), "{}", listing.text);
+    assert!(!listing.text.contains(&device), "{}", listing.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_a_device() {
+    let household = register().await;
+    let path = format!("/api/management/device/{}/revoke", household.device);
+    let reply = admin(Method::POST, &path, None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(reply.body["device"], household.device.as_str());
+    let revoked_at = reply.body["revoked_at"]
+        .as_str()
+        .expect("revoked_at")
+        .to_owned();
+    // Again: the same answer, the first time kept.
+    let again = admin(Method::POST, &path, None).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text);
+    assert_eq!(again.body["revoked_at"], revoked_at.as_str());
+    let listed = household_in_listing(&household.id).await;
+    assert_eq!(listed["devices"][0]["revoked_at"], revoked_at.as_str());
+    for unknown in ["no-such-device", "bad%20id"] {
+        let reply = admin(
+            Method::POST,
+            &format!("/api/management/device/{unknown}/revoke"),
+            None,
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.text);
+    }
+    let reply = admin(Method::GET, &path, None).await;
+    assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn participant_endpoints_need_a_client_certificate() {
+    let meter = uuid4();
+    let read = format!("/api/household/meter/{meter}/measurement");
+    let endpoints = [
+        (Method::GET, "/api/household/consent"),
+        (Method::POST, "/api/household/consent"),
+        (Method::DELETE, "/api/household/consent"),
+        (Method::GET, "/api/household/measurement_device"),
+        (Method::PUT, "/api/household/measurement_device/status"),
+        (Method::GET, "/api/household/meter"),
+        (Method::POST, "/api/household/meter/measurement"),
+        (Method::GET, read.as_str()),
+    ];
+    for (method, path) in endpoints {
+        let reply = send(method.clone(), path, b"{}", &[]).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNAUTHORIZED,
+            "{method} {path}: {}",
+            reply.text
+        );
+        assert!(reply.body["error"].is_string(), "{}", reply.text);
+        assert!(!reply.headers.contains_key("www-authenticate"), "{path}");
+        // The admin token is no participant credential.
+        let bearer = format!("Bearer {ADMIN_TOKEN}");
+        let reply = send(method.clone(), path, b"{}", &[("authorization", &bearer)]).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNAUTHORIZED,
+            "{method} {path}: {}",
+            reply.text
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routing_health_and_json_errors() {
+    let reply = send(Method::GET, "/api/health", b"", &[]).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(reply.body["status"], "ok");
+    assert_eq!(reply.body["database"], "ok");
+    assert_eq!(reply.body["schema_version"], 1);
+    let reply = send(Method::GET, "/api/version", b"", &[]).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(reply.body["version"].is_string());
+    for path in [
+        "/api/nothing",
+        "/api/household/consent/extra",
+        "/api/",
+        "/api/household/meter//measurement",
+    ] {
+        let reply = send(Method::GET, path, b"", &[]).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::NOT_FOUND,
+            "{path}: {}",
+            reply.text
+        );
+        assert_eq!(reply.body["error"], "not found", "{path}");
+    }
+    let cases = [
+        (Method::PUT, "/api/household/consent", "GET, POST, DELETE"),
+        (Method::DELETE, "/api/management/household", "GET, POST"),
+        (Method::GET, "/api/household/meter/measurement", "POST"),
+        (Method::POST, "/api/health", "GET"),
+        (
+            Method::GET,
+            "/api/household/measurement_device/status",
+            "PUT",
+        ),
+    ];
+    for (method, path, allow) in cases {
+        let reply = send(method.clone(), path, b"", &[]).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+        assert_eq!(reply.headers["allow"], allow, "{method} {path}");
+        assert_eq!(reply.body["error"], "method not allowed");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Devices and participants over mutual TLS
+
+async fn call(client: &Client, method: Method, path: &str, body: Option<&Value>) -> Reply {
+    let body = body.map(Value::to_string).unwrap_or_default();
+    send_as(client, method, path, body.as_bytes(), &[]).await
+}
+
+async fn grant(client: &Client) {
+    let reply = call(client, Method::POST, "/api/household/consent", None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+}
+
+fn measurement(meter: &str, measured_at: &str, kwh: f64) -> Value {
+    json!({
+        "uuid": uuid4(),
+        "meter": meter,
+        "measured_at": measured_at,
+        "data": [{ "0100010800ff": kwh }, { "0100100700ff": 0.42, "0100020800ff": 0 }],
+    })
+}
+
+async fn upload(client: &Client, batch: &[Value]) -> Reply {
+    call(
+        client,
+        Method::POST,
+        "/api/household/meter/measurement",
+        Some(&json!({ "measurements": batch })),
+    )
+    .await
+}
+
+async fn read(client: &Client, meter: &str, query: &str) -> Reply {
+    call(
+        client,
+        Method::GET,
+        &format!("/api/household/meter/{meter}/measurement{query}"),
+        None,
+    )
+    .await
+}
+
+/// The uuids a read returned, in order.
+fn uuids(reply: &Reply) -> Vec<String> {
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    reply.body["measurements"]
+        .as_array()
+        .expect("measurements")
+        .iter()
+        .map(|m| m["uuid"].as_str().expect("uuid").to_owned())
+        .collect()
+}
+
+fn uuid_of(m: &Value) -> String {
+    m["uuid"].as_str().expect("uuid").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consent_goes_one_way_each_step_once() {
+    let (household, device) = register_device().await;
+    let path = "/api/household/consent";
+    let reply = call(&device, Method::GET, path, None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(
+        reply.body,
+        json!({ "state": "not_granted", "granted_at": null, "revoked_at": null })
+    );
+    // Not granted yet: nothing to revoke.
+    let reply = call(&device, Method::DELETE, path, None).await;
+    assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.text);
+    assert!(
+        reply.body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("never granted")
+    );
+
+    let reply = call(&device, Method::POST, path, None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(reply.body["state"], "granted");
+    let granted_at = reply.body["granted_at"]
+        .as_str()
+        .expect("granted_at")
+        .to_owned();
+    assert!(granted_at.ends_with('Z'), "{granted_at}");
+    assert_eq!(reply.body["revoked_at"], Value::Null);
+    // Granting twice is refused and changes nothing.
+    let reply = call(&device, Method::POST, path, None).await;
+    assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.text);
+    assert!(
+        reply.body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("already granted")
+    );
+    let reply = call(&device, Method::GET, path, None).await;
+    assert_eq!(reply.body["granted_at"], granted_at.as_str());
+
+    let reply = call(&device, Method::DELETE, path, None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(reply.body["state"], "revoked");
+    assert_eq!(reply.body["granted_at"], granted_at.as_str());
+    let revoked_at = reply.body["revoked_at"]
+        .as_str()
+        .expect("revoked_at")
+        .to_owned();
+    // Revoking twice, and granting again after revocation, are refused.
+    let reply = call(&device, Method::DELETE, path, None).await;
+    assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.text);
+    assert!(
+        reply.body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("already revoked")
+    );
+    let reply = call(&device, Method::POST, path, None).await;
+    assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.text);
+    assert!(
+        reply.body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("revoked")
+    );
+    let reply = call(&device, Method::GET, path, None).await;
+    assert_eq!(
+        reply.body,
+        json!({ "state": "revoked", "granted_at": granted_at, "revoked_at": revoked_at })
+    );
+    let listed = household_listed_on(tls_admin(), &household.id).await;
+    assert_eq!(listed["consent"]["state"], "revoked", "{listed}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn measurements_round_trip_and_re_uploads_are_idempotent() {
+    let (household, device) = register_device().await;
+    grant(&device).await;
+    let electricity = &household.meters[0];
+    let pv = &household.meters[1];
+    // Out of order; one with an offset (stored and returned in UTC).
+    let m1 = measurement(electricity, "2026-11-23T16:15:00Z", 1234.75);
+    let m0 = measurement(electricity, "2026-11-23T17:00:00+01:00", 1234.5678);
+    let m2 = measurement(electricity, "2026-11-23T16:30:00.5Z", 1235.0);
+    let p0 = measurement(pv, "2026-11-23T16:15:00Z", 17.25);
+    let batch = [m1.clone(), m0.clone(), p0.clone(), m2.clone()];
+    let reply = upload(&device, &batch).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let sent: Vec<String> = batch.iter().map(uuid_of).collect();
+    assert_eq!(reply.body["acknowledged"], json!(sent));
+
+    let reply = read(&device, electricity, "").await;
+    assert_eq!(reply.body["meter"], electricity.as_str());
+    assert_eq!(uuids(&reply), [uuid_of(&m0), uuid_of(&m1), uuid_of(&m2)]);
+    let first = &reply.body["measurements"][0];
+    assert_eq!(first["measured_at"], "2026-11-23T16:00:00Z");
+    assert_eq!(
+        first["data"],
+        json!([{ "0100010800ff": 1234.5678 }, { "0100100700ff": 0.42, "0100020800ff": 0 }])
+    );
+    assert_eq!(
+        reply.body["measurements"][2]["measured_at"],
+        "2026-11-23T16:30:00.5Z"
+    );
+    assert_eq!(uuids(&read(&device, pv, "").await), [uuid_of(&p0)]);
+
+    // Windows: from inclusive, to exclusive, limit; `+` offsets percent-encoded or not.
+    let window = read(
+        &device,
+        electricity,
+        "?from=2026-11-23T16:15:00Z&to=2026-11-23T17:30:00%2B01:00",
+    )
+    .await;
+    assert_eq!(uuids(&window), [uuid_of(&m1)]);
+    let window = read(
+        &device,
+        electricity,
+        "?from=2026-11-23T17:15:00+01:00&limit=1",
+    )
+    .await;
+    assert_eq!(uuids(&window), [uuid_of(&m1)]);
+    for bad in [
+        "?limit=0",
+        "?limit=10001",
+        "?from=yesterday",
+        "?to=2026-11-23",
+        "?colour=red",
+    ] {
+        let reply = read(&device, electricity, bad).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{bad}: {}",
+            reply.text
+        );
+    }
+
+    // The same batch again: acknowledged again, stored once.
+    let reply = upload(&device, &batch).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(reply.body["acknowledged"], json!(sent));
+    // A batch repeating one uuid and adding a new one: both acknowledged.
+    let m3 = measurement(electricity, "2026-11-23T16:45:00Z", 1235.5);
+    let reply = upload(&device, &[m2.clone(), m3.clone()]).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(
+        uuids(&read(&device, electricity, "").await),
+        [uuid_of(&m0), uuid_of(&m1), uuid_of(&m2), uuid_of(&m3)]
+    );
+
+    // UUIDs are compared case-insensitively and acknowledged as sent.
+    let mut shouted = m3.clone();
+    shouted["uuid"] = json!(uuid_of(&m3).to_uppercase());
+    let reply = upload(&device, std::slice::from_ref(&shouted)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(reply.body["acknowledged"], json!([uuid_of(&shouted)]));
+    assert_eq!(uuids(&read(&device, electricity, "").await).len(), 4);
+
+    // A stored uuid sent for another meter: 409, and nothing of that batch is stored.
+    let mut moved = m1.clone();
+    moved["meter"] = json!(pv);
+    let extra = measurement(pv, "2026-11-23T16:30:00Z", 18.0);
+    let reply = upload(&device, &[extra.clone(), moved]).await;
+    assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.text);
+    assert_eq!(uuids(&read(&device, pv, "").await), [uuid_of(&p0)]);
+
+    // The device's last measurement is the latest measured_at it uploaded.
+    let listed = household_listed_on(tls_admin(), &household.id).await;
+    let status = &listed["devices"][0];
+    assert_eq!(
+        status["last_measurement"], "2026-11-23T16:45:00Z",
+        "{listed}"
+    );
+    assert!(status["last_activity"].is_string(), "{listed}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_are_refused_before_consent_and_after_revocation() {
+    let (household, device) = register_device().await;
+    let meter = &household.meters[0];
+    let early = measurement(meter, "2026-11-23T16:00:00Z", 1.0);
+    let reply = upload(&device, std::slice::from_ref(&early)).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.text);
+    assert_eq!(reply.body, json!({ "error": "consent not granted" }));
+
+    grant(&device).await;
+    let granted = measurement(meter, "2026-11-23T16:15:00Z", 2.0);
+    let reply = upload(&device, std::slice::from_ref(&granted)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+
+    let reply = call(&device, Method::DELETE, "/api/household/consent", None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let late = measurement(meter, "2026-11-23T16:30:00Z", 3.0);
+    for batch in [vec![late.clone()], vec![granted.clone()]] {
+        let reply = upload(&device, &batch).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.text);
+        assert_eq!(reply.body, json!({ "error": "consent revoked" }));
+    }
+    assert_eq!(uuids(&read(&device, meter, "").await), [uuid_of(&granted)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_cannot_write_to_or_read_another_households_meters() {
+    let (mine, device) = register_device().await;
+    let (theirs, their_device) = register_device().await;
+    grant(&device).await;
+    grant(&their_device).await;
+    let own = measurement(&mine.meters[0], "2026-11-23T16:00:00Z", 1.0);
+    let foreign = measurement(&theirs.meters[0], "2026-11-23T16:00:00Z", 666.0);
+    let unknown = measurement(&uuid4(), "2026-11-23T16:00:00Z", 1.0);
+    for batch in [vec![own.clone(), foreign.clone()], vec![unknown]] {
+        let reply = upload(&device, &batch).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.text);
+        assert!(
+            reply.body["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("does not belong to this household"),
+            "{}",
+            reply.text
+        );
+    }
+    // Nothing stored, neither on the own meter nor on the foreign one.
+    assert!(uuids(&read(&device, &mine.meters[0], "").await).is_empty());
+    assert!(uuids(&read(&their_device, &theirs.meters[0], "").await).is_empty());
+
+    // Reads of a foreign meter look exactly like reads of a meter that does not exist.
+    let reply = upload(&their_device, std::slice::from_ref(&foreign)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    for meter in [theirs.meters[0].clone(), uuid4(), "not-a-uuid".to_owned()] {
+        let reply = read(&device, &meter, "").await;
+        assert_eq!(
+            reply.status,
+            StatusCode::NOT_FOUND,
+            "{meter}: {}",
+            reply.text
+        );
+        assert_eq!(reply.body, json!({ "error": "no such meter" }));
+    }
+    // A status report about a foreign meter is refused, too.
+    let reply = call(
+        &device,
+        Method::PUT,
+        "/api/household/measurement_device/status",
+        Some(&json!({ "meters": [{ "uuid": theirs.meters[0], "locked": true }] })),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.text);
+    // Listings show the own household only.
+    let reply = call(&device, Method::GET, "/api/household/meter", None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(reply.body["household"], mine.id.as_str());
+    assert!(!reply.text.contains(&theirs.meters[0]), "{}", reply.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_mismatched_and_revoked_devices_get_403() {
+    let (household, device) = register_device().await;
+    grant(&device).await;
+    let path = "/api/household/consent";
+    // A certificate from the right CA for a device nobody registered.
+    let stranger = device_client(&unique("stranger"), &household.email);
+    let reply = call(&stranger, Method::GET, path, None).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.text);
+    assert_eq!(reply.body, json!({ "error": "unknown device" }));
+    // The registered device id with another participant's email.
+    let impostor = device_client(&household.device, "mallory@example.org");
+    let reply = call(&impostor, Method::GET, path, None).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.text);
+    // Emails are compared case-insensitively.
+    let shouting = device_client(&household.device, &household.email.to_uppercase());
+    let reply = call(&shouting, Method::GET, path, None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+
+    let revoke = format!("/api/management/device/{}/revoke", household.device);
+    let reply = admin_as(tls_admin(), Method::POST, &revoke, None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let batch = [measurement(
+        &household.meters[0],
+        "2026-11-23T16:00:00Z",
+        1.0,
+    )];
+    let reply = upload(&device, &batch).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.text);
+    assert_eq!(reply.body, json!({ "error": "device revoked" }));
+    for (method, path) in [
+        (Method::GET, path),
+        (Method::GET, "/api/household/meter"),
+        (Method::DELETE, path),
+    ] {
+        let reply = call(&device, method, path, None).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::FORBIDDEN,
+            "{path}: {}",
+            reply.text
+        );
+    }
+    // The revoked device's consent was not touched by its refused DELETE.
+    let listed = household_listed_on(tls_admin(), &household.id).await;
+    assert_eq!(listed["consent"]["state"], "granted", "{listed}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_measurement_batches_get_400_and_store_nothing() {
+    let (household, device) = register_device().await;
+    grant(&device).await;
+    let meter = &household.meters[0];
+    let good = measurement(meter, "2026-11-23T16:00:00Z", 1.0);
+    let with = |key: &str, value: Value| {
+        let mut m = measurement(meter, "2026-11-23T16:15:00Z", 2.0);
+        m[key] = value;
+        m
+    };
+    let cases = [
+        (with("uuid", json!("1234")), "measurements[1].uuid"),
+        (with("meter", json!("meter-1")), "measurements[1].meter"),
+        (
+            with("measured_at", json!("2026-11-23 16:15")),
+            "measured_at",
+        ),
+        (
+            with("measured_at", json!("2026-11-23T16:15:00")),
+            "measured_at",
+        ),
+        (with("data", json!([{ "1.8.0": 1.0 }])), "OBIS"),
+        (with("data", json!([{ "0100010800FF": 1.0 }])), "OBIS"),
+        (
+            with("data", json!([{ "0100010800ff": "1.0" }])),
+            "finite number",
+        ),
+        (
+            with("data", json!([{ "0100010800ff": null }])),
+            "finite number",
+        ),
+        (
+            with("data", json!([{ "0100010800ff": true }])),
+            "finite number",
+        ),
+        (with("data", json!([])), "data"),
+        (with("data", json!([{}])), "data"),
+        (with("data", json!({ "0100010800ff": 1.0 })), "data"),
+    ];
+    for (bad, expected) in cases {
+        let reply = upload(&device, &[good.clone(), bad.clone()]).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{bad}: {}",
+            reply.text
+        );
+        let message = reply.body["error"].as_str().unwrap_or_default();
+        assert!(message.contains(expected), "{bad}: {message}");
+    }
+    // Too many for one batch.
+    let many: Vec<Value> = (0..1001)
+        .map(|i| {
+            measurement(
+                meter,
+                &format!("2026-11-24T00:{:02}:{:02}Z", i / 60 % 60, i % 60),
+                1.0,
+            )
+        })
+        .collect();
+    let reply = upload(&device, &many).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text);
+    assert!(reply.text.contains("at most 1000"), "{}", reply.text);
+    // Not JSON, or not the expected shape; a number too large for a float.
+    let raw: [&[u8]; 4] = [
+        b"",
+        b"measurements",
+        br#"{"measurements": {}}"#,
+        br#"{"measurements":[{"uuid":"6f1c1b52-9d4e-4c1a-8a57-3f3e2b1c0d9e","meter":"6f1c1b52-9d4e-4c1a-8a57-3f3e2b1c0d9e","measured_at":"2026-11-23T16:00:00Z","data":[{"0100010800ff":1e999}]}]}"#,
+    ];
+    for body in raw {
+        let reply = send_as(
+            &device,
+            Method::POST,
+            "/api/household/meter/measurement",
+            body,
+            &[],
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text);
+    }
+    assert!(uuids(&read(&device, meter, "").await).is_empty());
+    // The full batch of 1000 is accepted.
+    let reply = upload(&device, &many[..1000]).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(uuids(&read(&device, meter, "").await).len(), 1000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_status_reports_show_in_the_admin_listing() {
+    let (household, device) = register_device().await;
+    let path = "/api/household/measurement_device/status";
+    let report = json!({
+        "components": { "meter-parser": "0.1.0", "upload": "0.1.0", "consent": "0.1.0" },
+        "last_measurement": "2026-11-23T17:00:00+01:00",
+        "meters": [
+            { "uuid": household.meters[0], "locked": true, "missing": ["0100010700ff"] },
+            { "uuid": household.meters[1], "locked": false, "missing": [] },
+        ],
+    });
+    // Status reports need no consent: devices report health before they may measure.
+    let reply = call(&device, Method::PUT, path, Some(&report)).await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.text);
+
+    let listed = household_listed_on(tls_admin(), &household.id).await;
+    let status = &listed["devices"][0];
+    assert_eq!(
+        status["component_versions"],
+        json!({ "meter-parser": "0.1.0", "upload": "0.1.0", "consent": "0.1.0" })
+    );
+    assert_eq!(status["last_measurement"], "2026-11-23T16:00:00Z");
+    assert!(status["last_activity"].is_string(), "{listed}");
+    let meters = listed["meters"].as_array().expect("meters");
+    let meter = |uuid: &str| {
+        meters
+            .iter()
+            .find(|m| m["uuid"] == uuid)
+            .cloned()
+            .expect("meter listed")
+    };
+    let locked = meter(&household.meters[0]);
+    assert_eq!(locked["status"]["locked"], true, "{locked}");
+    assert_eq!(locked["status"]["missing"], json!(["0100010700ff"]));
+    assert!(locked["status"]["reported_at"].is_string());
+    assert_eq!(meter(&household.meters[1])["status"]["locked"], false);
+
+    // The participant sees the same about their own device and meters.
+    let reply = call(
+        &device,
+        Method::GET,
+        "/api/household/measurement_device",
+        None,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(reply.body["devices"][0]["id"], household.device.as_str());
+    assert_eq!(
+        reply.body["devices"][0]["component_versions"]["upload"],
+        "0.1.0"
+    );
+    let reply = call(&device, Method::GET, "/api/household/meter", None).await;
+    assert_eq!(
+        reply.body["meters"].as_array().map(Vec::len),
+        Some(2),
+        "{}",
+        reply.text
+    );
+
+    // An older last measurement does not move it back; null leaves it.
+    let older = json!({ "components": { "meter-parser": "0.2.0" }, "last_measurement": "2026-11-01T00:00:00Z" });
+    let reply = call(&device, Method::PUT, path, Some(&older)).await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.text);
+    let listed = household_listed_on(tls_admin(), &household.id).await;
+    assert_eq!(
+        listed["devices"][0]["last_measurement"],
+        "2026-11-23T16:00:00Z"
+    );
+    assert_eq!(
+        listed["devices"][0]["component_versions"],
+        json!({ "meter-parser": "0.2.0" })
+    );
+
+    for bad in [
+        json!({ "last_measurement": "today" }),
+        json!({ "components": { "": "1" } }),
+        json!({ "meters": [{ "uuid": household.meters[0], "locked": "yes" }] }),
+        json!({ "meters": [{ "uuid": household.meters[0], "locked": true, "missing": ["1.7.0"] }] }),
+        json!({ "meters": [{ "uuid": "x", "locked": true }] }),
+    ] {
+        let reply = call(&device, Method::PUT, path, Some(&bad)).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{bad}: {}",
+            reply.text
+        );
+    }
+}
