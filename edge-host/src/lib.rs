@@ -5,6 +5,7 @@
 
 pub mod components;
 pub mod edge;
+pub mod local;
 pub mod meter;
 pub mod pki;
 pub mod runtime;

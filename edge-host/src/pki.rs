@@ -623,10 +623,22 @@ fn load_roots(path: &Path) -> Result<Arc<RootCertStore>> {
     Ok(Arc::new(roots))
 }
 
+/// Whether a TLS server demands a client certificate at the handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientAuth {
+    /// Every client presents a certificate (a device-only endpoint).
+    #[default]
+    Required,
+    /// Clients may come without one (people and services with bearer tokens); those that
+    /// present one are verified just as strictly, and only they get an identity.
+    Optional,
+}
+
 /// A rustls server configuration for mutual TLS: TLS 1.3 only, ALPN `http/1.1`, the server
-/// presents `cert` (PEM chain) with `key` (PEM), and every client must present a certificate
-/// issued by a CA in `client_ca` (PEM) that is not revoked by the CRLs in `crl` (PEM), if
-/// given (rustls's `WebPkiClientVerifier` with the ring provider).
+/// presents `cert` (PEM chain) with `key` (PEM), and a client certificate must be issued by a
+/// CA in `client_ca` (PEM) and not revoked by the CRLs in `crl` (PEM), if given (rustls's
+/// `WebPkiClientVerifier` with the ring provider). `client_auth` says whether every client
+/// must present one.
 ///
 /// The CRL is read once: build a new configuration when it changes (rustls never re-reads it,
 /// and resumed sessions are not re-checked — check revocation per request as well).
@@ -635,6 +647,7 @@ pub fn server_tls_config(
     key: &Path,
     client_ca: &Path,
     crl: Option<&Path>,
+    client_auth: ClientAuth,
 ) -> Result<ServerConfig> {
     let certs = load_certs(cert)?;
     let key = load_key(key)?;
@@ -644,9 +657,12 @@ pub fn server_tls_config(
         None => Vec::new(),
     };
     let provider = provider();
-    let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
-        .with_crls(crls)
-        .build()?;
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(roots, provider.clone()).with_crls(crls);
+    let verifier = match client_auth {
+        ClientAuth::Required => verifier.build()?,
+        ClientAuth::Optional => verifier.allow_unauthenticated().build()?,
+    };
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
@@ -670,6 +686,19 @@ pub fn client_tls_config(
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_root_certificates(roots)
         .with_client_auth_cert(certs, key)?;
+    config.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
+    Ok(config)
+}
+
+/// A rustls client configuration without a client certificate (an administrator's or a
+/// researcher's tool, which authenticates with a bearer token): TLS 1.3 only, ALPN `http/1.1`,
+/// servers must present a certificate issued by a CA in `server_ca` (PEM).
+pub fn anonymous_client_tls_config(server_ca: &Path) -> Result<ClientConfig> {
+    let roots = load_roots(server_ca)?;
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     config.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
     Ok(config)
 }
@@ -1185,8 +1214,14 @@ mod tests {
         // The CRL verifies against the CA for rustls.
         let server = ca.issue_server(&ServerRequest::default()).expect("server");
         let (cert, key) = server.write(&dir.path().join("server")).expect("write");
-        server_tls_config(&cert, &key, &ca.ca_cert_path(), Some(&ca.crl_path()))
-            .expect("server config");
+        server_tls_config(
+            &cert,
+            &key,
+            &ca.ca_cert_path(),
+            Some(&ca.crl_path()),
+            ClientAuth::Required,
+        )
+        .expect("server config");
         let (dcert, dkey) = b.write(&dir.path().join("device")).expect("write");
         client_tls_config(&dcert, &dkey, &ca.ca_cert_path()).expect("client config");
     }

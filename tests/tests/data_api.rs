@@ -16,7 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::pki_types::ServerName;
 use wattlet::pki::{self, CertificateAuthority, DeviceRequest, ServerRequest};
-use wattlet::spin::server::{App, ServeOptions, TlsOptions, serve};
+use wattlet::spin::server::{App, ClientAuth, ServeOptions, TlsOptions, serve};
 
 const ADMIN_TOKEN: &str = "admin-test-token-7f3a";
 
@@ -93,6 +93,7 @@ fn tls_api() -> &'static TlsApi {
             key,
             client_ca: ca_path,
             crl: None,
+            client_auth: ClientAuth::Required,
         };
         let addr = start(&dir.path().join("state"), Some(tls));
         TlsApi { addr, ca, dir }

@@ -20,7 +20,7 @@ use wattlet::pki::{
     CaDir, CertificateAuthority, DEFAULT_CA_VALIDITY, DeviceRequest, IssuedCert, ServerRequest,
     client_tls_config,
 };
-use wattlet::spin::server::{App, ServeOptions, TlsOptions, serve};
+use wattlet::spin::server::{App, ClientAuth, ServeOptions, TlsOptions, serve};
 
 struct Server {
     addr: SocketAddr,
@@ -85,6 +85,7 @@ fn tls_server() -> &'static Server {
             key,
             client_ca: ca.ca_cert_path(),
             crl: Some(ca.crl_path()),
+            client_auth: ClientAuth::Required,
         };
         start(temp, Some(tls))
     })

@@ -4,6 +4,7 @@ mod ca;
 mod edge;
 mod meter;
 mod serve;
+mod up;
 
 use std::process::ExitCode;
 
@@ -27,6 +28,8 @@ enum Command {
     /// Work with meters and their telegrams.
     #[command(subcommand)]
     Meter(meter::MeterCommand),
+    /// Run the whole system locally: cloud, two simulated households with devices and meters.
+    Up(up::UpArgs),
     /// Serve a Spin application (spin.toml) the way `spin up` does.
     Serve(serve::ServeArgs),
 }
@@ -37,5 +40,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Edge(args) => edge::run(args),
         Command::Meter(command) => meter::run(command),
         Command::Serve(args) => serve::run(args),
+        Command::Up(args) => up::run(args),
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 use tokio::net::TcpListener;
-use wattlet::spin::server::{App, ServeOptions, TlsOptions, serve, serve_admin};
+use wattlet::spin::server::{App, ClientAuth, ServeOptions, TlsOptions, serve, serve_admin};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -47,6 +47,16 @@ pub struct ServeArgs {
     /// revoked device is refused from its next request on, also on open connections.
     #[arg(long, value_name = "FILE", help_heading = "Mutual TLS")]
     crl: Option<PathBuf>,
+    /// `required`: every client presents a certificate (devices only). `optional`: clients
+    /// without one (people and services with bearer tokens) are served without an identity.
+    #[arg(long, value_enum, default_value_t = ClientAuthArg::Required, help_heading = "Mutual TLS")]
+    client_auth: ClientAuthArg,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ClientAuthArg {
+    Required,
+    Optional,
 }
 
 /// `--tls-cert`, `--tls-key` and `--client-ca` go together; `--crl` needs them.
@@ -57,6 +67,10 @@ fn tls_options(args: &ServeArgs) -> anyhow::Result<Option<TlsOptions>> {
             key: key.clone(),
             client_ca: client_ca.clone(),
             crl: args.crl.clone(),
+            client_auth: match args.client_auth {
+                ClientAuthArg::Required => ClientAuth::Required,
+                ClientAuthArg::Optional => ClientAuth::Optional,
+            },
         })),
         (None, None, None) => {
             if args.crl.is_some() {

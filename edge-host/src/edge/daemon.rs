@@ -326,7 +326,8 @@ impl Daemon {
     }
 }
 
-/// RFC 3339 in UTC with whole seconds, e.g. `2026-11-23T16:00:00Z`.
+/// RFC 3339 in UTC with milliseconds, e.g. `2026-11-23T16:00:00.250Z`: measurements of one
+/// meter stay in order even when cycles are shorter than a second (as in tests).
 pub fn rfc3339(time: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(time).to_string()
+    humantime::format_rfc3339_millis(time).to_string()
 }

@@ -58,7 +58,7 @@ impl Consent {
 pub struct Measurement {
     pub uuid: String,
     pub meter: String,
-    /// RFC 3339, UTC, whole seconds.
+    /// RFC 3339, UTC, milliseconds.
     pub measured_at: String,
     /// OBIS hex → value (kWh for energy, kW for power).
     pub values: Vec<(String, f64)>,

@@ -75,7 +75,7 @@ pub fn reduce(telegram: &Telegram, expected: &[String]) -> (Vec<(String, f64)>, 
             Some(Unit::WATT_HOUR) | Some(Unit::WATT) => {
                 // kilo: three more decimal places, exact until the float conversion.
                 number.scaler = number.scaler.saturating_sub(3);
-                if !values.iter().any(|(c, _)| *c == code) {
+                if number.to_f64().is_finite() && !values.iter().any(|(c, _)| *c == code) {
                     values.push((code, number.to_f64()));
                 }
             }

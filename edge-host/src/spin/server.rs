@@ -30,8 +30,8 @@ use crate::spin::metrics::{ComponentLabels, Metrics, RequestLabels};
 use crate::spin::outbound::OutboundPolicy;
 use crate::spin::router::Router;
 use crate::spin::storage::{RuntimeConfig, Storage};
-pub use crate::spin::tls::TlsOptions;
 use crate::spin::tls::TlsState;
+pub use crate::spin::tls::{ClientAuth, TlsOptions};
 use crate::spin::variables::ResolvedVariables;
 
 type Body = UnsyncBoxBody<Bytes, anyhow::Error>;
@@ -576,7 +576,9 @@ pub async fn serve(
                                 Peer::Unidentified(error.to_string().into())
                             }
                         },
-                        None => Peer::Unidentified("no client certificate".into()),
+                        // Only reachable with ClientAuth::Optional: rustls refuses the
+                        // handshake otherwise.
+                        None => Peer::Anonymous,
                     };
                     serve_connection(app, stream, client, local, peer).await;
                 });

@@ -18,6 +18,7 @@ use anyhow::Context;
 use tokio_rustls::TlsAcceptor;
 
 use crate::pki;
+pub use crate::pki::ClientAuth;
 
 /// The files `wattlet serve --tls-cert … --tls-key … --client-ca … [--crl …]` names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +31,9 @@ pub struct TlsOptions {
     pub client_ca: PathBuf,
     /// A CRL (PEM) signed by the client CA, watched for changes. Without it nothing is revoked.
     pub crl: Option<PathBuf>,
+    /// Whether every client must present a certificate. With `Optional`, clients without one
+    /// are served without an identity (components see no `x-wattlet-client-*` headers).
+    pub client_auth: ClientAuth,
 }
 
 /// What identifies one version of the CRL file: an atomic rename changes the inode, an
@@ -82,6 +86,7 @@ fn build(options: &TlsOptions) -> anyhow::Result<(TlsAcceptor, HashSet<String>)>
         &options.key,
         &options.client_ca,
         options.crl.as_deref(),
+        options.client_auth,
     )?;
     let revoked = match &options.crl {
         Some(path) => {

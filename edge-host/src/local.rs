@@ -1,0 +1,403 @@
+//! `wattlet up`: the whole system on one machine, on embedded defaults.
+//!
+//! The cloud application (`spin.toml`) is served over mutual TLS; two simulated households
+//! each get a measurement device with its own certificate and a simulated SML meter on a
+//! pseudo-terminal; the first household grants consent, the second does not. Readings that
+//! reach the cloud are printed as they arrive. Everything lives in one state directory, so a
+//! second `wattlet up` continues where the first stopped.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use rustls::ClientConfig;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+use crate::edge::config::{ENERGY_IMPORT, EdgeConfig, Framing, Identity, MeterConfig, POWER_SUM};
+use crate::edge::daemon::{Daemon, EdgeComponents};
+use crate::pki::{self, CaDir, DeviceRequest, ServerRequest};
+use crate::sim;
+use crate::spin::server::{App, ServeOptions, serve, serve_admin};
+use crate::spin::tls::{ClientAuth, TlsOptions};
+
+/// A simulated household: participant, device and meter.
+struct Household {
+    name: &'static str,
+    email: &'static str,
+    device: &'static str,
+    meter: &'static str,
+    model: &'static str,
+    server_id: [u8; 10],
+    start_wh: u64,
+    power_w: i64,
+    grants_consent: bool,
+}
+
+/// Fixed ids, so a second `wattlet up` finds the households of the first.
+const HOUSEHOLDS: [Household; 2] = [
+    Household {
+        name: "Ada Lovelace",
+        email: "ada@example.org",
+        device: "pi-ada",
+        meter: "3f6c1a52-5d0e-4f7b-9a51-7a1c2e9b0a01",
+        model: "MT681",
+        server_id: [0x0a, 0x01, 0x49, 0x53, 0x4b, 0x00, 0x04, 0x58, 0x19, 0x41],
+        start_wh: 12_345_678,
+        power_w: 480,
+        grants_consent: true,
+    },
+    Household {
+        name: "Grace Hopper",
+        email: "grace@example.org",
+        device: "pi-grace",
+        meter: "8b2d4e63-1c7f-4a09-b6d2-5e8f3a7c0b02",
+        model: "DD3",
+        server_id: [0x0a, 0x01, 0x45, 0x42, 0x5a, 0x01, 0x00, 0x0c, 0x33, 0x07],
+        start_wh: 4_200_000,
+        power_w: 310,
+        grants_consent: false,
+    },
+];
+
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    pub manifest: PathBuf,
+    pub state_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub components: Option<PathBuf>,
+    pub measure_every: Duration,
+    pub report_every: Duration,
+    pub consent_every: Duration,
+}
+
+/// Runs until `shutdown` resolves, printing to `out`.
+pub async fn run(
+    options: UpOptions,
+    out: &mut (dyn Write + Send),
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let state = &options.state_dir;
+    std::fs::create_dir_all(state).with_context(|| format!("cannot create {}", state.display()))?;
+    let ca = match CaDir::open(&state.join("ca")) {
+        Ok(ca) => ca,
+        Err(pki::PkiError::NotInitialized(_)) => CaDir::init(
+            &state.join("ca"),
+            "wattlet local CA",
+            pki::DEFAULT_CA_VALIDITY,
+            false,
+        )?,
+        Err(e) => return Err(e.into()),
+    };
+    let server_prefix = state.join("server");
+    if !server_prefix.with_extension("crt").is_file() {
+        ca.issue_server(&ServerRequest::default())?
+            .write(&server_prefix)?;
+    }
+    let admin_token = admin_token(&state.join("admin-token"))?;
+
+    let serve_options = ServeOptions {
+        manifest: options.manifest.clone(),
+        state_dir: Some(state.join("cloud")),
+        runtime_config: None,
+        max_request_bytes: 16 << 20,
+        tls: Some(TlsOptions {
+            cert: server_prefix.with_extension("crt"),
+            key: server_prefix.with_extension("key"),
+            client_ca: ca.ca_cert_path(),
+            crl: Some(ca.crl_path()),
+            client_auth: ClientAuth::Optional,
+        }),
+    };
+    let app = Arc::new(App::load_with_env(&serve_options, |name| {
+        if name == "SPIN_VARIABLE_ADMIN_TOKEN" {
+            Some(admin_token.clone())
+        } else {
+            std::env::var(name).ok()
+        }
+    })?);
+    let listener = TcpListener::bind(options.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", options.listen))?;
+    let admin = TcpListener::bind(options.admin_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (admin)", options.admin_listen))?;
+    let address = listener.local_addr()?;
+    let metrics_address = admin.local_addr()?;
+    tokio::spawn(serve_admin(app.metrics.clone(), admin));
+    let (stop_serving, serving_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(app, listener, async {
+        let _ = serving_stopped.await;
+    }));
+
+    let cloud = format!("https://{address}");
+    let admin_tls = Arc::new(pki::anonymous_client_tls_config(&ca.ca_cert_path())?);
+    let engine = crate::runtime::engine()?;
+    let stop_meters = Arc::new(AtomicBool::new(false));
+    let mut meters = Vec::new();
+    let mut daemons = Vec::new();
+    let (stop_daemons, _) = tokio::sync::broadcast::channel::<()>(1);
+    let mut device_tls = Vec::new();
+    for household in &HOUSEHOLDS {
+        let device_dir = state.join("devices").join(household.device);
+        std::fs::create_dir_all(&device_dir)
+            .with_context(|| format!("cannot create {}", device_dir.display()))?;
+        let prefix = device_dir.join("device");
+        if !prefix.with_extension("crt").is_file() {
+            ca.issue_device(&DeviceRequest::new(household.device, household.email))?
+                .write(&prefix)?;
+        }
+        let (status, body) = call(
+            &admin_tls,
+            address,
+            "POST",
+            "/api/management/household",
+            Some(&admin_token),
+            Some(json!({
+                "name": household.name,
+                "email": household.email,
+                "device": household.device,
+                "meters": [{"uuid": household.meter, "type": "ELECTRICITY", "model": household.model}],
+            })),
+        )
+        .await?;
+        if status != 201 && status != 409 {
+            bail!(
+                "registering {} failed: HTTP {status} {body}",
+                household.name
+            );
+        }
+
+        let pty = sim::Pty::open()?;
+        let device_path = pty.slave_path().to_path_buf();
+        let stop = stop_meters.clone();
+        let sim_options = sim::Options {
+            source: sim::Source::Synthetic {
+                server_id: household.server_id.to_vec(),
+                start_wh: household.start_wh,
+                mean_power_w: household.power_w,
+            },
+            interval: Duration::from_secs(2),
+            count: None,
+        };
+        meters.push(std::thread::spawn(move || {
+            sim::run(&pty, &sim_options, &stop)
+        }));
+
+        let config = EdgeConfig {
+            cloud: cloud.clone(),
+            state_dir: device_dir.join("state"),
+            identity: Identity {
+                certificate: prefix.with_extension("crt"),
+                key: prefix.with_extension("key"),
+                cloud_ca: ca.ca_cert_path(),
+            },
+            measure_every: options.measure_every,
+            report_every: options.report_every,
+            consent_every: options.consent_every,
+            journal: false,
+            meters: vec![MeterConfig {
+                uuid: household.meter.to_owned(),
+                device: device_path.clone(),
+                protocol: wattlet_meter_parser::Protocol::Sml,
+                baud: sim::BAUD,
+                framing: Framing::EightN1,
+                model: Some(household.model.to_owned()),
+                expected: vec![ENERGY_IMPORT.to_owned(), POWER_SUM.to_owned()],
+            }],
+        };
+        let tls = Arc::new(pki::client_tls_config(
+            &config.identity.certificate,
+            &config.identity.key,
+            &config.identity.cloud_ca,
+        )?);
+        if household.grants_consent {
+            let (status, body) =
+                call(&tls, address, "POST", "/api/household/consent", None, None).await?;
+            if status != 200 && status != 409 {
+                bail!(
+                    "granting consent for {} failed: HTTP {status} {body}",
+                    household.name
+                );
+            }
+        }
+        device_tls.push(tls);
+        let components = EdgeComponents::load(&engine, &config, options.components.as_deref())?;
+        let daemon = Daemon::new(config, components)?;
+        let mut stop = stop_daemons.subscribe();
+        daemons.push(tokio::spawn(daemon.run(async move {
+            let _ = stop.recv().await;
+        })));
+        writeln!(
+            out,
+            "  {:<13} <{}>  device {}  meter {} ({}) on {}  consent {}",
+            household.name,
+            household.email,
+            household.device,
+            household.meter,
+            household.model,
+            device_path.display(),
+            if household.grants_consent {
+                "granted"
+            } else {
+                "not granted: nothing is measured"
+            },
+        )?;
+    }
+    writeln!(out)?;
+    writeln!(
+        out,
+        "Data API   {cloud}/api/health  (CA {}; devices use their certificates)",
+        ca.ca_cert_path().display()
+    )?;
+    writeln!(out, "Metrics    http://{metrics_address}/metrics")?;
+    writeln!(
+        out,
+        "Admin      bearer token in {}",
+        state.join("admin-token").display()
+    )?;
+    writeln!(
+        out,
+        "Measuring every {}, uploading every {}. Readings as they reach the cloud (Ctrl-C stops):",
+        humantime::format_duration(options.measure_every),
+        humantime::format_duration(options.report_every)
+    )?;
+    out.flush()?;
+
+    let watch = async {
+        let mut seen: Vec<Option<String>> = vec![None; HOUSEHOLDS.len()];
+        loop {
+            for (i, household) in HOUSEHOLDS.iter().enumerate() {
+                let path = match &seen[i] {
+                    Some(after) => format!(
+                        "/api/household/meter/{}/measurement?from={after}",
+                        household.meter
+                    ),
+                    None => format!("/api/household/meter/{}/measurement", household.meter),
+                };
+                let Ok((200, body)) = call(&device_tls[i], address, "GET", &path, None, None).await
+                else {
+                    continue;
+                };
+                for m in body["measurements"].as_array().into_iter().flatten() {
+                    let at = m["measured_at"].as_str().unwrap_or_default().to_owned();
+                    if seen[i].as_ref().is_some_and(|last| &at <= last) {
+                        continue;
+                    }
+                    let _ = writeln!(out, "{}", describe(household, m));
+                    seen[i] = Some(at);
+                }
+            }
+            let _ = out.flush();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    };
+    tokio::select! {
+        () = shutdown => {}
+        () = watch => {}
+    }
+    let _ = stop_daemons.send(());
+    for daemon in daemons {
+        daemon
+            .await
+            .map_err(|e| anyhow!("edge daemon failed: {e}"))??;
+    }
+    stop_meters.store(true, Ordering::Relaxed);
+    for meter in meters {
+        let _ = meter.join();
+    }
+    let _ = stop_serving.send(());
+    server.await.map_err(|e| anyhow!("server failed: {e}"))??;
+    Ok(())
+}
+
+/// One line per measurement: time, device, meter and its readings with units.
+fn describe(household: &Household, m: &Value) -> String {
+    let mut line = format!(
+        "{}  {:<9} meter {}",
+        m["measured_at"].as_str().unwrap_or("?"),
+        household.device,
+        &household.meter[..8]
+    );
+    for entry in m["data"].as_array().into_iter().flatten() {
+        for (code, value) in entry.as_object().into_iter().flatten() {
+            let (label, unit) = match code.as_str() {
+                "0100010800ff" => ("import", "kWh"),
+                "0100020800ff" => ("export", "kWh"),
+                "0100010700ff" => ("import power", "kW"),
+                "0100020700ff" => ("export power", "kW"),
+                "0100100700ff" => ("power", "kW"),
+                other => (other, ""),
+            };
+            line.push_str(&format!("  {label} {value} {unit}"));
+        }
+    }
+    line
+}
+
+/// The administrator's bearer token: made once, kept in a file only its owner can read.
+fn admin_token(path: &Path) -> anyhow::Result<String> {
+    if let Ok(token) = std::fs::read_to_string(path) {
+        let token = token.trim().to_owned();
+        if !token.is_empty() {
+            return Ok(token);
+        }
+    }
+    let mut bytes = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .map_err(|_| anyhow!("no system randomness for the admin token"))?;
+    let token = hex::encode(bytes);
+    pki::write_atomic(path, format!("{token}\n").as_bytes(), 0o600)?;
+    Ok(token)
+}
+
+/// One HTTPS request to the local cloud; the answer's status and JSON body (`null` if none).
+async fn call(
+    tls: &Arc<ClientConfig>,
+    address: SocketAddr,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    body: Option<Value>,
+) -> anyhow::Result<(u16, Value)> {
+    let tcp = tokio::net::TcpStream::connect(address).await?;
+    let name = rustls_pki_types::ServerName::from(address.ip());
+    let stream = tokio_rustls::TlsConnector::from(tls.clone())
+        .connect(name, tcp)
+        .await
+        .context("TLS handshake with the local cloud")?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(wasmtime_wasi_http::io::TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    let mut request = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(http::header::HOST, address.to_string());
+    if let Some(token) = bearer {
+        request = request.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let body = match body {
+        Some(json) => {
+            request = request.header(http::header::CONTENT_TYPE, "application/json");
+            Bytes::from(json.to_string())
+        }
+        None => Bytes::new(),
+    };
+    let response = sender.send_request(request.body(Full::new(body))?).await?;
+    let status = response.status().as_u16();
+    let bytes = response.into_body().collect().await?.to_bytes();
+    let json = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+    };
+    Ok((status, json))
+}

@@ -1,0 +1,360 @@
+//! The pieces of an edge end-to-end test, all real: the cloud application (`spin.toml`, the
+//! Data API component) served by `wattlet serve`'s library over mutual TLS on loopback, a CA
+//! with a server and device certificates, simulated SML meters on pseudo-terminals, and the
+//! `wattlet edge` binary as a child process.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use rustls::ClientConfig;
+use serde_json::{Value, json};
+use wattlet::pki::{self, CaDir, DeviceRequest, ServerRequest};
+use wattlet::sim;
+use wattlet::spin::server::{App, ServeOptions, serve};
+use wattlet::spin::tls::{ClientAuth, TlsOptions};
+
+pub const ADMIN_TOKEN: &str = "admin-token-for-tests";
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The cloud, served on its own runtime thread for the whole test.
+pub struct Cloud {
+    pub addr: SocketAddr,
+    pub dir: PathBuf,
+    pub ca: CaDir,
+    admin_tls: Arc<ClientConfig>,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Cloud {
+    pub fn start(dir: &Path) -> Cloud {
+        let ca =
+            CaDir::init(&dir.join("ca"), "test CA", pki::DEFAULT_CA_VALIDITY, false).expect("CA");
+        let server = dir.join("server");
+        ca.issue_server(&ServerRequest::default())
+            .expect("server cert")
+            .write(&server)
+            .expect("write server cert");
+        let options = ServeOptions {
+            manifest: repo().join("spin.toml"),
+            state_dir: Some(dir.join("cloud")),
+            runtime_config: None,
+            max_request_bytes: 1 << 20,
+            tls: Some(TlsOptions {
+                cert: server.with_extension("crt"),
+                key: server.with_extension("key"),
+                client_ca: ca.ca_cert_path(),
+                crl: Some(ca.crl_path()),
+                client_auth: ClientAuth::Optional,
+            }),
+        };
+        let env =
+            |name: &str| (name == "SPIN_VARIABLE_ADMIN_TOKEN").then(|| ADMIN_TOKEN.to_owned());
+        let app = Arc::new(App::load_with_env(&options, env).expect(
+            "the cloud app loads (the README's test command builds the data-api component first)",
+        ));
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        runtime.spawn(serve(app, listener, std::future::pending()));
+        let admin_tls =
+            Arc::new(pki::anonymous_client_tls_config(&ca.ca_cert_path()).expect("admin TLS"));
+        Cloud {
+            addr,
+            dir: dir.to_path_buf(),
+            ca,
+            admin_tls,
+            runtime,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// Registers a household with one device and one electricity meter; returns the device's
+    /// identity (certificate files and a TLS client configuration).
+    pub fn register(&self, name: &str, email: &str, device: &str, meter: &str) -> Device {
+        let (status, body) = self.admin(
+            "POST",
+            "/api/management/household",
+            Some(json!({
+                "name": name, "email": email, "device": device,
+                "meters": [{"uuid": meter, "type": "ELECTRICITY", "model": "MT681"}],
+            })),
+        );
+        assert_eq!(status, 201, "register {name}: {body}");
+        self.device(device, email)
+    }
+
+    /// A certificate for `device` (registered or not) of participant `email`.
+    pub fn device(&self, device: &str, email: &str) -> Device {
+        let prefix = self.dir.join(format!("device-{device}"));
+        let issued = self
+            .ca
+            .issue_device(&DeviceRequest::new(device, email))
+            .expect("device cert");
+        issued.write(&prefix).expect("write device cert");
+        let cert = prefix.with_extension("crt");
+        let key = prefix.with_extension("key");
+        let tls = Arc::new(
+            pki::client_tls_config(&cert, &key, &self.ca.ca_cert_path()).expect("device TLS"),
+        );
+        Device {
+            id: device.to_owned(),
+            cert,
+            key,
+            serial: issued.serial_hex,
+            tls,
+        }
+    }
+
+    pub fn admin(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.call(&self.admin_tls, method, path, Some(ADMIN_TOKEN), body)
+    }
+
+    pub fn as_device(
+        &self,
+        device: &Device,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        self.call(&device.tls, method, path, None, body)
+    }
+
+    pub fn call(
+        &self,
+        tls: &Arc<ClientConfig>,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        self.runtime
+            .block_on(request(
+                self.addr,
+                tls.clone(),
+                method,
+                path,
+                bearer,
+                body,
+                &[],
+            ))
+            .unwrap_or_else(|e| panic!("{method} {path}: {e:#}"))
+    }
+
+    /// Every measurement uuid the cloud holds for `meter`, as its owner sees them.
+    pub fn measurements(&self, owner: &Device, meter: &str) -> Vec<String> {
+        let (status, body) = self.as_device(
+            owner,
+            "GET",
+            &format!("/api/household/meter/{meter}/measurement?limit=10000"),
+            None,
+        );
+        assert_eq!(status, 200, "read measurements: {body}");
+        let mut uuids: Vec<String> = body["measurements"]
+            .as_array()
+            .expect("measurements")
+            .iter()
+            .map(|m| m["uuid"].as_str().expect("uuid").to_owned())
+            .collect();
+        uuids.sort();
+        uuids
+    }
+}
+
+/// One HTTPS request; extra headers are sent as given.
+pub async fn request(
+    addr: SocketAddr,
+    tls: Arc<ClientConfig>,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    body: Option<Value>,
+    headers: &[(&str, &str)],
+) -> anyhow::Result<(u16, Value)> {
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let stream = tokio_rustls::TlsConnector::from(tls)
+        .connect(rustls::pki_types::ServerName::from(addr.ip()), tcp)
+        .await?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    let mut builder = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string());
+    if let Some(token) = bearer {
+        builder = builder.header("authorization", format!("Bearer {token}"));
+    }
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let body = match body {
+        Some(json) => {
+            builder = builder.header("content-type", "application/json");
+            Bytes::from(json.to_string())
+        }
+        None => Bytes::new(),
+    };
+    let response = sender.send_request(builder.body(Full::new(body))?).await?;
+    let status = response.status().as_u16();
+    let bytes = response.into_body().collect().await?.to_bytes();
+    let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Ok((status, json))
+}
+
+pub struct Device {
+    pub id: String,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub serial: String,
+    pub tls: Arc<ClientConfig>,
+}
+
+/// A simulated SML meter on a pty, writing a frame every `interval` until dropped.
+pub struct Meter {
+    pub path: PathBuf,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Meter {
+    pub fn start(interval: Duration) -> Meter {
+        let pty = sim::Pty::open().expect("pty");
+        let path = pty.slave_path().to_path_buf();
+        let stop = Arc::new(AtomicBool::new(false));
+        let options = sim::Options {
+            source: sim::Source::Synthetic {
+                server_id: vec![0x0a, 0x01, 0x49, 0x53, 0x4b, 0x00, 0x04, 0x58, 0x19, 0x41],
+                start_wh: 10_000_000,
+                mean_power_w: 2_000,
+            },
+            interval,
+            count: None,
+        };
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            sim::run(&pty, &options, &flag).expect("meter simulator");
+        });
+        Meter {
+            path,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Meter {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Writes an edge configuration with a journal and returns its path.
+pub fn edge_config(
+    dir: &Path,
+    cloud: &Cloud,
+    device: &Device,
+    meter_uuid: &str,
+    meter_path: &Path,
+    cycles: (&str, &str, &str),
+) -> PathBuf {
+    let (measure, report, consent) = cycles;
+    let text = format!(
+        r#"cloud = "{cloud}"
+state_dir = "{state}"
+journal = true
+
+[identity]
+certificate = "{cert}"
+key = "{key}"
+cloud_ca = "{ca}"
+
+[cycles]
+measure = "{measure}"
+report = "{report}"
+consent = "{consent}"
+
+[[meter]]
+uuid = "{meter_uuid}"
+device = "{meter_path}"
+protocol = "sml"
+"#,
+        cloud = cloud.url(),
+        state = dir.join("edge-state").display(),
+        cert = device.cert.display(),
+        key = device.key.display(),
+        ca = cloud.ca.ca_cert_path().display(),
+        meter_path = meter_path.display(),
+    );
+    std::fs::create_dir_all(dir).expect("create the edge's directory");
+    let path = dir.join("edge.toml");
+    std::fs::write(&path, text).expect("write edge config");
+    path
+}
+
+pub fn spawn_edge(config: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_wattlet"))
+        .args(["edge", "--config"])
+        .arg(config)
+        .env("WATTLET_LOG", "wattlet=info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn wattlet edge")
+}
+
+/// The edge's journal: every measurement it ever took (uuid), sorted.
+pub fn journal(dir: &Path) -> Vec<String> {
+    let path = dir.join("edge-state").join("buffer.sqlite");
+    if !path.exists() {
+        return Vec::new();
+    }
+    let db =
+        rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open buffer");
+    let mut statement = db
+        .prepare("SELECT uuid FROM journal ORDER BY uuid")
+        .expect("query");
+    statement
+        .query_map([], |row| row.get(0))
+        .expect("journal")
+        .collect::<Result<_, _>>()
+        .expect("journal rows")
+}
+
+/// Measurements still waiting in the edge's buffer.
+pub fn pending(dir: &Path) -> usize {
+    let path = dir.join("edge-state").join("buffer.sqlite");
+    let db =
+        rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open buffer");
+    db.query_row("SELECT count(*) FROM measurement", [], |row| row.get(0))
+        .expect("count")
+}
+
+/// Polls `check` every 100 ms until it holds or `limit` passes.
+pub fn wait_for(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,111 @@
+//! Power cuts: `wattlet edge` killed with SIGKILL at random instants while it measures and
+//! uploads, and restarted each time. Afterwards the cloud holds exactly the measurements the
+//! edge took: none lost, none twice.
+//!
+//! `WATTLET_CRASH_TRIALS` sets the number of kills (default 200).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Cloud, Meter, edge_config, journal, pending, spawn_edge, wait_for};
+
+const METER: &str = "5a0e8c71-2b3d-4e6f-8a9b-0c1d2e3f4a5b";
+
+/// xorshift64*: reproducible kill instants without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+    }
+}
+
+#[test]
+fn sigkill_at_random_instants_loses_and_duplicates_nothing() {
+    let trials: u32 = std::env::var("WATTLET_CRASH_TRIALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let temp = tempfile::tempdir().expect("temp dir");
+    let cloud = Cloud::start(&temp.path().join("cloud"));
+    let device = cloud.register("Ada Lovelace", "ada@example.org", "pi-ada", METER);
+    let (status, body) = cloud.as_device(&device, "POST", "/api/household/consent", None);
+    assert_eq!(status, 200, "grant: {body}");
+    let meter = Meter::start(Duration::from_millis(100));
+    let edge_dir = temp.path().join("edge");
+    let config = edge_config(
+        &edge_dir,
+        &cloud,
+        &device,
+        METER,
+        &meter.path,
+        ("150ms", "250ms", "1s"),
+    );
+
+    let began = Instant::now();
+    let mut rng = Rng(0x5eed_0f00_d1ce_c0de);
+    let mut kills_after_a_measurement = 0;
+    let mut kills_with_unsent_rows = 0;
+    for _ in 0..trials {
+        let before = journal(&edge_dir).len();
+        let mut edge = spawn_edge(&config);
+        std::thread::sleep(Duration::from_millis(50 + rng.below(1000)));
+        edge.kill().expect("SIGKILL");
+        edge.wait().expect("reap");
+        if journal(&edge_dir).len() > before {
+            kills_after_a_measurement += 1;
+        }
+        if pending(&edge_dir) > 0 {
+            kills_with_unsent_rows += 1;
+        }
+    }
+    let killing = began.elapsed();
+
+    // One clean run delivers what the killed ones left behind.
+    let mut edge = spawn_edge(&config);
+    drop(meter);
+    wait_for(Duration::from_secs(30), "the buffer to drain", || {
+        pending(&edge_dir) == 0
+    });
+    std::process::Command::new("kill")
+        .args(["-TERM", &edge.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(edge.wait().expect("edge exit").success());
+
+    let taken = journal(&edge_dir);
+    let stored = cloud.measurements(&device, METER);
+    let lost = taken
+        .iter()
+        .filter(|u| stored.binary_search(u).is_err())
+        .count();
+    let foreign = stored
+        .iter()
+        .filter(|u| taken.binary_search(u).is_err())
+        .count();
+    let mut distinct = stored.clone();
+    distinct.dedup();
+    let duplicated = stored.len() - distinct.len();
+    eprintln!(
+        "crash test: {trials} SIGKILLs in {:.1} s; {} measurements taken, {} in the cloud; \
+         {kills_after_a_measurement} kills after a new measurement, {kills_with_unsent_rows} with \
+         unsent rows in the buffer; lost {lost}, duplicated {duplicated}, unknown {foreign}",
+        killing.as_secs_f64(),
+        taken.len(),
+        stored.len(),
+    );
+    assert!(
+        taken.len() >= trials as usize / 4,
+        "too few measurements to mean anything: {}",
+        taken.len()
+    );
+    assert!(
+        kills_with_unsent_rows > 0,
+        "no kill hit a buffer with unsent rows"
+    );
+    assert_eq!((lost, duplicated, foreign), (0, 0, 0));
+}

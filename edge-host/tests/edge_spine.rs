@@ -1,0 +1,157 @@
+//! The spine end to end, over real mutual TLS on loopback: simulated meter → pty → `wattlet
+//! edge` (parser and upload components) → the cloud's Data API. Nothing before consent; the
+//! cloud ends up with exactly the measurements the edge took; nothing after revocation.
+
+mod common;
+
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use common::{Cloud, Meter, edge_config, journal, pending, spawn_edge, wait_for};
+use serde_json::json;
+
+const ADA_METER: &str = "3f6c1a52-5d0e-4f7b-9a51-7a1c2e9b0a01";
+const GRACE_METER: &str = "8b2d4e63-1c7f-4a09-b6d2-5e8f3a7c0b02";
+
+#[test]
+fn readings_reach_the_cloud_only_while_consent_is_granted() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let cloud = Cloud::start(&temp.path().join("cloud"));
+    let ada = cloud.register("Ada Lovelace", "ada@example.org", "pi-ada", ADA_METER);
+    let grace = cloud.register("Grace Hopper", "grace@example.org", "pi-grace", GRACE_METER);
+    let meter = Meter::start(Duration::from_millis(200));
+    let edge_dir = temp.path().join("edge");
+    let config = edge_config(
+        &edge_dir,
+        &cloud,
+        &ada,
+        ADA_METER,
+        &meter.path,
+        ("300ms", "700ms", "200ms"),
+    );
+    let mut edge = spawn_edge(&config);
+
+    // Not granted: the device runs, asks for consent, and measures nothing.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        edge.try_wait().expect("edge status").is_none(),
+        "edge exited early"
+    );
+    assert!(journal(&edge_dir).is_empty(), "measured before consent");
+    assert!(cloud.measurements(&ada, ADA_METER).is_empty());
+
+    let (status, body) = cloud.as_device(&ada, "POST", "/api/household/consent", None);
+    assert_eq!(status, 200, "grant: {body}");
+    wait_for(
+        Duration::from_secs(20),
+        "5 measurements in the cloud",
+        || cloud.measurements(&ada, ADA_METER).len() >= 5,
+    );
+
+    // A quiet meter gives a quiet point: no new measurements, the buffer drains.
+    drop(meter);
+    wait_for(Duration::from_secs(10), "the buffer to drain", || {
+        pending(&edge_dir) == 0
+    });
+    std::thread::sleep(Duration::from_millis(800));
+    let taken = journal(&edge_dir);
+    let stored = cloud.measurements(&ada, ADA_METER);
+    assert_eq!(stored, taken, "the cloud holds exactly what the edge took");
+
+    // What arrived is the meter's reading in the Data API's units: 1.8.0 in kWh (the
+    // simulator starts at 10,000 kWh) rising, power in kW.
+    let (status, body) = cloud.as_device(
+        &ada,
+        "GET",
+        &format!("/api/household/meter/{ADA_METER}/measurement"),
+        None,
+    );
+    assert_eq!(status, 200);
+    let mut last_import = 0.0;
+    for m in body["measurements"].as_array().expect("measurements") {
+        let data = m["data"].as_array().expect("data");
+        let value = |code: &str| data.iter().find_map(|entry| entry[code].as_f64());
+        let import = value("0100010800ff").expect("1.8.0 in every measurement");
+        assert!(
+            (10_000.0..10_100.0).contains(&import),
+            "1.8.0 = {import} kWh"
+        );
+        assert!(
+            import >= last_import,
+            "1.8.0 fell: {last_import} → {import}"
+        );
+        last_import = import;
+        let power = value("0100100700ff").expect("16.7.0 in every measurement");
+        assert!(power.abs() < 50.0, "16.7.0 = {power} kW");
+    }
+
+    // The device status reached the cloud: component versions and last measurement.
+    let (status, listing) = cloud.admin("GET", "/api/management/household", None);
+    assert_eq!(status, 200, "{listing}");
+    let text = listing.to_string();
+    assert!(
+        text.contains("meter-parser") && text.contains("upload"),
+        "component versions missing: {text}"
+    );
+
+    // Revocation: the device learns it, deletes what it had not sent and exits for good.
+    let (status, body) = cloud.as_device(&ada, "DELETE", "/api/household/consent", None);
+    assert_eq!(status, 200, "revoke: {body}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let exit = loop {
+        if let Some(exit) = edge.try_wait().expect("edge status") {
+            break exit;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "edge did not stop after revocation"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    edge.stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("read stderr");
+    assert!(exit.success(), "edge exit {exit:?}: {stderr}");
+    assert!(stderr.contains("revoked"), "{stderr}");
+
+    // Started again with a live meter, it does not measure at all.
+    let meter = Meter::start(Duration::from_millis(200));
+    let config = edge_config(
+        &edge_dir,
+        &cloud,
+        &ada,
+        ADA_METER,
+        &meter.path,
+        ("300ms", "700ms", "200ms"),
+    );
+    let mut again = spawn_edge(&config);
+    let exit = again.wait().expect("edge exit");
+    assert!(exit.success());
+    assert_eq!(journal(&edge_dir), taken, "measured after revocation");
+
+    // And the cloud refuses anything the device might still send.
+    let late = json!({"measurements": [{
+        "uuid": "00000000-0000-4000-8000-000000000001", "meter": ADA_METER,
+        "measured_at": "2026-11-23T16:00:00Z", "data": [{"0100010800ff": 1.0}],
+    }]});
+    let (status, body) = cloud.as_device(
+        &ada,
+        "POST",
+        "/api/household/meter/measurement",
+        Some(late.clone()),
+    );
+    assert_eq!(status, 403, "upload after revocation: {body}");
+
+    // Grace never granted consent: her device's uploads are refused too, and a device may
+    // not write to a meter of another household.
+    let (status, _) = cloud.as_device(
+        &grace,
+        "POST",
+        "/api/household/meter/measurement",
+        Some(late),
+    );
+    assert_eq!(status, 403, "upload to another household's meter");
+}
