@@ -4,10 +4,9 @@
 
 mod common;
 
-use std::io::Read;
 use std::time::{Duration, Instant};
 
-use common::{Cloud, Meter, edge_config, journal, pending, spawn_edge, wait_for};
+use common::{Cloud, Meter, edge_config, edge_log, journal, pending, spawn_edge, wait_for};
 use serde_json::json;
 
 const ADA_METER: &str = "3f6c1a52-5d0e-4f7b-9a51-7a1c2e9b0a01";
@@ -108,12 +107,7 @@ fn readings_reach_the_cloud_only_while_consent_is_granted() {
         );
         std::thread::sleep(Duration::from_millis(100));
     };
-    let mut stderr = String::new();
-    edge.stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut stderr)
-        .expect("read stderr");
+    let stderr = std::fs::read_to_string(edge_log(&config)).expect("edge.log");
     assert!(exit.success(), "edge exit {exit:?}: {stderr}");
     assert!(stderr.contains("revoked"), "{stderr}");
 

@@ -309,16 +309,27 @@ protocol = "sml"
     path
 }
 
+/// Starts `wattlet edge`; its log is appended to `edge.log` next to the configuration (a
+/// file, not a pipe: nobody has to drain it while the edge runs).
 pub fn spawn_edge(config: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(edge_log(config))
+        .expect("open edge.log");
     Command::new(env!("CARGO_BIN_EXE_wattlet"))
         .args(["edge", "--config"])
         .arg(config)
         .env("WATTLET_LOG", "wattlet=info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(log)
         .spawn()
         .expect("spawn wattlet edge")
+}
+
+pub fn edge_log(config: &Path) -> PathBuf {
+    config.with_file_name("edge.log")
 }
 
 /// The edge's journal: every measurement it ever took (uuid), sorted.
