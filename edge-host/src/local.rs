@@ -181,7 +181,7 @@ pub async fn run(
         let sim_options = sim::Options {
             source: sim::Source::Synthetic {
                 server_id: household.server_id.to_vec(),
-                start_wh: household.start_wh,
+                start_wh: meter_reading_now(household),
                 mean_power_w: household.power_w,
             },
             interval: Duration::from_secs(2),
@@ -272,27 +272,34 @@ pub async fn run(
     out.flush()?;
 
     let watch = async {
-        let mut seen: Vec<Option<String>> = vec![None; HOUSEHOLDS.len()];
+        // Only what is measured from now on: earlier runs' measurements are not news.
+        let mut from = vec![std::time::SystemTime::now(); HOUSEHOLDS.len()];
+        let mut printed: Vec<Option<std::time::SystemTime>> = vec![None; HOUSEHOLDS.len()];
         loop {
             for (i, household) in HOUSEHOLDS.iter().enumerate() {
-                let path = match &seen[i] {
-                    Some(after) => format!(
-                        "/api/household/meter/{}/measurement?from={after}",
-                        household.meter
-                    ),
-                    None => format!("/api/household/meter/{}/measurement", household.meter),
-                };
+                let path = format!(
+                    "/api/household/meter/{}/measurement?from={}",
+                    household.meter,
+                    crate::edge::daemon::rfc3339(from[i])
+                );
                 let Ok((200, body)) = call(&device_tls[i], address, "GET", &path, None, None).await
                 else {
                     continue;
                 };
                 for m in body["measurements"].as_array().into_iter().flatten() {
-                    let at = m["measured_at"].as_str().unwrap_or_default().to_owned();
-                    if seen[i].as_ref().is_some_and(|last| &at <= last) {
+                    let Some(at) = m["measured_at"]
+                        .as_str()
+                        .and_then(|t| humantime::parse_rfc3339(t).ok())
+                    else {
+                        continue;
+                    };
+                    // `from` is inclusive: the last one printed comes back once more.
+                    if printed[i].is_some_and(|last| at <= last) {
                         continue;
                     }
                     let _ = writeln!(out, "{}", describe(household, m));
-                    seen[i] = Some(at);
+                    printed[i] = Some(at);
+                    from[i] = at;
                 }
             }
             let _ = out.flush();
@@ -316,6 +323,17 @@ pub async fn run(
     let _ = stop_serving.send(());
     server.await.map_err(|e| anyhow!("server failed: {e}"))??;
     Ok(())
+}
+
+/// Where the simulated meter's counter stands now: as if it had run at its mean power since
+/// 2026-01-01, so a later `wattlet up` never shows it lower than an earlier one did.
+fn meter_reading_now(household: &Household) -> u64 {
+    const SINCE: u64 = 1_767_225_600; // 2026-01-01T00:00:00Z
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let hours = now.saturating_sub(SINCE) / 3600;
+    household.start_wh + hours * household.power_w.unsigned_abs()
 }
 
 /// One line per measurement: time, device, meter and its readings with units.

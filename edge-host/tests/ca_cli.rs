@@ -1,14 +1,15 @@
 //! `wattlet ca` through the real binary: init, device, server, list, revoke, and its errors.
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
+
+use common::wattlet_command;
 
 fn wattlet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wattlet"))
-        .args(args)
-        .output()
-        .expect("run wattlet")
+    wattlet_command().args(args).output().expect("run wattlet")
 }
 
 fn ok(args: &[&str]) -> String {

@@ -1,11 +1,14 @@
 //! `wattlet meter sim` end to end: the real binary writes SML on a pty, this test reads the slave
 //! device as the edge daemon will and decodes it with the parser library.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::wattlet_command;
 use wattlet_meter_parser::{
     Decoder, DecoderOptions, Event, Integrity, Obis, SkipReason, Telegram, Unit, Value,
 };
@@ -25,7 +28,7 @@ fn mantissa(t: &Telegram, obis: Obis) -> (i64, Option<Unit>) {
 
 #[test]
 fn simulated_meter_on_a_pty_decodes_cleanly() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wattlet"))
+    let mut child = wattlet_command()
         .args(["meter", "sim", "--interval-ms", "50", "--count", "20"])
         // 40 kW mean: 20 kW at simulated midnight moves 1.8.0 by 0.28 Wh per 50 ms frame, so
         // it rises at the 0.1 Wh resolution of every frame.
@@ -123,7 +126,7 @@ fn simulated_meter_on_a_pty_decodes_cleanly() {
 
 #[test]
 fn bad_server_id_is_an_error_not_a_panic() {
-    let out = Command::new(env!("CARGO_BIN_EXE_wattlet"))
+    let out = wattlet_command()
         .args(["meter", "sim", "--server-id", "zz", "--count", "1"])
         .output()
         .expect("run wattlet");

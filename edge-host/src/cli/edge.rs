@@ -37,25 +37,9 @@ pub fn run(args: EdgeArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let stopped = runtime.block_on(daemon.run(shutdown_signal()))?;
+    let stopped = runtime.block_on(daemon.run(super::shutdown_signal()))?;
     if stopped == Stopped::ConsentRevoked {
         eprintln!("wattlet edge: consent is revoked; this device measures nothing any more");
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Resolves on Ctrl-C or SIGTERM (how systemd stops a service).
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }

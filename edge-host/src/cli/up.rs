@@ -67,9 +67,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         .context("cannot start the async runtime")?;
     println!("wattlet up: state in {}", options.state_dir.display());
     let mut out = std::io::stdout();
-    runtime.block_on(run_local(options, &mut out, async {
-        let _ = tokio::signal::ctrl_c().await;
-    }))?;
+    runtime.block_on(run_local(options, &mut out, super::shutdown_signal()))?;
     println!("wattlet up: stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -309,6 +309,24 @@ protocol = "sml"
     path
 }
 
+/// The `wattlet` binary of this package as a command. Cross-built tests run under an emulator
+/// (cargo's target runner, e.g. `qemu-aarch64`) that cannot start a foreign binary by itself
+/// where the kernel has no binfmt_misc handler for it: `WATTLET_TEST_RUNNER` (`./dev cross`
+/// sets it) is put in front of the binary, split at whitespace.
+pub fn wattlet_command() -> Command {
+    let bin = env!("CARGO_BIN_EXE_wattlet");
+    let runner = std::env::var("WATTLET_TEST_RUNNER").unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    match words.next() {
+        Some(program) => {
+            let mut command = Command::new(program);
+            command.args(words).arg(bin);
+            command
+        }
+        None => Command::new(bin),
+    }
+}
+
 /// Starts `wattlet edge`; its log is appended to `edge.log` next to the configuration (a
 /// file, not a pipe: nobody has to drain it while the edge runs).
 pub fn spawn_edge(config: &Path) -> Child {
@@ -317,7 +335,7 @@ pub fn spawn_edge(config: &Path) -> Child {
         .append(true)
         .open(edge_log(config))
         .expect("open edge.log");
-    Command::new(env!("CARGO_BIN_EXE_wattlet"))
+    wattlet_command()
         .args(["edge", "--config"])
         .arg(config)
         .env("WATTLET_LOG", "wattlet=info")
