@@ -139,6 +139,59 @@ fn readings_reach_the_cloud_only_while_consent_is_granted() {
     );
     assert_eq!(status, 403, "upload after revocation: {body}");
 
+    // Hostile clients of the same server: no certificate but a spoofed identity header gets
+    // no identity (401); a certificate of another CA fails the handshake.
+    let anonymous = std::sync::Arc::new(
+        wattlet::pki::anonymous_client_tls_config(&cloud.ca.ca_cert_path()).expect("TLS"),
+    );
+    let spoofed = cloud.runtime().block_on(common::request(
+        cloud.addr,
+        anonymous,
+        "GET",
+        "/api/household/consent",
+        None,
+        None,
+        &[
+            ("x-wattlet-client-device", "pi-grace"),
+            ("x-wattlet-client-email", "grace@example.org"),
+        ],
+    ));
+    assert_eq!(
+        spoofed.expect("request").0,
+        401,
+        "spoofed identity accepted"
+    );
+    let other_ca = temp.path().join("other-ca");
+    let stranger = wattlet::pki::CaDir::init(
+        &other_ca,
+        "another CA",
+        wattlet::pki::DEFAULT_CA_VALIDITY,
+        false,
+    )
+    .expect("CA")
+    .issue_device(&wattlet::pki::DeviceRequest::new(
+        "pi-grace",
+        "grace@example.org",
+    ))
+    .expect("cert");
+    let (cert, key) = stranger.write(&other_ca.join("pi-grace")).expect("write");
+    let stranger_tls = std::sync::Arc::new(
+        wattlet::pki::client_tls_config(&cert, &key, &cloud.ca.ca_cert_path()).expect("TLS"),
+    );
+    let refused = cloud.runtime().block_on(common::request(
+        cloud.addr,
+        stranger_tls,
+        "GET",
+        "/api/household/consent",
+        None,
+        None,
+        &[],
+    ));
+    assert!(
+        refused.is_err(),
+        "a certificate of another CA was accepted: {refused:?}"
+    );
+
     // Grace never granted consent: her device's uploads are refused too, and a device may
     // not write to a meter of another household.
     let (status, _) = cloud.as_device(

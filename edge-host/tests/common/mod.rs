@@ -79,6 +79,10 @@ impl Cloud {
         }
     }
 
+    pub fn runtime(&self) -> &tokio::runtime::Runtime {
+        &self.runtime
+    }
+
     pub fn url(&self) -> String {
         format!("https://{}", self.addr)
     }
