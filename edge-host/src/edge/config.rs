@@ -241,9 +241,19 @@ impl EdgeConfig {
                     )));
                 }
             };
-            let expected = m
-                .expected
-                .unwrap_or_else(|| vec![ENERGY_IMPORT.to_owned(), POWER_SUM.to_owned()]);
+            // What an unlocked meter of each kind delivers: SML meters the total and the power
+            // sum; DSMR meters energy per tariff (summed to 1.8.0) and import power; IEC
+            // 62056-21 readouts energy.
+            let expected = m.expected.unwrap_or_else(|| {
+                match protocol {
+                    Protocol::Sml => vec![ENERGY_IMPORT, POWER_SUM],
+                    Protocol::Dsmr => vec![ENERGY_IMPORT, POWER_IMPORT],
+                    Protocol::Iec62056_21 => vec![ENERGY_IMPORT],
+                }
+                .into_iter()
+                .map(str::to_owned)
+                .collect()
+            });
             for code in &expected {
                 if code.len() != 12 || hex::decode(code).is_err() {
                     return Err(invalid(format!(

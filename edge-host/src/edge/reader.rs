@@ -17,9 +17,11 @@ use rustix::event::{PollFd, PollFlags};
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 use rustix::termios::{self, ControlModes, OptionalActions};
-use wattlet_meter_parser::{DecoderOptions, Event, SkipReason, Telegram, Unit, Value};
+use wattlet_meter_parser::{Decimal, DecoderOptions, Event, SkipReason, Telegram, Unit, Value};
 
-use crate::edge::config::{Framing, MeterConfig, READINGS_OF_INTEREST};
+use crate::edge::config::{
+    ENERGY_EXPORT, ENERGY_IMPORT, Framing, MeterConfig, READINGS_OF_INTEREST,
+};
 use crate::meter::{MeterDecoder, ParserComponent};
 
 /// The newest telegram of one meter, reduced to what a measurement needs.
@@ -84,12 +86,49 @@ pub fn reduce(telegram: &Telegram, expected: &[String]) -> (Vec<(String, f64)>, 
             }
         }
     }
+    for (total, quantity) in [(ENERGY_IMPORT, 1), (ENERGY_EXPORT, 2)] {
+        if present.iter().any(|c| c == total) {
+            continue;
+        }
+        if let Some(mut sum) = tariff_sum(telegram, quantity) {
+            sum.scaler = sum.scaler.saturating_sub(3);
+            values.push((total.to_owned(), sum.to_f64()));
+            present.push(total.to_owned());
+        }
+    }
     let missing = expected
         .iter()
         .filter(|code| !present.contains(code))
         .cloned()
         .collect();
     (values, missing)
+}
+
+/// DSMR meters count energy per tariff (1-0:1.8.1, 1-0:1.8.2, …) and send no total; the survey
+/// stores the total (1.8.0, 2.8.0), which is the exact sum of the tariff registers in Wh.
+/// `quantity` is the OBIS C group: 1 import, 2 export. `None` without tariff registers or if
+/// the sum does not fit.
+fn tariff_sum(telegram: &Telegram, quantity: u8) -> Option<Decimal> {
+    let tariffs: Vec<Decimal> = telegram
+        .readings
+        .iter()
+        .filter(|r| {
+            matches!(r.obis.0, [1, 0, c, 8, 1..=9, 255] if c == quantity)
+                && r.unit == Some(Unit::WATT_HOUR)
+        })
+        .filter_map(|r| match r.value {
+            Value::Number(d) => Some(d),
+            _ => None,
+        })
+        .collect();
+    let scaler = tariffs.iter().map(|d| d.scaler).min()?;
+    let mut mantissa: i64 = 0;
+    for d in &tariffs {
+        let shift = u32::try_from(d.scaler - scaler).ok()?;
+        let aligned = d.mantissa.checked_mul(10i64.checked_pow(shift)?)?;
+        mantissa = mantissa.checked_add(aligned)?;
+    }
+    Some(Decimal { mantissa, scaler })
 }
 
 /// Starts the reader thread of one meter.
@@ -222,7 +261,7 @@ pub fn open_line(path: &Path, baud: u32, framing: Framing) -> anyhow::Result<Own
 mod tests {
     use super::*;
     use crate::edge::config::{ENERGY_IMPORT, POWER_SUM};
-    use wattlet_meter_parser::{Decimal, Integrity, Obis, Protocol, Reading};
+    use wattlet_meter_parser::{Integrity, Obis, Protocol, Reading};
 
     fn reading(obis: [u8; 6], mantissa: i64, scaler: i8, unit: Option<Unit>) -> Reading {
         Reading {
@@ -265,5 +304,34 @@ mod tests {
             ]
         );
         assert_eq!(missing, ["0100020700ff"]);
+    }
+
+    #[test]
+    fn dsmr_tariffs_add_up_to_the_totals() {
+        let telegram = Telegram {
+            protocol: Protocol::Dsmr,
+            meter_id: None,
+            header: None,
+            readings: vec![
+                reading([1, 0, 1, 8, 1, 255], 1_114_057, 0, Some(Unit::WATT_HOUR)),
+                reading([1, 0, 1, 8, 2, 255], 99_728, 1, Some(Unit::WATT_HOUR)),
+                reading([1, 0, 2, 8, 1, 255], 407, 0, Some(Unit::WATT_HOUR)),
+                reading([1, 0, 1, 7, 0, 255], 31, 0, Some(Unit::WATT)),
+            ],
+            integrity: Integrity::Verified,
+            offset: 0,
+            length: 0,
+            notes: vec![],
+        };
+        let (values, missing) = reduce(&telegram, &[ENERGY_IMPORT.to_owned()]);
+        assert_eq!(
+            values,
+            [
+                ("0100010700ff".to_owned(), 0.031),
+                (ENERGY_IMPORT.to_owned(), 2_111.337),
+                ("0100020800ff".to_owned(), 0.407),
+            ]
+        );
+        assert!(missing.is_empty(), "a summed total counts as delivered");
     }
 }

@@ -1,0 +1,124 @@
+//! The edge's probe reader on a real serial device path: real captures replayed on a
+//! pseudo-terminal (as `wattlet meter sim --replay` does), read with the protocol's line
+//! settings and decoded by the parser component. What the reader publishes must be the
+//! readings of interest of a telegram of that capture, in the Data API's units.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use wattlet::edge::config::{ENERGY_IMPORT, Framing, MeterConfig, POWER_IMPORT, POWER_SUM};
+use wattlet::edge::reader::{self, Latest, MeterFeed, reduce};
+use wattlet::meter::ParserComponent;
+use wattlet::sim;
+use wattlet_meter_parser::{Decoder, DecoderOptions, Event, Protocol, capture};
+
+/// Replays `file` on a pty and returns the first reading the edge's reader publishes, with
+/// every reduction of the capture's telegrams decoded natively.
+fn read_through_a_probe(
+    file: &str,
+    protocol: Protocol,
+    baud: u32,
+    expected: &[&str],
+) -> (Latest, Vec<(Vec<(String, f64)>, Vec<String>)>) {
+    let path = capture::testdata_dir().join(file);
+    let bytes = capture::load(&path).expect("capture");
+    let expected: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
+    let mut decoder = Decoder::new(DecoderOptions {
+        protocol: Some(protocol),
+        ..DecoderOptions::default()
+    });
+    let mut events = decoder.push(&bytes);
+    events.extend(decoder.finish());
+    let reductions: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Telegram(t) => Some(reduce(t, &expected)),
+            Event::Skipped(_) => None,
+        })
+        .collect();
+    assert!(!reductions.is_empty(), "{file} holds telegrams");
+
+    let pty = sim::Pty::open().expect("pty");
+    let meter = MeterConfig {
+        uuid: "meter-under-test".into(),
+        device: pty.slave_path().to_path_buf(),
+        protocol,
+        baud,
+        framing: Framing::EightN1,
+        model: None,
+        expected,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let options = sim::Options {
+                source: sim::Source::Replay(bytes),
+                interval: Duration::from_millis(100),
+                count: None,
+            };
+            sim::run(&pty, &options, &stop)
+        })
+    };
+    let engine = wattlet::runtime::engine().expect("engine");
+    let component = wattlet::components::locate("wattlet-meter-parser", None).expect("component");
+    let parser = Arc::new(ParserComponent::load(&engine, &component).expect("parser"));
+    let feed = Arc::new(MeterFeed::default());
+    let reader = reader::spawn(meter, parser, feed.clone(), stop.clone());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let latest = loop {
+        if let Some(latest) = feed.latest() {
+            break latest;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no telegram from {file} within 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    stop.store(true, Ordering::Relaxed);
+    reader.join().expect("reader");
+    writer.join().expect("writer").expect("replay");
+    (latest, reductions)
+}
+
+#[test]
+fn sml_capture_through_a_probe() {
+    let (latest, reductions) = read_through_a_probe(
+        "sml/libsml-testing/ISKRA_MT175_eHZ.bin",
+        Protocol::Sml,
+        9600,
+        &[ENERGY_IMPORT, POWER_SUM],
+    );
+    assert!(
+        latest.values.iter().any(|(code, _)| code == ENERGY_IMPORT),
+        "{latest:?}"
+    );
+    assert!(
+        reductions.contains(&(latest.values.clone(), latest.missing.clone())),
+        "{latest:?} is not a telegram of the capture"
+    );
+}
+
+#[test]
+fn dsmr_capture_through_a_probe_sums_the_tariffs() {
+    let (latest, reductions) = read_through_a_probe(
+        "dsmr/dsmr5/flu.txt",
+        Protocol::Dsmr,
+        115_200,
+        &[ENERGY_IMPORT, POWER_IMPORT],
+    );
+    // 1-0:1.8.1(001114.057*kWh) + 1-0:1.8.2(000997.282*kWh), and 1-0:1.7.0(00.031*kW).
+    let value = |code: &str| {
+        latest
+            .values
+            .iter()
+            .find(|(c, _)| c == code)
+            .map(|(_, v)| *v)
+    };
+    assert_eq!(value(ENERGY_IMPORT), Some(2111.339));
+    assert_eq!(value(POWER_IMPORT), Some(0.031));
+    assert!(latest.missing.is_empty(), "{latest:?}");
+    assert!(reductions.contains(&(latest.values.clone(), latest.missing.clone())));
+}
