@@ -13,6 +13,9 @@ use wattlet::meter::ParserComponent;
 use wattlet::sim;
 use wattlet_meter_parser::{Decoder, DecoderOptions, Event, Protocol, capture};
 
+/// A telegram reduced to what a measurement takes: (readings of interest, missing codes).
+type Reduction = (Vec<(String, f64)>, Vec<String>);
+
 /// Replays `file` on a pty and returns the first reading the edge's reader publishes, with
 /// every reduction of the capture's telegrams decoded natively.
 fn read_through_a_probe(
@@ -20,7 +23,7 @@ fn read_through_a_probe(
     protocol: Protocol,
     baud: u32,
     expected: &[&str],
-) -> (Latest, Vec<(Vec<(String, f64)>, Vec<String>)>) {
+) -> (Latest, Vec<Reduction>) {
     let path = capture::testdata_dir().join(file);
     let bytes = capture::load(&path).expect("capture");
     let expected: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
