@@ -569,16 +569,7 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|iter| iter.collect::<std::result::Result<Vec<_>, _>>())
-        .map_err(|source| pem_error(path, source))?;
-    if certs.is_empty() {
-        return Err(PkiError::Missing {
-            path: path.to_owned(),
-            what: "certificate",
-        });
-    }
-    Ok(certs)
+    load_all(path, "certificate")
 }
 
 fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
@@ -586,16 +577,21 @@ fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
 }
 
 fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>> {
-    let crls = CertificateRevocationListDer::pem_file_iter(path)
+    load_all(path, "certificate revocation list (X509 CRL)")
+}
+
+/// Every PEM item of type `T` in `path`; none is an error naming `what` was missing.
+fn load_all<T: PemObject>(path: &Path, what: &'static str) -> Result<Vec<T>> {
+    let items = T::pem_file_iter(path)
         .and_then(|iter| iter.collect::<std::result::Result<Vec<_>, _>>())
         .map_err(|source| pem_error(path, source))?;
-    if crls.is_empty() {
+    if items.is_empty() {
         return Err(PkiError::Missing {
             path: path.to_owned(),
-            what: "certificate revocation list (X509 CRL)",
+            what,
         });
     }
-    Ok(crls)
+    Ok(items)
 }
 
 fn pem_error(path: &Path, source: rustls_pki_types::pem::Error) -> PkiError {

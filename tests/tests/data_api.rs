@@ -650,6 +650,13 @@ async fn call(client: &Client, method: Method, path: &str, body: Option<&Value>)
     send_as(client, method, path, body.as_bytes(), &[]).await
 }
 
+/// The reply has `status` and an `error` message containing `needle`.
+fn assert_refused(reply: &Reply, status: StatusCode, needle: &str) {
+    assert_eq!(reply.status, status, "{}", reply.text);
+    let message = reply.body["error"].as_str().unwrap_or_default();
+    assert!(message.contains(needle), "{needle:?} not in {message:?}");
+}
+
 async fn grant(client: &Client) {
     let reply = call(client, Method::POST, "/api/household/consent", None).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
@@ -711,13 +718,7 @@ async fn consent_goes_one_way_each_step_once() {
     );
     // Not granted yet: nothing to revoke.
     let reply = call(&device, Method::DELETE, path, None).await;
-    assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.text);
-    assert!(
-        reply.body["error"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("never granted")
-    );
+    assert_refused(&reply, StatusCode::CONFLICT, "never granted");
 
     let reply = call(&device, Method::POST, path, None).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
@@ -730,13 +731,7 @@ async fn consent_goes_one_way_each_step_once() {
     assert_eq!(reply.body["revoked_at"], Value::Null);
     // Granting twice is refused and changes nothing.
     let reply = call(&device, Method::POST, path, None).await;
-    assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.text);
-    assert!(
-        reply.body["error"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("already granted")
-    );
+    assert_refused(&reply, StatusCode::CONFLICT, "already granted");
     let reply = call(&device, Method::GET, path, None).await;
     assert_eq!(reply.body["granted_at"], granted_at.as_str());
 
@@ -750,21 +745,9 @@ async fn consent_goes_one_way_each_step_once() {
         .to_owned();
     // Revoking twice, and granting again after revocation, are refused.
     let reply = call(&device, Method::DELETE, path, None).await;
-    assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.text);
-    assert!(
-        reply.body["error"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("already revoked")
-    );
+    assert_refused(&reply, StatusCode::CONFLICT, "already revoked");
     let reply = call(&device, Method::POST, path, None).await;
-    assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.text);
-    assert!(
-        reply.body["error"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("revoked")
-    );
+    assert_refused(&reply, StatusCode::CONFLICT, "revoked");
     let reply = call(&device, Method::GET, path, None).await;
     assert_eq!(
         reply.body,
