@@ -1,6 +1,8 @@
 //! `wattlet up`, the README's "run it" command, through the real binary: readings of the
 //! household that granted consent arrive, none of the other, and it stops cleanly on SIGTERM.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -10,7 +12,7 @@ use std::time::{Duration, Instant};
 fn up_shows_readings_of_the_consenting_household_only() {
     let state = tempfile::tempdir().expect("temp dir");
     let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut up = Command::new(env!("CARGO_BIN_EXE_wattlet"))
+    let mut up = common::wattlet_command()
         .arg("up")
         .arg("--state-dir")
         .arg(state.path())
