@@ -33,6 +33,7 @@ use rusqlite::Connection;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
 use tokio::sync::oneshot;
+use wattlet::admin::MetricsSource;
 use wattlet::spin::metrics::Metrics;
 use wattlet::spin::server::{App, ServeOptions, serve};
 

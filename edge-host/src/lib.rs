@@ -3,6 +3,7 @@
 //! The same components run on Spin in the cloud; this host runs them on the Raspberry Pi (edge
 //! daemon), in queue workers and in the local all-in-one mode.
 
+pub mod admin;
 pub mod components;
 pub mod edge;
 pub mod local;

@@ -20,11 +20,13 @@ use rustls::ClientConfig;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
+use crate::admin::serve_admin;
 use crate::edge::config::{ENERGY_IMPORT, EdgeConfig, Framing, Identity, MeterConfig, POWER_SUM};
 use crate::edge::daemon::{Daemon, EdgeComponents};
+use crate::edge::metrics::EdgeMetrics;
 use crate::pki::{self, CaDir, DeviceRequest, ServerRequest};
 use crate::sim;
-use crate::spin::server::{App, ServeOptions, serve, serve_admin};
+use crate::spin::server::{App, ServeOptions, serve};
 use crate::spin::tls::{ClientAuth, TlsOptions};
 
 /// A simulated household: participant, device and meter.
@@ -203,6 +205,7 @@ pub async fn run(
             report_every: options.report_every,
             consent_every: options.consent_every,
             journal: false,
+            metrics_listen: None,
             meters: vec![MeterConfig {
                 uuid: household.meter.to_owned(),
                 device: device_path.clone(),
@@ -230,7 +233,7 @@ pub async fn run(
         }
         device_tls.push(tls);
         let components = EdgeComponents::load(&engine, &config, options.components.as_deref())?;
-        let daemon = Daemon::new(config, components)?;
+        let daemon = Daemon::new(config, components, Arc::new(EdgeMetrics::new()))?;
         let mut stop = stop_daemons.subscribe();
         daemons.push(tokio::spawn(daemon.run(async move {
             let _ = stop.recv().await;

@@ -28,6 +28,17 @@ fn readings_reach_the_cloud_only_while_consent_is_granted() {
         &meter.path,
         ("300ms", "700ms", "200ms"),
     );
+    // The daemon's Prometheus metrics on a port picked now (free a moment ago).
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let text = std::fs::read_to_string(&config).expect("config");
+    let text = text.replace(
+        "journal = true\n",
+        &format!("journal = true\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n"),
+    );
+    std::fs::write(&config, text).expect("config");
     let mut edge = spawn_edge(&config);
 
     // Not granted: the device runs, asks for consent, and measures nothing.
@@ -45,6 +56,33 @@ fn readings_reach_the_cloud_only_while_consent_is_granted() {
         Duration::from_secs(20),
         "5 measurements in the cloud",
         || cloud.measurements(&ada, ADA_METER).len() >= 5,
+    );
+
+    let metrics = scrape(metrics_port);
+    assert!(
+        metrics.contains("wattlet_edge_consent{state=\"granted\"} 1"),
+        "{metrics}"
+    );
+    let counted = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("{name} missing:\n{metrics}"))
+    };
+    assert!(
+        counted("wattlet_edge_measurements_total{") >= 5.0,
+        "{metrics}"
+    );
+    assert!(counted("wattlet_edge_telegrams_total{") >= 5.0, "{metrics}");
+    assert!(
+        counted("wattlet_edge_uploaded_measurements_total") >= 1.0,
+        "{metrics}"
+    );
+    assert!(
+        counted("wattlet_edge_last_upload_timestamp_seconds") > 1.7e9,
+        "{metrics}"
     );
 
     // A quiet meter gives a quiet point: no new measurements, the buffer drains.
@@ -201,4 +239,16 @@ fn readings_reach_the_cloud_only_while_consent_is_granted() {
         Some(late),
     );
     assert_eq!(status, 403, "upload to another household's meter");
+}
+
+/// `GET /metrics` from the daemon's admin listener.
+fn scrape(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics listener");
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nhost: localhost\r\n\r\n")
+        .expect("request");
+    let mut text = String::new();
+    stream.read_to_string(&mut text).expect("response");
+    text
 }

@@ -68,7 +68,8 @@ fn read_through_a_probe(
     let component = wattlet::components::locate("wattlet-meter-parser", None).expect("component");
     let parser = Arc::new(ParserComponent::load(&engine, &component).expect("parser"));
     let feed = Arc::new(MeterFeed::default());
-    let reader = reader::spawn(meter, parser, feed.clone(), stop.clone());
+    let telegrams = prometheus_client::metrics::counter::Counter::default();
+    let reader = reader::spawn(meter, parser, feed.clone(), telegrams.clone(), stop.clone());
     let deadline = Instant::now() + Duration::from_secs(20);
     let latest = loop {
         if let Some(latest) = feed.latest() {
@@ -80,6 +81,7 @@ fn read_through_a_probe(
         );
         std::thread::sleep(Duration::from_millis(50));
     };
+    assert!(telegrams.get() >= 1, "telegrams are counted");
     stop.store(true, Ordering::Relaxed);
     reader.join().expect("reader");
     writer.join().expect("writer").expect("replay");

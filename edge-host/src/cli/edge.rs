@@ -2,11 +2,14 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
+use wattlet::admin::serve_admin;
 use wattlet::edge::config::EdgeConfig;
 use wattlet::edge::daemon::{Daemon, EdgeComponents, Stopped};
+use wattlet::edge::metrics::EdgeMetrics;
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
@@ -31,13 +34,23 @@ pub fn run(args: EdgeArgs) -> anyhow::Result<ExitCode> {
     let config = EdgeConfig::load(&args.config)?;
     let engine = wattlet::runtime::engine()?;
     let components = EdgeComponents::load(&engine, &config, args.components.as_deref())?;
-    let daemon = Daemon::new(config, components)?;
+    let metrics = Arc::new(EdgeMetrics::new());
+    let metrics_listen = config.metrics_listen;
+    let daemon = Daemon::new(config, components, metrics.clone())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let stopped = runtime.block_on(daemon.run(super::shutdown_signal()))?;
+    let stopped = runtime.block_on(async move {
+        if let Some(address) = metrics_listen {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen on {address} (metrics_listen)"))?;
+            tokio::spawn(serve_admin(metrics, listener));
+        }
+        daemon.run(super::shutdown_signal()).await
+    })?;
     if stopped == Stopped::ConsentRevoked {
         eprintln!("wattlet edge: consent is revoked; this device measures nothing any more");
     }

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 use tokio::net::TcpListener;
-use wattlet::spin::server::{App, ClientAuth, ServeOptions, TlsOptions, serve, serve_admin};
+use wattlet::admin::serve_admin;
+use wattlet::spin::server::{App, ClientAuth, ServeOptions, TlsOptions, serve};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {

@@ -49,6 +49,7 @@ struct RawConfig {
     cycles: RawCycles,
     #[serde(default)]
     journal: bool,
+    metrics_listen: Option<std::net::SocketAddr>,
     #[serde(rename = "meter", default)]
     meters: Vec<RawMeter>,
 }
@@ -105,6 +106,8 @@ pub struct EdgeConfig {
     /// Keep a permanent record (uuid, meter, time) of every measurement taken, in the same
     /// transaction as the measurement: the evidence tests compare the cloud against.
     pub journal: bool,
+    /// Where Prometheus metrics are served (`/metrics`); `None`: not served.
+    pub metrics_listen: Option<std::net::SocketAddr>,
     pub meters: Vec<MeterConfig>,
 }
 
@@ -284,6 +287,7 @@ impl EdgeConfig {
             report_every,
             consent_every,
             journal: raw.journal,
+            metrics_listen: raw.metrics_listen,
             meters,
         })
     }

@@ -24,6 +24,7 @@ use wasmtime::Engine;
 use crate::components;
 use crate::edge::buffer::Buffer;
 use crate::edge::config::EdgeConfig;
+use crate::edge::metrics::{EdgeMetrics, MeterLabels, OutcomeLabels, unix_seconds};
 use crate::edge::reader::{self, MeterFeed};
 use crate::edge::uplink::{self, DeviceStatus, Uplink, UplinkError};
 use crate::edge::{Consent, Measurement};
@@ -109,10 +110,15 @@ pub struct Daemon {
     locked: Vec<bool>,
     readers: Option<Readers>,
     consent: Consent,
+    metrics: Arc<EdgeMetrics>,
 }
 
 impl Daemon {
-    pub fn new(config: EdgeConfig, components: EdgeComponents) -> anyhow::Result<Self> {
+    pub fn new(
+        config: EdgeConfig,
+        components: EdgeComponents,
+        metrics: Arc<EdgeMetrics>,
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&config.state_dir)
             .with_context(|| format!("cannot create {}", config.state_dir.display()))?;
         let buffer = Buffer::open(&config.state_dir.join("buffer.sqlite"), config.journal)?;
@@ -120,6 +126,10 @@ impl Daemon {
         let feeds = config.meters.iter().map(|_| Arc::default()).collect();
         let measured = vec![0; config.meters.len()];
         let locked = vec![false; config.meters.len()];
+        metrics.set_consent(consent);
+        metrics
+            .buffered
+            .set(i64::try_from(buffer.pending_count()?).unwrap_or(i64::MAX));
         Ok(Daemon {
             config,
             components,
@@ -129,6 +139,7 @@ impl Daemon {
             locked,
             readers: None,
             consent,
+            metrics,
         })
     }
 
@@ -193,6 +204,7 @@ impl Daemon {
                 "consent changed"
             );
             self.consent = next;
+            self.metrics.set_consent(next);
         } else if self.buffer.consent()?.is_none() {
             self.buffer.set_consent(next)?;
         }
@@ -203,6 +215,7 @@ impl Daemon {
                     readers.stop();
                 }
                 let discarded = self.buffer.discard_pending()?;
+                self.metrics.buffered.set(0);
                 tracing::warn!(
                     discarded,
                     "consent revoked: measurements not yet sent are deleted and this device stops for good"
@@ -226,6 +239,12 @@ impl Daemon {
                     meter.clone(),
                     self.components.parser.clone(),
                     feed.clone(),
+                    self.metrics
+                        .telegrams
+                        .get_or_create(&MeterLabels {
+                            meter: meter.uuid.clone(),
+                        })
+                        .clone(),
                     stop.clone(),
                 )
             })
@@ -253,6 +272,12 @@ impl Daemon {
                 tracing::warn!(meter = %meter.uuid, model = meter.model.as_deref().unwrap_or("unknown"), missing = ?latest.missing, "meter is locked: it needs its PIN (wattlet meter unlock)");
             }
             self.locked[i] = locked;
+            self.metrics
+                .locked
+                .get_or_create(&MeterLabels {
+                    meter: meter.uuid.clone(),
+                })
+                .set(i64::from(locked));
             if latest.values.is_empty() {
                 tracing::warn!(meter = %meter.uuid, missing = ?latest.missing, "telegram without any reading of interest");
                 continue;
@@ -264,6 +289,16 @@ impl Daemon {
                 values: latest.values,
             };
             self.buffer.insert(&measurement)?;
+            self.metrics
+                .measurements
+                .get_or_create(&MeterLabels {
+                    meter: meter.uuid.clone(),
+                })
+                .inc();
+            self.metrics.buffered.inc();
+            self.metrics
+                .last_measurement
+                .set(unix_seconds(latest.received_at));
             tracing::info!(meter = %meter.uuid, uuid = %measurement.uuid, at = %measurement.measured_at, "measured");
         }
         Ok(())
@@ -280,9 +315,30 @@ impl Daemon {
             if batch.is_empty() {
                 break;
             }
-            match self.components.uplink.upload(&batch).await? {
+            let started = std::time::Instant::now();
+            let result = self.components.uplink.upload(&batch).await?;
+            self.metrics
+                .upload_duration
+                .observe(started.elapsed().as_secs_f64());
+            let outcome = match &result {
+                Ok(_) => "acknowledged",
+                Err(UplinkError::Transport(_) | UplinkError::Server(_)) => "failed",
+                Err(_) => "refused",
+            };
+            self.metrics
+                .uploads
+                .get_or_create(&OutcomeLabels { outcome })
+                .inc();
+            match result {
                 Ok(acknowledged) => {
                     let deleted = self.buffer.delete(&acknowledged)?;
+                    self.metrics.uploaded.inc_by(deleted as u64);
+                    self.metrics
+                        .buffered
+                        .set(i64::try_from(self.buffer.pending_count()?).unwrap_or(i64::MAX));
+                    self.metrics
+                        .last_upload
+                        .set(unix_seconds(SystemTime::now()));
                     tracing::info!(sent = batch.len(), acknowledged = deleted, "uploaded");
                     if acknowledged.len() < batch.len() {
                         // The cloud kept some back; they stay buffered for the next cycle.

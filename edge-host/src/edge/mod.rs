@@ -9,6 +9,7 @@
 pub mod buffer;
 pub mod config;
 pub mod daemon;
+pub mod metrics;
 pub mod reader;
 pub mod unlock;
 pub mod uplink;

@@ -13,6 +13,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
+use prometheus_client::metrics::counter::Counter;
 use rustix::event::{PollFd, PollFlags};
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
@@ -132,15 +133,17 @@ fn tariff_sum(telegram: &Telegram, quantity: u8) -> Option<Decimal> {
 }
 
 /// Starts the reader thread of one meter.
+/// `telegrams` counts every telegram decoded.
 pub fn spawn(
     meter: MeterConfig,
     parser: Arc<ParserComponent>,
     feed: Arc<MeterFeed>,
+    telegrams: Counter,
     stop: Arc<AtomicBool>,
 ) -> JoinHandle<()> {
     std::thread::Builder::new()
         .name(format!("probe {}", meter.device.display()))
-        .spawn(move || read_until_stopped(&meter, &parser, &feed, &stop))
+        .spawn(move || read_until_stopped(&meter, &parser, &feed, &telegrams, &stop))
         .unwrap_or_else(|e| panic!("cannot start a reader thread: {e}"))
 }
 
@@ -148,12 +151,13 @@ fn read_until_stopped(
     meter: &MeterConfig,
     parser: &ParserComponent,
     feed: &MeterFeed,
+    telegrams: &Counter,
     stop: &AtomicBool,
 ) {
     let mut sequence = 0;
     let mut reported_failure = false;
     while !stop.load(Ordering::Relaxed) {
-        match read_line(meter, parser, feed, stop, &mut sequence) {
+        match read_line(meter, parser, feed, telegrams, stop, &mut sequence) {
             Ok(()) => return,
             Err(error) => {
                 // Logged once per outage, not every retry.
@@ -177,6 +181,7 @@ fn read_line(
     meter: &MeterConfig,
     parser: &ParserComponent,
     feed: &MeterFeed,
+    telegrams: &Counter,
     stop: &AtomicBool,
     sequence: &mut u64,
 ) -> anyhow::Result<()> {
@@ -209,6 +214,7 @@ fn read_line(
             match event {
                 Event::Telegram(telegram) => {
                     *sequence += 1;
+                    telegrams.inc();
                     let (values, missing) = reduce(&telegram, &meter.expected);
                     feed.publish(Latest {
                         sequence: *sequence,

@@ -67,12 +67,11 @@ impl Metrics {
             live_instances,
         }
     }
+}
 
-    pub fn encode(&self) -> String {
-        let mut text = String::new();
-        // Encoding into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
-        text
+impl crate::admin::MetricsSource for Metrics {
+    fn encode(&self) -> String {
+        crate::admin::encode_registry(&self.registry)
     }
 }
 

@@ -622,37 +622,3 @@ async fn serve_connection<S>(
         tracing::debug!(%client, %error, "connection ended with an error");
     }
 }
-
-/// Serves `/metrics` (Prometheus text) on the admin listener.
-pub async fn serve_admin(metrics: Arc<Metrics>, listener: TcpListener) -> anyhow::Result<()> {
-    loop {
-        let (stream, _) = listener.accept().await?;
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-                let metrics = metrics.clone();
-                async move {
-                    let response = if request.uri().path() == "/metrics" {
-                        let mut response = plain(StatusCode::OK, &metrics.encode());
-                        response.headers_mut().insert(
-                            http::header::CONTENT_TYPE,
-                            http::HeaderValue::from_static(
-                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                            ),
-                        );
-                        response
-                    } else {
-                        plain(
-                            StatusCode::NOT_FOUND,
-                            "not found: the admin listener serves /metrics\n",
-                        )
-                    };
-                    Ok::<_, Infallible>(response)
-                }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
-}
