@@ -11,7 +11,7 @@
 //!   exactly the acknowledged rows are deleted. Then the device reports its status.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -74,7 +74,7 @@ impl EdgeComponents {
 
 /// A component's version: the build's version and the first 12 hex digits of the file's
 /// SHA-256, so two builds of one version are told apart.
-fn component_version(path: &PathBuf) -> anyhow::Result<String> {
+fn component_version(path: &Path) -> anyhow::Result<String> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
     Ok(format!(
