@@ -14,7 +14,8 @@
 //! The displaced point is computed on a sphere approximating WGS-84, of mean radius
 //! [`EARTH_RADIUS_M`] = 6 371 008.8 m, with the great-circle destination formula; the longitude
 //! is normalised to [-180, 180). On that sphere the great-circle distance between the true and
-//! the displaced point is d (to floating-point precision).
+//! the displaced point is d (to floating-point precision). Trigonometry uses the pure-Rust `libm`
+//! on every target, so a draw gives bit-identical points natively and in the component.
 //!
 //! **Randomness contract.** [`anonymize`] is a pure function of its input: the random draw is an
 //! argument ([`Draw`], two uniforms in [0, 1)). The caller draws once from a cryptographically
@@ -197,13 +198,16 @@ pub fn annulus_distance_m(d_min: f64, d_max: f64, u: f64) -> f64 {
 pub fn destination(from: Location, distance_m: f64, bearing_rad: f64) -> Location {
     let (phi1, lambda1) = (from.latitude.to_radians(), from.longitude.to_radians());
     let delta = distance_m / EARTH_RADIUS_M;
-    let (sin_phi1, cos_phi1) = phi1.sin_cos();
-    let (sin_delta, cos_delta) = delta.sin_cos();
-    let (sin_theta, cos_theta) = bearing_rad.sin_cos();
+    let (sin_phi1, cos_phi1) = (libm::sin(phi1), libm::cos(phi1));
+    let (sin_delta, cos_delta) = (libm::sin(delta), libm::cos(delta));
+    let (sin_theta, cos_theta) = (libm::sin(bearing_rad), libm::cos(bearing_rad));
     let sin_phi2 = (sin_phi1 * cos_delta + cos_phi1 * sin_delta * cos_theta).clamp(-1.0, 1.0);
-    let phi2 = sin_phi2.asin();
-    let lambda2 =
-        lambda1 + (sin_theta * sin_delta * cos_phi1).atan2(cos_delta - sin_phi1 * sin_phi2);
+    let phi2 = libm::asin(sin_phi2);
+    let lambda2 = lambda1
+        + libm::atan2(
+            sin_theta * sin_delta * cos_phi1,
+            cos_delta - sin_phi1 * sin_phi2,
+        );
     Location {
         latitude: phi2.to_degrees().clamp(-90.0, 90.0),
         longitude: normalize_longitude(lambda2.to_degrees()),
