@@ -10,5 +10,6 @@ pub mod local;
 pub mod meter;
 pub mod pki;
 pub mod runtime;
+pub mod serial;
 pub mod sim;
 pub mod spin;

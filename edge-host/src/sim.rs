@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use rustix::io::Errno;
 use rustix::pty::OpenptFlags;
-use rustix::termios::{self, ControlModes, OptionalActions};
 
 /// SML's serial line speed (bits/s). 8N1 spends 10 bits per byte: 960 bytes/s.
 pub const BAUD: u32 = 9600;
@@ -333,15 +332,8 @@ impl Pty {
         // Termios set on the master applies to the slave (Linux redirects it to the pair): raw
         // so that no byte is translated, swallowed or echoed; 8 data bits, no parity, 1 stop
         // bit; 9600 baud, which a pty does not enforce but reports to whoever asks.
-        let mut tio = termios::tcgetattr(&master).context("cannot read the pty's termios")?;
-        tio.make_raw();
-        tio.control_modes
-            .remove(ControlModes::CSTOPB | ControlModes::PARENB);
-        tio.control_modes
-            .insert(ControlModes::CS8 | ControlModes::CREAD | ControlModes::CLOCAL);
-        tio.set_speed(BAUD).context("cannot set 9600 baud")?;
-        termios::tcsetattr(&master, OptionalActions::Now, &tio)
-            .context("cannot make the pty raw")?;
+        crate::serial::configure(&master, BAUD, crate::serial::Framing::EightN1)
+            .context("cannot make the pty raw at 9600 8N1")?;
         // Non-blocking: with nobody reading, the pty fills and a frame is dropped (as on a
         // serial line) instead of stalling the meter.
         rustix::io::ioctl_fionbio(&master, true).context("cannot make the pty non-blocking")?;

@@ -6,6 +6,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use wattlet_meter_parser::Protocol;
 
+pub use crate::serial::Framing;
+
 /// OBIS codes the survey stores (DESIGN.md, "Data model"), as 12 lowercase hex digits.
 pub const ENERGY_IMPORT: &str = "0100010800ff";
 pub const ENERGY_EXPORT: &str = "0100020800ff";
@@ -116,14 +118,6 @@ pub struct Identity {
     pub certificate: PathBuf,
     pub key: PathBuf,
     pub cloud_ca: PathBuf,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Framing {
-    /// 8 data bits, no parity, 1 stop bit (SML, DSMR).
-    EightN1,
-    /// 7 data bits, even parity, 1 stop bit (IEC 62056-21).
-    SevenE1,
 }
 
 #[derive(Debug, Clone)]

@@ -17,7 +17,6 @@ use prometheus_client::metrics::counter::Counter;
 use rustix::event::{PollFd, PollFlags};
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
-use rustix::termios::{self, ControlModes, OptionalActions};
 use wattlet_meter_parser::{Decimal, DecoderOptions, Event, SkipReason, Telegram, Unit, Value};
 
 use crate::edge::config::{
@@ -242,24 +241,12 @@ pub fn open_line(path: &Path, baud: u32, framing: Framing) -> anyhow::Result<Own
         Mode::empty(),
     )
     .with_context(|| format!("cannot open {}", path.display()))?;
-    let mut tio = termios::tcgetattr(&fd)
-        .with_context(|| format!("{} is not a serial device", path.display()))?;
-    tio.make_raw();
-    tio.control_modes.remove(
-        ControlModes::CSIZE | ControlModes::CSTOPB | ControlModes::PARENB | ControlModes::PARODD,
-    );
-    tio.control_modes
-        .insert(ControlModes::CREAD | ControlModes::CLOCAL);
-    match framing {
-        Framing::EightN1 => tio.control_modes.insert(ControlModes::CS8),
-        Framing::SevenE1 => tio
-            .control_modes
-            .insert(ControlModes::CS7 | ControlModes::PARENB),
-    }
-    tio.set_speed(baud)
-        .with_context(|| format!("{} cannot run at {baud} baud", path.display()))?;
-    termios::tcsetattr(&fd, OptionalActions::Now, &tio)
-        .with_context(|| format!("cannot configure {}", path.display()))?;
+    crate::serial::configure(&fd, baud, framing).with_context(|| {
+        format!(
+            "cannot set {} raw at {baud} baud (is it a serial device?)",
+            path.display()
+        )
+    })?;
     Ok(fd)
 }
 
