@@ -53,7 +53,8 @@ fn sigkill_at_random_instants_loses_and_duplicates_nothing() {
     for _ in 0..trials {
         let before = journal(&edge_dir).len();
         let mut edge = spawn_edge(&config);
-        std::thread::sleep(Duration::from_millis(50 + rng.below(1000)));
+        let window = 1000 * u64::from(common::patience());
+        std::thread::sleep(Duration::from_millis(50 + rng.below(window)));
         edge.kill().expect("SIGKILL");
         edge.wait().expect("reap");
         if journal(&edge_dir).len() > before {

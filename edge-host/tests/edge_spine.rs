@@ -42,7 +42,7 @@ fn readings_reach_the_cloud_only_while_consent_is_granted() {
     let mut edge = spawn_edge(&config);
 
     // Not granted: the device runs, asks for consent, and measures nothing.
-    std::thread::sleep(Duration::from_secs(2));
+    std::thread::sleep(Duration::from_secs(2) * common::patience());
     assert!(
         edge.try_wait().expect("edge status").is_none(),
         "edge exited early"
@@ -134,7 +134,7 @@ fn readings_reach_the_cloud_only_while_consent_is_granted() {
     // Revocation: the device learns it, deletes what it had not sent and exits for good.
     let (status, body) = cloud.as_device(&ada, "DELETE", "/api/household/consent", None);
     assert_eq!(status, 200, "revoke: {body}");
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(10) * common::patience();
     let exit = loop {
         if let Some(exit) = edge.try_wait().expect("edge status") {
             break exit;

@@ -373,9 +373,12 @@ pub fn journal(dir: &Path) -> Vec<String> {
         .expect("journal rows")
 }
 
-/// Measurements still waiting in the edge's buffer.
+/// Measurements still waiting in the edge's buffer (none before the edge created it).
 pub fn pending(dir: &Path) -> usize {
     let path = dir.join("edge-state").join("buffer.sqlite");
+    if !path.exists() {
+        return 0;
+    }
     let db =
         rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .expect("open buffer");
@@ -383,9 +386,19 @@ pub fn pending(dir: &Path) -> usize {
         .expect("count")
 }
 
-/// Polls `check` every 100 ms until it holds or `limit` passes.
+/// How many times longer than natively the tests may wait: `WATTLET_TEST_PATIENCE` (default 1;
+/// `./dev cross` sets it for qemu-user, which runs everything many times slower).
+pub fn patience() -> u32 {
+    std::env::var("WATTLET_TEST_PATIENCE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&p| p >= 1)
+        .unwrap_or(1)
+}
+
+/// Polls `check` every 100 ms until it holds or `limit` (times [`patience`]) passes.
 pub fn wait_for(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
+    let deadline = Instant::now() + limit * patience();
     while !check() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));
