@@ -72,11 +72,8 @@ fn sigkill_at_random_instants_loses_and_duplicates_nothing() {
     wait_for(Duration::from_secs(30), "the buffer to drain", || {
         pending(&edge_dir) == 0
     });
-    std::process::Command::new("kill")
-        .args(["-TERM", &edge.id().to_string()])
-        .status()
-        .expect("kill -TERM");
-    assert!(edge.wait().expect("edge exit").success());
+    edge.kill().expect("SIGKILL");
+    edge.wait().expect("reap");
 
     let taken = journal(&edge_dir);
     let stored = cloud.measurements(&device, METER);
