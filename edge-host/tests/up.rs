@@ -41,7 +41,7 @@ fn up_shows_readings_of_the_consenting_household_only() {
     });
 
     let mut lines = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60) * common::patience();
+    let deadline = Instant::now() + Duration::from_secs(180) * common::patience();
     let readings = |lines: &[String], device: &str| {
         lines
             .iter()
