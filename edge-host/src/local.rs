@@ -156,7 +156,7 @@ pub async fn run(
             ca.issue_device(&DeviceRequest::new(household.device, household.email))?
                 .write(&prefix)?;
         }
-        let (status, body) = call(
+        let (status, body) = https_json(
             &admin_tls,
             address,
             "POST",
@@ -168,6 +168,7 @@ pub async fn run(
                 "device": household.device,
                 "meters": [{"uuid": household.meter, "type": "ELECTRICITY", "model": household.model}],
             })),
+            &[],
         )
         .await?;
         if status != 201 && status != 409 {
@@ -222,8 +223,16 @@ pub async fn run(
             &config.identity.cloud_ca,
         )?);
         if household.grants_consent {
-            let (status, body) =
-                call(&tls, address, "POST", "/api/household/consent", None, None).await?;
+            let (status, body) = https_json(
+                &tls,
+                address,
+                "POST",
+                "/api/household/consent",
+                None,
+                None,
+                &[],
+            )
+            .await?;
             if status != 200 && status != 409 {
                 bail!(
                     "granting consent for {} failed: HTTP {status} {body}",
@@ -285,7 +294,8 @@ pub async fn run(
                     household.meter,
                     crate::edge::daemon::rfc3339(from[i])
                 );
-                let Ok((200, body)) = call(&device_tls[i], address, "GET", &path, None, None).await
+                let Ok((200, body)) =
+                    https_json(&device_tls[i], address, "GET", &path, None, None, &[]).await
                 else {
                     continue;
                 };
@@ -379,14 +389,17 @@ fn admin_token(path: &Path) -> anyhow::Result<String> {
     Ok(token)
 }
 
-/// One HTTPS request to the local cloud; the answer's status and JSON body (`null` if none).
-async fn call(
+/// One HTTPS request (with `headers` besides host, authorization and content type); the
+/// answer's status and JSON body (`null` if empty, a string if not JSON). Also the tests'
+/// client.
+pub async fn https_json(
     tls: &Arc<ClientConfig>,
     address: SocketAddr,
     method: &str,
     path: &str,
     bearer: Option<&str>,
     body: Option<Value>,
+    headers: &[(&str, &str)],
 ) -> anyhow::Result<(u16, Value)> {
     let tcp = tokio::net::TcpStream::connect(address).await?;
     let name = rustls_pki_types::ServerName::from(address.ip());
@@ -403,6 +416,9 @@ async fn call(
         .header(http::header::HOST, address.to_string());
     if let Some(token) = bearer {
         request = request.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    for (name, value) in headers {
+        request = request.header(*name, *value);
     }
     let body = match body {
         Some(json) => {

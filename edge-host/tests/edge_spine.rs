@@ -186,9 +186,9 @@ fn readings_reach_the_cloud_only_while_consent_is_granted() {
     let anonymous = std::sync::Arc::new(
         wattlet::pki::anonymous_client_tls_config(&cloud.ca.ca_cert_path()).expect("TLS"),
     );
-    let spoofed = cloud.runtime().block_on(common::request(
+    let spoofed = cloud.runtime().block_on(wattlet::local::https_json(
+        &anonymous,
         cloud.addr,
-        anonymous,
         "GET",
         "/api/household/consent",
         None,
@@ -220,9 +220,9 @@ fn readings_reach_the_cloud_only_while_consent_is_granted() {
     let stranger_tls = std::sync::Arc::new(
         wattlet::pki::client_tls_config(&cert, &key, &cloud.ca.ca_cert_path()).expect("TLS"),
     );
-    let refused = cloud.runtime().block_on(common::request(
+    let refused = cloud.runtime().block_on(wattlet::local::https_json(
+        &stranger_tls,
         cloud.addr,
-        stranger_tls,
         "GET",
         "/api/household/consent",
         None,

@@ -11,8 +11,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
 use rustls::ClientConfig;
 use serde_json::{Value, json};
 use wattlet::pki::{self, CaDir, DeviceRequest, ServerRequest};
@@ -147,9 +145,9 @@ impl Cloud {
         body: Option<Value>,
     ) -> (u16, Value) {
         self.runtime
-            .block_on(request(
+            .block_on(wattlet::local::https_json(
+                tls,
                 self.addr,
-                tls.clone(),
                 method,
                 path,
                 bearer,
@@ -177,47 +175,6 @@ impl Cloud {
         uuids.sort();
         uuids
     }
-}
-
-/// One HTTPS request; extra headers are sent as given.
-pub async fn request(
-    addr: SocketAddr,
-    tls: Arc<ClientConfig>,
-    method: &str,
-    path: &str,
-    bearer: Option<&str>,
-    body: Option<Value>,
-    headers: &[(&str, &str)],
-) -> anyhow::Result<(u16, Value)> {
-    let tcp = tokio::net::TcpStream::connect(addr).await?;
-    let stream = tokio_rustls::TlsConnector::from(tls)
-        .connect(rustls::pki_types::ServerName::from(addr.ip()), tcp)
-        .await?;
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
-    tokio::spawn(connection);
-    let mut builder = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", addr.to_string());
-    if let Some(token) = bearer {
-        builder = builder.header("authorization", format!("Bearer {token}"));
-    }
-    for (name, value) in headers {
-        builder = builder.header(*name, *value);
-    }
-    let body = match body {
-        Some(json) => {
-            builder = builder.header("content-type", "application/json");
-            Bytes::from(json.to_string())
-        }
-        None => Bytes::new(),
-    };
-    let response = sender.send_request(builder.body(Full::new(body))?).await?;
-    let status = response.status().as_u16();
-    let bytes = response.into_body().collect().await?.to_bytes();
-    let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    Ok((status, json))
 }
 
 pub struct Device {
