@@ -3,8 +3,9 @@
 //! The cloud application (`spin.toml`) is served over mutual TLS; two simulated households
 //! each get a measurement device with its own certificate and a simulated SML meter on a
 //! pseudo-terminal; the first household grants consent, the second does not. Readings that
-//! reach the cloud are printed as they arrive. Everything lives in one state directory, so a
-//! second `wattlet up` continues where the first stopped.
+//! reach the cloud are printed as they arrive. A local `nats-server` with JetStream carries the
+//! NIALM work queue: a work manager and a worker run alongside. Everything lives in one state
+//! directory, so a second `wattlet up` continues where the first stopped.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -25,6 +26,10 @@ use crate::edge::config::{ENERGY_IMPORT, EdgeConfig, Framing, Identity, MeterCon
 use crate::edge::daemon::{Daemon, EdgeComponents};
 use crate::edge::metrics::EdgeMetrics;
 use crate::pki::{self, CaDir, DeviceRequest, ServerRequest};
+use crate::queue::{
+    self, QueueSettings, item::DEFAULT_MODELS, manager::ManagerOptions, server::LocalNats,
+    worker::WorkerOptions,
+};
 use crate::sim;
 use crate::spin::server::{App, ServeOptions, serve};
 use crate::spin::tls::{ClientAuth, TlsOptions};
@@ -78,6 +83,8 @@ pub struct UpOptions {
     pub measure_every: Duration,
     pub report_every: Duration,
     pub consent_every: Duration,
+    /// Where the local NATS server listens for the NIALM queue; `None` runs no queue.
+    pub nats_listen: Option<SocketAddr>,
 }
 
 /// Runs until `shutdown` resolves, printing to `out`.
@@ -263,6 +270,10 @@ pub async fn run(
             },
         )?;
     }
+    let nialm = match options.nats_listen {
+        Some(listen) => Some(Nialm::start(&options, listen)?),
+        None => None,
+    };
     writeln!(out)?;
     writeln!(
         out,
@@ -270,6 +281,16 @@ pub async fn run(
         ca.ca_cert_path().display()
     )?;
     writeln!(out, "Metrics    http://{metrics_address}/metrics")?;
+    if let Some(nialm) = &nialm {
+        writeln!(
+            out,
+            "NIALM      {} (JetStream): work manager every {}, one worker; hourly appliance \
+             estimates once a consenting meter has 1 h 49 min of data: \
+             GET {cloud}/api/management/meter/<uuid>/disaggregation",
+            nialm.nats.url,
+            humantime::format_duration(NIALM_PASS_EVERY)
+        )?;
+    }
     writeln!(
         out,
         "Admin      bearer token in {}",
@@ -324,6 +345,9 @@ pub async fn run(
         () = watch => {}
     }
     let _ = stop_daemons.send(());
+    if let Some(nialm) = nialm {
+        nialm.stop().await?;
+    }
     for daemon in daemons {
         daemon
             .await
@@ -336,6 +360,71 @@ pub async fn run(
     let _ = stop_serving.send(());
     server.await.map_err(|e| anyhow!("server failed: {e}"))??;
     Ok(())
+}
+
+/// How often the local work manager looks for new NIALM work.
+const NIALM_PASS_EVERY: Duration = Duration::from_secs(60);
+
+/// The NIALM queue of the local system: NATS server, work manager, one worker.
+struct Nialm {
+    nats: LocalNats,
+    stop: tokio::sync::watch::Sender<bool>,
+    manager: tokio::task::JoinHandle<anyhow::Result<()>>,
+    worker: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Nialm {
+    fn start(options: &UpOptions, listen: SocketAddr) -> anyhow::Result<Self> {
+        let state = &options.state_dir;
+        let nats = LocalNats::start(listen, &state.join("nats"), &state.join("nats-server.log"))?;
+        // The Data API's database (migrated by the registrations above).
+        let database = state.join("cloud").join("sqlite_db.db");
+        let component = crate::components::locate("wattlet-nialm", options.components.as_deref())?;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        let manager = tokio::spawn(queue::manager::run(
+            ManagerOptions {
+                nats_url: nats.url.clone(),
+                database: database.clone(),
+                models: DEFAULT_MODELS.map(String::from).to_vec(),
+                settings: QueueSettings::default(),
+                interval: Some(NIALM_PASS_EVERY),
+            },
+            until_stopped(stopped.clone()),
+        ));
+        let worker = tokio::spawn(queue::worker::run(
+            WorkerOptions {
+                nats_url: nats.url.clone(),
+                database,
+                component,
+                settings: QueueSettings::default(),
+                batch: 16,
+                concurrency: 1,
+                metrics_listen: None,
+            },
+            until_stopped(stopped),
+        ));
+        Ok(Nialm {
+            nats,
+            stop,
+            manager,
+            worker,
+        })
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        self.manager
+            .await
+            .map_err(|e| anyhow!("NIALM manager failed: {e}"))??;
+        self.worker
+            .await
+            .map_err(|e| anyhow!("NIALM worker failed: {e}"))??;
+        drop(self.nats);
+        Ok(())
+    }
 }
 
 /// Where the simulated meter's counter stands now: as if it had run at its mean power since

@@ -1,5 +1,6 @@
 //! `wattlet up`, the README's "run it" command, through the real binary: readings of the
-//! household that granted consent arrive, none of the other, and it stops cleanly on SIGTERM.
+//! household that granted consent arrive, none of the other, the NIALM queue's NATS server runs,
+//! and it all stops cleanly on SIGTERM.
 
 mod common;
 
@@ -12,11 +13,15 @@ use std::time::{Duration, Instant};
 fn up_shows_readings_of_the_consenting_household_only() {
     let state = tempfile::tempdir().expect("temp dir");
     let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let nats = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port for NATS");
     let mut up = common::wattlet_command()
         .arg("up")
         .arg("--state-dir")
         .arg(state.path())
         .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .args(["--nats-listen", &nats.to_string()])
         .args([
             "--measure",
             "300ms",
@@ -66,6 +71,14 @@ fn up_shows_readings_of_the_consenting_household_only() {
     );
     assert!(output.contains("https://127.0.0.1:"), "{output}");
     assert_eq!(readings(&lines, "pi-grace"), 0, "{output}");
+    assert!(
+        output.contains(&format!("NIALM      nats://{nats} (JetStream)")),
+        "{output}"
+    );
+    assert!(
+        std::net::TcpStream::connect(nats).is_ok(),
+        "the NIALM queue's nats-server listens"
+    );
     assert!(state.path().join("ca/ca.crt").is_file());
     assert!(state.path().join("admin-token").is_file());
 
@@ -75,6 +88,10 @@ fn up_shows_readings_of_the_consenting_household_only() {
         .expect("kill -TERM");
     let exit = up.wait().expect("wait");
     assert!(exit.success(), "wattlet up exited with {exit:?}");
+    assert!(
+        std::net::TcpStream::connect(nats).is_err(),
+        "nats-server stops with wattlet up"
+    );
     while let Ok(line) = rx.recv_timeout(Duration::from_secs(5)) {
         lines.push(line);
     }

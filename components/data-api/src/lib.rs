@@ -16,6 +16,8 @@
 //! | GET | /api/household/meter \[6\] | participant |
 //! | POST | /api/household/meter/measurement \[8\] | device |
 //! | GET | /api/household/meter/:uuid/measurement \[7\] | participant |
+//! | GET | /api/household/meter/:uuid/disaggregation | participant |
+//! | GET | /api/management/meter/:uuid/disaggregation | administrator |
 //!
 //! Authentication is described in [`auth`]. Unknown paths get a JSON 404, a known path with the
 //! wrong method a JSON 405 with `allow`. Errors are `{"error": "<message>"}`.
@@ -37,7 +39,7 @@ use spin_sdk::http_component;
 
 use crate::db::Db;
 use crate::error::{ApiError, ApiResult};
-use crate::handlers::{consent, household, management, measurement, service};
+use crate::handlers::{consent, disaggregation, household, management, measurement, service};
 
 const SERVICE: &str = "wattlet-data-api";
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -65,6 +67,8 @@ enum Endpoint<'a> {
     Meters,
     UploadMeasurements,
     ReadMeasurements(&'a str),
+    OwnDisaggregation(&'a str),
+    AnyDisaggregation(&'a str),
 }
 
 impl Endpoint<'_> {
@@ -74,7 +78,9 @@ impl Endpoint<'_> {
             | Endpoint::Version
             | Endpoint::Devices
             | Endpoint::Meters
-            | Endpoint::ReadMeasurements(_) => "GET",
+            | Endpoint::ReadMeasurements(_)
+            | Endpoint::OwnDisaggregation(_)
+            | Endpoint::AnyDisaggregation(_) => "GET",
             Endpoint::CreateOrListHouseholds => "GET, POST",
             Endpoint::RevokeDevice(_) | Endpoint::UploadMeasurements => "POST",
             Endpoint::Consent => "GET, POST, DELETE",
@@ -98,6 +104,12 @@ fn resolve(path: &str) -> Option<Endpoint<'_>> {
         ["household", "meter", "measurement"] => Endpoint::UploadMeasurements,
         ["household", "meter", uuid, "measurement"] if !uuid.is_empty() => {
             Endpoint::ReadMeasurements(uuid)
+        }
+        ["household", "meter", uuid, "disaggregation"] if !uuid.is_empty() => {
+            Endpoint::OwnDisaggregation(uuid)
+        }
+        ["management", "meter", uuid, "disaggregation"] if !uuid.is_empty() => {
+            Endpoint::AnyDisaggregation(uuid)
         }
         _ => return None,
     })
@@ -137,6 +149,8 @@ fn route(req: &Request) -> ApiResult<Response> {
         (Endpoint::Meters, _) => household::list_meters(req, &db),
         (Endpoint::UploadMeasurements, _) => measurement::upload(req, &db),
         (Endpoint::ReadMeasurements(uuid), _) => measurement::read(req, &db, uuid),
+        (Endpoint::OwnDisaggregation(uuid), _) => disaggregation::read_own(req, &db, uuid),
+        (Endpoint::AnyDisaggregation(uuid), _) => disaggregation::read_any(req, &db, uuid),
         (Endpoint::Health | Endpoint::Version, _) => Err(not_allowed()),
     }
 }

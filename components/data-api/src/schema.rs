@@ -20,30 +20,31 @@ pub struct Migration {
     pub statements: &'static [&'static str],
 }
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    statements: &[
-        // Participants' contact details; removed on anonymization (household.user → NULL).
-        r#"CREATE TABLE IF NOT EXISTS "user" (
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        statements: &[
+            // Participants' contact details; removed on anonymization (household.user → NULL).
+            r#"CREATE TABLE IF NOT EXISTS "user" (
             id INTEGER PRIMARY KEY,
             name TEXT NOT NULL,
             email TEXT NOT NULL UNIQUE
         )"#,
-        r#"CREATE TABLE IF NOT EXISTS household (
+            r#"CREATE TABLE IF NOT EXISTS household (
             id TEXT PRIMARY KEY,
             user INTEGER UNIQUE REFERENCES "user"(id) ON DELETE SET NULL,
             created_at TEXT NOT NULL
         )"#,
-        // One row per household; one-way: not_granted → granted → revoked.
-        r#"CREATE TABLE IF NOT EXISTS consent (
+            // One row per household; one-way: not_granted → granted → revoked.
+            r#"CREATE TABLE IF NOT EXISTS consent (
             household TEXT PRIMARY KEY REFERENCES household(id),
             state TEXT NOT NULL DEFAULT 'not_granted'
                 CHECK (state IN ('not_granted', 'granted', 'revoked')),
             granted_at TEXT,
             revoked_at TEXT
         )"#,
-        // id: the device id of its client certificate.
-        r#"CREATE TABLE IF NOT EXISTS measurement_device (
+            // id: the device id of its client certificate.
+            r#"CREATE TABLE IF NOT EXISTS measurement_device (
             id TEXT PRIMARY KEY,
             household TEXT NOT NULL REFERENCES household(id),
             component_versions TEXT NOT NULL DEFAULT '{}',
@@ -51,9 +52,9 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
             last_activity TEXT,
             revoked_at TEXT
         )"#,
-        "CREATE INDEX IF NOT EXISTS measurement_device_household ON measurement_device(household)",
-        // status: the device's last report (`{"locked": bool, "missing": [obis], "reported_at"}`).
-        r#"CREATE TABLE IF NOT EXISTS meter (
+            "CREATE INDEX IF NOT EXISTS measurement_device_household ON measurement_device(household)",
+            // status: the device's last report (`{"locked": bool, "missing": [obis], "reported_at"}`).
+            r#"CREATE TABLE IF NOT EXISTS meter (
             uuid TEXT PRIMARY KEY,
             household TEXT NOT NULL REFERENCES household(id),
             device TEXT REFERENCES measurement_device(id),
@@ -61,20 +62,39 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
             model TEXT NOT NULL CHECK (model IN ('MT681', 'MT175', 'EHZ', 'DD3', 'EASY')),
             status TEXT NOT NULL DEFAULT '{}'
         )"#,
-        "CREATE INDEX IF NOT EXISTS meter_household ON meter(household)",
-        // data: JSON array of {"<obis hex>": value}.
-        r#"CREATE TABLE IF NOT EXISTS measurement (
+            "CREATE INDEX IF NOT EXISTS meter_household ON meter(household)",
+            // data: JSON array of {"<obis hex>": value}.
+            r#"CREATE TABLE IF NOT EXISTS measurement (
             uuid TEXT PRIMARY KEY,
             meter TEXT NOT NULL REFERENCES meter(uuid),
             measured_at TEXT NOT NULL,
             data TEXT NOT NULL,
             received_at TEXT NOT NULL
         )"#,
-        "CREATE INDEX IF NOT EXISTS measurement_meter_time ON measurement(meter, measured_at, uuid)",
-        // Issue 5 (registration details) adds address, location, metadata and pv_system (with a
-        // meter ↔ pv_system link table) as migration 2.
-    ],
-}];
+            "CREATE INDEX IF NOT EXISTS measurement_meter_time ON measurement(meter, measured_at, uuid)",
+        ],
+    },
+    Migration {
+        version: 2,
+        statements: &[
+            // NIALM results, written by the queue workers (`wattlet worker nialm`), one row per work
+            // item (meter, model, hour); item: the item's deterministic id, so a result stored twice
+            // is one row. power_w: JSON array of the appliance's power in W, one value per step.
+            r#"CREATE TABLE IF NOT EXISTS disaggregation (
+            item TEXT PRIMARY KEY,
+            meter TEXT NOT NULL REFERENCES meter(uuid),
+            model TEXT NOT NULL,
+            model_sha256 TEXT NOT NULL,
+            window_start TEXT NOT NULL,
+            step_seconds INTEGER NOT NULL,
+            power_w TEXT NOT NULL,
+            computed_at TEXT NOT NULL
+        )"#,
+            "CREATE INDEX IF NOT EXISTS disaggregation_meter_time
+            ON disaggregation(meter, window_start, model)",
+        ],
+    },
+];
 
 /// The version the code expects.
 pub fn current_version() -> i64 {

@@ -3,6 +3,7 @@
 mod ca;
 mod edge;
 mod meter;
+mod queue;
 mod serve;
 mod up;
 
@@ -32,6 +33,12 @@ enum Command {
     Up(up::UpArgs),
     /// Serve a Spin application (spin.toml) the way `spin up` does.
     Serve(serve::ServeArgs),
+    /// Publish analysis work items to NATS JetStream.
+    #[command(subcommand)]
+    Manager(queue::ManagerCommand),
+    /// Take analysis work items from NATS JetStream and compute them.
+    #[command(subcommand)]
+    Worker(queue::WorkerCommand),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -41,6 +48,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Meter(command) => meter::run(command),
         Command::Serve(args) => serve::run(args),
         Command::Up(args) => up::run(args),
+        Command::Manager(command) => queue::run_manager(command),
+        Command::Worker(command) => queue::run_worker(command),
     }
 }
 

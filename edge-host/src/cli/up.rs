@@ -15,7 +15,9 @@ Serves the cloud application (spin.toml) over mutual TLS, creates a local CA wit
 certificate and one certificate per device, registers two simulated households, each with a
 measurement device and a simulated SML meter on a pseudo-terminal, grants consent for the first
 and prints readings as they reach the cloud. The second household never granted consent, so
-nothing of it is measured. State (CA, certificates, databases, buffers) stays in --state-dir,
+nothing of it is measured. A local nats-server (JetStream) carries the NIALM work queue, with a
+work manager and one worker: hourly appliance estimates of consenting meters appear in the Data
+API once 1 h 49 min of a meter's data are in. State (CA, certificates, databases, buffers) stays in --state-dir,
 so running it again continues where it stopped.")]
 pub struct UpArgs {
     /// The cloud application's Spin manifest.
@@ -42,11 +44,20 @@ pub struct UpArgs {
     /// How often the devices ask the cloud for the household's consent.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     consent: Duration,
+    /// Address of the local NATS server (JetStream) for the NIALM work queue.
+    #[arg(long, default_value = "127.0.0.1:4222", value_name = "ADDR")]
+    nats_listen: SocketAddr,
+    /// Run no NATS server, work manager or worker.
+    #[arg(long)]
+    no_nialm: bool,
 }
 
 pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     if args.measure.is_zero() || args.report.is_zero() || args.consent.is_zero() {
         anyhow::bail!("--measure, --report and --consent must be longer than zero");
+    }
+    if !args.no_nialm && args.nats_listen.port() == 0 {
+        anyhow::bail!("--nats-listen needs a fixed port (the workers connect to it)");
     }
     if args.report > Duration::from_secs(3600) {
         anyhow::bail!("--report is at most 60m: the survey reports at least hourly");
@@ -60,6 +71,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         measure_every: args.measure,
         report_every: args.report,
         consent_every: args.consent,
+        nats_listen: (!args.no_nialm).then_some(args.nats_listen),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

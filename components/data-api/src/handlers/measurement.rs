@@ -315,7 +315,7 @@ pub fn read(req: &Request, db: &Db, meter: &str) -> ApiResult<Response> {
 }
 
 /// `a=1&b=2` with percent-decoding (`+` stays `+`, so RFC 3339 offsets survive unencoded).
-fn query_pairs(query: &str) -> ApiResult<Vec<(String, String)>> {
+pub(crate) fn query_pairs(query: &str) -> ApiResult<Vec<(String, String)>> {
     let mut pairs = Vec::new();
     let mut seen = BTreeMap::new();
     for part in query.split('&').filter(|p| !p.is_empty()) {

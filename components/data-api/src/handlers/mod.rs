@@ -1,6 +1,7 @@
 //! Request handlers, one module per resource.
 
 pub mod consent;
+pub mod disaggregation;
 pub mod household;
 pub mod management;
 pub mod measurement;

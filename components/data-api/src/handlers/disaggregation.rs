@@ -1,0 +1,114 @@
+//! NIALM results: the appliance power the queue workers (`wattlet worker nialm`) computed, per
+//! meter, per appliance model and per one-hour window.
+
+use serde_json::{Value, json};
+use spin_sdk::http::{Request, Response};
+use spin_sdk::sqlite::Value as Sql;
+
+use crate::auth;
+use crate::db::{Db, col_json, col_required, col_text, text};
+use crate::error::{ApiError, ApiResult};
+use crate::handlers::measurement::query_pairs;
+use crate::json_response;
+use crate::timestamp;
+use crate::validate::{self, bad};
+
+const DEFAULT_LIMIT: i64 = 1000;
+const MAX_LIMIT: i64 = 10_000;
+
+/// `GET /api/household/meter/:uuid/disaggregation` (participant): results of the caller's own
+/// meter; 404 for any other meter, so other meters' existence does not leak.
+pub fn read_own(req: &Request, db: &Db, meter: &str) -> ApiResult<Response> {
+    let participant = auth::participant(req, db)?;
+    let not_found = || ApiError::NotFound("no such meter".into());
+    let meter = validate::uuid("meter", meter).map_err(|_| not_found())?;
+    let own = db.query(
+        "SELECT 1 FROM meter WHERE uuid = ? AND household = ?",
+        &[text(&meter), text(&participant.household)],
+    )?;
+    if own.rows.is_empty() {
+        return Err(not_found());
+    }
+    list(req, db, &meter)
+}
+
+/// `GET /api/management/meter/:uuid/disaggregation` (administrator): results of any meter.
+pub fn read_any(req: &Request, db: &Db, meter: &str) -> ApiResult<Response> {
+    auth::admin(req)?;
+    let not_found = || ApiError::NotFound("no such meter".into());
+    let meter = validate::uuid("meter", meter).map_err(|_| not_found())?;
+    if db
+        .query("SELECT 1 FROM meter WHERE uuid = ?", &[text(&meter)])?
+        .rows
+        .is_empty()
+    {
+        return Err(not_found());
+    }
+    list(req, db, &meter)
+}
+
+/// Query: `appliance` (a model id), `from` ≤ window start < `to` (RFC 3339), `limit` windows
+/// (default 1000, at most 10000). Ordered by window start, then appliance.
+/// `{"meter","windows":[{"appliance","window_start","step_seconds","model_sha256","power_w":[W…]}]}`.
+fn list(req: &Request, db: &Db, meter: &str) -> ApiResult<Response> {
+    let mut sql = String::from(
+        "SELECT model, window_start, step_seconds, model_sha256, power_w
+         FROM disaggregation WHERE meter = ?",
+    );
+    let mut params = vec![text(meter)];
+    let mut limit = DEFAULT_LIMIT;
+    for (key, value) in query_pairs(req.query())? {
+        match key.as_str() {
+            "appliance" => {
+                let known = !value.is_empty()
+                    && value.len() <= 64
+                    && value.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+                if !known {
+                    return Err(bad(format!(
+                        "appliance: a model id such as \"kettle\", got {value:?}"
+                    )));
+                }
+                sql.push_str(" AND model = ?");
+                params.push(text(value));
+            }
+            "from" | "to" => {
+                let at = timestamp::parse(&value).map_err(|e| bad(format!("{key}: {e}")))?;
+                sql.push_str(if key == "from" {
+                    " AND window_start >= ?"
+                } else {
+                    " AND window_start < ?"
+                });
+                params.push(text(timestamp::to_db(at)));
+            }
+            "limit" => {
+                limit = value
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|n| (1..=MAX_LIMIT).contains(n))
+                    .ok_or_else(|| bad(format!("limit: 1–{MAX_LIMIT}, got {value:?}")))?;
+            }
+            other => {
+                return Err(bad(format!(
+                    "unknown query parameter {other:?} (appliance, from, to, limit)"
+                )));
+            }
+        }
+    }
+    sql.push_str(" ORDER BY window_start, model LIMIT ?");
+    params.push(Sql::Integer(limit));
+    let rows = db.query(&sql, &params)?;
+    let mut windows = Vec::with_capacity(rows.rows.len());
+    for row in &rows.rows {
+        windows.push(json!({
+            "appliance": col_required(row, 0)?,
+            "window_start": timestamp::db_to_api(col_text(row, 1)),
+            "step_seconds": row.get::<i64>(2).unwrap_or(60),
+            "model_sha256": col_required(row, 3)?,
+            "power_w": col_json(row, 4),
+        }));
+    }
+    Ok(json_response(
+        200,
+        &json!({ "meter": meter, "windows": Value::Array(windows) }),
+    ))
+}

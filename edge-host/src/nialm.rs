@@ -1,0 +1,121 @@
+//! The NIALM component on wasmtime: whole-house power → per-appliance power, with the native
+//! library's types (`wattlet_nialm`) on the host side.
+
+use std::path::Path;
+
+use anyhow::{Context, anyhow};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Engine, Store};
+use wattlet_nialm as native;
+
+use crate::runtime::HostState;
+
+wasmtime::component::bindgen!({
+    path: "../wit/nialm",
+    world: "nialm",
+});
+
+use exports::wattlet::nialm::disaggregate as wit;
+
+/// The compiled NIALM component, ready to instantiate (compile once, instantiate per worker).
+#[derive(Clone)]
+pub struct NialmComponent {
+    engine: Engine,
+    pre: NialmPre<HostState>,
+}
+
+impl NialmComponent {
+    pub fn load(engine: &Engine, path: &Path) -> anyhow::Result<Self> {
+        let component = Component::from_file(engine, path)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("cannot load component {}", path.display()))?;
+        let mut linker = Linker::new(engine);
+        // The guest's std imports WASI (clocks, stdio for a panic message); HostState grants
+        // nothing beyond that.
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .and_then(NialmPre::new)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("{} is not a wattlet:nialm component", path.display()))?;
+        Ok(NialmComponent {
+            engine: engine.clone(),
+            pre,
+        })
+    }
+
+    /// A fresh instance. Keep it for many calls: each model is optimized inside the instance on
+    /// its first use, and later calls reuse it.
+    pub fn instantiate(&self) -> anyhow::Result<NialmInstance> {
+        let mut store = Store::new(&self.engine, HostState::sandboxed());
+        let bindings = self.pre.instantiate(&mut store)?;
+        Ok(NialmInstance { store, bindings })
+    }
+}
+
+/// One instance of the component and its store.
+pub struct NialmInstance {
+    store: Store<HostState>,
+    bindings: Nialm,
+}
+
+impl NialmInstance {
+    /// The models embedded in the component.
+    pub fn models(&mut self) -> anyhow::Result<Vec<native::ModelInfo>> {
+        let models = self
+            .bindings
+            .wattlet_nialm_disaggregate()
+            .call_models(&mut self.store)
+            .map_err(|e| anyhow!("nialm component failed: {e:#}"))?;
+        Ok(models.into_iter().map(info_from_wit).collect())
+    }
+
+    /// The appliance power for every sample of `aggregate` with a full window around it (see
+    /// `wattlet_nialm::Disaggregator::run`).
+    ///
+    /// Outer error: the component trapped; inner: the component's answer.
+    pub fn run(
+        &mut self,
+        model: &str,
+        aggregate: &[f32],
+    ) -> anyhow::Result<Result<Vec<f32>, native::Error>> {
+        let answer = self
+            .bindings
+            .wattlet_nialm_disaggregate()
+            .call_run(&mut self.store, model, aggregate)
+            .map_err(|e| anyhow!("nialm component failed: {e:#}"))?;
+        Ok(answer.map_err(error_from_wit))
+    }
+}
+
+fn info_from_wit(info: wit::ModelInfo) -> native::ModelInfo {
+    native::ModelInfo {
+        id: info.id,
+        appliance: info.appliance,
+        window: info.window,
+        step_seconds: info.step_seconds,
+        on_threshold_w: info.on_threshold_w,
+        sha256: info.sha256,
+    }
+}
+
+fn error_from_wit(error: wit::Error) -> native::Error {
+    match error {
+        wit::Error::UnknownModel(id) => native::Error::UnknownModel(id),
+        wit::Error::TooShort(needed) => native::Error::TooShort(needed),
+        wit::Error::InvalidInput(message) => native::Error::InvalidInput(message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_can_move_to_worker_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        fn send<T: Send>() {}
+        send_sync::<NialmComponent>();
+        send::<NialmInstance>();
+    }
+}

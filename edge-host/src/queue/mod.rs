@@ -1,0 +1,181 @@
+//! NIALM at scale on NATS JetStream: a work manager publishes work items, stateless workers
+//! compute them with the `nialm` component and persist the results (DESIGN.md "Work queues").
+//!
+//! - [`plan`] reads the Data API's database and cuts each meter's 60 s aggregate series into
+//!   items: one meter, one hour of output minutes, one appliance model.
+//! - [`manager`] publishes the items not yet published with `Nats-Msg-Id` = the item's id and
+//!   keeps a cursor per meter and model in JetStream ([`Cursors`]).
+//! - [`worker`] fetches items, runs the component, persists the result keyed by the item
+//!   ([`results`]) and only then acknowledges (double ack); after [`QueueSettings::max_attempts`]
+//!   deliveries an item goes to the dead-letter stream instead.
+//!
+//! Nothing is lost or duplicated whenever a process dies: an item is removed from the WorkQueue
+//! stream only by an acknowledgement, which comes after the result is committed; a redelivered
+//! item whose result is already stored is acknowledged without a second row (the item id is the
+//! results table's primary key).
+
+pub mod item;
+pub mod manager;
+pub mod plan;
+pub mod results;
+pub mod server;
+pub mod worker;
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_nats::jetstream::{self, Context, consumer, stream};
+
+/// The WorkQueue stream of NIALM items and the subject its items are published on.
+pub const STREAM: &str = "NIALM";
+pub const WORK_SUBJECT: &str = "nialm.work";
+/// Items that could not be processed, with the reason in [`DEAD_REASON_HEADER`].
+pub const DEAD_STREAM: &str = "NIALM_DEAD";
+pub const DEAD_SUBJECT: &str = "nialm.dead";
+pub const DEAD_REASON_HEADER: &str = "Wattlet-Dead-Reason";
+/// The durable pull consumer every worker shares: JetStream hands each item to one of them.
+pub const CONSUMER: &str = "nialm-workers";
+/// The manager's cursors ([`Cursors`]).
+pub const CURSOR_STREAM: &str = "NIALM_CURSORS";
+pub const CURSOR_SUBJECT: &str = "nialm.cursor";
+
+/// How the queue behaves; the same for the manager (which creates the stream) and the workers
+/// (which create the consumer).
+#[derive(Debug, Clone)]
+pub struct QueueSettings {
+    /// Without an acknowledgement or progress signal for this long, an item is redelivered.
+    pub ack_wait: Duration,
+    /// Deliveries before an item is dead-lettered.
+    pub max_attempts: u32,
+    /// A re-published item with the same id within this window is dropped by JetStream.
+    pub duplicate_window: Duration,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        QueueSettings {
+            ack_wait: Duration::from_secs(30),
+            max_attempts: 5,
+            duplicate_window: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Connects to NATS and returns the JetStream context.
+pub async fn connect(url: &str) -> anyhow::Result<Context> {
+    let client = async_nats::ConnectOptions::new()
+        .name("wattlet")
+        .connect(url)
+        .await
+        .with_context(|| {
+            format!("cannot connect to NATS at {url} (is nats-server -js running?)")
+        })?;
+    // Up to this many publishes await their acknowledgement at once: the manager pipelines.
+    Ok(jetstream::ContextBuilder::new()
+        .max_ack_inflight(16_384)
+        .build(client))
+}
+
+/// Creates (or updates) the work and dead-letter streams. Idempotent.
+pub async fn ensure_streams(js: &Context, settings: &QueueSettings) -> anyhow::Result<()> {
+    js.create_or_update_stream(stream::Config {
+        name: STREAM.to_owned(),
+        subjects: vec![format!("{WORK_SUBJECT}.>")],
+        retention: stream::RetentionPolicy::WorkQueue,
+        storage: stream::StorageType::File,
+        duplicate_window: settings.duplicate_window,
+        ..Default::default()
+    })
+    .await
+    .context("cannot create the NIALM work stream (does the server have JetStream enabled?)")?;
+    js.create_or_update_stream(stream::Config {
+        name: DEAD_STREAM.to_owned(),
+        subjects: vec![DEAD_SUBJECT.to_owned()],
+        storage: stream::StorageType::File,
+        duplicate_window: settings.duplicate_window,
+        ..Default::default()
+    })
+    .await
+    .context("cannot create the NIALM dead-letter stream")?;
+    Ok(())
+}
+
+/// The shared durable consumer. JetStream itself would stop redelivering after `max_deliver`
+/// and leave the item stuck in the stream; it is set one above the workers' budget so the last
+/// delivery reaches a worker, which dead-letters it.
+pub async fn ensure_consumer(
+    js: &Context,
+    settings: &QueueSettings,
+) -> anyhow::Result<consumer::PullConsumer> {
+    let stream = js
+        .get_stream(STREAM)
+        .await
+        .context("the NIALM work stream does not exist yet")?;
+    stream
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some(CONSUMER.to_owned()),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait: settings.ack_wait,
+            max_deliver: i64::from(settings.max_attempts) + 1,
+            // Every worker may hold a batch; bounded so one stalled worker cannot hoard the queue.
+            max_ack_pending: 10_000,
+            ..Default::default()
+        })
+        .await
+        .context("cannot create the NIALM consumer")
+}
+
+/// The manager's cursors, one per meter and model: the next window start (Unix seconds) as the
+/// last message of subject `nialm.cursor.<meter>.<model>` in a stream keeping one per subject.
+/// (What a JetStream key-value bucket is; Debian's nats-server 2.9 and async-nats 0.46 disagree
+/// on the bucket API's replies, the stream API they agree on.)
+pub struct Cursors {
+    js: Context,
+    stream: stream::Stream,
+}
+
+impl Cursors {
+    pub async fn open(js: &Context) -> anyhow::Result<Self> {
+        let stream = js
+            .create_or_update_stream(stream::Config {
+                name: CURSOR_STREAM.to_owned(),
+                subjects: vec![format!("{CURSOR_SUBJECT}.>")],
+                max_messages_per_subject: 1,
+                storage: stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .context("cannot create the manager's cursor stream")?;
+        let stream = js.get_stream(stream.config.name).await?;
+        Ok(Cursors {
+            js: js.clone(),
+            stream,
+        })
+    }
+
+    pub async fn get(&self, meter: &str, model: &str) -> anyhow::Result<Option<i64>> {
+        let subject = cursor_subject(meter, model);
+        match self.stream.get_last_raw_message_by_subject(&subject).await {
+            Ok(message) => std::str::from_utf8(&message.payload)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .map(Some)
+                .with_context(|| format!("cursor {subject} holds no Unix time")),
+            Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("cannot read cursor {subject}")),
+        }
+    }
+
+    pub async fn set(&self, meter: &str, model: &str, next: i64) -> anyhow::Result<()> {
+        self.js
+            .publish(cursor_subject(meter, model), next.to_string().into())
+            .await?
+            .await
+            .context("cannot advance the manager's cursor")?;
+        Ok(())
+    }
+}
+
+fn cursor_subject(meter: &str, model: &str) -> String {
+    format!("{CURSOR_SUBJECT}.{meter}.{model}")
+}
