@@ -14,6 +14,8 @@
 //!    queue: fetch, compute, persist (SQLite, synchronous=FULL), double ack: items/s and per core;
 //! 4. end-to-end latency of single items with idle workers: publish → result committed.
 //!
+//! `BENCH_ONLY=manager` stops after the manager.
+//!
 //! Run: `cargo build --profile component --target wasm32-wasip2 -p wattlet-nialm -p
 //!       wattlet-data-api && cargo bench -p wattlet --bench nialm_queue`
 
@@ -234,6 +236,9 @@ fn main() {
         "manager: {published} items in {manager_seconds:.2} s = {:.0} items/s (plan + publish + acks + cursors)",
         published as f64 / manager_seconds
     );
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("manager") {
+        return;
+    }
 
     // 2. No queue: the same items, one thread, native tract vs the component.
     let planner = Planner::open(&db).expect("planner");

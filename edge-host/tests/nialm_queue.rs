@@ -553,6 +553,55 @@ fn nialm_queue_dead_letters_progress_and_api() {
         "no result from poison"
     );
 
+    // An item that kills every worker taking it is dead-lettered after --max-attempts
+    // deliveries (the worker checks the delivery count before it starts the step).
+    let deadly = WorkItem {
+        window_start: good.window_start - 7200,
+        ..good.clone()
+    };
+    cloud.runtime().block_on(async {
+        js.publish(
+            "nialm.work.kettle",
+            serde_json::to_vec(&deadly).expect("json").into(),
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("ack");
+    });
+    let always_kill = Some("nialm::before-step=return");
+    let attempts = ["--batch", "1", "--max-attempts", "2"];
+    let mut worker = spawn_worker(&nats, &db, &log, always_kill, &attempts);
+    let mut deaths = 0;
+    wait_for(Duration::from_secs(300), "the deadly item's dead letter", || {
+        if let Some(status) = worker.try_wait().expect("poll") {
+            assert_eq!(status.signal(), Some(9), "{status}");
+            deaths += 1;
+            worker = spawn_worker(&nats, &db, &log, always_kill, &attempts);
+        }
+        cloud.runtime().block_on(async {
+            let mut dead = js.get_stream("NIALM_DEAD").await.expect("dead stream");
+            dead.info().await.expect("info").state.messages == 5
+        })
+    });
+    worker.kill().expect("stop worker");
+    worker.wait().expect("reap worker");
+    assert_eq!(deaths, 2, "two deliveries killed a worker, the third was dead-lettered");
+    let reason = cloud.runtime().block_on(async {
+        let dead = js.get_stream("NIALM_DEAD").await.expect("dead stream");
+        let message = dead.get_raw_message(5).await.expect("dead letter");
+        message
+            .headers
+            .get("Wattlet-Dead-Reason")
+            .map(|v| v.as_str().to_owned())
+            .unwrap_or_default()
+    });
+    assert!(
+        reason.contains(&format!("item {} failed 2 deliveries", deadly.id())),
+        "{reason}"
+    );
+    assert_eq!(queued(&cloud, &js), 0);
+
     // The results through the Data API: the owner and the administrator only.
     let path = format!("/api/household/meter/{meter}/disaggregation?appliance=kettle");
     let (status, body) = cloud.as_device(&owner, "GET", &path, None);

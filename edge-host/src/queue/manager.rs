@@ -88,9 +88,10 @@ pub async fn pass(
         report.meters += 1;
         let end = span.ready_end();
         let mut next = Vec::with_capacity(models.len());
-        for model in models {
-            let cursor = cursors.get(&span.meter, model).await?;
-            next.push(cursor.unwrap_or_else(|| span.first_window()));
+        for cursor in
+            futures::future::join_all(models.iter().map(|m| cursors.get(&span.meter, m))).await
+        {
+            next.push(cursor?.unwrap_or_else(|| span.first_window()));
         }
         let Some(mut from) = next.iter().copied().min() else {
             continue;
@@ -125,11 +126,16 @@ pub async fn pass(
                 report.published += 1;
                 report.duplicates += usize::from(ack.duplicate);
             }
-            for (model, cursor) in models.iter().zip(next.iter_mut()) {
-                if *cursor < to {
-                    cursors.set(&span.meter, model, to).await?;
-                    *cursor = to;
-                }
+            let advanced = models
+                .iter()
+                .zip(&next)
+                .filter(|(_, cursor)| **cursor < to)
+                .map(|(model, _)| cursors.set(&span.meter, model, to));
+            for result in futures::future::join_all(advanced).await {
+                result?;
+            }
+            for cursor in &mut next {
+                *cursor = (*cursor).max(to);
             }
             from = to;
         }

@@ -15,10 +15,6 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::item::{CONTEXT, INPUT_SAMPLES, STEP_SECONDS, WINDOW_SECONDS, WorkItem};
 
-/// Import power (1.7.0) in kW, and the signed sum power (16.7.0) for meters without it.
-const IMPORT_POWER: &str = "0100010700ff";
-const SUM_POWER: &str = "0100100700ff";
-
 /// A meter with data: its uuid and the times of its first and last measurement (Unix seconds).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MeterSpan {
@@ -233,16 +229,22 @@ impl Planner {
     }
 }
 
-/// The power in W of one measurement's `data` (`[{"<obis hex>": value}, …]`, power in kW).
+/// One `{"<obis hex>": value}` entry of a measurement's `data`, only the codes the series uses
+/// (deserialising into this skips other codes without allocating: the manager reads every row).
+#[derive(serde::Deserialize)]
+struct PowerEntry {
+    #[serde(rename = "0100010700ff")]
+    import: Option<f64>,
+    #[serde(rename = "0100100700ff")]
+    sum: Option<f64>,
+}
+
+/// The power in W of one measurement's `data` (`[{"<obis hex>": value}, …]`, power in kW):
+/// import power (1.7.0), else the signed sum power (16.7.0) floored at 0.
 fn power_watts(data: &str) -> Option<f64> {
-    let entries: Vec<serde_json::Map<String, serde_json::Value>> =
-        serde_json::from_str(data).ok()?;
-    let find = |code: &str| {
-        entries
-            .iter()
-            .find_map(|entry| entry.get(code).and_then(serde_json::Value::as_f64))
-    };
-    let kilowatts = find(IMPORT_POWER).or_else(|| find(SUM_POWER).map(|p| p.max(0.0)))?;
+    let entries: Vec<PowerEntry> = serde_json::from_str(data).ok()?;
+    let import = entries.iter().find_map(|e| e.import);
+    let kilowatts = import.or_else(|| entries.iter().find_map(|e| e.sum).map(|p| p.max(0.0)))?;
     kilowatts
         .is_finite()
         .then_some(kilowatts * 1000.0)

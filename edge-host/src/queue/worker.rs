@@ -33,6 +33,7 @@ use futures::StreamExt;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -218,7 +219,13 @@ impl Lane {
     ) -> anyhow::Result<LaneState> {
         let mut work = Vec::with_capacity(batch.len());
         for message in batch {
-            let deliveries = message.info().map_or(1, |info| info.delivered);
+            let deliveries = match message.info() {
+                Ok(info) => {
+                    self.metrics.pending.set(info.pending as i64);
+                    info.delivered
+                }
+                Err(_) => 1,
+            };
             if deliveries > 1 {
                 self.metrics.redeliveries.inc();
             }
@@ -441,6 +448,7 @@ struct WorkerMetrics {
     registry: Registry,
     items: Family<OutcomeLabels, Counter>,
     redeliveries: Counter,
+    pending: Gauge,
     compute_seconds: Histogram,
 }
 
@@ -450,6 +458,7 @@ impl WorkerMetrics {
             registry: Registry::with_prefix("wattlet_nialm_worker"),
             items: Family::default(),
             redeliveries: Counter::default(),
+            pending: Gauge::default(),
             // 100 µs … ~3 s: one item through the component.
             compute_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 15)),
         };
@@ -462,6 +471,11 @@ impl WorkerMetrics {
             "redeliveries",
             "Items received again after an earlier delivery was not acknowledged",
             metrics.redeliveries.clone(),
+        );
+        metrics.registry.register(
+            "queue_pending",
+            "Items waiting in the queue behind the last one fetched (queue depth)",
+            metrics.pending.clone(),
         );
         metrics.registry.register(
             "compute_seconds",
