@@ -573,20 +573,27 @@ fn nialm_queue_dead_letters_progress_and_api() {
     let attempts = ["--batch", "1", "--max-attempts", "2"];
     let mut worker = spawn_worker(&nats, &db, &log, always_kill, &attempts);
     let mut deaths = 0;
-    wait_for(Duration::from_secs(300), "the deadly item's dead letter", || {
-        if let Some(status) = worker.try_wait().expect("poll") {
-            assert_eq!(status.signal(), Some(9), "{status}");
-            deaths += 1;
-            worker = spawn_worker(&nats, &db, &log, always_kill, &attempts);
-        }
-        cloud.runtime().block_on(async {
-            let mut dead = js.get_stream("NIALM_DEAD").await.expect("dead stream");
-            dead.info().await.expect("info").state.messages == 5
-        })
-    });
+    wait_for(
+        Duration::from_secs(300),
+        "the deadly item's dead letter",
+        || {
+            if let Some(status) = worker.try_wait().expect("poll") {
+                assert_eq!(status.signal(), Some(9), "{status}");
+                deaths += 1;
+                worker = spawn_worker(&nats, &db, &log, always_kill, &attempts);
+            }
+            cloud.runtime().block_on(async {
+                let mut dead = js.get_stream("NIALM_DEAD").await.expect("dead stream");
+                dead.info().await.expect("info").state.messages == 5
+            })
+        },
+    );
     worker.kill().expect("stop worker");
     worker.wait().expect("reap worker");
-    assert_eq!(deaths, 2, "two deliveries killed a worker, the third was dead-lettered");
+    assert_eq!(
+        deaths, 2,
+        "two deliveries killed a worker, the third was dead-lettered"
+    );
     let reason = cloud.runtime().block_on(async {
         let dead = js.get_stream("NIALM_DEAD").await.expect("dead stream");
         let message = dead.get_raw_message(5).await.expect("dead letter");
