@@ -32,7 +32,8 @@ impl MeterSpan {
     /// The end (exclusive) of the windows whose input is complete: the measurement at `last`
     /// must lie at or after the end of a window's last context minute.
     pub fn ready_end(&self) -> i64 {
-        let needed_after = (CONTEXT as i64 + 1) * STEP_SECONDS;
+        // The last output minute's context ends CONTEXT minutes after the window.
+        let needed_after = CONTEXT as i64 * STEP_SECONDS;
         (self.last - needed_after - WINDOW_SECONDS).div_euclid(WINDOW_SECONDS) * WINDOW_SECONDS
             + WINDOW_SECONDS
     }
