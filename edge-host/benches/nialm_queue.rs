@@ -289,6 +289,16 @@ fn main() {
         wasm_rate / native_rate
     );
 
+    let worker_options = |concurrency: usize| WorkerOptions {
+        nats_url: nats.url.clone(),
+        database: db.clone(),
+        component: component_path.clone(),
+        settings: settings.clone(),
+        batch: 16,
+        concurrency,
+        metrics_listen: None,
+    };
+
     // 3. Workers draining the queue: one lane, then one per core (fresh items each time).
     let drain = |concurrency: usize| -> f64 {
         clear_results(&db);
@@ -321,15 +331,7 @@ fn main() {
                 }
             });
         }
-        let options = WorkerOptions {
-            nats_url: nats.url.clone(),
-            database: db.clone(),
-            component: component_path.clone(),
-            settings: settings.clone(),
-            batch: 16,
-            concurrency,
-            metrics_listen: None,
-        };
+        let options = worker_options(concurrency);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let started = Instant::now();
         let handle = runtime.spawn(worker::run(options, async {
@@ -363,15 +365,7 @@ fn main() {
     // 4. Latency: one item at a time through an idle worker.
     clear_results(&db);
     let samples = env_or("BENCH_LATENCY_ITEMS", 100usize);
-    let options = WorkerOptions {
-        nats_url: nats.url.clone(),
-        database: db.clone(),
-        component: component_path.clone(),
-        settings: settings.clone(),
-        batch: 16,
-        concurrency: 1,
-        metrics_listen: None,
-    };
+    let options = worker_options(1);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let handle = runtime.spawn(worker::run(options, async {
         let _ = stopped.await;

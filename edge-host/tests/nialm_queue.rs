@@ -590,9 +590,11 @@ fn nialm_queue_dead_letters_progress_and_api() {
     );
     worker.kill().expect("stop worker");
     worker.wait().expect("reap worker");
-    assert_eq!(
-        deaths, 2,
-        "two deliveries killed a worker, the third was dead-lettered"
+    // Each failed delivery killed a worker, except one JetStream may hand to a pull request a
+    // killed worker left open (that delivery counts, and fails, without a worker to kill).
+    assert!(
+        (1..=2).contains(&deaths),
+        "{deaths} workers killed by two failed deliveries"
     );
     let reason = cloud.runtime().block_on(async {
         let dead = js.get_stream("NIALM_DEAD").await.expect("dead stream");

@@ -79,6 +79,23 @@ pub fn participant(req: &Request, db: &Db) -> ApiResult<Participant> {
     })
 }
 
+/// Authenticates a participant and resolves `meter` (a path segment) to one of their own
+/// household's meters, as stored (lower-case hyphenated). Any other meter, malformed or not,
+/// is 404, so other households' meters do not leak.
+pub fn own_meter(req: &Request, db: &Db, meter: &str) -> ApiResult<String> {
+    let participant = participant(req, db)?;
+    let not_found = || ApiError::NotFound("no such meter".into());
+    let meter = crate::validate::uuid("meter", meter).map_err(|_| not_found())?;
+    let own = db.query(
+        "SELECT 1 FROM meter WHERE uuid = ? AND household = ?",
+        &[text(&meter), text(&participant.household)],
+    )?;
+    if own.rows.is_empty() {
+        return Err(not_found());
+    }
+    Ok(meter)
+}
+
 /// Authenticates an administrative request against the `admin_token` variable.
 pub fn admin(req: &Request) -> ApiResult<()> {
     let token = header(req, "authorization")

@@ -61,6 +61,18 @@ impl Default for QueueSettings {
     }
 }
 
+/// Fails with a message saying where the Data API's database is when `path` is no file.
+fn require_database(path: &std::path::Path) -> anyhow::Result<()> {
+    if !path.is_file() {
+        anyhow::bail!(
+            "no database at {}: point --database at the Data API's SQLite file \
+             (sqlite_db.db in `wattlet serve`'s state directory)",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 /// Connects to NATS and returns the JetStream context.
 pub async fn connect(url: &str) -> anyhow::Result<Context> {
     let client = async_nats::ConnectOptions::new()

@@ -48,13 +48,7 @@ impl Planner {
     /// Opens the Data API's database (`sqlite_db.db` in `wattlet serve`'s state directory)
     /// for reading only.
     pub fn open(path: &Path) -> anyhow::Result<Self> {
-        if !path.is_file() {
-            anyhow::bail!(
-                "no database at {}: point --database at the Data API's SQLite file \
-                 (sqlite_db.db in `wattlet serve`'s state directory)",
-                path.display()
-            );
-        }
+        super::require_database(path)?;
         let db = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,

@@ -28,13 +28,7 @@ pub struct ResultStore {
 
 impl ResultStore {
     pub fn open(path: &Path) -> anyhow::Result<Self> {
-        if !path.is_file() {
-            anyhow::bail!(
-                "no database at {}: point --database at the Data API's SQLite file \
-                 (sqlite_db.db in `wattlet serve`'s state directory)",
-                path.display()
-            );
-        }
+        super::require_database(path)?;
         let db =
             Connection::open(path).with_context(|| format!("cannot open {}", path.display()))?;
         db.busy_timeout(Duration::from_secs(30))?;

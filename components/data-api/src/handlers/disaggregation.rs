@@ -19,16 +19,7 @@ const MAX_LIMIT: i64 = 10_000;
 /// `GET /api/household/meter/:uuid/disaggregation` (participant): results of the caller's own
 /// meter; 404 for any other meter, so other meters' existence does not leak.
 pub fn read_own(req: &Request, db: &Db, meter: &str) -> ApiResult<Response> {
-    let participant = auth::participant(req, db)?;
-    let not_found = || ApiError::NotFound("no such meter".into());
-    let meter = validate::uuid("meter", meter).map_err(|_| not_found())?;
-    let own = db.query(
-        "SELECT 1 FROM meter WHERE uuid = ? AND household = ?",
-        &[text(&meter), text(&participant.household)],
-    )?;
-    if own.rows.is_empty() {
-        return Err(not_found());
-    }
+    let meter = auth::own_meter(req, db, meter)?;
     list(req, db, &meter)
 }
 

@@ -255,16 +255,7 @@ fn check(i: usize, m: Incoming) -> ApiResult<Checked> {
 /// `{"meter","measurements":[{"uuid","measured_at","data"}]}`; 404 for any meter that is not the
 /// caller's own, so other meters' existence does not leak.
 pub fn read(req: &Request, db: &Db, meter: &str) -> ApiResult<Response> {
-    let participant = auth::participant(req, db)?;
-    let not_found = || ApiError::NotFound("no such meter".into());
-    let meter = validate::uuid("meter", meter).map_err(|_| not_found())?;
-    let own = db.query(
-        "SELECT 1 FROM meter WHERE uuid = ? AND household = ?",
-        &[text(&meter), text(&participant.household)],
-    )?;
-    if own.rows.is_empty() {
-        return Err(not_found());
-    }
+    let meter = auth::own_meter(req, db, meter)?;
 
     let mut from = None;
     let mut to = None;
