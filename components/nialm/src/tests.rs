@@ -6,6 +6,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::*;
+use crate::runtime::{EMBEDDED, MAX_BATCH};
 
 const IDS: [&str; 5] = [
     "kettle",
