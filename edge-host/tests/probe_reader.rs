@@ -72,7 +72,8 @@ fn read_through_a_probe(
     let feed = Arc::new(MeterFeed::default());
     let telegrams = prometheus_client::metrics::counter::Counter::default();
     let reader = reader::spawn(meter, parser, feed.clone(), telegrams.clone(), stop.clone());
-    let deadline = Instant::now() + Duration::from_secs(20) * common::patience();
+    // The first load compiles the parser component (minutes under qemu with a cold cache).
+    let deadline = Instant::now() + Duration::from_secs(60) * common::patience();
     let latest = loop {
         if let Some(latest) = feed.latest() {
             break latest;

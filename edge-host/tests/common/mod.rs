@@ -320,6 +320,10 @@ pub fn journal(dir: &Path) -> Vec<String> {
     let db =
         rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .expect("open buffer");
+    if !has_table(&db, "journal") {
+        // The edge created the file and has not created its tables yet.
+        return Vec::new();
+    }
     let mut statement = db
         .prepare("SELECT uuid FROM journal ORDER BY uuid")
         .expect("query");
@@ -339,8 +343,20 @@ pub fn pending(dir: &Path) -> usize {
     let db =
         rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .expect("open buffer");
+    if !has_table(&db, "measurement") {
+        return 0;
+    }
     db.query_row("SELECT count(*) FROM measurement", [], |row| row.get(0))
         .expect("count")
+}
+
+fn has_table(db: &rusqlite::Connection, name: &str) -> bool {
+    db.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
+        [name],
+        |row| row.get(0),
+    )
+    .expect("read the schema")
 }
 
 /// How many times longer than natively the tests may wait: `WATTLET_TEST_PATIENCE` (default 1;
