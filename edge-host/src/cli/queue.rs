@@ -21,8 +21,8 @@ Data API (GET /api/household/meter/:uuid/disaggregation). Items that cannot be c
 stream NIALM_DEAD (subject nialm.dead) with the reason in the Wattlet-Dead-Reason header.
 
 The Data API's database is sqlite_db.db in `wattlet serve`'s state directory (--state-dir,
-default .spin next to spin.toml). The NATS server must
-have JetStream enabled (nats-server -js). Set WATTLET_LOG=info to see every pass and item.";
+default .spin next to spin.toml). The NATS server must have JetStream enabled (nats-server -js).
+Set WATTLET_LOG=info to see every pass and item.";
 
 #[derive(Debug, Subcommand)]
 pub enum ManagerCommand {

@@ -45,6 +45,8 @@ pub async fn run(
     options: ManagerOptions,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    // A wrong --database is reported before anything else.
+    Planner::open(&options.database)?;
     let js = super::connect(&options.nats_url).await?;
     super::ensure_streams(&js, &options.settings).await?;
     let cursors = super::Cursors::open(&js).await?;
