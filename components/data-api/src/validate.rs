@@ -61,3 +61,16 @@ pub fn one_of(field: &str, s: &str, allowed: &[&str]) -> ApiResult<String> {
         )))
     }
 }
+
+/// Rows a list endpoint returns unless the query's `limit` says otherwise, and the most it may ask.
+pub const DEFAULT_LIMIT: i64 = 1000;
+pub const MAX_LIMIT: i64 = 10_000;
+
+/// A list endpoint's `limit` query parameter: 1 to [`MAX_LIMIT`].
+pub fn limit(value: &str) -> ApiResult<i64> {
+    value
+        .parse::<i64>()
+        .ok()
+        .filter(|n| (1..=MAX_LIMIT).contains(n))
+        .ok_or_else(|| bad(format!("limit: 1–{MAX_LIMIT}, got {value:?}")))
+}

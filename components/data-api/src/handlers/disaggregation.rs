@@ -13,9 +13,6 @@ use crate::json_response;
 use crate::timestamp;
 use crate::validate::{self, bad};
 
-const DEFAULT_LIMIT: i64 = 1000;
-const MAX_LIMIT: i64 = 10_000;
-
 /// `GET /api/household/meter/:uuid/disaggregation` (participant): results of the caller's own
 /// meter; 404 for any other meter, so other meters' existence does not leak.
 pub fn read_own(req: &Request, db: &Db, meter: &str) -> ApiResult<Response> {
@@ -47,7 +44,7 @@ fn list(req: &Request, db: &Db, meter: &str) -> ApiResult<Response> {
          FROM disaggregation WHERE meter = ?",
     );
     let mut params = vec![text(meter)];
-    let mut limit = DEFAULT_LIMIT;
+    let mut limit = validate::DEFAULT_LIMIT;
     for (key, value) in query_pairs(req.query())? {
         match key.as_str() {
             "appliance" => {
@@ -71,13 +68,7 @@ fn list(req: &Request, db: &Db, meter: &str) -> ApiResult<Response> {
                 });
                 params.push(text(timestamp::to_db(at)));
             }
-            "limit" => {
-                limit = value
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|n| (1..=MAX_LIMIT).contains(n))
-                    .ok_or_else(|| bad(format!("limit: 1–{MAX_LIMIT}, got {value:?}")))?;
-            }
+            "limit" => limit = validate::limit(&value)?,
             other => {
                 return Err(bad(format!(
                     "unknown query parameter {other:?} (appliance, from, to, limit)"

@@ -19,8 +19,6 @@ use crate::validate::{self, bad, json_body};
 pub const MAX_BATCH: usize = 1000;
 /// At most this many readings (`{"<obis>": value}` entries) per measurement.
 const MAX_READINGS: usize = 256;
-const DEFAULT_LIMIT: i64 = 1000;
-const MAX_LIMIT: i64 = 10_000;
 
 #[derive(Deserialize)]
 struct Upload {
@@ -259,18 +257,12 @@ pub fn read(req: &Request, db: &Db, meter: &str) -> ApiResult<Response> {
 
     let mut from = None;
     let mut to = None;
-    let mut limit = DEFAULT_LIMIT;
+    let mut limit = validate::DEFAULT_LIMIT;
     for (key, value) in query_pairs(req.query())? {
         match key.as_str() {
             "from" => from = Some(timestamp::parse(&value).map_err(|e| bad(format!("from: {e}")))?),
             "to" => to = Some(timestamp::parse(&value).map_err(|e| bad(format!("to: {e}")))?),
-            "limit" => {
-                limit = value
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|n| (1..=MAX_LIMIT).contains(n))
-                    .ok_or_else(|| bad(format!("limit: 1–{MAX_LIMIT}, got {value:?}")))?;
-            }
+            "limit" => limit = validate::limit(&value)?,
             other => {
                 return Err(bad(format!(
                     "unknown query parameter {other:?} (from, to, limit)"
