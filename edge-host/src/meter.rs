@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
-use anyhow::{Context, anyhow};
-use wasmtime::component::{Component, Linker, ResourceAny};
+use anyhow::anyhow;
+use wasmtime::component::{Linker, ResourceAny};
 use wasmtime::{Engine, Store};
 use wattlet_meter_parser as native;
 
@@ -49,18 +49,9 @@ pub struct ParserComponent {
 
 impl ParserComponent {
     pub fn load(engine: &Engine, path: &Path) -> anyhow::Result<Self> {
-        let component = Component::from_file(engine, path)
-            .map_err(anyhow::Error::from)
-            .with_context(|| format!("cannot load component {}", path.display()))?;
         let mut linker = Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        let pre = linker
-            .instantiate_pre(&component)
-            .and_then(MeterParserPre::new)
-            .map_err(anyhow::Error::from)
-            .with_context(|| {
-                format!("{} is not a wattlet:meter parser component", path.display())
-            })?;
+        let pre = crate::runtime::link(&linker, path, "wattlet:meter parser", MeterParserPre::new)?;
         Ok(ParserComponent {
             engine: engine.clone(),
             pre,

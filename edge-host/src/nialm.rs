@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-use anyhow::{Context, anyhow};
-use wasmtime::component::{Component, Linker};
+use anyhow::anyhow;
+use wasmtime::component::Linker;
 use wasmtime::{Engine, Store};
 use wattlet_nialm as native;
 
@@ -26,18 +26,11 @@ pub struct NialmComponent {
 
 impl NialmComponent {
     pub fn load(engine: &Engine, path: &Path) -> anyhow::Result<Self> {
-        let component = Component::from_file(engine, path)
-            .map_err(anyhow::Error::from)
-            .with_context(|| format!("cannot load component {}", path.display()))?;
         let mut linker = Linker::new(engine);
         // The guest's std imports WASI (clocks, stdio for a panic message); HostState grants
         // nothing beyond that.
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        let pre = linker
-            .instantiate_pre(&component)
-            .and_then(NialmPre::new)
-            .map_err(anyhow::Error::from)
-            .with_context(|| format!("{} is not a wattlet:nialm component", path.display()))?;
+        let pre = crate::runtime::link(&linker, path, "wattlet:nialm", NialmPre::new)?;
         Ok(NialmComponent {
             engine: engine.clone(),
             pre,

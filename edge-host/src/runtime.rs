@@ -1,7 +1,9 @@
 //! The wasmtime engine and the per-instance host state shared by all components.
 
+use std::path::Path;
+
 use anyhow::Context;
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{Component, InstancePre, Linker, ResourceTable};
 use wasmtime::{Config, Engine};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -26,6 +28,25 @@ pub fn engine() -> anyhow::Result<Engine> {
     Engine::new(&config)
         .map_err(anyhow::Error::from)
         .context("cannot create the wasmtime engine")
+}
+
+/// Compiles (or takes from the cache) the component at `path`, links it with `linker` and makes
+/// the typed instance template with `make` (a bindgen `…Pre::new`). `what` names the world it
+/// must have, for the error when it has not.
+pub fn link<T: 'static, P>(
+    linker: &Linker<T>,
+    path: &Path,
+    what: &str,
+    make: impl FnOnce(InstancePre<T>) -> wasmtime::Result<P>,
+) -> anyhow::Result<P> {
+    let component = Component::from_file(linker.engine(), path)
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("cannot load component {}", path.display()))?;
+    linker
+        .instantiate_pre(&component)
+        .and_then(make)
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("{} is not a {what} component", path.display()))
 }
 
 /// What a component instance may reach of the host. WASI gets no preopened directories, no

@@ -12,7 +12,7 @@ use anyhow::Context;
 use http_body_util::{BodyExt, Full};
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
-use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
@@ -88,19 +88,10 @@ impl Uplink {
         cloud: &str,
         tls: Arc<ClientConfig>,
     ) -> anyhow::Result<Self> {
-        let component = Component::from_file(engine, path)
-            .map_err(anyhow::Error::from)
-            .with_context(|| format!("cannot load component {}", path.display()))?;
         let mut linker = Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-        let pre = linker
-            .instantiate_pre(&component)
-            .and_then(UploadPre::new)
-            .map_err(anyhow::Error::from)
-            .with_context(|| {
-                format!("{} is not a wattlet:edge upload component", path.display())
-            })?;
+        let pre = crate::runtime::link(&linker, path, "wattlet:edge upload", UploadPre::new)?;
         let authority = cloud
             .strip_prefix("https://")
             .and_then(|rest| rest.split('/').next())
