@@ -67,8 +67,8 @@ fn migrate_data_api(state: &Path, runtime: &tokio::runtime::Runtime) -> PathBuf 
     };
     let env = |name: &str| (name == "SPIN_VARIABLE_ADMIN_TOKEN").then(|| ADMIN_TOKEN.to_owned());
     let app = Arc::new(App::load_with_env(&options, env).expect(
-        "the Data API loads: build it with `cargo build --profile component --target \
-         wasm32-wasip2 -p wattlet-data-api`",
+        "the Data API loads: build and compose the components first (`./dev test` does; see \
+         `[component.data-api.build]` in spin.toml)",
     ));
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -41,6 +41,8 @@ struct Household {
     device: &'static str,
     meter: &'static str,
     model: &'static str,
+    /// Where the household is (latitude, longitude) and its NUTS-3 region.
+    location: (f64, f64, &'static str),
     server_id: [u8; 10],
     start_wh: u64,
     power_w: i64,
@@ -55,6 +57,7 @@ const HOUSEHOLDS: [Household; 2] = [
         device: "pi-ada",
         meter: "3f6c1a52-5d0e-4f7b-9a51-7a1c2e9b0a01",
         model: "MT681",
+        location: (52.5163, 13.3777, "DE300"),
         server_id: [0x0a, 0x01, 0x49, 0x53, 0x4b, 0x00, 0x04, 0x58, 0x19, 0x41],
         start_wh: 12_345_678,
         power_w: 480,
@@ -66,6 +69,7 @@ const HOUSEHOLDS: [Household; 2] = [
         device: "pi-grace",
         meter: "8b2d4e63-1c7f-4a09-b6d2-5e8f3a7c0b02",
         model: "DD3",
+        location: (53.5511, 9.9937, "DE600"),
         server_id: [0x0a, 0x01, 0x45, 0x42, 0x5a, 0x01, 0x00, 0x0c, 0x33, 0x07],
         start_wh: 4_200_000,
         power_w: 310,
@@ -174,6 +178,11 @@ pub async fn run(
                 "email": household.email,
                 "device": household.device,
                 "meters": [{"uuid": household.meter, "type": "ELECTRICITY", "model": household.model}],
+                "location": {
+                    "latitude": household.location.0,
+                    "longitude": household.location.1,
+                    "nuts3": household.location.2,
+                },
             })),
             &[],
         )

@@ -20,6 +20,11 @@ use wattlet::spin::server::{App, ClientAuth, ServeOptions, TlsOptions, serve};
 
 const ADMIN_TOKEN: &str = "admin-test-token-7f3a";
 
+/// A household location for registrations that are not about locations.
+fn location() -> Value {
+    json!({ "latitude": 48.1372, "longitude": 11.5756 })
+}
+
 struct Api {
     addr: SocketAddr,
     _state: tempfile::TempDir,
@@ -40,7 +45,7 @@ fn start(state: &std::path::Path, tls: Option<TlsOptions>) -> SocketAddr {
     };
     let env = |k: &str| (k == "SPIN_VARIABLE_ADMIN_TOKEN").then(|| ADMIN_TOKEN.to_owned());
     let app = Arc::new(App::load_with_env(&options, env).expect(
-        "the data API loads (build it first: cargo build --profile component --target wasm32-wasip2 -p wattlet-data-api)",
+        "the data API loads (build and compose it first: see `[component.data-api.build]` in spin.toml)",
     ));
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -267,6 +272,7 @@ async fn register_on(client: &Client) -> Household {
                 { "uuid": meter, "type": "ELECTRICITY", "model": "MT681" },
                 { "type": "PV-GENERATION", "model": "EASY" },
             ],
+            "location": { "latitude": 48.1372, "longitude": 11.5756 },
         })),
     )
     .await;
@@ -412,17 +418,20 @@ async fn registration_conflicts_get_409_and_store_nothing() {
         (
             "email",
             json!({ "name": "A", "email": existing.email.to_uppercase(), "device": unique("dev"),
-                    "meters": [{ "type": "ELECTRICITY", "model": "DD3" }] }),
+                    "meters": [{ "type": "ELECTRICITY", "model": "DD3" }],
+                    "location": location() }),
         ),
         (
             "device",
             json!({ "name": "A", "email": fresh_email(), "device": existing.device,
-                    "meters": [{ "type": "ELECTRICITY", "model": "DD3" }] }),
+                    "meters": [{ "type": "ELECTRICITY", "model": "DD3" }],
+                    "location": location() }),
         ),
         (
             "meter",
             json!({ "name": "A", "email": fresh_email(), "device": unique("dev"),
-                    "meters": [{ "uuid": existing.meters[0], "type": "ELECTRICITY", "model": "DD3" }] }),
+                    "meters": [{ "uuid": existing.meters[0], "type": "ELECTRICITY", "model": "DD3" }],
+                    "location": location() }),
         ),
     ];
     for (what, body) in cases {
@@ -456,11 +465,28 @@ async fn invalid_registrations_get_400_with_a_reason() {
     let email = format!("{}@example.org", unique("bad"));
     let device = unique("dev");
     let good = json!({ "name": "A", "email": email, "device": device,
-                       "meters": [{ "type": "ELECTRICITY", "model": "MT175" }] });
+                       "meters": [{ "type": "ELECTRICITY", "model": "MT175" }],
+                       "location": { "latitude": 48.1372, "longitude": 11.5756, "nuts3": "DE212" },
+                       "address": { "street": "Marienplatz", "house_number": "1",
+                                    "postal_code": "80331", "city": "München", "country": "DE" },
+                       "metadata": { "children": 1, "adults": 2, "employed_adults": 1,
+                                     "ev_charger": false, "heat_pump": true, "home_battery": false },
+                       "pv_systems": [{ "nominal_power_kwp": 9.86, "azimuth": 180.0, "tilt": 30.0,
+                                        "installation_date": "2019-06-14" }] });
     let with = |key: &str, value: Value| {
         let mut body = good.clone();
         body[key] = value;
         body
+    };
+    let pv = |key: &str, value: Value| {
+        let mut system = good["pv_systems"][0].clone();
+        system[key] = value;
+        with("pv_systems", json!([system]))
+    };
+    let address = |key: &str, value: Value| {
+        let mut address = good["address"].clone();
+        address[key] = value;
+        with("address", address)
     };
     let cases = [
         (with("email", json!("no-at-sign")), "email"),
@@ -495,7 +521,54 @@ async fn invalid_registrations_get_400_with_a_reason() {
         ),
         (with("unexpected", json!(1)), "unknown field"),
         (
-            json!({ "name": "A", "device": device, "meters": [] }),
+            with("location", json!({ "latitude": 90.5, "longitude": 0.0 })),
+            "location.latitude",
+        ),
+        (
+            with("location", json!({ "latitude": 0.0, "longitude": -180.01 })),
+            "location.longitude",
+        ),
+        (
+            with(
+                "location",
+                json!({ "latitude": 0.0, "longitude": 0.0, "nuts3": "D-30" }),
+            ),
+            "location.nuts3",
+        ),
+        (with("location", json!({ "latitude": 0.0 })), "longitude"),
+        (address("street", json!(" ")), "address.street"),
+        (
+            address("postal_code", json!("1".repeat(21))),
+            "address.postal_code",
+        ),
+        (
+            with(
+                "metadata",
+                json!({ "children": 0, "adults": 1, "employed_adults": 2,
+                        "ev_charger": false, "heat_pump": false, "home_battery": false }),
+            ),
+            "metadata.employed_adults",
+        ),
+        (
+            pv("nominal_power_kwp", json!(-0.5)),
+            "pv_systems[0].nominal_power_kwp",
+        ),
+        (pv("azimuth", json!(360.0)), "pv_systems[0].azimuth"),
+        (pv("tilt", json!(91.0)), "pv_systems[0].tilt"),
+        (
+            pv("installation_date", json!("2019-02-30")),
+            "pv_systems[0].installation_date",
+        ),
+        (
+            pv("installation_date", json!("14.06.2019")),
+            "pv_systems[0].installation_date",
+        ),
+        (
+            with("pv_systems", json!(vec![good["pv_systems"][0].clone(); 17])),
+            "at most 16",
+        ),
+        (
+            json!({ "name": "A", "device": device, "meters": [], "location": location() }),
             "email",
         ),
         (json!([1, 2]), "invalid JSON"),
@@ -563,6 +636,8 @@ async fn participant_endpoints_need_a_client_certificate() {
     let meter = uuid4();
     let read = format!("/api/household/meter/{meter}/measurement");
     let endpoints = [
+        (Method::GET, "/api/household"),
+        (Method::GET, "/api/household/pv_system"),
         (Method::GET, "/api/household/consent"),
         (Method::POST, "/api/household/consent"),
         (Method::DELETE, "/api/household/consent"),
@@ -600,7 +675,7 @@ async fn routing_health_and_json_errors() {
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
     assert_eq!(reply.body["status"], "ok");
     assert_eq!(reply.body["database"], "ok");
-    assert_eq!(reply.body["schema_version"], 2);
+    assert_eq!(reply.body["schema_version"], 3);
     let reply = send(Method::GET, "/api/version", b"", &[]).await;
     assert_eq!(reply.status, StatusCode::OK);
     assert!(reply.body["version"].is_string());
@@ -624,6 +699,8 @@ async fn routing_health_and_json_errors() {
         (Method::DELETE, "/api/management/household", "GET, POST"),
         (Method::GET, "/api/household/meter/measurement", "POST"),
         (Method::POST, "/api/health", "GET"),
+        (Method::POST, "/api/household", "GET"),
+        (Method::DELETE, "/api/household/pv_system", "GET"),
         (
             Method::GET,
             "/api/household/measurement_device/status",
@@ -755,6 +832,212 @@ async fn consent_goes_one_way_each_step_once() {
     );
     let listed = household_listed_on(tls_admin(), &household.id).await;
     assert_eq!(listed["consent"]["state"], "revoked", "{listed}");
+}
+
+/// Every file of the mutual-TLS server's state directory (the database, its WAL and index).
+fn state_files() -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut dirs = vec![tls_api().dir.path().join("state")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("state dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                let bytes = std::fs::read(&path).expect("read state file");
+                files.push((path, bytes));
+            }
+        }
+    }
+    files
+}
+
+/// The needles (with what each is) found anywhere in the state files.
+fn traces_in_state(needles: &[(&str, Vec<u8>)]) -> Vec<String> {
+    let files = state_files();
+    assert!(
+        files
+            .iter()
+            .any(|(p, _)| p.to_string_lossy().ends_with("-wal")),
+        "the database runs in WAL mode: {:?}",
+        files.iter().map(|(p, _)| p).collect::<Vec<_>>()
+    );
+    let mut found = Vec::new();
+    for (path, bytes) in &files {
+        for (what, needle) in needles {
+            if bytes.windows(needle.len()).any(|w| w == needle.as_slice()) {
+                found.push(format!("{what} in {}", path.display()));
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_anonymizes_at_once_and_leaves_no_trace() {
+    let tag = unique("anon");
+    let name = format!("Hildegard Verborgen {tag}");
+    let email = format!("{tag}@example.org");
+    let street = format!("Geheimgasse {tag}");
+    // Coordinates no other test uses, with all the digits an f64 holds.
+    let salt = (std::process::id() % 9973) as f64 * 1e-9;
+    let (latitude, longitude) = (52.123_456_789_012 + salt, 13.987_654_321_098 - salt);
+    let device = unique("dev");
+    let reply = admin_as(
+        tls_admin(),
+        Method::POST,
+        "/api/management/household",
+        Some(&json!({
+            "name": name, "email": email, "device": device,
+            "meters": [{ "type": "ELECTRICITY", "model": "MT681" }],
+            // No density is known for this region: ρ = 0, the largest displacement.
+            "location": { "latitude": latitude, "longitude": longitude, "nuts3": "DE999" },
+            "address": { "street": street, "house_number": "7a", "postal_code": "10115",
+                         "city": "Berlin", "country": "DE" },
+            "metadata": { "children": 2, "adults": 2, "employed_adults": 1,
+                          "ev_charger": true, "heat_pump": false, "home_battery": true },
+            "pv_systems": [
+                { "nominal_power_kwp": 9.86, "azimuth": 185.5, "tilt": 32.0,
+                  "installation_date": "2019-06-14" },
+                { "nominal_power_kwp": 2.5, "azimuth": 90.0, "tilt": 15.0,
+                  "installation_date": "2021-12-31" },
+            ],
+        })),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+    let meter = reply.body["meters"][0]["uuid"]
+        .as_str()
+        .expect("meter")
+        .to_owned();
+    let client = device_client(&device, &email);
+
+    let mut needles: Vec<(&str, Vec<u8>)> = vec![
+        ("name", name.clone().into_bytes()),
+        ("email", email.clone().into_bytes()),
+        ("street", street.clone().into_bytes()),
+    ];
+    for (what, value) in [("latitude", latitude), ("longitude", longitude)] {
+        // SQLite stores a REAL as 8 big-endian bytes; also look for other encodings.
+        needles.push((what, value.to_be_bytes().to_vec()));
+        needles.push((what, value.to_le_bytes().to_vec()));
+        needles.push((what, value.to_string().into_bytes()));
+    }
+
+    let reply = call(&client, Method::GET, "/api/household", None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(reply.body["user"], json!({ "name": name, "email": email }));
+    assert_eq!(reply.body["address"]["street"], street.as_str());
+    assert_eq!(reply.body["location"]["latitude"], latitude);
+    assert_eq!(reply.body["metadata"]["ev_charger"], true);
+    // The scan finds what is there: before revocation, every needle is in the files.
+    let before = traces_in_state(&needles);
+    for what in ["name", "email", "street", "latitude", "longitude"] {
+        assert!(
+            before.iter().any(|f| f.starts_with(what)),
+            "{what} not found before revocation: {before:?}"
+        );
+    }
+
+    grant(&client).await;
+    let reading = measurement(&meter, "2026-11-23T16:00:00Z", 1.5);
+    assert_eq!(
+        upload(&client, std::slice::from_ref(&reading)).await.status,
+        StatusCode::OK
+    );
+    let reply = call(&client, Method::DELETE, "/api/household/consent", None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+
+    // At once: the answer to the revocation came after the anonymization.
+    let after = traces_in_state(&needles);
+    assert!(
+        after.is_empty(),
+        "identifying data left after revocation: {after:?}"
+    );
+    let reply = call(&client, Method::GET, "/api/household", None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(reply.body["user"], Value::Null, "{}", reply.text);
+    assert_eq!(reply.body["address"], Value::Null, "{}", reply.text);
+    assert_eq!(reply.body["consent"]["state"], "revoked");
+    assert_eq!(reply.body["metadata"]["children"], 2, "metadata stays");
+    let location = &reply.body["location"];
+    let displacement = &location["displacement"];
+    assert_eq!(displacement["density_unknown"], true, "{location}");
+    assert_eq!(displacement["population_density_per_km2"], 0.0);
+    let (d_min, d_max) = (
+        wattlet_anonymizer::d_min_m(0.0),
+        wattlet_anonymizer::d_max_m(0.0),
+    );
+    assert_eq!(displacement["d_min_m"], d_min);
+    assert_eq!(displacement["d_max_m"], d_max);
+    let moved = wattlet_anonymizer::Location {
+        latitude: location["latitude"].as_f64().expect("latitude"),
+        longitude: location["longitude"].as_f64().expect("longitude"),
+    };
+    let distance = wattlet_anonymizer::haversine_m(
+        wattlet_anonymizer::Location {
+            latitude,
+            longitude,
+        },
+        moved,
+    );
+    assert!(
+        (d_min - 1e-3..=d_max + 1e-3).contains(&distance),
+        "moved {distance} m, not within [{d_min}, {d_max}]"
+    );
+    let stored = displacement["distance_m"].as_f64().expect("distance_m");
+    assert!((distance - stored).abs() < 1e-3, "{distance} vs {stored}");
+
+    let reply = call(&client, Method::GET, "/api/household/pv_system", None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let mut systems: Vec<(f64, f64, f64, String)> = reply.body["pv_systems"]
+        .as_array()
+        .expect("pv_systems")
+        .iter()
+        .map(|pv| {
+            (
+                pv["nominal_power_kwp"].as_f64().expect("kWp"),
+                pv["azimuth"].as_f64().expect("azimuth"),
+                pv["tilt"].as_f64().expect("tilt"),
+                pv["installation_date"].as_str().expect("date").to_owned(),
+            )
+        })
+        .collect();
+    systems.sort_by(|a, b| a.0.total_cmp(&b.0));
+    assert_eq!(
+        systems,
+        [
+            (3.0, 90.0, 15.0, "2021-01-01".to_owned()),
+            (10.0, 185.5, 32.0, "2019-01-01".to_owned()),
+        ]
+    );
+
+    // A second revocation is refused and changes nothing: the point is never redrawn.
+    let reply = call(&client, Method::DELETE, "/api/household/consent", None).await;
+    assert_refused(&reply, StatusCode::CONFLICT, "already revoked");
+    let again = call(&client, Method::GET, "/api/household", None).await;
+    assert_eq!(again.body["location"], *location);
+    // The device still learns that the consent is revoked, and its uploads are refused.
+    let reply = call(&client, Method::GET, "/api/household/consent", None).await;
+    assert_eq!(reply.body["state"], "revoked", "{}", reply.text);
+    let late = measurement(&meter, "2026-11-23T16:15:00Z", 1.6);
+    let reply = upload(&client, &[late]).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.text);
+    assert_eq!(reply.body, json!({ "error": "consent revoked" }));
+    // Measurements stay, for anonymous processing.
+    assert_eq!(uuids(&read(&client, &meter, "").await), [uuid_of(&reading)]);
+    let listed = household_listed_on(tls_admin(), &reply_household(&client).await).await;
+    assert_eq!(listed["user"], Value::Null, "{listed}");
+    assert!(traces_in_state(&needles).is_empty());
+}
+
+/// The household id the device belongs to.
+async fn reply_household(client: &Client) -> String {
+    let reply = call(client, Method::GET, "/api/household", None).await;
+    reply.body["household"]
+        .as_str()
+        .expect("household")
+        .to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

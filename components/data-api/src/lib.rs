@@ -10,10 +10,12 @@
 //! | POST | /api/management/household | administrator |
 //! | GET | /api/management/household \[10\] | administrator |
 //! | POST | /api/management/device/:id/revoke | administrator |
+//! | GET | /api/household \[2\] | participant |
 //! | GET, POST \[3\], DELETE \[4\] | /api/household/consent | participant |
 //! | GET | /api/household/measurement_device \[5\] | participant |
 //! | PUT | /api/household/measurement_device/status | device |
 //! | GET | /api/household/meter \[6\] | participant |
+//! | GET | /api/household/pv_system \[9\] | participant |
 //! | POST | /api/household/meter/measurement \[8\] | device |
 //! | GET | /api/household/meter/:uuid/measurement \[7\] | participant |
 //! | GET | /api/household/meter/:uuid/disaggregation | participant |
@@ -25,10 +27,12 @@
 //! The crate is a WebAssembly component only: on native targets it is empty.
 #![cfg(target_family = "wasm")]
 
+mod anonymization;
 mod auth;
 mod db;
 mod error;
 mod handlers;
+mod registration;
 mod schema;
 mod timestamp;
 mod validate;
@@ -61,10 +65,12 @@ enum Endpoint<'a> {
     Version,
     CreateOrListHouseholds,
     RevokeDevice(&'a str),
+    Household,
     Consent,
     Devices,
     DeviceStatus,
     Meters,
+    PvSystems,
     UploadMeasurements,
     ReadMeasurements(&'a str),
     OwnDisaggregation(&'a str),
@@ -76,8 +82,10 @@ impl Endpoint<'_> {
         match self {
             Endpoint::Health
             | Endpoint::Version
+            | Endpoint::Household
             | Endpoint::Devices
             | Endpoint::Meters
+            | Endpoint::PvSystems
             | Endpoint::ReadMeasurements(_)
             | Endpoint::OwnDisaggregation(_)
             | Endpoint::AnyDisaggregation(_) => "GET",
@@ -97,10 +105,12 @@ fn resolve(path: &str) -> Option<Endpoint<'_>> {
         ["version"] => Endpoint::Version,
         ["management", "household"] => Endpoint::CreateOrListHouseholds,
         ["management", "device", id, "revoke"] if !id.is_empty() => Endpoint::RevokeDevice(id),
+        ["household"] => Endpoint::Household,
         ["household", "consent"] => Endpoint::Consent,
         ["household", "measurement_device"] => Endpoint::Devices,
         ["household", "measurement_device", "status"] => Endpoint::DeviceStatus,
         ["household", "meter"] => Endpoint::Meters,
+        ["household", "pv_system"] => Endpoint::PvSystems,
         ["household", "meter", "measurement"] => Endpoint::UploadMeasurements,
         ["household", "meter", uuid, "measurement"] if !uuid.is_empty() => {
             Endpoint::ReadMeasurements(uuid)
@@ -137,16 +147,19 @@ fn route(req: &Request) -> ApiResult<Response> {
     }
     let db = Db::open()?;
     schema::migrate(&db)?;
+    anonymization::complete_pending(&db)?;
     match (&endpoint, method) {
         (Endpoint::CreateOrListHouseholds, Method::Post) => management::create_household(req, &db),
         (Endpoint::CreateOrListHouseholds, _) => management::list_households(req, &db),
         (Endpoint::RevokeDevice(id), _) => management::revoke_device(req, &db, id),
+        (Endpoint::Household, _) => household::get(req, &db),
         (Endpoint::Consent, Method::Get) => consent::get(req, &db),
         (Endpoint::Consent, Method::Post) => consent::grant(req, &db),
         (Endpoint::Consent, _) => consent::revoke(req, &db),
         (Endpoint::Devices, _) => household::list_devices(req, &db),
         (Endpoint::DeviceStatus, _) => household::put_status(req, &db),
         (Endpoint::Meters, _) => household::list_meters(req, &db),
+        (Endpoint::PvSystems, _) => household::list_pv_systems(req, &db),
         (Endpoint::UploadMeasurements, _) => measurement::upload(req, &db),
         (Endpoint::ReadMeasurements(uuid), _) => measurement::read(req, &db, uuid),
         (Endpoint::OwnDisaggregation(uuid), _) => disaggregation::read_own(req, &db, uuid),

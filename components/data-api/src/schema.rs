@@ -94,6 +94,85 @@ pub const MIGRATIONS: &[Migration] = &[
             ON disaggregation(meter, window_start, model)",
         ],
     },
+    Migration {
+        version: 3,
+        statements: &[
+            // Registration details beyond the contact (DESIGN "Data model"). The postal address
+            // is deleted on anonymization; the location outlives it, displaced.
+            r#"CREATE TABLE IF NOT EXISTS address (
+            household TEXT PRIMARY KEY REFERENCES household(id),
+            street TEXT NOT NULL,
+            house_number TEXT NOT NULL,
+            postal_code TEXT NOT NULL,
+            city TEXT NOT NULL,
+            country TEXT NOT NULL
+        )"#,
+            // nuts3: the household's NUTS-3 region, for the population density of the displacement.
+            // displacement: NULL while the point is the true one; set, as JSON, in the same UPDATE
+            // that moves the point, so a point is displaced at most once.
+            r#"CREATE TABLE IF NOT EXISTS location (
+            household TEXT PRIMARY KEY REFERENCES household(id),
+            latitude REAL NOT NULL,
+            longitude REAL NOT NULL,
+            nuts3 TEXT,
+            displacement TEXT
+        )"#,
+            r#"CREATE TABLE IF NOT EXISTS household_metadata (
+            household TEXT PRIMARY KEY REFERENCES household(id),
+            children INTEGER NOT NULL,
+            adults INTEGER NOT NULL,
+            employed_adults INTEGER NOT NULL,
+            ev_charger INTEGER NOT NULL,
+            heat_pump INTEGER NOT NULL,
+            home_battery INTEGER NOT NULL
+        )"#,
+            r#"CREATE TABLE IF NOT EXISTS pv_system (
+            uuid TEXT PRIMARY KEY,
+            household TEXT NOT NULL REFERENCES household(id),
+            nominal_power_kwp REAL NOT NULL,
+            azimuth REAL NOT NULL,
+            tilt REAL NOT NULL,
+            installation_date TEXT NOT NULL
+        )"#,
+            "CREATE INDEX IF NOT EXISTS pv_system_household ON pv_system(household)",
+            // Population density per NUTS-3 region (inhabitants per km²); a region missing here
+            // counts as ρ = 0 when its households are anonymized, and that is recorded.
+            r#"CREATE TABLE IF NOT EXISTS nuts3_region (
+            code TEXT PRIMARY KEY,
+            population_density_per_km2 REAL NOT NULL
+        )"#,
+            // One row per revoked household, made by the trigger below in the same statement that
+            // revokes the consent, so no revocation can miss its anonymization. The draw is made
+            // once (UPDATE … WHERE distance_uniform IS NULL) and kept: a retry after a crash
+            // reuses it. completed_at: NULL until every step is done (crash recovery picks up
+            // the rows with NULL, see `anonymization::complete_pending`).
+            r#"CREATE TABLE IF NOT EXISTS anonymization (
+            household TEXT PRIMARY KEY REFERENCES household(id),
+            requested_at TEXT NOT NULL,
+            distance_uniform REAL,
+            bearing_uniform REAL,
+            completed_at TEXT
+        )"#,
+            "CREATE INDEX IF NOT EXISTS anonymization_pending ON anonymization(household)
+            WHERE completed_at IS NULL",
+            r#"CREATE TRIGGER IF NOT EXISTS consent_revoked_anonymize
+            AFTER UPDATE OF state ON consent WHEN NEW.state = 'revoked'
+            BEGIN
+                INSERT OR IGNORE INTO anonymization (household, requested_at)
+                VALUES (NEW.household, NEW.revoked_at);
+            END"#,
+            // Clearing a household's user deletes the user row in the same statement: the id
+            // is never left dangling (INTEGER PRIMARY KEYs are reused).
+            r#"CREATE TRIGGER IF NOT EXISTS household_user_cleared
+            AFTER UPDATE OF user ON household WHEN OLD.user IS NOT NULL AND NEW.user IS NULL
+            BEGIN
+                DELETE FROM "user" WHERE id = OLD.user;
+            END"#,
+            // Households revoked before this migration are anonymized too.
+            "INSERT OR IGNORE INTO anonymization (household, requested_at)
+            SELECT household, revoked_at FROM consent WHERE state = 'revoked'",
+        ],
+    },
 ];
 
 /// The version the code expects.

@@ -58,7 +58,8 @@ impl ResultStore {
         Ok(statement.query_row(params![item], |row| row.get(0))?)
     }
 
-    /// Stores the results in one transaction; `true` for each result that was new. `before_commit`
+    /// Stores the results in one transaction; `true` for each result that was new (`false`: stored
+    /// before, or the household's consent is no longer granted). `before_commit`
     /// runs after the rows are written and before the commit (the crash tests kill there).
     pub fn persist(
         &mut self,
@@ -74,9 +75,13 @@ impl ResultStore {
         let mut fresh = Vec::with_capacity(results.len());
         {
             let mut insert = transaction.prepare_cached(
+                // Only while the household's consent is granted: an item computed while its
+                // household revoked must not outlive the anonymization (which deletes results).
                 "INSERT OR IGNORE INTO disaggregation
                  (item, meter, model, model_sha256, window_start, step_seconds, power_w, computed_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8
+                 WHERE EXISTS (SELECT 1 FROM meter m JOIN consent c ON c.household = m.household
+                               WHERE m.uuid = ?2 AND c.state = 'granted')",
             )?;
             for result in results {
                 let power = serde_json::to_string(&result.power_w)?;

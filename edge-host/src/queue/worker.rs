@@ -426,7 +426,8 @@ fn compute_and_persist(
         let fresh = engine
             .store
             .persist(&computed, || crash_point("nialm::mid-step"))?;
-        // Another worker stored the same item between our check and our commit.
+        // Another worker stored the same item between our check and our commit, or the
+        // household revoked its consent meanwhile (then nothing is stored; the item is done).
         let mut fresh = fresh.into_iter();
         for outcome in &mut outcomes {
             if matches!(outcome, Outcome::Stored) && fresh.next() == Some(false) {

@@ -94,6 +94,7 @@ impl Cloud {
             Some(json!({
                 "name": name, "email": email, "device": device,
                 "meters": [{"uuid": meter, "type": "ELECTRICITY", "model": "MT681"}],
+                "location": {"latitude": 50.9375, "longitude": 6.9603},
             })),
         );
         assert_eq!(status, 201, "register {name}: {body}");

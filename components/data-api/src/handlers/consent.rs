@@ -6,6 +6,7 @@
 use serde_json::{Value, json};
 use spin_sdk::http::{Request, Response};
 
+use crate::anonymization;
 use crate::auth;
 use crate::db::{Db, col_text, text};
 use crate::error::{ApiError, ApiResult};
@@ -40,7 +41,7 @@ pub struct Consent {
 }
 
 impl Consent {
-    fn json(&self) -> Value {
+    pub fn json(&self) -> Value {
         consent_json(
             self.state_text.clone(),
             self.granted_at.clone(),
@@ -135,7 +136,7 @@ pub fn revoke(req: &Request, db: &Db) -> ApiResult<Response> {
         &[now, text(&participant.household)],
     )?;
     if let Some(consent) = from_rows(&result)? {
-        on_consent_revoked(db, &participant.household)?;
+        on_consent_revoked(db, &participant.household);
         return Ok(json_response(200, &consent.json()));
     }
     let current = load(db, &participant.household)?;
@@ -146,14 +147,11 @@ pub fn revoke(req: &Request, db: &Db) -> ApiResult<Response> {
     }))
 }
 
-/// Runs once, right after the household's consent became `revoked`.
-///
-/// HOOK (anonymization, DESIGN "Anonymization on revocation"): this is where the household's
-/// registration details get anonymized at once — (A) remove the contact details (`user` row,
-/// `household.user` → NULL), (B) displace the location once and store the draw, (C) coarsen the
-/// PV systems — and where uploads already refused by consent stay refused. Until the anonymizer
-/// (a confidential worker) exists this does nothing; measurements are already refused because
-/// `measurement::upload` checks consent on every batch.
-fn on_consent_revoked(_db: &Db, _household: &str) -> ApiResult<()> {
-    Ok(())
+/// Runs right after the household's consent became `revoked`: anonymizes it at once. The
+/// revocation stands either way; a failure is logged and the anonymization is finished by a
+/// later request (`anonymization::complete_pending`).
+fn on_consent_revoked(db: &Db, household: &str) {
+    if let Err(e) = anonymization::anonymize_household(db, household) {
+        eprintln!("wattlet-data-api: anonymizing household {household} on revocation: {e}");
+    }
 }

@@ -1,4 +1,5 @@
-//! The participant's own measurement devices and meters, and the device status report.
+//! The participant's own household (registration details, PV systems, measurement devices,
+//! meters) and the device status report.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -10,6 +11,8 @@ use spin_sdk::sqlite::{RowResult, Value as Sql};
 use crate::auth;
 use crate::db::{Db, col_json, col_required, col_text, placeholders, text};
 use crate::error::{ApiError, ApiResult};
+use crate::handlers::consent;
+use crate::registration;
 use crate::timestamp;
 use crate::validate::{self, bad, json_body};
 use crate::{json_response, no_content};
@@ -40,6 +43,36 @@ pub fn meter_json(row: &RowResult, at: usize) -> ApiResult<Value> {
         "device": col_text(row, at + 3),
         "status": col_json(row, at + 4),
     }))
+}
+
+/// `GET /api/household` \[2\]: `{"household","user","consent","location","address","metadata"}`;
+/// once anonymized, `user` and `address` are `null` and the location is the displaced one with
+/// its `displacement`.
+pub fn get(req: &Request, db: &Db) -> ApiResult<Response> {
+    let participant = auth::participant(req, db)?;
+    let user = db.query(
+        r#"SELECT u.name, u.email FROM household h JOIN "user" u ON u.id = h.user WHERE h.id = ?"#,
+        &[text(&participant.household)],
+    )?;
+    let user = match user.rows.first() {
+        Some(row) => json!({ "name": col_required(row, 0)?, "email": col_required(row, 1)? }),
+        None => Value::Null,
+    };
+    let mut body = registration::details_json(db, &participant.household)?;
+    body["household"] = json!(participant.household);
+    body["user"] = user;
+    body["consent"] = consent::load(db, &participant.household)?.json();
+    Ok(json_response(200, &body))
+}
+
+/// `GET /api/household/pv_system` \[9\]: `{"household","pv_systems":[…]}`.
+pub fn list_pv_systems(req: &Request, db: &Db) -> ApiResult<Response> {
+    let participant = auth::participant(req, db)?;
+    let pv_systems = registration::pv_systems_json(db, &participant.household)?;
+    Ok(json_response(
+        200,
+        &json!({ "household": participant.household, "pv_systems": pv_systems }),
+    ))
 }
 
 /// `GET /api/household/measurement_device` \[5\]: `{"household","devices":[…]}`.

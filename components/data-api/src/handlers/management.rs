@@ -14,6 +14,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::handlers::consent::consent_json;
 use crate::handlers::household::{DEVICE_COLUMNS, METER_COLUMNS, device_json, meter_json};
 use crate::json_response;
+use crate::registration::{self, Details};
 use crate::timestamp;
 use crate::validate::{self, METER_MODELS, METER_TYPES, bad, json_body};
 
@@ -27,6 +28,13 @@ struct NewHousehold {
     email: String,
     device: String,
     meters: Vec<NewMeter>,
+    location: registration::Location,
+    #[serde(default)]
+    address: Option<registration::Address>,
+    #[serde(default)]
+    metadata: Option<registration::Metadata>,
+    #[serde(default)]
+    pv_systems: Vec<registration::PvSystem>,
 }
 
 #[derive(Deserialize)]
@@ -46,8 +54,9 @@ struct Meter {
 }
 
 /// `POST /api/management/household`: a participant, their household (consent `not_granted`),
-/// its measurement device and meters. 201 `{"household","device","meters":[{"uuid","type",
-/// "model"}]}`; 409 when the email, device id or a meter uuid is taken.
+/// its location (required), postal address, metadata and PV systems (optional), measurement
+/// device and meters. 201 `{"household","device","meters":[{"uuid","type","model"}],
+/// "pv_systems":[uuid]}`; 409 when the email, device id or a meter uuid is taken.
 pub fn create_household(req: &Request, db: &Db) -> ApiResult<Response> {
     auth::admin(req)?;
     let body: NewHousehold = json_body(req.body())?;
@@ -82,6 +91,7 @@ pub fn create_household(req: &Request, db: &Db) -> ApiResult<Response> {
             model: validate::one_of(&format!("meters[{i}].model"), &meter.model, METER_MODELS)?,
         });
     }
+    let details = Details::validate(body.location, body.address, body.metadata, body.pv_systems)?;
 
     // Clear 409s first; the UNIQUE constraints below catch anything that races past these.
     if !db
@@ -138,7 +148,8 @@ pub fn create_household(req: &Request, db: &Db) -> ApiResult<Response> {
         Err(e) => return Err(e.into()),
     };
     let household = Uuid::new_v4().hyphenated().to_string();
-    let result = insert_rest(db, user, &household, &device, &meters);
+    let result = insert_rest(db, user, &household, &device, &meters)
+        .and_then(|()| details.insert(db, &household));
     if let Err(e) = result {
         undo(db, user, &household);
         return Err(e);
@@ -147,9 +158,15 @@ pub fn create_household(req: &Request, db: &Db) -> ApiResult<Response> {
         .iter()
         .map(|m| json!({ "uuid": m.uuid, "type": m.kind, "model": m.model }))
         .collect();
+    let pv_systems: Vec<&str> = details
+        .pv_systems
+        .iter()
+        .map(|(uuid, _)| uuid.as_str())
+        .collect();
     Ok(json_response(
         201,
-        &json!({ "household": household, "device": device, "meters": meters }),
+        &json!({ "household": household, "device": device, "meters": meters,
+                 "pv_systems": pv_systems }),
     ))
 }
 
@@ -206,6 +223,7 @@ fn insert_rest(
 
 /// Removes a half-made registration (best effort; each statement is harmless if nothing matches).
 fn undo(db: &Db, user: i64, household: &str) {
+    let details = registration::DELETE_STATEMENTS.map(|sql| (sql, vec![text(household)]));
     let statements: [(&str, Vec<Sql>); 5] = [
         (
             "DELETE FROM meter WHERE household = ?",
@@ -225,7 +243,7 @@ fn undo(db: &Db, user: i64, household: &str) {
             vec![Sql::Integer(user)],
         ),
     ];
-    for (sql, params) in statements {
+    for (sql, params) in details.into_iter().chain(statements) {
         if let Err(e) = db.try_query(sql, &params) {
             eprintln!("wattlet-data-api: undoing a failed registration: {sql}: {e:?}");
         }

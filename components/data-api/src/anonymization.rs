@@ -1,0 +1,250 @@
+//! Anonymization on revocation (DESIGN "Anonymization on revocation"), through the anonymizer
+//! component's WIT interface `wattlet:anonymizer/anonymize`. The Data API imports it; `./dev`
+//! composes the anonymizer component into the Data API's `.wasm`, and a confidential host can
+//! provide the same interface later.
+//!
+//! Revoking the consent makes an `anonymization` row in the same statement (a trigger), so every
+//! revocation has one. [`anonymize_household`] then runs these steps, each idempotent on its own,
+//! and marks the row complete; a request that finds an incomplete row (a crash part-way)
+//! finishes it ([`complete_pending`]):
+//! 1. draw the displacement once from the CSPRNG and store it (a retry reuses it);
+//! 2. call the anonymizer with the stored details and the draw;
+//! 3. store the rounded PV systems, then the displaced location together with its displacement
+//!    (only while the stored point is still the true one: it moves once);
+//! 4. delete the postal address, the contact (`household.user` → NULL; a trigger deletes the
+//!    user row) and the household's NIALM results, which came from personalised processing;
+//! 5. checkpoint the WAL into the database file and truncate it.
+//!
+//! `PRAGMA secure_delete` makes SQLite overwrite deleted content with zeros, so no name, email,
+//! street or true coordinate stays behind in free space, and the truncating checkpoint removes
+//! the older page images from the WAL.
+
+use serde_json::json;
+use spin_sdk::sqlite::Value as Sql;
+
+use crate::db::{Db, col_required, col_text, text};
+use crate::error::{ApiError, ApiResult};
+use crate::timestamp;
+
+wit_bindgen::generate!({
+    path: "../../wit/anonymizer",
+    world: "anonymizer-client",
+});
+
+use wattlet::anonymizer::anonymize as anonymizer;
+
+/// Finishes every anonymization a crash left incomplete. One indexed query when there is none.
+/// A household that fails is logged and left for the next request; the request goes on.
+pub fn complete_pending(db: &Db) -> ApiResult<()> {
+    let pending = db.query(
+        "SELECT household FROM anonymization WHERE completed_at IS NULL",
+        &[],
+    )?;
+    for row in &pending.rows {
+        let household = col_required(row, 0)?;
+        if let Err(e) = anonymize_household(db, &household) {
+            eprintln!("wattlet-data-api: anonymizing household {household}: {e}");
+        }
+    }
+    Ok(())
+}
+
+/// Anonymizes a household whose consent is revoked (steps in the module documentation).
+pub fn anonymize_household(db: &Db, household: &str) -> ApiResult<()> {
+    db.exec("PRAGMA secure_delete = ON", &[])?;
+    let draw = draw_once(db, household)?;
+    let location = db.query(
+        "SELECT latitude, longitude, nuts3 FROM location WHERE household = ?",
+        &[text(household)],
+    )?;
+    // Households registered before locations were recorded have neither location nor PV systems.
+    if let Some(row) = location.rows.first() {
+        let (latitude, longitude) = match (row.get::<f64>(0), row.get::<f64>(1)) {
+            (Some(lat), Some(lon)) => (lat, lon),
+            _ => return Err(ApiError::Database("location without coordinates".into())),
+        };
+        let density = match col_text(row, 2) {
+            Some(code) => db
+                .query(
+                    "SELECT population_density_per_km2 FROM nuts3_region WHERE code = ?",
+                    &[text(code)],
+                )?
+                .rows
+                .first()
+                .and_then(|r| r.get::<f64>(0)),
+            None => None,
+        };
+        let pv_ids = pv_system_ids(db, household)?;
+        let registration = anonymizer::Registration {
+            contact: contact(db, household)?,
+            address: address(db, household)?,
+            location: anonymizer::Location {
+                latitude,
+                longitude,
+            },
+            pv_systems: pv_ids.iter().map(|(_, pv)| pv.clone()).collect(),
+            population_density_per_km2: density,
+        };
+        let anonymized = anonymizer::anonymize(&registration, draw)
+            .map_err(|e| ApiError::Internal(format!("the anonymizer refused: {e:?}")))?;
+        for ((uuid, _), pv) in pv_ids.iter().zip(&anonymized.pv_systems) {
+            db.exec(
+                "UPDATE pv_system SET nominal_power_kwp = ?, installation_date = ? WHERE uuid = ?",
+                &[
+                    Sql::Real(pv.nominal_power_kwp.into()),
+                    text(&pv.installation_date),
+                    text(uuid),
+                ],
+            )?;
+        }
+        let d = &anonymized.displacement;
+        let displacement = json!({
+            "population_density_per_km2": d.population_density_per_km2,
+            "density_unknown": d.density_unknown,
+            "d_min_m": d.d_min_m,
+            "d_max_m": d.d_max_m,
+            "distance_m": d.distance_m,
+            "bearing_deg": d.bearing_deg,
+        });
+        db.exec(
+            "UPDATE location SET latitude = ?, longitude = ?, displacement = ?
+             WHERE household = ? AND displacement IS NULL",
+            &[
+                Sql::Real(anonymized.location.latitude),
+                Sql::Real(anonymized.location.longitude),
+                text(displacement.to_string()),
+                text(household),
+            ],
+        )?;
+    }
+    db.exec(
+        "DELETE FROM address WHERE household = ?",
+        &[text(household)],
+    )?;
+    db.exec(
+        "UPDATE household SET user = NULL WHERE id = ?",
+        &[text(household)],
+    )?;
+    db.exec(
+        "DELETE FROM disaggregation WHERE meter IN (SELECT uuid FROM meter WHERE household = ?)",
+        &[text(household)],
+    )?;
+    db.exec(
+        "UPDATE anonymization SET completed_at = ? WHERE household = ?",
+        &[text(timestamp::to_db(timestamp::now())), text(household)],
+    )?;
+    let checkpoint = db.query("PRAGMA wal_checkpoint(TRUNCATE)", &[])?;
+    if checkpoint
+        .rows
+        .first()
+        .and_then(|r| r.get::<i64>(0))
+        .is_some_and(|busy| busy != 0)
+    {
+        // Another connection still reads old pages; the next checkpoint overwrites them.
+        eprintln!("wattlet-data-api: the WAL checkpoint after anonymizing {household} was busy");
+    }
+    Ok(())
+}
+
+/// The stored draw of `household`, drawn from the CSPRNG (wasi:random) the first time.
+fn draw_once(db: &Db, household: &str) -> ApiResult<anonymizer::Draw> {
+    let (mut distance, mut bearing) = ([0u8; 8], [0u8; 8]);
+    for half in [&mut distance, &mut bearing] {
+        getrandom::fill(half)
+            .map_err(|e| ApiError::Internal(format!("no secure random source: {e}")))?;
+    }
+    // The top 53 bits, scaled to [0, 1): every value exact, 1 never reached (as the anonymizer's
+    // `Draw::from_random_bytes` does natively).
+    let unit = |half: [u8; 8]| (u64::from_le_bytes(half) >> 11) as f64 / (1u64 << 53) as f64;
+    db.exec(
+        "UPDATE anonymization SET distance_uniform = ?, bearing_uniform = ?
+         WHERE household = ? AND distance_uniform IS NULL",
+        &[
+            Sql::Real(unit(distance)),
+            Sql::Real(unit(bearing)),
+            text(household),
+        ],
+    )?;
+    let stored = db.query(
+        "SELECT distance_uniform, bearing_uniform FROM anonymization WHERE household = ?",
+        &[text(household)],
+    )?;
+    match stored
+        .rows
+        .first()
+        .map(|r| (r.get::<f64>(0), r.get::<f64>(1)))
+    {
+        Some((Some(distance_uniform), Some(bearing_uniform))) => Ok(anonymizer::Draw {
+            distance_uniform,
+            bearing_uniform,
+        }),
+        _ => Err(ApiError::Database(format!(
+            "no anonymization requested for household {household}"
+        ))),
+    }
+}
+
+/// The contact to drop; empty once a previous attempt deleted it.
+fn contact(db: &Db, household: &str) -> ApiResult<anonymizer::Contact> {
+    let rows = db.query(
+        r#"SELECT u.name, u.email FROM household h JOIN "user" u ON u.id = h.user WHERE h.id = ?"#,
+        &[text(household)],
+    )?;
+    Ok(match rows.rows.first() {
+        Some(row) => anonymizer::Contact {
+            name: col_required(row, 0)?,
+            email: col_required(row, 1)?,
+        },
+        None => anonymizer::Contact {
+            name: String::new(),
+            email: String::new(),
+        },
+    })
+}
+
+fn address(db: &Db, household: &str) -> ApiResult<Option<anonymizer::Address>> {
+    let rows = db.query(
+        "SELECT street, house_number, postal_code, city, country FROM address WHERE household = ?",
+        &[text(household)],
+    )?;
+    rows.rows
+        .first()
+        .map(|row| {
+            Ok(anonymizer::Address {
+                street: col_required(row, 0)?,
+                house_number: col_required(row, 1)?,
+                postal_code: col_required(row, 2)?,
+                city: col_required(row, 3)?,
+                country: col_required(row, 4)?,
+            })
+        })
+        .transpose()
+}
+
+/// The household's PV systems with their uuids, in a fixed order.
+fn pv_system_ids(db: &Db, household: &str) -> ApiResult<Vec<(String, anonymizer::PvSystem)>> {
+    let rows = db.query(
+        "SELECT uuid, nominal_power_kwp, azimuth, tilt, installation_date FROM pv_system
+         WHERE household = ? ORDER BY uuid",
+        &[text(household)],
+    )?;
+    rows.rows
+        .iter()
+        .map(|row| {
+            let number = |i| {
+                row.get::<f64>(i).ok_or_else(|| {
+                    ApiError::Database(format!("pv_system column {i} is not a number"))
+                })
+            };
+            Ok((
+                col_required(row, 0)?,
+                anonymizer::PvSystem {
+                    nominal_power_kwp: number(1)?,
+                    azimuth: number(2)?,
+                    tilt: number(3)?,
+                    installation_date: col_required(row, 4)?,
+                },
+            ))
+        })
+        .collect()
+}
