@@ -928,7 +928,9 @@ async fn revocation_anonymizes_at_once_and_leaves_no_trace() {
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
     assert_eq!(reply.body["user"], json!({ "name": name, "email": email }));
     assert_eq!(reply.body["address"]["street"], street.as_str());
+    // Stored exactly as sent, to the last bit (the needles below are the sent values).
     assert_eq!(reply.body["location"]["latitude"], latitude);
+    assert_eq!(reply.body["location"]["longitude"], longitude);
     assert_eq!(reply.body["metadata"]["ev_charger"], true);
     // The scan finds what is there: before revocation, every needle is in the files.
     let before = traces_in_state(&needles);
@@ -1029,6 +1031,94 @@ async fn revocation_anonymizes_at_once_and_leaves_no_trace() {
     let listed = household_listed_on(tls_admin(), &reply_household(&client).await).await;
     assert_eq!(listed["user"], Value::Null, "{listed}");
     assert!(traces_in_state(&needles).is_empty());
+}
+
+/// Registers a household located in `nuts3` on the mutual-TLS server, grants and revokes its
+/// consent; returns the displacement its location got.
+async fn revoke_in_region(nuts3: &str) -> Value {
+    let device = unique("dev");
+    let email = format!("{}@example.org", unique("region"));
+    let reply = admin_as(
+        tls_admin(),
+        Method::POST,
+        "/api/management/household",
+        Some(&json!({
+            "name": "R", "email": email, "device": device,
+            "meters": [{ "type": "ELECTRICITY", "model": "EHZ" }],
+            "location": { "latitude": 50.0, "longitude": 8.0, "nuts3": nuts3 },
+        })),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+    let client = device_client(&device, &email);
+    grant(&client).await;
+    let reply = call(&client, Method::DELETE, "/api/household/consent", None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let reply = call(&client, Method::GET, "/api/household", None).await;
+    reply.body["location"]["displacement"].clone()
+}
+
+async fn import_regions(csv: &str) -> Reply {
+    let bearer = format!("Bearer {ADMIN_TOKEN}");
+    send_as(
+        tls_admin(),
+        Method::PUT,
+        "/api/management/nuts3_region",
+        csv.as_bytes(),
+        &[("authorization", &bearer), ("content-type", "text/csv")],
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imported_nuts3_densities_set_the_displacement() {
+    // A refused import stores none of its rows.
+    for (csv, needle) in [
+        (
+            "code,population_density_per_km2\nDEB11,10\nDEB12,-1\n",
+            "line 3",
+        ),
+        (
+            "code,population_density_per_km2\nDEB11,10\nD-B12,3\n",
+            "line 3: code",
+        ),
+        ("code,population_density_per_km2\nDEB11,ten\n", "line 2"),
+        ("code,density\nDEB11,10\n", "line 2"),
+        ("code,population_density_per_km2\n", "no regions"),
+        ("", "no regions"),
+    ] {
+        let reply = import_regions(csv).await;
+        assert_refused(&reply, StatusCode::BAD_REQUEST, needle);
+    }
+    let reply = send_as(
+        tls_admin(),
+        Method::PUT,
+        "/api/management/nuts3_region",
+        b"code,population_density_per_km2\nDEB11,10\n",
+        &[],
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.text);
+    let unknown = revoke_in_region("DEB11").await;
+    assert_eq!(unknown["density_unknown"], true, "{unknown}");
+
+    // Codes are case-insensitive, extra columns ignored, a repeated code keeps its last value.
+    let csv = "name, code ,population_density_per_km2\n\
+               Darmstadt,dea1c,100\nFrankfurt,DE712,3065.2\nDarmstadt,DEA1C,2500.5\n";
+    let reply = import_regions(csv).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(reply.body, json!({ "imported": 3 }));
+    let known = revoke_in_region("DEA1C").await;
+    assert_eq!(known["density_unknown"], false, "{known}");
+    assert_eq!(known["population_density_per_km2"], 2500.5);
+    assert_eq!(known["d_min_m"], wattlet_anonymizer::d_min_m(2500.5));
+    assert_eq!(known["d_max_m"], wattlet_anonymizer::d_max_m(2500.5));
+    let distance = known["distance_m"].as_f64().expect("distance_m");
+    assert!(
+        (wattlet_anonymizer::d_min_m(2500.5)..=wattlet_anonymizer::d_max_m(2500.5))
+            .contains(&distance),
+        "{known}"
+    );
 }
 
 /// The household id the device belongs to.

@@ -10,6 +10,7 @@
 //! | POST | /api/management/household | administrator |
 //! | GET | /api/management/household \[10\] | administrator |
 //! | POST | /api/management/device/:id/revoke | administrator |
+//! | PUT | /api/management/nuts3_region | administrator |
 //! | GET | /api/household \[2\] | participant |
 //! | GET, POST \[3\], DELETE \[4\] | /api/household/consent | participant |
 //! | GET | /api/household/measurement_device \[5\] | participant |
@@ -43,7 +44,9 @@ use spin_sdk::http_component;
 
 use crate::db::Db;
 use crate::error::{ApiError, ApiResult};
-use crate::handlers::{consent, disaggregation, household, management, measurement, service};
+use crate::handlers::{
+    consent, disaggregation, household, management, measurement, regions, service,
+};
 
 const SERVICE: &str = "wattlet-data-api";
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -65,6 +68,7 @@ enum Endpoint<'a> {
     Version,
     CreateOrListHouseholds,
     RevokeDevice(&'a str),
+    Regions,
     Household,
     Consent,
     Devices,
@@ -92,7 +96,7 @@ impl Endpoint<'_> {
             Endpoint::CreateOrListHouseholds => "GET, POST",
             Endpoint::RevokeDevice(_) | Endpoint::UploadMeasurements => "POST",
             Endpoint::Consent => "GET, POST, DELETE",
-            Endpoint::DeviceStatus => "PUT",
+            Endpoint::DeviceStatus | Endpoint::Regions => "PUT",
         }
     }
 }
@@ -105,6 +109,7 @@ fn resolve(path: &str) -> Option<Endpoint<'_>> {
         ["version"] => Endpoint::Version,
         ["management", "household"] => Endpoint::CreateOrListHouseholds,
         ["management", "device", id, "revoke"] if !id.is_empty() => Endpoint::RevokeDevice(id),
+        ["management", "nuts3_region"] => Endpoint::Regions,
         ["household"] => Endpoint::Household,
         ["household", "consent"] => Endpoint::Consent,
         ["household", "measurement_device"] => Endpoint::Devices,
@@ -152,6 +157,7 @@ fn route(req: &Request) -> ApiResult<Response> {
         (Endpoint::CreateOrListHouseholds, Method::Post) => management::create_household(req, &db),
         (Endpoint::CreateOrListHouseholds, _) => management::list_households(req, &db),
         (Endpoint::RevokeDevice(id), _) => management::revoke_device(req, &db, id),
+        (Endpoint::Regions, _) => regions::import(req, &db),
         (Endpoint::Household, _) => household::get(req, &db),
         (Endpoint::Consent, Method::Get) => consent::get(req, &db),
         (Endpoint::Consent, Method::Post) => consent::grant(req, &db),

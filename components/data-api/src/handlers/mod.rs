@@ -5,4 +5,5 @@ pub mod disaggregation;
 pub mod household;
 pub mod management;
 pub mod measurement;
+pub mod regions;
 pub mod service;
