@@ -46,7 +46,8 @@ impl Cloud {
             manifest: repo().join("spin.toml"),
             state_dir: Some(dir.join("cloud")),
             runtime_config: None,
-            max_request_bytes: 1 << 20,
+            // As `wattlet up`: a full upload batch (1000 measurements) fits.
+            max_request_bytes: 16 << 20,
             tls: Some(TlsOptions {
                 cert: server.with_extension("crt"),
                 key: server.with_extension("key"),
