@@ -9,10 +9,13 @@
 //! has the certificate's email (an anonymized household has no user: then the device alone);
 //! revocation is checked on every request, not only at handshake.
 //!
-//! **Administrators** send `authorization: Bearer <token>`, compared in constant time with the
-//! Spin variable `admin_token` (biscuit tokens will replace this).
+//! **Administrators and researchers** send `authorization: Bearer <token>`: the Spin variable
+//! `admin_token` itself (compared in constant time), or an attenuable access token
+//! (`wattlet-access-token`) minted by `POST /api/management/token`.
 
 use spin_sdk::http::Request;
+
+use wattlet_access_token::{Grant, Operation, Role, Token, TokenError, root_key};
 
 use crate::db::{Db, col_text, text};
 use crate::error::{ApiError, ApiResult};
@@ -99,26 +102,65 @@ pub fn own_meter(req: &Request, db: &Db, meter: &str) -> ApiResult<String> {
     Ok(meter)
 }
 
-/// Authenticates an administrative request against the `admin_token` variable.
-pub fn admin(req: &Request) -> ApiResult<()> {
+/// Authenticates a request to `/api/management/...`: `authorization: Bearer <admin_token>` (an
+/// administrator without restrictions) or `Bearer wt1.…`, an access token signed with the key
+/// derived from `admin_token` ([`wattlet_access_token`]). Says nothing yet about what the
+/// request may do: see [`allow`].
+pub fn management(req: &Request) -> ApiResult<Grant> {
     let token = header(req, "authorization")
         .and_then(|v| {
             let (scheme, token) = v.split_once(' ')?;
             scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
         })
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| ApiError::BadBearer("an administrator bearer token is required".into()))?;
-    let expected = spin_sdk::variables::get("admin_token")
+        .ok_or_else(|| {
+            ApiError::BadBearer(
+                "an administrator's or researcher's bearer token is required".into(),
+            )
+        })?;
+    let secret = admin_secret()?;
+    if constant_time_eq(token.as_bytes(), secret.as_bytes()) {
+        return Ok(Grant::unrestricted(Role::Administrator));
+    }
+    let invalid = |e: TokenError| ApiError::BadBearer(format!("invalid bearer token: {e}"));
+    Token::decode(token)
+        .and_then(|t| t.verify(&root_key(secret.as_bytes()), unix_now()))
+        .map_err(invalid)
+}
+
+/// The key access tokens are signed with, derived from `admin_token`.
+pub fn token_root_key() -> ApiResult<[u8; 32]> {
+    Ok(root_key(admin_secret()?.as_bytes()))
+}
+
+/// Seconds since the Unix epoch, as token expiries count.
+pub fn unix_now() -> u64 {
+    u64::try_from(timestamp::now().unix_timestamp()).unwrap_or(0)
+}
+
+fn admin_secret() -> ApiResult<String> {
+    let secret = spin_sdk::variables::get("admin_token")
         .map_err(|e| ApiError::Internal(format!("the admin_token variable is unavailable: {e}")))?;
-    if expected.is_empty() {
+    if secret.is_empty() {
         return Err(ApiError::Internal(
             "the admin_token variable is empty".into(),
         ));
     }
-    if !constant_time_eq(token.as_bytes(), expected.as_bytes()) {
-        return Err(ApiError::BadBearer("invalid administrator token".into()));
-    }
-    Ok(())
+    Ok(secret)
+}
+
+/// Whether the authenticated holder may do `operation` (403 naming the restriction otherwise).
+pub fn allow(grant: &Grant, operation: &Operation<'_>) -> ApiResult<()> {
+    grant
+        .permits(operation)
+        .map_err(|denied| ApiError::Forbidden(denied.to_string()))
+}
+
+/// Authenticates and authorizes in one step, for operations whose households are known up front.
+pub fn management_for(req: &Request, operation: &Operation<'_>) -> ApiResult<Grant> {
+    let grant = management(req)?;
+    allow(&grant, operation)?;
+    Ok(grant)
 }
 
 /// Compares in time that depends only on the lengths, not on where the inputs differ.

@@ -11,6 +11,7 @@
 //! | GET | /api/management/household \[10\] | administrator |
 //! | POST | /api/management/device/:id/revoke | administrator |
 //! | PUT | /api/management/nuts3_region | administrator |
+//! | POST | /api/management/token | administrator |
 //! | GET | /api/household \[2\] | participant |
 //! | GET, POST \[3\], DELETE \[4\] | /api/household/consent | participant |
 //! | GET | /api/household/measurement_device \[5\] | participant |
@@ -45,7 +46,7 @@ use spin_sdk::http_component;
 use crate::db::Db;
 use crate::error::{ApiError, ApiResult};
 use crate::handlers::{
-    consent, disaggregation, household, management, measurement, regions, service,
+    consent, disaggregation, household, management, measurement, regions, service, tokens,
 };
 
 const SERVICE: &str = "wattlet-data-api";
@@ -69,6 +70,7 @@ enum Endpoint<'a> {
     CreateOrListHouseholds,
     RevokeDevice(&'a str),
     Regions,
+    MintToken,
     Household,
     Consent,
     Devices,
@@ -94,7 +96,9 @@ impl Endpoint<'_> {
             | Endpoint::OwnDisaggregation(_)
             | Endpoint::AnyDisaggregation(_) => "GET",
             Endpoint::CreateOrListHouseholds => "GET, POST",
-            Endpoint::RevokeDevice(_) | Endpoint::UploadMeasurements => "POST",
+            Endpoint::RevokeDevice(_) | Endpoint::UploadMeasurements | Endpoint::MintToken => {
+                "POST"
+            }
             Endpoint::Consent => "GET, POST, DELETE",
             Endpoint::DeviceStatus | Endpoint::Regions => "PUT",
         }
@@ -110,6 +114,7 @@ fn resolve(path: &str) -> Option<Endpoint<'_>> {
         ["management", "household"] => Endpoint::CreateOrListHouseholds,
         ["management", "device", id, "revoke"] if !id.is_empty() => Endpoint::RevokeDevice(id),
         ["management", "nuts3_region"] => Endpoint::Regions,
+        ["management", "token"] => Endpoint::MintToken,
         ["household"] => Endpoint::Household,
         ["household", "consent"] => Endpoint::Consent,
         ["household", "measurement_device"] => Endpoint::Devices,
@@ -158,6 +163,7 @@ fn route(req: &Request) -> ApiResult<Response> {
         (Endpoint::CreateOrListHouseholds, _) => management::list_households(req, &db),
         (Endpoint::RevokeDevice(id), _) => management::revoke_device(req, &db, id),
         (Endpoint::Regions, _) => regions::import(req, &db),
+        (Endpoint::MintToken, _) => tokens::mint(req, &db),
         (Endpoint::Household, _) => household::get(req, &db),
         (Endpoint::Consent, Method::Get) => consent::get(req, &db),
         (Endpoint::Consent, Method::Post) => consent::grant(req, &db),

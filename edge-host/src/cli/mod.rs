@@ -5,6 +5,7 @@ mod edge;
 mod meter;
 mod queue;
 mod serve;
+mod token;
 mod up;
 
 use std::process::ExitCode;
@@ -39,6 +40,9 @@ enum Command {
     /// Take analysis work items from NATS JetStream and compute them.
     #[command(subcommand)]
     Worker(queue::WorkerCommand),
+    /// Access tokens of researchers and administrators: restrict or inspect them.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -50,6 +54,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Up(args) => up::run(args),
         Command::Manager(command) => queue::run_manager(command),
         Command::Worker(command) => queue::run_worker(command),
+        Command::Token(command) => token::run(command),
     }
 }
 

@@ -4,6 +4,7 @@
 use serde_json::{Value, json};
 use spin_sdk::http::{Request, Response};
 use spin_sdk::sqlite::Value as Sql;
+use wattlet_access_token::{Operation, Role, Scope};
 
 use crate::auth;
 use crate::db::{Db, col_json, col_required, col_text, text};
@@ -20,18 +21,29 @@ pub fn read_own(req: &Request, db: &Db, meter: &str) -> ApiResult<Response> {
     list(req, db, &meter)
 }
 
-/// `GET /api/management/meter/:uuid/disaggregation` (administrator): results of any meter.
+/// `GET /api/management/meter/:uuid/disaggregation` (researcher, administrator): results of any
+/// meter (of the token's household only, when it is restricted to one).
 pub fn read_any(req: &Request, db: &Db, meter: &str) -> ApiResult<Response> {
-    auth::admin(req)?;
+    let grant = auth::management(req)?;
     let not_found = || ApiError::NotFound("no such meter".into());
     let meter = validate::uuid("meter", meter).map_err(|_| not_found())?;
-    if db
-        .query("SELECT 1 FROM meter WHERE uuid = ?", &[text(&meter)])?
+    let owner = db.query(
+        "SELECT household FROM meter WHERE uuid = ?",
+        &[text(&meter)],
+    )?;
+    let household = owner
         .rows
-        .is_empty()
-    {
-        return Err(not_found());
-    }
+        .first()
+        .and_then(|row| col_text(row, 0))
+        .ok_or_else(not_found)?;
+    auth::allow(
+        &grant,
+        &Operation {
+            write: false,
+            needs: Role::Researcher,
+            scope: Scope::Household(&household),
+        },
+    )?;
     list(req, db, &meter)
 }
 

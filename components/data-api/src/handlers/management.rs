@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use spin_sdk::http::{Request, Response};
 use spin_sdk::sqlite::Value as Sql;
 use uuid::Uuid;
+use wattlet_access_token::{Operation, Role, Scope};
 
 use crate::auth;
 use crate::db::{Db, col_required, col_text, is_unique_violation, placeholders, text};
@@ -58,7 +59,14 @@ struct Meter {
 /// device and meters. 201 `{"household","device","meters":[{"uuid","type","model"}],
 /// "pv_systems":[uuid]}`; 409 when the email, device id or a meter uuid is taken.
 pub fn create_household(req: &Request, db: &Db) -> ApiResult<Response> {
-    auth::admin(req)?;
+    auth::management_for(
+        req,
+        &Operation {
+            write: true,
+            needs: Role::Researcher,
+            scope: Scope::Global,
+        },
+    )?;
     let body: NewHousehold = json_body(req.body())?;
     let name = body.name.trim().to_owned();
     if name.is_empty() || name.chars().count() > 200 {
@@ -265,9 +273,17 @@ fn plausible_email(email: &str) -> bool {
 
 /// `GET /api/management/household` \[10\]: every household with its participant (or `null` once
 /// anonymized), consent, devices (component versions, last measurement, last activity,
-/// revocation) and meters with their status.
+/// revocation) and meters with their status. A token restricted to a household sees only it.
 pub fn list_households(req: &Request, db: &Db) -> ApiResult<Response> {
-    auth::admin(req)?;
+    let grant = auth::management_for(
+        req,
+        &Operation {
+            write: false,
+            needs: Role::Researcher,
+            scope: Scope::Households,
+        },
+    )?;
+    let only = grant.households();
     let mut devices: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     let rows = db.query(
         &format!("SELECT household, {DEVICE_COLUMNS} FROM measurement_device ORDER BY id"),
@@ -301,6 +317,9 @@ pub fn list_households(req: &Request, db: &Db) -> ApiResult<Response> {
     let mut households = Vec::with_capacity(rows.rows.len());
     for row in &rows.rows {
         let id = col_required(row, 0)?;
+        if !only.iter().all(|h| *h == id) {
+            continue;
+        }
         let user = match (col_text(row, 2), col_text(row, 3)) {
             (Some(name), Some(email)) => json!({ "name": name, "email": email }),
             _ => Value::Null,
@@ -325,9 +344,26 @@ pub fn list_households(req: &Request, db: &Db) -> ApiResult<Response> {
 /// 200 `{"device","revoked_at"}` (again on a repeated call, with the first time); 404 when no
 /// such device exists.
 pub fn revoke_device(req: &Request, db: &Db, id: &str) -> ApiResult<Response> {
-    auth::admin(req)?;
+    let grant = auth::management(req)?;
     let not_found = || ApiError::NotFound("no such device".into());
     let id = validate::device_id("device", id).map_err(|_| not_found())?;
+    let owner = db.query(
+        "SELECT household FROM measurement_device WHERE id = ?",
+        &[text(&id)],
+    )?;
+    let household = owner
+        .rows
+        .first()
+        .and_then(|row| col_text(row, 0))
+        .ok_or_else(not_found)?;
+    auth::allow(
+        &grant,
+        &Operation {
+            write: true,
+            needs: Role::Administrator,
+            scope: Scope::Household(&household),
+        },
+    )?;
     let revoked = db.query(
         "UPDATE measurement_device SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL
          RETURNING revoked_at",

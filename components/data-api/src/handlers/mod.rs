@@ -7,3 +7,4 @@ pub mod management;
 pub mod measurement;
 pub mod regions;
 pub mod service;
+pub mod tokens;

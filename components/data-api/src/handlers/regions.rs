@@ -5,6 +5,7 @@ use serde::Deserialize;
 use serde_json::json;
 use spin_sdk::http::{Request, Response};
 use spin_sdk::sqlite::Value as Sql;
+use wattlet_access_token::{Operation, Role, Scope};
 
 use crate::auth;
 use crate::db::{Db, placeholders, text};
@@ -27,7 +28,14 @@ struct Row {
 /// per km². All rows are stored, replacing earlier values of the same codes, or none (400 naming
 /// the line). 200 `{"imported": n}`.
 pub fn import(req: &Request, db: &Db) -> ApiResult<Response> {
-    auth::admin(req)?;
+    auth::management_for(
+        req,
+        &Operation {
+            write: true,
+            needs: Role::Administrator,
+            scope: Scope::Global,
+        },
+    )?;
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
         .from_reader(req.body());

@@ -1,0 +1,93 @@
+//! `wattlet token`: restrict an access token offline, or show its restrictions. Minting needs
+//! the server's secret and happens in the Data API (`POST /api/management/token`).
+
+use std::io::Read as _;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Subcommand};
+use wattlet_access_token::{Caveat, Token};
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Add restrictions to a token and print the restricted token (no key needed).
+    Attenuate(AttenuateArgs),
+    /// Print a token's restrictions, one per line (does not check its signature).
+    Inspect(TokenArg),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArg {
+    /// The token (`wt1.…`), or `-` to read it from standard input.
+    token: String,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Restrictions only narrow a token: the Data API checks every one of them and \
+                  refuses a token whose restrictions were removed or changed. Example:\n  \
+                  wattlet token attenuate \"$TOKEN\" --read-only --expires-at 2026-12-31T00:00:00Z"
+)]
+pub struct AttenuateArgs {
+    #[command(flatten)]
+    token: TokenArg,
+    /// Only reading requests (GET).
+    #[arg(long)]
+    read_only: bool,
+    /// Only this household (its id).
+    #[arg(long, value_name = "HOUSEHOLD")]
+    household: Option<String>,
+    /// Refused from this instant on (RFC 3339, e.g. 2026-12-31T00:00:00Z).
+    #[arg(long, value_name = "TIME", value_parser = humantime::parse_rfc3339_weak)]
+    expires_at: Option<std::time::SystemTime>,
+}
+
+pub fn run(command: TokenCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        TokenCommand::Attenuate(args) => {
+            let mut token = read_token(&args.token)?;
+            let mut added = 0;
+            if let Some(at) = args.expires_at {
+                let seconds = at
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .context("--expires-at is before 1970")?
+                    .as_secs();
+                token = token.attenuate(Caveat::ExpiresAt(seconds));
+                added += 1;
+            }
+            if let Some(household) = args.household {
+                token = token.attenuate(Caveat::Household(household.trim().to_lowercase()));
+                added += 1;
+            }
+            if args.read_only {
+                token = token.attenuate(Caveat::ReadOnly);
+                added += 1;
+            }
+            if added == 0 {
+                bail!("no restriction given: use --read-only, --household or --expires-at");
+            }
+            println!("{}", token.encode());
+        }
+        TokenCommand::Inspect(arg) => {
+            let token = read_token(&arg)?;
+            println!("id {}", token.id());
+            for caveat in token.caveats() {
+                println!("{}", caveat.encode());
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_token(arg: &TokenArg) -> anyhow::Result<Token> {
+    let text = if arg.token == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read the token from standard input")?;
+        text
+    } else {
+        arg.token.clone()
+    };
+    Token::decode(text.trim()).context("not a wattlet access token")
+}
