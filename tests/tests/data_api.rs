@@ -605,6 +605,146 @@ async fn access_tokens_carry_a_role_and_restrictions_that_only_narrow() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn researchers_see_and_change_a_participants_registration() {
+    use wattlet_access_token::{Caveat, Token};
+    let researcher = mint(ADMIN_TOKEN, json!({ "role": "researcher" })).await;
+    let household = register().await;
+    let other = register().await;
+    let path = format!("/api/management/household/{}", household.id);
+
+    let reply = with_token(&researcher, Method::GET, &path, None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(reply.body["user"]["email"], household.email.as_str());
+    assert_eq!(reply.body["consent"]["state"], "not_granted");
+    assert_eq!(reply.body["location"]["latitude"], 48.1372);
+    assert_eq!(reply.body["address"], Value::Null);
+    assert_eq!(reply.body["meters"].as_array().map(Vec::len), Some(2));
+    assert_eq!(reply.body["devices"][0]["id"], household.device.as_str());
+
+    let change = json!({
+        "name": "Erika Musterfrau",
+        "location": { "latitude": 53.0, "longitude": 8.8, "nuts3": "de501" },
+        "address": { "street": "Am Markt", "house_number": "1", "postal_code": "28195",
+                     "city": "Bremen", "country": "DE" },
+        "metadata": { "children": 0, "adults": 1, "employed_adults": 1,
+                      "ev_charger": false, "heat_pump": true, "home_battery": false },
+        "pv_systems": [{ "nominal_power_kwp": 4.2, "azimuth": 200.0, "tilt": 35.0,
+                         "installation_date": "2022-05-01" }],
+    });
+    let reply = with_token(&researcher, Method::PATCH, &path, Some(&change)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(reply.body["user"]["name"], "Erika Musterfrau");
+    assert_eq!(reply.body["location"]["nuts3"], "DE501");
+    assert_eq!(reply.body["address"]["city"], "Bremen");
+    assert_eq!(reply.body["metadata"]["heat_pump"], true);
+    assert_eq!(reply.body["pv_systems"][0]["nominal_power_kwp"], 4.2);
+    let reply = with_token(
+        &researcher,
+        Method::PATCH,
+        &path,
+        Some(&json!({ "address": null })),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(reply.body["address"], Value::Null);
+    assert_eq!(reply.body["metadata"]["adults"], 1, "untouched");
+
+    // Refused changes change nothing.
+    for (body, status, needle) in [
+        (
+            json!({ "name": "X", "email": other.email }),
+            StatusCode::CONFLICT,
+            "already registered",
+        ),
+        (
+            json!({ "name": "X", "location": { "latitude": 91.0, "longitude": 0.0 } }),
+            StatusCode::BAD_REQUEST,
+            "location.latitude",
+        ),
+        (
+            json!({ "name": "X", "pv_systems": [{ "nominal_power_kwp": 1.0, "azimuth": 0.0,
+                  "tilt": 0.0, "installation_date": "2022-13-01" }] }),
+            StatusCode::BAD_REQUEST,
+            "installation_date",
+        ),
+        (
+            json!({ "name": "X", "household": "y" }),
+            StatusCode::BAD_REQUEST,
+            "unknown field",
+        ),
+        (json!({}), StatusCode::BAD_REQUEST, "nothing to change"),
+    ] {
+        let reply = with_token(&researcher, Method::PATCH, &path, Some(&body)).await;
+        assert_refused(&reply, status, needle);
+    }
+    let reply = with_token(&researcher, Method::GET, &path, None).await;
+    assert_eq!(
+        reply.body["user"]["name"], "Erika Musterfrau",
+        "{}",
+        reply.text
+    );
+
+    // Scopes: one household, read-only, unknown ids.
+    let only_other = Token::decode(&researcher)
+        .expect("token")
+        .attenuate(Caveat::Household(other.id.clone()))
+        .encode();
+    let reply = with_token(&only_other, Method::GET, &path, None).await;
+    assert_refused(&reply, StatusCode::FORBIDDEN, "one household");
+    let other_path = format!("/api/management/household/{}", other.id);
+    let reply = with_token(&only_other, Method::GET, &other_path, None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let read_only = Token::decode(&researcher)
+        .expect("token")
+        .attenuate(Caveat::ReadOnly)
+        .encode();
+    let reply = with_token(
+        &read_only,
+        Method::PATCH,
+        &path,
+        Some(&json!({ "name": "Y" })),
+    )
+    .await;
+    assert_refused(&reply, StatusCode::FORBIDDEN, "read-only");
+    for missing in [uuid4(), "not-a-uuid".to_owned()] {
+        let reply = with_token(
+            &researcher,
+            Method::GET,
+            &format!("/api/management/household/{missing}"),
+            None,
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.text);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_anonymized_household_cannot_be_edited_back() {
+    let (household, device) = register_device().await;
+    grant(&device).await;
+    let reply = call(&device, Method::DELETE, "/api/household/consent", None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let path = format!("/api/management/household/{}", household.id);
+    let reply = admin_as(
+        tls_admin(),
+        Method::PATCH,
+        &path,
+        Some(&json!({ "name": "Back Again", "email": household.email })),
+    )
+    .await;
+    assert_refused(&reply, StatusCode::CONFLICT, "anonymized");
+    let reply = admin_as(tls_admin(), Method::GET, &path, None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(reply.body["user"], Value::Null);
+    assert_eq!(reply.body["consent"]["state"], "revoked");
+    assert!(
+        !reply.body["location"]["displacement"].is_null(),
+        "{}",
+        reply.text
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registering_a_household_and_listing_it() {
     let household = register().await;
     let listed = household_in_listing(&household.id).await;

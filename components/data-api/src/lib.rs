@@ -7,8 +7,9 @@
 //! | method | path | who |
 //! |---|---|---|
 //! | GET | /api/health, /api/version | anyone |
-//! | POST | /api/management/household | administrator |
-//! | GET | /api/management/household \[10\] | administrator |
+//! | POST | /api/management/household | researcher, administrator |
+//! | GET | /api/management/household \[10\] | researcher, administrator |
+//! | GET, PATCH | /api/management/household/:id | researcher, administrator |
 //! | POST | /api/management/device/:id/revoke | administrator |
 //! | PUT | /api/management/nuts3_region | administrator |
 //! | POST | /api/management/token | administrator |
@@ -46,7 +47,8 @@ use spin_sdk::http_component;
 use crate::db::Db;
 use crate::error::{ApiError, ApiResult};
 use crate::handlers::{
-    consent, disaggregation, household, management, measurement, regions, service, tokens,
+    consent, disaggregation, household, management, measurement, participants, regions, service,
+    tokens,
 };
 
 const SERVICE: &str = "wattlet-data-api";
@@ -68,6 +70,7 @@ enum Endpoint<'a> {
     Health,
     Version,
     CreateOrListHouseholds,
+    Participant(&'a str),
     RevokeDevice(&'a str),
     Regions,
     MintToken,
@@ -96,6 +99,7 @@ impl Endpoint<'_> {
             | Endpoint::OwnDisaggregation(_)
             | Endpoint::AnyDisaggregation(_) => "GET",
             Endpoint::CreateOrListHouseholds => "GET, POST",
+            Endpoint::Participant(_) => "GET, PATCH",
             Endpoint::RevokeDevice(_) | Endpoint::UploadMeasurements | Endpoint::MintToken => {
                 "POST"
             }
@@ -112,6 +116,7 @@ fn resolve(path: &str) -> Option<Endpoint<'_>> {
         ["health"] => Endpoint::Health,
         ["version"] => Endpoint::Version,
         ["management", "household"] => Endpoint::CreateOrListHouseholds,
+        ["management", "household", id] if !id.is_empty() => Endpoint::Participant(id),
         ["management", "device", id, "revoke"] if !id.is_empty() => Endpoint::RevokeDevice(id),
         ["management", "nuts3_region"] => Endpoint::Regions,
         ["management", "token"] => Endpoint::MintToken,
@@ -161,6 +166,8 @@ fn route(req: &Request) -> ApiResult<Response> {
     match (&endpoint, method) {
         (Endpoint::CreateOrListHouseholds, Method::Post) => management::create_household(req, &db),
         (Endpoint::CreateOrListHouseholds, _) => management::list_households(req, &db),
+        (Endpoint::Participant(id), Method::Get) => participants::get(req, &db, id),
+        (Endpoint::Participant(id), _) => participants::update(req, &db, id),
         (Endpoint::RevokeDevice(id), _) => management::revoke_device(req, &db, id),
         (Endpoint::Regions, _) => regions::import(req, &db),
         (Endpoint::MintToken, _) => tokens::mint(req, &db),

@@ -71,134 +71,174 @@ impl Details {
         metadata: Option<Metadata>,
         pv_systems: Vec<PvSystem>,
     ) -> ApiResult<Details> {
-        if !(-90.0..=90.0).contains(&location.latitude) {
-            return Err(bad("location.latitude: −90 to 90 degrees"));
-        }
-        if !(-180.0..=180.0).contains(&location.longitude) {
-            return Err(bad("location.longitude: −180 to 180 degrees"));
-        }
-        let location = Location {
-            nuts3: location
-                .nuts3
-                .map(|code| nuts3_code("location.nuts3", &code))
-                .transpose()?,
-            ..location
-        };
-        let address = address
-            .map(|a| -> ApiResult<Address> {
-                Ok(Address {
-                    street: field("address.street", &a.street, 200)?,
-                    house_number: field("address.house_number", &a.house_number, 20)?,
-                    postal_code: field("address.postal_code", &a.postal_code, 20)?,
-                    city: field("address.city", &a.city, 200)?,
-                    country: field("address.country", &a.country, 100)?,
-                })
-            })
-            .transpose()?;
-        if let Some(m) = &metadata {
-            if m.children > 50 || m.adults > 50 {
-                return Err(bad("metadata: at most 50 children and 50 adults"));
-            }
-            if m.employed_adults > m.adults {
-                return Err(bad("metadata.employed_adults: at most metadata.adults"));
-            }
-        }
-        if pv_systems.len() > MAX_PV_SYSTEMS {
-            return Err(bad(format!(
-                "pv_systems: at most {MAX_PV_SYSTEMS} PV systems"
-            )));
-        }
-        let mut checked = Vec::with_capacity(pv_systems.len());
-        for (i, pv) in pv_systems.into_iter().enumerate() {
-            if !(0.0..=10_000.0).contains(&pv.nominal_power_kwp) {
-                return Err(bad(format!(
-                    "pv_systems[{i}].nominal_power_kwp: 0 to 10000 kWp"
-                )));
-            }
-            if !(0.0..360.0).contains(&pv.azimuth) {
-                return Err(bad(format!(
-                    "pv_systems[{i}].azimuth: 0 to under 360 degrees"
-                )));
-            }
-            if !(0.0..=90.0).contains(&pv.tilt) {
-                return Err(bad(format!("pv_systems[{i}].tilt: 0 to 90 degrees")));
-            }
-            let date = iso_date(
-                &format!("pv_systems[{i}].installation_date"),
-                &pv.installation_date,
-            )?;
-            checked.push((
-                Uuid::new_v4().hyphenated().to_string(),
-                PvSystem {
-                    installation_date: date,
-                    ..pv
-                },
-            ));
-        }
         Ok(Details {
-            location,
-            address,
-            metadata,
-            pv_systems: checked,
+            location: location.validate()?,
+            address: address.map(Address::validate).transpose()?,
+            metadata: metadata.map(Metadata::validate).transpose()?,
+            pv_systems: validate_pv_systems(pv_systems)?,
         })
     }
 
-    /// Stores the details of `household` (which must exist).
+    /// Stores the details of `household` (which must exist and have none yet).
     pub fn insert(&self, db: &Db, household: &str) -> ApiResult<()> {
-        db.exec(
-            "INSERT INTO location (household, latitude, longitude, nuts3) VALUES (?, ?, ?, ?)",
-            &[
-                text(household),
-                Sql::Real(self.location.latitude),
-                Sql::Real(self.location.longitude),
-                self.location.nuts3.clone().map_or(Sql::Null, text),
-            ],
-        )?;
+        store_location(db, household, &self.location)?;
         if let Some(a) = &self.address {
-            db.exec(
-                "INSERT INTO address (household, street, house_number, postal_code, city, country)
-                 VALUES (?, ?, ?, ?, ?, ?)",
-                &[
-                    text(household),
-                    text(&a.street),
-                    text(&a.house_number),
-                    text(&a.postal_code),
-                    text(&a.city),
-                    text(&a.country),
-                ],
-            )?;
+            store_address(db, household, a)?;
         }
         if let Some(m) = &self.metadata {
-            db.exec(
-                "INSERT INTO household_metadata (household, children, adults, employed_adults,
-                     ev_charger, heat_pump, home_battery) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                &[
-                    text(household),
-                    Sql::Integer(m.children.into()),
-                    Sql::Integer(m.adults.into()),
-                    Sql::Integer(m.employed_adults.into()),
-                    Sql::Integer(m.ev_charger.into()),
-                    Sql::Integer(m.heat_pump.into()),
-                    Sql::Integer(m.home_battery.into()),
-                ],
-            )?;
+            store_metadata(db, household, m)?;
         }
-        for (uuid, pv) in &self.pv_systems {
-            db.exec(
-                "INSERT INTO pv_system (uuid, household, nominal_power_kwp, azimuth, tilt,
-                     installation_date) VALUES (?, ?, ?, ?, ?, ?)",
-                &[
-                    text(uuid),
-                    text(household),
-                    Sql::Real(pv.nominal_power_kwp),
-                    Sql::Real(pv.azimuth),
-                    Sql::Real(pv.tilt),
-                    text(&pv.installation_date),
-                ],
-            )?;
-        }
-        Ok(())
+        insert_pv_systems(db, household, &self.pv_systems)
     }
+}
+
+impl Location {
+    pub fn validate(self) -> ApiResult<Location> {
+        if !(-90.0..=90.0).contains(&self.latitude) {
+            return Err(bad("location.latitude: −90 to 90 degrees"));
+        }
+        if !(-180.0..=180.0).contains(&self.longitude) {
+            return Err(bad("location.longitude: −180 to 180 degrees"));
+        }
+        Ok(Location {
+            nuts3: self
+                .nuts3
+                .map(|code| nuts3_code("location.nuts3", &code))
+                .transpose()?,
+            ..self
+        })
+    }
+}
+
+impl Address {
+    pub fn validate(self) -> ApiResult<Address> {
+        Ok(Address {
+            street: field("address.street", &self.street, 200)?,
+            house_number: field("address.house_number", &self.house_number, 20)?,
+            postal_code: field("address.postal_code", &self.postal_code, 20)?,
+            city: field("address.city", &self.city, 200)?,
+            country: field("address.country", &self.country, 100)?,
+        })
+    }
+}
+
+impl Metadata {
+    pub fn validate(self) -> ApiResult<Metadata> {
+        if self.children > 50 || self.adults > 50 {
+            return Err(bad("metadata: at most 50 children and 50 adults"));
+        }
+        if self.employed_adults > self.adults {
+            return Err(bad("metadata.employed_adults: at most metadata.adults"));
+        }
+        Ok(self)
+    }
+}
+
+/// Checks PV systems and gives each a new uuid.
+pub fn validate_pv_systems(pv_systems: Vec<PvSystem>) -> ApiResult<Vec<(String, PvSystem)>> {
+    if pv_systems.len() > MAX_PV_SYSTEMS {
+        return Err(bad(format!(
+            "pv_systems: at most {MAX_PV_SYSTEMS} PV systems"
+        )));
+    }
+    let mut checked = Vec::with_capacity(pv_systems.len());
+    for (i, pv) in pv_systems.into_iter().enumerate() {
+        if !(0.0..=10_000.0).contains(&pv.nominal_power_kwp) {
+            return Err(bad(format!(
+                "pv_systems[{i}].nominal_power_kwp: 0 to 10000 kWp"
+            )));
+        }
+        if !(0.0..360.0).contains(&pv.azimuth) {
+            return Err(bad(format!(
+                "pv_systems[{i}].azimuth: 0 to under 360 degrees"
+            )));
+        }
+        if !(0.0..=90.0).contains(&pv.tilt) {
+            return Err(bad(format!("pv_systems[{i}].tilt: 0 to 90 degrees")));
+        }
+        let date = iso_date(
+            &format!("pv_systems[{i}].installation_date"),
+            &pv.installation_date,
+        )?;
+        checked.push((
+            Uuid::new_v4().hyphenated().to_string(),
+            PvSystem {
+                installation_date: date,
+                ..pv
+            },
+        ));
+    }
+    Ok(checked)
+}
+
+/// Stores (or replaces) the household's true location. Once anonymization displaced it, the
+/// location no longer changes: that would undo the displacement.
+pub fn store_location(db: &Db, household: &str, location: &Location) -> ApiResult<()> {
+    db.exec(
+        "INSERT INTO location (household, latitude, longitude, nuts3) VALUES (?, ?, ?, ?)
+         ON CONFLICT (household) DO UPDATE
+         SET latitude = excluded.latitude, longitude = excluded.longitude, nuts3 = excluded.nuts3
+         WHERE displacement IS NULL",
+        &[
+            text(household),
+            Sql::Real(location.latitude),
+            Sql::Real(location.longitude),
+            location.nuts3.clone().map_or(Sql::Null, text),
+        ],
+    )
+}
+
+pub fn store_address(db: &Db, household: &str, a: &Address) -> ApiResult<()> {
+    db.exec(
+        "INSERT OR REPLACE INTO address (household, street, house_number, postal_code, city,
+             country) VALUES (?, ?, ?, ?, ?, ?)",
+        &[
+            text(household),
+            text(&a.street),
+            text(&a.house_number),
+            text(&a.postal_code),
+            text(&a.city),
+            text(&a.country),
+        ],
+    )
+}
+
+pub fn store_metadata(db: &Db, household: &str, m: &Metadata) -> ApiResult<()> {
+    db.exec(
+        "INSERT OR REPLACE INTO household_metadata (household, children, adults,
+             employed_adults, ev_charger, heat_pump, home_battery) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        &[
+            text(household),
+            Sql::Integer(m.children.into()),
+            Sql::Integer(m.adults.into()),
+            Sql::Integer(m.employed_adults.into()),
+            Sql::Integer(m.ev_charger.into()),
+            Sql::Integer(m.heat_pump.into()),
+            Sql::Integer(m.home_battery.into()),
+        ],
+    )
+}
+
+pub fn insert_pv_systems(
+    db: &Db,
+    household: &str,
+    pv_systems: &[(String, PvSystem)],
+) -> ApiResult<()> {
+    for (uuid, pv) in pv_systems {
+        db.exec(
+            "INSERT INTO pv_system (uuid, household, nominal_power_kwp, azimuth, tilt,
+                 installation_date) VALUES (?, ?, ?, ?, ?, ?)",
+            &[
+                text(uuid),
+                text(household),
+                Sql::Real(pv.nominal_power_kwp),
+                Sql::Real(pv.azimuth),
+                Sql::Real(pv.tilt),
+                text(&pv.installation_date),
+            ],
+        )?;
+    }
+    Ok(())
 }
 
 /// The statements that remove every detail of `household` (undoing a failed registration).

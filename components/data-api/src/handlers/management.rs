@@ -68,17 +68,8 @@ pub fn create_household(req: &Request, db: &Db) -> ApiResult<Response> {
         },
     )?;
     let body: NewHousehold = json_body(req.body())?;
-    let name = body.name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(bad("name: 1–200 characters required"));
-    }
-    let email = auth::normalize_email(&body.email);
-    if !plausible_email(&email) {
-        return Err(bad(format!(
-            "email: {:?} is not an email address",
-            body.email
-        )));
-    }
+    let name = valid_name(&body.name)?;
+    let email = normalized_email(&body.email)?;
     let device = validate::device_id("device", &body.device)?;
     if body.meters.is_empty() || body.meters.len() > MAX_METERS {
         return Err(bad(format!("meters: 1–{MAX_METERS} meters required")));
@@ -256,6 +247,24 @@ fn undo(db: &Db, user: i64, household: &str) {
             eprintln!("wattlet-data-api: undoing a failed registration: {sql}: {e:?}");
         }
     }
+}
+
+/// A participant's name: trimmed, 1–200 characters.
+pub fn valid_name(name: &str) -> ApiResult<String> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(bad("name: 1–200 characters required"));
+    }
+    Ok(name.to_owned())
+}
+
+/// A participant's email, normalized (trimmed, lower case).
+pub fn normalized_email(email: &str) -> ApiResult<String> {
+    let normalized = auth::normalize_email(email);
+    if !plausible_email(&normalized) {
+        return Err(bad(format!("email: {email:?} is not an email address")));
+    }
+    Ok(normalized)
 }
 
 fn plausible_email(email: &str) -> bool {

@@ -5,6 +5,7 @@ pub mod disaggregation;
 pub mod household;
 pub mod management;
 pub mod measurement;
+pub mod participants;
 pub mod regions;
 pub mod service;
 pub mod tokens;

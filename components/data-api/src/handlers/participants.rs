@@ -1,0 +1,214 @@
+//! Researchers' view of one participant: `GET` and `PATCH /api/management/household/:id`.
+
+use serde_json::{Map, Value, json};
+use spin_sdk::http::{Request, Response};
+use wattlet_access_token::{Grant, Operation, Role, Scope};
+
+use crate::anonymization;
+use crate::auth;
+use crate::db::{Db, col_text, is_unique_violation, text};
+use crate::error::{ApiError, ApiResult};
+use crate::handlers::consent::{self, State};
+use crate::handlers::household::{DEVICE_COLUMNS, METER_COLUMNS, device_json, meter_json};
+use crate::handlers::management::{normalized_email, valid_name};
+use crate::json_response;
+use crate::registration::{self, Address, Location, Metadata, PvSystem};
+use crate::timestamp;
+use crate::validate::{self, bad, json_body};
+
+/// Resolves `id` to an existing household the token may reach for `write`.
+fn household(req: &Request, db: &Db, id: &str, write: bool) -> ApiResult<(Grant, String)> {
+    let grant = auth::management(req)?;
+    let not_found = || ApiError::NotFound("no such household".into());
+    let id = validate::uuid("household", id).map_err(|_| not_found())?;
+    if db
+        .query("SELECT 1 FROM household WHERE id = ?", &[text(&id)])?
+        .rows
+        .is_empty()
+    {
+        return Err(not_found());
+    }
+    auth::allow(
+        &grant,
+        &Operation {
+            write,
+            needs: Role::Researcher,
+            scope: Scope::Household(&id),
+        },
+    )?;
+    Ok((grant, id))
+}
+
+/// `GET /api/management/household/:id`: the participant (or `null` once anonymized), consent,
+/// registration details, PV systems, devices and meters.
+pub fn get(req: &Request, db: &Db, id: &str) -> ApiResult<Response> {
+    let (_, id) = household(req, db, id, false)?;
+    Ok(json_response(200, &details(db, &id)?))
+}
+
+fn details(db: &Db, id: &str) -> ApiResult<Value> {
+    let mut body = registration::details_json(db, id)?;
+    let row = db.query(
+        r#"SELECT h.created_at, u.name, u.email FROM household h
+           LEFT JOIN "user" u ON u.id = h.user WHERE h.id = ?"#,
+        &[text(id)],
+    )?;
+    let row = row
+        .rows
+        .first()
+        .ok_or_else(|| ApiError::NotFound("no such household".into()))?;
+    body["household"] = json!(id);
+    body["created_at"] = json!(timestamp::db_to_api(col_text(row, 0)));
+    body["user"] = match (col_text(row, 1), col_text(row, 2)) {
+        (Some(name), Some(email)) => json!({ "name": name, "email": email }),
+        _ => Value::Null,
+    };
+    body["consent"] = consent::load(db, id)?.json();
+    body["pv_systems"] = json!(registration::pv_systems_json(db, id)?);
+    let devices = db.query(
+        &format!("SELECT {DEVICE_COLUMNS} FROM measurement_device WHERE household = ? ORDER BY id"),
+        &[text(id)],
+    )?;
+    body["devices"] = json!(
+        devices
+            .rows
+            .iter()
+            .map(|r| device_json(r, 0))
+            .collect::<ApiResult<Vec<_>>>()?
+    );
+    let meters = db.query(
+        &format!("SELECT {METER_COLUMNS} FROM meter WHERE household = ? ORDER BY uuid"),
+        &[text(id)],
+    )?;
+    body["meters"] = json!(
+        meters
+            .rows
+            .iter()
+            .map(|r| meter_json(r, 0))
+            .collect::<ApiResult<Vec<_>>>()?
+    );
+    Ok(body)
+}
+
+/// The fields a `PATCH` may carry, each optional; `address` and `metadata` may be `null`
+/// (deleted), `pv_systems` replaces the list.
+const FIELDS: &[&str] = &[
+    "name",
+    "email",
+    "location",
+    "address",
+    "metadata",
+    "pv_systems",
+];
+
+fn parse<T: serde::de::DeserializeOwned>(field: &str, value: Value) -> ApiResult<T> {
+    serde_json::from_value(value).map_err(|e| bad(format!("{field}: {e}")))
+}
+
+/// `PATCH /api/management/household/:id`: changes registration details; 200 with the household
+/// as `GET` shows it. A household that revoked its consent is anonymized and stays so (409).
+/// Everything is checked before anything is stored.
+pub fn update(req: &Request, db: &Db, id: &str) -> ApiResult<Response> {
+    let (_, id) = household(req, db, id, true)?;
+    let body: Map<String, Value> = json_body(req.body())?;
+    if let Some(unknown) = body.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        return Err(bad(format!(
+            "unknown field {unknown:?}: expected {}",
+            FIELDS.join(", ")
+        )));
+    }
+    if body.is_empty() {
+        return Err(bad(format!(
+            "nothing to change: give {}",
+            FIELDS.join(", ")
+        )));
+    }
+    if consent::load(db, &id)?.state == State::Revoked {
+        return Err(ApiError::Conflict(
+            "the household revoked its consent and is anonymized; its registration no longer changes"
+                .into(),
+        ));
+    }
+    let mut body = body;
+    let mut take = |field: &str| body.remove(field);
+    let name = take("name")
+        .map(|v| parse::<String>("name", v).and_then(|n| valid_name(&n)))
+        .transpose()?;
+    let email = take("email")
+        .map(|v| parse::<String>("email", v).and_then(|e| normalized_email(&e)))
+        .transpose()?;
+    let location = take("location")
+        .map(|v| parse::<Location>("location", v).and_then(Location::validate))
+        .transpose()?;
+    let address = take("address")
+        .map(|v| {
+            parse::<Option<Address>>("address", v)?
+                .map(Address::validate)
+                .transpose()
+        })
+        .transpose()?;
+    let metadata = take("metadata")
+        .map(|v| {
+            parse::<Option<Metadata>>("metadata", v)?
+                .map(Metadata::validate)
+                .transpose()
+        })
+        .transpose()?;
+    let pv_systems = take("pv_systems")
+        .map(|v| {
+            parse::<Vec<PvSystem>>("pv_systems", v).and_then(registration::validate_pv_systems)
+        })
+        .transpose()?;
+
+    // The one change that can conflict goes first, so a conflict changes nothing.
+    if name.is_some() || email.is_some() {
+        let result = db.try_query(
+            r#"UPDATE "user" SET name = COALESCE(?, name), email = COALESCE(?, email)
+               WHERE id = (SELECT user FROM household WHERE id = ?)"#,
+            &[
+                name.map_or(spin_sdk::sqlite::Value::Null, text),
+                email.clone().map_or(spin_sdk::sqlite::Value::Null, text),
+                text(&id),
+            ],
+        );
+        match result {
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => {
+                return Err(ApiError::Conflict(format!(
+                    "a participant with email {} is already registered",
+                    email.unwrap_or_default()
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if let Some(location) = &location {
+        registration::store_location(db, &id, location)?;
+    }
+    match address {
+        Some(Some(a)) => registration::store_address(db, &id, &a)?,
+        Some(None) => db.exec("DELETE FROM address WHERE household = ?", &[text(&id)])?,
+        None => {}
+    }
+    match metadata {
+        Some(Some(m)) => registration::store_metadata(db, &id, &m)?,
+        Some(None) => db.exec(
+            "DELETE FROM household_metadata WHERE household = ?",
+            &[text(&id)],
+        )?,
+        None => {}
+    }
+    if let Some(pv_systems) = &pv_systems {
+        db.exec("DELETE FROM pv_system WHERE household = ?", &[text(&id)])?;
+        registration::insert_pv_systems(db, &id, pv_systems)?;
+    }
+    // A revocation that raced this request may have anonymized before the writes above: then
+    // anonymize again (every step is idempotent; a displaced location is never overwritten).
+    if consent::load(db, &id)?.state == State::Revoked {
+        anonymization::anonymize_household(db, &id)?;
+        return Err(ApiError::Conflict(
+            "the household revoked its consent meanwhile and is anonymized".into(),
+        ));
+    }
+    Ok(json_response(200, &details(db, &id)?))
+}
