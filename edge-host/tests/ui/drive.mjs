@@ -1,0 +1,96 @@
+// Drives the web UIs in headless Chromium (Debian's package) through their main tasks, with
+// screenshots. Run by edge-host/tests/web_ui.rs, which starts the cloud and passes:
+// WATTLET_URL, RESEARCHER_TOKEN, ADMIN_TOKEN, ACTIVE_DEVICE (a device that reported its
+// status, in a household with consent), SCREENSHOTS (a directory), PLAYWRIGHT (playwright-core).
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+const { chromium } = require(process.env.PLAYWRIGHT);
+const url = process.env.WATTLET_URL;
+const shots = process.env.SCREENSHOTS;
+
+function check(condition, what) {
+  if (!condition) throw new Error(`UI check failed: ${what}`);
+  console.log(`ok: ${what}`);
+}
+
+const browser = await chromium.launch({
+  executablePath: '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+});
+try {
+  // The test CA is not the browser's; the server is ours on loopback.
+  const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 900 } });
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+
+  // Registration: a researcher registers a participant, then sees them with their consent.
+  await page.goto(`${url}/ui/registration/`);
+  await page.fill('#token', process.env.RESEARCHER_TOKEN);
+  await page.click('#token-form button');
+  await page.fill('input[name=name]', 'Ada Lovelace');
+  await page.fill('input[name=email]', 'ada.ui@example.org');
+  await page.fill('input[name=device]', 'pi-ui-1');
+  await page.selectOption('select[name=meter_model]', 'EHZ');
+  await page.fill('input[name=latitude]', '52.5163');
+  await page.fill('input[name=longitude]', '13.3777');
+  await page.fill('input[name=nuts3]', 'DE300');
+  await page.fill('input[name=street]', 'Unter den Linden');
+  await page.fill('input[name=house_number]', '1');
+  await page.fill('input[name=postal_code]', '10117');
+  await page.fill('input[name=city]', 'Berlin');
+  await page.fill('input[name=country]', 'DE');
+  await page.fill('input[name=kwp]', '7.4');
+  await page.fill('input[name=azimuth]', '180');
+  await page.fill('input[name=tilt]', '30');
+  await page.fill('input[name=installed]', '2021-04-15');
+  await page.click('#register button[type=submit]');
+  const message = page.locator('#register-message');
+  await message.waitFor({ state: 'visible' });
+  const registered = await message.textContent();
+  check(/Registered household [0-9a-f-]{36} with device pi-ui-1/.test(registered), `registered: ${registered}`);
+  const row = page.locator('#households tr', { hasText: 'Ada Lovelace' });
+  await row.waitFor();
+  check((await row.textContent()).includes('not granted'), 'the new participant is listed, consent not granted');
+  check(await page.inputValue('input[name=name]') === '', 'the form is cleared after registering');
+  await page.screenshot({ path: `${shots}/registration.png`, fullPage: true });
+
+  // The same email again: the API's reason is shown, nothing is registered twice.
+  await page.fill('input[name=name]', 'Ada Again');
+  await page.fill('input[name=email]', 'ADA.UI@example.org');
+  await page.fill('input[name=device]', 'pi-ui-2');
+  await page.fill('input[name=latitude]', '52.5');
+  await page.fill('input[name=longitude]', '13.4');
+  await page.click('#register button[type=submit]');
+  await page.locator('#register-message.error').waitFor();
+  const refused = await message.textContent();
+  check(refused.includes('already registered'), `a taken email is refused: ${refused}`);
+  check(await page.locator('#households tr', { hasText: 'Ada' }).count() === 1, 'listed once');
+  await page.screenshot({ path: `${shots}/registration-refused.png`, fullPage: true });
+
+  // Device status: an administrator sees versions, activity and consent of every device.
+  const status = await context.newPage();
+  status.on('pageerror', (e) => errors.push(e.message));
+  await status.goto(`${url}/ui/status/`);
+  await status.fill('#token', 'not-a-token');
+  await status.click('#token-form button');
+  await status.locator('#message.error').waitFor();
+  check((await status.textContent('#message')).includes('invalid bearer token'), 'a wrong token is refused');
+  await status.fill('#token', process.env.ADMIN_TOKEN);
+  await status.click('#token-form button');
+  const active = status.locator(`tr[data-device="${process.env.ACTIVE_DEVICE}"]`);
+  await active.waitFor();
+  const activeText = await active.textContent();
+  check(activeText.includes('meter-parser 0.1.0'), `component versions shown: ${activeText}`);
+  check(await active.locator('td.state-granted').count() === 1, 'consent granted shown');
+  check(/\d+ s ago|\d+ min ago/.test(activeText), `recent activity shown: ${activeText}`);
+  const fresh = await status.locator('tr[data-device="pi-ui-1"]').textContent();
+  check(fresh.includes('Ada Lovelace') && fresh.includes('never'), `a new device has no activity yet: ${fresh}`);
+  await status.screenshot({ path: `${shots}/status.png`, fullPage: true });
+
+  check(errors.length === 0, `no script errors (${errors.join('; ')})`);
+} finally {
+  await browser.close();
+}
