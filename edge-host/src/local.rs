@@ -307,6 +307,32 @@ pub async fn run(
     )?;
     writeln!(
         out,
+        "Web UIs    {cloud}/ui/registration/ and {cloud}/ui/status/ (enter the admin token)"
+    )?;
+    // Each device obtains its participant's link to the device UI, as a real device shows it.
+    for (household, tls) in HOUSEHOLDS.iter().zip(&device_tls) {
+        let (status, body) = https_json(
+            tls,
+            address,
+            "POST",
+            "/api/household/token",
+            None,
+            None,
+            &[],
+        )
+        .await?;
+        match body["ui"].as_str() {
+            Some(link) if status == 201 => {
+                writeln!(out, "Device UI  {:<13} {cloud}{link}", household.name)?;
+            }
+            _ => bail!(
+                "the device of {} got no device UI link: HTTP {status} {body}",
+                household.name
+            ),
+        }
+    }
+    writeln!(
+        out,
         "Measuring every {}, uploading every {}. Readings as they reach the cloud (Ctrl-C stops):",
         humantime::format_duration(options.measure_every),
         humantime::format_duration(options.report_every)

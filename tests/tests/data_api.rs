@@ -605,6 +605,97 @@ async fn access_tokens_carry_a_role_and_restrictions_that_only_narrow() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn participant_tokens_reach_their_own_household_only() {
+    use wattlet_access_token::{Caveat, Token};
+    let household = register().await;
+    let other = register().await;
+    let reply = with_token(
+        ADMIN_TOKEN,
+        Method::POST,
+        "/api/management/token",
+        Some(&json!({ "role": "participant" })),
+    )
+    .await;
+    assert_refused(&reply, StatusCode::BAD_REQUEST, "needs its household");
+    let participant = mint(
+        ADMIN_TOKEN,
+        json!({ "role": "participant", "household": household.id }),
+    )
+    .await;
+
+    let reply = with_token(&participant, Method::GET, "/api/household", None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(reply.body["household"], household.id.as_str());
+    assert_eq!(reply.body["user"]["email"], household.email.as_str());
+    let reply = with_token(&participant, Method::GET, "/api/household/meter", None).await;
+    assert_eq!(
+        reply.body["meters"].as_array().map(Vec::len),
+        Some(2),
+        "{}",
+        reply.text
+    );
+    let reply = with_token(&participant, Method::POST, "/api/household/consent", None).await;
+    assert_eq!(reply.body["state"], "granted", "{}", reply.text);
+    // Uploads and status reports are the device's: they need its certificate.
+    let batch =
+        json!({ "measurements": [measurement(&household.meters[0], "2026-11-23T16:00:00Z", 1.0)] });
+    let reply = with_token(
+        &participant,
+        Method::POST,
+        "/api/household/meter/measurement",
+        Some(&batch),
+    )
+    .await;
+    assert_refused(&reply, StatusCode::UNAUTHORIZED, "client certificate");
+    let reply = with_token(
+        &participant,
+        Method::PUT,
+        "/api/household/measurement_device/status",
+        Some(&json!({})),
+    )
+    .await;
+    assert_refused(&reply, StatusCode::UNAUTHORIZED, "client certificate");
+    // No management, no other household, no widening.
+    let reply = with_token(&participant, Method::GET, "/api/management/household", None).await;
+    assert_refused(&reply, StatusCode::FORBIDDEN, "participant");
+    let reply = with_token(
+        &participant,
+        Method::GET,
+        &format!("/api/household/meter/{}/measurement", other.meters[0]),
+        None,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.text);
+    let token = Token::decode(&participant).expect("token");
+    let two = token
+        .clone()
+        .attenuate(Caveat::Household(other.id.clone()))
+        .encode();
+    let reply = with_token(&two, Method::GET, "/api/household", None).await;
+    assert_refused(&reply, StatusCode::FORBIDDEN, "one household");
+    let read_only = token.attenuate(Caveat::ReadOnly).encode();
+    let reply = with_token(&read_only, Method::DELETE, "/api/household/consent", None).await;
+    assert_refused(&reply, StatusCode::FORBIDDEN, "read-only");
+    let reply = with_token(&read_only, Method::GET, "/api/household/consent", None).await;
+    assert_eq!(reply.body["state"], "granted", "{}", reply.text);
+    // The household changed inside the token: the signature no longer verifies.
+    let (payload, tag) = participant.rsplit_once('.').expect("tag");
+    let swapped = {
+        use base64::Engine as _;
+        let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let text = engine
+            .decode(payload.trim_start_matches("wt1."))
+            .expect("payload");
+        let text = String::from_utf8(text)
+            .expect("utf-8")
+            .replace(&household.id, &other.id);
+        format!("wt1.{}.{tag}", engine.encode(text))
+    };
+    let reply = with_token(&swapped, Method::GET, "/api/household", None).await;
+    assert_refused(&reply, StatusCode::UNAUTHORIZED, "signature");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn researchers_see_and_change_a_participants_registration() {
     use wattlet_access_token::{Caveat, Token};
     let researcher = mint(ADMIN_TOKEN, json!({ "role": "researcher" })).await;

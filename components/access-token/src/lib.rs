@@ -38,6 +38,8 @@ pub enum Role {
     Administrator,
     /// Registers participants and sees their consent; no device administration.
     Researcher,
+    /// A participant, for their own household only (`/api/household/...`); never management.
+    Participant,
 }
 
 impl Role {
@@ -45,6 +47,7 @@ impl Role {
         match self {
             Role::Administrator => "administrator",
             Role::Researcher => "researcher",
+            Role::Participant => "participant",
         }
     }
 
@@ -52,6 +55,7 @@ impl Role {
         match s {
             "administrator" => Some(Role::Administrator),
             "researcher" => Some(Role::Researcher),
+            "participant" => Some(Role::Participant),
             _ => None,
         }
     }
@@ -266,6 +270,10 @@ pub enum Scope<'a> {
 pub enum Denied {
     #[error("this needs an administrator; the token is a researcher's")]
     Role,
+    #[error("a participant's token reaches only the participant's own household endpoints")]
+    Participant,
+    #[error("this is for participants; the token is not a participant's")]
+    NotParticipant,
     #[error("the token is read-only")]
     ReadOnly,
     #[error("the token is restricted to one household")]
@@ -293,6 +301,7 @@ impl Grant {
                 Caveat::Role(Role::Researcher) if operation.needs == Role::Administrator => {
                     return Err(Denied::Role);
                 }
+                Caveat::Role(Role::Participant) => return Err(Denied::Participant),
                 Caveat::ReadOnly if operation.write => return Err(Denied::ReadOnly),
                 Caveat::Household(id) => match operation.scope {
                     Scope::Household(h) if h == id => {}
@@ -303,6 +312,26 @@ impl Grant {
             }
         }
         Ok(())
+    }
+
+    /// For `/api/household/...`: the one household a participant's token speaks for. Every role
+    /// caveat must be `participant` and the household caveats must name one household.
+    pub fn participant_household(&self) -> Result<&str, Denied> {
+        let roles_ok = self
+            .caveats
+            .iter()
+            .all(|c| !matches!(c, Caveat::Role(r) if *r != Role::Participant));
+        let households = self.households();
+        match households.first() {
+            Some(first) if roles_ok && households.iter().all(|h| h == first) => Ok(first),
+            Some(_) if roles_ok => Err(Denied::Household),
+            _ => Err(Denied::NotParticipant),
+        }
+    }
+
+    /// Whether the token is restricted to reading.
+    pub fn read_only(&self) -> bool {
+        self.caveats.contains(&Caveat::ReadOnly)
     }
 
     /// The households the token is restricted to (each must match); empty when unrestricted.
@@ -418,6 +447,43 @@ mod tests {
         let mut reordered = token;
         reordered.caveats.swap(1, 2);
         assert_eq!(reordered.verify(ROOT, NOW), Err(TokenError::BadSignature));
+    }
+
+    #[test]
+    fn participant_tokens_reach_one_household_and_no_management() {
+        let token =
+            Token::mint(ROOT, "p-1", Role::Participant).attenuate(Caveat::Household("h-1".into()));
+        let grant = token.verify(ROOT, NOW).unwrap();
+        assert_eq!(grant.participant_household(), Ok("h-1"));
+        let list = Operation {
+            write: false,
+            needs: Role::Researcher,
+            scope: Scope::Households,
+        };
+        assert_eq!(grant.permits(&list), Err(Denied::Participant));
+        let two = token.clone().attenuate(Caveat::Household("h-2".into()));
+        assert_eq!(
+            two.verify(ROOT, NOW).unwrap().participant_household(),
+            Err(Denied::Household)
+        );
+        let promoted = token.attenuate(Caveat::Role(Role::Administrator));
+        assert_eq!(
+            promoted.verify(ROOT, NOW).unwrap().participant_household(),
+            Err(Denied::NotParticipant)
+        );
+        let researcher = researcher().attenuate(Caveat::Household("h-1".into()));
+        assert_eq!(
+            researcher
+                .verify(ROOT, NOW)
+                .unwrap()
+                .participant_household(),
+            Err(Denied::NotParticipant)
+        );
+        let unscoped = Token::mint(ROOT, "p-2", Role::Participant);
+        assert_eq!(
+            unscoped.verify(ROOT, NOW).unwrap().participant_household(),
+            Err(Denied::NotParticipant)
+        );
     }
 
     #[test]

@@ -24,10 +24,16 @@ use crate::timestamp;
 pub const DEVICE_HEADER: &str = "x-wattlet-client-device";
 pub const EMAIL_HEADER: &str = "x-wattlet-client-email";
 
-/// An authenticated device, acting for its household's participant.
+/// An authenticated device (mutual TLS), acting for its household.
+#[derive(Debug, Clone)]
+pub struct Device {
+    pub device: String,
+    pub household: String,
+}
+
+/// Who acts for a household: its device, or the participant with a token the device obtained.
 #[derive(Debug, Clone)]
 pub struct Participant {
-    pub device: String,
     pub household: String,
 }
 
@@ -43,8 +49,40 @@ fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty())
 }
 
-/// Authenticates a device / participant request and records the device's activity.
+/// Authenticates a household request: a device's client certificate (its activity is
+/// recorded), or else a participant's token (`role=participant`, one household), which the
+/// device obtains with `POST /api/household/token` for the participant's device UI.
 pub fn participant(req: &Request, db: &Db) -> ApiResult<Participant> {
+    if header(req, DEVICE_HEADER).is_some() {
+        return device(req, db).map(|d| Participant {
+            household: d.household,
+        });
+    }
+    let Some(token) = bearer(req) else {
+        return Err(ApiError::Unauthorized(
+            "a client certificate (mutual TLS) or a participant's token is required".into(),
+        ));
+    };
+    let root = token_root_key()?;
+    let grant = Token::decode(token)
+        .and_then(|t| t.verify(&root, unix_now()))
+        .map_err(|e| ApiError::Unauthorized(format!("invalid token: {e}")))?;
+    let household = grant
+        .participant_household()
+        .map_err(|denied| ApiError::Forbidden(denied.to_string()))?
+        .to_owned();
+    if grant.read_only() && *req.method() != spin_sdk::http::Method::Get {
+        return Err(ApiError::Forbidden("the token is read-only".into()));
+    }
+    let known = db.query("SELECT 1 FROM household WHERE id = ?", &[text(&household)])?;
+    if known.rows.is_empty() {
+        return Err(ApiError::Forbidden("unknown household".into()));
+    }
+    Ok(Participant { household })
+}
+
+/// Authenticates a device by its client certificate and records its activity.
+pub fn device(req: &Request, db: &Db) -> ApiResult<Device> {
     let (Some(device), Some(email)) = (header(req, DEVICE_HEADER), header(req, EMAIL_HEADER))
     else {
         return Err(ApiError::Unauthorized(
@@ -79,7 +117,7 @@ pub fn participant(req: &Request, db: &Db) -> ApiResult<Participant> {
         "UPDATE measurement_device SET last_activity = ? WHERE id = ?",
         &[text(timestamp::to_db(timestamp::now())), text(device)],
     )?;
-    Ok(Participant {
+    Ok(Device {
         device: device.to_owned(),
         household,
     })
@@ -107,17 +145,9 @@ pub fn own_meter(req: &Request, db: &Db, meter: &str) -> ApiResult<String> {
 /// derived from `admin_token` ([`wattlet_access_token`]). Says nothing yet about what the
 /// request may do: see [`allow`].
 pub fn management(req: &Request) -> ApiResult<Grant> {
-    let token = header(req, "authorization")
-        .and_then(|v| {
-            let (scheme, token) = v.split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-        })
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| {
-            ApiError::BadBearer(
-                "an administrator's or researcher's bearer token is required".into(),
-            )
-        })?;
+    let token = bearer(req).ok_or_else(|| {
+        ApiError::BadBearer("an administrator's or researcher's bearer token is required".into())
+    })?;
     let secret = admin_secret()?;
     if constant_time_eq(token.as_bytes(), secret.as_bytes()) {
         return Ok(Grant::unrestricted(Role::Administrator));
@@ -126,6 +156,16 @@ pub fn management(req: &Request) -> ApiResult<Grant> {
     Token::decode(token)
         .and_then(|t| t.verify(&root_key(secret.as_bytes()), unix_now()))
         .map_err(invalid)
+}
+
+/// The token of `authorization: Bearer <token>` (the scheme in any case).
+fn bearer(req: &Request) -> Option<&str> {
+    header(req, "authorization")
+        .and_then(|v| {
+            let (scheme, token) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        })
+        .filter(|t| !t.is_empty())
 }
 
 /// The key access tokens are signed with, derived from `admin_token`.

@@ -15,6 +15,7 @@
 //! | POST | /api/management/token | administrator |
 //! | GET | /api/household \[2\] | participant |
 //! | GET, POST \[3\], DELETE \[4\] | /api/household/consent | participant |
+//! | POST | /api/household/token | device |
 //! | GET | /api/household/measurement_device \[5\] | participant |
 //! | PUT | /api/household/measurement_device/status | device |
 //! | GET | /api/household/meter \[6\] | participant |
@@ -75,6 +76,7 @@ enum Endpoint<'a> {
     Regions,
     MintToken,
     Household,
+    ParticipantToken,
     Consent,
     Devices,
     DeviceStatus,
@@ -100,9 +102,10 @@ impl Endpoint<'_> {
             | Endpoint::AnyDisaggregation(_) => "GET",
             Endpoint::CreateOrListHouseholds => "GET, POST",
             Endpoint::Participant(_) => "GET, PATCH",
-            Endpoint::RevokeDevice(_) | Endpoint::UploadMeasurements | Endpoint::MintToken => {
-                "POST"
-            }
+            Endpoint::RevokeDevice(_)
+            | Endpoint::UploadMeasurements
+            | Endpoint::MintToken
+            | Endpoint::ParticipantToken => "POST",
             Endpoint::Consent => "GET, POST, DELETE",
             Endpoint::DeviceStatus | Endpoint::Regions => "PUT",
         }
@@ -122,6 +125,7 @@ fn resolve(path: &str) -> Option<Endpoint<'_>> {
         ["management", "token"] => Endpoint::MintToken,
         ["household"] => Endpoint::Household,
         ["household", "consent"] => Endpoint::Consent,
+        ["household", "token"] => Endpoint::ParticipantToken,
         ["household", "measurement_device"] => Endpoint::Devices,
         ["household", "measurement_device", "status"] => Endpoint::DeviceStatus,
         ["household", "meter"] => Endpoint::Meters,
@@ -172,6 +176,7 @@ fn route(req: &Request) -> ApiResult<Response> {
         (Endpoint::Regions, _) => regions::import(req, &db),
         (Endpoint::MintToken, _) => tokens::mint(req, &db),
         (Endpoint::Household, _) => household::get(req, &db),
+        (Endpoint::ParticipantToken, _) => tokens::mint_participant(req, &db),
         (Endpoint::Consent, Method::Get) => consent::get(req, &db),
         (Endpoint::Consent, Method::Post) => consent::grant(req, &db),
         (Endpoint::Consent, _) => consent::revoke(req, &db),

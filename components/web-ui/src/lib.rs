@@ -4,7 +4,9 @@
 //!
 //! - `/ui/registration/`: researchers register participants and see their consent;
 //! - `/ui/status/`: administrators see every device's versions, last measurement and activity,
-//!   household and consent.
+//!   household and consent;
+//! - `/ui/device/`: the participant's device UI (consent, registration details, own
+//!   measurements as a chart), opened from the link the device obtains with its certificate.
 //!
 //! The crate is a WebAssembly component only: on native targets it is empty.
 #![cfg(target_family = "wasm")]
@@ -40,6 +42,16 @@ const FILES: &[(&str, &str, &str)] = &[
         include_str!("../static/registration/registration.js"),
     ),
     (
+        "/device/",
+        "text/html; charset=utf-8",
+        include_str!("../static/device/index.html"),
+    ),
+    (
+        "/device/device.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../static/device/device.js"),
+    ),
+    (
         "/status/",
         "text/html; charset=utf-8",
         include_str!("../static/status/index.html"),
@@ -55,7 +67,7 @@ const FILES: &[(&str, &str, &str)] = &[
 fn handle(req: Request) -> Response {
     let path = req.path().strip_prefix("/ui").unwrap_or("");
     // `/ui` and `/ui/registration` without the slash: to the directory, so relative links work.
-    if matches!(path, "" | "/registration" | "/status") {
+    if matches!(path, "" | "/registration" | "/status" | "/device") {
         return Response::builder()
             .status(308)
             .header("location", format!("/ui{path}/"))

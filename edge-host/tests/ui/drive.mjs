@@ -1,7 +1,9 @@
 // Drives the web UIs in headless Chromium (Debian's package) through their main tasks, with
 // screenshots. Run by edge-host/tests/web_ui.rs, which starts the cloud and passes:
 // WATTLET_URL, RESEARCHER_TOKEN, ADMIN_TOKEN, ACTIVE_DEVICE (a device that reported its
-// status, in a household with consent), SCREENSHOTS (a directory), PLAYWRIGHT (playwright-core).
+// status, in a household with consent), DEVICE_LINK_ACTIVE (that household's device UI link,
+// MEASUREMENTS of them uploaded), DEVICE_LINK_NEW (a household without consent), SCREENSHOTS
+// (a directory), PLAYWRIGHT (playwright-core).
 import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
@@ -89,6 +91,49 @@ try {
   const fresh = await status.locator('tr[data-device="pi-ui-1"]').textContent();
   check(fresh.includes('Ada Lovelace') && fresh.includes('never'), `a new device has no activity yet: ${fresh}`);
   await status.screenshot({ path: `${shots}/status.png`, fullPage: true });
+
+  // The participant's device UI, opened from the device's link: a new household grants consent.
+  const device = await context.newPage();
+  device.on('pageerror', (e) => errors.push(e.message));
+  await device.goto(`${url}${process.env.DEVICE_LINK_NEW}`);
+  await device.locator('#consent-state').waitFor();
+  check(!device.url().includes('token'), `the token leaves the address bar: ${device.url()}`);
+  check(await device.textContent('#consent-state') === 'not granted', 'consent starts not granted');
+  await device.click('#grant');
+  await device.locator('#consent-state.state-granted').waitFor();
+  check(!(await device.isVisible('#grant')), 'granted: no grant button any more');
+
+  // The household with measurements, its link opened in the same tab: details, the chart, then
+  // the final revocation.
+  await device.goto(`${url}${process.env.DEVICE_LINK_ACTIVE}`);
+  await device.locator('#details', { hasText: 'Grace Hopper' }).waitFor();
+  await device.locator('#chart svg polyline').waitFor();
+  const drawn = await device.getAttribute('#chart svg polyline', 'data-points');
+  check(drawn === process.env.MEASUREMENTS, `the chart draws every measurement: ${drawn}`);
+  const details = await device.textContent('#details');
+  check(details.includes('Grace Hopper') && details.includes('Hauptstraße 5'), `details shown: ${details}`);
+  const warning = await device.textContent('#revoke-warning');
+  check(/final and cannot be undone/.test(warning), 'the revocation warning says it is final');
+  check(await device.isDisabled('#revoke'), 'revoking needs the "final" box ticked first');
+  check(await device.isHidden('#message'), 'no error shown');
+  await device.screenshot({ path: `${shots}/device.png`, fullPage: true });
+  await device.check('#understood');
+  let asked = '';
+  device.once('dialog', (dialog) => { asked = dialog.message(); dialog.accept(); });
+  await device.click('#revoke');
+  await device.locator('#consent-state.state-revoked').waitFor();
+  check(asked.includes('cannot be undone'), `a last confirmation was asked: ${asked}`);
+  await device.locator('#details', { hasText: 'deleted (anonymized)' }).waitFor();
+  const after = await device.textContent('#details');
+  check(!after.includes('Grace Hopper') && !after.includes('Hauptstraße') && after.includes('displaced by'),
+    `anonymized at once: ${after}`);
+  check(!(await device.isVisible('#revoke')) && !(await device.isVisible('#grant')), 'no consent buttons after revocation');
+  await device.screenshot({ path: `${shots}/device-revoked.png`, fullPage: true });
+
+  // Without the link there is no access.
+  const stranger = await (await browser.newContext({ ignoreHTTPSErrors: true })).newPage();
+  await stranger.goto(`${url}/ui/device/`);
+  check((await stranger.textContent('#message')).includes("device's link"), 'no token: told to use the link');
 
   check(errors.length === 0, `no script errors (${errors.join('; ')})`);
 } finally {

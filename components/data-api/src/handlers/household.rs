@@ -136,7 +136,7 @@ const MAX_METERS: usize = 64;
 /// last measurement and each of its meters' state (factory-locked, expected OBIS codes missing).
 /// 204; 403 for a meter not wired to the calling device.
 pub fn put_status(req: &Request, db: &Db) -> ApiResult<Response> {
-    let participant = auth::participant(req, db)?;
+    let caller = auth::device(req, db)?;
     let report: StatusReport = json_body(req.body())?;
     if report.components.len() > MAX_COMPONENTS {
         return Err(bad(format!("components: at most {MAX_COMPONENTS} entries")));
@@ -185,7 +185,7 @@ pub fn put_status(req: &Request, db: &Db) -> ApiResult<Response> {
 
     // Only the caller's own meters, wired to the calling device.
     if !statuses.is_empty() {
-        let mut params = vec![text(&participant.household), text(&participant.device)];
+        let mut params = vec![text(&caller.household), text(&caller.device)];
         params.extend(statuses.iter().map(|(uuid, ..)| text(uuid)));
         let own = db.query(
             &format!(
@@ -212,7 +212,7 @@ pub fn put_status(req: &Request, db: &Db) -> ApiResult<Response> {
         &[
             text(components),
             last_measurement.map_or(Sql::Null, text),
-            text(&participant.device),
+            text(&caller.device),
         ],
     )?;
     let reported_at = timestamp::to_api(timestamp::now());
@@ -220,11 +220,7 @@ pub fn put_status(req: &Request, db: &Db) -> ApiResult<Response> {
         let status = json!({ "locked": locked, "missing": missing, "reported_at": reported_at });
         db.exec(
             "UPDATE meter SET status = ? WHERE uuid = ? AND device = ?",
-            &[
-                text(status.to_string()),
-                text(uuid),
-                text(&participant.device),
-            ],
+            &[text(status.to_string()), text(uuid), text(&caller.device)],
         )?;
     }
     Ok(no_content())

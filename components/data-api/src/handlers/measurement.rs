@@ -54,8 +54,8 @@ struct Checked {
 /// same meter are acknowledged again without a second row. 200 `{"acknowledged":[uuid…]}` in
 /// request order, each as the device sent it (UUIDs are compared case-insensitively).
 pub fn upload(req: &Request, db: &Db) -> ApiResult<Response> {
-    let participant = auth::participant(req, db)?;
-    match consent::load(db, &participant.household)?.state {
+    let caller = auth::device(req, db)?;
+    match consent::load(db, &caller.household)?.state {
         State::Granted => {}
         State::NotGranted => return Err(ApiError::Forbidden("consent not granted".into())),
         State::Revoked => return Err(ApiError::Forbidden("consent revoked".into())),
@@ -106,13 +106,13 @@ pub fn upload(req: &Request, db: &Db) -> ApiResult<Response> {
     for meter in &meters {
         let Some((_, device)) = known
             .get(*meter)
-            .filter(|(household, _)| *household == participant.household)
+            .filter(|(household, _)| *household == caller.household)
         else {
             return Err(ApiError::Forbidden(format!(
                 "meter {meter} does not belong to this household"
             )));
         };
-        if device.as_deref() != Some(participant.device.as_str()) {
+        if device.as_deref() != Some(caller.device.as_str()) {
             return Err(ApiError::Forbidden(format!(
                 "meter {meter} is not wired to this device"
             )));
@@ -180,7 +180,7 @@ pub fn upload(req: &Request, db: &Db) -> ApiResult<Response> {
             "UPDATE measurement_device
              SET last_measurement = MAX(COALESCE(last_measurement, ''), ?1)
              WHERE id = ?2",
-            &[text(latest), text(&participant.device)],
+            &[text(latest), text(&caller.device)],
         )?;
     }
     let acknowledged: Vec<&str> = batch.iter().map(|m| m.sent.as_str()).collect();

@@ -1,5 +1,7 @@
-//! `POST /api/management/token`: administrators mint access tokens for researchers and
-//! administrators. Holders restrict them further on their own (`wattlet token attenuate`).
+//! Minting access tokens: `POST /api/management/token` (administrators, for researchers,
+//! administrators and participants) and `POST /api/household/token` (a device, for its
+//! participant's device UI). Holders restrict them further on their own
+//! (`wattlet token attenuate`).
 
 use serde::Deserialize;
 use serde_json::json;
@@ -42,14 +44,14 @@ pub fn mint(req: &Request, db: &Db) -> ApiResult<Response> {
     let body: MintRequest = json_body(req.body())?;
     let role = Role::parse(&body.role).ok_or_else(|| {
         bad(format!(
-            "role: {:?} is not administrator or researcher",
+            "role: {:?} is not administrator, researcher or participant",
             body.role
         ))
     })?;
-    let mut id = [0u8; 16];
-    getrandom::fill(&mut id)
-        .map_err(|e| ApiError::Internal(format!("no secure random source: {e}")))?;
-    let mut token = Token::mint(&auth::token_root_key()?, &hex::encode(id), role);
+    if role == Role::Participant && body.household.is_none() {
+        return Err(bad("household: a participant's token needs its household"));
+    }
+    let mut token = new_token(role)?;
     for caveat in grant.caveats() {
         if let Caveat::ExpiresAt(_) = caveat {
             token = token.attenuate(caveat.clone());
@@ -78,5 +80,42 @@ pub fn mint(req: &Request, db: &Db) -> ApiResult<Response> {
     Ok(json_response(
         201,
         &json!({ "token": token.encode(), "caveats": caveats }),
+    ))
+}
+
+/// How long the token a device obtains for its participant lasts.
+const PARTICIPANT_TOKEN_SECONDS: u64 = 12 * 3600;
+
+/// `POST /api/household/token` (device, mutual TLS): a participant's token for the device's
+/// household, valid 12 h → 201 `{"token","expires_at","ui":"/ui/device/#token=…"}`. The device
+/// shows the link to its participant; the token stays in the URL fragment, which browsers do
+/// not send to servers.
+pub fn mint_participant(req: &Request, db: &Db) -> ApiResult<Response> {
+    let device = auth::device(req, db)?;
+    let expires = auth::unix_now() + PARTICIPANT_TOKEN_SECONDS;
+    let token = new_token(Role::Participant)?
+        .attenuate(Caveat::Household(device.household))
+        .attenuate(Caveat::ExpiresAt(expires));
+    let expires_at = i64::try_from(expires)
+        .ok()
+        .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
+        .map(timestamp::to_api)
+        .ok_or_else(|| ApiError::Internal("expiry out of range".into()))?;
+    let token = token.encode();
+    Ok(json_response(
+        201,
+        &json!({ "token": token, "expires_at": expires_at, "ui": format!("/ui/device/#token={token}") }),
+    ))
+}
+
+/// A token for `role` with a random id, signed with the key derived from `admin_token`.
+fn new_token(role: Role) -> ApiResult<Token> {
+    let mut id = [0u8; 16];
+    getrandom::fill(&mut id)
+        .map_err(|e| ApiError::Internal(format!("no secure random source: {e}")))?;
+    Ok(Token::mint(
+        &auth::token_root_key()?,
+        &hex::encode(id),
+        role,
     ))
 }

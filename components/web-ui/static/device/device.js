@@ -1,0 +1,162 @@
+// The participant's device UI: consent (grant; revoke, which is final), registration details and
+// the household's own measurements as a chart. The token comes from the device's link
+// (`#token=…`, from POST /api/household/token); it is moved to this tab's storage and removed
+// from the address bar.
+import { api, el, show, token } from '/ui/api.js';
+
+const message = document.getElementById('message');
+
+// OBIS codes of power, in the order a chart prefers them (kW).
+const POWER = [['0100100700ff', 'sum power'], ['0100010700ff', 'import power'], ['0100020700ff', 'export power']];
+const ENERGY = ['0100010800ff', 'energy import'];
+
+function takeTokenFromLink() {
+  const match = /^#token=(wt1\.[A-Za-z0-9_.-]+)$/.exec(window.location.hash);
+  if (match) {
+    sessionStorage.setItem('wattlet-token', match[1]);
+    history.replaceState(null, '', window.location.pathname);
+  }
+}
+
+function row(label, value) {
+  return el('tr', {}, el('th', {}, label), el('td', {}, value ?? '—'));
+}
+
+function renderDetails(household) {
+  const { user, address, location, metadata } = household;
+  const rows = [row('Household', household.household)];
+  rows.push(row('Participant', user ? `${user.name} <${user.email}>` : 'deleted (anonymized)'));
+  rows.push(row('Address', address
+    ? `${address.street} ${address.house_number}, ${address.postal_code} ${address.city}, ${address.country}`
+    : 'none'));
+  if (location) {
+    const moved = location.displacement ? ` (displaced by ${Math.round(location.displacement.distance_m)} m)` : '';
+    rows.push(row('Location', `${location.latitude.toFixed(5)}, ${location.longitude.toFixed(5)}${moved}`));
+  }
+  if (metadata) {
+    rows.push(row('People', `${metadata.adults} adults (${metadata.employed_adults} employed), ${metadata.children} children`));
+    const has = ['ev_charger', 'heat_pump', 'home_battery'].filter((k) => metadata[k]).map((k) => k.replace('_', ' '));
+    rows.push(row('Equipment', has.length ? has.join(', ') : 'none'));
+  }
+  document.getElementById('details').replaceChildren(...rows);
+  document.getElementById('details-section').hidden = false;
+}
+
+function renderConsent(consent) {
+  document.getElementById('consent-state').textContent = consent.state.replace('_', ' ');
+  document.getElementById('consent-state').className = `state-${consent.state}`;
+  const since = consent.state === 'revoked' ? consent.revoked_at : consent.granted_at;
+  document.getElementById('consent-since').textContent = since ? `since ${new Date(since).toLocaleString()}` : '';
+  document.getElementById('grant-box').hidden = consent.state !== 'not_granted';
+  document.getElementById('revoke-box').hidden = consent.state !== 'granted';
+  document.getElementById('consent-section').hidden = false;
+}
+
+// A line chart of one quantity over time, as SVG (no library: a polyline and two axes).
+function chart(points, label, unit) {
+  const width = 760, height = 260, left = 60, bottom = 30;
+  const ns = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(ns, 'svg');
+  svg.setAttribute('viewBox', `0 0 ${width} ${height}`);
+  svg.setAttribute('width', width);
+  svg.setAttribute('role', 'img');
+  svg.setAttribute('aria-label', `${label} in ${unit}`);
+  const add = (tag, attributes, text) => {
+    const node = document.createElementNS(ns, tag);
+    for (const [k, v] of Object.entries(attributes)) node.setAttribute(k, v);
+    if (text !== undefined) node.textContent = text;
+    svg.append(node);
+    return node;
+  };
+  const t0 = points[0].t, t1 = points[points.length - 1].t;
+  let lo = Math.min(...points.map((p) => p.v)), hi = Math.max(...points.map((p) => p.v));
+  if (hi === lo) { hi += 1; lo -= 1; }
+  const x = (t) => left + (t1 === t0 ? 0.5 : (t - t0) / (t1 - t0)) * (width - left - 10);
+  const y = (v) => 10 + (1 - (v - lo) / (hi - lo)) * (height - bottom - 10);
+  add('line', { x1: left, y1: 10, x2: left, y2: height - bottom, stroke: '#8a979f' });
+  add('line', { x1: left, y1: height - bottom, x2: width - 10, y2: height - bottom, stroke: '#8a979f' });
+  add('text', { x: left - 6, y: 16, 'text-anchor': 'end', 'font-size': 12 }, hi.toFixed(3));
+  add('text', { x: left - 6, y: height - bottom, 'text-anchor': 'end', 'font-size': 12 }, lo.toFixed(3));
+  add('text', { x: left, y: height - 8, 'font-size': 12 }, new Date(t0).toLocaleString());
+  add('text', { x: width - 10, y: height - 8, 'text-anchor': 'end', 'font-size': 12 }, new Date(t1).toLocaleString());
+  add('polyline', {
+    points: points.map((p) => `${x(p.t).toFixed(1)},${y(p.v).toFixed(1)}`).join(' '),
+    fill: 'none', stroke: '#2e7d5b', 'stroke-width': 2, 'data-points': points.length,
+  });
+  return svg;
+}
+
+// Each load counts up; an older load that finishes late (another link was opened meanwhile)
+// draws nothing.
+let generation = 0;
+
+async function renderMeasurements(meter, mine = generation) {
+  const { measurements } = await api('GET', `/api/household/meter/${meter}/measurement?limit=10000`);
+  if (mine !== generation) return;
+  const box = document.getElementById('chart');
+  const caption = document.getElementById('chart-caption');
+  const value = (m, code) => {
+    for (const entry of m.data) if (code in entry) return entry[code];
+    return undefined;
+  };
+  const [code, label] = POWER.find(([c]) => measurements.some((m) => value(m, c) !== undefined)) || ENERGY;
+  const unit = code === ENERGY[0] ? 'kWh' : 'kW';
+  const points = measurements
+    .map((m) => ({ t: Date.parse(m.measured_at), v: value(m, code) }))
+    .filter((p) => typeof p.v === 'number');
+  if (points.length === 0) {
+    caption.textContent = 'No measurements yet.';
+    box.replaceChildren();
+    return;
+  }
+  caption.textContent = `${label} (${unit}), ${points.length} measurements`;
+  box.replaceChildren(chart(points, label, unit));
+}
+
+async function load() {
+  const mine = ++generation;
+  message.hidden = true;
+  try {
+    const household = await api('GET', '/api/household');
+    if (mine !== generation) return;
+    renderConsent(household.consent);
+    renderDetails(household);
+    const { meters } = await api('GET', '/api/household/meter');
+    if (mine !== generation) return;
+    const select = document.getElementById('meter');
+    select.replaceChildren(...meters.map((m) => el('option', { value: m.uuid }, `${m.model} ${m.type.toLowerCase()}`)));
+    document.getElementById('chart-section').hidden = meters.length === 0;
+    if (meters.length) await renderMeasurements(select.value, mine);
+  } catch (error) {
+    if (mine === generation) show(message, 'error', `Cannot load your household: ${error.message}`);
+  }
+}
+
+async function changeConsent(method) {
+  try {
+    renderConsent(await api(method, '/api/household/consent'));
+    await load();
+  } catch (error) {
+    show(message, 'error', `Consent not changed: ${error.message}`);
+  }
+}
+
+takeTokenFromLink();
+// Another device link opened in this tab: the same page, a new token.
+window.addEventListener('hashchange', () => {
+  takeTokenFromLink();
+  load();
+});
+document.getElementById('grant').addEventListener('click', () => changeConsent('POST'));
+document.getElementById('understood').addEventListener('change', (event) => {
+  document.getElementById('revoke').disabled = !event.target.checked;
+});
+document.getElementById('revoke').addEventListener('click', () => {
+  if (window.confirm('Revoke consent for good? This cannot be undone.')) changeConsent('DELETE');
+});
+document.getElementById('meter').addEventListener('change', (event) => renderMeasurements(event.target.value));
+if (token()) {
+  load();
+} else {
+  show(message, 'error', "Open this page with your measurement device's link: it carries your access.");
+}
