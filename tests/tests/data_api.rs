@@ -627,6 +627,11 @@ async fn participant_tokens_reach_their_own_household_only() {
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
     assert_eq!(reply.body["household"], household.id.as_str());
     assert_eq!(reply.body["user"]["email"], household.email.as_str());
+    let reply = with_token(&participant, Method::GET, "/api/account", None).await;
+    assert_eq!(
+        reply.body,
+        json!({ "household": household.id, "user": { "name": "Erika Mustermann", "email": household.email } })
+    );
     let reply = with_token(&participant, Method::GET, "/api/household/meter", None).await;
     assert_eq!(
         reply.body["meters"].as_array().map(Vec::len),
@@ -729,6 +734,45 @@ async fn researchers_see_and_change_a_participants_registration() {
     assert_eq!(reply.body["address"]["city"], "Bremen");
     assert_eq!(reply.body["metadata"]["heat_pump"], true);
     assert_eq!(reply.body["pv_systems"][0]["nominal_power_kwp"], 4.2);
+    // Wiring the PV meter to the new PV system, then replacing the PV systems, which unwires it.
+    let pv = reply.body["pv_systems"][0]["uuid"]
+        .as_str()
+        .expect("pv uuid")
+        .to_owned();
+    let pv_meter = household.meters[1].clone();
+    let wiring = json!({ "meters": [{ "uuid": pv_meter.to_uppercase(), "pv_systems": [pv] }] });
+    let reply = with_token(&researcher, Method::PATCH, &path, Some(&wiring)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let wired = |body: &Value| -> Value {
+        body["meters"]
+            .as_array()
+            .and_then(|meters| meters.iter().find(|m| m["uuid"] == pv_meter.as_str()))
+            .map(|m| m["pv_systems"].clone())
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(wired(&reply.body), json!([pv]), "{}", reply.text);
+    for (body, needle) in [
+        (
+            json!({ "meters": [{ "uuid": other.meters[1], "pv_systems": [pv] }] }),
+            "not a meter of this household",
+        ),
+        (
+            json!({ "meters": [{ "uuid": pv_meter, "pv_systems": [uuid4()] }] }),
+            "not a PV system of this household",
+        ),
+        (
+            json!({ "meters": [{ "uuid": pv_meter, "pv_systems": [] }], "pv_systems": [] }),
+            "request of their own",
+        ),
+    ] {
+        let reply = with_token(&researcher, Method::PATCH, &path, Some(&body)).await;
+        assert_refused(&reply, StatusCode::BAD_REQUEST, needle);
+    }
+    let replace = json!({ "pv_systems": [{ "nominal_power_kwp": 5.0, "azimuth": 180.0,
+                                          "tilt": 30.0, "installation_date": "2023-03-01" }] });
+    let reply = with_token(&researcher, Method::PATCH, &path, Some(&replace)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(wired(&reply.body), json!([]), "{}", reply.text);
     let reply = with_token(
         &researcher,
         Method::PATCH,
@@ -980,6 +1024,13 @@ async fn invalid_registrations_get_400_with_a_reason() {
         ),
         (with("unexpected", json!(1)), "unknown field"),
         (
+            with(
+                "meters",
+                json!([{ "type": "PV-GENERATION", "model": "EASY", "pv_systems": [1] }]),
+            ),
+            "meters[0].pv_systems: no PV system 1",
+        ),
+        (
             with("location", json!({ "latitude": 90.5, "longitude": 0.0 })),
             "location.latitude",
         ),
@@ -1095,6 +1146,7 @@ async fn participant_endpoints_need_a_client_certificate() {
     let meter = uuid4();
     let read = format!("/api/household/meter/{meter}/measurement");
     let endpoints = [
+        (Method::GET, "/api/account"),
         (Method::GET, "/api/household"),
         (Method::GET, "/api/household/pv_system"),
         (Method::GET, "/api/household/consent"),
@@ -1134,7 +1186,7 @@ async fn routing_health_and_json_errors() {
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
     assert_eq!(reply.body["status"], "ok");
     assert_eq!(reply.body["database"], "ok");
-    assert_eq!(reply.body["schema_version"], 3);
+    assert_eq!(reply.body["schema_version"], 4);
     let reply = send(Method::GET, "/api/version", b"", &[]).await;
     assert_eq!(reply.status, StatusCode::OK);
     assert!(reply.body["version"].is_string());
@@ -1348,7 +1400,10 @@ async fn revocation_anonymizes_at_once_and_leaves_no_trace() {
         "/api/management/household",
         Some(&json!({
             "name": name, "email": email, "device": device,
-            "meters": [{ "type": "ELECTRICITY", "model": "MT681" }],
+            "meters": [
+                { "type": "ELECTRICITY", "model": "MT681" },
+                { "type": "PV-GENERATION", "model": "EASY", "pv_systems": [0, 1] },
+            ],
             // No density is known for this region: ρ = 0, the largest displacement.
             "location": { "latitude": latitude, "longitude": longitude, "nuts3": "DE999" },
             "address": { "street": street, "house_number": "7a", "postal_code": "10115",
@@ -1369,6 +1424,11 @@ async fn revocation_anonymizes_at_once_and_leaves_no_trace() {
         .as_str()
         .expect("meter")
         .to_owned();
+    assert_eq!(
+        reply.body["meters"][1]["pv_systems"], reply.body["pv_systems"],
+        "{}",
+        reply.text
+    );
     let client = device_client(&device, &email);
 
     let mut needles: Vec<(&str, Vec<u8>)> = vec![
@@ -1419,6 +1479,8 @@ async fn revocation_anonymizes_at_once_and_leaves_no_trace() {
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
     assert_eq!(reply.body["user"], Value::Null, "{}", reply.text);
     assert_eq!(reply.body["address"], Value::Null, "{}", reply.text);
+    let account = call(&client, Method::GET, "/api/account", None).await;
+    assert_eq!(account.body["user"], Value::Null, "{}", account.text);
     assert_eq!(reply.body["consent"]["state"], "revoked");
     assert_eq!(reply.body["metadata"]["children"], 2, "metadata stays");
     let location = &reply.body["location"];

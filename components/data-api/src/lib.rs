@@ -13,6 +13,7 @@
 //! | POST | /api/management/device/:id/revoke | administrator |
 //! | PUT | /api/management/nuts3_region | administrator |
 //! | POST | /api/management/token | administrator |
+//! | GET | /api/account \[1\] | participant |
 //! | GET | /api/household \[2\] | participant |
 //! | GET, POST \[3\], DELETE \[4\] | /api/household/consent | participant |
 //! | POST | /api/household/token | device |
@@ -75,6 +76,7 @@ enum Endpoint<'a> {
     RevokeDevice(&'a str),
     Regions,
     MintToken,
+    Account,
     Household,
     ParticipantToken,
     Consent,
@@ -93,6 +95,7 @@ impl Endpoint<'_> {
         match self {
             Endpoint::Health
             | Endpoint::Version
+            | Endpoint::Account
             | Endpoint::Household
             | Endpoint::Devices
             | Endpoint::Meters
@@ -123,6 +126,7 @@ fn resolve(path: &str) -> Option<Endpoint<'_>> {
         ["management", "device", id, "revoke"] if !id.is_empty() => Endpoint::RevokeDevice(id),
         ["management", "nuts3_region"] => Endpoint::Regions,
         ["management", "token"] => Endpoint::MintToken,
+        ["account"] => Endpoint::Account,
         ["household"] => Endpoint::Household,
         ["household", "consent"] => Endpoint::Consent,
         ["household", "token"] => Endpoint::ParticipantToken,
@@ -175,6 +179,7 @@ fn route(req: &Request) -> ApiResult<Response> {
         (Endpoint::RevokeDevice(id), _) => management::revoke_device(req, &db, id),
         (Endpoint::Regions, _) => regions::import(req, &db),
         (Endpoint::MintToken, _) => tokens::mint(req, &db),
+        (Endpoint::Account, _) => household::account(req, &db),
         (Endpoint::Household, _) => household::get(req, &db),
         (Endpoint::ParticipantToken, _) => tokens::mint_participant(req, &db),
         (Endpoint::Consent, Method::Get) => consent::get(req, &db),

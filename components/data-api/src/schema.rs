@@ -173,6 +173,18 @@ pub const MIGRATIONS: &[Migration] = &[
             SELECT household, revoked_at FROM consent WHERE state = 'revoked'",
         ],
     },
+    Migration {
+        version: 4,
+        statements: &[
+            // Which PV systems a meter measures (a PV-generation meter, or a two-way meter).
+            r#"CREATE TABLE IF NOT EXISTS meter_pv_system (
+            meter TEXT NOT NULL REFERENCES meter(uuid),
+            pv_system TEXT NOT NULL REFERENCES pv_system(uuid),
+            PRIMARY KEY (meter, pv_system)
+        )"#,
+            "CREATE INDEX IF NOT EXISTS meter_pv_system_pv ON meter_pv_system(pv_system)",
+        ],
+    },
 ];
 
 /// The version the code expects.

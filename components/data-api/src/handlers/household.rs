@@ -21,7 +21,8 @@ use crate::{json_response, no_content};
 pub const DEVICE_COLUMNS: &str =
     "id, component_versions, last_measurement, last_activity, revoked_at";
 /// The columns [`meter_json`] reads, in order.
-pub const METER_COLUMNS: &str = "uuid, type, model, device, status";
+pub const METER_COLUMNS: &str = "uuid, type, model, device, status, \
+     (SELECT json_group_array(w.pv_system) FROM meter_pv_system w WHERE w.meter = meter.uuid)";
 
 /// A device from [`DEVICE_COLUMNS`] starting at column `at`.
 pub fn device_json(row: &RowResult, at: usize) -> ApiResult<Value> {
@@ -42,7 +43,31 @@ pub fn meter_json(row: &RowResult, at: usize) -> ApiResult<Value> {
         "model": col_required(row, at + 2)?,
         "device": col_text(row, at + 3),
         "status": col_json(row, at + 4),
+        "pv_systems": col_json(row, at + 5),
     }))
+}
+
+/// `GET /api/account` \[1\]: `{"household","user":{"name","email"}|null}`: the participant's
+/// account (`null` once the household is anonymized).
+pub fn account(req: &Request, db: &Db) -> ApiResult<Response> {
+    let participant = auth::participant(req, db)?;
+    let user = user_json(db, &participant.household)?;
+    Ok(json_response(
+        200,
+        &json!({ "household": participant.household, "user": user }),
+    ))
+}
+
+/// The household's contact as `{"name","email"}`, `null` once anonymized.
+fn user_json(db: &Db, household: &str) -> ApiResult<Value> {
+    let user = db.query(
+        r#"SELECT u.name, u.email FROM household h JOIN "user" u ON u.id = h.user WHERE h.id = ?"#,
+        &[text(household)],
+    )?;
+    Ok(match user.rows.first() {
+        Some(row) => json!({ "name": col_required(row, 0)?, "email": col_required(row, 1)? }),
+        None => Value::Null,
+    })
 }
 
 /// `GET /api/household` \[2\]: `{"household","user","consent","location","address","metadata"}`;
@@ -50,14 +75,7 @@ pub fn meter_json(row: &RowResult, at: usize) -> ApiResult<Value> {
 /// its `displacement`.
 pub fn get(req: &Request, db: &Db) -> ApiResult<Response> {
     let participant = auth::participant(req, db)?;
-    let user = db.query(
-        r#"SELECT u.name, u.email FROM household h JOIN "user" u ON u.id = h.user WHERE h.id = ?"#,
-        &[text(&participant.household)],
-    )?;
-    let user = match user.rows.first() {
-        Some(row) => json!({ "name": col_required(row, 0)?, "email": col_required(row, 1)? }),
-        None => Value::Null,
-    };
+    let user = user_json(db, &participant.household)?;
     let mut body = registration::details_json(db, &participant.household)?;
     body["household"] = json!(participant.household);
     body["user"] = user;

@@ -46,12 +46,16 @@ struct NewMeter {
     #[serde(rename = "type")]
     kind: String,
     model: String,
+    /// The PV systems it measures, as indices into the registration's `pv_systems`.
+    #[serde(default)]
+    pv_systems: Vec<usize>,
 }
 
 struct Meter {
     uuid: String,
     kind: String,
     model: String,
+    pv_systems: Vec<usize>,
 }
 
 /// `POST /api/management/household`: a participant, their household (consent `not_granted`),
@@ -84,10 +88,21 @@ pub fn create_household(req: &Request, db: &Db) -> ApiResult<Response> {
         if !seen.insert(uuid.clone()) {
             return Err(bad(format!("meters[{i}].uuid: {uuid} appears twice")));
         }
+        if let Some(&index) = meter
+            .pv_systems
+            .iter()
+            .find(|&&index| index >= body.pv_systems.len())
+        {
+            return Err(bad(format!(
+                "meters[{i}].pv_systems: no PV system {index} (pv_systems has {})",
+                body.pv_systems.len()
+            )));
+        }
         meters.push(Meter {
             uuid,
             kind: validate::one_of(&format!("meters[{i}].type"), &meter.kind, METER_TYPES)?,
             model: validate::one_of(&format!("meters[{i}].model"), &meter.model, METER_MODELS)?,
+            pv_systems: meter.pv_systems.clone(),
         });
     }
     let details = Details::validate(body.location, body.address, body.metadata, body.pv_systems)?;
@@ -148,14 +163,22 @@ pub fn create_household(req: &Request, db: &Db) -> ApiResult<Response> {
     };
     let household = Uuid::new_v4().hyphenated().to_string();
     let result = insert_rest(db, user, &household, &device, &meters)
-        .and_then(|()| details.insert(db, &household));
+        .and_then(|()| details.insert(db, &household))
+        .and_then(|()| wire(db, &meters, &details));
     if let Err(e) = result {
         undo(db, user, &household);
         return Err(e);
     }
     let meters: Vec<Value> = meters
         .iter()
-        .map(|m| json!({ "uuid": m.uuid, "type": m.kind, "model": m.model }))
+        .map(|m| {
+            let pv: Vec<&str> = m
+                .pv_systems
+                .iter()
+                .filter_map(|&i| details.pv_systems.get(i).map(|(uuid, _)| uuid.as_str()))
+                .collect();
+            json!({ "uuid": m.uuid, "type": m.kind, "model": m.model, "pv_systems": pv })
+        })
         .collect();
     let pv_systems: Vec<&str> = details
         .pv_systems
@@ -167,6 +190,23 @@ pub fn create_household(req: &Request, db: &Db) -> ApiResult<Response> {
         &json!({ "household": household, "device": device, "meters": meters,
                  "pv_systems": pv_systems }),
     ))
+}
+
+/// Links each meter to the PV systems it measures (indices checked on validation).
+fn wire(db: &Db, meters: &[Meter], details: &Details) -> ApiResult<()> {
+    for meter in meters {
+        for &index in &meter.pv_systems {
+            let (pv_system, _) = details
+                .pv_systems
+                .get(index)
+                .ok_or_else(|| ApiError::Internal(format!("PV system {index} unchecked")))?;
+            db.exec(
+                "INSERT OR IGNORE INTO meter_pv_system (meter, pv_system) VALUES (?, ?)",
+                &[text(&meter.uuid), text(pv_system)],
+            )?;
+        }
+    }
+    Ok(())
 }
 
 fn insert_rest(
@@ -222,7 +262,11 @@ fn insert_rest(
 
 /// Removes a half-made registration (best effort; each statement is harmless if nothing matches).
 fn undo(db: &Db, user: i64, household: &str) {
-    let details = registration::DELETE_STATEMENTS.map(|sql| (sql, vec![text(household)]));
+    let details = std::iter::once((
+        "DELETE FROM meter_pv_system WHERE meter IN (SELECT uuid FROM meter WHERE household = ?)",
+        vec![text(household)],
+    ))
+    .chain(registration::DELETE_STATEMENTS.map(|sql| (sql, vec![text(household)])));
     let statements: [(&str, Vec<Sql>); 5] = [
         (
             "DELETE FROM meter WHERE household = ?",

@@ -99,7 +99,54 @@ const FIELDS: &[&str] = &[
     "address",
     "metadata",
     "pv_systems",
+    "meters",
 ];
+
+/// A meter's new wiring: the household's PV systems it measures (replacing its links).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Wiring {
+    uuid: String,
+    pv_systems: Vec<String>,
+}
+
+/// Checks that every meter and PV system named is the household's; returns them normalized.
+fn check_wiring(
+    db: &Db,
+    household: &str,
+    wiring: Vec<Wiring>,
+) -> ApiResult<Vec<(String, Vec<String>)>> {
+    let owned = |table: &str, uuid: &str| -> ApiResult<bool> {
+        Ok(!db
+            .query(
+                &format!("SELECT 1 FROM {table} WHERE uuid = ? AND household = ?"),
+                &[text(uuid), text(household)],
+            )?
+            .rows
+            .is_empty())
+    };
+    let mut checked = Vec::with_capacity(wiring.len());
+    for (i, meter) in wiring.into_iter().enumerate() {
+        let uuid = validate::uuid(&format!("meters[{i}].uuid"), &meter.uuid)?;
+        if !owned("meter", &uuid)? {
+            return Err(bad(format!(
+                "meters[{i}].uuid: not a meter of this household"
+            )));
+        }
+        let mut pv_systems = Vec::with_capacity(meter.pv_systems.len());
+        for (j, pv) in meter.pv_systems.iter().enumerate() {
+            let pv = validate::uuid(&format!("meters[{i}].pv_systems[{j}]"), pv)?;
+            if !owned("pv_system", &pv)? {
+                return Err(bad(format!(
+                    "meters[{i}].pv_systems[{j}]: not a PV system of this household"
+                )));
+            }
+            pv_systems.push(pv);
+        }
+        checked.push((uuid, pv_systems));
+    }
+    Ok(checked)
+}
 
 fn parse<T: serde::de::DeserializeOwned>(field: &str, value: Value) -> ApiResult<T> {
     serde_json::from_value(value).map_err(|e| bad(format!("{field}: {e}")))
@@ -159,6 +206,15 @@ pub fn update(req: &Request, db: &Db, id: &str) -> ApiResult<Response> {
             parse::<Vec<PvSystem>>("pv_systems", v).and_then(registration::validate_pv_systems)
         })
         .transpose()?;
+    let wiring = match take("meters") {
+        Some(_) if pv_systems.is_some() => {
+            return Err(bad(
+                "meters: wire meters in a request of their own after replacing the PV systems",
+            ));
+        }
+        Some(v) => check_wiring(db, &id, parse::<Vec<Wiring>>("meters", v)?)?,
+        None => Vec::new(),
+    };
 
     // The one change that can conflict goes first, so a conflict changes nothing.
     if name.is_some() || email.is_some() {
@@ -199,8 +255,25 @@ pub fn update(req: &Request, db: &Db, id: &str) -> ApiResult<Response> {
         None => {}
     }
     if let Some(pv_systems) = &pv_systems {
+        db.exec(
+            "DELETE FROM meter_pv_system
+             WHERE pv_system IN (SELECT uuid FROM pv_system WHERE household = ?)",
+            &[text(&id)],
+        )?;
         db.exec("DELETE FROM pv_system WHERE household = ?", &[text(&id)])?;
         registration::insert_pv_systems(db, &id, pv_systems)?;
+    }
+    for (meter, pv_systems) in &wiring {
+        db.exec(
+            "DELETE FROM meter_pv_system WHERE meter = ?",
+            &[text(meter)],
+        )?;
+        for pv_system in pv_systems {
+            db.exec(
+                "INSERT OR IGNORE INTO meter_pv_system (meter, pv_system) VALUES (?, ?)",
+                &[text(meter), text(pv_system)],
+            )?;
+        }
     }
     // A revocation that raced this request may have anonymized before the writes above: then
     // anonymize again (every step is idempotent; a displaced location is never overwritten).
