@@ -196,6 +196,32 @@ pub fn allow(grant: &Grant, operation: &Operation<'_>) -> ApiResult<()> {
         .map_err(|denied| ApiError::Forbidden(denied.to_string()))
 }
 
+/// Authorizes an operation on one existing row: `lookup` selects the row's household by `key`
+/// (`SELECT household FROM … WHERE … = ?`); no row is 404 with `missing`. Returns the household.
+pub fn allow_household_of(
+    grant: &Grant,
+    db: &Db,
+    (lookup, key, missing): (&str, &str, &str),
+    write: bool,
+    needs: Role,
+) -> ApiResult<String> {
+    let household = db
+        .query(lookup, &[text(key)])?
+        .rows
+        .first()
+        .and_then(|row| col_text(row, 0))
+        .ok_or_else(|| ApiError::NotFound(missing.to_owned()))?;
+    allow(
+        grant,
+        &Operation {
+            write,
+            needs,
+            scope: wattlet_access_token::Scope::Household(&household),
+        },
+    )?;
+    Ok(household)
+}
+
 /// Authenticates and authorizes in one step, for operations whose households are known up front.
 pub fn management_for(req: &Request, operation: &Operation<'_>) -> ApiResult<Grant> {
     let grant = management(req)?;

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 use spin_sdk::http::{Request, Response};
 use spin_sdk::sqlite::Value as Sql;
-use wattlet_access_token::{Operation, Role, Scope};
+use wattlet_access_token::Role;
 
 use crate::auth;
 use crate::db::{Db, col_json, col_required, col_text, text};
@@ -27,22 +27,16 @@ pub fn read_any(req: &Request, db: &Db, meter: &str) -> ApiResult<Response> {
     let grant = auth::management(req)?;
     let not_found = || ApiError::NotFound("no such meter".into());
     let meter = validate::uuid("meter", meter).map_err(|_| not_found())?;
-    let owner = db.query(
-        "SELECT household FROM meter WHERE uuid = ?",
-        &[text(&meter)],
-    )?;
-    let household = owner
-        .rows
-        .first()
-        .and_then(|row| col_text(row, 0))
-        .ok_or_else(not_found)?;
-    auth::allow(
+    auth::allow_household_of(
         &grant,
-        &Operation {
-            write: false,
-            needs: Role::Researcher,
-            scope: Scope::Household(&household),
-        },
+        db,
+        (
+            "SELECT household FROM meter WHERE uuid = ?",
+            &meter,
+            "no such meter",
+        ),
+        false,
+        Role::Researcher,
     )?;
     list(req, db, &meter)
 }

@@ -93,18 +93,34 @@ pub fn list_pv_systems(req: &Request, db: &Db) -> ApiResult<Response> {
     ))
 }
 
+/// The household's devices, as [`device_json`] shows them, by id.
+pub fn devices_of(db: &Db, household: &str) -> ApiResult<Vec<Value>> {
+    db.query(
+        &format!("SELECT {DEVICE_COLUMNS} FROM measurement_device WHERE household = ? ORDER BY id"),
+        &[text(household)],
+    )?
+    .rows
+    .iter()
+    .map(|row| device_json(row, 0))
+    .collect()
+}
+
+/// The household's meters, as [`meter_json`] shows them, by uuid.
+pub fn meters_of(db: &Db, household: &str) -> ApiResult<Vec<Value>> {
+    db.query(
+        &format!("SELECT {METER_COLUMNS} FROM meter WHERE household = ? ORDER BY uuid"),
+        &[text(household)],
+    )?
+    .rows
+    .iter()
+    .map(|row| meter_json(row, 0))
+    .collect()
+}
+
 /// `GET /api/household/measurement_device` \[5\]: `{"household","devices":[…]}`.
 pub fn list_devices(req: &Request, db: &Db) -> ApiResult<Response> {
     let participant = auth::participant(req, db)?;
-    let rows = db.query(
-        &format!("SELECT {DEVICE_COLUMNS} FROM measurement_device WHERE household = ? ORDER BY id"),
-        &[text(&participant.household)],
-    )?;
-    let devices = rows
-        .rows
-        .iter()
-        .map(|row| device_json(row, 0))
-        .collect::<ApiResult<Vec<_>>>()?;
+    let devices = devices_of(db, &participant.household)?;
     Ok(json_response(
         200,
         &json!({ "household": participant.household, "devices": devices }),
@@ -114,15 +130,7 @@ pub fn list_devices(req: &Request, db: &Db) -> ApiResult<Response> {
 /// `GET /api/household/meter` \[6\]: `{"household","meters":[…]}`.
 pub fn list_meters(req: &Request, db: &Db) -> ApiResult<Response> {
     let participant = auth::participant(req, db)?;
-    let rows = db.query(
-        &format!("SELECT {METER_COLUMNS} FROM meter WHERE household = ? ORDER BY uuid"),
-        &[text(&participant.household)],
-    )?;
-    let meters = rows
-        .rows
-        .iter()
-        .map(|row| meter_json(row, 0))
-        .collect::<ApiResult<Vec<_>>>()?;
+    let meters = meters_of(db, &participant.household)?;
     Ok(json_response(
         200,
         &json!({ "household": participant.household, "meters": meters }),

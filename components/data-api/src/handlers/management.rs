@@ -400,22 +400,16 @@ pub fn revoke_device(req: &Request, db: &Db, id: &str) -> ApiResult<Response> {
     let grant = auth::management(req)?;
     let not_found = || ApiError::NotFound("no such device".into());
     let id = validate::device_id("device", id).map_err(|_| not_found())?;
-    let owner = db.query(
-        "SELECT household FROM measurement_device WHERE id = ?",
-        &[text(&id)],
-    )?;
-    let household = owner
-        .rows
-        .first()
-        .and_then(|row| col_text(row, 0))
-        .ok_or_else(not_found)?;
-    auth::allow(
+    auth::allow_household_of(
         &grant,
-        &Operation {
-            write: true,
-            needs: Role::Administrator,
-            scope: Scope::Household(&household),
-        },
+        db,
+        (
+            "SELECT household FROM measurement_device WHERE id = ?",
+            &id,
+            "no such device",
+        ),
+        true,
+        Role::Administrator,
     )?;
     let revoked = db.query(
         "UPDATE measurement_device SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL

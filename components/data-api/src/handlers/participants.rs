@@ -2,14 +2,14 @@
 
 use serde_json::{Map, Value, json};
 use spin_sdk::http::{Request, Response};
-use wattlet_access_token::{Grant, Operation, Role, Scope};
+use wattlet_access_token::{Grant, Role};
 
 use crate::anonymization;
 use crate::auth;
 use crate::db::{Db, col_text, is_unique_violation, text};
 use crate::error::{ApiError, ApiResult};
 use crate::handlers::consent::{self, State};
-use crate::handlers::household::{DEVICE_COLUMNS, METER_COLUMNS, device_json, meter_json};
+use crate::handlers::household;
 use crate::handlers::management::{normalized_email, valid_name};
 use crate::json_response;
 use crate::registration::{self, Address, Location, Metadata, PvSystem};
@@ -19,22 +19,18 @@ use crate::validate::{self, bad, json_body};
 /// Resolves `id` to an existing household the token may reach for `write`.
 fn household(req: &Request, db: &Db, id: &str, write: bool) -> ApiResult<(Grant, String)> {
     let grant = auth::management(req)?;
-    let not_found = || ApiError::NotFound("no such household".into());
-    let id = validate::uuid("household", id).map_err(|_| not_found())?;
-    if db
-        .query("SELECT 1 FROM household WHERE id = ?", &[text(&id)])?
-        .rows
-        .is_empty()
-    {
-        return Err(not_found());
-    }
-    auth::allow(
+    let id = validate::uuid("household", id)
+        .map_err(|_| ApiError::NotFound("no such household".into()))?;
+    let id = auth::allow_household_of(
         &grant,
-        &Operation {
-            write,
-            needs: Role::Researcher,
-            scope: Scope::Household(&id),
-        },
+        db,
+        (
+            "SELECT id FROM household WHERE id = ?",
+            &id,
+            "no such household",
+        ),
+        write,
+        Role::Researcher,
     )?;
     Ok((grant, id))
 }
@@ -65,28 +61,8 @@ fn details(db: &Db, id: &str) -> ApiResult<Value> {
     };
     body["consent"] = consent::load(db, id)?.json();
     body["pv_systems"] = json!(registration::pv_systems_json(db, id)?);
-    let devices = db.query(
-        &format!("SELECT {DEVICE_COLUMNS} FROM measurement_device WHERE household = ? ORDER BY id"),
-        &[text(id)],
-    )?;
-    body["devices"] = json!(
-        devices
-            .rows
-            .iter()
-            .map(|r| device_json(r, 0))
-            .collect::<ApiResult<Vec<_>>>()?
-    );
-    let meters = db.query(
-        &format!("SELECT {METER_COLUMNS} FROM meter WHERE household = ? ORDER BY uuid"),
-        &[text(id)],
-    )?;
-    body["meters"] = json!(
-        meters
-            .rows
-            .iter()
-            .map(|r| meter_json(r, 0))
-            .collect::<ApiResult<Vec<_>>>()?
-    );
+    body["devices"] = json!(household::devices_of(db, id)?);
+    body["meters"] = json!(household::meters_of(db, id)?);
     Ok(body)
 }
 
