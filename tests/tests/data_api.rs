@@ -768,6 +768,62 @@ async fn researchers_see_and_change_a_participants_registration() {
         let reply = with_token(&researcher, Method::PATCH, &path, Some(&body)).await;
         assert_refused(&reply, StatusCode::BAD_REQUEST, needle);
     }
+    // A second device, a new meter on it measuring the PV system, the first meter moved to it.
+    let second = unique("dev");
+    let change = json!({
+        "devices": [second],
+        "meters": [
+            { "type": "PV-GENERATION", "model": "DD3", "device": second, "pv_systems": [pv] },
+            { "uuid": household.meters[0], "device": second },
+        ],
+    });
+    let reply = with_token(&researcher, Method::PATCH, &path, Some(&change)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let devices: Vec<&str> = reply.body["devices"]
+        .as_array()
+        .expect("devices")
+        .iter()
+        .filter_map(|d| d["id"].as_str())
+        .collect();
+    assert!(devices.contains(&second.as_str()), "{}", reply.text);
+    let meters = reply.body["meters"].as_array().expect("meters");
+    assert_eq!(meters.len(), 3, "{}", reply.text);
+    let added = meters
+        .iter()
+        .find(|m| m["model"] == "DD3")
+        .expect("the new meter");
+    assert_eq!(added["device"], second.as_str());
+    assert_eq!(added["pv_systems"], json!([pv]));
+    let moved = meters
+        .iter()
+        .find(|m| m["uuid"] == household.meters[0].as_str())
+        .expect("the first meter");
+    assert_eq!(moved["device"], second.as_str());
+    for (body, status, needle) in [
+        (
+            json!({ "devices": [other.device] }),
+            StatusCode::CONFLICT,
+            "already registered",
+        ),
+        (
+            json!({ "meters": [{ "type": "ELECTRICITY", "model": "EHZ" }] }),
+            StatusCode::BAD_REQUEST,
+            "needs its device",
+        ),
+        (
+            json!({ "meters": [{ "uuid": household.meters[0], "type": "PV-GENERATION" }] }),
+            StatusCode::BAD_REQUEST,
+            "do not change",
+        ),
+        (
+            json!({ "meters": [{ "uuid": household.meters[0], "device": other.device }] }),
+            StatusCode::BAD_REQUEST,
+            "not a device of this household",
+        ),
+    ] {
+        let reply = with_token(&researcher, Method::PATCH, &path, Some(&body)).await;
+        assert_refused(&reply, status, needle);
+    }
     let replace = json!({ "pv_systems": [{ "nominal_power_kwp": 5.0, "azimuth": 180.0,
                                           "tilt": 30.0, "installation_date": "2023-03-01" }] });
     let reply = with_token(&researcher, Method::PATCH, &path, Some(&replace)).await;

@@ -2,6 +2,8 @@
 
 use serde_json::{Map, Value, json};
 use spin_sdk::http::{Request, Response};
+use spin_sdk::sqlite::Value as Sql;
+use uuid::Uuid;
 use wattlet_access_token::{Grant, Role};
 
 use crate::anonymization;
@@ -14,7 +16,7 @@ use crate::handlers::management::{normalized_email, valid_name};
 use crate::json_response;
 use crate::registration::{self, Address, Location, Metadata, PvSystem};
 use crate::timestamp;
-use crate::validate::{self, bad, json_body};
+use crate::validate::{self, METER_MODELS, METER_TYPES, bad, json_body};
 
 /// Resolves `id` to an existing household the token may reach for `write`.
 fn household(req: &Request, db: &Db, id: &str, write: bool) -> ApiResult<(Grant, String)> {
@@ -75,53 +77,184 @@ const FIELDS: &[&str] = &[
     "address",
     "metadata",
     "pv_systems",
+    "devices",
     "meters",
 ];
 
-/// A meter's new wiring: the household's PV systems it measures (replacing its links).
+/// A meter to add (no `uuid`, or one not registered yet; `type`, `model`, `device` required) or
+/// one of the household's meters to rewire (its `device`, its `pv_systems`).
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Wiring {
-    uuid: String,
-    pv_systems: Vec<String>,
+struct MeterChange {
+    #[serde(default)]
+    uuid: Option<String>,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    device: Option<String>,
+    #[serde(default)]
+    pv_systems: Option<Vec<String>>,
 }
 
-/// Checks that every meter and PV system named is the household's; returns them normalized.
-fn check_wiring(
+/// A checked [`MeterChange`], uuids normalized.
+struct CheckedMeter {
+    uuid: String,
+    /// `Some((type, model))` for a new meter.
+    new: Option<(String, String)>,
+    device: Option<String>,
+    pv_systems: Option<Vec<String>>,
+}
+
+/// Checks added devices (`devices`) and meter changes against the household: new ids are free,
+/// named meters, devices and PV systems are the household's (or added by this request).
+fn check_meters(
     db: &Db,
     household: &str,
-    wiring: Vec<Wiring>,
-) -> ApiResult<Vec<(String, Vec<String>)>> {
-    let owned = |table: &str, uuid: &str| -> ApiResult<bool> {
-        Ok(!db
-            .query(
-                &format!("SELECT 1 FROM {table} WHERE uuid = ? AND household = ?"),
-                &[text(uuid), text(household)],
-            )?
+    devices: &[String],
+    changes: Vec<MeterChange>,
+) -> ApiResult<Vec<CheckedMeter>> {
+    let owner = |sql: &str, key: &str| -> ApiResult<Option<String>> {
+        Ok(db
+            .query(sql, &[text(key)])?
             .rows
-            .is_empty())
+            .first()
+            .and_then(|row| col_text(row, 0)))
     };
-    let mut checked = Vec::with_capacity(wiring.len());
-    for (i, meter) in wiring.into_iter().enumerate() {
-        let uuid = validate::uuid(&format!("meters[{i}].uuid"), &meter.uuid)?;
-        if !owned("meter", &uuid)? {
-            return Err(bad(format!(
-                "meters[{i}].uuid: not a meter of this household"
+    let ours = |owner: Option<String>| owner.as_deref() == Some(household);
+    for device in devices {
+        if owner(
+            "SELECT household FROM measurement_device WHERE id = ?",
+            device,
+        )?
+        .is_some()
+        {
+            return Err(ApiError::Conflict(format!(
+                "device {device} is already registered"
             )));
         }
-        let mut pv_systems = Vec::with_capacity(meter.pv_systems.len());
-        for (j, pv) in meter.pv_systems.iter().enumerate() {
-            let pv = validate::uuid(&format!("meters[{i}].pv_systems[{j}]"), pv)?;
-            if !owned("pv_system", &pv)? {
+    }
+    let mut checked = Vec::with_capacity(changes.len());
+    for (i, change) in changes.into_iter().enumerate() {
+        let at = |field: &str| format!("meters[{i}].{field}");
+        let uuid = match &change.uuid {
+            Some(u) => validate::uuid(&at("uuid"), u)?,
+            None => Uuid::new_v4().hyphenated().to_string(),
+        };
+        let existing = owner("SELECT household FROM meter WHERE uuid = ?", &uuid)?;
+        if existing.is_some() && !ours(existing.clone()) {
+            return Err(bad(format!(
+                "{}: not a meter of this household",
+                at("uuid")
+            )));
+        }
+        let new = match (existing.is_some(), &change.kind, &change.model) {
+            (true, None, None) => None,
+            (true, _, _) => {
                 return Err(bad(format!(
-                    "meters[{i}].pv_systems[{j}]: not a PV system of this household"
+                    "{}: the type and model of a registered meter do not change",
+                    at("type")
                 )));
             }
-            pv_systems.push(pv);
-        }
-        checked.push((uuid, pv_systems));
+            (false, Some(kind), Some(model)) => Some((
+                validate::one_of(&at("type"), kind, METER_TYPES)?,
+                validate::one_of(&at("model"), model, METER_MODELS)?,
+            )),
+            (false, _, _) => {
+                return Err(bad(format!(
+                    "{}: a new meter needs type, model and device",
+                    at("uuid")
+                )));
+            }
+        };
+        let device = match &change.device {
+            Some(d) => {
+                let d = validate::device_id(&at("device"), d)?;
+                let registered = ours(owner(
+                    "SELECT household FROM measurement_device WHERE id = ?",
+                    &d,
+                )?);
+                if !registered && !devices.contains(&d) {
+                    return Err(bad(format!(
+                        "{}: {d} is not a device of this household",
+                        at("device")
+                    )));
+                }
+                Some(d)
+            }
+            None if new.is_some() => {
+                return Err(bad(format!(
+                    "{}: a new meter needs its device",
+                    at("device")
+                )));
+            }
+            None => None,
+        };
+        let pv_systems = match change.pv_systems {
+            Some(list) => {
+                let mut normalized = Vec::with_capacity(list.len());
+                for (j, pv) in list.iter().enumerate() {
+                    let pv = validate::uuid(&at(&format!("pv_systems[{j}]")), pv)?;
+                    if !ours(owner(
+                        "SELECT household FROM pv_system WHERE uuid = ?",
+                        &pv,
+                    )?) {
+                        return Err(bad(format!(
+                            "{}: not a PV system of this household",
+                            at(&format!("pv_systems[{j}]"))
+                        )));
+                    }
+                    normalized.push(pv);
+                }
+                Some(normalized)
+            }
+            None => None,
+        };
+        checked.push(CheckedMeter {
+            uuid,
+            new,
+            device,
+            pv_systems,
+        });
     }
     Ok(checked)
+}
+
+/// Stores checked meter changes: new meters, then each meter's device and PV systems.
+fn apply_meters(db: &Db, household: &str, meters: &[CheckedMeter]) -> ApiResult<()> {
+    for meter in meters {
+        if let Some((kind, model)) = &meter.new {
+            db.exec(
+                "INSERT INTO meter (uuid, household, device, type, model) VALUES (?, ?, ?, ?, ?)",
+                &[
+                    text(&meter.uuid),
+                    text(household),
+                    meter.device.clone().map_or(Sql::Null, text),
+                    text(kind),
+                    text(model),
+                ],
+            )?;
+        } else if let Some(device) = &meter.device {
+            db.exec(
+                "UPDATE meter SET device = ? WHERE uuid = ?",
+                &[text(device), text(&meter.uuid)],
+            )?;
+        }
+        if let Some(pv_systems) = &meter.pv_systems {
+            db.exec(
+                "DELETE FROM meter_pv_system WHERE meter = ?",
+                &[text(&meter.uuid)],
+            )?;
+            for pv_system in pv_systems {
+                db.exec(
+                    "INSERT OR IGNORE INTO meter_pv_system (meter, pv_system) VALUES (?, ?)",
+                    &[text(&meter.uuid), text(pv_system)],
+                )?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn parse<T: serde::de::DeserializeOwned>(field: &str, value: Value) -> ApiResult<T> {
@@ -182,14 +315,22 @@ pub fn update(req: &Request, db: &Db, id: &str) -> ApiResult<Response> {
             parse::<Vec<PvSystem>>("pv_systems", v).and_then(registration::validate_pv_systems)
         })
         .transpose()?;
-    let wiring = match take("meters") {
+    let devices = take("devices")
+        .map(|v| parse::<Vec<String>>("devices", v))
+        .transpose()?
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .map(|(i, d)| validate::device_id(&format!("devices[{i}]"), d))
+        .collect::<ApiResult<Vec<_>>>()?;
+    let meters = match take("meters") {
         Some(_) if pv_systems.is_some() => {
             return Err(bad(
                 "meters: wire meters in a request of their own after replacing the PV systems",
             ));
         }
-        Some(v) => check_wiring(db, &id, parse::<Vec<Wiring>>("meters", v)?)?,
-        None => Vec::new(),
+        Some(v) => check_meters(db, &id, &devices, parse::<Vec<MeterChange>>("meters", v)?)?,
+        None => check_meters(db, &id, &devices, Vec::new())?,
     };
 
     // The one change that can conflict goes first, so a conflict changes nothing.
@@ -198,8 +339,8 @@ pub fn update(req: &Request, db: &Db, id: &str) -> ApiResult<Response> {
             r#"UPDATE "user" SET name = COALESCE(?, name), email = COALESCE(?, email)
                WHERE id = (SELECT user FROM household WHERE id = ?)"#,
             &[
-                name.map_or(spin_sdk::sqlite::Value::Null, text),
-                email.clone().map_or(spin_sdk::sqlite::Value::Null, text),
+                name.map_or(Sql::Null, text),
+                email.clone().map_or(Sql::Null, text),
                 text(&id),
             ],
         );
@@ -239,18 +380,21 @@ pub fn update(req: &Request, db: &Db, id: &str) -> ApiResult<Response> {
         db.exec("DELETE FROM pv_system WHERE household = ?", &[text(&id)])?;
         registration::insert_pv_systems(db, &id, pv_systems)?;
     }
-    for (meter, pv_systems) in &wiring {
-        db.exec(
-            "DELETE FROM meter_pv_system WHERE meter = ?",
-            &[text(meter)],
-        )?;
-        for pv_system in pv_systems {
-            db.exec(
-                "INSERT OR IGNORE INTO meter_pv_system (meter, pv_system) VALUES (?, ?)",
-                &[text(meter), text(pv_system)],
-            )?;
+    for device in &devices {
+        match db.try_query(
+            "INSERT INTO measurement_device (id, household) VALUES (?, ?)",
+            &[text(device), text(&id)],
+        ) {
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => {
+                return Err(ApiError::Conflict(format!(
+                    "device {device} is already registered"
+                )));
+            }
+            Err(e) => return Err(e.into()),
         }
     }
+    apply_meters(db, &id, &meters)?;
     // A revocation that raced this request may have anonymized before the writes above: then
     // anonymize again (every step is idempotent; a displaced location is never overwritten).
     if consent::load(db, &id)?.state == State::Revoked {
