@@ -7,7 +7,9 @@
 //! always strips these headers from incoming requests first, so the component may trust them.
 //! A request is authenticated when the device exists, is not revoked and its household's user
 //! has the certificate's email (an anonymized household has no user: then the device alone);
-//! revocation is checked on every request, not only at handshake.
+//! revocation is checked on every request, not only at handshake. Without a certificate, a
+//! participant's token (`role=participant`, one household; `POST /api/household/token`) reaches
+//! the household's endpoints, but never uploads or status reports.
 //!
 //! **Administrators and researchers** send `authorization: Bearer <token>`: the Spin variable
 //! `admin_token` itself (compared in constant time), or an attenuable access token
