@@ -4,7 +4,7 @@ use serde_json::{Map, Value, json};
 use spin_sdk::http::{Request, Response};
 use spin_sdk::sqlite::Value as Sql;
 use uuid::Uuid;
-use wattlet_access_token::{Grant, Role};
+use wattlet_access_token::Role;
 
 use crate::anonymization;
 use crate::auth;
@@ -19,11 +19,11 @@ use crate::timestamp;
 use crate::validate::{self, METER_MODELS, METER_TYPES, bad, json_body};
 
 /// Resolves `id` to an existing household the token may reach for `write`.
-fn household(req: &Request, db: &Db, id: &str, write: bool) -> ApiResult<(Grant, String)> {
+fn reachable(req: &Request, db: &Db, id: &str, write: bool) -> ApiResult<String> {
     let grant = auth::management(req)?;
     let id = validate::uuid("household", id)
         .map_err(|_| ApiError::NotFound("no such household".into()))?;
-    let id = auth::allow_household_of(
+    auth::allow_household_of(
         &grant,
         db,
         (
@@ -33,14 +33,13 @@ fn household(req: &Request, db: &Db, id: &str, write: bool) -> ApiResult<(Grant,
         ),
         write,
         Role::Researcher,
-    )?;
-    Ok((grant, id))
+    )
 }
 
 /// `GET /api/management/household/:id`: the participant (or `null` once anonymized), consent,
 /// registration details, PV systems, devices and meters.
 pub fn get(req: &Request, db: &Db, id: &str) -> ApiResult<Response> {
-    let (_, id) = household(req, db, id, false)?;
+    let id = reachable(req, db, id, false)?;
     Ok(json_response(200, &details(db, &id)?))
 }
 
@@ -265,7 +264,7 @@ fn parse<T: serde::de::DeserializeOwned>(field: &str, value: Value) -> ApiResult
 /// as `GET` shows it. A household that revoked its consent is anonymized and stays so (409).
 /// Everything is checked before anything is stored.
 pub fn update(req: &Request, db: &Db, id: &str) -> ApiResult<Response> {
-    let (_, id) = household(req, db, id, true)?;
+    let id = reachable(req, db, id, true)?;
     let body: Map<String, Value> = json_body(req.body())?;
     if let Some(unknown) = body.keys().find(|k| !FIELDS.contains(&k.as_str())) {
         return Err(bad(format!(
