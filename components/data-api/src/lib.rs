@@ -24,7 +24,7 @@
 //! | POST | /api/household/meter/measurement \[8\] | device |
 //! | GET | /api/household/meter/:uuid/measurement \[7\] | participant |
 //! | GET | /api/household/meter/:uuid/disaggregation | participant |
-//! | GET | /api/management/meter/:uuid/disaggregation | administrator |
+//! | GET | /api/management/meter/:uuid/disaggregation | researcher, administrator |
 //!
 //! Authentication is described in [`auth`]. Unknown paths get a JSON 404, a known path with the
 //! wrong method a JSON 405 with `allow`. Errors are `{"error": "<message>"}`.
