@@ -186,20 +186,8 @@ fn draw_once(db: &Db, household: &str) -> ApiResult<anonymizer::Draw> {
 
 /// The contact to drop; empty once a previous attempt deleted it.
 fn contact(db: &Db, household: &str) -> ApiResult<anonymizer::Contact> {
-    let rows = db.query(
-        r#"SELECT u.name, u.email FROM household h JOIN "user" u ON u.id = h.user WHERE h.id = ?"#,
-        &[text(household)],
-    )?;
-    Ok(match rows.rows.first() {
-        Some(row) => anonymizer::Contact {
-            name: col_required(row, 0)?,
-            email: col_required(row, 1)?,
-        },
-        None => anonymizer::Contact {
-            name: String::new(),
-            email: String::new(),
-        },
-    })
+    let (name, email) = crate::registration::contact(db, household)?.unwrap_or_default();
+    Ok(anonymizer::Contact { name, email })
 }
 
 fn address(db: &Db, household: &str) -> ApiResult<Option<anonymizer::Address>> {

@@ -249,6 +249,18 @@ pub const DELETE_STATEMENTS: [&str; 4] = [
     "DELETE FROM location WHERE household = ?",
 ];
 
+/// The household's contact `(name, email)`; `None` once anonymized.
+pub fn contact(db: &Db, household: &str) -> ApiResult<Option<(String, String)>> {
+    let rows = db.query(
+        r#"SELECT u.name, u.email FROM household h JOIN "user" u ON u.id = h.user WHERE h.id = ?"#,
+        &[text(household)],
+    )?;
+    rows.rows
+        .first()
+        .map(|row| Ok((col_required(row, 0)?, col_required(row, 1)?)))
+        .transpose()
+}
+
 /// `{"location","address","metadata"}` of a household as stored (after anonymization: the
 /// displaced location with its displacement, no address).
 pub fn details_json(db: &Db, household: &str) -> ApiResult<Value> {

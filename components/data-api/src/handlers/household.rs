@@ -60,27 +60,27 @@ pub fn account(req: &Request, db: &Db) -> ApiResult<Response> {
 
 /// The household's contact as `{"name","email"}`, `null` once anonymized.
 fn user_json(db: &Db, household: &str) -> ApiResult<Value> {
-    let user = db.query(
-        r#"SELECT u.name, u.email FROM household h JOIN "user" u ON u.id = h.user WHERE h.id = ?"#,
-        &[text(household)],
-    )?;
-    Ok(match user.rows.first() {
-        Some(row) => json!({ "name": col_required(row, 0)?, "email": col_required(row, 1)? }),
+    Ok(match registration::contact(db, household)? {
+        Some((name, email)) => json!({ "name": name, "email": email }),
         None => Value::Null,
     })
 }
 
-/// `GET /api/household` \[2\]: `{"household","user","consent","location","address","metadata"}`;
-/// once anonymized, `user` and `address` are `null` and the location is the displaced one with
-/// its `displacement`.
+/// A household as its participant sees it:
+/// `{"household","user","consent","location","address","metadata"}`.
+pub fn view(db: &Db, household: &str) -> ApiResult<Value> {
+    let mut body = registration::details_json(db, household)?;
+    body["household"] = json!(household);
+    body["user"] = user_json(db, household)?;
+    body["consent"] = consent::load(db, household)?.json();
+    Ok(body)
+}
+
+/// `GET /api/household` \[2\]: the household's [`view`]; once anonymized, `user` and `address`
+/// are `null` and the location is the displaced one with its `displacement`.
 pub fn get(req: &Request, db: &Db) -> ApiResult<Response> {
     let participant = auth::participant(req, db)?;
-    let user = user_json(db, &participant.household)?;
-    let mut body = registration::details_json(db, &participant.household)?;
-    body["household"] = json!(participant.household);
-    body["user"] = user;
-    body["consent"] = consent::load(db, &participant.household)?.json();
-    Ok(json_response(200, &body))
+    Ok(json_response(200, &view(db, &participant.household)?))
 }
 
 /// `GET /api/household/pv_system` \[9\]: `{"household","pv_systems":[…]}`.

@@ -43,24 +43,13 @@ pub fn get(req: &Request, db: &Db, id: &str) -> ApiResult<Response> {
     Ok(json_response(200, &details(db, &id)?))
 }
 
+/// The participant's [`household::view`] with its creation time, PV systems, devices and meters.
 fn details(db: &Db, id: &str) -> ApiResult<Value> {
-    let mut body = registration::details_json(db, id)?;
-    let row = db.query(
-        r#"SELECT h.created_at, u.name, u.email FROM household h
-           LEFT JOIN "user" u ON u.id = h.user WHERE h.id = ?"#,
-        &[text(id)],
-    )?;
-    let row = row
-        .rows
-        .first()
-        .ok_or_else(|| ApiError::NotFound("no such household".into()))?;
-    body["household"] = json!(id);
-    body["created_at"] = json!(timestamp::db_to_api(col_text(row, 0)));
-    body["user"] = match (col_text(row, 1), col_text(row, 2)) {
-        (Some(name), Some(email)) => json!({ "name": name, "email": email }),
-        _ => Value::Null,
-    };
-    body["consent"] = consent::load(db, id)?.json();
+    let mut body = household::view(db, id)?;
+    let created = db.query("SELECT created_at FROM household WHERE id = ?", &[text(id)])?;
+    body["created_at"] = json!(timestamp::db_to_api(
+        created.rows.first().and_then(|row| col_text(row, 0))
+    ));
     body["pv_systems"] = json!(registration::pv_systems_json(db, id)?);
     body["devices"] = json!(household::devices_of(db, id)?);
     body["meters"] = json!(household::meters_of(db, id)?);
