@@ -242,7 +242,8 @@ pub fn insert_pv_systems(
 }
 
 /// The statements that remove every detail of `household` (undoing a failed registration).
-pub const DELETE_STATEMENTS: [&str; 4] = [
+pub const DELETE_STATEMENTS: [&str; 5] = [
+    "DELETE FROM meter_pv_system WHERE meter IN (SELECT uuid FROM meter WHERE household = ?)",
     "DELETE FROM pv_system WHERE household = ?",
     "DELETE FROM household_metadata WHERE household = ?",
     "DELETE FROM address WHERE household = ?",

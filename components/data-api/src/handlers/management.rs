@@ -55,7 +55,8 @@ struct Meter {
     uuid: String,
     kind: String,
     model: String,
-    pv_systems: Vec<usize>,
+    /// The uuids of the PV systems it measures.
+    pv_systems: Vec<String>,
 }
 
 /// `POST /api/management/household`: a participant, their household (consent `not_granted`),
@@ -78,6 +79,7 @@ pub fn create_household(req: &Request, db: &Db) -> ApiResult<Response> {
     if body.meters.is_empty() || body.meters.len() > MAX_METERS {
         return Err(bad(format!("meters: 1–{MAX_METERS} meters required")));
     }
+    let details = Details::validate(body.location, body.address, body.metadata, body.pv_systems)?;
     let mut meters = Vec::with_capacity(body.meters.len());
     let mut seen = BTreeSet::new();
     for (i, meter) in body.meters.iter().enumerate() {
@@ -88,24 +90,24 @@ pub fn create_household(req: &Request, db: &Db) -> ApiResult<Response> {
         if !seen.insert(uuid.clone()) {
             return Err(bad(format!("meters[{i}].uuid: {uuid} appears twice")));
         }
-        if let Some(&index) = meter
+        let pv_systems = meter
             .pv_systems
             .iter()
-            .find(|&&index| index >= body.pv_systems.len())
-        {
-            return Err(bad(format!(
-                "meters[{i}].pv_systems: no PV system {index} (pv_systems has {})",
-                body.pv_systems.len()
-            )));
-        }
+            .map(|&index| match details.pv_systems.get(index) {
+                Some((uuid, _)) => Ok(uuid.clone()),
+                None => Err(bad(format!(
+                    "meters[{i}].pv_systems: no PV system {index} (pv_systems has {})",
+                    details.pv_systems.len()
+                ))),
+            })
+            .collect::<ApiResult<Vec<_>>>()?;
         meters.push(Meter {
             uuid,
             kind: validate::one_of(&format!("meters[{i}].type"), &meter.kind, METER_TYPES)?,
             model: validate::one_of(&format!("meters[{i}].model"), &meter.model, METER_MODELS)?,
-            pv_systems: meter.pv_systems.clone(),
+            pv_systems,
         });
     }
-    let details = Details::validate(body.location, body.address, body.metadata, body.pv_systems)?;
 
     // Clear 409s first; the UNIQUE constraints below catch anything that races past these.
     if !db
@@ -164,21 +166,14 @@ pub fn create_household(req: &Request, db: &Db) -> ApiResult<Response> {
     let household = Uuid::new_v4().hyphenated().to_string();
     let result = insert_rest(db, user, &household, &device, &meters)
         .and_then(|()| details.insert(db, &household))
-        .and_then(|()| wire(db, &meters, &details));
+        .and_then(|()| wire(db, &meters));
     if let Err(e) = result {
         undo(db, user, &household);
         return Err(e);
     }
     let meters: Vec<Value> = meters
         .iter()
-        .map(|m| {
-            let pv: Vec<&str> = m
-                .pv_systems
-                .iter()
-                .filter_map(|&i| details.pv_systems.get(i).map(|(uuid, _)| uuid.as_str()))
-                .collect();
-            json!({ "uuid": m.uuid, "type": m.kind, "model": m.model, "pv_systems": pv })
-        })
+        .map(|m| json!({ "uuid": m.uuid, "type": m.kind, "model": m.model, "pv_systems": m.pv_systems }))
         .collect();
     let pv_systems: Vec<&str> = details
         .pv_systems
@@ -192,14 +187,10 @@ pub fn create_household(req: &Request, db: &Db) -> ApiResult<Response> {
     ))
 }
 
-/// Links each meter to the PV systems it measures (indices checked on validation).
-fn wire(db: &Db, meters: &[Meter], details: &Details) -> ApiResult<()> {
+/// Links each meter to the PV systems it measures.
+fn wire(db: &Db, meters: &[Meter]) -> ApiResult<()> {
     for meter in meters {
-        for &index in &meter.pv_systems {
-            let (pv_system, _) = details
-                .pv_systems
-                .get(index)
-                .ok_or_else(|| ApiError::Internal(format!("PV system {index} unchecked")))?;
+        for pv_system in &meter.pv_systems {
             db.exec(
                 "INSERT OR IGNORE INTO meter_pv_system (meter, pv_system) VALUES (?, ?)",
                 &[text(&meter.uuid), text(pv_system)],
@@ -262,11 +253,7 @@ fn insert_rest(
 
 /// Removes a half-made registration (best effort; each statement is harmless if nothing matches).
 fn undo(db: &Db, user: i64, household: &str) {
-    let details = std::iter::once((
-        "DELETE FROM meter_pv_system WHERE meter IN (SELECT uuid FROM meter WHERE household = ?)",
-        vec![text(household)],
-    ))
-    .chain(registration::DELETE_STATEMENTS.map(|sql| (sql, vec![text(household)])));
+    let details = registration::DELETE_STATEMENTS.map(|sql| (sql, vec![text(household)]));
     let statements: [(&str, Vec<Sql>); 5] = [
         (
             "DELETE FROM meter WHERE household = ?",
