@@ -334,6 +334,82 @@ async fn a_trapping_component_gets_500_and_the_server_keeps_serving() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_p3_handler_gets_the_request_with_spin_headers_and_its_body() {
+    let server = start().await;
+    assert_eq!(
+        get(server.addr, "/p3/hello").await,
+        (StatusCode::OK, "hello from wasi:http@0.3\n".to_owned())
+    );
+    let (status, headers) = get(server.addr, "/p3/headers?x=1").await;
+    assert_eq!(status, StatusCode::OK);
+    for line in [
+        "spin-path-info: /headers",
+        "spin-matched-route: /p3/...",
+        "spin-component-route: /p3",
+        &format!("spin-full-url: http://{}/p3/headers?x=1", server.addr),
+    ] {
+        assert!(
+            headers.lines().any(|l| l == line),
+            "{line:?} not in\n{headers}"
+        );
+    }
+    // A body larger than one stream read, with every byte value, comes back unchanged.
+    let body: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
+    let stream = TcpStream::connect(server.addr).await.expect("connect");
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("handshake");
+    tokio::spawn(connection);
+    let request = Request::post("/p3/echo")
+        .header("host", server.addr.to_string())
+        .body(Full::new(Bytes::from(body.clone())))
+        .expect("request");
+    let response = sender.send_request(request).await.expect("response");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response
+            .headers()
+            .get("x-echo-length")
+            .map(|v| v.as_bytes()),
+        Some(b"40000".as_slice())
+    );
+    let echoed = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    assert!(echoed == body, "the echoed body differs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_p3_handler_streams_its_body_after_returning_the_response() {
+    let server = start().await;
+    // The probe returns the response at once and writes each chunk 20 ms later from a task of
+    // its own: the host must keep the instance's event loop running until the body is done.
+    let (status, body) = get(server.addr, "/p3/stream?chunks=5").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, "chunk 0\nchunk 1\nchunk 2\nchunk 3\nchunk 4\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_p3_handler_reads_spin_variables_and_a_trap_gets_500() {
+    let server = start().await;
+    assert_eq!(
+        get(server.addr, "/p3/variable").await,
+        (StatusCode::OK, "hello\n".to_owned())
+    );
+    for _ in 0..3 {
+        assert_eq!(
+            get(server.addr, "/p3/trap").await.0,
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        assert_eq!(get(server.addr, "/p3/hello").await.0, StatusCode::OK);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_bodies_over_the_limit_get_413() {
     let server = start().await;
     let small = vec![b'a'; 1000];

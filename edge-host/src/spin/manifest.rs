@@ -64,7 +64,9 @@ pub struct Triggers {
 pub struct HttpTrigger {
     pub route: Route,
     pub component: String,
-    /// `{ type = "spin" }` (the default) or `{ type = "wagi" }`, which wattlet does not run.
+    /// `{ type = "spin" }` (the default), `{ type = "wasip3-unstable" }` (Spin's name for
+    /// `wasi:http/handler@0.3` components), or `{ type = "wagi" }`, which wattlet does not run.
+    /// The host finds a component's HTTP world from its exports; the executor is not needed.
     #[serde(default)]
     pub executor: Option<Executor>,
 }
@@ -149,10 +151,10 @@ impl Manifest {
                 return Err(invalid(format!("route {route:?} must start with '/'")));
             }
             if let Some(executor) = &trigger.executor
-                && executor.kind != "spin"
+                && !["spin", "wasip3-unstable"].contains(&executor.kind.as_str())
             {
                 return Err(invalid(format!(
-                    "component {:?} uses the {:?} executor; wattlet runs wasi:http components (executor \"spin\") only",
+                    "component {:?} uses the {:?} executor; wattlet runs wasi:http components (executor \"spin\" or \"wasip3-unstable\") only",
                     trigger.component, executor.kind
                 )));
             }

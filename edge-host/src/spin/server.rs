@@ -22,6 +22,8 @@ use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
+use wasmtime_wasi_http::p3;
+use wasmtime_wasi_http::p3::bindings::ServicePre;
 
 use crate::pki::ClientIdentity;
 use crate::spin::host::{self, Grants, SpinState};
@@ -63,8 +65,37 @@ pub const SERIAL_HEADER: &str = "x-wattlet-client-serial";
 const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 struct LoadedComponent {
-    pre: ProxyPre<SpinState>,
+    handler: Handler,
     grants: Arc<Grants>,
+}
+
+/// The HTTP world a component exports, found when it is loaded.
+enum Handler {
+    /// `wasi:http/incoming-handler@0.2.x` (what spin-sdk 5 builds).
+    P2(ProxyPre<SpinState>),
+    /// `wasi:http/handler@0.3.0` (WASIp3): async, its response body may stream after `handle`
+    /// has returned.
+    P3(ServicePre<SpinState>),
+}
+
+impl Handler {
+    fn new(pre: wasmtime::component::InstancePre<SpinState>) -> anyhow::Result<Self> {
+        if let Ok(p2) = ProxyPre::new(pre.clone()) {
+            return Ok(Handler::P2(p2));
+        }
+        ServicePre::new(pre).map(Handler::P3).map_err(|e| {
+            anyhow!(e).context(
+                "it exports neither wasi:http/incoming-handler@0.2 nor wasi:http/handler@0.3.0",
+            )
+        })
+    }
+
+    fn engine(&self) -> &Engine {
+        match self {
+            Handler::P2(pre) => pre.engine(),
+            Handler::P3(pre) => pre.engine(),
+        }
+    }
 }
 
 /// A loaded application: everything checked, compiled and opened before the first request.
@@ -81,7 +112,9 @@ pub struct App {
 /// user address space (some aarch64 builds) cannot give it, so fall back to on-demand allocation.
 fn engine() -> anyhow::Result<Engine> {
     let mut pooled = Config::new();
-    pooled.wasm_component_model(true);
+    pooled
+        .wasm_component_model(true)
+        .wasm_component_model_async(true);
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(256)
         .total_core_instances(512)
@@ -106,7 +139,9 @@ fn engine() -> anyhow::Result<Engine> {
         Err(error) => {
             tracing::warn!(%error, "pooling allocator unavailable, falling back to on-demand instances");
             let mut config = Config::new();
-            config.wasm_component_model(true);
+            config
+                .wasm_component_model(true)
+                .wasm_component_model_async(true);
             Engine::new(&config).map_err(anyhow::Error::from)
         }
     }
@@ -149,6 +184,8 @@ impl App {
         let mut linker = Linker::<SpinState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        wasmtime_wasi::p3::add_to_linker(&mut linker)?;
+        wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
         host::add_to_linker(&mut linker)?;
         let mut components = BTreeMap::new();
         for (id, decl) in &manifest.component {
@@ -168,12 +205,12 @@ impl App {
             let component = Component::from_file(&engine, &path)
                 .map_err(anyhow::Error::from)
                 .with_context(|| format!("component {id:?}: cannot compile {}", path.display()))?;
-            let pre = linker
+            let handler = linker
                 .instantiate_pre(&component)
-                .and_then(ProxyPre::new)
                 .map_err(anyhow::Error::from)
+                .and_then(Handler::new)
                 .with_context(|| {
-                    format!("component {id:?} is not a wasi:http incoming-handler component this host can run")
+                    format!("component {id:?} is not a wasi:http component this host can run")
                 })?;
             let grants = Grants {
                 databases: decl
@@ -194,7 +231,7 @@ impl App {
             components.insert(
                 id.clone(),
                 LoadedComponent {
-                    pre,
+                    handler,
                     grants: Arc::new(grants),
                 },
             );
@@ -335,53 +372,67 @@ impl App {
             .to_bytes();
         spin_headers(&mut parts, matched, client, local, self.scheme())
             .map_err(HandleError::BadRequest)?;
-        let body = Full::new(body).map_err(|never: Infallible| -> ErrorCode { match never {} });
-        let request = Request::from_parts(parts, body);
-
         let labels = ComponentLabels {
             component: matched.component.to_owned(),
         };
         let instantiating = Instant::now();
-        let mut store = Store::new(loaded.pre.engine(), SpinState::new(loaded.grants.clone()));
+        let mut store = Store::new(
+            loaded.handler.engine(),
+            SpinState::new(loaded.grants.clone()),
+        );
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let to_guest = |e: wasmtime::Error| HandleError::Component(anyhow::Error::from(e));
-        let incoming = store
-            .data_mut()
-            .http()
-            .new_incoming_request(
-                if self.tls.is_some() {
-                    Scheme::Https
-                } else {
-                    Scheme::Http
-                },
-                request,
-            )
-            .map_err(to_guest)?;
-        let outparam = store
-            .data_mut()
-            .http()
-            .new_response_outparam(sender)
-            .map_err(to_guest)?;
-        let proxy = loaded
-            .pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(to_guest)?;
-        self.metrics
-            .instantiation
-            .get_or_create(&labels)
-            .observe(instantiating.elapsed().as_secs_f64());
         let live = self.metrics.live_instances.get_or_create(&labels).clone();
-        live.inc();
         // The guest may keep streaming the body after sending the head, so it runs in its own task.
-        let task = tokio::task::spawn(async move {
-            let result = proxy
-                .wasi_http_incoming_handler()
-                .call_handle(&mut store, incoming, outparam)
-                .await;
-            live.dec();
-            result
-        });
+        let task = match &loaded.handler {
+            Handler::P2(pre) => {
+                let body =
+                    Full::new(body).map_err(|never: Infallible| -> ErrorCode { match never {} });
+                let request = Request::from_parts(parts, body);
+                let incoming = store
+                    .data_mut()
+                    .http()
+                    .new_incoming_request(
+                        if self.tls.is_some() {
+                            Scheme::Https
+                        } else {
+                            Scheme::Http
+                        },
+                        request,
+                    )
+                    .map_err(to_guest)?;
+                let outparam = store
+                    .data_mut()
+                    .http()
+                    .new_response_outparam(sender)
+                    .map_err(to_guest)?;
+                let proxy = pre.instantiate_async(&mut store).await.map_err(to_guest)?;
+                self.instantiated(&labels, instantiating, &live);
+                tokio::task::spawn(async move {
+                    let result = proxy
+                        .wasi_http_incoming_handler()
+                        .call_handle(&mut store, incoming, outparam)
+                        .await
+                        .map(|()| None);
+                    live.dec();
+                    result
+                })
+            }
+            Handler::P3(pre) => {
+                let service = pre.instantiate_async(&mut store).await.map_err(to_guest)?;
+                self.instantiated(&labels, instantiating, &live);
+                tokio::task::spawn(async move {
+                    let result = store
+                        .run_concurrent(async move |accessor| {
+                            serve_p3(accessor, &service, parts, body, sender).await
+                        })
+                        .await
+                        .and_then(|served| served);
+                    live.dec();
+                    result
+                })
+            }
+        };
         match receiver.await {
             Ok(Ok(response)) => {
                 Ok(response.map(|body| body.map_err(anyhow::Error::from).boxed_unsync()))
@@ -391,7 +442,8 @@ impl App {
             ))),
             Err(_) => {
                 let error = match task.await {
-                    Ok(Ok(())) => anyhow!("component returned without setting a response"),
+                    Ok(Ok(Some(code))) => anyhow!("component returned error code {code:?}"),
+                    Ok(Ok(None)) => anyhow!("component returned without setting a response"),
                     Ok(Err(trap)) => anyhow::Error::from(trap),
                     Err(join) => anyhow!("component task failed: {join}"),
                 };
@@ -399,6 +451,67 @@ impl App {
             }
         }
     }
+
+    fn instantiated(
+        &self,
+        labels: &ComponentLabels,
+        started: Instant,
+        live: &prometheus_client::metrics::gauge::Gauge,
+    ) {
+        self.metrics
+            .instantiation
+            .get_or_create(labels)
+            .observe(started.elapsed().as_secs_f64());
+        live.inc();
+    }
+}
+
+type GuestResponse = Result<Response<UnsyncBoxBody<Bytes, wasmtime_wasi_http::Error>>, ErrorCode>;
+
+/// Calls a p3 handler inside the store's event loop and hands its response to `sender`. The
+/// loop must keep running until the body has been sent, since a p3 guest may write the body
+/// after `handle` has returned: the body holds a guard whose drop (body finished, or the client
+/// gone) ends the wait. Returns the handler's error code when it answered with one.
+async fn serve_p3(
+    accessor: &wasmtime::component::Accessor<SpinState>,
+    service: &p3::bindings::Service,
+    parts: http::request::Parts,
+    body: Bytes,
+    sender: tokio::sync::oneshot::Sender<GuestResponse>,
+) -> wasmtime::Result<Option<p3::bindings::http::types::ErrorCode>> {
+    let body = Full::new(body)
+        .map_err(|never: Infallible| -> wasmtime_wasi_http::Error { match never {} });
+    // Forbidden headers are removed as the host's hooks say, as for p2 requests.
+    let headers = accessor.with(|mut store| {
+        wasmtime_wasi_http::FieldMap::new_immutable(store.data_mut().http().hooks, parts.headers)
+    });
+    let uri = parts.uri.into_parts();
+    let (request, request_io) = p3::Request::new(
+        parts.method,
+        uri.scheme,
+        uri.authority,
+        uri.path_and_query,
+        headers,
+        None,
+        body,
+    );
+    let response = match service.handle(accessor, request).await? {
+        Ok(response) => response,
+        Err(code) => return Ok(Some(code)),
+    };
+    let response = accessor.with(|mut store| response.into_http(&mut store, request_io))?;
+    let (body_sent, body_dropped) = tokio::sync::oneshot::channel::<()>();
+    let response = response.map(|body| {
+        body.map_err(move |e| {
+            let _guard = &body_sent;
+            e
+        })
+        .boxed_unsync()
+    });
+    if sender.send(Ok(response)).is_ok() {
+        let _ = body_dropped.await;
+    }
+    Ok(None)
 }
 
 enum HandleError {
