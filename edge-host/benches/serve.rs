@@ -4,18 +4,20 @@
 //! - wattlet: the Spin probe (tests/components/spin-probe, manifest tests/spin/spin.toml) served
 //!   in-process (`App` + `serve`, as `wattlet serve` does) on a multi-thread tokio runtime;
 //!   `GET /probe/hello` (trivial handler) and `GET /probe/sqlite-insert` (one row into table
-//!   `bench` of the `default` database per request).
+//!   `bench` of the `default` database per request); and the WASIp3 probe
+//!   (tests/components/p3-probe, a `wasi:http/handler@0.3.0` component) `GET /p3/hello`.
 //! - native: axum 0.8 + rusqlite with the host's SQLite settings (WAL, busy_timeout 5 s, one
 //!   shared `Mutex<Connection>`) running the probe's statements (`CREATE TABLE IF NOT EXISTS`,
-//!   then `INSERT ... RETURNING id`) and answering the same body; `GET /hello`, `GET /sqlite-insert`.
+//!   then `INSERT ... RETURNING id`) and answering the same body; `GET /hello`, `GET /sqlite-insert`,
+//!   `GET /p3-hello`.
 //! - load: a hyper 1 HTTP/1.1 client, `BENCH_CONNECTIONS` keep-alive connections (default 16)
 //!   each sending requests back-to-back, 1 s warm-up then `BENCH_SECONDS` (default 5) measured;
 //!   every latency recorded; every response must be 200 with the expected body.
-//!   `BENCH_ONLY=hello` or `BENCH_ONLY=sqlite-insert` runs one scenario (for profiling).
+//!   `BENCH_ONLY=hello` (or `sqlite-insert`, `p3-hello`) runs one scenario (for profiling).
 //!
 //! Servers and load generator run on separate tokio runtimes but share the machine's cores.
 //!
-//! Run: `cargo build --profile component --target wasm32-wasip2 -p wattlet-spin-probe &&
+//! Run: `cargo build --profile component --target wasm32-wasip2 -p wattlet-spin-probe -p wattlet-p3-probe &&
 //!       cargo bench -p wattlet --bench serve`
 
 use std::net::SocketAddr;
@@ -119,10 +121,11 @@ fn start_wattlet(state: &Path) -> (Running, Arc<Metrics>) {
 }
 
 /// `(sum, count)` of the host's `wattlet_http_instantiation_seconds` histogram of the probe.
-fn instantiation(metrics: &Metrics) -> (f64, u64) {
+fn instantiation(metrics: &Metrics, component: &str) -> (f64, u64) {
     let text = metrics.encode();
     let value = |name: &str| {
-        let prefix = format!("wattlet_http_instantiation_seconds_{name}{{component=\"probe\"}} ");
+        let prefix =
+            format!("wattlet_http_instantiation_seconds_{name}{{component=\"{component}\"}} ");
         text.lines()
             .find_map(|l| l.strip_prefix(&prefix))
             .map_or(0.0, |v| v.trim().parse::<f64>().expect("metric value"))
@@ -152,6 +155,13 @@ async fn native_hello() -> ([(axum::http::HeaderName, &'static str); 1], &'stati
     ([(CONTENT_TYPE, TEXT)], "hello")
 }
 
+/// The p3 probe's body.
+const P3_HELLO: &str = "hello from wasi:http@0.3\n";
+
+async fn native_p3_hello() -> ([(axum::http::HeaderName, &'static str); 1], &'static str) {
+    ([(CONTENT_TYPE, TEXT)], P3_HELLO)
+}
+
 /// The probe's `/sqlite-insert`, statement for statement.
 async fn native_insert(
     State(db): State<Db>,
@@ -179,6 +189,7 @@ fn start_native(db_path: &Path) -> Running {
     let router = axum::Router::new()
         .route("/hello", axum::routing::get(native_hello))
         .route("/sqlite-insert", axum::routing::get(native_insert))
+        .route("/p3-hello", axum::routing::get(native_p3_hello))
         .with_state(db);
     let runtime = server_runtime("native-server");
     let (listener, addr) = bind(&runtime);
@@ -202,14 +213,14 @@ fn start_native(db_path: &Path) -> Running {
 
 #[derive(Clone, Copy)]
 enum Expect {
-    Hello,
+    Text(&'static str),
     RowId,
 }
 
 impl Expect {
     fn accepts(self, body: &[u8]) -> bool {
         match self {
-            Expect::Hello => body == b"hello",
+            Expect::Text(text) => body == text.as_bytes(),
             Expect::RowId => {
                 !body.is_empty() && body.iter().all(u8::is_ascii_digit) && body != b"0"
             }
@@ -420,14 +431,15 @@ fn main() {
         WARM_UP.as_secs()
     );
 
-    let scenarios: [(&str, &str, &str, Expect); 2] = [
-        ("hello", "/probe/hello", "/hello", Expect::Hello),
+    let scenarios: [(&str, &str, &str, Expect); 3] = [
+        ("hello", "/probe/hello", "/hello", Expect::Text("hello")),
         (
             "sqlite-insert",
             "/probe/sqlite-insert",
             "/sqlite-insert",
             Expect::RowId,
         ),
+        ("p3-hello", "/p3/hello", "/p3-hello", Expect::Text(P3_HELLO)),
     ];
     let mut rows = Vec::new();
     // BENCH_ONLY=<scenario> runs one scenario (for profiling).
@@ -436,7 +448,11 @@ fn main() {
         if only.as_deref().is_some_and(|o| o != scenario) {
             continue;
         }
-        let before = instantiation(&metrics);
+        let component = wattlet_path
+            .split('/')
+            .nth(1)
+            .expect("route names a component");
+        let before = instantiation(&metrics, component);
         let load_w = load(
             &client,
             wattlet.addr,
@@ -445,7 +461,7 @@ fn main() {
             connections,
             duration,
         );
-        let after = instantiation(&metrics);
+        let after = instantiation(&metrics, component);
         let count = after.1.saturating_sub(before.1);
         let mean =
             (count > 0).then(|| Duration::from_secs_f64((after.0 - before.0) / count as f64));
