@@ -78,6 +78,18 @@ async fn send(
     body: &[u8],
     headers: &[(&str, &str)],
 ) -> (StatusCode, String) {
+    let (status, _, body) = send_raw(addr, method, path, body, headers).await;
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Like [`send`], with the response headers and the body's bytes.
+async fn send_raw(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    body: &[u8],
+    headers: &[(&str, &str)],
+) -> (StatusCode, http::HeaderMap, Bytes) {
     let stream = TcpStream::connect(addr).await.expect("connect");
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
@@ -95,14 +107,9 @@ async fn send(
         .body(Full::new(Bytes::copy_from_slice(body)))
         .expect("request");
     let response = sender.send_request(request).await.expect("response");
-    let status = response.status();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.expect("body").to_bytes();
+    (parts.status, parts.headers, body)
 }
 
 async fn get(addr: SocketAddr, path: &str) -> (StatusCode, String) {
@@ -355,31 +362,13 @@ async fn a_p3_handler_gets_the_request_with_spin_headers_and_its_body() {
     }
     // A body larger than one stream read, with every byte value, comes back unchanged.
     let body: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
-    let stream = TcpStream::connect(server.addr).await.expect("connect");
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .expect("handshake");
-    tokio::spawn(connection);
-    let request = Request::post("/p3/echo")
-        .header("host", server.addr.to_string())
-        .body(Full::new(Bytes::from(body.clone())))
-        .expect("request");
-    let response = sender.send_request(request).await.expect("response");
-    assert_eq!(response.status(), StatusCode::OK);
+    let (status, headers, echoed) =
+        send_raw(server.addr, Method::POST, "/p3/echo", &body, &[]).await;
+    assert_eq!(status, StatusCode::OK);
     assert_eq!(
-        response
-            .headers()
-            .get("x-echo-length")
-            .map(|v| v.as_bytes()),
+        headers.get("x-echo-length").map(|v| v.as_bytes()),
         Some(b"40000".as_slice())
     );
-    let echoed = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
     assert!(echoed == body, "the echoed body differs");
 }
 
