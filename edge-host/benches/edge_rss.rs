@@ -1,16 +1,13 @@
-//! Resident memory of `wattlet edge` at rest: a release binary reading a simulated meter (one
+//! Resident memory of `wattlet-edge` at rest: a release binary reading a simulated meter (one
 //! telegram a second) with consent granted, measuring every 2 s and uploading every 4 s to the
 //! cloud over mutual TLS. After a 20 s warm-up, VmRSS is sampled once a second for
 //! `BENCH_SECONDS` (default 30). Goal: below 40 MB on the Raspberry Pi.
 //!
-//! `cargo bench -p wattlet --bench edge_rss`
-
-#[path = "../tests/common/mod.rs"]
-mod common;
+//! `cargo bench -p wattlet-edge --bench edge_rss`
 
 use std::time::Duration;
 
-use common::{Cloud, Meter, edge_config, spawn_edge};
+use wattlet_testkit::{Cloud, Meter, edge_config, spawn_edge};
 
 const METER: &str = "0d6f2a11-4b5c-4d7e-8f90-a1b2c3d4e5f6";
 
@@ -42,7 +39,7 @@ fn main() {
         &meter.path,
         ("2s", "4s", "10s"),
     );
-    let mut edge = spawn_edge(&config);
+    let mut edge = spawn_edge(env!("CARGO_BIN_EXE_wattlet-edge"), &config);
     let pid = edge.id();
     std::thread::sleep(Duration::from_secs(20));
     let mut samples = Vec::new();

@@ -1,17 +1,22 @@
-//! The wattlet host: runs wattlet's WebAssembly components on wasmtime.
+//! The edge daemon, what a Raspberry Pi runs (`wattlet-edge`, or `wattlet edge`): probes →
+//! parser component → measurement buffer → upload component → Data API, gated by the
+//! household's consent.
 //!
-//! The same components run on Spin in the cloud; this host runs them on the Raspberry Pi (edge
-//! daemon), in queue workers and in the local all-in-one mode.
+//! - [`reader`]: one thread per probe reads the serial line and runs the parser component.
+//! - [`buffer`]: measurements in SQLite (WAL) until the cloud acknowledged them.
+//! - [`uplink`]: the upload component, with the device's TLS identity held by the host.
+//! - [`daemon`]: the measurement, report and consent cycles.
+//! - [`unlock`]: entering a locked meter's PIN through the probe.
+//! - [`cli`]: the command line, shared by `wattlet-edge` and `wattlet`.
+//!
+//! The crate holds no queue client, no certificate authority and no HTTP server beyond the
+//! metrics listener: a device only reads meters and talks to the Data API.
 
-pub mod admin;
-pub mod components;
-pub mod edge;
-pub mod local;
-pub mod meter;
-pub mod nialm;
-pub mod pki;
-pub mod queue;
-pub mod runtime;
-pub mod serial;
-pub mod sim;
-pub mod spin;
+pub mod buffer;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod metrics;
+pub mod reader;
+pub mod unlock;
+pub mod uplink;

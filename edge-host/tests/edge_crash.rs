@@ -4,25 +4,13 @@
 //!
 //! `WATTLET_CRASH_TRIALS` sets the number of kills (default 200).
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{Cloud, Meter, edge_config, journal, pending, spawn_edge, wait_for};
+use wattlet_testkit::{Cloud, Meter, Rng, edge_config, journal, pending, spawn_edge, wait_for};
 
+/// The binary a device runs.
+const EDGE: &str = env!("CARGO_BIN_EXE_wattlet-edge");
 const METER: &str = "5a0e8c71-2b3d-4e6f-8a9b-0c1d2e3f4a5b";
-
-/// xorshift64*: reproducible kill instants without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
-    }
-}
 
 #[test]
 fn sigkill_at_random_instants_loses_and_duplicates_nothing() {
@@ -48,7 +36,7 @@ fn sigkill_at_random_instants_loses_and_duplicates_nothing() {
 
     // A first run compiles the components into wasmtime's cache (on a fresh machine that
     // takes longer than any kill window); the trials then start in milliseconds.
-    let mut warm_up = spawn_edge(&config);
+    let mut warm_up = spawn_edge(EDGE, &config);
     wait_for(Duration::from_secs(180), "the first measurement", || {
         !journal(&edge_dir).is_empty()
     });
@@ -56,13 +44,13 @@ fn sigkill_at_random_instants_loses_and_duplicates_nothing() {
     warm_up.wait().expect("reap");
 
     let began = Instant::now();
-    let mut rng = Rng(0x5eed_0f00_d1ce_c0de);
+    let mut rng = Rng::new(0x5eed_0f00_d1ce_c0de);
     let mut kills_after_a_measurement = 0;
     let mut kills_with_unsent_rows = 0;
     for _ in 0..trials {
         let before = journal(&edge_dir).len();
-        let mut edge = spawn_edge(&config);
-        let window = 1000 * u64::from(common::patience());
+        let mut edge = spawn_edge(EDGE, &config);
+        let window = 1000 * u64::from(wattlet_testkit::patience());
         std::thread::sleep(Duration::from_millis(50 + rng.below(window)));
         edge.kill().expect("SIGKILL");
         edge.wait().expect("reap");
@@ -76,7 +64,7 @@ fn sigkill_at_random_instants_loses_and_duplicates_nothing() {
     let killing = began.elapsed();
 
     // One clean run delivers what the killed ones left behind.
-    let mut edge = spawn_edge(&config);
+    let mut edge = spawn_edge(EDGE, &config);
     drop(meter);
     wait_for(Duration::from_secs(30), "the buffer to drain", || {
         pending(&edge_dir) == 0

@@ -2,13 +2,16 @@
 //! edge` (parser and upload components) → the cloud's Data API. Nothing before consent; the
 //! cloud ends up with exactly the measurements the edge took; nothing after revocation.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{Cloud, Meter, edge_config, edge_log, journal, pending, spawn_edge, wait_for};
 use serde_json::json;
+use wattlet_api_client::ApiClient;
+use wattlet_testkit::{
+    Cloud, Meter, edge_config, edge_log, free_port, journal, pending, scrape, spawn_edge, wait_for,
+};
 
+/// The binary a device runs.
+const EDGE: &str = env!("CARGO_BIN_EXE_wattlet-edge");
 const ADA_METER: &str = "3f6c1a52-5d0e-4f7b-9a51-7a1c2e9b0a01";
 const GRACE_METER: &str = "8b2d4e63-1c7f-4a09-b6d2-5e8f3a7c0b02";
 
@@ -29,20 +32,17 @@ fn readings_reach_the_cloud_only_while_consent_is_granted() {
         ("300ms", "700ms", "200ms"),
     );
     // The daemon's Prometheus metrics on a port picked now (free a moment ago).
-    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
+    let metrics_addr = free_port();
     let text = std::fs::read_to_string(&config).expect("config");
     let text = text.replace(
         "journal = true\n",
-        &format!("journal = true\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n"),
+        &format!("journal = true\nmetrics_listen = \"{metrics_addr}\"\n"),
     );
     std::fs::write(&config, text).expect("config");
-    let mut edge = spawn_edge(&config);
+    let mut edge = spawn_edge(EDGE, &config);
 
     // Not granted: the device runs, asks for consent, and measures nothing.
-    std::thread::sleep(Duration::from_secs(2) * common::patience());
+    std::thread::sleep(Duration::from_secs(2) * wattlet_testkit::patience());
     assert!(
         edge.try_wait().expect("edge status").is_none(),
         "edge exited early"
@@ -58,7 +58,7 @@ fn readings_reach_the_cloud_only_while_consent_is_granted() {
         || cloud.measurements(&ada, ADA_METER).len() >= 5,
     );
 
-    let metrics = scrape(metrics_port);
+    let metrics = scrape(metrics_addr);
     assert!(
         metrics.contains("wattlet_edge_consent{state=\"granted\"} 1"),
         "{metrics}"
@@ -137,7 +137,7 @@ fn readings_reach_the_cloud_only_while_consent_is_granted() {
     // Revocation: the device learns it, deletes what it had not sent and exits for good.
     let (status, body) = cloud.as_device(&ada, "DELETE", "/api/household/consent", None);
     assert_eq!(status, 200, "revoke: {body}");
-    let deadline = Instant::now() + Duration::from_secs(10) * common::patience();
+    let deadline = Instant::now() + Duration::from_secs(10) * wattlet_testkit::patience();
     let exit = loop {
         if let Some(exit) = edge.try_wait().expect("edge status") {
             break exit;
@@ -163,7 +163,7 @@ fn readings_reach_the_cloud_only_while_consent_is_granted() {
         &meter.path,
         ("300ms", "700ms", "200ms"),
     );
-    let mut again = spawn_edge(&config);
+    let mut again = spawn_edge(EDGE, &config);
     let exit = again.wait().expect("edge exit");
     assert!(exit.success());
     assert_eq!(journal(&edge_dir), taken, "measured after revocation");
@@ -184,51 +184,48 @@ fn readings_reach_the_cloud_only_while_consent_is_granted() {
     // Hostile clients of the same server: no certificate but a spoofed identity header gets
     // no identity (401); a certificate of another CA fails the handshake.
     let anonymous = std::sync::Arc::new(
-        wattlet::pki::anonymous_client_tls_config(&cloud.ca.ca_cert_path()).expect("TLS"),
+        wattlet_tls::anonymous_client_tls_config(&cloud.ca.ca_cert_path()).expect("TLS"),
     );
-    let spoofed = cloud.runtime().block_on(wattlet::local::https_json(
-        &anonymous,
-        cloud.addr,
-        "GET",
-        "/api/household/consent",
-        None,
-        None,
-        &[
-            ("x-wattlet-client-device", "pi-grace"),
-            ("x-wattlet-client-email", "grace@example.org"),
-        ],
-    ));
+    let spoofed = cloud.runtime().block_on(
+        ApiClient::new(&cloud.url(), Some(anonymous))
+            .expect("client")
+            .send(
+                "GET",
+                "/api/household/consent",
+                None,
+                &[
+                    ("x-wattlet-client-device", "pi-grace"),
+                    ("x-wattlet-client-email", "grace@example.org"),
+                ],
+            ),
+    );
     assert_eq!(
         spoofed.expect("request").0,
         401,
         "spoofed identity accepted"
     );
     let other_ca = temp.path().join("other-ca");
-    let stranger = wattlet::pki::CaDir::init(
+    let stranger = wattlet_pki::CaDir::init(
         &other_ca,
         "another CA",
-        wattlet::pki::DEFAULT_CA_VALIDITY,
+        wattlet_pki::DEFAULT_CA_VALIDITY,
         false,
     )
     .expect("CA")
-    .issue_device(&wattlet::pki::DeviceRequest::new(
+    .issue_device(&wattlet_pki::DeviceRequest::new(
         "pi-grace",
         "grace@example.org",
     ))
     .expect("cert");
     let (cert, key) = stranger.write(&other_ca.join("pi-grace")).expect("write");
     let stranger_tls = std::sync::Arc::new(
-        wattlet::pki::client_tls_config(&cert, &key, &cloud.ca.ca_cert_path()).expect("TLS"),
+        wattlet_tls::client_tls_config(&cert, &key, &cloud.ca.ca_cert_path()).expect("TLS"),
     );
-    let refused = cloud.runtime().block_on(wattlet::local::https_json(
-        &stranger_tls,
-        cloud.addr,
-        "GET",
-        "/api/household/consent",
-        None,
-        None,
-        &[],
-    ));
+    let refused = cloud.runtime().block_on(
+        ApiClient::new(&cloud.url(), Some(stranger_tls))
+            .expect("client")
+            .send("GET", "/api/household/consent", None, &[]),
+    );
     assert!(
         refused.is_err(),
         "a certificate of another CA was accepted: {refused:?}"
@@ -243,16 +240,4 @@ fn readings_reach_the_cloud_only_while_consent_is_granted() {
         Some(late),
     );
     assert_eq!(status, 403, "upload to another household's meter");
-}
-
-/// `GET /metrics` from the daemon's admin listener.
-fn scrape(port: u16) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics listener");
-    stream
-        .write_all(b"GET /metrics HTTP/1.0\r\nhost: localhost\r\n\r\n")
-        .expect("request");
-    let mut text = String::new();
-    stream.read_to_string(&mut text).expect("response");
-    text
 }

@@ -3,20 +3,24 @@
 //! settings and decoded by the parser component. What the reader publishes must be the
 //! readings of interest of a telegram of that capture, in the Data API's units.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use wattlet::edge::config::{ENERGY_IMPORT, Framing, MeterConfig, POWER_IMPORT, POWER_SUM};
-use wattlet::edge::reader::{self, Latest, MeterFeed, reduce};
-use wattlet::meter::ParserComponent;
-use wattlet::sim;
+use wattlet_edge::config::{Framing, MeterConfig};
+use wattlet_edge::reader::{self, Latest, MeterFeed, registers};
 use wattlet_meter_parser::{Decoder, DecoderOptions, Event, Protocol, capture};
+use wattlet_meter_sim as sim;
+use wattlet_runtime::meter::ParserComponent;
+use wattlet_survey::obis::{ENERGY_IMPORT, POWER_IMPORT, POWER_SUM};
+use wattlet_survey::reading::{Reduced, reduce};
 
 /// A telegram reduced to what a measurement takes: (readings of interest, missing codes).
 type Reduction = (Vec<(String, f64)>, Vec<String>);
+
+fn reduction(reduced: Reduced) -> Reduction {
+    (reduced.values, reduced.missing)
+}
 
 /// Replays `file` on a pty and returns the first reading the edge's reader publishes, with
 /// every reduction of the capture's telegrams decoded natively.
@@ -38,7 +42,7 @@ fn read_through_a_probe(
     let reductions: Vec<_> = events
         .iter()
         .filter_map(|e| match e {
-            Event::Telegram(t) => Some(reduce(t, &expected)),
+            Event::Telegram(t) => Some(reduction(reduce(&registers(t), &expected))),
             Event::Skipped(_) => None,
         })
         .collect();
@@ -66,14 +70,15 @@ fn read_through_a_probe(
             sim::run(&pty, &options, &stop)
         })
     };
-    let engine = wattlet::runtime::engine().expect("engine");
-    let component = wattlet::components::locate("wattlet-meter-parser", None).expect("component");
+    let engine = wattlet_runtime::engine::engine().expect("engine");
+    let component =
+        wattlet_runtime::locate::locate("wattlet-meter-parser", None).expect("component");
     let parser = Arc::new(ParserComponent::load(&engine, &component).expect("parser"));
     let feed = Arc::new(MeterFeed::default());
     let telegrams = prometheus_client::metrics::counter::Counter::default();
     let reader = reader::spawn(meter, parser, feed.clone(), telegrams.clone(), stop.clone());
     // The first load compiles the parser component (minutes under qemu with a cold cache).
-    let deadline = Instant::now() + Duration::from_secs(60) * common::patience();
+    let deadline = Instant::now() + Duration::from_secs(60) * wattlet_testkit::patience();
     let latest = loop {
         if let Some(latest) = feed.latest() {
             break latest;

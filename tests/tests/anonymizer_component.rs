@@ -3,9 +3,9 @@
 
 use wasmtime::Store;
 use wasmtime::component::{Component, Linker};
-use wattlet::runtime::HostState;
-use wattlet::{components, runtime};
 use wattlet_anonymizer as native;
+use wattlet_runtime::sandbox::HostState;
+use wattlet_runtime::{engine as runtime, locate as components};
 
 wasmtime::component::bindgen!({
     path: "../wit/anonymizer",

@@ -1,7 +1,7 @@
 //! The Data API component (components/data-api) served by `wattlet serve` from the repository's
 //! `spin.toml` on loopback: administration (registration, listing, device revocation),
 //! authentication failures and routing over plain HTTP; devices over real mutual TLS 1.3 with
-//! certificates from `wattlet::pki` (consent, status reports, measurement upload and reads).
+//! certificates from `wattlet_pki` (consent, status reports, measurement upload and reads).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::pki_types::ServerName;
-use wattlet::pki::{self, CertificateAuthority, DeviceRequest, ServerRequest};
-use wattlet::spin::server::{App, ClientAuth, ServeOptions, TlsOptions, serve};
+use wattlet_pki::{self as pki, CertificateAuthority, DeviceRequest, ServerRequest};
+use wattlet_serve::server::{App, ClientAuth, ServeOptions, TlsOptions, serve};
 
 const ADMIN_TOKEN: &str = "admin-test-token-7f3a";
 
@@ -123,7 +123,7 @@ fn device_client(device: &str, email: &str) -> Client {
         .expect("device certificate")
         .write(&prefix)
         .expect("write device certificate");
-    let config = pki::client_tls_config(&cert, &key, &api.dir.path().join("ca.crt"))
+    let config = wattlet_tls::client_tls_config(&cert, &key, &api.dir.path().join("ca.crt"))
         .expect("client TLS config");
     Client::Tls(TlsConnector::from(Arc::new(config)))
 }

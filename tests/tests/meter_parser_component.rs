@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
-use wattlet::meter::{MeterDecoder, NativeDecoder, ParserComponent};
-use wattlet::{components, runtime};
 use wattlet_meter_parser::{DecoderOptions, Event, capture};
+use wattlet_runtime::meter::{MeterDecoder, NativeDecoder, ParserComponent};
+use wattlet_runtime::{engine as runtime, locate as components};
 
 fn testdata() -> PathBuf {
     capture::testdata_dir()

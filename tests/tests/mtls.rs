@@ -1,5 +1,5 @@
 //! Device identity over mutual TLS 1.3: `wattlet serve` with `ServeOptions::tls`, a CA made with
-//! `wattlet::pki` in a temporary directory, real TLS on loopback (hyper over tokio-rustls), and
+//! `wattlet_pki` in a temporary directory, real TLS on loopback (hyper over tokio-rustls), and
 //! the probe component's `headers` route showing what reaches the component.
 
 use std::net::SocketAddr;
@@ -16,11 +16,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
-use wattlet::pki::{
+use wattlet_pki::{
     CaDir, CertificateAuthority, DEFAULT_CA_VALIDITY, DeviceRequest, IssuedCert, ServerRequest,
-    client_tls_config,
 };
-use wattlet::spin::server::{App, ClientAuth, ServeOptions, TlsOptions, serve};
+use wattlet_serve::server::{App, ClientAuth, ServeOptions, TlsOptions, serve};
+use wattlet_tls::client_tls_config;
 
 struct Server {
     addr: SocketAddr,

@@ -3,9 +3,9 @@
 
 use std::sync::OnceLock;
 
-use wattlet::nialm::NialmComponent;
-use wattlet::{components, runtime};
 use wattlet_nialm::{Disaggregator, Error, synthetic_aggregate};
+use wattlet_runtime::nialm::NialmComponent;
+use wattlet_runtime::{engine as runtime, locate as components};
 
 /// Compiled once for all tests of this binary: the component is large and Cranelift is slow on
 /// it in a debug build.

@@ -10,8 +10,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode};
 use tokio::net::{TcpListener, TcpStream};
-use wattlet::admin::serve_admin;
-use wattlet::spin::server::{App, ServeOptions, serve};
+use wattlet_runtime::metrics::serve_admin;
+use wattlet_serve::server::{App, ServeOptions, serve};
 
 const LIMIT: usize = 64 * 1024;
 

@@ -9,9 +9,12 @@ use crate::protocol::{self, Cloud, Error, Request};
 wit_bindgen::generate!({
     path: "../../wit/edge",
     world: "upload",
+    // The survey's types are imported by the interface this component exports.
+    generate_all,
 });
 
-use exports::wattlet::edge::uplink as wit;
+pub(crate) use exports::wattlet::edge::uplink as wit;
+pub(crate) use wattlet::survey::types as wit_survey;
 
 /// Answers larger than this are not the Data API's and are refused.
 const MAX_RESPONSE: usize = 4 << 20;
@@ -23,63 +26,26 @@ struct Component;
 export!(Component);
 
 impl wit::Guest for Component {
-    fn upload(cloud: String, batch: Vec<wit::Measurement>) -> Result<Vec<String>, wit::Error> {
-        let cloud = Cloud::parse(&cloud).map_err(to_wit)?;
-        let batch: Vec<_> = batch
-            .into_iter()
-            .map(|m| protocol::Measurement {
-                uuid: m.uuid,
-                meter: m.meter,
-                measured_at: m.measured_at,
-                values: m.values,
-            })
-            .collect();
-        let (status, body) =
-            send(&cloud, &protocol::upload_request(&cloud, &batch)).map_err(to_wit)?;
-        protocol::parse_upload(status, &body, &batch).map_err(to_wit)
+    fn upload(
+        cloud: String,
+        batch: Vec<wit_survey::Measurement>,
+    ) -> Result<Vec<String>, wit::Error> {
+        let cloud = Cloud::parse(&cloud)?;
+        let batch: Vec<_> = batch.into_iter().map(Into::into).collect();
+        let (status, body) = send(&cloud, &protocol::upload_request(&cloud, &batch))?;
+        Ok(protocol::parse_upload(status, &body, &batch)?)
     }
 
-    fn fetch_consent(cloud: String) -> Result<wit::ConsentState, wit::Error> {
-        let cloud = Cloud::parse(&cloud).map_err(to_wit)?;
-        let (status, body) = send(&cloud, &protocol::consent_request(&cloud)).map_err(to_wit)?;
-        Ok(
-            match protocol::parse_consent(status, &body).map_err(to_wit)? {
-                protocol::ConsentState::NotGranted => wit::ConsentState::NotGranted,
-                protocol::ConsentState::Granted => wit::ConsentState::Granted,
-                protocol::ConsentState::Revoked => wit::ConsentState::Revoked,
-            },
-        )
+    fn fetch_consent(cloud: String) -> Result<wit_survey::ConsentState, wit::Error> {
+        let cloud = Cloud::parse(&cloud)?;
+        let (status, body) = send(&cloud, &protocol::consent_request(&cloud))?;
+        Ok(protocol::parse_consent(status, &body)?.into())
     }
 
     fn report_status(cloud: String, status: wit::DeviceStatus) -> Result<(), wit::Error> {
-        let cloud = Cloud::parse(&cloud).map_err(to_wit)?;
-        let status = protocol::DeviceStatus {
-            components: status.components,
-            last_measurement: status.last_measurement,
-            meters: status
-                .meters
-                .into_iter()
-                .map(|m| protocol::MeterStatus {
-                    uuid: m.uuid,
-                    locked: m.locked,
-                    missing: m.missing,
-                })
-                .collect(),
-        };
-        let (code, body) =
-            send(&cloud, &protocol::status_request(&cloud, &status)).map_err(to_wit)?;
-        protocol::parse_status_report(code, &body).map_err(to_wit)
-    }
-}
-
-fn to_wit(e: Error) -> wit::Error {
-    match e {
-        Error::Consent(m) => wit::Error::Consent(m),
-        Error::Forbidden(m) => wit::Error::Forbidden(m),
-        Error::Rejected(m) => wit::Error::Rejected(m),
-        Error::Server(m) => wit::Error::Server(m),
-        Error::Transport(m) => wit::Error::Transport(m),
-        Error::InvalidUrl(m) => wit::Error::InvalidUrl(m),
+        let cloud = Cloud::parse(&cloud)?;
+        let (code, body) = send(&cloud, &protocol::status_request(&cloud, &status.into()))?;
+        Ok(protocol::parse_status_report(code, &body)?)
     }
 }
 

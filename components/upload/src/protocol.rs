@@ -1,23 +1,27 @@
 //! Requests to and answers from the Data API, independent of how the bytes travel.
 
 use serde::{Deserialize, Serialize};
+use wattlet_survey::{ConsentState, Measurement, Refusal};
 
-/// Why a call to the cloud failed. `Server` and `Transport` are worth retrying later; the
-/// others are refusals that the same request will meet again.
+/// Why a call to the cloud failed. `Server` and `Transport` are worth retrying later; a
+/// refusal is met again by the same request, and its code says why.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Error {
-    #[error("consent refused: {0}")]
-    Consent(String),
-    #[error("forbidden: {0}")]
-    Forbidden(String),
-    #[error("rejected: {0}")]
-    Rejected(String),
+    #[error("refused: {0}")]
+    Refused(Refusal),
     #[error("server error: {0}")]
     Server(String),
-    #[error("transport error: {0}")]
+    #[error("cannot reach the cloud: {0}")]
     Transport(String),
     #[error("invalid cloud URL: {0}")]
     InvalidUrl(String),
+}
+
+impl Error {
+    /// Whether the same call may succeed later.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::Server(_) | Error::Transport(_))
+    }
 }
 
 /// The cloud's base URL, split the way `wasi:http` wants it.
@@ -59,23 +63,6 @@ pub struct Request {
     pub method: &'static str,
     pub path: String,
     pub body: Option<Vec<u8>>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Measurement {
-    pub uuid: String,
-    pub meter: String,
-    pub measured_at: String,
-    /// OBIS hex → value, in the Data API's units.
-    pub values: Vec<(String, f64)>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ConsentState {
-    NotGranted,
-    Granted,
-    Revoked,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -184,27 +171,22 @@ pub fn parse_status_report(status: u16, body: &[u8]) -> Result<(), Error> {
     check_status(status, body)
 }
 
-/// Maps a non-2xx answer to an error, with the Data API's `error` message when there is one.
+/// Maps a non-2xx answer to an error: a 4xx is a refusal with the Data API's code, anything
+/// else a server error worth retrying.
 fn check_status(status: u16, body: &[u8]) -> Result<(), Error> {
-    if (200..300).contains(&status) {
-        return Ok(());
+    match status {
+        200..=299 => Ok(()),
+        400..=499 => Err(Error::Refused(Refusal::from_answer(status, body))),
+        _ => Err(Error::Server(
+            Refusal::from_answer(status, body).to_string(),
+        )),
     }
-    let message = serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
-        .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned());
-    let message = format!("HTTP {status}: {message}");
-    Err(match status {
-        403 if message.contains("consent") => Error::Consent(message),
-        401 | 403 => Error::Forbidden(message),
-        400..=499 => Error::Rejected(message),
-        _ => Error::Server(message),
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wattlet_survey::RefusalCode;
 
     fn measurement(uuid: &str) -> Measurement {
         Measurement {
@@ -277,32 +259,58 @@ mod tests {
     }
 
     #[test]
-    fn refusals_are_classified() {
+    fn refusals_carry_the_code_whatever_the_message() {
         let sent = [measurement("a")];
         let cases = [
-            (403, r#"{"error":"consent revoked"}"#, "consent"),
-            (403, r#"{"error":"meter is not yours"}"#, "forbidden"),
-            (401, "", "forbidden"),
-            (400, r#"{"error":"bad uuid"}"#, "rejected"),
-            (409, "{}", "rejected"),
-            (500, "boom", "server"),
-            (503, "", "server"),
+            (
+                403,
+                r#"{"error":"nope","code":"consent_revoked"}"#,
+                Some(RefusalCode::ConsentRevoked),
+            ),
+            // The word "consent" in a message means nothing: only the code counts.
+            (
+                403,
+                r#"{"error":"consent","code":"meter_not_wired"}"#,
+                Some(RefusalCode::MeterNotWired),
+            ),
+            (
+                401,
+                r#"{"error":"who?","code":"not_authenticated"}"#,
+                Some(RefusalCode::NotAuthenticated),
+            ),
+            (
+                400,
+                r#"{"error":"bad uuid","code":"invalid_request"}"#,
+                Some(RefusalCode::InvalidRequest),
+            ),
+            (403, r#"{"error":"consent revoked"}"#, None),
+            (409, "{}", None),
+            (413, "request body too large", None),
         ];
-        for (status, body, kind) in cases {
-            let error = parse_upload(status, body.as_bytes(), &sent).unwrap_err();
-            let got = match error {
-                Error::Consent(_) => "consent",
-                Error::Forbidden(_) => "forbidden",
-                Error::Rejected(_) => "rejected",
-                Error::Server(_) => "server",
-                _ => "other",
-            };
-            assert_eq!(got, kind, "{status} {body}");
+        for (status, body, code) in cases {
+            match parse_upload(status, body.as_bytes(), &sent) {
+                Err(Error::Refused(refusal)) => {
+                    assert_eq!((refusal.status, refusal.code), (status, code), "{body}")
+                }
+                other => panic!("{status} {body}: {other:?}"),
+            }
         }
-        let message = parse_upload(403, br#"{"error":"consent revoked"}"#, &sent)
-            .unwrap_err()
-            .to_string();
-        assert!(message.contains("HTTP 403: consent revoked"), "{message}");
+        for (status, body) in [(500, "boom"), (503, "")] {
+            let error = parse_upload(status, body.as_bytes(), &sent).unwrap_err();
+            assert!(matches!(error, Error::Server(_)), "{status}");
+            assert!(error.is_retryable());
+        }
+        let message = parse_upload(
+            403,
+            br#"{"error":"consent revoked","code":"consent_revoked"}"#,
+            &sent,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            message.contains("HTTP 403 (consent_revoked): consent revoked"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -319,7 +327,7 @@ mod tests {
             parse_consent(200, br#"{"state":"maybe"}"#),
             Err(Error::Server(_))
         ));
-        assert!(matches!(parse_consent(403, b""), Err(Error::Forbidden(_))));
+        assert!(matches!(parse_consent(403, b""), Err(Error::Refused(r)) if r.status == 403));
         let cloud = Cloud::parse("https://c").unwrap();
         let request = status_request(
             &cloud,

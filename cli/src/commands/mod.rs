@@ -1,0 +1,60 @@
+//! Command-line interface: one module per command group.
+
+mod ca;
+mod meter;
+mod queue;
+mod serve;
+mod token;
+mod up;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// wattlet: privacy-preserving smart-meter data, from the optical probe to the analysis.
+#[derive(Debug, Parser)]
+#[command(name = "wattlet", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Certificate authority for device identities and servers (mutual TLS).
+    #[command(subcommand)]
+    Ca(ca::CaCommand),
+    /// Run the measurement device: read meters, buffer, upload (needs consent).
+    Edge(wattlet_edge::cli::EdgeArgs),
+    /// Work with meters and their telegrams.
+    #[command(subcommand)]
+    Meter(meter::MeterCommand),
+    /// Run the whole system locally: cloud, two simulated households with devices and meters.
+    Up(up::UpArgs),
+    /// Serve a Spin application (spin.toml) the way `spin up` does.
+    Serve(serve::ServeArgs),
+    /// Publish analysis work items to NATS JetStream.
+    #[command(subcommand)]
+    Manager(queue::ManagerCommand),
+    /// Take analysis work items from NATS JetStream and compute them.
+    #[command(subcommand)]
+    Worker(queue::WorkerCommand),
+    /// Access tokens of researchers and administrators: restrict or inspect them.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Ca(command) => ca::run(command),
+        Command::Edge(args) => wattlet_edge::cli::run(args, "wattlet edge"),
+        Command::Meter(command) => meter::run(command),
+        Command::Serve(args) => serve::run(args),
+        Command::Up(args) => up::run(args),
+        Command::Manager(command) => queue::run_manager(command),
+        Command::Worker(command) => queue::run_worker(command),
+        Command::Token(command) => token::run(command),
+    }
+}
+
+pub(crate) use wattlet_edge::cli::shutdown_signal;

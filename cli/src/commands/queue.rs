@@ -1,0 +1,150 @@
+//! `wattlet manager nialm` and `wattlet worker nialm`: NIALM on NATS JetStream.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use wattlet_workers::QueueSettings;
+use wattlet_workers::item::DEFAULT_MODELS;
+use wattlet_workers::manager::{self, ManagerOptions};
+use wattlet_workers::worker::{self, WorkerOptions};
+
+const QUEUE_HELP: &str = "\
+Items: one meter, one hour of 60 s output, one appliance model (kettle, fridge, washing_machine,
+dishwasher, microwave), carrying the 158 minutes of aggregate power the model needs. They go to
+the JetStream WorkQueue stream NIALM (subjects nialm.work.<model>) with Nats-Msg-Id = the item's
+id; results go to the disaggregation table of the Data API's database and are read through the
+Data API (GET /api/household/meter/:uuid/disaggregation). Items that cannot be computed go to the
+stream NIALM_DEAD (subject nialm.dead) with the reason in the Wattlet-Dead-Reason header.
+
+The Data API's database is sqlite_db.db in `wattlet serve`'s state directory (--state-dir,
+default .spin next to spin.toml). The NATS server must have JetStream enabled (nats-server -js).
+Set WATTLET_LOG=info to see every pass and item.";
+
+#[derive(Debug, Subcommand)]
+pub enum ManagerCommand {
+    /// Publish NIALM work items for every consenting meter with unprocessed data.
+    #[command(after_help = QUEUE_HELP)]
+    Nialm(ManagerArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkerCommand {
+    /// Compute NIALM work items with the nialm component and store the results.
+    #[command(after_help = QUEUE_HELP)]
+    Nialm(WorkerArgs),
+}
+
+#[derive(Debug, Args)]
+struct Connection {
+    /// The NATS server (JetStream enabled).
+    #[arg(long, value_name = "URL", default_value = "nats://127.0.0.1:4222")]
+    nats: String,
+    /// The Data API's SQLite database.
+    #[arg(long, value_name = "FILE")]
+    database: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct Queue {
+    /// An item not acknowledged (and without progress signal) this long is redelivered.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    ack_wait: Duration,
+    /// Deliveries of an item before it goes to the dead-letter stream.
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    max_attempts: u32,
+}
+
+impl Queue {
+    fn settings(&self) -> QueueSettings {
+        QueueSettings {
+            ack_wait: self.ack_wait,
+            max_attempts: self.max_attempts,
+            ..QueueSettings::default()
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ManagerArgs {
+    #[command(flatten)]
+    connection: Connection,
+    /// Models to plan for (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = DEFAULT_MODELS.map(String::from))]
+    models: Vec<String>,
+    /// Time between passes.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
+    interval: Duration,
+    /// Run one pass and exit.
+    #[arg(long)]
+    once: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    connection: Connection,
+    #[command(flatten)]
+    queue: Queue,
+    /// Items computed at once, each by its own component instance [default: the number of CPUs].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    concurrency: Option<u16>,
+    /// Items fetched and committed together.
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    batch: u16,
+    /// Directory holding the built components [default: $WATTLET_COMPONENTS, then the build's
+    /// target/wasm32-wasip2/component].
+    #[arg(long, value_name = "DIR")]
+    components: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+pub fn run_manager(command: ManagerCommand) -> anyhow::Result<ExitCode> {
+    let ManagerCommand::Nialm(args) = command;
+    let options = ManagerOptions {
+        nats_url: args.connection.nats,
+        database: args.connection.database,
+        models: args.models,
+        settings: QueueSettings::default(),
+        interval: (!args.once).then_some(args.interval),
+    };
+    runtime()?.block_on(manager::run(options, super::shutdown_signal()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run_worker(command: WorkerCommand) -> anyhow::Result<ExitCode> {
+    let WorkerCommand::Nialm(args) = command;
+    if args.queue.ack_wait < Duration::from_millis(100) {
+        anyhow::bail!("--ack-wait must be at least 100ms");
+    }
+    // Armed only by the crash tests (FAILPOINTS=nialm::after-persist=5%return, …).
+    let _failpoints = fail::FailScenario::setup();
+    let component = wattlet_runtime::locate::locate("wattlet-nialm", args.components.as_deref())?;
+    let concurrency = args.concurrency.map_or_else(
+        || std::thread::available_parallelism().map_or(1, usize::from),
+        usize::from,
+    );
+    let options = WorkerOptions {
+        nats_url: args.connection.nats,
+        database: args.connection.database,
+        component,
+        settings: args.queue.settings(),
+        batch: usize::from(args.batch),
+        concurrency,
+        metrics_listen: args.metrics_listen,
+    };
+    runtime()?.block_on(worker::run(options, super::shutdown_signal()))?;
+    Ok(ExitCode::SUCCESS)
+}

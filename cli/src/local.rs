@@ -1,0 +1,502 @@
+//! `wattlet up`: the whole system on one machine, on embedded defaults.
+//!
+//! The cloud application (`spin.toml`) is served over mutual TLS; two simulated households
+//! each get a measurement device with its own certificate and a simulated SML meter on a
+//! pseudo-terminal; the first household grants consent, the second does not. Readings that
+//! reach the cloud are printed as they arrive. A local `nats-server` with JetStream carries the
+//! NIALM work queue: a work manager and a worker run alongside. Everything lives in one state
+//! directory, so a second `wattlet up` continues where the first stopped.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+use wattlet_api_client::ApiClient;
+use wattlet_edge::config::{EdgeConfig, Framing, Identity, MeterConfig};
+use wattlet_edge::daemon::{Daemon, EdgeComponents};
+use wattlet_edge::metrics::EdgeMetrics;
+use wattlet_meter_sim as sim;
+use wattlet_pki::{self as pki, CaDir, DeviceRequest, ServerRequest};
+use wattlet_runtime::metrics::serve_admin;
+use wattlet_serve::server::{App, ServeOptions, serve};
+use wattlet_serve::tls::{ClientAuth, TlsOptions};
+use wattlet_survey::obis::{ENERGY_IMPORT, POWER_SUM};
+use wattlet_workers::{
+    QueueSettings, item::DEFAULT_MODELS, manager::ManagerOptions, server::LocalNats,
+    worker::WorkerOptions,
+};
+
+/// A simulated household: participant, device and meter.
+struct Household {
+    name: &'static str,
+    email: &'static str,
+    device: &'static str,
+    meter: &'static str,
+    model: &'static str,
+    /// Where the household is (latitude, longitude) and its NUTS-3 region.
+    location: (f64, f64, &'static str),
+    server_id: [u8; 10],
+    start_wh: u64,
+    power_w: i64,
+    grants_consent: bool,
+}
+
+/// Fixed ids, so a second `wattlet up` finds the households of the first.
+const HOUSEHOLDS: [Household; 2] = [
+    Household {
+        name: "Ada Lovelace",
+        email: "ada@example.org",
+        device: "pi-ada",
+        meter: "3f6c1a52-5d0e-4f7b-9a51-7a1c2e9b0a01",
+        model: "MT681",
+        location: (52.5163, 13.3777, "DE300"),
+        server_id: [0x0a, 0x01, 0x49, 0x53, 0x4b, 0x00, 0x04, 0x58, 0x19, 0x41],
+        start_wh: 12_345_678,
+        power_w: 480,
+        grants_consent: true,
+    },
+    Household {
+        name: "Grace Hopper",
+        email: "grace@example.org",
+        device: "pi-grace",
+        meter: "8b2d4e63-1c7f-4a09-b6d2-5e8f3a7c0b02",
+        model: "DD3",
+        location: (53.5511, 9.9937, "DE600"),
+        server_id: [0x0a, 0x01, 0x45, 0x42, 0x5a, 0x01, 0x00, 0x0c, 0x33, 0x07],
+        start_wh: 4_200_000,
+        power_w: 310,
+        grants_consent: false,
+    },
+];
+
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    pub manifest: PathBuf,
+    pub state_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub components: Option<PathBuf>,
+    pub measure_every: Duration,
+    pub report_every: Duration,
+    pub consent_every: Duration,
+    /// Where the local NATS server listens for the NIALM queue; `None` runs no queue.
+    pub nats_listen: Option<SocketAddr>,
+}
+
+/// Runs until `shutdown` resolves, printing to `out`.
+pub async fn run(
+    options: UpOptions,
+    out: &mut (dyn Write + Send),
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let state = &options.state_dir;
+    std::fs::create_dir_all(state).with_context(|| format!("cannot create {}", state.display()))?;
+    let ca = match CaDir::open(&state.join("ca")) {
+        Ok(ca) => ca,
+        Err(pki::PkiError::NotInitialized(_)) => CaDir::init(
+            &state.join("ca"),
+            "wattlet local CA",
+            pki::DEFAULT_CA_VALIDITY,
+            false,
+        )?,
+        Err(e) => return Err(e.into()),
+    };
+    let server_prefix = state.join("server");
+    if !server_prefix.with_extension("crt").is_file() {
+        ca.issue_server(&ServerRequest::default())?
+            .write(&server_prefix)?;
+    }
+    let admin_token = admin_token(&state.join("admin-token"))?;
+
+    let serve_options = ServeOptions {
+        manifest: options.manifest.clone(),
+        state_dir: Some(state.join("cloud")),
+        runtime_config: None,
+        max_request_bytes: 16 << 20,
+        tls: Some(TlsOptions {
+            cert: server_prefix.with_extension("crt"),
+            key: server_prefix.with_extension("key"),
+            client_ca: ca.ca_cert_path(),
+            crl: Some(ca.crl_path()),
+            client_auth: ClientAuth::Optional,
+        }),
+    };
+    let app = Arc::new(App::load_with_env(&serve_options, |name| {
+        if name == "SPIN_VARIABLE_ADMIN_TOKEN" {
+            Some(admin_token.clone())
+        } else {
+            std::env::var(name).ok()
+        }
+    })?);
+    let listener = TcpListener::bind(options.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", options.listen))?;
+    let admin = TcpListener::bind(options.admin_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (admin)", options.admin_listen))?;
+    let address = listener.local_addr()?;
+    let metrics_address = admin.local_addr()?;
+    tokio::spawn(serve_admin(app.metrics.clone(), admin));
+    let (stop_serving, serving_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(app, listener, async {
+        let _ = serving_stopped.await;
+    }));
+
+    let cloud = format!("https://{address}");
+    let admin_tls = Arc::new(wattlet_tls::anonymous_client_tls_config(
+        &ca.ca_cert_path(),
+    )?);
+    let admin = ApiClient::new(&cloud, Some(admin_tls))?.with_bearer(admin_token.clone());
+    let engine = wattlet_runtime::engine::engine()?;
+    let stop_meters = Arc::new(AtomicBool::new(false));
+    let mut meters = Vec::new();
+    let mut daemons = Vec::new();
+    let (stop_daemons, _) = tokio::sync::broadcast::channel::<()>(1);
+    let mut devices = Vec::new();
+    for household in &HOUSEHOLDS {
+        let device_dir = state.join("devices").join(household.device);
+        std::fs::create_dir_all(&device_dir)
+            .with_context(|| format!("cannot create {}", device_dir.display()))?;
+        let prefix = device_dir.join("device");
+        if !prefix.with_extension("crt").is_file() {
+            ca.issue_device(&DeviceRequest::new(household.device, household.email))?
+                .write(&prefix)?;
+        }
+        let (status, body) = admin
+            .send(
+                "POST",
+                "/api/management/household",
+                Some(&json!({
+                "name": household.name,
+                "email": household.email,
+                "device": household.device,
+                "meters": [{"uuid": household.meter, "type": "ELECTRICITY", "model": household.model}],
+                "location": {
+                    "latitude": household.location.0,
+                    "longitude": household.location.1,
+                    "nuts3": household.location.2,
+                },
+                })),
+                &[],
+            )
+            .await?;
+        if status != 201 && status != 409 {
+            bail!(
+                "registering {} failed: HTTP {status} {body}",
+                household.name
+            );
+        }
+
+        let pty = sim::Pty::open()?;
+        let device_path = pty.slave_path().to_path_buf();
+        let stop = stop_meters.clone();
+        let sim_options = sim::Options {
+            source: sim::Source::Synthetic {
+                server_id: household.server_id.to_vec(),
+                start_wh: meter_reading_now(household),
+                mean_power_w: household.power_w,
+            },
+            interval: Duration::from_secs(2),
+            count: None,
+        };
+        meters.push(std::thread::spawn(move || {
+            sim::run(&pty, &sim_options, &stop)
+        }));
+
+        let config = EdgeConfig {
+            cloud: cloud.clone(),
+            state_dir: device_dir.join("state"),
+            identity: Identity {
+                certificate: prefix.with_extension("crt"),
+                key: prefix.with_extension("key"),
+                cloud_ca: ca.ca_cert_path(),
+            },
+            measure_every: options.measure_every,
+            report_every: options.report_every,
+            consent_every: options.consent_every,
+            journal: false,
+            metrics_listen: None,
+            meters: vec![MeterConfig {
+                uuid: household.meter.to_owned(),
+                device: device_path.clone(),
+                protocol: wattlet_meter_parser::Protocol::Sml,
+                baud: sim::BAUD,
+                framing: Framing::EightN1,
+                model: Some(household.model.to_owned()),
+                expected: vec![ENERGY_IMPORT.to_owned(), POWER_SUM.to_owned()],
+            }],
+        };
+        let device = ApiClient::new(
+            &cloud,
+            Some(Arc::new(wattlet_tls::client_tls_config(
+                &config.identity.certificate,
+                &config.identity.key,
+                &config.identity.cloud_ca,
+            )?)),
+        )?;
+        if household.grants_consent {
+            let (status, body) = device
+                .send("POST", "/api/household/consent", None, &[])
+                .await?;
+            if status != 200 && status != 409 {
+                bail!(
+                    "granting consent for {} failed: HTTP {status} {body}",
+                    household.name
+                );
+            }
+        }
+        devices.push(device);
+        let components = EdgeComponents::load(&engine, &config, options.components.as_deref())?;
+        let daemon = Daemon::new(config, components, Arc::new(EdgeMetrics::new()))?;
+        let mut stop = stop_daemons.subscribe();
+        daemons.push(tokio::spawn(daemon.run(async move {
+            let _ = stop.recv().await;
+        })));
+        writeln!(
+            out,
+            "  {:<13} <{}>  device {}  meter {} ({}) on {}  consent {}",
+            household.name,
+            household.email,
+            household.device,
+            household.meter,
+            household.model,
+            device_path.display(),
+            if household.grants_consent {
+                "granted"
+            } else {
+                "not granted: nothing is measured"
+            },
+        )?;
+    }
+    let nialm = match options.nats_listen {
+        Some(listen) => Some(Nialm::start(&options, listen)?),
+        None => None,
+    };
+    writeln!(out)?;
+    writeln!(
+        out,
+        "Data API   {cloud}/api/health  (CA {}; devices use their certificates)",
+        ca.ca_cert_path().display()
+    )?;
+    writeln!(out, "Metrics    http://{metrics_address}/metrics")?;
+    if let Some(nialm) = &nialm {
+        writeln!(
+            out,
+            "NIALM      {} (JetStream): work manager every {}, one worker; hourly appliance \
+             estimates once a consenting meter has 1 h 49 min of data: \
+             GET {cloud}/api/management/meter/<uuid>/disaggregation",
+            nialm.nats.url,
+            humantime::format_duration(NIALM_PASS_EVERY)
+        )?;
+    }
+    writeln!(
+        out,
+        "Admin      bearer token in {}",
+        state.join("admin-token").display()
+    )?;
+    writeln!(
+        out,
+        "Web UIs    {cloud}/ui/registration/ and {cloud}/ui/status/ (enter the admin token)"
+    )?;
+    // Each device obtains its participant's link to the device UI, as a real device shows it.
+    for (household, device) in HOUSEHOLDS.iter().zip(&devices) {
+        let (status, body) = device
+            .send("POST", "/api/household/token", None, &[])
+            .await?;
+        match body["ui"].as_str() {
+            Some(link) if status == 201 => {
+                writeln!(out, "Device UI  {:<13} {cloud}{link}", household.name)?;
+            }
+            _ => bail!(
+                "the device of {} got no device UI link: HTTP {status} {body}",
+                household.name
+            ),
+        }
+    }
+    writeln!(
+        out,
+        "Measuring every {}, uploading every {}. Readings as they reach the cloud (Ctrl-C stops):",
+        humantime::format_duration(options.measure_every),
+        humantime::format_duration(options.report_every)
+    )?;
+    out.flush()?;
+
+    let watch = async {
+        // Only what is measured from now on: earlier runs' measurements are not news.
+        let mut from = vec![std::time::SystemTime::now(); HOUSEHOLDS.len()];
+        let mut printed: Vec<Option<std::time::SystemTime>> = vec![None; HOUSEHOLDS.len()];
+        loop {
+            for (i, household) in HOUSEHOLDS.iter().enumerate() {
+                let path = format!(
+                    "/api/household/meter/{}/measurement?from={}",
+                    household.meter,
+                    wattlet_edge::daemon::rfc3339(from[i])
+                );
+                let Ok((200, body)) = devices[i].send("GET", &path, None, &[]).await else {
+                    continue;
+                };
+                for m in body["measurements"].as_array().into_iter().flatten() {
+                    let Some(at) = m["measured_at"]
+                        .as_str()
+                        .and_then(|t| humantime::parse_rfc3339(t).ok())
+                    else {
+                        continue;
+                    };
+                    // `from` is inclusive: the last one printed comes back once more.
+                    if printed[i].is_some_and(|last| at <= last) {
+                        continue;
+                    }
+                    let _ = writeln!(out, "{}", describe(household, m));
+                    printed[i] = Some(at);
+                    from[i] = at;
+                }
+            }
+            let _ = out.flush();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    };
+    tokio::select! {
+        () = shutdown => {}
+        () = watch => {}
+    }
+    let _ = stop_daemons.send(());
+    if let Some(nialm) = nialm {
+        nialm.stop().await?;
+    }
+    for daemon in daemons {
+        daemon
+            .await
+            .map_err(|e| anyhow!("edge daemon failed: {e}"))??;
+    }
+    stop_meters.store(true, Ordering::Relaxed);
+    for meter in meters {
+        let _ = meter.join();
+    }
+    let _ = stop_serving.send(());
+    server.await.map_err(|e| anyhow!("server failed: {e}"))??;
+    Ok(())
+}
+
+/// How often the local work manager looks for new NIALM work.
+const NIALM_PASS_EVERY: Duration = Duration::from_secs(60);
+
+/// The NIALM queue of the local system: NATS server, work manager, one worker.
+struct Nialm {
+    nats: LocalNats,
+    stop: tokio::sync::watch::Sender<bool>,
+    manager: tokio::task::JoinHandle<anyhow::Result<()>>,
+    worker: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Nialm {
+    fn start(options: &UpOptions, listen: SocketAddr) -> anyhow::Result<Self> {
+        let state = &options.state_dir;
+        let nats = LocalNats::start(listen, &state.join("nats"), &state.join("nats-server.log"))?;
+        // The Data API's database (migrated by the registrations above).
+        let database = state.join("cloud").join("sqlite_db.db");
+        let component =
+            wattlet_runtime::locate::locate("wattlet-nialm", options.components.as_deref())?;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        let manager = tokio::spawn(wattlet_workers::manager::run(
+            ManagerOptions {
+                nats_url: nats.url.clone(),
+                database: database.clone(),
+                models: DEFAULT_MODELS.map(String::from).to_vec(),
+                settings: QueueSettings::default(),
+                interval: Some(NIALM_PASS_EVERY),
+            },
+            until_stopped(stopped.clone()),
+        ));
+        let worker = tokio::spawn(wattlet_workers::worker::run(
+            WorkerOptions {
+                nats_url: nats.url.clone(),
+                database,
+                component,
+                settings: QueueSettings::default(),
+                batch: 16,
+                concurrency: 1,
+                metrics_listen: None,
+            },
+            until_stopped(stopped),
+        ));
+        Ok(Nialm {
+            nats,
+            stop,
+            manager,
+            worker,
+        })
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        self.manager
+            .await
+            .map_err(|e| anyhow!("NIALM manager failed: {e}"))??;
+        self.worker
+            .await
+            .map_err(|e| anyhow!("NIALM worker failed: {e}"))??;
+        drop(self.nats);
+        Ok(())
+    }
+}
+
+/// Where the simulated meter's counter stands now: as if it had run at its mean power since
+/// 2026-01-01, so a later `wattlet up` never shows it lower than an earlier one did.
+fn meter_reading_now(household: &Household) -> u64 {
+    const SINCE: u64 = 1_767_225_600; // 2026-01-01T00:00:00Z
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let hours = now.saturating_sub(SINCE) / 3600;
+    household.start_wh + hours * household.power_w.unsigned_abs()
+}
+
+/// One line per measurement: time, device, meter and its readings with units.
+fn describe(household: &Household, m: &Value) -> String {
+    let mut line = format!(
+        "{}  {:<9} meter {}",
+        m["measured_at"].as_str().unwrap_or("?"),
+        household.device,
+        &household.meter[..8]
+    );
+    for entry in m["data"].as_array().into_iter().flatten() {
+        for (code, value) in entry.as_object().into_iter().flatten() {
+            let (label, unit) = match code.as_str() {
+                "0100010800ff" => ("import", "kWh"),
+                "0100020800ff" => ("export", "kWh"),
+                "0100010700ff" => ("import power", "kW"),
+                "0100020700ff" => ("export power", "kW"),
+                "0100100700ff" => ("power", "kW"),
+                other => (other, ""),
+            };
+            line.push_str(&format!("  {label} {value} {unit}"));
+        }
+    }
+    line
+}
+
+/// The administrator's bearer token: made once, kept in a file only its owner can read.
+fn admin_token(path: &Path) -> anyhow::Result<String> {
+    if let Ok(token) = std::fs::read_to_string(path) {
+        let token = token.trim().to_owned();
+        if !token.is_empty() {
+            return Ok(token);
+        }
+    }
+    let mut bytes = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .map_err(|_| anyhow!("no system randomness for the admin token"))?;
+    let token = hex::encode(bytes);
+    pki::write_atomic(path, format!("{token}\n").as_bytes(), 0o600)?;
+    Ok(token)
+}

@@ -1,0 +1,145 @@
+//! `wattlet ca` through the real binary: init, device, server, list, revoke, and its errors.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Output;
+
+fn wattlet(args: &[&str]) -> Output {
+    wattlet_testkit::binary!("wattlet")
+        .args(args)
+        .output()
+        .expect("run wattlet")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = wattlet(args);
+    assert!(
+        out.status.success(),
+        "wattlet {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn fails(args: &[&str]) -> String {
+    let out = wattlet(args);
+    assert!(!out.status.success(), "wattlet {args:?} succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path)
+        .expect("metadata")
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+#[test]
+fn ca_commands_issue_list_and_revoke() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let dir = temp.path().join("ca");
+    let dir = dir.to_str().expect("utf-8 path");
+    let device = temp.path().join("pi-7");
+    let server = temp.path().join("server");
+
+    let error = fails(&["ca", "list", "--dir", dir]);
+    assert!(error.contains("wattlet ca init"), "{error}");
+
+    ok(&["ca", "init", "--dir", dir]);
+    assert_eq!(mode(&Path::new(dir).join("ca.key")), 0o600);
+    assert!(Path::new(dir).join("crl.pem").is_file());
+    let error = fails(&["ca", "init", "--dir", dir]);
+    assert!(error.contains("--force"), "{error}");
+
+    let error = fails(&[
+        "ca",
+        "device",
+        "--dir",
+        dir,
+        "--id",
+        "no spaces",
+        "--email",
+        "a@example.org",
+        "--out",
+        device.to_str().expect("utf-8"),
+    ]);
+    assert!(error.contains("invalid device id"), "{error}");
+
+    let out = ok(&[
+        "ca",
+        "device",
+        "--dir",
+        dir,
+        "--id",
+        "pi-7",
+        "--email",
+        "dora@example.org",
+        "--out",
+        device.to_str().expect("utf-8"),
+    ]);
+    assert!(out.contains("pi-7"), "{out}");
+    let cert = temp.path().join("pi-7.crt");
+    let key = temp.path().join("pi-7.key");
+    assert_eq!(mode(&key), 0o600);
+    let identity =
+        wattlet_tls::ClientIdentity::from_pem(&std::fs::read(&cert).expect("cert")).expect("id");
+    assert_eq!(identity.device_id, "pi-7");
+    assert_eq!(identity.email, "dora@example.org");
+
+    ok(&[
+        "ca",
+        "server",
+        "--dir",
+        dir,
+        "--name",
+        "localhost",
+        "--ip",
+        "127.0.0.1",
+        "--out",
+        server.to_str().expect("utf-8"),
+    ]);
+    assert!(temp.path().join("server.crt").is_file());
+
+    let list = ok(&["ca", "list", "--dir", dir]);
+    assert!(list.contains(&identity.serial_hex), "{list}");
+    assert!(list.contains("dora@example.org"), "{list}");
+    assert!(list.contains("localhost,127.0.0.1"), "{list}");
+    assert!(!list.contains("revoked"), "{list}");
+
+    let error = fails(&["ca", "revoke", "--dir", dir]);
+    assert!(error.contains("--serial"), "{error}");
+    let error = fails(&["ca", "revoke", "--dir", dir, "--serial", "0abc"]);
+    assert!(error.contains("no certificate with serial"), "{error}");
+
+    ok(&[
+        "ca",
+        "revoke",
+        "--dir",
+        dir,
+        "--cert",
+        cert.to_str().expect("utf-8"),
+    ]);
+    let list = ok(&["ca", "list", "--dir", dir]);
+    let line = list
+        .lines()
+        .find(|l| l.contains(&identity.serial_hex))
+        .expect("device listed");
+    assert!(line.contains("revoked"), "{list}");
+    let crl = std::fs::read(Path::new(dir).join("crl.pem")).expect("crl");
+    let revoked = wattlet_tls::revoked_serials(&crl).expect("CRL parses");
+    assert!(revoked.contains(&identity.serial_hex));
+
+    // --force replaces the CA.
+    ok(&["ca", "init", "--dir", dir, "--force"]);
+    let list = ok(&["ca", "list", "--dir", dir]);
+    assert!(list.contains("no certificates issued yet"), "{list}");
+}
+
+#[test]
+fn serve_tls_options_go_together() {
+    let error = fails(&["serve", "--tls-cert", "server.crt"]);
+    assert!(error.contains("missing --tls-key, --client-ca"), "{error}");
+    let error = fails(&["serve", "--crl", "crl.pem"]);
+    assert!(error.contains("--crl needs mutual TLS"), "{error}");
+}

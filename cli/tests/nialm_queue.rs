@@ -1,0 +1,690 @@
+//! NIALM on NATS JetStream end to end, all real: the Data API (`spin.toml`) over mutual TLS, a
+//! `nats-server -js`, the `wattlet manager nialm` and `wattlet worker nialm` binaries, the nialm
+//! component under wasmtime, results read back through the Data API.
+//!
+//! The crash test SIGKILLs workers at each of the three failure points of DESIGN.md (before a
+//! step, mid step, after persisting but before the ack), `WATTLET_QUEUE_KILLS` times each
+//! (default 100), several workers at once, and then checks that every item has exactly one
+//! result and that the results equal a single-process run over the same data.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use wattlet_runtime::nialm::NialmComponent;
+use wattlet_testkit::{Cloud, Device, wait_for};
+use wattlet_workers::item::{DEFAULT_MODELS, WorkItem};
+use wattlet_workers::plan::{Planner, db_time};
+use wattlet_workers::server::LocalNats;
+
+/// Midnight UTC, 1 November 2026: the first measurement of every test meter.
+const START: i64 = 1_793_491_200;
+const WORKERS: usize = 3;
+/// Small batches, and kills are not poison: no item may reach the dead-letter stream here.
+const CRASH_WORKER: &[&str] = &["--batch", "2", "--max-attempts", "1000"];
+
+fn kills_per_point() -> usize {
+    std::env::var("WATTLET_QUEUE_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100)
+}
+
+/// A household's power in kW at `minute`: base load, a fridge cycling 20 of every 60 minutes, a
+/// kettle for 3 minutes every 127 and a 40-minute 1.8 kW cycle every 11 hours. Deterministic, so
+/// the single-process reference sees the same data.
+fn power_kw(minute: i64) -> f64 {
+    let base = 0.12 + 0.02 * ((minute as f64) / 37.0).sin();
+    let fridge = if minute % 60 < 20 { 0.09 } else { 0.0 };
+    let kettle = if minute % 127 < 3 { 2.0 } else { 0.0 };
+    let washer = if minute % 660 < 40 { 1.8 } else { 0.0 };
+    base + fridge + kettle + washer
+}
+
+/// Uploads one measurement per minute for `minutes` minutes from [`START`], 7 s into each minute.
+fn upload_minutes(cloud: &Cloud, device: &Device, meter: &str, minutes: i64) {
+    let all: Vec<_> = (0..minutes)
+        .map(|minute| {
+            let at = START + minute * 60 + 7;
+            json!({
+                "uuid": uuid::Uuid::new_v4().to_string(),
+                "meter": meter,
+                "measured_at": humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + Duration::from_secs(at as u64)).to_string(),
+                "data": [
+                    {"0100010800ff": 1000.0 + minute as f64 / 60.0},
+                    {"0100010700ff": power_kw(minute)},
+                ],
+            })
+        })
+        .collect();
+    for batch in all.chunks(1000) {
+        let (status, body) = cloud.as_device(
+            device,
+            "POST",
+            "/api/household/meter/measurement",
+            Some(json!({ "measurements": batch })),
+        );
+        assert_eq!(status, 200, "upload: {body}");
+    }
+}
+
+fn grant(cloud: &Cloud, device: &Device) {
+    let (status, body) = cloud.as_device(device, "POST", "/api/household/consent", None);
+    assert_eq!(status, 200, "grant consent: {body}");
+}
+
+fn database(cloud: &Cloud) -> PathBuf {
+    cloud.dir.join("cloud").join("sqlite_db.db")
+}
+
+fn start_nats(dir: &Path) -> LocalNats {
+    // A port the kernel just handed out and took back: free unless another process races.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port");
+    LocalNats::start(addr, &dir.join("jetstream"), &dir.join("nats-server.log"))
+        .expect("nats-server starts (./dev test installs it)")
+}
+
+fn run_manager(nats: &LocalNats, db: &Path, args: &[&str]) {
+    let output = wattlet_testkit::binary!("wattlet")
+        .args([
+            "manager",
+            "nialm",
+            "--once",
+            "--nats",
+            &nats.url,
+            "--database",
+        ])
+        .arg(db)
+        .args(args)
+        .env("WATTLET_LOG", "wattlet=info")
+        .output()
+        .expect("run wattlet manager");
+    assert!(
+        output.status.success(),
+        "manager failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A worker with a 1 s ack wait and one lane; `args` add to (not replace) these.
+fn spawn_worker(
+    nats: &LocalNats,
+    db: &Path,
+    log: &Path,
+    failpoints: Option<&str>,
+    args: &[&str],
+) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("worker log");
+    let mut command = wattlet_testkit::binary!("wattlet");
+    command
+        .args(["worker", "nialm", "--nats", &nats.url, "--database"])
+        .arg(db)
+        .args(["--concurrency", "1", "--ack-wait", "1s"])
+        .args(args)
+        .env("WATTLET_LOG", "wattlet=info")
+        .env_remove("FAILPOINTS")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+    if let Some(failpoints) = failpoints {
+        command.env("FAILPOINTS", failpoints);
+    }
+    command.spawn().expect("spawn wattlet worker")
+}
+
+/// Every stored result: item id → (meter, model, window start, power).
+type Results = BTreeMap<String, (String, String, String, Vec<f32>)>;
+
+fn results(db: &Path) -> Results {
+    let db = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .expect("open database");
+    let mut statement = db
+        .prepare("SELECT item, meter, model, window_start, power_w FROM disaggregation")
+        .expect("query");
+    statement
+        .query_map([], |row| {
+            let power: String = row.get(4)?;
+            Ok((
+                row.get::<_, String>(0)?,
+                (
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    serde_json::from_str(&power).expect("power_w is JSON"),
+                ),
+            ))
+        })
+        .expect("results")
+        .collect::<Result<_, _>>()
+        .expect("result rows")
+}
+
+fn count_for(results: &Results, meter: &str) -> usize {
+    results.values().filter(|(m, ..)| m == meter).count()
+}
+
+/// The single-process reference: the same plan, each item computed in this process.
+fn planned(db: &Path, meter: &str) -> Vec<WorkItem> {
+    let planner = Planner::open(db).expect("planner");
+    let span = planner
+        .meters()
+        .expect("meters")
+        .into_iter()
+        .find(|s| s.meter == meter)
+        .expect("the meter is planned");
+    let models: Vec<String> = DEFAULT_MODELS.map(String::from).to_vec();
+    planner
+        .items(meter, &models, span.first_window(), span.ready_end())
+        .expect("items")
+}
+
+/// Items in the work stream (published, not yet acknowledged).
+fn queued(cloud: &Cloud, js: &async_nats::jetstream::Context) -> u64 {
+    cloud.runtime().block_on(async {
+        let mut stream = js.get_stream("NIALM").await.expect("work stream");
+        stream.info().await.expect("stream info").state.messages
+    })
+}
+
+fn lines_containing(log: &Path, needle: &str) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(needle))
+        .count()
+}
+
+#[test]
+fn nialm_queue_survives_killed_workers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cloud = Cloud::start(dir.path());
+    let nats = start_nats(dir.path());
+    let db = database(&cloud);
+    let points = [
+        "nialm::before-step",
+        "nialm::mid-step",
+        "nialm::after-persist",
+    ];
+    let trials = kills_per_point();
+
+    // One household per failure point, all consenting, and one that never consented.
+    let mut meters = Vec::new();
+    for (i, _) in points.iter().enumerate() {
+        let meter = uuid::Uuid::new_v4().to_string();
+        let device = cloud.register(
+            &format!("Household {i}"),
+            &format!("h{i}@example.org"),
+            &format!("dev-{i}"),
+            &meter,
+        );
+        grant(&cloud, &device);
+        meters.push((meter, device));
+    }
+    let silent_meter = uuid::Uuid::new_v4().to_string();
+    let silent = cloud.register("Silent", "silent@example.org", "dev-silent", &silent_meter);
+    // Uploads need consent; revoke it right after (the data stays, anonymous use only).
+    grant(&cloud, &silent);
+    upload_minutes(&cloud, &silent, &silent_meter, 6 * 60);
+    let (status, body) = cloud.as_device(&silent, "DELETE", "/api/household/consent", None);
+    assert_eq!(status, 200, "revoke: {body}");
+
+    let js = cloud
+        .runtime()
+        .block_on(wattlet_workers::connect(&nats.url))
+        .expect("connect to NATS");
+    let started = Instant::now();
+    let mut report = Vec::new();
+    for (point, (meter, device)) in points.iter().zip(&meters) {
+        // Four days of minutes: ~94 windows × 5 models, enough for the kills at 50 % per batch.
+        upload_minutes(&cloud, device, meter, 4 * 24 * 60);
+        let expected = planned(&db, meter).len();
+        run_manager(&nats, &db, &[]);
+        let log = dir
+            .path()
+            .join(format!("worker-{}.log", point.replace("::", "-")));
+
+        // Warm-up: one worker computes the first result (the first run compiles the component
+        // into the cache) before the kills start.
+        if report.is_empty() {
+            let mut warm = spawn_worker(&nats, &db, &log, None, CRASH_WORKER);
+            wait_for(Duration::from_secs(600), "a first result", || {
+                count_for(&results(&db), meter) > 0
+            });
+            warm.kill().expect("stop warm-up worker");
+            warm.wait().expect("reap warm-up worker");
+        }
+
+        let armed = format!("{point}=50%return");
+        let mut workers: Vec<Child> = (0..WORKERS)
+            .map(|_| spawn_worker(&nats, &db, &log, Some(&armed), CRASH_WORKER))
+            .collect();
+        let mut kills = 0;
+        let phase = Instant::now();
+        let deadline = phase + Duration::from_secs(900) * wattlet_testkit::patience();
+        loop {
+            for worker in &mut workers {
+                if let Some(status) = worker.try_wait().expect("poll worker") {
+                    assert_eq!(
+                        status.signal(),
+                        Some(9),
+                        "a worker ended other than by SIGKILL ({status}); see {}",
+                        log.display()
+                    );
+                    kills += 1;
+                    let failpoints = (kills < trials).then_some(armed.as_str());
+                    *worker = spawn_worker(&nats, &db, &log, failpoints, CRASH_WORKER);
+                }
+            }
+            let done = count_for(&results(&db), meter);
+            // Done when every item has its result and the queue holds nothing (an item killed
+            // after persisting comes back once more to be acknowledged).
+            if done >= expected && queued(&cloud, &js) == 0 {
+                assert!(
+                    kills >= trials,
+                    "the queue drained after only {kills} of {trials} kills at {point}"
+                );
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{point}: {done} of {expected} results after {kills} kills; see {}",
+                log.display()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for worker in &mut workers {
+            let _ = worker.kill();
+            let _ = worker.wait();
+        }
+        let again = lines_containing(&log, "result already stored");
+        report.push(format!(
+            "{point}: {kills} SIGKILLs, {expected} items, {} results, {again} redelivered items \
+             found stored, {:.1} s",
+            count_for(&results(&db), meter),
+            phase.elapsed().as_secs_f64()
+        ));
+        if *point == "nialm::after-persist" {
+            assert!(
+                again > 0,
+                "kills after persisting must lead to redeliveries that find the result stored"
+            );
+        }
+    }
+
+    // Exactly one result per planned item, equal to the single-process run.
+    let stored = results(&db);
+    let engine = wattlet_runtime::engine::engine().expect("engine");
+    let component =
+        wattlet_runtime::locate::locate("wattlet-nialm", None).expect("nialm component");
+    let mut instance = NialmComponent::load(&engine, &component)
+        .expect("load component")
+        .instantiate()
+        .expect("instantiate");
+    let mut keys = BTreeSet::new();
+    let mut compared = 0;
+    for (meter, _) in &meters {
+        let items = planned(&db, meter);
+        assert_eq!(count_for(&stored, meter), items.len(), "results of {meter}");
+        for item in items {
+            let (m, model, window_start, power) = stored
+                .get(&item.id())
+                .unwrap_or_else(|| panic!("no result for {item:?}"));
+            assert_eq!((m, model), (&item.meter, &item.model));
+            assert_eq!(*window_start, db_time(item.window_start));
+            let reference = instance
+                .run(&item.model, &item.aggregate)
+                .expect("component runs")
+                .expect("component computes");
+            assert_eq!(
+                *power,
+                reference,
+                "item {} differs from one process",
+                item.id()
+            );
+            compared += 1;
+        }
+    }
+    for (meter, model, window_start, _) in stored.values() {
+        assert!(
+            keys.insert((meter, model, window_start)),
+            "two results for {meter} {model} {window_start}"
+        );
+    }
+    assert_eq!(
+        count_for(&stored, &silent_meter),
+        0,
+        "a household without consent is not disaggregated"
+    );
+    assert_eq!(stored.len(), compared, "no result outside the plan");
+
+    // Nothing dead-lettered, nothing left in the queue.
+    let dead = cloud.runtime().block_on(async {
+        let mut dead = js.get_stream("NIALM_DEAD").await.expect("dead stream");
+        dead.info().await.expect("info").state.messages
+    });
+    assert_eq!(
+        (queued(&cloud, &js), dead),
+        (0, 0),
+        "work left in the queue / dead letters"
+    );
+
+    eprintln!(
+        "nialm crash test ({WORKERS} workers, {:.0} s):\n  {}\n  {compared} results, each equal \
+         to the single-process run; 0 lost, 0 duplicated",
+        started.elapsed().as_secs_f64(),
+        report.join("\n  ")
+    );
+}
+
+fn free_port() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+}
+
+/// The value of one sample line of a Prometheus text page, 0 when absent.
+fn metric(page: &str, name: &str) -> f64 {
+    page.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn scrape(addr: std::net::SocketAddr) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("metrics listener");
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nhost: metrics\r\n\r\n")
+        .expect("request");
+    let mut page = String::new();
+    stream.read_to_string(&mut page).expect("response");
+    page
+}
+
+#[test]
+fn nialm_queue_dead_letters_progress_and_api() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cloud = Cloud::start(dir.path());
+    let nats = start_nats(dir.path());
+    let db = database(&cloud);
+    let meter = uuid::Uuid::new_v4().to_string();
+    let owner = cloud.register("Owner", "owner@example.org", "dev-owner", &meter);
+    grant(&cloud, &owner);
+    let stranger_meter = uuid::Uuid::new_v4().to_string();
+    let stranger = cloud.register(
+        "Stranger",
+        "stranger@example.org",
+        "dev-stranger",
+        &stranger_meter,
+    );
+    upload_minutes(&cloud, &owner, &meter, 24 * 60);
+    run_manager(&nats, &db, &["--models", "kettle"]);
+    let expected = planned(&db, &meter)
+        .into_iter()
+        .filter(|i| i.model == "kettle")
+        .count();
+    assert_eq!(expected, 23, "one day of minutes: 23 complete hours");
+
+    // Progress: every batch takes 2.5 s with a 1 s ack wait; the progress signals keep the
+    // server from redelivering, so each item is computed once.
+    let log = dir.path().join("worker.log");
+    let metrics = free_port();
+    let mut slow = spawn_worker(
+        &nats,
+        &db,
+        &log,
+        Some("nialm::compute=sleep(2500)"),
+        &["--batch", "16", "--metrics-listen", &metrics.to_string()],
+    );
+    wait_for(
+        Duration::from_secs(600),
+        "the slow worker's results",
+        || count_for(&results(&db), &meter) == expected,
+    );
+    let page = scrape(metrics);
+    slow.kill().expect("stop worker");
+    slow.wait().expect("reap worker");
+    assert_eq!(
+        metric(
+            &page,
+            r#"wattlet_nialm_worker_items_total{outcome="stored"}"#
+        ),
+        expected as f64,
+        "{page}"
+    );
+    assert_eq!(
+        metric(&page, "wattlet_nialm_worker_redeliveries_total"),
+        0.0,
+        "{page}"
+    );
+    assert_eq!(lines_containing(&log, "result already stored"), 0);
+
+    // Poison: nothing a worker can compute goes to the dead-letter stream with its reason.
+    let js = cloud
+        .runtime()
+        .block_on(wattlet_workers::connect(&nats.url))
+        .expect("connect");
+    let good = planned(&db, &meter).remove(0);
+    let poison: Vec<(Vec<u8>, &str)> = vec![
+        (b"not json".to_vec(), "undecodable item"),
+        (
+            serde_json::to_vec(&WorkItem {
+                model: "toaster".into(),
+                ..good.clone()
+            })
+            .expect("json"),
+            "unknown model",
+        ),
+        (
+            serde_json::to_vec(&WorkItem {
+                aggregate: vec![100.0; 10],
+                ..good.clone()
+            })
+            .expect("json"),
+            "aggregate has 10 samples",
+        ),
+        (
+            serde_json::to_vec(&WorkItem {
+                window_start: good.window_start - 3600,
+                aggregate: vec![1.0e9; good.aggregate.len()],
+                ..good.clone()
+            })
+            .expect("json"),
+            "invalid",
+        ),
+    ];
+    cloud.runtime().block_on(async {
+        for (payload, _) in &poison {
+            js.publish("nialm.work.kettle", payload.clone().into())
+                .await
+                .expect("publish")
+                .await
+                .expect("ack");
+        }
+    });
+    let mut worker = spawn_worker(&nats, &db, &log, None, &["--batch", "16"]);
+    wait_for(Duration::from_secs(120), "four dead letters", || {
+        cloud.runtime().block_on(async {
+            let mut dead = js.get_stream("NIALM_DEAD").await.expect("dead stream");
+            dead.info().await.expect("info").state.messages == 4
+        })
+    });
+    let reasons: Vec<String> = cloud.runtime().block_on(async {
+        let dead = js.get_stream("NIALM_DEAD").await.expect("dead stream");
+        let mut reasons = Vec::new();
+        for sequence in 1..=4 {
+            let message = dead.get_raw_message(sequence).await.expect("dead letter");
+            reasons.push(
+                message
+                    .headers
+                    .get("Wattlet-Dead-Reason")
+                    .map(|v| v.as_str().to_owned())
+                    .unwrap_or_default(),
+            );
+        }
+        reasons
+    });
+    for (_, needle) in &poison {
+        assert!(
+            reasons.iter().any(|r| r.contains(needle)),
+            "no dead letter says {needle:?}: {reasons:?}"
+        );
+    }
+    assert_eq!(queued(&cloud, &js), 0, "poison items left the work stream");
+    assert!(
+        worker.try_wait().expect("poll").is_none(),
+        "poison does not stop the worker"
+    );
+    worker.kill().expect("stop worker");
+    worker.wait().expect("reap worker");
+    assert_eq!(
+        count_for(&results(&db), &meter),
+        expected,
+        "no result from poison"
+    );
+
+    // An item that kills every worker taking it is dead-lettered after --max-attempts
+    // deliveries (the worker checks the delivery count before it starts the step).
+    let deadly = WorkItem {
+        window_start: good.window_start - 7200,
+        ..good.clone()
+    };
+    cloud.runtime().block_on(async {
+        js.publish(
+            "nialm.work.kettle",
+            serde_json::to_vec(&deadly).expect("json").into(),
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("ack");
+    });
+    let always_kill = Some("nialm::before-step=return");
+    let attempts = ["--batch", "1", "--max-attempts", "2"];
+    let mut worker = spawn_worker(&nats, &db, &log, always_kill, &attempts);
+    let mut deaths = 0;
+    wait_for(
+        Duration::from_secs(300),
+        "the deadly item's dead letter",
+        || {
+            if let Some(status) = worker.try_wait().expect("poll") {
+                assert_eq!(status.signal(), Some(9), "{status}");
+                deaths += 1;
+                worker = spawn_worker(&nats, &db, &log, always_kill, &attempts);
+            }
+            cloud.runtime().block_on(async {
+                let mut dead = js.get_stream("NIALM_DEAD").await.expect("dead stream");
+                dead.info().await.expect("info").state.messages == 5
+            })
+        },
+    );
+    worker.kill().expect("stop worker");
+    worker.wait().expect("reap worker");
+    // Each failed delivery killed a worker, except one JetStream may hand to a pull request a
+    // killed worker left open (that delivery counts, and fails, without a worker to kill).
+    assert!(
+        (1..=2).contains(&deaths),
+        "{deaths} workers killed by two failed deliveries"
+    );
+    let reason = cloud.runtime().block_on(async {
+        let dead = js.get_stream("NIALM_DEAD").await.expect("dead stream");
+        let message = dead.get_raw_message(5).await.expect("dead letter");
+        message
+            .headers
+            .get("Wattlet-Dead-Reason")
+            .map(|v| v.as_str().to_owned())
+            .unwrap_or_default()
+    });
+    assert!(
+        reason.contains(&format!("item {} failed 2 deliveries", deadly.id())),
+        "{reason}"
+    );
+    assert_eq!(queued(&cloud, &js), 0);
+
+    // The results through the Data API: the owner and the administrator only.
+    let path = format!("/api/household/meter/{meter}/disaggregation?appliance=kettle");
+    let (status, body) = cloud.as_device(&owner, "GET", &path, None);
+    assert_eq!(status, 200, "{body}");
+    let windows = body["windows"].as_array().expect("windows");
+    assert_eq!(windows.len(), expected, "{body}");
+    let stored = results(&db);
+    for window in windows {
+        assert_eq!(window["appliance"], "kettle");
+        assert_eq!(window["step_seconds"], 60);
+        let power: Vec<f32> = serde_json::from_value(window["power_w"].clone()).expect("power");
+        assert_eq!(power.len(), 60);
+        let start = humantime::parse_rfc3339(window["window_start"].as_str().expect("start"))
+            .expect("RFC 3339")
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs() as i64;
+        let (_, _, _, expected_power) = stored
+            .get(&wattlet_workers::item::item_id(&meter, "kettle", start))
+            .expect("a stored result for the window");
+        assert_eq!(&power, expected_power);
+    }
+    let (status, body) = cloud.as_device(
+        &owner,
+        "GET",
+        &format!(
+            "/api/household/meter/{meter}/disaggregation?from=2026-11-01T05:00:00Z&to=2026-11-01T08:00:00Z"
+        ),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["windows"].as_array().map(Vec::len), Some(3), "{body}");
+    let (status, body) = cloud.as_device(&stranger, "GET", &path, None);
+    assert_eq!(status, 404, "another household's meter: {body}");
+    let (status, body) = cloud.admin(
+        "GET",
+        &format!("/api/management/meter/{meter}/disaggregation?limit=5"),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["windows"].as_array().map(Vec::len), Some(5), "{body}");
+    let (status, _) = cloud.admin(
+        "GET",
+        &format!("/api/management/meter/{stranger_meter}/disaggregation"),
+        None,
+    );
+    assert_eq!(status, 200, "a meter without results has an empty list");
+    let (status, _) = cloud.admin(
+        "GET",
+        &format!(
+            "/api/management/meter/{}/disaggregation",
+            uuid::Uuid::new_v4()
+        ),
+        None,
+    );
+    assert_eq!(status, 404);
+    for bad in [
+        "appliance=Kettle;drop",
+        "limit=0",
+        "from=yesterday",
+        "colour=red",
+    ] {
+        let (status, body) = cloud.as_device(
+            &owner,
+            "GET",
+            &format!("/api/household/meter/{meter}/disaggregation?{bad}"),
+            None,
+        );
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+    let (status, _) = cloud.as_device(
+        &owner,
+        "GET",
+        &format!("/api/management/meter/{meter}/disaggregation"),
+        None,
+    );
+    assert_eq!(status, 401, "a device is no administrator");
+}

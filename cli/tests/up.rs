@@ -1,0 +1,101 @@
+//! `wattlet up`, the README's "run it" command, through the real binary: readings of the
+//! household that granted consent arrive, none of the other, the NIALM queue's NATS server runs,
+//! and it all stops cleanly on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+#[test]
+fn up_shows_readings_of_the_consenting_household_only() {
+    let state = tempfile::tempdir().expect("temp dir");
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let nats = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port for NATS");
+    let mut up = wattlet_testkit::binary!("wattlet")
+        .arg("up")
+        .arg("--state-dir")
+        .arg(state.path())
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .args(["--nats-listen", &nats.to_string()])
+        .args([
+            "--measure",
+            "300ms",
+            "--report",
+            "600ms",
+            "--consent",
+            "300ms",
+        ])
+        .current_dir(&repo)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn wattlet up");
+    let stdout = up.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(180) * wattlet_testkit::patience();
+    let readings = |lines: &[String], device: &str| {
+        lines
+            .iter()
+            .filter(|l| l.contains(device) && l.contains(" import "))
+            .count()
+    };
+    while readings(&lines, "pi-ada") < 3 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => lines.push(line),
+            Err(_) => panic!(
+                "no readings within 60 s; output so far:\n{}",
+                lines.join("\n")
+            ),
+        }
+    }
+    let output = lines.join("\n");
+    assert!(output.contains("consent granted"), "{output}");
+    assert!(
+        output.contains("consent not granted: nothing is measured"),
+        "{output}"
+    );
+    assert!(output.contains("https://127.0.0.1:"), "{output}");
+    assert_eq!(readings(&lines, "pi-grace"), 0, "{output}");
+    assert!(
+        output.contains(&format!("NIALM      nats://{nats} (JetStream)")),
+        "{output}"
+    );
+    assert!(
+        std::net::TcpStream::connect(nats).is_ok(),
+        "the NIALM queue's nats-server listens"
+    );
+    assert!(state.path().join("ca/ca.crt").is_file());
+    assert!(state.path().join("admin-token").is_file());
+
+    Command::new("kill")
+        .args(["-TERM", &up.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    let exit = up.wait().expect("wait");
+    assert!(exit.success(), "wattlet up exited with {exit:?}");
+    assert!(
+        std::net::TcpStream::connect(nats).is_err(),
+        "nats-server stops with wattlet up"
+    );
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(5)) {
+        lines.push(line);
+    }
+    assert!(
+        lines.iter().any(|l| l == "wattlet up: stopped"),
+        "{}",
+        lines.join("\n")
+    );
+}

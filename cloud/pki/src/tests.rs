@@ -1,0 +1,197 @@
+//! The CA issues what `wattlet-tls` accepts, and refuses what it must.
+
+use super::*;
+use std::fs;
+
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use wattlet_tls::{
+    ClientAuth, ClientIdentity, TlsError, certificate_serial, client_tls_config, normalize_serial,
+    revoked_serials, server_tls_config, validate_device_id,
+};
+
+#[test]
+fn device_certificate_round_trips_its_identity() {
+    let ca = CertificateAuthority::new("test CA", DEFAULT_CA_VALIDITY).expect("CA");
+    let issued = ca
+        .issue_device(&DeviceRequest::new("pi-0042.home_A", "anna@example.org"))
+        .expect("device cert");
+    let identity = ClientIdentity::from_pem(issued.cert_pem.as_bytes()).expect("identity");
+    assert_eq!(identity.device_id, "pi-0042.home_A");
+    assert_eq!(identity.email, "anna@example.org");
+    assert_eq!(identity.serial_hex, issued.serial_hex);
+    assert_eq!(identity.serial_hex.len(), 32);
+    assert_eq!(
+        certificate_serial(issued.cert_pem.as_bytes()).expect("serial"),
+        issued.serial_hex
+    );
+
+    let der = CertificateDer::from_pem_slice(issued.cert_pem.as_bytes()).expect("der");
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).expect("parse");
+    let cn: Vec<_> = cert
+        .subject()
+        .iter_common_name()
+        .map(|c| c.as_str().expect("utf8").to_owned())
+        .collect();
+    assert_eq!(cn, ["pi-0042.home_A"]);
+    let san = cert.subject_alternative_name().expect("san").expect("some");
+    let names: Vec<String> = san
+        .value
+        .general_names
+        .iter()
+        .map(|n| format!("{n:?}"))
+        .collect();
+    assert!(
+        names
+            .iter()
+            .any(|n| n.contains("RFC822Name(\"anna@example.org\")")),
+        "{names:?}"
+    );
+    assert!(
+        names
+            .iter()
+            .any(|n| n.contains("URI(\"urn:wattlet:device:pi-0042.home_A\")")),
+        "{names:?}"
+    );
+    // Serials are random.
+    let other = ca
+        .issue_device(&DeviceRequest::new("pi-0042.home_A", "anna@example.org"))
+        .expect("device cert");
+    assert_ne!(other.serial_hex, issued.serial_hex);
+}
+
+#[test]
+fn bad_device_ids_and_emails_are_rejected() {
+    let ca = CertificateAuthority::new("test CA", DEFAULT_CA_VALIDITY).expect("CA");
+    let long = "a".repeat(65);
+    for id in [
+        "",
+        "has space",
+        "slash/x",
+        "ümlaut",
+        "colon:x",
+        long.as_str(),
+    ] {
+        assert!(
+            matches!(
+                ca.issue_device(&DeviceRequest::new(id, "a@example.org")),
+                Err(PkiError::Tls(TlsError::InvalidDeviceId(_)))
+            ),
+            "{id:?} accepted"
+        );
+    }
+    validate_device_id(&"a".repeat(64)).expect("64 characters are fine");
+    for email in [
+        "",
+        "no-at",
+        "@example.org",
+        "a@",
+        "a b@example.org",
+        "a@b@c",
+    ] {
+        assert!(
+            matches!(
+                ca.issue_device(&DeviceRequest::new("dev1", email)),
+                Err(PkiError::Tls(TlsError::InvalidEmail(_)))
+            ),
+            "{email:?} accepted"
+        );
+    }
+}
+
+#[test]
+fn server_certificate_is_not_a_device() {
+    let ca = CertificateAuthority::new("test CA", DEFAULT_CA_VALIDITY).expect("CA");
+    let server = ca.issue_server(&ServerRequest::default()).expect("server");
+    assert!(matches!(
+        ClientIdentity::from_pem(server.cert_pem.as_bytes()),
+        Err(TlsError::NotADevice(_))
+    ));
+    assert!(matches!(
+        ca.issue_server(&ServerRequest {
+            dns_names: vec![],
+            ip_addresses: vec![],
+            validity: DEFAULT_SERVER_VALIDITY
+        }),
+        Err(PkiError::NoServerNames)
+    ));
+}
+
+#[test]
+fn ca_directory_revokes_into_the_crl() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca_dir = dir.path().join("ca");
+    let ca = CaDir::init(&ca_dir, "test CA", DEFAULT_CA_VALIDITY, false).expect("init");
+    assert!(matches!(
+        CaDir::init(&ca_dir, "again", DEFAULT_CA_VALIDITY, false),
+        Err(PkiError::AlreadyInitialized(_))
+    ));
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(ca_dir.join("ca.key"))
+            .expect("key")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let empty = revoked_serials(&fs::read(ca.crl_path()).expect("crl")).expect("parse");
+    assert!(empty.is_empty());
+
+    let ca = CaDir::open(&ca_dir).expect("open");
+    let a = ca
+        .issue_device(&DeviceRequest::new("a", "a@example.org"))
+        .expect("a");
+    let b = ca
+        .issue_device(&DeviceRequest::new("b", "b@example.org"))
+        .expect("b");
+    assert!(ca.revoke(&a.serial_hex.to_uppercase()).expect("revoke"));
+    assert!(!ca.revoke(&a.serial_hex).expect("revoke again"));
+    let crl = fs::read(ca.crl_path()).expect("crl");
+    let revoked = revoked_serials(&crl).expect("parse");
+    assert!(revoked.contains(&a.serial_hex));
+    assert!(!revoked.contains(&b.serial_hex));
+    assert!(matches!(
+        ca.revoke("abcdef"),
+        Err(PkiError::UnknownSerial(_))
+    ));
+    assert!(matches!(
+        ca.revoke("xyz"),
+        Err(PkiError::Tls(TlsError::InvalidSerial(_)))
+    ));
+
+    let listed = ca.list().expect("list");
+    assert_eq!(listed.len(), 2);
+    assert!(
+        listed
+            .iter()
+            .any(|r| r.serial == a.serial_hex && r.revoked_at.is_some())
+    );
+
+    // The CRL verifies against the CA for rustls.
+    let server = ca.issue_server(&ServerRequest::default()).expect("server");
+    let (cert, key) = server.write(&dir.path().join("server")).expect("write");
+    server_tls_config(
+        &cert,
+        &key,
+        &ca.ca_cert_path(),
+        Some(&ca.crl_path()),
+        ClientAuth::Required,
+    )
+    .expect("server config");
+    let (dcert, dkey) = b.write(&dir.path().join("device")).expect("write");
+    client_tls_config(&dcert, &dkey, &ca.ca_cert_path()).expect("client config");
+}
+
+#[test]
+fn missing_ca_directory_says_init() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let error = CaDir::open(&dir.path().join("nope")).expect_err("no CA");
+    assert!(error.to_string().contains("wattlet ca init"), "{error}");
+}
+
+#[test]
+fn serials_normalise() {
+    assert_eq!(normalize_serial("0x00:0A:1b").expect("ok"), "0a1b");
+    assert_eq!(normalize_serial("a1b").expect("ok"), "0a1b");
+    assert!(normalize_serial("").is_err());
+}

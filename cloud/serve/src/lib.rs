@@ -1,0 +1,16 @@
+//! `wattlet serve`: runs Spin applications (`spin.toml`) on wasmtime, as `spin up` does.
+//!
+//! Components built with spin-sdk 5.x run unchanged: the host reads the same manifest, routes as
+//! Spin does, sets Spin's request headers and implements `fermyon:spin/{sqlite,key-value,
+//! variables}@2.0.0` and wasi:http with the manifest's grants. Components export either
+//! `wasi:http/incoming-handler@0.2.x` or `wasi:http/handler@0.3.0` (WASIp3).
+
+pub mod host;
+pub mod manifest;
+pub mod metrics;
+pub mod outbound;
+pub mod router;
+pub mod server;
+pub mod storage;
+pub mod tls;
+pub mod variables;

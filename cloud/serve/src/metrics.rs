@@ -1,0 +1,82 @@
+//! Prometheus metrics of the Spin host (OpenMetrics text on the admin listener).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub component: String,
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ComponentLabels {
+    pub component: String,
+}
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub duration: Family<ComponentLabels, Histogram>,
+    pub instantiation: Family<ComponentLabels, Histogram>,
+    pub live_instances: Family<ComponentLabels, Gauge>,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let requests = Family::<RequestLabels, Counter>::default();
+        // 50 µs … ~3 s: per-request latencies of components and their instantiation.
+        let duration = Family::<ComponentLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.00005, 2.0, 17))
+        });
+        let instantiation = Family::<ComponentLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.000005, 2.0, 16))
+        });
+        let live_instances = Family::<ComponentLabels, Gauge>::default();
+        let mut registry = Registry::with_prefix("wattlet_http");
+        registry.register(
+            "requests",
+            "HTTP requests by component, route and status",
+            requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time from request to response headers, by component",
+            duration.clone(),
+        );
+        registry.register(
+            "instantiation_seconds",
+            "Time to instantiate a component for one request",
+            instantiation.clone(),
+        );
+        registry.register(
+            "live_instances",
+            "Component instances currently handling a request",
+            live_instances.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            duration,
+            instantiation,
+            live_instances,
+        }
+    }
+}
+
+impl wattlet_runtime::metrics::MetricsSource for Metrics {
+    fn encode(&self) -> String {
+        wattlet_runtime::metrics::encode_registry(&self.registry)
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

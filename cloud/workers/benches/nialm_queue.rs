@@ -1,0 +1,411 @@
+//! The NIALM queue's throughput and latency, against the native baseline in the same run.
+//!
+//! Set-up: the Data API (`spin.toml`, served in-process without TLS) migrates a fresh database;
+//! `BENCH_METERS` consenting households (default 20) get `BENCH_DAYS` days (default 7) of one
+//! power reading per minute, written straight into the database (the set-up is not measured).
+//! A real `nats-server -js` runs on loopback.
+//!
+//! Measured:
+//! 1. the work manager: one pass over all meters (plan from SQLite, publish every item with its
+//!    `Nats-Msg-Id`, await every JetStream acknowledgement, advance the cursors): items/s;
+//! 2. the same items computed without a queue in one thread: native tract (the `wattlet-nialm`
+//!    library) and the nialm component in wasmtime: items/s and the wasm/native ratio;
+//! 3. `wattlet worker nialm` (in-process, `--concurrency 1` and then one per core) draining the
+//!    queue: fetch, compute, persist (SQLite, synchronous=FULL), double ack: items/s and per core;
+//! 4. end-to-end latency of single items with idle workers: publish → result committed.
+//!
+//! `BENCH_ONLY=manager` stops after the manager.
+//!
+//! Run: `cargo build --profile component --target wasm32-wasip2 -p wattlet-nialm -p
+//!       wattlet-data-api && cargo bench -p wattlet --bench nialm_queue`
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::message::PublishMessage;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use rusqlite::{Connection, params};
+use wattlet_runtime::nialm::NialmComponent;
+use wattlet_serve::server::{App, ServeOptions, serve};
+use wattlet_workers::QueueSettings;
+use wattlet_workers::item::{self, DEFAULT_MODELS, WorkItem};
+use wattlet_workers::manager;
+use wattlet_workers::plan::{Planner, db_time};
+use wattlet_workers::server::LocalNats;
+use wattlet_workers::worker::{self, WorkerOptions};
+
+const ADMIN_TOKEN: &str = "bench-admin-token";
+/// Midnight UTC, 1 November 2026.
+const START: i64 = 1_793_491_200;
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match std::env::var(name) {
+        Ok(value) => value
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={value:?} is not a valid number")),
+        Err(_) => default,
+    }
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Serves the Data API once and asks it something, so it creates and migrates its database.
+fn migrate_data_api(state: &Path, runtime: &tokio::runtime::Runtime) -> PathBuf {
+    let options = ServeOptions {
+        manifest: repo().join("spin.toml"),
+        state_dir: Some(state.to_path_buf()),
+        runtime_config: None,
+        max_request_bytes: 1 << 20,
+        tls: None,
+    };
+    let env = |name: &str| (name == "SPIN_VARIABLE_ADMIN_TOKEN").then(|| ADMIN_TOKEN.to_owned());
+    let app = Arc::new(App::load_with_env(&options, env).expect(
+        "the Data API loads: build and compose the components first (`./dev test` does; see \
+         `[component.data-api.build]` in spin.toml)",
+    ));
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(app, listener, async {
+            let _ = stopped.await;
+        }));
+        let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("handshake");
+        tokio::spawn(connection);
+        let request = Request::get("/api/management/household")
+            .header("host", addr.to_string())
+            .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+            .body(Empty::<Bytes>::new())
+            .expect("request");
+        let response = sender.send_request(request).await.expect("response");
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        let _ = stop.send(());
+        let _ = server.await;
+    });
+    state.join("sqlite_db.db")
+}
+
+/// Power in kW at `minute` for meter `m` (a deterministic household-like profile).
+fn power_kw(m: usize, minute: i64) -> f64 {
+    let phase = minute + 17 * m as i64;
+    let base = 0.1 + 0.01 * m as f64 + 0.02 * ((phase as f64) / 37.0).sin();
+    let fridge = if phase % 60 < 20 { 0.09 } else { 0.0 };
+    let kettle = if phase % 127 < 3 { 2.0 } else { 0.0 };
+    let washer = if phase % 660 < 40 { 1.8 } else { 0.0 };
+    base + fridge + kettle + washer
+}
+
+/// Consenting households with one electricity meter each and a reading every minute.
+fn fill(db: &Path, meters: usize, days: i64) -> Vec<String> {
+    let mut db = Connection::open(db).expect("open database");
+    let tx = db.transaction().expect("transaction");
+    let now = db_time(START);
+    let mut uuids = Vec::new();
+    for m in 0..meters {
+        let household = format!("bench-household-{m}");
+        let meter = format!("00000000-0000-4000-8000-{m:012}");
+        tx.execute(
+            r#"INSERT INTO "user" (id, name, email) VALUES (?1, ?2, ?3)"#,
+            params![
+                m as i64 + 1,
+                format!("Bench {m}"),
+                format!("b{m}@example.org")
+            ],
+        )
+        .expect("user");
+        tx.execute(
+            "INSERT INTO household (id, user, created_at) VALUES (?1, ?2, ?3)",
+            params![household, m as i64 + 1, now],
+        )
+        .expect("household");
+        tx.execute(
+            "INSERT INTO consent (household, state, granted_at) VALUES (?1, 'granted', ?2)",
+            params![household, now],
+        )
+        .expect("consent");
+        tx.execute(
+            "INSERT INTO meter (uuid, household, type, model) VALUES (?1, ?2, 'ELECTRICITY', 'MT681')",
+            params![meter, household],
+        )
+        .expect("meter");
+        let mut insert = tx
+            .prepare(
+                "INSERT INTO measurement (uuid, meter, measured_at, data, received_at)
+                 VALUES (?1, ?2, ?3, ?4, ?3)",
+            )
+            .expect("prepare");
+        for minute in 0..days * 24 * 60 {
+            let data = format!(
+                r#"[{{"0100010800ff":{}}},{{"0100010700ff":{}}}]"#,
+                1000.0 + minute as f64 / 60.0,
+                power_kw(m, minute)
+            );
+            insert
+                .execute(params![
+                    format!("{m:08x}-0000-4000-8000-{minute:012}"),
+                    meter,
+                    db_time(START + minute * 60 + 7),
+                    data,
+                ])
+                .expect("measurement");
+        }
+        uuids.push(meter);
+    }
+    tx.commit().expect("commit");
+    uuids
+}
+
+fn result_count(db: &Path) -> usize {
+    let db = Connection::open(db).expect("open");
+    db.query_row("SELECT count(*) FROM disaggregation", [], |r| r.get(0))
+        .expect("count")
+}
+
+fn clear_results(db: &Path) {
+    let db = Connection::open(db).expect("open");
+    db.execute("DELETE FROM disaggregation", [])
+        .expect("clear results");
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing to parse.
+    let meters = env_or("BENCH_METERS", 20usize);
+    let days = env_or("BENCH_DAYS", 7i64);
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = migrate_data_api(&dir.path().join("cloud"), &runtime);
+    let started = Instant::now();
+    fill(&db, meters, days);
+    println!(
+        "set-up: {meters} meters x {days} days of 1-minute readings ({} rows) in {:.1} s",
+        meters as i64 * days * 1440,
+        started.elapsed().as_secs_f64()
+    );
+
+    let nats_addr: SocketAddr = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port");
+    let nats = LocalNats::start(
+        nats_addr,
+        &dir.path().join("jetstream"),
+        &dir.path().join("nats.log"),
+    )
+    .expect("nats-server (apt-get install nats-server)");
+    let settings = QueueSettings::default();
+    let models: Vec<String> = DEFAULT_MODELS.map(String::from).to_vec();
+
+    // 1. The manager.
+    let (published, manager_seconds) = runtime.block_on(async {
+        let js = wattlet_workers::connect(&nats.url).await.expect("connect");
+        wattlet_workers::ensure_streams(&js, &settings)
+            .await
+            .expect("streams");
+        let cursors = wattlet_workers::Cursors::open(&js).await.expect("cursors");
+        let planner = Planner::open(&db).expect("planner");
+        let started = Instant::now();
+        let report = manager::pass(&js, &planner, &cursors, &models)
+            .await
+            .expect("manager pass");
+        (report.published, started.elapsed().as_secs_f64())
+    });
+    println!(
+        "manager: {published} items in {manager_seconds:.2} s = {:.0} items/s (plan + publish + acks + cursors)",
+        published as f64 / manager_seconds
+    );
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("manager") {
+        return;
+    }
+
+    // 2. No queue: the same items, one thread, native tract vs the component.
+    let planner = Planner::open(&db).expect("planner");
+    let mut items: Vec<WorkItem> = Vec::new();
+    for span in planner.meters().expect("meters") {
+        items.extend(
+            planner
+                .items(&span.meter, &models, span.first_window(), span.ready_end())
+                .expect("items"),
+        );
+    }
+    assert_eq!(items.len(), published, "the manager published the plan");
+    let sample: Vec<&WorkItem> = items.iter().take(2000).collect();
+    let native = wattlet_nialm::Disaggregator::new();
+    for item in sample.iter().take(20) {
+        native.run(&item.model, &item.aggregate).expect("warm-up");
+    }
+    let started = Instant::now();
+    for item in &sample {
+        std::hint::black_box(native.run(&item.model, &item.aggregate).expect("native"));
+    }
+    let native_rate = sample.len() as f64 / started.elapsed().as_secs_f64();
+    let engine = wattlet_runtime::engine::engine().expect("engine");
+    let component_path = wattlet_runtime::locate::locate("wattlet-nialm", None)
+        .expect("the nialm component is built");
+    let component = NialmComponent::load(&engine, &component_path).expect("load component");
+    let mut instance = component.instantiate().expect("instantiate");
+    for item in sample.iter().take(20) {
+        instance
+            .run(&item.model, &item.aggregate)
+            .expect("no trap")
+            .expect("warm-up");
+    }
+    let started = Instant::now();
+    for item in &sample {
+        std::hint::black_box(
+            instance
+                .run(&item.model, &item.aggregate)
+                .expect("no trap")
+                .expect("component"),
+        );
+    }
+    let wasm_rate = sample.len() as f64 / started.elapsed().as_secs_f64();
+    println!(
+        "compute only, one thread, {} items: native tract {native_rate:.0} items/s, component \
+         {wasm_rate:.0} items/s, wasm/native {:.2}x",
+        sample.len(),
+        wasm_rate / native_rate
+    );
+
+    let worker_options = |concurrency: usize| WorkerOptions {
+        nats_url: nats.url.clone(),
+        database: db.clone(),
+        component: component_path.clone(),
+        settings: settings.clone(),
+        batch: 16,
+        concurrency,
+        metrics_listen: None,
+    };
+
+    // 3. Workers draining the queue: one lane, then one per core (fresh items each time).
+    let drain = |concurrency: usize| -> f64 {
+        clear_results(&db);
+        if concurrency > 1 {
+            // Publish the same items again; their results were cleared, so they are new work.
+            runtime.block_on(async {
+                let js = wattlet_workers::connect(&nats.url).await.expect("connect");
+                let mut acks = Vec::new();
+                for item in &items {
+                    let payload = Bytes::from(serde_json::to_vec(item).expect("json"));
+                    acks.push(
+                        js.send_publish(
+                            item::subject(&item.model),
+                            // A new id: the first copies are still in the dedup window.
+                            PublishMessage::build()
+                                .payload(payload)
+                                .message_id(format!("{}-{concurrency}", item.id())),
+                        )
+                        .await
+                        .expect("publish"),
+                    );
+                    if acks.len() == 8192 {
+                        for ack in acks.drain(..) {
+                            ack.await.expect("ack");
+                        }
+                    }
+                }
+                for ack in acks {
+                    ack.await.expect("ack");
+                }
+            });
+        }
+        let options = worker_options(concurrency);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let started = Instant::now();
+        let handle = runtime.spawn(worker::run(options, async {
+            let _ = stopped.await;
+        }));
+        while result_count(&db) < items.len() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let _ = stop.send(());
+        runtime
+            .block_on(handle)
+            .expect("worker task")
+            .expect("worker");
+        let rate = items.len() as f64 / seconds;
+        println!(
+            "workers, {concurrency} lane(s) on {cores} core(s): {} items in {seconds:.2} s = \
+             {rate:.0} items/s, {:.0} items/s per core used",
+            items.len(),
+            rate / concurrency.min(cores) as f64
+        );
+        rate
+    };
+    let one_lane = drain(1);
+    drain(cores);
+    println!(
+        "worker (1 lane) vs compute-only component: {:.2}x",
+        one_lane / wasm_rate
+    );
+
+    // 4. Latency: one item at a time through an idle worker.
+    clear_results(&db);
+    let samples = env_or("BENCH_LATENCY_ITEMS", 100usize);
+    let options = worker_options(1);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let handle = runtime.spawn(worker::run(options, async {
+        let _ = stopped.await;
+    }));
+    let js = runtime
+        .block_on(wattlet_workers::connect(&nats.url))
+        .expect("connect");
+    std::thread::sleep(Duration::from_millis(500));
+    let mut latencies = Vec::with_capacity(samples);
+    for (n, item) in items.iter().take(samples).enumerate() {
+        let payload = Bytes::from(serde_json::to_vec(item).expect("json"));
+        let started = Instant::now();
+        runtime.block_on(async {
+            js.send_publish(
+                item::subject(&item.model),
+                PublishMessage::build()
+                    .payload(payload)
+                    .message_id(format!("{}-latency", item.id())),
+            )
+            .await
+            .expect("publish")
+            .await
+            .expect("ack")
+        });
+        while result_count(&db) <= n {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    let _ = stop.send(());
+    runtime
+        .block_on(handle)
+        .expect("worker task")
+        .expect("worker");
+    latencies.sort_by(f64::total_cmp);
+    println!(
+        "end-to-end latency (publish -> result committed, idle worker, {samples} items): p50 \
+         {:.1} ms, p99 {:.1} ms",
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99)
+    );
+    drop(nats);
+}

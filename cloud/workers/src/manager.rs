@@ -1,0 +1,146 @@
+//! `wattlet manager nialm`: turns "meter M has unprocessed data from t" into work items.
+//!
+//! Per meter and model a cursor (the next window start) lives in JetStream ([`Cursors`]).
+//! A pass publishes the items from the cursor up to the last window whose input is complete,
+//! waits for JetStream to acknowledge every publish, and only then advances the cursor. A manager
+//! that dies in between re-publishes the same items next time: with the same `Nats-Msg-Id`, which
+//! JetStream drops within its duplicate window, and with the same result key beyond it.
+
+use std::future::IntoFuture;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use async_nats::jetstream::Context;
+use async_nats::jetstream::message::PublishMessage;
+use bytes::Bytes;
+
+use crate::item::{self, WINDOW_SECONDS};
+use crate::plan::Planner;
+use crate::{Cursors, QueueSettings};
+
+pub struct ManagerOptions {
+    pub nats_url: String,
+    /// The Data API's SQLite file (read only).
+    pub database: PathBuf,
+    pub models: Vec<String>,
+    pub settings: QueueSettings,
+    /// Time between passes; `None` runs one pass and returns.
+    pub interval: Option<Duration>,
+}
+
+/// What one pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PassReport {
+    pub meters: usize,
+    pub published: usize,
+    /// Publishes JetStream recognised as already in the stream (same `Nats-Msg-Id`).
+    pub duplicates: usize,
+}
+
+/// Items published per round trip of acknowledgements (below the context's in-flight limit).
+const ITEMS_PER_CHUNK: usize = 8192;
+
+pub async fn run(
+    options: ManagerOptions,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    // A wrong --database is reported before anything else.
+    Planner::open(&options.database)?;
+    let js = crate::connect(&options.nats_url).await?;
+    crate::ensure_streams(&js, &options.settings).await?;
+    let cursors = crate::Cursors::open(&js).await?;
+    tokio::pin!(shutdown);
+    loop {
+        let started = Instant::now();
+        let planner = Planner::open(&options.database)?;
+        let report = pass(&js, &planner, &cursors, &options.models).await?;
+        let seconds = started.elapsed().as_secs_f64();
+        tracing::info!(
+            meters = report.meters,
+            published = report.published,
+            duplicates = report.duplicates,
+            seconds,
+            "manager pass: {:.0} items/s",
+            report.published as f64 / seconds.max(1e-9)
+        );
+        let Some(interval) = options.interval else {
+            return Ok(());
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = &mut shutdown => return Ok(()),
+        }
+    }
+}
+
+/// One pass over every consenting meter with data.
+pub async fn pass(
+    js: &Context,
+    planner: &Planner,
+    cursors: &Cursors,
+    models: &[String],
+) -> anyhow::Result<PassReport> {
+    let mut report = PassReport::default();
+    if models.is_empty() {
+        return Ok(report);
+    }
+    let windows_per_chunk = (ITEMS_PER_CHUNK / models.len()).max(1) as i64;
+    for span in planner.meters()? {
+        report.meters += 1;
+        let end = span.ready_end();
+        let mut next = Vec::with_capacity(models.len());
+        for cursor in
+            futures::future::join_all(models.iter().map(|m| cursors.get(&span.meter, m))).await
+        {
+            next.push(cursor?.unwrap_or_else(|| span.first_window()));
+        }
+        let Some(mut from) = next.iter().copied().min() else {
+            continue;
+        };
+        while from < end {
+            let to = (from + windows_per_chunk * WINDOW_SECONDS).min(end);
+            // Consent may have been revoked since the meter list was read.
+            if !planner.consenting(&span.meter)? {
+                break;
+            }
+            let items = planner.items(&span.meter, models, from, to)?;
+            let mut acks = Vec::with_capacity(items.len());
+            for item in items {
+                let position = models.iter().position(|m| *m == item.model);
+                if position.is_some_and(|p| item.window_start < next[p]) {
+                    continue;
+                }
+                let payload = Bytes::from(serde_json::to_vec(&item)?);
+                let ack = js
+                    .send_publish(
+                        item::subject(&item.model),
+                        PublishMessage::build()
+                            .payload(payload)
+                            .message_id(item.id()),
+                    )
+                    .await
+                    .context("cannot publish a work item")?;
+                acks.push(ack);
+            }
+            for ack in futures::future::join_all(acks.into_iter().map(|a| a.into_future())).await {
+                let ack = ack.context("JetStream did not acknowledge a work item")?;
+                report.published += 1;
+                report.duplicates += usize::from(ack.duplicate);
+            }
+            let advanced = models
+                .iter()
+                .zip(&next)
+                .filter(|(_, cursor)| **cursor < to)
+                .map(|(model, _)| cursors.set(&span.meter, model, to));
+            for result in futures::future::join_all(advanced).await {
+                result?;
+            }
+            for cursor in &mut next {
+                *cursor = (*cursor).max(to);
+            }
+            from = to;
+        }
+    }
+    Ok(report)
+}

@@ -1,0 +1,501 @@
+//! `wattlet worker nialm`: fetch items, compute them with the nialm component, persist the
+//! results, and only then acknowledge.
+//!
+//! The order is what makes a crash harmless at any instant:
+//! 1. fetch a batch (the items stay in the stream until acknowledged);
+//! 2. skip items whose result is stored already, compute the others (progress signals keep the
+//!    batch from being redelivered while it computes);
+//! 3. persist the results in one transaction;
+//! 4. double-ack each item (the server confirms the ack, so a lost ack is seen and the item,
+//!    coming back, is found stored in step 2).
+//!
+//! A worker killed before 4 leaves its items to be redelivered after the ack wait; one killed in 3
+//! leaves no rows (the transaction is rolled back on the next open). Items a worker can never
+//! compute (undecodable, refused by the component, or delivered `max_attempts` times) go to the
+//! dead-letter stream with the reason and are then acknowledged.
+//!
+//! Failpoints (`FAILPOINTS=name=action`, the `fail` crate) mark the crash points the crash tests
+//! use: `nialm::before-step`, `nialm::mid-step` (rows written, not committed) and
+//! `nialm::after-persist`; the action `return` SIGKILLs the worker there. `nialm::compute`
+//! (e.g. `sleep(2500)`) slows a batch down.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use async_nats::HeaderMap;
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::{AckKind, Context, Message, consumer::PullConsumer};
+use futures::StreamExt;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::item::{OUTPUT_SAMPLES, WorkItem};
+use crate::results::{ComputedResult, ResultStore};
+use crate::{DEAD_REASON_HEADER, DEAD_SUBJECT, QueueSettings};
+use wattlet_runtime::nialm::{NialmComponent, NialmInstance};
+
+pub struct WorkerOptions {
+    pub nats_url: String,
+    /// The Data API's SQLite file (results go to its `disaggregation` table).
+    pub database: PathBuf,
+    pub component: PathBuf,
+    pub settings: QueueSettings,
+    /// Items fetched and committed together.
+    pub batch: usize,
+    /// Items computed at once, each by its own component instance.
+    pub concurrency: usize,
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+/// Runs until `shutdown` resolves (then finishes the batch in hand) or an error stops it.
+pub async fn run(
+    options: WorkerOptions,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let engine = wattlet_runtime::engine::engine()?;
+    let component = Arc::new(NialmComponent::load(&engine, &options.component)?);
+    // Opened once up front so a wrong path is reported before anything is fetched.
+    ResultStore::open(&options.database)?;
+    let js = crate::connect(&options.nats_url).await?;
+    crate::ensure_streams(&js, &options.settings).await?;
+    let consumer = crate::ensure_consumer(&js, &options.settings).await?;
+    let metrics = Arc::new(WorkerMetrics::new());
+    if let Some(addr) = options.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen for metrics on {addr}"))?;
+        tokio::spawn(wattlet_runtime::metrics::serve_admin(
+            metrics.clone(),
+            listener,
+        ));
+    }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..options.concurrency.max(1) {
+        let lane = Lane {
+            js: js.clone(),
+            consumer: consumer.clone(),
+            component: component.clone(),
+            database: options.database.clone(),
+            settings: options.settings.clone(),
+            batch: options.batch.max(1),
+            metrics: metrics.clone(),
+        };
+        let stop = stop_rx.clone();
+        tasks.spawn(async move { lane.run(stop).await });
+    }
+    tracing::info!(
+        concurrency = options.concurrency,
+        batch = options.batch,
+        "nialm worker consuming {}",
+        crate::STREAM
+    );
+    tokio::pin!(shutdown);
+    let outcome = tokio::select! {
+        _ = &mut shutdown => {
+            let _ = stop_tx.send(true);
+            Ok(())
+        }
+        Some(joined) = tasks.join_next() => joined.context("worker task panicked")?,
+    };
+    let _ = stop_tx.send(true);
+    while let Some(joined) = tasks.join_next().await {
+        joined.context("worker task panicked")??;
+    }
+    outcome
+}
+
+/// Kills the process at a named crash point when `FAILPOINTS` arms it (tests only).
+fn crash_point(name: &str) {
+    fail::fail_point!(name, |_| kill_self());
+}
+
+fn kill_self() {
+    tracing::warn!("failpoint: SIGKILL");
+    // SAFETY: raise() has no memory-safety preconditions; SIGKILL ends the process at once,
+    // exactly as an external `kill -9` would.
+    unsafe {
+        libc::raise(libc::SIGKILL);
+    }
+}
+
+/// One fetch–compute–persist–ack loop with its own component instance and database connection.
+struct Lane {
+    js: Context,
+    consumer: PullConsumer,
+    component: Arc<NialmComponent>,
+    database: PathBuf,
+    settings: QueueSettings,
+    batch: usize,
+    metrics: Arc<WorkerMetrics>,
+}
+
+/// Per item, what the blocking step decided.
+enum Outcome {
+    Stored,
+    AlreadyStored,
+    /// The component refused the item: it will refuse it again.
+    Poison(String),
+    /// The component trapped: worth another delivery.
+    Failed(String),
+}
+
+/// What the blocking step owns, handed to it and back for every batch.
+struct LaneState {
+    instance: NialmInstance,
+    store: ResultStore,
+    model_sha256: HashMap<String, String>,
+}
+
+impl Lane {
+    async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<()> {
+        let database = self.database.clone();
+        let component = self.component.clone();
+        let mut engine = Some(
+            tokio::task::spawn_blocking(move || -> anyhow::Result<LaneState> {
+                let mut instance = component.instantiate()?;
+                let model_sha256 = instance
+                    .models()?
+                    .into_iter()
+                    .map(|m| (m.id, m.sha256))
+                    .collect();
+                Ok(LaneState {
+                    instance,
+                    store: ResultStore::open(&database)?,
+                    model_sha256,
+                })
+            })
+            .await??,
+        );
+        while !*stop.borrow() {
+            let batch = tokio::select! {
+                batch = self.fetch() => batch?,
+                _ = stop.changed() => break,
+            };
+            if batch.is_empty() {
+                continue;
+            }
+            engine = Some(
+                self.process(batch, engine.take().context("engine lost")?)
+                    .await?,
+            );
+        }
+        Ok(())
+    }
+
+    /// What is there now, up to a batch; when nothing is, waits a few seconds for one item.
+    async fn fetch(&self) -> anyhow::Result<Vec<Message>> {
+        let mut batch = collect(
+            self.consumer
+                .fetch()
+                .max_messages(self.batch)
+                .messages()
+                .await?,
+        )
+        .await;
+        if batch.is_empty() {
+            batch = collect(
+                self.consumer
+                    .batch()
+                    .max_messages(1)
+                    .expires(Duration::from_secs(5))
+                    .messages()
+                    .await?,
+            )
+            .await;
+        }
+        Ok(batch)
+    }
+
+    async fn process(
+        &self,
+        batch: Vec<Message>,
+        mut engine: LaneState,
+    ) -> anyhow::Result<LaneState> {
+        let mut work = Vec::with_capacity(batch.len());
+        for message in batch {
+            let deliveries = match message.info() {
+                Ok(info) => {
+                    self.metrics.pending.set(info.pending as i64);
+                    info.delivered
+                }
+                Err(_) => 1,
+            };
+            if deliveries > 1 {
+                self.metrics.redeliveries.inc();
+            }
+            let item = match serde_json::from_slice::<WorkItem>(&message.payload) {
+                Ok(item) => item,
+                Err(e) => {
+                    self.dead_letter(&message, &format!("undecodable item: {e}"))
+                        .await?;
+                    continue;
+                }
+            };
+            if let Err(reason) = item.validate() {
+                self.dead_letter(&message, &format!("invalid item {}: {reason}", item.id()))
+                    .await?;
+                continue;
+            }
+            if deliveries > i64::from(self.settings.max_attempts) {
+                let reason = format!("item {} failed {} deliveries", item.id(), deliveries - 1);
+                self.dead_letter(&message, &reason).await?;
+                continue;
+            }
+            work.push((message, item));
+        }
+        if work.is_empty() {
+            return Ok(engine);
+        }
+        crash_point("nialm::before-step");
+
+        let items: Vec<WorkItem> = work.iter().map(|(_, item)| item.clone()).collect();
+        let component = self.component.clone();
+        let metrics = self.metrics.clone();
+        let step = tokio::task::spawn_blocking(move || {
+            let outcomes = compute_and_persist(&mut engine, &component, &items, &metrics);
+            (engine, outcomes)
+        });
+        tokio::pin!(step);
+        // Long batches tell the server they are alive, so it does not redeliver them meanwhile.
+        let mut progress =
+            tokio::time::interval((self.settings.ack_wait / 3).max(Duration::from_millis(10)));
+        progress.tick().await;
+        let (engine, outcomes) = loop {
+            tokio::select! {
+                done = &mut step => break done.context("the compute step panicked")?,
+                _ = progress.tick() => {
+                    for (message, _) in &work {
+                        let _ = message.ack_with(AckKind::Progress).await;
+                    }
+                }
+            }
+        };
+        let outcomes = outcomes?;
+        crash_point("nialm::after-persist");
+
+        let mut acks = Vec::new();
+        for ((message, item), outcome) in work.iter().zip(outcomes) {
+            match outcome {
+                Outcome::Stored => {
+                    self.metrics.count("stored");
+                    acks.push(message);
+                }
+                Outcome::AlreadyStored => {
+                    self.metrics.count("already_stored");
+                    tracing::info!(
+                        item = item.id(),
+                        "result already stored; acknowledging again"
+                    );
+                    acks.push(message);
+                }
+                Outcome::Poison(reason) => {
+                    self.dead_letter(message, &format!("item {}: {reason}", item.id()))
+                        .await?;
+                }
+                Outcome::Failed(reason) => {
+                    self.metrics.count("failed");
+                    tracing::warn!(item = item.id(), "{reason}; it will be redelivered");
+                    let _ = message
+                        .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                        .await;
+                }
+            }
+        }
+        let results = futures::future::join_all(acks.iter().map(|m| m.double_ack())).await;
+        for result in results {
+            if let Err(e) = result {
+                // The result is stored: a redelivery is acknowledged without recomputing.
+                tracing::warn!("acknowledgement not confirmed ({e}); the item may come back");
+            }
+        }
+        Ok(engine)
+    }
+
+    /// Moves an item to the dead-letter stream (with the reason), then removes it from the queue.
+    async fn dead_letter(&self, message: &Message, reason: &str) -> anyhow::Result<()> {
+        tracing::error!("dead-lettering: {reason}");
+        let mut headers = HeaderMap::new();
+        // Header values are one line.
+        headers.insert(
+            DEAD_REASON_HEADER,
+            reason.replace(['\r', '\n'], " ").as_str(),
+        );
+        if let Ok(info) = message.info() {
+            headers.insert(
+                async_nats::header::NATS_MESSAGE_ID,
+                format!("dead-{}", info.stream_sequence).as_str(),
+            );
+        }
+        self.js
+            .send_publish(
+                DEAD_SUBJECT,
+                PublishMessage::build()
+                    .payload(message.payload.clone())
+                    .headers(headers),
+            )
+            .await?
+            .await
+            .context("cannot publish to the dead-letter stream")?;
+        message
+            .double_ack()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot acknowledge a dead-lettered item: {e}"))?;
+        self.metrics.count("dead_lettered");
+        Ok(())
+    }
+}
+
+async fn collect<S, E>(stream: S) -> Vec<Message>
+where
+    S: futures::Stream<Item = Result<Message, E>>,
+    E: std::fmt::Display,
+{
+    let mut messages = Vec::new();
+    tokio::pin!(stream);
+    while let Some(next) = stream.next().await {
+        match next {
+            Ok(message) => messages.push(message),
+            Err(e) => tracing::debug!("fetch ended: {e}"),
+        }
+    }
+    messages
+}
+
+/// The blocking step: stored already? else compute; then persist all new results at once.
+fn compute_and_persist(
+    engine: &mut LaneState,
+    component: &NialmComponent,
+    items: &[WorkItem],
+    metrics: &WorkerMetrics,
+) -> anyhow::Result<Vec<Outcome>> {
+    // `FAILPOINTS=nialm::compute=sleep(MS)` makes a batch slow (the progress-signal test).
+    fail::fail_point!("nialm::compute");
+    let mut outcomes = Vec::with_capacity(items.len());
+    let mut computed = Vec::new();
+    for item in items {
+        let id = item.id();
+        if engine.store.contains(&id)? {
+            outcomes.push(Outcome::AlreadyStored);
+            continue;
+        }
+        let Some(sha256) = engine.model_sha256.get(&item.model).cloned() else {
+            outcomes.push(Outcome::Poison(format!(
+                "unknown model {:?} (the component has {:?})",
+                item.model,
+                engine.model_sha256.keys().collect::<Vec<_>>()
+            )));
+            continue;
+        };
+        let started = Instant::now();
+        match engine.instance.run(&item.model, &item.aggregate) {
+            Ok(Ok(power)) if power.len() == OUTPUT_SAMPLES => {
+                metrics
+                    .compute_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                computed.push(ComputedResult {
+                    item: id,
+                    meter: item.meter.clone(),
+                    model: item.model.clone(),
+                    model_sha256: sha256,
+                    window_start: item.window_start,
+                    power_w: power,
+                });
+                outcomes.push(Outcome::Stored);
+            }
+            Ok(Ok(power)) => outcomes.push(Outcome::Poison(format!(
+                "the component returned {} values, expected {OUTPUT_SAMPLES}",
+                power.len()
+            ))),
+            Ok(Err(refused)) => outcomes.push(Outcome::Poison(refused.to_string())),
+            Err(trap) => {
+                // A trapped instance is not reused.
+                engine.instance = component.instantiate()?;
+                outcomes.push(Outcome::Failed(format!(
+                    "the nialm component trapped: {trap:#}"
+                )));
+            }
+        }
+    }
+    if !computed.is_empty() {
+        let fresh = engine
+            .store
+            .persist(&computed, || crash_point("nialm::mid-step"))?;
+        // Another worker stored the same item between our check and our commit, or the
+        // household revoked its consent meanwhile (then nothing is stored; the item is done).
+        let mut fresh = fresh.into_iter();
+        for outcome in &mut outcomes {
+            if matches!(outcome, Outcome::Stored) && fresh.next() == Some(false) {
+                *outcome = Outcome::AlreadyStored;
+            }
+        }
+    }
+    Ok(outcomes)
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    /// `stored`, `already_stored`, `failed` (redelivered later) or `dead_lettered`.
+    outcome: &'static str,
+}
+
+/// Prometheus metrics of a worker.
+struct WorkerMetrics {
+    registry: Registry,
+    items: Family<OutcomeLabels, Counter>,
+    redeliveries: Counter,
+    pending: Gauge,
+    compute_seconds: Histogram,
+}
+
+impl WorkerMetrics {
+    fn new() -> Self {
+        let mut metrics = WorkerMetrics {
+            registry: Registry::with_prefix("wattlet_nialm_worker"),
+            items: Family::default(),
+            redeliveries: Counter::default(),
+            pending: Gauge::default(),
+            // 100 µs … ~3 s: one item through the component.
+            compute_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 15)),
+        };
+        metrics.registry.register(
+            "items",
+            "Work items handled, by outcome",
+            metrics.items.clone(),
+        );
+        metrics.registry.register(
+            "redeliveries",
+            "Items received again after an earlier delivery was not acknowledged",
+            metrics.redeliveries.clone(),
+        );
+        metrics.registry.register(
+            "queue_pending",
+            "Items waiting in the queue behind the last one fetched (queue depth)",
+            metrics.pending.clone(),
+        );
+        metrics.registry.register(
+            "compute_seconds",
+            "Time the nialm component took per item",
+            metrics.compute_seconds.clone(),
+        );
+        metrics
+    }
+
+    fn count(&self, outcome: &'static str) {
+        self.items.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+}
+
+impl wattlet_runtime::metrics::MetricsSource for WorkerMetrics {
+    fn encode(&self) -> String {
+        wattlet_runtime::metrics::encode_registry(&self.registry)
+    }
+}

@@ -1,0 +1,53 @@
+//! The wasmtime engine of the hosts that call components directly (edge, workers, tools), and
+//! loading a component into a typed instance template.
+
+use std::path::Path;
+
+use anyhow::Context;
+use wasmtime::component::{Component, InstancePre, Linker};
+use wasmtime::{Config, Engine};
+
+/// One engine per process: compiled code is shared by every instance made from it.
+pub fn engine() -> anyhow::Result<Engine> {
+    let mut config = Config::new();
+    // No component here uses the component model's async ABI (only `wattlet serve` runs p3
+    // handlers, on its own engine); without it every call skips the concurrency bookkeeping
+    // (about 0.2 µs per call, measured on the meter parser bench).
+    config.wasm_component_model(true).concurrency_support(false);
+    // `WATTLET_PERFMAP=1` lets `perf` name the JIT-compiled component functions.
+    if std::env::var_os("WATTLET_PERFMAP").is_some() {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
+    // Compiled code is cached on disk (wasmtime's default cache directory), so a restarted
+    // edge daemon is back in milliseconds instead of recompiling every component.
+    match wasmtime::Cache::new(wasmtime::CacheConfig::new()) {
+        Ok(cache) => {
+            config.cache(Some(cache));
+        }
+        Err(error) => {
+            tracing::warn!(%error, "no compilation cache; components compile at every start")
+        }
+    }
+    Engine::new(&config)
+        .map_err(anyhow::Error::from)
+        .context("cannot create the wasmtime engine")
+}
+
+/// Compiles (or takes from the cache) the component at `path`, links it with `linker` and makes
+/// the typed instance template with `make` (a bindgen `…Pre::new`). `what` names the world it
+/// must have, for the error when it has not.
+pub fn link<T: 'static, P>(
+    linker: &Linker<T>,
+    path: &Path,
+    what: &str,
+    make: impl FnOnce(InstancePre<T>) -> wasmtime::Result<P>,
+) -> anyhow::Result<P> {
+    let component = Component::from_file(linker.engine(), path)
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("cannot load component {}", path.display()))?;
+    linker
+        .instantiate_pre(&component)
+        .and_then(make)
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("{} is not a {what} component", path.display()))
+}

@@ -1,0 +1,345 @@
+//! `wattlet edge --config FILE`: the device's configuration (TOML).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use wattlet_meter_parser::Protocol;
+pub use wattlet_serial::Framing;
+use wattlet_survey::obis::{self, ENERGY_IMPORT};
+
+/// The survey's report cycle is at most an hour.
+const MAX_REPORT_INTERVAL: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    cloud: String,
+    state_dir: PathBuf,
+    identity: RawIdentity,
+    #[serde(default)]
+    cycles: RawCycles,
+    #[serde(default)]
+    journal: bool,
+    metrics_listen: Option<std::net::SocketAddr>,
+    #[serde(rename = "meter", default)]
+    meters: Vec<RawMeter>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIdentity {
+    certificate: PathBuf,
+    key: PathBuf,
+    cloud_ca: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawCycles {
+    measure: String,
+    report: String,
+    consent: String,
+}
+
+impl Default for RawCycles {
+    fn default() -> Self {
+        RawCycles {
+            measure: "15m".into(),
+            report: "60m".into(),
+            consent: "5m".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMeter {
+    uuid: String,
+    device: PathBuf,
+    protocol: String,
+    baud: Option<u32>,
+    framing: Option<String>,
+    model: Option<String>,
+    expected: Option<Vec<String>>,
+}
+
+/// The device's configuration, checked: paths absolute (relative ones are resolved against the
+/// configuration file's directory), cycles within the survey's limits, meters well formed.
+#[derive(Debug, Clone)]
+pub struct EdgeConfig {
+    /// The cloud's base URL, `https://host[:port]`.
+    pub cloud: String,
+    pub state_dir: PathBuf,
+    pub identity: Identity,
+    pub measure_every: Duration,
+    pub report_every: Duration,
+    pub consent_every: Duration,
+    /// Keep a permanent record (uuid, meter, time) of every measurement taken, in the same
+    /// transaction as the measurement: the evidence tests compare the cloud against.
+    pub journal: bool,
+    /// Where Prometheus metrics are served (`/metrics`); `None`: not served.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    pub meters: Vec<MeterConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub certificate: PathBuf,
+    pub key: PathBuf,
+    pub cloud_ca: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct MeterConfig {
+    pub uuid: String,
+    pub device: PathBuf,
+    pub protocol: Protocol,
+    pub baud: u32,
+    pub framing: Framing,
+    pub model: Option<String>,
+    /// OBIS codes the meter must deliver; fewer means it is locked and needs its PIN.
+    pub expected: Vec<String>,
+}
+
+impl EdgeConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses `text`; `path` names the file in errors and anchors relative paths.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        })?;
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        let base = path.parent().unwrap_or(Path::new("."));
+        let resolve = |p: &Path| base.join(p);
+        if !raw.cloud.starts_with("https://") {
+            return Err(invalid(format!(
+                "cloud = {:?}: the device talks to the cloud only over mutual TLS, use https://",
+                raw.cloud
+            )));
+        }
+        let duration = |name: &str, text: &str| {
+            humantime::parse_duration(text)
+                .map_err(|e| {
+                    invalid(format!(
+                        "cycles.{name} = {text:?}: {e} (e.g. \"15m\", \"2s\")"
+                    ))
+                })
+                .and_then(|d| {
+                    if d.is_zero() {
+                        Err(invalid(format!("cycles.{name} must be longer than zero")))
+                    } else {
+                        Ok(d)
+                    }
+                })
+        };
+        let measure_every = duration("measure", &raw.cycles.measure)?;
+        let report_every = duration("report", &raw.cycles.report)?;
+        let consent_every = duration("consent", &raw.cycles.consent)?;
+        if report_every > MAX_REPORT_INTERVAL {
+            return Err(invalid(format!(
+                "cycles.report = {:?}: the report cycle is at most 60 minutes",
+                raw.cycles.report
+            )));
+        }
+        if raw.meters.is_empty() {
+            return Err(invalid(
+                "no [[meter]]: a device reads at least one meter".into(),
+            ));
+        }
+        let mut meters = Vec::new();
+        for (i, m) in raw.meters.into_iter().enumerate() {
+            let at = |field: &str| format!("meter {} ({field})", i + 1);
+            if m.uuid.is_empty()
+                || m.uuid.len() > 64
+                || !m
+                    .uuid
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-')
+            {
+                return Err(invalid(format!(
+                    "{}: {:?} is not a meter uuid",
+                    at("uuid"),
+                    m.uuid
+                )));
+            }
+            if meters
+                .iter()
+                .any(|other: &MeterConfig| other.uuid == m.uuid)
+            {
+                return Err(invalid(format!("{}: {} appears twice", at("uuid"), m.uuid)));
+            }
+            let protocol = match m.protocol.as_str() {
+                "sml" => Protocol::Sml,
+                "iec62056-21" => Protocol::Iec62056_21,
+                "dsmr" => Protocol::Dsmr,
+                other => {
+                    return Err(invalid(format!(
+                        "{}: {other:?} is not one of sml, iec62056-21, dsmr",
+                        at("protocol")
+                    )));
+                }
+            };
+            // The line settings each protocol uses unless the meter says otherwise.
+            let (default_baud, default_framing) = match protocol {
+                Protocol::Sml => (9600, Framing::EightN1),
+                Protocol::Dsmr => (115_200, Framing::EightN1),
+                Protocol::Iec62056_21 => (2400, Framing::SevenE1),
+            };
+            let framing = match m.framing.as_deref() {
+                None => default_framing,
+                Some("8N1") => Framing::EightN1,
+                Some("7E1") => Framing::SevenE1,
+                Some(other) => {
+                    return Err(invalid(format!(
+                        "{}: {other:?} is not 8N1 or 7E1",
+                        at("framing")
+                    )));
+                }
+            };
+            let expected = m.expected.unwrap_or_else(|| {
+                match protocol {
+                    Protocol::Sml => &obis::expected::SML[..],
+                    Protocol::Dsmr => &obis::expected::DSMR[..],
+                    Protocol::Iec62056_21 => &obis::expected::IEC62056_21[..],
+                }
+                .iter()
+                .map(|c| (*c).to_owned())
+                .collect()
+            });
+            for code in &expected {
+                if !obis::is_obis_hex(&code.to_ascii_lowercase()) {
+                    return Err(invalid(format!(
+                        "{}: {code:?} is not an OBIS code in 12 hex digits (e.g. {ENERGY_IMPORT})",
+                        at("expected")
+                    )));
+                }
+            }
+            meters.push(MeterConfig {
+                uuid: m.uuid,
+                device: resolve(&m.device),
+                protocol,
+                baud: m.baud.unwrap_or(default_baud),
+                framing,
+                model: m.model,
+                expected: expected.iter().map(|c| c.to_ascii_lowercase()).collect(),
+            });
+        }
+        Ok(EdgeConfig {
+            cloud: raw.cloud.trim_end_matches('/').to_owned(),
+            state_dir: resolve(&raw.state_dir),
+            identity: Identity {
+                certificate: resolve(&raw.identity.certificate),
+                key: resolve(&raw.identity.key),
+                cloud_ca: resolve(&raw.identity.cloud_ca),
+            },
+            measure_every,
+            report_every,
+            consent_every,
+            journal: raw.journal,
+            metrics_listen: raw.metrics_listen,
+            meters,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wattlet_survey::obis::{ENERGY_EXPORT, POWER_SUM};
+
+    const GOOD: &str = r#"
+        cloud = "https://127.0.0.1:8443/"
+        state_dir = "state"
+        [identity]
+        certificate = "device.crt"
+        key = "/etc/wattlet/device.key"
+        cloud_ca = "ca.crt"
+        [cycles]
+        measure = "2s"
+        [[meter]]
+        uuid = "7f0c6d4e-1111-4222-8333-944455556666"
+        device = "/dev/ttyUSB0"
+        protocol = "sml"
+        [[meter]]
+        uuid = "pv-1"
+        device = "/dev/ttyUSB1"
+        protocol = "iec62056-21"
+        expected = ["0100020800FF"]
+    "#;
+
+    #[test]
+    fn defaults_and_resolution() {
+        let config = EdgeConfig::parse(GOOD, Path::new("/etc/wattlet/edge.toml")).unwrap();
+        assert_eq!(config.cloud, "https://127.0.0.1:8443");
+        assert_eq!(config.state_dir, Path::new("/etc/wattlet/state"));
+        assert_eq!(config.identity.key, Path::new("/etc/wattlet/device.key"));
+        assert_eq!(config.measure_every, Duration::from_secs(2));
+        assert_eq!(config.report_every, Duration::from_secs(3600));
+        assert_eq!(config.consent_every, Duration::from_secs(300));
+        assert!(!config.journal);
+        let [sml, iec] = &config.meters[..] else {
+            panic!("two meters")
+        };
+        assert_eq!((sml.baud, sml.framing), (9600, Framing::EightN1));
+        assert_eq!(sml.expected, [ENERGY_IMPORT, POWER_SUM]);
+        assert_eq!((iec.baud, iec.framing), (2400, Framing::SevenE1));
+        assert_eq!(iec.expected, [ENERGY_EXPORT]);
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let cases = [
+            (GOOD.replace("https://", "http://"), "mutual TLS"),
+            (GOOD.replace("\"2s\"", "\"soon\""), "cycles.measure"),
+            (
+                GOOD.replace("measure = \"2s\"", "report = \"2h\""),
+                "at most 60 minutes",
+            ),
+            (GOOD.replace("\"pv-1\"", "\"pv 1\""), "meter 2 (uuid)"),
+            (
+                GOOD.replace("\"pv-1\"", "\"7f0c6d4e-1111-4222-8333-944455556666\""),
+                "twice",
+            ),
+            (
+                GOOD.replace("\"iec62056-21\"", "\"mbus\""),
+                "meter 2 (protocol)",
+            ),
+            (GOOD.replace("0100020800FF", "1.8.0"), "meter 2 (expected)"),
+            (GOOD.replace("[cycles]", "[cycles]\nturbo = true"), "turbo"),
+        ];
+        for (text, needle) in cases {
+            let error = EdgeConfig::parse(&text, Path::new("edge.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(needle), "{needle:?} not in {error:?}");
+        }
+    }
+}

@@ -1,0 +1,395 @@
+//! The edge daemon's cycles: consent, measurement and report.
+//!
+//! - **Consent** is fetched from the cloud every consent cycle and cached in the buffer file, so
+//!   a device that restarts offline still knows it. Without granted consent no probe is read
+//!   and nothing is measured or sent; once revoked, the device discards what it had not sent
+//!   and stops for good (DESIGN.md, "Consent").
+//! - **Measurement**: every measurement cycle, each meter's newest telegram (if it is newer
+//!   than the one measured before) becomes one measurement row, committed before anything else
+//!   happens.
+//! - **Report**: every report cycle the buffer is sent in batches through the upload component;
+//!   exactly the acknowledged rows are deleted. Then the device reports its status.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::SystemTime;
+
+use anyhow::Context;
+use tokio::time::{Instant, MissedTickBehavior};
+use wasmtime::Engine;
+
+use wattlet_runtime::locate;
+use wattlet_runtime::meter::ParserComponent;
+use wattlet_survey::measurement::MAX_BATCH;
+use wattlet_survey::{ConsentState, Measurement, RefusalCode, Use};
+
+use crate::buffer::Buffer;
+use crate::config::EdgeConfig;
+use crate::metrics::{EdgeMetrics, MeterLabels, OutcomeLabels, unix_seconds};
+use crate::reader::{self, MeterFeed};
+use crate::uplink::{DeviceStatus, MeterStatus, Uplink, UplinkError};
+
+/// Why the daemon returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// Asked to (Ctrl-C, SIGTERM, or the caller's shutdown future).
+    Shutdown,
+    /// The household revoked consent: this device measures nothing ever again.
+    ConsentRevoked,
+}
+
+/// The components the daemon runs, and the versions it reports.
+pub struct EdgeComponents {
+    pub parser: Arc<ParserComponent>,
+    pub uplink: Uplink,
+    pub versions: Vec<(String, String)>,
+}
+
+impl EdgeComponents {
+    /// Loads the parser and upload components from `dir` (or the default search path) and the
+    /// device identity for the upload component's TLS.
+    pub fn load(engine: &Engine, config: &EdgeConfig, dir: Option<&Path>) -> anyhow::Result<Self> {
+        let parser_path = locate::locate("wattlet-meter-parser", dir)?;
+        let upload_path = locate::locate("wattlet-upload", dir)?;
+        let tls = wattlet_tls::client_tls_config(
+            &config.identity.certificate,
+            &config.identity.key,
+            &config.identity.cloud_ca,
+        )
+        .context("cannot load the device identity")?;
+        let parser = Arc::new(ParserComponent::load(engine, &parser_path)?);
+        let uplink = Uplink::load(engine, &upload_path, &config.cloud, Arc::new(tls))?;
+        let versions = vec![
+            ("meter-parser".to_owned(), component_version(&parser_path)?),
+            ("upload".to_owned(), component_version(&upload_path)?),
+        ];
+        Ok(EdgeComponents {
+            parser,
+            uplink,
+            versions,
+        })
+    }
+}
+
+/// A component's version: the build's version and the first 12 hex digits of the file's
+/// SHA-256, so two builds of one version are told apart.
+fn component_version(path: &Path) -> anyhow::Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
+    Ok(format!(
+        "{}+sha256.{}",
+        env!("CARGO_PKG_VERSION"),
+        &hex::encode(digest.as_ref())[..12]
+    ))
+}
+
+/// The probe reader threads, started once consent is granted.
+struct Readers {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Readers {
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+    }
+}
+
+pub struct Daemon {
+    config: EdgeConfig,
+    components: EdgeComponents,
+    buffer: Buffer,
+    feeds: Vec<Arc<MeterFeed>>,
+    /// Per meter, the telegram sequence number measured last.
+    measured: Vec<u64>,
+    /// Per meter, whether it was reported locked (logged once, not every cycle).
+    locked: Vec<bool>,
+    readers: Option<Readers>,
+    consent: ConsentState,
+    metrics: Arc<EdgeMetrics>,
+}
+
+impl Daemon {
+    pub fn new(
+        config: EdgeConfig,
+        components: EdgeComponents,
+        metrics: Arc<EdgeMetrics>,
+    ) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&config.state_dir)
+            .with_context(|| format!("cannot create {}", config.state_dir.display()))?;
+        let buffer = Buffer::open(&config.state_dir.join("buffer.sqlite"), config.journal)?;
+        let consent = buffer.consent()?.unwrap_or(ConsentState::NotGranted);
+        let feeds = config.meters.iter().map(|_| Arc::default()).collect();
+        let measured = vec![0; config.meters.len()];
+        let locked = vec![false; config.meters.len()];
+        metrics.set_consent(consent);
+        metrics
+            .buffered
+            .set(i64::try_from(buffer.pending_count()?).unwrap_or(i64::MAX));
+        Ok(Daemon {
+            config,
+            components,
+            buffer,
+            feeds,
+            measured,
+            locked,
+            readers: None,
+            consent,
+            metrics,
+        })
+    }
+
+    /// Runs the cycles until `shutdown` resolves or consent is revoked.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> anyhow::Result<Stopped> {
+        if self.consent == ConsentState::Revoked {
+            tracing::warn!("consent was revoked: this device no longer measures");
+            return Ok(Stopped::ConsentRevoked);
+        }
+        tracing::info!(
+            cloud = %self.config.cloud,
+            meters = self.config.meters.len(),
+            pending = self.buffer.pending_count()?,
+            consent = self.consent.as_str(),
+            "edge daemon started"
+        );
+        let start = Instant::now();
+        let mut consent_tick = tokio::time::interval_at(start, self.config.consent_every);
+        let mut measure_tick =
+            tokio::time::interval_at(start + self.config.measure_every, self.config.measure_every);
+        let mut report_tick =
+            tokio::time::interval_at(start + self.config.report_every, self.config.report_every);
+        for tick in [&mut consent_tick, &mut measure_tick, &mut report_tick] {
+            tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        }
+        tokio::pin!(shutdown);
+        let stopped = loop {
+            let outcome = tokio::select! {
+                () = &mut shutdown => break Stopped::Shutdown,
+                _ = consent_tick.tick() => self.refresh_consent().await,
+                _ = measure_tick.tick() => self.measure().map(|()| None),
+                _ = report_tick.tick() => self.report().await,
+            };
+            if let Some(stopped) = outcome? {
+                break stopped;
+            }
+        };
+        if let Some(readers) = self.readers.take() {
+            readers.stop();
+        }
+        Ok(stopped)
+    }
+
+    /// Asks the cloud for the consent; an unreachable cloud leaves the cached state in force.
+    async fn refresh_consent(&mut self) -> anyhow::Result<Option<Stopped>> {
+        match self.components.uplink.fetch_consent().await? {
+            Ok(reported) => self.apply_consent(reported),
+            Err(error) => {
+                tracing::warn!(%error, consent = self.consent.as_str(), "cannot fetch consent; keeping the cached state");
+                Ok(None)
+            }
+        }
+    }
+
+    fn apply_consent(&mut self, reported: ConsentState) -> anyhow::Result<Option<Stopped>> {
+        let next = self.consent.advance(reported);
+        if next != self.consent {
+            self.buffer.set_consent(next)?;
+            tracing::info!(
+                from = self.consent.as_str(),
+                to = next.as_str(),
+                "consent changed"
+            );
+            self.consent = next;
+            self.metrics.set_consent(next);
+        } else if self.buffer.consent()?.is_none() {
+            self.buffer.set_consent(next)?;
+        }
+        if self.consent.permits(Use::Measure) && self.readers.is_none() {
+            self.start_readers();
+        }
+        if self.consent != ConsentState::Revoked {
+            return Ok(None);
+        }
+        if let Some(readers) = self.readers.take() {
+            readers.stop();
+        }
+        let discarded = self.buffer.discard_pending()?;
+        self.metrics.buffered.set(0);
+        tracing::warn!(
+            discarded,
+            "consent revoked: measurements not yet sent are deleted and this device stops for good"
+        );
+        Ok(Some(Stopped::ConsentRevoked))
+    }
+
+    fn start_readers(&mut self) {
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = self
+            .config
+            .meters
+            .iter()
+            .zip(&self.feeds)
+            .map(|(meter, feed)| {
+                reader::spawn(
+                    meter.clone(),
+                    self.components.parser.clone(),
+                    feed.clone(),
+                    self.metrics
+                        .telegrams
+                        .get_or_create(&MeterLabels {
+                            meter: meter.uuid.clone(),
+                        })
+                        .clone(),
+                    stop.clone(),
+                )
+            })
+            .collect();
+        self.readers = Some(Readers { stop, threads });
+    }
+
+    /// One measurement per meter that delivered a new telegram since the last cycle.
+    fn measure(&mut self) -> anyhow::Result<()> {
+        if !self.consent.permits(Use::Measure) {
+            return Ok(());
+        }
+        for (i, meter) in self.config.meters.iter().enumerate() {
+            let Some(latest) = self.feeds[i].latest() else {
+                tracing::warn!(meter = %meter.uuid, "no telegram from this meter yet");
+                continue;
+            };
+            if latest.sequence == self.measured[i] {
+                tracing::warn!(meter = %meter.uuid, "no new telegram since the last measurement");
+                continue;
+            }
+            self.measured[i] = latest.sequence;
+            let locked = !latest.missing.is_empty();
+            if locked && !self.locked[i] {
+                tracing::warn!(meter = %meter.uuid, model = meter.model.as_deref().unwrap_or("unknown"), missing = ?latest.missing, "meter is locked: it needs its PIN (wattlet meter unlock)");
+            }
+            self.locked[i] = locked;
+            self.metrics
+                .locked
+                .get_or_create(&MeterLabels {
+                    meter: meter.uuid.clone(),
+                })
+                .set(i64::from(locked));
+            if latest.values.is_empty() {
+                tracing::warn!(meter = %meter.uuid, missing = ?latest.missing, "telegram without any reading of interest");
+                continue;
+            }
+            let measurement = Measurement {
+                uuid: uuid::Uuid::new_v4().to_string(),
+                meter: meter.uuid.clone(),
+                measured_at: rfc3339(latest.received_at),
+                values: latest.values,
+            };
+            self.buffer.insert(&measurement)?;
+            self.metrics
+                .measurements
+                .get_or_create(&MeterLabels {
+                    meter: meter.uuid.clone(),
+                })
+                .inc();
+            self.metrics.buffered.inc();
+            self.metrics
+                .last_measurement
+                .set(unix_seconds(latest.received_at));
+            tracing::info!(meter = %meter.uuid, uuid = %measurement.uuid, at = %measurement.measured_at, "measured");
+        }
+        Ok(())
+    }
+
+    /// Sends the buffer in batches, deleting exactly what the cloud acknowledged, then reports
+    /// the device's status.
+    async fn report(&mut self) -> anyhow::Result<Option<Stopped>> {
+        if !self.consent.permits(Use::Upload) {
+            return Ok(None);
+        }
+        loop {
+            let batch = self.buffer.pending(MAX_BATCH)?;
+            if batch.is_empty() {
+                break;
+            }
+            let started = std::time::Instant::now();
+            let result = self.components.uplink.upload(&batch).await?;
+            self.metrics
+                .upload_duration
+                .observe(started.elapsed().as_secs_f64());
+            let outcome = match &result {
+                Ok(_) => "acknowledged",
+                Err(error) if error.is_retryable() => "failed",
+                Err(_) => "refused",
+            };
+            self.metrics
+                .uploads
+                .get_or_create(&OutcomeLabels { outcome })
+                .inc();
+            match result {
+                Ok(acknowledged) => {
+                    let deleted = self.buffer.delete(&acknowledged)?;
+                    self.metrics.uploaded.inc_by(deleted as u64);
+                    self.metrics
+                        .buffered
+                        .set(i64::try_from(self.buffer.pending_count()?).unwrap_or(i64::MAX));
+                    self.metrics
+                        .last_upload
+                        .set(unix_seconds(SystemTime::now()));
+                    tracing::info!(sent = batch.len(), acknowledged = deleted, "uploaded");
+                    if acknowledged.len() < batch.len() {
+                        // The cloud kept some back; they stay buffered for the next cycle.
+                        break;
+                    }
+                }
+                Err(UplinkError::Refused(refusal))
+                    if refusal.is(RefusalCode::ConsentNotGranted)
+                        || refusal.is(RefusalCode::ConsentRevoked) =>
+                {
+                    tracing::warn!(%refusal, "the cloud refused the upload for lack of consent");
+                    return self.refresh_consent().await;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, pending = batch.len(), "upload failed; measurements stay buffered");
+                    return Ok(None);
+                }
+            }
+        }
+        let status = self.status()?;
+        if let Err(error) = self.components.uplink.report_status(&status).await? {
+            tracing::warn!(%error, "cannot report the device status");
+        }
+        Ok(None)
+    }
+
+    fn status(&self) -> anyhow::Result<DeviceStatus> {
+        let meters = self
+            .config
+            .meters
+            .iter()
+            .zip(&self.feeds)
+            .map(|(meter, feed)| {
+                let missing = feed.latest().map(|l| l.missing).unwrap_or_default();
+                MeterStatus {
+                    uuid: meter.uuid.clone(),
+                    locked: !missing.is_empty(),
+                    missing,
+                }
+            })
+            .collect();
+        Ok(DeviceStatus {
+            components: self.components.versions.clone(),
+            last_measurement: self.buffer.last_measurement()?,
+            meters,
+        })
+    }
+}
+
+/// RFC 3339 in UTC with milliseconds, e.g. `2026-11-23T16:00:00.250Z`: measurements of one
+/// meter stay in order even when cycles are shorter than a second (as in tests).
+pub fn rfc3339(time: SystemTime) -> String {
+    humantime::format_rfc3339_millis(time).to_string()
+}

@@ -1,0 +1,140 @@
+//! Prometheus metrics of the edge daemon: what was measured and sent, what waits in the buffer,
+//! the consent the device acts on, and per meter whether it delivers and is locked.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use wattlet_survey::ConsentState;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MeterLabels {
+    pub meter: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// `acknowledged`, `refused` (the cloud said no) or `failed` (not reached, server error).
+    pub outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConsentLabels {
+    pub state: &'static str,
+}
+
+pub struct EdgeMetrics {
+    registry: Registry,
+    pub telegrams: Family<MeterLabels, Counter>,
+    pub measurements: Family<MeterLabels, Counter>,
+    pub locked: Family<MeterLabels, Gauge>,
+    pub uploads: Family<OutcomeLabels, Counter>,
+    pub uploaded: Counter,
+    pub upload_duration: Histogram,
+    pub buffered: Gauge,
+    pub consent: Family<ConsentLabels, Gauge>,
+    pub last_measurement: Gauge,
+    pub last_upload: Gauge,
+}
+
+impl EdgeMetrics {
+    pub fn new() -> Self {
+        let mut metrics = EdgeMetrics {
+            registry: Registry::with_prefix("wattlet_edge"),
+            telegrams: Family::default(),
+            measurements: Family::default(),
+            locked: Family::default(),
+            uploads: Family::default(),
+            uploaded: Counter::default(),
+            // 5 ms … ~40 s: one batch over mutual TLS, from a LAN to a slow uplink.
+            upload_duration: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
+            buffered: Gauge::default(),
+            consent: Family::default(),
+            last_measurement: Gauge::default(),
+            last_upload: Gauge::default(),
+        };
+        metrics.registry.register(
+            "telegrams",
+            "Telegrams decoded from each meter's probe",
+            metrics.telegrams.clone(),
+        );
+        metrics.registry.register(
+            "measurements",
+            "Measurements taken, by meter",
+            metrics.measurements.clone(),
+        );
+        metrics.registry.register(
+            "meter_locked",
+            "1 while the meter lacks expected OBIS codes (it needs its PIN)",
+            metrics.locked.clone(),
+        );
+        metrics.registry.register(
+            "uploads",
+            "Upload batches by outcome",
+            metrics.uploads.clone(),
+        );
+        metrics.registry.register(
+            "uploaded_measurements",
+            "Measurements the cloud acknowledged",
+            metrics.uploaded.clone(),
+        );
+        metrics.registry.register(
+            "upload_duration_seconds",
+            "Time to send one batch and read the answer",
+            metrics.upload_duration.clone(),
+        );
+        metrics.registry.register(
+            "buffered_measurements",
+            "Measurements waiting in the buffer for the cloud",
+            metrics.buffered.clone(),
+        );
+        metrics.registry.register(
+            "consent",
+            "1 for the consent state the device acts on",
+            metrics.consent.clone(),
+        );
+        metrics.registry.register(
+            "last_measurement_timestamp_seconds",
+            "Unix time of the newest measurement taken",
+            metrics.last_measurement.clone(),
+        );
+        metrics.registry.register(
+            "last_upload_timestamp_seconds",
+            "Unix time of the last upload the cloud acknowledged (the device's heartbeat)",
+            metrics.last_upload.clone(),
+        );
+        metrics
+    }
+
+    /// Sets the consent gauge: 1 for `consent`, 0 for the others.
+    pub fn set_consent(&self, consent: ConsentState) {
+        for state in ConsentState::ALL {
+            self.consent
+                .get_or_create(&ConsentLabels {
+                    state: state.as_str(),
+                })
+                .set(i64::from(state == consent));
+        }
+    }
+}
+
+impl Default for EdgeMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl wattlet_runtime::metrics::MetricsSource for EdgeMetrics {
+    fn encode(&self) -> String {
+        wattlet_runtime::metrics::encode_registry(&self.registry)
+    }
+}
+
+/// Seconds since the Unix epoch, for timestamp gauges.
+pub fn unix_seconds(time: std::time::SystemTime) -> i64 {
+    time.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}

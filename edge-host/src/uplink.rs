@@ -1,0 +1,256 @@
+//! The upload component (`wattlet:edge/uplink`) on wasmtime, with the device's identity.
+//!
+//! The component builds the Data API requests and reads the answers; its outgoing HTTP goes
+//! through [`DeviceHttp`], which lets it reach only the configured cloud and only over mutual
+//! TLS 1.3 with the device certificate. The private key never enters the component.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use http_body_util::{BodyExt, Full};
+use rustls::ClientConfig;
+use rustls_pki_types::ServerName;
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::{Engine, Store};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
+use wasmtime_wasi_http::{
+    RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView,
+};
+
+use wattlet_runtime::uplink::bindings::exports::wattlet::edge::uplink as wit;
+use wattlet_runtime::uplink::bindings::wattlet::survey::types as wit_survey;
+use wattlet_runtime::uplink::bindings::{Upload, UploadPre};
+use wattlet_survey::{ConsentState, Measurement};
+pub use wattlet_upload::{DeviceStatus, Error as UplinkError, MeterStatus};
+
+/// The compiled upload component and the device's TLS identity.
+pub struct Uplink {
+    pre: UploadPre<LinkState>,
+    cloud: String,
+    http: DeviceHttp,
+}
+
+impl Uplink {
+    pub fn load(
+        engine: &Engine,
+        path: &Path,
+        cloud: &str,
+        tls: Arc<ClientConfig>,
+    ) -> anyhow::Result<Self> {
+        let mut linker = Linker::new(engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        let pre =
+            wattlet_runtime::engine::link(&linker, path, "wattlet:edge upload", UploadPre::new)?;
+        // The component checks the URL as well; the host needs the authority to allow.
+        let authority = wattlet_upload::Cloud::parse(cloud)
+            .with_context(|| format!("cloud URL {cloud:?}"))?
+            .authority;
+        Ok(Uplink {
+            pre,
+            cloud: cloud.to_owned(),
+            http: DeviceHttp { authority, tls },
+        })
+    }
+
+    async fn instance(&self) -> anyhow::Result<(Store<LinkState>, Upload)> {
+        let state = LinkState {
+            wasi: WasiCtx::builder().build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            hooks: self.http.clone(),
+        };
+        let mut store = Store::new(self.pre.engine(), state);
+        let bindings = self.pre.instantiate_async(&mut store).await?;
+        Ok((store, bindings))
+    }
+
+    /// Sends a batch; `Ok(Ok(uuids))` lists what the cloud acknowledged.
+    pub async fn upload(
+        &self,
+        batch: &[Measurement],
+    ) -> anyhow::Result<Result<Vec<String>, UplinkError>> {
+        let (mut store, bindings) = self.instance().await?;
+        let batch: Vec<_> = batch.iter().map(wit_survey::Measurement::from).collect();
+        let result = bindings
+            .wattlet_edge_uplink()
+            .call_upload(&mut store, &self.cloud, &batch)
+            .await
+            .map_err(|e| anyhow::anyhow!("upload component failed: {e:#}"))?;
+        Ok(result.map_err(UplinkError::from))
+    }
+
+    pub async fn fetch_consent(&self) -> anyhow::Result<Result<ConsentState, UplinkError>> {
+        let (mut store, bindings) = self.instance().await?;
+        let result = bindings
+            .wattlet_edge_uplink()
+            .call_fetch_consent(&mut store, &self.cloud)
+            .await
+            .map_err(|e| anyhow::anyhow!("upload component failed: {e:#}"))?;
+        Ok(result.map(ConsentState::from).map_err(UplinkError::from))
+    }
+
+    pub async fn report_status(
+        &self,
+        status: &DeviceStatus,
+    ) -> anyhow::Result<Result<(), UplinkError>> {
+        let (mut store, bindings) = self.instance().await?;
+        let result = bindings
+            .wattlet_edge_uplink()
+            .call_report_status(&mut store, &self.cloud, &wit::DeviceStatus::from(status))
+            .await
+            .map_err(|e| anyhow::anyhow!("upload component failed: {e:#}"))?;
+        Ok(result.map_err(UplinkError::from))
+    }
+}
+
+struct LinkState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    hooks: DeviceHttp,
+}
+
+impl WasiView for LinkState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for LinkState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+/// Outgoing HTTP of the upload component: only to the cloud, only over mutual TLS.
+#[derive(Clone)]
+struct DeviceHttp {
+    authority: String,
+    tls: Arc<ClientConfig>,
+}
+
+/// Bound on every exchange with the cloud; the component's own timeouts may be shorter.
+const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Answers larger than this are not the Data API's.
+const MAX_ANSWER: usize = 8 << 20;
+
+type Sent = wasmtime_wasi_http::Result<(
+    http::Response<WasiBody>,
+    Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+)>;
+
+impl WasiHttpHooks for DeviceHttp {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<dyn Future<Output = Sent> + Send> {
+        let _ = (options, fut);
+        let uri = request.uri();
+        let to_cloud = uri.scheme_str() == Some("https")
+            && uri.authority().map(|a| a.as_str()) == Some(self.authority.as_str());
+        if !to_cloud {
+            tracing::warn!(uri = %uri, "upload component tried to reach something other than the cloud");
+            return Box::new(async { Err(ErrorCode::HttpRequestDenied.into()) });
+        }
+        let authority = self.authority.clone();
+        let tls = self.tls.clone();
+        Box::new(async move {
+            let response =
+                tokio::time::timeout(EXCHANGE_TIMEOUT, exchange(&authority, tls, request))
+                    .await
+                    .map_err(|_| ErrorCode::ConnectionTimeout)??;
+            Ok((
+                response,
+                Box::new(async { Ok(()) }) as Box<dyn Future<Output = _> + Send>,
+            ))
+        })
+    }
+}
+
+/// One request over a fresh mutual-TLS connection; the whole answer is read before returning.
+async fn exchange(
+    authority: &str,
+    tls: Arc<ClientConfig>,
+    request: http::Request<WasiBody>,
+) -> Result<http::Response<WasiBody>, ErrorCode> {
+    let (host, port) = split_authority(authority).ok_or(ErrorCode::HttpRequestUriInvalid)?;
+    let server_name = match host
+        .trim_matches(|c| c == '[' || c == ']')
+        .parse::<std::net::IpAddr>()
+    {
+        Ok(ip) => ServerName::from(ip),
+        Err(_) => {
+            ServerName::try_from(host.to_owned()).map_err(|_| ErrorCode::HttpRequestUriInvalid)?
+        }
+    };
+    let tcp = tokio::net::TcpStream::connect((host.trim_matches(|c| c == '[' || c == ']'), port))
+        .await
+        .map_err(|e| {
+            tracing::debug!(error = %e, "cannot connect to the cloud");
+            ErrorCode::ConnectionRefused
+        })?;
+    let stream = tokio_rustls::TlsConnector::from(tls)
+        .connect(server_name, tcp)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "TLS handshake with the cloud failed");
+            ErrorCode::TlsProtocolError
+        })?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(wasmtime_wasi_http::io::TokioIo::new(stream))
+            .await
+            .map_err(|_| ErrorCode::ConnectionTerminated)?;
+    let driver = tokio::spawn(connection);
+    let (mut parts, body) = request.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map_err(|_| ErrorCode::HttpRequestBodySize(None))?
+        .to_bytes();
+    // On the wire the request line carries only the path; the authority goes in `host`.
+    parts.uri = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .parse()
+        .map_err(|_| ErrorCode::HttpRequestUriInvalid)?;
+    let response = sender
+        .send_request(http::Request::from_parts(parts, Full::new(body)))
+        .await
+        .map_err(|_| ErrorCode::ConnectionTerminated)?;
+    let (parts, body) = response.into_parts();
+    let body = http_body_util::Limited::new(body, MAX_ANSWER)
+        .collect()
+        .await
+        .map_err(|_| ErrorCode::HttpResponseBodySize(None))?
+        .to_bytes();
+    driver.abort();
+    let body: WasiBody = Full::new(body)
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    Ok(http::Response::from_parts(parts, body))
+}
+
+/// `host:port` → (host, port); IPv6 hosts keep their brackets.
+fn split_authority(authority: &str) -> Option<(&str, u16)> {
+    match authority.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && !port.contains(']') => {
+            Some((host, port.parse().ok()?))
+        }
+        _ if !authority.is_empty() => Some((authority, 443)),
+        _ => None,
+    }
+}
