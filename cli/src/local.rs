@@ -27,7 +27,8 @@ use wattlet_pki::{self as pki, CaDir, DeviceRequest, ServerRequest};
 use wattlet_runtime::metrics::serve_admin;
 use wattlet_serve::server::{App, ServeOptions, serve};
 use wattlet_serve::tls::{ClientAuth, TlsOptions};
-use wattlet_survey::obis::{ENERGY_IMPORT, POWER_SUM};
+use wattlet_survey::obis::{ENERGY_IMPORT, POWER_SUM, survey_code};
+use wattlet_workers::api::ApiOptions;
 use wattlet_workers::{
     QueueSettings, item::DEFAULT_MODELS, manager::ManagerOptions, server::LocalNats,
     worker::WorkerOptions,
@@ -276,7 +277,7 @@ pub async fn run(
         )?;
     }
     let nialm = match options.nats_listen {
-        Some(listen) => Some(Nialm::start(&options, listen)?),
+        Some(listen) => Some(Nialm::start(&options, listen, &admin, &cloud, &ca).await?),
         None => None,
     };
     writeln!(out)?;
@@ -396,11 +397,34 @@ struct Nialm {
 }
 
 impl Nialm {
-    fn start(options: &UpOptions, listen: SocketAddr) -> anyhow::Result<Self> {
+    /// Starts NATS, the manager and a worker; `admin` mints the worker token they use to reach
+    /// the Data API at `cloud`.
+    async fn start(
+        options: &UpOptions,
+        listen: SocketAddr,
+        admin: &ApiClient,
+        cloud: &str,
+        ca: &CaDir,
+    ) -> anyhow::Result<Self> {
         let state = &options.state_dir;
+        let minted = admin
+            .call(
+                "POST",
+                "/api/management/token",
+                Some(&json!({ "role": "worker" })),
+            )
+            .await
+            .context("cannot mint the workers' access token")?;
+        let token = minted["token"]
+            .as_str()
+            .context("the Data API minted no token")?
+            .to_owned();
+        let api = ApiOptions {
+            url: cloud.to_owned(),
+            ca: Some(ca.ca_cert_path()),
+            token,
+        };
         let nats = LocalNats::start(listen, &state.join("nats"), &state.join("nats-server.log"))?;
-        // The Data API's database (migrated by the registrations above).
-        let database = state.join("cloud").join("sqlite_db.db");
         let component =
             wattlet_runtime::locate::locate("wattlet-nialm", options.components.as_deref())?;
         let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -410,7 +434,7 @@ impl Nialm {
         let manager = tokio::spawn(wattlet_workers::manager::run(
             ManagerOptions {
                 nats_url: nats.url.clone(),
-                database: database.clone(),
+                api: api.clone(),
                 models: DEFAULT_MODELS.map(String::from).to_vec(),
                 settings: QueueSettings::default(),
                 interval: Some(NIALM_PASS_EVERY),
@@ -420,7 +444,7 @@ impl Nialm {
         let worker = tokio::spawn(wattlet_workers::worker::run(
             WorkerOptions {
                 nats_url: nats.url.clone(),
-                database,
+                api,
                 component,
                 settings: QueueSettings::default(),
                 batch: 16,
@@ -471,13 +495,9 @@ fn describe(household: &Household, m: &Value) -> String {
     );
     for entry in m["data"].as_array().into_iter().flatten() {
         for (code, value) in entry.as_object().into_iter().flatten() {
-            let (label, unit) = match code.as_str() {
-                "0100010800ff" => ("import", "kWh"),
-                "0100020800ff" => ("export", "kWh"),
-                "0100010700ff" => ("import power", "kW"),
-                "0100020700ff" => ("export power", "kW"),
-                "0100100700ff" => ("power", "kW"),
-                other => (other, ""),
+            let (label, unit) = match survey_code(code) {
+                Some(known) => (known.label, known.quantity.unit()),
+                None => (code.as_str(), ""),
             };
             line.push_str(&format!("  {label} {value} {unit}"));
         }

@@ -1,23 +1,30 @@
 //! NIALM on NATS JetStream end to end, all real: the Data API (`spin.toml`) over mutual TLS, a
-//! `nats-server -js`, the `wattlet manager nialm` and `wattlet worker nialm` binaries, the nialm
-//! component under wasmtime, results read back through the Data API.
+//! `nats-server -js`, the `wattlet manager nialm` and `wattlet worker nialm` binaries reaching
+//! the Data API through its worker endpoints with a worker token, the nialm component under
+//! wasmtime, results read back through the Data API. The same pipeline also runs against the
+//! app served by the real Spin CLI.
 //!
 //! The crash test SIGKILLs workers at each of the three failure points of DESIGN.md (before a
-//! step, mid step, after persisting but before the ack), `WATTLET_QUEUE_KILLS` times each
-//! (default 100), several workers at once, and then checks that every item has exactly one
-//! result and that the results equal a single-process run over the same data.
+//! step, mid step — while the results are on their way to the Data API —, after persisting but
+//! before the ack), `WATTLET_QUEUE_KILLS` times each (default 100), several workers at once, and
+//! then checks that every item has exactly one result and that the results equal a
+//! single-process run over the same data. (The tests read the Data API's database file only to
+//! check what it holds.)
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{Value, json};
+use wattlet_api_client::ApiClient;
 use wattlet_runtime::nialm::NialmComponent;
-use wattlet_testkit::{Cloud, Device, wait_for};
+use wattlet_testkit::{Cloud, Device, metric, scrape, wait_for};
+use wattlet_workers::api::{ApiOptions, DataApi, unix_seconds};
 use wattlet_workers::item::{DEFAULT_MODELS, WorkItem};
-use wattlet_workers::plan::{Planner, db_time};
+use wattlet_workers::plan::{MAX_WINDOWS_PER_STEP, Planner};
 use wattlet_workers::server::LocalNats;
 
 /// Midnight UTC, 1 November 2026: the first measurement of every test meter.
@@ -44,8 +51,9 @@ fn power_kw(minute: i64) -> f64 {
     base + fridge + kettle + washer
 }
 
-/// Uploads one measurement per minute for `minutes` minutes from [`START`], 7 s into each minute.
-fn upload_minutes(cloud: &Cloud, device: &Device, meter: &str, minutes: i64) {
+/// One measurement per minute for `minutes` minutes from [`START`], 7 s into each minute, in
+/// upload batches.
+fn minutes_of(meter: &str, minutes: i64) -> Vec<Value> {
     let all: Vec<_> = (0..minutes)
         .map(|minute| {
             let at = START + minute * 60 + 7;
@@ -61,12 +69,19 @@ fn upload_minutes(cloud: &Cloud, device: &Device, meter: &str, minutes: i64) {
             })
         })
         .collect();
-    for batch in all.chunks(1000) {
+    all.chunks(1000)
+        .map(|batch| json!({ "measurements": batch }))
+        .collect()
+}
+
+/// Uploads [`minutes_of`] through the device's mutual-TLS connection.
+fn upload_minutes(cloud: &Cloud, device: &Device, meter: &str, minutes: i64) {
+    for batch in minutes_of(meter, minutes) {
         let (status, body) = cloud.as_device(
             device,
             "POST",
             "/api/household/meter/measurement",
-            Some(json!({ "measurements": batch })),
+            Some(batch),
         );
         assert_eq!(status, 200, "upload: {body}");
     }
@@ -81,26 +96,67 @@ fn database(cloud: &Cloud) -> PathBuf {
     cloud.dir.join("cloud").join("sqlite_db.db")
 }
 
-fn start_nats(dir: &Path) -> LocalNats {
-    // A port the kernel just handed out and took back: free unless another process races.
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port");
-    LocalNats::start(addr, &dir.join("jetstream"), &dir.join("nats-server.log"))
-        .expect("nats-server starts (./dev test installs it)")
+/// How the manager and workers reach the Data API: its URL, its CA and a worker token (minted
+/// by `admin`, an administrator's client of the API at `url`), written to a file in `dir`.
+struct Api {
+    options: ApiOptions,
+    token_file: PathBuf,
 }
 
-fn run_manager(nats: &LocalNats, db: &Path, args: &[&str]) {
+impl Api {
+    fn mint(runtime: &tokio::runtime::Runtime, admin: &ApiClient, url: &str, ca: Option<PathBuf>, dir: &Path) -> Api {
+        let minted = runtime
+            .block_on(admin.call(
+                "POST",
+                "/api/management/token",
+                Some(&json!({ "role": "worker" })),
+            ))
+            .expect("mint a worker token");
+        let token = minted["token"].as_str().expect("token").to_owned();
+        let token_file = dir.join("worker-token");
+        std::fs::write(&token_file, &token).expect("write the token file");
+        Api {
+            options: ApiOptions {
+                url: url.to_owned(),
+                ca,
+                token,
+            },
+            token_file,
+        }
+    }
+
+    /// The `--api`, `--ca` and `--token-file` arguments.
+    fn args(&self) -> Vec<String> {
+        let mut args = vec![
+            "--api".to_owned(),
+            self.options.url.clone(),
+            "--token-file".to_owned(),
+            self.token_file.display().to_string(),
+        ];
+        if let Some(ca) = &self.options.ca {
+            args.extend(["--ca".to_owned(), ca.display().to_string()]);
+        }
+        args
+    }
+}
+
+/// The worker endpoints of `cloud`'s Data API, for the manager and workers.
+fn cloud_api(cloud: &Cloud, dir: &Path) -> Api {
+    let admin = ApiClient::new(
+        &cloud.url(),
+        Some(Arc::new(
+            wattlet_tls::anonymous_client_tls_config(&cloud.ca.ca_cert_path()).expect("TLS"),
+        )),
+    )
+    .expect("client")
+    .with_bearer(wattlet_testkit::ADMIN_TOKEN);
+    Api::mint(cloud.runtime(), &admin, &cloud.url(), Some(cloud.ca.ca_cert_path()), dir)
+}
+
+fn run_manager(nats: &LocalNats, api: &Api, args: &[&str]) {
     let output = wattlet_testkit::binary!("wattlet")
-        .args([
-            "manager",
-            "nialm",
-            "--once",
-            "--nats",
-            &nats.url,
-            "--database",
-        ])
-        .arg(db)
+        .args(["manager", "nialm", "--once", "--nats", &nats.url])
+        .args(api.args())
         .args(args)
         .env("WATTLET_LOG", "wattlet=info")
         .output()
@@ -115,7 +171,7 @@ fn run_manager(nats: &LocalNats, db: &Path, args: &[&str]) {
 /// A worker with a 1 s ack wait and one lane; `args` add to (not replace) these.
 fn spawn_worker(
     nats: &LocalNats,
-    db: &Path,
+    api: &Api,
     log: &Path,
     failpoints: Option<&str>,
     args: &[&str],
@@ -127,8 +183,8 @@ fn spawn_worker(
         .expect("worker log");
     let mut command = wattlet_testkit::binary!("wattlet");
     command
-        .args(["worker", "nialm", "--nats", &nats.url, "--database"])
-        .arg(db)
+        .args(["worker", "nialm", "--nats", &nats.url])
+        .args(api.args())
         .args(["--concurrency", "1", "--ack-wait", "1s"])
         .args(args)
         .env("WATTLET_LOG", "wattlet=info")
@@ -142,8 +198,8 @@ fn spawn_worker(
     command.spawn().expect("spawn wattlet worker")
 }
 
-/// Every stored result: item id → (meter, model, window start, power).
-type Results = BTreeMap<String, (String, String, String, Vec<f32>)>;
+/// Every stored result: item id → (meter, model, window start (Unix seconds), power).
+type Results = BTreeMap<String, (String, String, i64, Vec<f32>)>;
 
 fn results(db: &Path) -> Results {
     let db = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
@@ -154,12 +210,13 @@ fn results(db: &Path) -> Results {
     statement
         .query_map([], |row| {
             let power: String = row.get(4)?;
+            let window_start: String = row.get(3)?;
             Ok((
                 row.get::<_, String>(0)?,
                 (
                     row.get(1)?,
                     row.get(2)?,
-                    row.get(3)?,
+                    unix_seconds(&window_start).expect("an RFC 3339 window start"),
                     serde_json::from_str(&power).expect("power_w is JSON"),
                 ),
             ))
@@ -173,19 +230,34 @@ fn count_for(results: &Results, meter: &str) -> usize {
     results.values().filter(|(m, ..)| m == meter).count()
 }
 
-/// The single-process reference: the same plan, each item computed in this process.
-fn planned(db: &Path, meter: &str) -> Vec<WorkItem> {
-    let planner = Planner::open(db).expect("planner");
-    let span = planner
-        .meters()
-        .expect("meters")
-        .into_iter()
-        .find(|s| s.meter == meter)
-        .expect("the meter is planned");
+/// The single-process reference: the same plan, read through the same worker endpoints.
+fn planned(runtime: &tokio::runtime::Runtime, api: &Api, meter: &str) -> Vec<WorkItem> {
+    let planner = Planner::new(DataApi::connect(&api.options).expect("Data API"));
     let models: Vec<String> = DEFAULT_MODELS.map(String::from).to_vec();
-    planner
-        .items(meter, &models, span.first_window(), span.ready_end())
-        .expect("items")
+    runtime.block_on(async {
+        let span = planner
+            .meters()
+            .await
+            .expect("meters")
+            .into_iter()
+            .find(|s| s.meter == meter)
+            .expect("the meter is planned");
+        let mut items = Vec::new();
+        let step = MAX_WINDOWS_PER_STEP as i64 * 3600;
+        let mut from = span.first_window();
+        while from < span.ready_end() {
+            let to = (from + step).min(span.ready_end());
+            items.extend(
+                planner
+                    .items(meter, &models, from, to)
+                    .await
+                    .expect("items")
+                    .expect("consent permits planning"),
+            );
+            from = to;
+        }
+        items
+    })
 }
 
 /// Items in the work stream (published, not yet acknowledged).
@@ -208,8 +280,9 @@ fn lines_containing(log: &Path, needle: &str) -> usize {
 fn nialm_queue_survives_killed_workers() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cloud = Cloud::start(dir.path());
-    let nats = start_nats(dir.path());
+    let nats = wattlet_testkit::nats(dir.path());
     let db = database(&cloud);
+    let api = cloud_api(&cloud, dir.path());
     let points = [
         "nialm::before-step",
         "nialm::mid-step",
@@ -247,8 +320,8 @@ fn nialm_queue_survives_killed_workers() {
     for (point, (meter, device)) in points.iter().zip(&meters) {
         // Four days of minutes: ~94 windows × 5 models, enough for the kills at 50 % per batch.
         upload_minutes(&cloud, device, meter, 4 * 24 * 60);
-        let expected = planned(&db, meter).len();
-        run_manager(&nats, &db, &[]);
+        let expected = planned(cloud.runtime(), &api, meter).len();
+        run_manager(&nats, &api, &[]);
         let log = dir
             .path()
             .join(format!("worker-{}.log", point.replace("::", "-")));
@@ -256,7 +329,7 @@ fn nialm_queue_survives_killed_workers() {
         // Warm-up: one worker computes the first result (the first run compiles the component
         // into the cache) before the kills start.
         if report.is_empty() {
-            let mut warm = spawn_worker(&nats, &db, &log, None, CRASH_WORKER);
+            let mut warm = spawn_worker(&nats, &api, &log, None, CRASH_WORKER);
             wait_for(Duration::from_secs(600), "a first result", || {
                 count_for(&results(&db), meter) > 0
             });
@@ -266,7 +339,7 @@ fn nialm_queue_survives_killed_workers() {
 
         let armed = format!("{point}=50%return");
         let mut workers: Vec<Child> = (0..WORKERS)
-            .map(|_| spawn_worker(&nats, &db, &log, Some(&armed), CRASH_WORKER))
+            .map(|_| spawn_worker(&nats, &api, &log, Some(&armed), CRASH_WORKER))
             .collect();
         let mut kills = 0;
         let phase = Instant::now();
@@ -282,7 +355,7 @@ fn nialm_queue_survives_killed_workers() {
                     );
                     kills += 1;
                     let failpoints = (kills < trials).then_some(armed.as_str());
-                    *worker = spawn_worker(&nats, &db, &log, failpoints, CRASH_WORKER);
+                    *worker = spawn_worker(&nats, &api, &log, failpoints, CRASH_WORKER);
                 }
             }
             let done = count_for(&results(&db), meter);
@@ -333,14 +406,14 @@ fn nialm_queue_survives_killed_workers() {
     let mut keys = BTreeSet::new();
     let mut compared = 0;
     for (meter, _) in &meters {
-        let items = planned(&db, meter);
+        let items = planned(cloud.runtime(), &api, meter);
         assert_eq!(count_for(&stored, meter), items.len(), "results of {meter}");
         for item in items {
             let (m, model, window_start, power) = stored
                 .get(&item.id())
                 .unwrap_or_else(|| panic!("no result for {item:?}"));
             assert_eq!((m, model), (&item.meter, &item.model));
-            assert_eq!(*window_start, db_time(item.window_start));
+            assert_eq!(*window_start, item.window_start);
             let reference = instance
                 .run(&item.model, &item.aggregate)
                 .expect("component runs")
@@ -386,36 +459,14 @@ fn nialm_queue_survives_killed_workers() {
     );
 }
 
-fn free_port() -> std::net::SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-}
-
-/// The value of one sample line of a Prometheus text page, 0 when absent.
-fn metric(page: &str, name: &str) -> f64 {
-    page.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
-}
-
-fn scrape(addr: std::net::SocketAddr) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).expect("metrics listener");
-    stream
-        .write_all(b"GET /metrics HTTP/1.0\r\nhost: metrics\r\n\r\n")
-        .expect("request");
-    let mut page = String::new();
-    stream.read_to_string(&mut page).expect("response");
-    page
-}
 
 #[test]
 fn nialm_queue_dead_letters_progress_and_api() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cloud = Cloud::start(dir.path());
-    let nats = start_nats(dir.path());
+    let nats = wattlet_testkit::nats(dir.path());
     let db = database(&cloud);
+    let api = cloud_api(&cloud, dir.path());
     let meter = uuid::Uuid::new_v4().to_string();
     let owner = cloud.register("Owner", "owner@example.org", "dev-owner", &meter);
     grant(&cloud, &owner);
@@ -427,8 +478,8 @@ fn nialm_queue_dead_letters_progress_and_api() {
         &stranger_meter,
     );
     upload_minutes(&cloud, &owner, &meter, 24 * 60);
-    run_manager(&nats, &db, &["--models", "kettle"]);
-    let expected = planned(&db, &meter)
+    run_manager(&nats, &api, &["--models", "kettle"]);
+    let expected = planned(cloud.runtime(), &api, &meter)
         .into_iter()
         .filter(|i| i.model == "kettle")
         .count();
@@ -437,10 +488,10 @@ fn nialm_queue_dead_letters_progress_and_api() {
     // Progress: every batch takes 2.5 s with a 1 s ack wait; the progress signals keep the
     // server from redelivering, so each item is computed once.
     let log = dir.path().join("worker.log");
-    let metrics = free_port();
+    let metrics = wattlet_testkit::free_port();
     let mut slow = spawn_worker(
         &nats,
-        &db,
+        &api,
         &log,
         Some("nialm::compute=sleep(2500)"),
         &["--batch", "16", "--metrics-listen", &metrics.to_string()],
@@ -473,7 +524,7 @@ fn nialm_queue_dead_letters_progress_and_api() {
         .runtime()
         .block_on(wattlet_workers::connect(&nats.url))
         .expect("connect");
-    let good = planned(&db, &meter).remove(0);
+    let good = planned(cloud.runtime(), &api, &meter).remove(0);
     let poison: Vec<(Vec<u8>, &str)> = vec![
         (b"not json".to_vec(), "undecodable item"),
         (
@@ -511,7 +562,7 @@ fn nialm_queue_dead_letters_progress_and_api() {
                 .expect("ack");
         }
     });
-    let mut worker = spawn_worker(&nats, &db, &log, None, &["--batch", "16"]);
+    let mut worker = spawn_worker(&nats, &api, &log, None, &["--batch", "16"]);
     wait_for(Duration::from_secs(120), "four dead letters", || {
         cloud.runtime().block_on(async {
             let mut dead = js.get_stream("NIALM_DEAD").await.expect("dead stream");
@@ -570,7 +621,7 @@ fn nialm_queue_dead_letters_progress_and_api() {
     });
     let always_kill = Some("nialm::before-step=return");
     let attempts = ["--batch", "1", "--max-attempts", "2"];
-    let mut worker = spawn_worker(&nats, &db, &log, always_kill, &attempts);
+    let mut worker = spawn_worker(&nats, &api, &log, always_kill, &attempts);
     let mut deaths = 0;
     wait_for(
         Duration::from_secs(300),
@@ -579,7 +630,7 @@ fn nialm_queue_dead_letters_progress_and_api() {
             if let Some(status) = worker.try_wait().expect("poll") {
                 assert_eq!(status.signal(), Some(9), "{status}");
                 deaths += 1;
-                worker = spawn_worker(&nats, &db, &log, always_kill, &attempts);
+                worker = spawn_worker(&nats, &api, &log, always_kill, &attempts);
             }
             cloud.runtime().block_on(async {
                 let mut dead = js.get_stream("NIALM_DEAD").await.expect("dead stream");
@@ -687,4 +738,118 @@ fn nialm_queue_dead_letters_progress_and_api() {
         None,
     );
     assert_eq!(status, 401, "a device is no administrator");
+}
+
+/// Results of `meter` through the Data API (administrator's view): item id → power.
+fn api_results(runtime: &tokio::runtime::Runtime, admin: &ApiClient, meter: &str) -> BTreeMap<String, Vec<f32>> {
+    let answer = runtime
+        .block_on(admin.call(
+            "GET",
+            &format!("/api/management/meter/{meter}/disaggregation?limit=10000"),
+            None,
+        ))
+        .expect("read results");
+    answer["windows"]
+        .as_array()
+        .expect("windows")
+        .iter()
+        .map(|w| {
+            let start = unix_seconds(w["window_start"].as_str().expect("start")).expect("time");
+            let model = w["model"].as_str().or(w["appliance"].as_str()).expect("model");
+            (
+                wattlet_workers::item::item_id(meter, model, start),
+                serde_json::from_value(w["power_w"].clone()).expect("power"),
+            )
+        })
+        .collect()
+}
+
+/// The same pipeline against the repository's `spin.toml` served by the real Spin CLI (plain
+/// HTTP; the identity headers a TLS terminator would set are set by the test): the manager and
+/// the worker need nothing but the API's URL and a worker token.
+#[test]
+fn nialm_pipeline_runs_against_the_app_on_real_spin() {
+    let Some(spin) = wattlet_testkit::spin_cli() else {
+        eprintln!("skipped: no Spin CLI (../shared/tools/spin/get-spin is absent)");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = wattlet_testkit::SpinUp::start(
+        &spin,
+        &wattlet_testkit::repo().join("spin.toml"),
+        &dir.path().join("spin"),
+        &[("admin_token", wattlet_testkit::ADMIN_TOKEN)],
+    );
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let admin = ApiClient::new(&app.url(), None)
+        .expect("client")
+        .with_bearer(wattlet_testkit::ADMIN_TOKEN);
+    let meter = uuid::Uuid::new_v4().to_string();
+    let (status, body) = runtime
+        .block_on(admin.send(
+            "POST",
+            "/api/management/household",
+            Some(&json!({
+                "name": "Spin Household", "email": "spin@example.org", "device": "dev-spin",
+                "meters": [{"uuid": meter, "type": "ELECTRICITY", "model": "MT681"}],
+                "location": {"latitude": 50.9375, "longitude": 6.9603},
+            })),
+            &[],
+        ))
+        .expect("register");
+    assert_eq!(status, 201, "register: {body}");
+    // What an ingress in front of Spin passes on after verifying the device's certificate.
+    let device = ApiClient::new(&app.url(), None).expect("client");
+    let identity = [
+        ("x-wattlet-client-device", "dev-spin"),
+        ("x-wattlet-client-email", "spin@example.org"),
+        ("x-wattlet-client-serial", "01"),
+    ];
+    let (status, body) = runtime
+        .block_on(device.send("POST", "/api/household/consent", None, &identity))
+        .expect("grant");
+    assert_eq!(status, 200, "grant: {body}");
+    for batch in minutes_of(&meter, 6 * 60) {
+        let (status, body) = runtime
+            .block_on(device.send("POST", "/api/household/meter/measurement", Some(&batch), &identity))
+            .expect("upload");
+        assert_eq!(status, 200, "upload: {body}");
+    }
+
+    let api = Api::mint(&runtime, &admin, &app.url(), None, dir.path());
+    let items: Vec<WorkItem> = planned(&runtime, &api, &meter)
+        .into_iter()
+        .filter(|i| i.model == "kettle")
+        .collect();
+    assert_eq!(items.len(), 5, "six hours of minutes: five hours with 49 minutes after them");
+    let nats = wattlet_testkit::nats(dir.path());
+    run_manager(&nats, &api, &["--models", "kettle"]);
+    let log = dir.path().join("worker.log");
+    let mut worker = spawn_worker(&nats, &api, &log, None, &["--batch", "4"]);
+    wait_for(Duration::from_secs(600), "results on Spin", || {
+        api_results(&runtime, &admin, &meter).len() == items.len()
+    });
+    worker.kill().expect("stop worker");
+    worker.wait().expect("reap worker");
+
+    let stored = api_results(&runtime, &admin, &meter);
+    let engine = wattlet_runtime::engine::engine().expect("engine");
+    let component =
+        wattlet_runtime::locate::locate("wattlet-nialm", None).expect("nialm component");
+    let mut instance = NialmComponent::load(&engine, &component)
+        .expect("load component")
+        .instantiate()
+        .expect("instantiate");
+    for item in &items {
+        let reference = instance
+            .run(&item.model, &item.aggregate)
+            .expect("component runs")
+            .expect("component computes");
+        assert_eq!(stored.get(&item.id()), Some(&reference), "item {}", item.id());
+    }
+    eprintln!(
+        "nialm on real Spin ({}): {} results, each equal to the single-process run",
+        spin.display(),
+        stored.len()
+    );
 }

@@ -48,7 +48,7 @@ fn up_shows_readings_of_the_consenting_household_only() {
     let readings = |lines: &[String], device: &str| {
         lines
             .iter()
-            .filter(|l| l.contains(device) && l.contains(" import "))
+            .filter(|l| l.contains(device) && l.contains(" energy import "))
             .count()
     };
     while readings(&lines, "pi-ada") < 3 {

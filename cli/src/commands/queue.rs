@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use wattlet_workers::QueueSettings;
+use wattlet_workers::api::ApiOptions;
 use wattlet_workers::item::DEFAULT_MODELS;
 use wattlet_workers::manager::{self, ManagerOptions};
 use wattlet_workers::worker::{self, WorkerOptions};
@@ -16,13 +17,17 @@ const QUEUE_HELP: &str = "\
 Items: one meter, one hour of 60 s output, one appliance model (kettle, fridge, washing_machine,
 dishwasher, microwave), carrying the 158 minutes of aggregate power the model needs. They go to
 the JetStream WorkQueue stream NIALM (subjects nialm.work.<model>) with Nats-Msg-Id = the item's
-id; results go to the disaggregation table of the Data API's database and are read through the
-Data API (GET /api/household/meter/:uuid/disaggregation). Items that cannot be computed go to the
-stream NIALM_DEAD (subject nialm.dead) with the reason in the Wattlet-Dead-Reason header.
+id. The manager reads meters and power readings, and workers store results, through the Data
+API's worker endpoints (/api/worker/...) with a worker access token: mint one as an
+administrator with `POST /api/management/token {\"role\":\"worker\"}` and keep it in a file
+(--token-file) or in WATTLET_API_TOKEN. Only households whose consent permits personal
+processing are planned, and a result is stored only while it still does. Results are read
+through the Data API (GET /api/household/meter/:uuid/disaggregation). Items that cannot be
+computed go to the stream NIALM_DEAD (subject nialm.dead) with the reason in the
+Wattlet-Dead-Reason header.
 
-The Data API's database is sqlite_db.db in `wattlet serve`'s state directory (--state-dir,
-default .spin next to spin.toml). The NATS server must have JetStream enabled (nats-server -js).
-Set WATTLET_LOG=info to see every pass and item.";
+The NATS server must have JetStream enabled (nats-server -js). Set WATTLET_LOG=info to see
+every pass and item.";
 
 #[derive(Debug, Subcommand)]
 pub enum ManagerCommand {
@@ -43,9 +48,41 @@ struct Connection {
     /// The NATS server (JetStream enabled).
     #[arg(long, value_name = "URL", default_value = "nats://127.0.0.1:4222")]
     nats: String,
-    /// The Data API's SQLite database.
+    /// The Data API: https://host[:port] (with --ca), or http://host[:port] where TLS ends in
+    /// front of it (a local `spin up`).
+    #[arg(long, value_name = "URL")]
+    api: String,
+    /// The CA of the Data API's server certificate (PEM); needed for https.
     #[arg(long, value_name = "FILE")]
-    database: PathBuf,
+    ca: Option<PathBuf>,
+    /// A file holding a worker access token [default: the WATTLET_API_TOKEN variable].
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+}
+
+impl Connection {
+    fn api(&self) -> anyhow::Result<ApiOptions> {
+        let token = match &self.token_file {
+            Some(path) => std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the token file {}", path.display()))?,
+            None => std::env::var("WATTLET_API_TOKEN").map_err(|_| {
+                anyhow::anyhow!(
+                    "no worker token: give --token-file FILE or set WATTLET_API_TOKEN \
+                     (an administrator mints one with POST /api/management/token \
+                     {{\"role\":\"worker\"}})"
+                )
+            })?,
+        };
+        let token = token.trim();
+        if token.is_empty() {
+            anyhow::bail!("the worker token is empty");
+        }
+        Ok(ApiOptions {
+            url: self.api.clone(),
+            ca: self.ca.clone(),
+            token: token.to_owned(),
+        })
+    }
 }
 
 #[derive(Debug, Args)]
@@ -114,8 +151,8 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 pub fn run_manager(command: ManagerCommand) -> anyhow::Result<ExitCode> {
     let ManagerCommand::Nialm(args) = command;
     let options = ManagerOptions {
+        api: args.connection.api()?,
         nats_url: args.connection.nats,
-        database: args.connection.database,
         models: args.models,
         settings: QueueSettings::default(),
         interval: (!args.once).then_some(args.interval),
@@ -137,8 +174,8 @@ pub fn run_worker(command: WorkerCommand) -> anyhow::Result<ExitCode> {
         usize::from,
     );
     let options = WorkerOptions {
+        api: args.connection.api()?,
         nats_url: args.connection.nats,
-        database: args.connection.database,
         component,
         settings: args.queue.settings(),
         batch: usize::from(args.batch),

@@ -19,24 +19,22 @@
 //! Run: `cargo build --profile component --target wasm32-wasip2 -p wattlet-nialm -p
 //!       wattlet-data-api && cargo bench -p wattlet --bench nialm_queue`
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::message::PublishMessage;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper::Request;
-use hyper_util::rt::TokioIo;
 use rusqlite::{Connection, params};
+use serde_json::json;
+use wattlet_api_client::ApiClient;
 use wattlet_runtime::nialm::NialmComponent;
 use wattlet_serve::server::{App, ServeOptions, serve};
 use wattlet_workers::QueueSettings;
+use wattlet_workers::api::{ApiOptions, DataApi};
 use wattlet_workers::item::{self, DEFAULT_MODELS, WorkItem};
 use wattlet_workers::manager;
-use wattlet_workers::plan::{Planner, db_time};
-use wattlet_workers::server::LocalNats;
+use wattlet_workers::plan::{MAX_WINDOWS_PER_STEP, Planner};
 use wattlet_workers::worker::{self, WorkerOptions};
 
 const ADMIN_TOKEN: &str = "bench-admin-token";
@@ -52,14 +50,21 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     }
 }
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+/// The Data API's fixed-width UTC form of a Unix time (its `timestamp` module), for rows the
+/// set-up writes straight into its database.
+fn db_time(unix: i64) -> String {
+    humantime::format_rfc3339_nanos(std::time::UNIX_EPOCH + Duration::from_secs(unix as u64))
+        .to_string()
 }
 
-/// Serves the Data API once and asks it something, so it creates and migrates its database.
-fn migrate_data_api(state: &Path, runtime: &tokio::runtime::Runtime) -> PathBuf {
+/// Serves the Data API for the whole run (the returned sender stops it), asks it something so
+/// that it creates and migrates its database, and mints a worker token: (database, API, stop).
+fn serve_data_api(
+    state: &Path,
+    runtime: &tokio::runtime::Runtime,
+) -> (PathBuf, ApiOptions, tokio::sync::oneshot::Sender<()>) {
     let options = ServeOptions {
-        manifest: repo().join("spin.toml"),
+        manifest: wattlet_testkit::repo().join("spin.toml"),
         state_dir: Some(state.to_path_buf()),
         runtime_config: None,
         max_request_bytes: 1 << 20,
@@ -70,38 +75,29 @@ fn migrate_data_api(state: &Path, runtime: &tokio::runtime::Runtime) -> PathBuf 
         "the Data API loads: build and compose the components first (`./dev test` does; see \
          `[component.data-api.build]` in spin.toml)",
     ));
-    runtime.block_on(async {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let api = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(app, listener, async {
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        tokio::spawn(serve(app, listener, async {
             let _ = stopped.await;
         }));
-        let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        let admin = ApiClient::new(&url, None)
+            .expect("client")
+            .with_bearer(ADMIN_TOKEN);
+        let minted = admin
+            .call("POST", "/api/management/token", Some(&json!({"role": "worker"})))
             .await
-            .expect("handshake");
-        tokio::spawn(connection);
-        let request = Request::get("/api/management/household")
-            .header("host", addr.to_string())
-            .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
-            .body(Empty::<Bytes>::new())
-            .expect("request");
-        let response = sender.send_request(request).await.expect("response");
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-        let _ = stop.send(());
-        let _ = server.await;
+            .expect("mint a worker token");
+        ApiOptions {
+            url,
+            ca: None,
+            token: minted["token"].as_str().expect("token").to_owned(),
+        }
     });
-    state.join("sqlite_db.db")
+    (state.join("sqlite_db.db"), api, stop)
 }
 
 /// Power in kW at `minute` for meter `m` (a deterministic household-like profile).
@@ -197,7 +193,7 @@ fn main() {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
-    let db = migrate_data_api(&dir.path().join("cloud"), &runtime);
+    let (db, api, stop_api) = serve_data_api(&dir.path().join("cloud"), &runtime);
     let started = Instant::now();
     fill(&db, meters, days);
     println!(
@@ -206,15 +202,7 @@ fn main() {
         started.elapsed().as_secs_f64()
     );
 
-    let nats_addr: SocketAddr = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port");
-    let nats = LocalNats::start(
-        nats_addr,
-        &dir.path().join("jetstream"),
-        &dir.path().join("nats.log"),
-    )
-    .expect("nats-server (apt-get install nats-server)");
+    let nats = wattlet_testkit::nats(dir.path());
     let settings = QueueSettings::default();
     let models: Vec<String> = DEFAULT_MODELS.map(String::from).to_vec();
 
@@ -225,7 +213,7 @@ fn main() {
             .await
             .expect("streams");
         let cursors = wattlet_workers::Cursors::open(&js).await.expect("cursors");
-        let planner = Planner::open(&db).expect("planner");
+        let planner = Planner::new(DataApi::connect(&api).expect("Data API"));
         let started = Instant::now();
         let report = manager::pass(&js, &planner, &cursors, &models)
             .await
@@ -241,15 +229,25 @@ fn main() {
     }
 
     // 2. No queue: the same items, one thread, native tract vs the component.
-    let planner = Planner::open(&db).expect("planner");
-    let mut items: Vec<WorkItem> = Vec::new();
-    for span in planner.meters().expect("meters") {
-        items.extend(
-            planner
-                .items(&span.meter, &models, span.first_window(), span.ready_end())
-                .expect("items"),
-        );
-    }
+    let planner = Planner::new(DataApi::connect(&api).expect("Data API"));
+    let items: Vec<WorkItem> = runtime.block_on(async {
+        let mut items = Vec::new();
+        for span in planner.meters().await.expect("meters") {
+            let mut from = span.first_window();
+            while from < span.ready_end() {
+                let to = (from + MAX_WINDOWS_PER_STEP as i64 * 3600).min(span.ready_end());
+                items.extend(
+                    planner
+                        .items(&span.meter, &models, from, to)
+                        .await
+                        .expect("items")
+                        .expect("consent permits planning"),
+                );
+                from = to;
+            }
+        }
+        items
+    });
     assert_eq!(items.len(), published, "the manager published the plan");
     let sample: Vec<&WorkItem> = items.iter().take(2000).collect();
     let native = wattlet_nialm::Disaggregator::new();
@@ -291,7 +289,7 @@ fn main() {
 
     let worker_options = |concurrency: usize| WorkerOptions {
         nats_url: nats.url.clone(),
-        database: db.clone(),
+        api: api.clone(),
         component: component_path.clone(),
         settings: settings.clone(),
         batch: 16,
@@ -408,4 +406,5 @@ fn main() {
         percentile(&latencies, 0.99)
     );
     drop(nats);
+    let _ = stop_api.send(());
 }

@@ -1,23 +1,25 @@
 //! NIALM at scale on NATS JetStream: a work manager publishes work items, stateless workers
 //! compute them with the `nialm` component and persist the results (DESIGN.md "Work queues").
 //!
-//! - [`plan`] reads the Data API's database and cuts each meter's 60 s aggregate series into
-//!   items: one meter, one hour of output minutes, one appliance model.
+//! - [`api`] is the Data API as the manager and workers use it: its `/api/worker/...`
+//!   endpoints, with a `worker` access token. Nothing here opens the Data API's database.
+//! - [`plan`] reads each meter's power readings through it and cuts the 60 s aggregate series
+//!   into items: one meter, one hour of output minutes, one appliance model.
 //! - [`manager`] publishes the items not yet published with `Nats-Msg-Id` = the item's id and
 //!   keeps a cursor per meter and model in JetStream ([`Cursors`]).
-//! - [`worker`] fetches items, runs the component, persists the result keyed by the item
-//!   ([`results`]) and only then acknowledges (double ack); after [`QueueSettings::max_attempts`]
-//!   deliveries an item goes to the dead-letter stream instead.
+//! - [`worker`] fetches items, runs the component, stores the result keyed by the item through
+//!   the Data API and only then acknowledges (double ack); after
+//!   [`QueueSettings::max_attempts`] deliveries an item goes to the dead-letter stream instead.
 //!
 //! Nothing is lost or duplicated whenever a process dies: an item is removed from the WorkQueue
 //! stream only by an acknowledgement, which comes after the result is committed; a redelivered
 //! item whose result is already stored is acknowledged without a second row (the item id is the
-//! results table's primary key).
+//! key of the Data API's results).
 
+pub mod api;
 pub mod item;
 pub mod manager;
 pub mod plan;
-pub mod results;
 pub mod server;
 pub mod worker;
 
@@ -59,18 +61,6 @@ impl Default for QueueSettings {
             duplicate_window: Duration::from_secs(600),
         }
     }
-}
-
-/// Fails with a message saying where the Data API's database is when `path` is no file.
-fn require_database(path: &std::path::Path) -> anyhow::Result<()> {
-    if !path.is_file() {
-        anyhow::bail!(
-            "no database at {}: point --database at the Data API's SQLite file \
-             (sqlite_db.db in `wattlet serve`'s state directory)",
-            path.display()
-        );
-    }
-    Ok(())
 }
 
 /// Connects to NATS and returns the JetStream context.

@@ -7,7 +7,6 @@
 //! JetStream drops within its duplicate window, and with the same result key beyond it.
 
 use std::future::IntoFuture;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -15,14 +14,15 @@ use async_nats::jetstream::Context;
 use async_nats::jetstream::message::PublishMessage;
 use bytes::Bytes;
 
+use crate::api::{ApiOptions, DataApi};
 use crate::item::{self, WINDOW_SECONDS};
-use crate::plan::Planner;
+use crate::plan::{MAX_WINDOWS_PER_STEP, Planner};
 use crate::{Cursors, QueueSettings};
 
 pub struct ManagerOptions {
     pub nats_url: String,
-    /// The Data API's SQLite file (read only).
-    pub database: PathBuf,
+    /// The Data API's worker endpoints.
+    pub api: ApiOptions,
     pub models: Vec<String>,
     pub settings: QueueSettings,
     /// Time between passes; `None` runs one pass and returns.
@@ -45,15 +45,18 @@ pub async fn run(
     options: ManagerOptions,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    // A wrong --database is reported before anything else.
-    Planner::open(&options.database)?;
+    let planner = Planner::new(DataApi::connect(&options.api)?);
+    // A wrong URL or token is reported before anything else.
+    planner
+        .meters()
+        .await
+        .context("cannot read the meters from the Data API")?;
     let js = crate::connect(&options.nats_url).await?;
     crate::ensure_streams(&js, &options.settings).await?;
     let cursors = crate::Cursors::open(&js).await?;
     tokio::pin!(shutdown);
     loop {
         let started = Instant::now();
-        let planner = Planner::open(&options.database)?;
         let report = pass(&js, &planner, &cursors, &options.models).await?;
         let seconds = started.elapsed().as_secs_f64();
         tracing::info!(
@@ -85,8 +88,9 @@ pub async fn pass(
     if models.is_empty() {
         return Ok(report);
     }
-    let windows_per_chunk = (ITEMS_PER_CHUNK / models.len()).max(1) as i64;
-    for span in planner.meters()? {
+    let windows_per_chunk =
+        (ITEMS_PER_CHUNK / models.len()).clamp(1, MAX_WINDOWS_PER_STEP) as i64;
+    for span in planner.meters().await? {
         report.meters += 1;
         let end = span.ready_end();
         let mut next = Vec::with_capacity(models.len());
@@ -100,11 +104,11 @@ pub async fn pass(
         };
         while from < end {
             let to = (from + windows_per_chunk * WINDOW_SECONDS).min(end);
-            // Consent may have been revoked since the meter list was read.
-            if !planner.consenting(&span.meter)? {
+            // Consent may have been revoked since the meter list was read: the Data API then
+            // refuses the meter's readings.
+            let Some(items) = planner.items(&span.meter, models, from, to).await? else {
                 break;
-            }
-            let items = planner.items(&span.meter, models, from, to)?;
+            };
             let mut acks = Vec::with_capacity(items.len());
             for item in items {
                 let position = models.iter().position(|m| *m == item.model);

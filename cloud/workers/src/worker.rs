@@ -3,21 +3,24 @@
 //!
 //! The order is what makes a crash harmless at any instant:
 //! 1. fetch a batch (the items stay in the stream until acknowledged);
-//! 2. skip items whose result is stored already, compute the others (progress signals keep the
-//!    batch from being redelivered while it computes);
-//! 3. persist the results in one transaction;
+//! 2. skip items whose result the Data API holds already, compute the others (progress signals
+//!    keep the batch from being redelivered while it computes);
+//! 3. store the results through the Data API (`POST /api/worker/disaggregation`: idempotent by
+//!    item, each write checked against consent in the same statement);
 //! 4. double-ack each item (the server confirms the ack, so a lost ack is seen and the item,
 //!    coming back, is found stored in step 2).
 //!
-//! A worker killed before 4 leaves its items to be redelivered after the ack wait; one killed in 3
-//! leaves no rows (the transaction is rolled back on the next open). Items a worker can never
-//! compute (undecodable, refused by the component, or delivered `max_attempts` times) go to the
-//! dead-letter stream with the reason and are then acknowledged.
+//! A worker killed before 4 leaves its items to be redelivered after the ack wait; one killed
+//! during 3 leaves either every result of the call stored or none (one SQL statement in the Data
+//! API). Items a worker can never compute (undecodable, refused by the component, or delivered
+//! `max_attempts` times) go to the dead-letter stream with the reason and are then
+//! acknowledged. When the Data API cannot be reached, the batch is handed back for later.
 //!
 //! Failpoints (`FAILPOINTS=name=action`, the `fail` crate) mark the crash points the crash tests
-//! use: `nialm::before-step`, `nialm::mid-step` (rows written, not committed) and
-//! `nialm::after-persist`; the action `return` SIGKILLs the worker there. `nialm::compute`
-//! (e.g. `sleep(2500)`) slows a batch down.
+//! use: `nialm::before-step`, `nialm::mid-step` (SIGKILL at a random instant within the first
+//! few milliseconds of the store call, while it is in flight) and `nialm::after-persist`; the
+//! action `return` SIGKILLs the worker there. `nialm::compute` (e.g. `sleep(2500)`) slows a
+//! batch down.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -37,15 +40,19 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::item::{OUTPUT_SAMPLES, WorkItem};
-use crate::results::{ComputedResult, ResultStore};
-use crate::{DEAD_REASON_HEADER, DEAD_SUBJECT, QueueSettings};
 use wattlet_runtime::nialm::{NialmComponent, NialmInstance};
+
+use crate::api::{ApiOptions, ComputedResult, DataApi, Stored};
+use crate::item::{OUTPUT_SAMPLES, WorkItem};
+use crate::{DEAD_REASON_HEADER, DEAD_SUBJECT, QueueSettings};
+
+/// How long a batch waits before it is delivered again when the Data API could not be reached.
+const API_RETRY: Duration = Duration::from_secs(5);
 
 pub struct WorkerOptions {
     pub nats_url: String,
-    /// The Data API's SQLite file (results go to its `disaggregation` table).
-    pub database: PathBuf,
+    /// The Data API's worker endpoints (results are stored there).
+    pub api: ApiOptions,
     pub component: PathBuf,
     pub settings: QueueSettings,
     /// Items fetched and committed together.
@@ -62,8 +69,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let engine = wattlet_runtime::engine::engine()?;
     let component = Arc::new(NialmComponent::load(&engine, &options.component)?);
-    // Opened once up front so a wrong path is reported before anything is fetched.
-    ResultStore::open(&options.database)?;
+    let api = DataApi::connect(&options.api)?;
     let js = crate::connect(&options.nats_url).await?;
     crate::ensure_streams(&js, &options.settings).await?;
     let consumer = crate::ensure_consumer(&js, &options.settings).await?;
@@ -84,7 +90,7 @@ pub async fn run(
             js: js.clone(),
             consumer: consumer.clone(),
             component: component.clone(),
-            database: options.database.clone(),
+            api: api.clone(),
             settings: options.settings.clone(),
             batch: options.batch.max(1),
             metrics: metrics.clone(),
@@ -127,12 +133,30 @@ fn kill_self() {
     }
 }
 
-/// One fetch–compute–persist–ack loop with its own component instance and database connection.
+/// Arms [`kill_soon`] at a named crash point when `FAILPOINTS` arms it (tests only).
+fn crash_point_in_flight(name: &str) {
+    fail::fail_point!(name, |_| kill_soon());
+}
+
+/// Kills the process from another thread within the next few milliseconds, whatever this one
+/// is doing then (the crash tests arm it just before a call to the Data API is sent).
+fn kill_soon() {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let delay = Duration::from_micros(u64::from(nanos % 4000));
+    std::thread::spawn(move || {
+        std::thread::sleep(delay);
+        kill_self();
+    });
+}
+
+/// One fetch–compute–store–ack loop with its own component instance.
 struct Lane {
     js: Context,
     consumer: PullConsumer,
     component: Arc<NialmComponent>,
-    database: PathBuf,
+    api: DataApi,
     settings: QueueSettings,
     batch: usize,
     metrics: Arc<WorkerMetrics>,
@@ -142,6 +166,8 @@ struct Lane {
 enum Outcome {
     Stored,
     AlreadyStored,
+    /// The Data API refused the result for good (consent revoked meanwhile): the item is done.
+    Refused(String),
     /// The component refused the item: it will refuse it again.
     Poison(String),
     /// The component trapped: worth another delivery.
@@ -151,13 +177,11 @@ enum Outcome {
 /// What the blocking step owns, handed to it and back for every batch.
 struct LaneState {
     instance: NialmInstance,
-    store: ResultStore,
     model_sha256: HashMap<String, String>,
 }
 
 impl Lane {
     async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<()> {
-        let database = self.database.clone();
         let component = self.component.clone();
         let mut engine = Some(
             tokio::task::spawn_blocking(move || -> anyhow::Result<LaneState> {
@@ -169,7 +193,6 @@ impl Lane {
                     .collect();
                 Ok(LaneState {
                     instance,
-                    store: ResultStore::open(&database)?,
                     model_sha256,
                 })
             })
@@ -218,7 +241,7 @@ impl Lane {
     async fn process(
         &self,
         batch: Vec<Message>,
-        mut engine: LaneState,
+        engine: LaneState,
     ) -> anyhow::Result<LaneState> {
         let mut work = Vec::with_capacity(batch.len());
         for message in batch {
@@ -258,12 +281,7 @@ impl Lane {
         crash_point("nialm::before-step");
 
         let items: Vec<WorkItem> = work.iter().map(|(_, item)| item.clone()).collect();
-        let component = self.component.clone();
-        let metrics = self.metrics.clone();
-        let step = tokio::task::spawn_blocking(move || {
-            let outcomes = compute_and_persist(&mut engine, &component, &items, &metrics);
-            (engine, outcomes)
-        });
+        let step = self.step(items, engine);
         tokio::pin!(step);
         // Long batches tell the server they are alive, so it does not redeliver them meanwhile.
         let mut progress =
@@ -271,7 +289,7 @@ impl Lane {
         progress.tick().await;
         let (engine, outcomes) = loop {
             tokio::select! {
-                done = &mut step => break done.context("the compute step panicked")?,
+                done = &mut step => break done?,
                 _ = progress.tick() => {
                     for (message, _) in &work {
                         let _ = message.ack_with(AckKind::Progress).await;
@@ -279,7 +297,20 @@ impl Lane {
                 }
             }
         };
-        let outcomes = outcomes?;
+        let outcomes = match outcomes {
+            Ok(outcomes) => outcomes,
+            Err(error) => {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    items = work.len(),
+                    "the Data API failed; the batch will be delivered again"
+                );
+                for (message, _) in &work {
+                    let _ = message.ack_with(AckKind::Nak(Some(API_RETRY))).await;
+                }
+                return Ok(engine);
+            }
+        };
         crash_point("nialm::after-persist");
 
         let mut acks = Vec::new();
@@ -295,6 +326,11 @@ impl Lane {
                         item = item.id(),
                         "result already stored; acknowledging again"
                     );
+                    acks.push(message);
+                }
+                Outcome::Refused(reason) => {
+                    self.metrics.count("refused");
+                    tracing::info!(item = item.id(), "result not stored: {reason}");
                     acks.push(message);
                 }
                 Outcome::Poison(reason) => {
@@ -370,20 +406,78 @@ where
     messages
 }
 
-/// The blocking step: stored already? else compute; then persist all new results at once.
-fn compute_and_persist(
+impl Lane {
+    /// Stored already? Else compute (on a blocking thread); then store the new results. The
+    /// engine comes back whatever happens; the outer error is the worker's own failure, the
+    /// inner one the Data API's (the batch is then handed back).
+    async fn step(
+        &self,
+        items: Vec<WorkItem>,
+        engine: LaneState,
+    ) -> anyhow::Result<(LaneState, anyhow::Result<Vec<Outcome>>)> {
+        let ids: Vec<String> = items.iter().map(WorkItem::id).collect();
+        let stored = futures::future::join_all(ids.iter().map(|id| self.api.is_stored(id)))
+            .await
+            .into_iter()
+            .collect::<anyhow::Result<Vec<bool>>>();
+        let stored = match stored {
+            Ok(stored) => stored,
+            Err(error) => return Ok((engine, Err(error))),
+        };
+        let component = self.component.clone();
+        let metrics = self.metrics.clone();
+        let (engine, outcomes, computed) = tokio::task::spawn_blocking(move || {
+            let mut engine = engine;
+            let (outcomes, computed) = compute(&mut engine, &component, &items, &stored, &metrics);
+            (engine, outcomes, computed)
+        })
+        .await
+        .context("the compute step panicked")?;
+        let mut outcomes = outcomes?;
+        if computed.is_empty() {
+            return Ok((engine, Ok(outcomes)));
+        }
+        crash_point_in_flight("nialm::mid-step");
+        let stored = match self.api.store(&computed).await {
+            Ok(stored) => stored,
+            Err(error) => return Ok((engine, Err(error))),
+        };
+        // Another worker stored the same item between our check and our call, or the household
+        // revoked its consent meanwhile (then nothing is stored; the item is done).
+        let mut stored = stored.into_iter();
+        for outcome in &mut outcomes {
+            if matches!(outcome, Outcome::Stored) {
+                match stored.next() {
+                    Some(Stored::New) => {}
+                    Some(Stored::Duplicate) => *outcome = Outcome::AlreadyStored,
+                    Some(Stored::Refused(code)) => {
+                        *outcome = Outcome::Refused(code.map_or_else(
+                            || "refused by the Data API".to_owned(),
+                            |c| format!("refused by the Data API: {c}"),
+                        ))
+                    }
+                    None => anyhow::bail!("the Data API answered for fewer results than sent"),
+                }
+            }
+        }
+        Ok((engine, Ok(outcomes)))
+    }
+}
+
+/// The blocking part of a step: each item not `stored` through the component.
+fn compute(
     engine: &mut LaneState,
     component: &NialmComponent,
     items: &[WorkItem],
+    stored: &[bool],
     metrics: &WorkerMetrics,
-) -> anyhow::Result<Vec<Outcome>> {
+) -> (anyhow::Result<Vec<Outcome>>, Vec<ComputedResult>) {
     // `FAILPOINTS=nialm::compute=sleep(MS)` makes a batch slow (the progress-signal test).
     fail::fail_point!("nialm::compute");
     let mut outcomes = Vec::with_capacity(items.len());
     let mut computed = Vec::new();
-    for item in items {
-        let id = item.id();
-        if engine.store.contains(&id)? {
+    for (item, &stored) in items.iter().zip(stored) {
+        if stored {
             outcomes.push(Outcome::AlreadyStored);
             continue;
         }
@@ -402,7 +496,7 @@ fn compute_and_persist(
                     .compute_seconds
                     .observe(started.elapsed().as_secs_f64());
                 computed.push(ComputedResult {
-                    item: id,
+                    item: item.id(),
                     meter: item.meter.clone(),
                     model: item.model.clone(),
                     model_sha256: sha256,
@@ -418,32 +512,23 @@ fn compute_and_persist(
             Ok(Err(refused)) => outcomes.push(Outcome::Poison(refused.to_string())),
             Err(trap) => {
                 // A trapped instance is not reused.
-                engine.instance = component.instantiate()?;
+                match component.instantiate() {
+                    Ok(fresh) => engine.instance = fresh,
+                    Err(error) => return (Err(error), computed),
+                }
                 outcomes.push(Outcome::Failed(format!(
                     "the nialm component trapped: {trap:#}"
                 )));
             }
         }
     }
-    if !computed.is_empty() {
-        let fresh = engine
-            .store
-            .persist(&computed, || crash_point("nialm::mid-step"))?;
-        // Another worker stored the same item between our check and our commit, or the
-        // household revoked its consent meanwhile (then nothing is stored; the item is done).
-        let mut fresh = fresh.into_iter();
-        for outcome in &mut outcomes {
-            if matches!(outcome, Outcome::Stored) && fresh.next() == Some(false) {
-                *outcome = Outcome::AlreadyStored;
-            }
-        }
-    }
-    Ok(outcomes)
+    (Ok(outcomes), computed)
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
-    /// `stored`, `already_stored`, `failed` (redelivered later) or `dead_lettered`.
+    /// `stored`, `already_stored`, `refused` (consent revoked meanwhile), `failed` (redelivered
+    /// later) or `dead_lettered`.
     outcome: &'static str,
 }
 

@@ -442,3 +442,92 @@ impl Rng {
         self.next_u64() % n
     }
 }
+
+/// A local `nats-server -js` on a free port, its store and log in `dir` (Debian's nats-server;
+/// `./dev test` installs it).
+pub fn nats(dir: &Path) -> wattlet_workers::server::LocalNats {
+    wattlet_workers::server::LocalNats::start(
+        free_port(),
+        &dir.join("jetstream"),
+        &dir.join("nats-server.log"),
+    )
+    .expect("nats-server starts (./dev test installs it)")
+}
+
+/// The real Spin CLI that `../shared/tools/spin/get-spin` provides, or `None` where `../shared`
+/// is absent (a test then says it was skipped).
+pub fn spin_cli() -> Option<PathBuf> {
+    let get = repo().join("../shared/tools/spin/get-spin");
+    if !get.is_file() {
+        return None;
+    }
+    let output = Command::new(&get).output().expect("run get-spin");
+    assert!(
+        output.status.success(),
+        "get-spin failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Some(PathBuf::from(
+        String::from_utf8_lossy(&output.stdout).trim().to_owned(),
+    ))
+}
+
+/// `spin up` of a manifest on a free loopback port, its state and log in `dir`; stopped when
+/// dropped.
+pub struct SpinUp {
+    pub addr: SocketAddr,
+    pub log: PathBuf,
+    child: Child,
+}
+
+impl SpinUp {
+    /// Starts `spin` (from [`spin_cli`]) and waits until its port accepts connections.
+    pub fn start(spin: &Path, manifest: &Path, dir: &Path, variables: &[(&str, &str)]) -> SpinUp {
+        let addr = free_port();
+        std::fs::create_dir_all(dir).expect("create Spin's directory");
+        let log = dir.join("spin.log");
+        let output = std::fs::File::create(&log).expect("spin.log");
+        let mut command = Command::new(spin);
+        command
+            .arg("up")
+            .arg("--from")
+            .arg(manifest)
+            .arg("--listen")
+            .arg(addr.to_string())
+            .arg("--state-dir")
+            .arg(dir.join("state"))
+            .arg("--log-dir")
+            .arg(dir.join("logs"))
+            // Spin would otherwise look for updates and plugins on the internet.
+            .env("SPIN_DISABLE_UPDATE_CHECK", "1")
+            .stdin(Stdio::null())
+            .stdout(output.try_clone().expect("log handle"))
+            .stderr(output);
+        for (name, value) in variables {
+            command.env(format!("SPIN_VARIABLE_{}", name.to_uppercase()), value);
+        }
+        let child = command.spawn().expect("spawn spin up");
+        let mut up = SpinUp { addr, log, child };
+        wait_for(Duration::from_secs(120), "spin up to listen", || {
+            if let Ok(Some(status)) = up.child.try_wait() {
+                panic!(
+                    "spin up exited ({status}): {}",
+                    std::fs::read_to_string(&up.log).unwrap_or_default()
+                );
+            }
+            std::net::TcpStream::connect(up.addr).is_ok()
+        });
+        up
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for SpinUp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,301 @@
+//! The Data API as the manager and the workers see it: the `/api/worker/...` endpoints, called
+//! with a `worker` access token. They never open the Data API's database: the schema and the
+//! consent rule have one owner, and the same workers run against the app on Spin.
+//!
+//! Every read and write is refused by the Data API while the household's consent does not
+//! permit personal processing; a result's write and its consent check are one SQL statement
+//! there, so a revocation can never slip between them.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use wattlet_api_client::{ApiClient, ClientError};
+use wattlet_survey::RefusalCode;
+
+use crate::item::STEP_SECONDS;
+
+/// Where the Data API is and how a worker authenticates.
+#[derive(Debug, Clone)]
+pub struct ApiOptions {
+    /// `https://host[:port]` (the Data API's own TLS listener or an ingress) or
+    /// `http://host[:port]` (a local `spin up`).
+    pub url: String,
+    /// The CA that issued the server's certificate (PEM); required for https.
+    pub ca: Option<PathBuf>,
+    /// A `worker` access token (minted by an administrator).
+    pub token: String,
+}
+
+/// A meter with data: its uuid and the times of its first and last measurement (Unix seconds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeterSpan {
+    pub meter: String,
+    pub first: i64,
+    pub last: i64,
+}
+
+/// Power readings of one meter in a span (Unix seconds, W).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PowerReadings {
+    /// The latest reading before the span, which carries into its first minutes.
+    pub before: Option<(i64, f64)>,
+    /// The readings inside the span, in time order.
+    pub readings: Vec<(i64, f64)>,
+}
+
+/// One computed item, as it is stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ComputedResult {
+    pub item: String,
+    pub meter: String,
+    pub model: String,
+    pub model_sha256: String,
+    /// Unix seconds of the first output minute.
+    pub window_start: i64,
+    /// The appliance's power in W, one value per minute of the window.
+    pub power_w: Vec<f32>,
+}
+
+/// What the Data API did with one result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// Stored now.
+    New,
+    /// Stored before (a redelivered or twice-computed item): nothing changed.
+    Duplicate,
+    /// Not stored, for good: the household's consent no longer permits it (or the meter is
+    /// gone). The item is done.
+    Refused(Option<RefusalCode>),
+}
+
+/// The most results one store call carries (the Data API's limit).
+pub const MAX_RESULTS_PER_CALL: usize = 100;
+
+/// The longest span one power read may cover (the Data API's limit is 7 days).
+pub const MAX_POWER_SPAN: i64 = 6 * 24 * 3600;
+
+#[derive(Clone, Debug)]
+pub struct DataApi {
+    client: ApiClient,
+}
+
+impl DataApi {
+    pub fn connect(options: &ApiOptions) -> anyhow::Result<Self> {
+        let tls = match &options.ca {
+            Some(ca) => Some(Arc::new(
+                wattlet_tls::anonymous_client_tls_config(ca)
+                    .with_context(|| format!("--ca {}", ca.display()))?,
+            )),
+            None if options.url.starts_with("https://") => {
+                anyhow::bail!("the Data API is https: give --ca, the CA of its server certificate")
+            }
+            None => None,
+        };
+        let client = ApiClient::new(&options.url, tls)?
+            .with_bearer(options.token.clone())
+            .with_timeout(Duration::from_secs(60));
+        Ok(DataApi { client })
+    }
+
+    /// Electricity meters whose household permits personal processing and that have data.
+    pub async fn meters(&self) -> anyhow::Result<Vec<MeterSpan>> {
+        #[derive(Deserialize)]
+        struct Meters {
+            meters: Vec<Meter>,
+        }
+        #[derive(Deserialize)]
+        struct Meter {
+            meter: String,
+            first: String,
+            last: String,
+        }
+        let answer: Meters = self.get_json("/api/worker/meters").await?;
+        answer
+            .meters
+            .into_iter()
+            .map(|m| {
+                Ok(MeterSpan {
+                    first: unix_seconds(&m.first)?,
+                    last: unix_seconds(&m.last)?,
+                    meter: m.meter,
+                })
+            })
+            .collect()
+    }
+
+    /// The meter's power readings in `from..to` (at most [`MAX_POWER_SPAN`]); `None` when the
+    /// household's consent no longer permits processing (or the meter is gone).
+    pub async fn power(
+        &self,
+        meter: &str,
+        from: i64,
+        to: i64,
+    ) -> anyhow::Result<Option<PowerReadings>> {
+        #[derive(Deserialize)]
+        struct Power {
+            before: Option<Reading>,
+            readings: Vec<Reading>,
+        }
+        #[derive(Deserialize)]
+        struct Reading {
+            at: String,
+            power_w: f64,
+        }
+        let path = format!(
+            "/api/worker/meter/{meter}/power?from={}&to={}",
+            rfc3339(from),
+            rfc3339(to)
+        );
+        let answer: Power = match self.get_json(&path).await {
+            Ok(answer) => answer,
+            Err(error) if is_gone(&error) => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        let reading = |r: Reading| -> anyhow::Result<(i64, f64)> {
+            Ok((unix_seconds(&r.at)?, r.power_w))
+        };
+        Ok(Some(PowerReadings {
+            before: answer.before.map(reading).transpose()?,
+            readings: answer
+                .readings
+                .into_iter()
+                .map(reading)
+                .collect::<anyhow::Result<_>>()?,
+        }))
+    }
+
+    /// Whether the item's result is stored already (a redelivered item is then only acked).
+    pub async fn is_stored(&self, item: &str) -> anyhow::Result<bool> {
+        match self
+            .client
+            .call("GET", &format!("/api/worker/disaggregation/{item}"), None)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(error) if error.refusal().is_some_and(|r| r.is(RefusalCode::NotFound)) => {
+                Ok(false)
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Stores results (each write checked against consent in the same statement), in calls of
+    /// at most [`MAX_RESULTS_PER_CALL`]; one outcome per result, in order.
+    pub async fn store(&self, results: &[ComputedResult]) -> anyhow::Result<Vec<Stored>> {
+        #[derive(Serialize)]
+        struct Result<'a> {
+            item: &'a str,
+            meter: &'a str,
+            model: &'a str,
+            model_sha256: &'a str,
+            window_start: String,
+            step_seconds: i64,
+            power_w: &'a [f32],
+        }
+        #[derive(Deserialize)]
+        struct Answer {
+            results: Vec<Outcome>,
+        }
+        #[derive(Deserialize)]
+        struct Outcome {
+            item: String,
+            outcome: String,
+            #[serde(default)]
+            code: Option<String>,
+        }
+        let mut stored = Vec::with_capacity(results.len());
+        for chunk in results.chunks(MAX_RESULTS_PER_CALL) {
+            let body: Vec<_> = chunk
+                .iter()
+                .map(|r| Result {
+                    item: &r.item,
+                    meter: &r.meter,
+                    model: &r.model,
+                    model_sha256: &r.model_sha256,
+                    window_start: rfc3339(r.window_start),
+                    step_seconds: STEP_SECONDS,
+                    power_w: &r.power_w,
+                })
+                .collect();
+            let answer = self
+                .client
+                .call(
+                    "POST",
+                    "/api/worker/disaggregation",
+                    Some(&json!({ "results": body })),
+                )
+                .await?;
+            let answer: Answer = serde_json::from_value(answer)
+                .context("unreadable answer of POST /api/worker/disaggregation")?;
+            if answer.results.len() != chunk.len()
+                || answer.results.iter().zip(chunk).any(|(a, r)| a.item != r.item)
+            {
+                anyhow::bail!("the Data API answered for other results than were sent");
+            }
+            for outcome in answer.results {
+                stored.push(match outcome.outcome.as_str() {
+                    "stored" => Stored::New,
+                    "duplicate" => Stored::Duplicate,
+                    "refused" => Stored::Refused(outcome.code.and_then(|c| c.parse().ok())),
+                    other => anyhow::bail!("unknown outcome {other:?} for item {}", outcome.item),
+                });
+            }
+        }
+        Ok(stored)
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        let answer = self.client.call("GET", path, None).await?;
+        serde_json::from_value(answer).with_context(|| format!("unreadable answer of GET {path}"))
+    }
+}
+
+/// A refusal that says the meter's data may no longer be processed.
+fn is_gone(error: &anyhow::Error) -> bool {
+    error
+        .downcast_ref::<ClientError>()
+        .and_then(ClientError::refusal)
+        .and_then(|r| r.code)
+        .is_some_and(|code| {
+            matches!(
+                code,
+                RefusalCode::ConsentNotGranted | RefusalCode::ConsentRevoked | RefusalCode::NotFound
+            )
+        })
+}
+
+/// RFC 3339, UTC, whole seconds (Unix seconds before 1970 are clamped: nothing is measured then).
+pub fn rfc3339(unix: i64) -> String {
+    let at = UNIX_EPOCH + Duration::from_secs(unix.max(0).unsigned_abs());
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
+/// Unix seconds of an RFC 3339 time from the Data API.
+pub fn unix_seconds(time: &str) -> anyhow::Result<i64> {
+    let at: SystemTime = humantime::parse_rfc3339_weak(time)
+        .or_else(|_| humantime::parse_rfc3339(time))
+        .with_context(|| format!("unreadable time {time:?} from the Data API"))?;
+    let since = at
+        .duration_since(UNIX_EPOCH)
+        .with_context(|| format!("time {time:?} is before 1970"))?;
+    i64::try_from(since.as_secs()).context("time out of range")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_round_trip() {
+        let t = 1_764_000_000;
+        assert_eq!(rfc3339(t), "2025-11-24T16:00:00Z");
+        assert_eq!(unix_seconds(&rfc3339(t)).unwrap(), t);
+        assert_eq!(unix_seconds("2025-11-24T16:00:00.250Z").unwrap(), t);
+        assert!(unix_seconds("yesterday").is_err());
+        assert_eq!(rfc3339(-5), "1970-01-01T00:00:00Z");
+    }
+}
