@@ -17,6 +17,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::pki_types::ServerName;
 use wattlet_pki::{self as pki, CertificateAuthority, DeviceRequest, ServerRequest};
 use wattlet_serve::server::{App, ClientAuth, ServeOptions, TlsOptions, serve};
+use wattlet_survey::RefusalCode;
 
 const ADMIN_TOKEN: &str = "admin-test-token-7f3a";
 
@@ -333,7 +334,7 @@ async fn administrative_endpoints_need_the_admin_token() {
     let reply = send(Method::GET, "/api/management/household", b"", &[]).await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.text);
     assert!(reply.headers.contains_key("www-authenticate"));
-    assert!(reply.body["error"].is_string(), "{}", reply.text);
+    assert_refused(&reply, RefusalCode::InvalidToken, "bearer token");
     for value in [
         "Bearer wrong",
         "Bearer ",
@@ -503,7 +504,7 @@ async fn access_tokens_carry_a_role_and_restrictions_that_only_narrow() {
         None,
     )
     .await;
-    assert_refused(&reply, FORBIDDEN, "one household");
+    assert_refused(&reply, RefusalCode::TokenRestricted, "one household");
     let reply = with_token(
         &one_household,
         Method::GET,
@@ -511,7 +512,7 @@ async fn access_tokens_carry_a_role_and_restrictions_that_only_narrow() {
         None,
     )
     .await;
-    assert_refused(&reply, FORBIDDEN, "one household");
+    assert_refused(&reply, RefusalCode::TokenRestricted, "one household");
     let reply = with_token(
         &one_household,
         Method::GET,
@@ -546,7 +547,7 @@ async fn access_tokens_carry_a_role_and_restrictions_that_only_narrow() {
         Token::mint(b"another server", "x", Role::Administrator).encode(),
     ] {
         let reply = with_token(&widened, Method::GET, "/api/management/household", None).await;
-        assert_refused(&reply, StatusCode::UNAUTHORIZED, "signature");
+        assert_refused(&reply, RefusalCode::InvalidToken, "signature");
     }
     let promoted = Token::decode(&researcher)
         .expect("token")
@@ -559,7 +560,7 @@ async fn access_tokens_carry_a_role_and_restrictions_that_only_narrow() {
         None,
     )
     .await;
-    assert_refused(&reply, FORBIDDEN, "administrator");
+    assert_refused(&reply, RefusalCode::RoleForbidden, "administrator");
 
     // Expiry: past restrictions are refused; a token minted by a token keeps its expiry.
     let expired = Token::decode(&administrator)
@@ -567,7 +568,7 @@ async fn access_tokens_carry_a_role_and_restrictions_that_only_narrow() {
         .attenuate(Caveat::ExpiresAt(1))
         .encode();
     let reply = with_token(&expired, Method::GET, "/api/management/household", None).await;
-    assert_refused(&reply, StatusCode::UNAUTHORIZED, "expired");
+    assert_refused(&reply, RefusalCode::InvalidToken, "expired");
     let until = Token::decode(&administrator)
         .expect("token")
         .attenuate(Caveat::ExpiresAt(4_102_444_800))
@@ -600,7 +601,7 @@ async fn access_tokens_carry_a_role_and_restrictions_that_only_narrow() {
             Some(&request),
         )
         .await;
-        assert_refused(&reply, StatusCode::BAD_REQUEST, needle);
+        assert_refused(&reply, RefusalCode::InvalidRequest, needle);
     }
 }
 
@@ -616,7 +617,7 @@ async fn participant_tokens_reach_their_own_household_only() {
         Some(&json!({ "role": "participant" })),
     )
     .await;
-    assert_refused(&reply, StatusCode::BAD_REQUEST, "needs its household");
+    assert_refused(&reply, RefusalCode::InvalidRequest, "needs its household");
     let participant = mint(
         ADMIN_TOKEN,
         json!({ "role": "participant", "household": household.id }),
@@ -651,7 +652,7 @@ async fn participant_tokens_reach_their_own_household_only() {
         Some(&batch),
     )
     .await;
-    assert_refused(&reply, StatusCode::UNAUTHORIZED, "client certificate");
+    assert_refused(&reply, RefusalCode::NotAuthenticated, "client certificate");
     let reply = with_token(
         &participant,
         Method::PUT,
@@ -659,10 +660,10 @@ async fn participant_tokens_reach_their_own_household_only() {
         Some(&json!({})),
     )
     .await;
-    assert_refused(&reply, StatusCode::UNAUTHORIZED, "client certificate");
+    assert_refused(&reply, RefusalCode::NotAuthenticated, "client certificate");
     // No management, no other household, no widening.
     let reply = with_token(&participant, Method::GET, "/api/management/household", None).await;
-    assert_refused(&reply, StatusCode::FORBIDDEN, "participant");
+    assert_refused(&reply, RefusalCode::RoleForbidden, "participant");
     let reply = with_token(
         &participant,
         Method::GET,
@@ -677,10 +678,10 @@ async fn participant_tokens_reach_their_own_household_only() {
         .attenuate(Caveat::Household(other.id.clone()))
         .encode();
     let reply = with_token(&two, Method::GET, "/api/household", None).await;
-    assert_refused(&reply, StatusCode::FORBIDDEN, "one household");
+    assert_refused(&reply, RefusalCode::TokenRestricted, "one household");
     let read_only = token.attenuate(Caveat::ReadOnly).encode();
     let reply = with_token(&read_only, Method::DELETE, "/api/household/consent", None).await;
-    assert_refused(&reply, StatusCode::FORBIDDEN, "read-only");
+    assert_refused(&reply, RefusalCode::TokenRestricted, "read-only");
     let reply = with_token(&read_only, Method::GET, "/api/household/consent", None).await;
     assert_eq!(reply.body["state"], "granted", "{}", reply.text);
     // The household changed inside the token: the signature no longer verifies.
@@ -697,7 +698,7 @@ async fn participant_tokens_reach_their_own_household_only() {
         format!("wt1.{}.{tag}", engine.encode(text))
     };
     let reply = with_token(&swapped, Method::GET, "/api/household", None).await;
-    assert_refused(&reply, StatusCode::UNAUTHORIZED, "signature");
+    assert_refused(&reply, RefusalCode::InvalidToken, "signature");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -766,7 +767,7 @@ async fn researchers_see_and_change_a_participants_registration() {
         ),
     ] {
         let reply = with_token(&researcher, Method::PATCH, &path, Some(&body)).await;
-        assert_refused(&reply, StatusCode::BAD_REQUEST, needle);
+        assert_refused(&reply, RefusalCode::InvalidRequest, needle);
     }
     // A second device, a new meter on it measuring the PV system, the first meter moved to it.
     let second = unique("dev");
@@ -799,30 +800,30 @@ async fn researchers_see_and_change_a_participants_registration() {
         .find(|m| m["uuid"] == household.meters[0].as_str())
         .expect("the first meter");
     assert_eq!(moved["device"], second.as_str());
-    for (body, status, needle) in [
+    for (body, code, needle) in [
         (
             json!({ "devices": [other.device] }),
-            StatusCode::CONFLICT,
+            RefusalCode::Conflict,
             "already registered",
         ),
         (
             json!({ "meters": [{ "type": "ELECTRICITY", "model": "EHZ" }] }),
-            StatusCode::BAD_REQUEST,
+            RefusalCode::InvalidRequest,
             "needs its device",
         ),
         (
             json!({ "meters": [{ "uuid": household.meters[0], "type": "PV-GENERATION" }] }),
-            StatusCode::BAD_REQUEST,
+            RefusalCode::InvalidRequest,
             "do not change",
         ),
         (
             json!({ "meters": [{ "uuid": household.meters[0], "device": other.device }] }),
-            StatusCode::BAD_REQUEST,
+            RefusalCode::InvalidRequest,
             "not a device of this household",
         ),
     ] {
         let reply = with_token(&researcher, Method::PATCH, &path, Some(&body)).await;
-        assert_refused(&reply, status, needle);
+        assert_refused(&reply, code, needle);
     }
     let replace = json!({ "pv_systems": [{ "nominal_power_kwp": 5.0, "azimuth": 180.0,
                                           "tilt": 30.0, "installation_date": "2023-03-01" }] });
@@ -841,32 +842,32 @@ async fn researchers_see_and_change_a_participants_registration() {
     assert_eq!(reply.body["metadata"]["adults"], 1, "untouched");
 
     // Refused changes change nothing.
-    for (body, status, needle) in [
+    for (body, code, needle) in [
         (
             json!({ "name": "X", "email": other.email }),
-            StatusCode::CONFLICT,
+            RefusalCode::Conflict,
             "already registered",
         ),
         (
             json!({ "name": "X", "location": { "latitude": 91.0, "longitude": 0.0 } }),
-            StatusCode::BAD_REQUEST,
+            RefusalCode::InvalidRequest,
             "location.latitude",
         ),
         (
             json!({ "name": "X", "pv_systems": [{ "nominal_power_kwp": 1.0, "azimuth": 0.0,
                   "tilt": 0.0, "installation_date": "2022-13-01" }] }),
-            StatusCode::BAD_REQUEST,
+            RefusalCode::InvalidRequest,
             "installation_date",
         ),
         (
             json!({ "name": "X", "household": "y" }),
-            StatusCode::BAD_REQUEST,
+            RefusalCode::InvalidRequest,
             "unknown field",
         ),
-        (json!({}), StatusCode::BAD_REQUEST, "nothing to change"),
+        (json!({}), RefusalCode::InvalidRequest, "nothing to change"),
     ] {
         let reply = with_token(&researcher, Method::PATCH, &path, Some(&body)).await;
-        assert_refused(&reply, status, needle);
+        assert_refused(&reply, code, needle);
     }
     let reply = with_token(&researcher, Method::GET, &path, None).await;
     assert_eq!(
@@ -881,7 +882,7 @@ async fn researchers_see_and_change_a_participants_registration() {
         .attenuate(Caveat::Household(other.id.clone()))
         .encode();
     let reply = with_token(&only_other, Method::GET, &path, None).await;
-    assert_refused(&reply, StatusCode::FORBIDDEN, "one household");
+    assert_refused(&reply, RefusalCode::TokenRestricted, "one household");
     let other_path = format!("/api/management/household/{}", other.id);
     let reply = with_token(&only_other, Method::GET, &other_path, None).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
@@ -896,7 +897,7 @@ async fn researchers_see_and_change_a_participants_registration() {
         Some(&json!({ "name": "Y" })),
     )
     .await;
-    assert_refused(&reply, StatusCode::FORBIDDEN, "read-only");
+    assert_refused(&reply, RefusalCode::TokenRestricted, "read-only");
     for missing in [uuid4(), "not-a-uuid".to_owned()] {
         let reply = with_token(
             &researcher,
@@ -923,7 +924,7 @@ async fn an_anonymized_household_cannot_be_edited_back() {
         Some(&json!({ "name": "Back Again", "email": household.email })),
     )
     .await;
-    assert_refused(&reply, StatusCode::CONFLICT, "anonymized");
+    assert_refused(&reply, RefusalCode::Anonymized, "anonymized");
     let reply = admin_as(tls_admin(), Method::GET, &path, None).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
     assert_eq!(reply.body["user"], Value::Null);
@@ -1222,7 +1223,7 @@ async fn participant_endpoints_need_a_client_certificate() {
             "{method} {path}: {}",
             reply.text
         );
-        assert!(reply.body["error"].is_string(), "{}", reply.text);
+        assert_eq!(reply.body["code"], "not_authenticated", "{}", reply.text);
         assert!(!reply.headers.contains_key("www-authenticate"), "{path}");
         // The admin token is no participant credential.
         let bearer = format!("Bearer {ADMIN_TOKEN}");
@@ -1230,6 +1231,13 @@ async fn participant_endpoints_need_a_client_certificate() {
         assert_eq!(
             reply.status,
             StatusCode::UNAUTHORIZED,
+            "{method} {path}: {}",
+            reply.text
+        );
+        // Uploads and status reports need the certificate whatever token comes along.
+        assert!(
+            ["invalid_token", "not_authenticated"]
+                .contains(&reply.body["code"].as_str().unwrap_or_default()),
             "{method} {path}: {}",
             reply.text
         );
@@ -1260,6 +1268,7 @@ async fn routing_health_and_json_errors() {
             reply.text
         );
         assert_eq!(reply.body["error"], "not found", "{path}");
+        assert_eq!(reply.body["code"], "not_found", "{path}");
     }
     let cases = [
         (Method::PUT, "/api/household/consent", "GET, POST, DELETE"),
@@ -1283,6 +1292,7 @@ async fn routing_health_and_json_errors() {
         );
         assert_eq!(reply.headers["allow"], allow, "{method} {path}");
         assert_eq!(reply.body["error"], "method not allowed");
+        assert_eq!(reply.body["code"], "method_not_allowed");
     }
 }
 
@@ -1294,9 +1304,11 @@ async fn call(client: &Client, method: Method, path: &str, body: Option<&Value>)
     send_as(client, method, path, body.as_bytes(), &[]).await
 }
 
-/// The reply has `status` and an `error` message containing `needle`.
-fn assert_refused(reply: &Reply, status: StatusCode, needle: &str) {
-    assert_eq!(reply.status, status, "{}", reply.text);
+/// The reply is a refusal with `code` (and the code's status) and an `error` message
+/// containing `needle`.
+fn assert_refused(reply: &Reply, code: RefusalCode, needle: &str) {
+    assert_eq!(reply.status.as_u16(), code.status(), "{}", reply.text);
+    assert_eq!(reply.body["code"], code.as_str(), "{}", reply.text);
     let message = reply.body["error"].as_str().unwrap_or_default();
     assert!(message.contains(needle), "{needle:?} not in {message:?}");
 }
@@ -1362,7 +1374,7 @@ async fn consent_goes_one_way_each_step_once() {
     );
     // Not granted yet: nothing to revoke.
     let reply = call(&device, Method::DELETE, path, None).await;
-    assert_refused(&reply, StatusCode::CONFLICT, "never granted");
+    assert_refused(&reply, RefusalCode::ConsentNotGranted, "never granted");
 
     let reply = call(&device, Method::POST, path, None).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
@@ -1375,7 +1387,11 @@ async fn consent_goes_one_way_each_step_once() {
     assert_eq!(reply.body["revoked_at"], Value::Null);
     // Granting twice is refused and changes nothing.
     let reply = call(&device, Method::POST, path, None).await;
-    assert_refused(&reply, StatusCode::CONFLICT, "already granted");
+    assert_refused(
+        &reply,
+        RefusalCode::ConsentAlreadyGranted,
+        "already granted",
+    );
     let reply = call(&device, Method::GET, path, None).await;
     assert_eq!(reply.body["granted_at"], granted_at.as_str());
 
@@ -1389,9 +1405,9 @@ async fn consent_goes_one_way_each_step_once() {
         .to_owned();
     // Revoking twice, and granting again after revocation, are refused.
     let reply = call(&device, Method::DELETE, path, None).await;
-    assert_refused(&reply, StatusCode::CONFLICT, "already revoked");
+    assert_refused(&reply, RefusalCode::ConsentRevoked, "already revoked");
     let reply = call(&device, Method::POST, path, None).await;
-    assert_refused(&reply, StatusCode::CONFLICT, "revoked");
+    assert_refused(&reply, RefusalCode::ConsentRevoked, "revoked");
     let reply = call(&device, Method::GET, path, None).await;
     assert_eq!(
         reply.body,
@@ -1593,7 +1609,7 @@ async fn revocation_anonymizes_at_once_and_leaves_no_trace() {
 
     // A second revocation is refused and changes nothing: the point is never redrawn.
     let reply = call(&client, Method::DELETE, "/api/household/consent", None).await;
-    assert_refused(&reply, StatusCode::CONFLICT, "already revoked");
+    assert_refused(&reply, RefusalCode::ConsentRevoked, "already revoked");
     let again = call(&client, Method::GET, "/api/household", None).await;
     assert_eq!(again.body["location"], *location);
     // The device still learns that the consent is revoked, and its uploads are refused.
@@ -1601,8 +1617,7 @@ async fn revocation_anonymizes_at_once_and_leaves_no_trace() {
     assert_eq!(reply.body["state"], "revoked", "{}", reply.text);
     let late = measurement(&meter, "2026-11-23T16:15:00Z", 1.6);
     let reply = upload(&client, &[late]).await;
-    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.text);
-    assert_eq!(reply.body, json!({ "error": "consent revoked" }));
+    assert_refused(&reply, RefusalCode::ConsentRevoked, "consent revoked");
     // Measurements stay, for anonymous processing.
     assert_eq!(uuids(&read(&client, &meter, "").await), [uuid_of(&reading)]);
     let listed = household_listed_on(tls_admin(), &reply_household(&client).await).await;
@@ -1665,7 +1680,7 @@ async fn imported_nuts3_densities_set_the_displacement() {
         ("", "no regions"),
     ] {
         let reply = import_regions(csv).await;
-        assert_refused(&reply, StatusCode::BAD_REQUEST, needle);
+        assert_refused(&reply, RefusalCode::InvalidRequest, needle);
     }
     let reply = send_as(
         tls_admin(),
@@ -1815,8 +1830,11 @@ async fn uploads_are_refused_before_consent_and_after_revocation() {
     let meter = &household.meters[0];
     let early = measurement(meter, "2026-11-23T16:00:00Z", 1.0);
     let reply = upload(&device, std::slice::from_ref(&early)).await;
-    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.text);
-    assert_eq!(reply.body, json!({ "error": "consent not granted" }));
+    assert_refused(
+        &reply,
+        RefusalCode::ConsentNotGranted,
+        "consent not granted",
+    );
 
     grant(&device).await;
     let granted = measurement(meter, "2026-11-23T16:15:00Z", 2.0);
@@ -1828,8 +1846,7 @@ async fn uploads_are_refused_before_consent_and_after_revocation() {
     let late = measurement(meter, "2026-11-23T16:30:00Z", 3.0);
     for batch in [vec![late.clone()], vec![granted.clone()]] {
         let reply = upload(&device, &batch).await;
-        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.text);
-        assert_eq!(reply.body, json!({ "error": "consent revoked" }));
+        assert_refused(&reply, RefusalCode::ConsentRevoked, "consent revoked");
     }
     assert_eq!(uuids(&read(&device, meter, "").await), [uuid_of(&granted)]);
 }
@@ -1845,14 +1862,10 @@ async fn a_device_cannot_write_to_or_read_another_households_meters() {
     let unknown = measurement(&uuid4(), "2026-11-23T16:00:00Z", 1.0);
     for batch in [vec![own.clone(), foreign.clone()], vec![unknown]] {
         let reply = upload(&device, &batch).await;
-        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.text);
-        assert!(
-            reply.body["error"]
-                .as_str()
-                .unwrap_or_default()
-                .contains("does not belong to this household"),
-            "{}",
-            reply.text
+        assert_refused(
+            &reply,
+            RefusalCode::MeterNotWired,
+            "does not belong to this household",
         );
     }
     // Nothing stored, neither on the own meter nor on the foreign one.
@@ -1870,7 +1883,10 @@ async fn a_device_cannot_write_to_or_read_another_households_meters() {
             "{meter}: {}",
             reply.text
         );
-        assert_eq!(reply.body, json!({ "error": "no such meter" }));
+        assert_eq!(
+            reply.body,
+            json!({ "error": "no such meter", "code": "not_found" })
+        );
     }
     // A status report about a foreign meter is refused, too.
     let reply = call(
@@ -1880,7 +1896,11 @@ async fn a_device_cannot_write_to_or_read_another_households_meters() {
         Some(&json!({ "meters": [{ "uuid": theirs.meters[0], "locked": true }] })),
     )
     .await;
-    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.text);
+    assert_refused(
+        &reply,
+        RefusalCode::MeterNotWired,
+        "not wired to this device",
+    );
     // Listings show the own household only.
     let reply = call(&device, Method::GET, "/api/household/meter", None).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
@@ -1896,12 +1916,15 @@ async fn unknown_mismatched_and_revoked_devices_get_403() {
     // A certificate from the right CA for a device nobody registered.
     let stranger = device_client(&unique("stranger"), &household.email);
     let reply = call(&stranger, Method::GET, path, None).await;
+    assert_eq!(
+        reply.body,
+        json!({ "error": "unknown device", "code": "unknown_device" })
+    );
     assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.text);
-    assert_eq!(reply.body, json!({ "error": "unknown device" }));
     // The registered device id with another participant's email.
     let impostor = device_client(&household.device, "mallory@example.org");
     let reply = call(&impostor, Method::GET, path, None).await;
-    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.text);
+    assert_refused(&reply, RefusalCode::UnknownDevice, "email does not match");
     // Emails are compared case-insensitively.
     let shouting = device_client(&household.device, &household.email.to_uppercase());
     let reply = call(&shouting, Method::GET, path, None).await;
@@ -1916,20 +1939,14 @@ async fn unknown_mismatched_and_revoked_devices_get_403() {
         1.0,
     )];
     let reply = upload(&device, &batch).await;
-    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.text);
-    assert_eq!(reply.body, json!({ "error": "device revoked" }));
+    assert_refused(&reply, RefusalCode::DeviceRevoked, "device revoked");
     for (method, path) in [
         (Method::GET, path),
         (Method::GET, "/api/household/meter"),
         (Method::DELETE, path),
     ] {
         let reply = call(&device, method, path, None).await;
-        assert_eq!(
-            reply.status,
-            StatusCode::FORBIDDEN,
-            "{path}: {}",
-            reply.text
-        );
+        assert_refused(&reply, RefusalCode::DeviceRevoked, "device revoked");
     }
     // The revoked device's consent was not touched by its refused DELETE.
     let listed = household_listed_on(tls_admin(), &household.id).await;
@@ -1978,14 +1995,7 @@ async fn bad_measurement_batches_get_400_and_store_nothing() {
     ];
     for (bad, expected) in cases {
         let reply = upload(&device, &[good.clone(), bad.clone()]).await;
-        assert_eq!(
-            reply.status,
-            StatusCode::BAD_REQUEST,
-            "{bad}: {}",
-            reply.text
-        );
-        let message = reply.body["error"].as_str().unwrap_or_default();
-        assert!(message.contains(expected), "{bad}: {message}");
+        assert_refused(&reply, RefusalCode::InvalidRequest, expected);
     }
     // Too many for one batch.
     let many: Vec<Value> = (0..1001)
@@ -1998,8 +2008,7 @@ async fn bad_measurement_batches_get_400_and_store_nothing() {
         })
         .collect();
     let reply = upload(&device, &many).await;
-    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text);
-    assert!(reply.text.contains("at most 1000"), "{}", reply.text);
+    assert_refused(&reply, RefusalCode::InvalidRequest, "at most 1000");
     // Not JSON, or not the expected shape; a number too large for a float.
     let raw: [&[u8]; 4] = [
         b"",

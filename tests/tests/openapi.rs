@@ -116,6 +116,30 @@ fn readme_and_openapi_list_the_same_operations() {
     );
 }
 
+/// The codes of the spec's `RefusalCode` schema: its enum, one `- code` per line.
+fn spec_refusal_codes(spec: &str) -> Vec<String> {
+    let mut lines = spec.lines().skip_while(|l| *l != "    RefusalCode:");
+    let mut codes = Vec::new();
+    for line in lines.by_ref().skip(1) {
+        if let Some(code) = line.trim_start().strip_prefix("- ") {
+            codes.push(code.to_owned());
+        } else if !codes.is_empty() {
+            break;
+        }
+    }
+    codes
+}
+
+#[test]
+fn openapi_lists_every_refusal_code() {
+    let spec = std::fs::read_to_string(repo().join("openapi.yaml")).expect("openapi.yaml");
+    let expected: Vec<&str> = wattlet_survey::RefusalCode::ALL
+        .iter()
+        .map(|c| c.as_str())
+        .collect();
+    assert_eq!(spec_refusal_codes(&spec), expected);
+}
+
 #[test]
 fn schemathesis_finds_no_server_error_and_no_schema_violation() {
     let st = schemathesis();

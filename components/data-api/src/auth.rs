@@ -2,8 +2,8 @@
 //!
 //! **Devices and participants** authenticate with X.509 client certificates (mutual TLS). TLS
 //! terminates in the host (or an ingress in front of Spin), which verifies the certificate and
-//! passes the identity in [`DEVICE_HEADER`], [`EMAIL_HEADER`] and `x-wattlet-client-serial`
-//! (the certificate serial, not used here). The host
+//! passes the identity in the headers of [`wattlet_survey::identity`] (device id, email and
+//! certificate serial; the serial is not used here). The host
 //! always strips these headers from incoming requests first, so the component may trust them.
 //! A request is authenticated when the device exists, is not revoked and its household's user
 //! has the certificate's email (an anonymized household has no user: then the device alone);
@@ -17,14 +17,13 @@
 
 use spin_sdk::http::Request;
 
-use wattlet_access_token::{Grant, Operation, Role, Token, TokenError, root_key};
+use wattlet_access_token::{Denied, Grant, Operation, Role, Scope, Token, TokenError, root_key};
+use wattlet_survey::RefusalCode;
+use wattlet_survey::identity;
 
 use crate::db::{Db, col_text, text};
 use crate::error::{ApiError, ApiResult};
 use crate::timestamp;
-
-pub const DEVICE_HEADER: &str = "x-wattlet-client-device";
-pub const EMAIL_HEADER: &str = "x-wattlet-client-email";
 
 /// An authenticated device (mutual TLS), acting for its household.
 #[derive(Debug, Clone)]
@@ -55,40 +54,42 @@ fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
 /// recorded), or else a participant's token (`role=participant`, one household), which the
 /// device obtains with `POST /api/household/token` for the participant's device UI.
 pub fn participant(req: &Request, db: &Db) -> ApiResult<Participant> {
-    if header(req, DEVICE_HEADER).is_some() {
+    if header(req, identity::DEVICE).is_some() {
         return device(req, db).map(|d| Participant {
             household: d.household,
         });
     }
     let Some(token) = bearer(req) else {
-        return Err(ApiError::Unauthorized(
-            "a client certificate (mutual TLS) or a participant's token is required".into(),
+        return Err(ApiError::refused(
+            RefusalCode::NotAuthenticated,
+            "a client certificate (mutual TLS) or a participant's token is required",
         ));
     };
     let root = token_root_key()?;
     let grant = Token::decode(token)
         .and_then(|t| t.verify(&root, unix_now()))
-        .map_err(|e| ApiError::Unauthorized(format!("invalid token: {e}")))?;
-    let household = grant
-        .participant_household()
-        .map_err(|denied| ApiError::Forbidden(denied.to_string()))?
-        .to_owned();
+        .map_err(|e| ApiError::refused(RefusalCode::InvalidToken, format!("invalid token: {e}")))?;
+    let household = grant.participant_household().map_err(refusal)?.to_owned();
     if grant.read_only() && *req.method() != spin_sdk::http::Method::Get {
-        return Err(ApiError::Forbidden("the token is read-only".into()));
+        return Err(refusal(Denied::ReadOnly));
     }
     let known = db.query("SELECT 1 FROM household WHERE id = ?", &[text(&household)])?;
     if known.rows.is_empty() {
-        return Err(ApiError::Forbidden("unknown household".into()));
+        return Err(ApiError::refused(
+            RefusalCode::UnknownHousehold,
+            "unknown household",
+        ));
     }
     Ok(Participant { household })
 }
 
 /// Authenticates a device by its client certificate and records its activity.
 pub fn device(req: &Request, db: &Db) -> ApiResult<Device> {
-    let (Some(device), Some(email)) = (header(req, DEVICE_HEADER), header(req, EMAIL_HEADER))
+    let (Some(device), Some(email)) = (header(req, identity::DEVICE), header(req, identity::EMAIL))
     else {
-        return Err(ApiError::Unauthorized(
-            "a client certificate is required (mutual TLS)".into(),
+        return Err(ApiError::refused(
+            RefusalCode::NotAuthenticated,
+            "a client certificate is required (mutual TLS)",
         ));
     };
     let result = db.query(
@@ -100,19 +101,27 @@ pub fn device(req: &Request, db: &Db) -> ApiResult<Device> {
         &[text(device)],
     )?;
     let Some(row) = result.rows.first() else {
-        return Err(ApiError::Forbidden("unknown device".into()));
+        return Err(ApiError::refused(
+            RefusalCode::UnknownDevice,
+            "unknown device",
+        ));
     };
     let household =
         col_text(row, 0).ok_or_else(|| ApiError::Database("device without household".into()))?;
     if col_text(row, 1).is_some() {
-        return Err(ApiError::Forbidden("device revoked".into()));
+        return Err(ApiError::refused(
+            RefusalCode::DeviceRevoked,
+            "device revoked",
+        ));
     }
     // An anonymized household has no contact left to compare with: its device, identified by
     // its certificate, still learns that the consent is revoked and is refused uploads.
     let stored = col_text(row, 2);
     if stored.is_some() && stored.as_deref() != Some(normalize_email(email).as_str()) {
-        return Err(ApiError::Forbidden(
-            "the certificate's email does not match the device's participant".into(),
+        // Not this device as registered: unknown, as far as the caller can learn.
+        return Err(ApiError::refused(
+            RefusalCode::UnknownDevice,
+            "the certificate's email does not match the device's participant",
         ));
     }
     db.exec(
@@ -130,7 +139,7 @@ pub fn device(req: &Request, db: &Db) -> ApiResult<Device> {
 /// is 404, so other households' meters do not leak.
 pub fn own_meter(req: &Request, db: &Db, meter: &str) -> ApiResult<String> {
     let participant = participant(req, db)?;
-    let not_found = || ApiError::NotFound("no such meter".into());
+    let not_found = || ApiError::not_found("no such meter");
     let meter = crate::validate::uuid("meter", meter).map_err(|_| not_found())?;
     let own = db.query(
         "SELECT 1 FROM meter WHERE uuid = ? AND household = ?",
@@ -147,14 +156,27 @@ pub fn own_meter(req: &Request, db: &Db, meter: &str) -> ApiResult<String> {
 /// derived from `admin_token` ([`wattlet_access_token`]). Says nothing yet about what the
 /// request may do: see [`allow`].
 pub fn management(req: &Request) -> ApiResult<Grant> {
+    bearer_grant(req, "an administrator's or researcher's")
+}
+
+/// The grant of the bearer token; `whose` names the token the endpoint needs.
+fn bearer_grant(req: &Request, whose: &str) -> ApiResult<Grant> {
     let token = bearer(req).ok_or_else(|| {
-        ApiError::BadBearer("an administrator's or researcher's bearer token is required".into())
+        ApiError::refused(
+            RefusalCode::InvalidToken,
+            format!("{whose} bearer token is required"),
+        )
     })?;
     let secret = admin_secret()?;
     if constant_time_eq(token.as_bytes(), secret.as_bytes()) {
         return Ok(Grant::unrestricted(Role::Administrator));
     }
-    let invalid = |e: TokenError| ApiError::BadBearer(format!("invalid bearer token: {e}"));
+    let invalid = |e: TokenError| {
+        ApiError::refused(
+            RefusalCode::InvalidToken,
+            format!("invalid bearer token: {e}"),
+        )
+    };
     Token::decode(token)
         .and_then(|t| t.verify(&root_key(secret.as_bytes()), unix_now()))
         .map_err(invalid)
@@ -193,9 +215,17 @@ fn admin_secret() -> ApiResult<String> {
 
 /// Whether the authenticated holder may do `operation` (403 naming the restriction otherwise).
 pub fn allow(grant: &Grant, operation: &Operation<'_>) -> ApiResult<()> {
-    grant
-        .permits(operation)
-        .map_err(|denied| ApiError::Forbidden(denied.to_string()))
+    grant.permits(operation).map_err(refusal)
+}
+
+/// A valid token that does not allow the request: its role (`role_forbidden`) or one of its
+/// restrictions (`token_restricted`).
+pub fn refusal(denied: Denied) -> ApiError {
+    let code = match denied {
+        Denied::ReadOnly | Denied::Household => RefusalCode::TokenRestricted,
+        Denied::Role | Denied::Participant | Denied::NotParticipant => RefusalCode::RoleForbidden,
+    };
+    ApiError::refused(code, denied.to_string())
 }
 
 /// Authorizes an operation on one existing row: `lookup` selects the row's household by `key`
@@ -212,13 +242,13 @@ pub fn allow_household_of(
         .rows
         .first()
         .and_then(|row| col_text(row, 0))
-        .ok_or_else(|| ApiError::NotFound(missing.to_owned()))?;
+        .ok_or_else(|| ApiError::not_found(missing.to_owned()))?;
     allow(
         grant,
         &Operation {
             write,
             needs,
-            scope: wattlet_access_token::Scope::Household(&household),
+            scope: Scope::Household(&household),
         },
     )?;
     Ok(household)

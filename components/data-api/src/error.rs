@@ -1,39 +1,29 @@
-//! API errors and how they become JSON responses (`{"error": "<message>"}`).
+//! API errors and how they become JSON responses: `{"error": "<message>", "code": "<code>"}`.
+//!
+//! Every error carries a [`RefusalCode`] (`wattlet_survey`), the one list of machine-readable
+//! codes that clients branch on; the code also sets the HTTP status, so a code always arrives
+//! with the same status.
 
 use serde_json::json;
 use spin_sdk::http::Response;
 use spin_sdk::sqlite::Error as SqliteError;
+use wattlet_survey::RefusalCode;
 
 use crate::json_response;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// 400: the request is malformed; the message says what is wrong.
-    #[error("{0}")]
-    BadRequest(String),
-    /// 401: no client identity (the request did not come over mutual TLS).
-    #[error("{0}")]
-    Unauthorized(String),
-    /// 401: no valid administrator bearer token (answered with `www-authenticate: Bearer`).
-    #[error("{0}")]
-    BadBearer(String),
-    /// 403: the caller is known not to be allowed (unknown or revoked device, foreign meter, no
-    /// consent).
-    #[error("{0}")]
-    Forbidden(String),
-    /// 404: no such resource, or one the caller may not know exists.
-    #[error("{0}")]
-    NotFound(String),
-    /// 405: the path exists, the method does not.
+    /// A refusal: the code says why (and sets the status), the message says it to people.
+    #[error("{message}")]
+    Refused { code: RefusalCode, message: String },
+    /// 405: the path exists, the method does not (answered with `allow`).
     #[error("method not allowed")]
     MethodNotAllowed { allow: &'static str },
-    /// 409: the request conflicts with the stored state.
-    #[error("{0}")]
-    Conflict(String),
-    /// 500: the database failed (details are logged, not returned).
+    /// 500 `internal`: the database failed (details are logged, not returned).
     #[error("database error: {0}")]
     Database(String),
-    /// 500: something the component itself needs is missing (e.g. the admin token variable).
+    /// 500 `internal`: something the component itself needs is missing (e.g. the admin token
+    /// variable).
     #[error("{0}")]
     Internal(String),
 }
@@ -47,20 +37,33 @@ impl From<SqliteError> for ApiError {
 }
 
 impl ApiError {
-    pub fn status(&self) -> u16 {
+    pub fn refused(code: RefusalCode, message: impl Into<String>) -> Self {
+        ApiError::Refused {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// 404 `not_found`.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::refused(RefusalCode::NotFound, message)
+    }
+
+    /// 409 `conflict`.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::refused(RefusalCode::Conflict, message)
+    }
+
+    pub fn code(&self) -> RefusalCode {
         match self {
-            ApiError::BadRequest(_) => 400,
-            ApiError::Unauthorized(_) | ApiError::BadBearer(_) => 401,
-            ApiError::Forbidden(_) => 403,
-            ApiError::NotFound(_) => 404,
-            ApiError::MethodNotAllowed { .. } => 405,
-            ApiError::Conflict(_) => 409,
-            ApiError::Database(_) | ApiError::Internal(_) => 500,
+            ApiError::Refused { code, .. } => *code,
+            ApiError::MethodNotAllowed { .. } => RefusalCode::MethodNotAllowed,
+            ApiError::Database(_) | ApiError::Internal(_) => RefusalCode::Internal,
         }
     }
 
     pub fn into_response(self) -> Response {
-        let status = self.status();
+        let code = self.code();
         let message = match &self {
             ApiError::Database(detail) => {
                 eprintln!("wattlet-data-api: database error: {detail}");
@@ -72,10 +75,13 @@ impl ApiError {
             }
             other => other.to_string(),
         };
-        let mut response = json_response(status, &json!({ "error": message }));
+        let mut response = json_response(
+            code.status(),
+            &json!({ "error": message, "code": code.as_str() }),
+        );
         match &self {
             ApiError::MethodNotAllowed { allow } => response.set_header("allow", *allow),
-            ApiError::BadBearer(_) => {
+            _ if code == RefusalCode::InvalidToken => {
                 response.set_header("www-authenticate", "Bearer realm=\"wattlet\"")
             }
             _ => {}

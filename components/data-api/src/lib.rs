@@ -27,7 +27,8 @@
 //! | GET | /api/management/meter/:uuid/disaggregation | researcher, administrator |
 //!
 //! Authentication is described in [`auth`]. Unknown paths get a JSON 404, a known path with the
-//! wrong method a JSON 405 with `allow`. Errors are `{"error": "<message>"}`.
+//! wrong method a JSON 405 with `allow`. Errors are `{"error": "<message>", "code": "<code>"}`,
+//! the code one of `wattlet_survey::RefusalCode` (see [`error`]).
 //!
 //! The crate is a WebAssembly component only: on native targets it is empty.
 #![cfg(target_family = "wasm")]
@@ -149,7 +150,8 @@ fn resolve(path: &str) -> Option<Endpoint<'_>> {
 }
 
 fn route(req: &Request) -> ApiResult<Response> {
-    let endpoint = resolve(req.path()).ok_or_else(|| ApiError::NotFound("not found".to_owned()))?;
+    let endpoint =
+        resolve(req.path()).ok_or_else(|| ApiError::not_found("not found".to_owned()))?;
     let method = req.method();
     let not_allowed = || ApiError::MethodNotAllowed {
         allow: endpoint.allow(),

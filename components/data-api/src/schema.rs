@@ -2,13 +2,16 @@
 //!
 //! `schema_version` holds one row per applied migration. At the start of each request
 //! [`migrate`] reads the highest applied version (one indexed `SELECT`) and, only when it is
-//! behind [`MIGRATIONS`], applies the missing ones. Each migration is a list of statements that
+//! behind [`CURRENT_VERSION`], applies the missing ones. Each migration is a list of statements that
 //! are idempotent on their own (`CREATE … IF NOT EXISTS`), so two requests migrating at the same
 //! time, or a migration interrupted half-way, converge on the same schema; the version row is
 //! written after the statements (`INSERT OR IGNORE`).
 //!
 //! Timestamps are UTC text in one fixed-width format (`crate::timestamp::to_db`), so text order
-//! is time order. JSON columns hold serialised JSON text.
+//! is time order. JSON columns hold serialised JSON text. Consent states are stored by their
+//! `wattlet_survey::ConsentState::as_str` names, which the statements below take from there.
+
+use wattlet_survey::ConsentState;
 
 use crate::db::Db;
 use crate::error::ApiResult;
@@ -17,179 +20,193 @@ use crate::timestamp;
 /// A migration: its version and its statements, applied in order.
 pub struct Migration {
     pub version: i64,
-    pub statements: &'static [&'static str],
+    pub statements: Vec<String>,
 }
 
-pub const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        statements: &[
-            // Participants' contact details; removed on anonymization (household.user → NULL).
-            r#"CREATE TABLE IF NOT EXISTS "user" (
-            id INTEGER PRIMARY KEY,
-            name TEXT NOT NULL,
-            email TEXT NOT NULL UNIQUE
-        )"#,
-            r#"CREATE TABLE IF NOT EXISTS household (
-            id TEXT PRIMARY KEY,
-            user INTEGER UNIQUE REFERENCES "user"(id) ON DELETE SET NULL,
-            created_at TEXT NOT NULL
-        )"#,
-            // One row per household; one-way: not_granted → granted → revoked.
-            r#"CREATE TABLE IF NOT EXISTS consent (
-            household TEXT PRIMARY KEY REFERENCES household(id),
-            state TEXT NOT NULL DEFAULT 'not_granted'
-                CHECK (state IN ('not_granted', 'granted', 'revoked')),
-            granted_at TEXT,
-            revoked_at TEXT
-        )"#,
-            // id: the device id of its client certificate.
-            r#"CREATE TABLE IF NOT EXISTS measurement_device (
-            id TEXT PRIMARY KEY,
-            household TEXT NOT NULL REFERENCES household(id),
-            component_versions TEXT NOT NULL DEFAULT '{}',
-            last_measurement TEXT,
-            last_activity TEXT,
-            revoked_at TEXT
-        )"#,
-            "CREATE INDEX IF NOT EXISTS measurement_device_household ON measurement_device(household)",
-            // status: the device's last report (`{"locked": bool, "missing": [obis], "reported_at"}`).
-            r#"CREATE TABLE IF NOT EXISTS meter (
-            uuid TEXT PRIMARY KEY,
-            household TEXT NOT NULL REFERENCES household(id),
-            device TEXT REFERENCES measurement_device(id),
-            type TEXT NOT NULL CHECK (type IN ('ELECTRICITY', 'PV-GENERATION')),
-            model TEXT NOT NULL CHECK (model IN ('MT681', 'MT175', 'EHZ', 'DD3', 'EASY')),
-            status TEXT NOT NULL DEFAULT '{}'
-        )"#,
-            "CREATE INDEX IF NOT EXISTS meter_household ON meter(household)",
-            // data: JSON array of {"<obis hex>": value}.
-            r#"CREATE TABLE IF NOT EXISTS measurement (
-            uuid TEXT PRIMARY KEY,
-            meter TEXT NOT NULL REFERENCES meter(uuid),
-            measured_at TEXT NOT NULL,
-            data TEXT NOT NULL,
-            received_at TEXT NOT NULL
-        )"#,
-            "CREATE INDEX IF NOT EXISTS measurement_meter_time ON measurement(meter, measured_at, uuid)",
-        ],
-    },
-    Migration {
-        version: 2,
-        statements: &[
-            // NIALM results, written by the queue workers (`wattlet worker nialm`), one row per work
-            // item (meter, model, hour); item: the item's deterministic id, so a result stored twice
-            // is one row. power_w: JSON array of the appliance's power in W, one value per step.
-            r#"CREATE TABLE IF NOT EXISTS disaggregation (
-            item TEXT PRIMARY KEY,
-            meter TEXT NOT NULL REFERENCES meter(uuid),
-            model TEXT NOT NULL,
-            model_sha256 TEXT NOT NULL,
-            window_start TEXT NOT NULL,
-            step_seconds INTEGER NOT NULL,
-            power_w TEXT NOT NULL,
-            computed_at TEXT NOT NULL
-        )"#,
-            "CREATE INDEX IF NOT EXISTS disaggregation_meter_time
-            ON disaggregation(meter, window_start, model)",
-        ],
-    },
-    Migration {
-        version: 3,
-        statements: &[
-            // Registration details beyond the contact (DESIGN "Data model"). The postal address
-            // is deleted on anonymization; the location outlives it, displaced.
-            r#"CREATE TABLE IF NOT EXISTS address (
-            household TEXT PRIMARY KEY REFERENCES household(id),
-            street TEXT NOT NULL,
-            house_number TEXT NOT NULL,
-            postal_code TEXT NOT NULL,
-            city TEXT NOT NULL,
-            country TEXT NOT NULL
-        )"#,
-            // nuts3: the household's NUTS-3 region, for the population density of the displacement.
-            // displacement: NULL while the point is the true one; set, as JSON, in the same UPDATE
-            // that moves the point, so a point is displaced at most once.
-            r#"CREATE TABLE IF NOT EXISTS location (
-            household TEXT PRIMARY KEY REFERENCES household(id),
-            latitude REAL NOT NULL,
-            longitude REAL NOT NULL,
-            nuts3 TEXT,
-            displacement TEXT
-        )"#,
-            r#"CREATE TABLE IF NOT EXISTS household_metadata (
-            household TEXT PRIMARY KEY REFERENCES household(id),
-            children INTEGER NOT NULL,
-            adults INTEGER NOT NULL,
-            employed_adults INTEGER NOT NULL,
-            ev_charger INTEGER NOT NULL,
-            heat_pump INTEGER NOT NULL,
-            home_battery INTEGER NOT NULL
-        )"#,
-            r#"CREATE TABLE IF NOT EXISTS pv_system (
-            uuid TEXT PRIMARY KEY,
-            household TEXT NOT NULL REFERENCES household(id),
-            nominal_power_kwp REAL NOT NULL,
-            azimuth REAL NOT NULL,
-            tilt REAL NOT NULL,
-            installation_date TEXT NOT NULL
-        )"#,
-            "CREATE INDEX IF NOT EXISTS pv_system_household ON pv_system(household)",
-            // Population density per NUTS-3 region (inhabitants per km²); a region missing here
-            // counts as ρ = 0 when its households are anonymized, and that is recorded.
-            r#"CREATE TABLE IF NOT EXISTS nuts3_region (
-            code TEXT PRIMARY KEY,
-            population_density_per_km2 REAL NOT NULL
-        )"#,
-            // One row per revoked household, made by the trigger below in the same statement that
-            // revokes the consent, so no revocation can miss its anonymization. The draw is made
-            // once (UPDATE … WHERE distance_uniform IS NULL) and kept: a retry after a crash
-            // reuses it. completed_at: NULL until every step is done (crash recovery picks up
-            // the rows with NULL, see `anonymization::complete_pending`).
-            r#"CREATE TABLE IF NOT EXISTS anonymization (
-            household TEXT PRIMARY KEY REFERENCES household(id),
-            requested_at TEXT NOT NULL,
-            distance_uniform REAL,
-            bearing_uniform REAL,
-            completed_at TEXT
-        )"#,
-            "CREATE INDEX IF NOT EXISTS anonymization_pending ON anonymization(household)
-            WHERE completed_at IS NULL",
-            r#"CREATE TRIGGER IF NOT EXISTS consent_revoked_anonymize
-            AFTER UPDATE OF state ON consent WHEN NEW.state = 'revoked'
-            BEGIN
-                INSERT OR IGNORE INTO anonymization (household, requested_at)
-                VALUES (NEW.household, NEW.revoked_at);
-            END"#,
-            // Clearing a household's user deletes the user row in the same statement: the id
-            // is never left dangling (INTEGER PRIMARY KEYs are reused).
-            r#"CREATE TRIGGER IF NOT EXISTS household_user_cleared
-            AFTER UPDATE OF user ON household WHEN OLD.user IS NOT NULL AND NEW.user IS NULL
-            BEGIN
-                DELETE FROM "user" WHERE id = OLD.user;
-            END"#,
-            // Households revoked before this migration are anonymized too.
-            "INSERT OR IGNORE INTO anonymization (household, requested_at)
-            SELECT household, revoked_at FROM consent WHERE state = 'revoked'",
-        ],
-    },
-    Migration {
-        version: 4,
-        statements: &[
-            // Which PV systems a meter measures (a PV-generation meter, or a two-way meter).
-            r#"CREATE TABLE IF NOT EXISTS meter_pv_system (
-            meter TEXT NOT NULL REFERENCES meter(uuid),
-            pv_system TEXT NOT NULL REFERENCES pv_system(uuid),
-            PRIMARY KEY (meter, pv_system)
-        )"#,
-            "CREATE INDEX IF NOT EXISTS meter_pv_system_pv ON meter_pv_system(pv_system)",
-        ],
-    },
-];
+/// The version the code expects.
+pub const CURRENT_VERSION: i64 = 4;
+
+/// `'name'` of a consent state, for SQL text.
+fn quoted(state: ConsentState) -> String {
+    format!("'{}'", state.as_str())
+}
+
+/// Every migration, oldest first.
+pub fn migrations() -> Vec<Migration> {
+    let not_granted = quoted(ConsentState::NotGranted);
+    let revoked = quoted(ConsentState::Revoked);
+    let every_state = ConsentState::ALL.map(quoted).join(", ");
+    vec![
+        Migration {
+            version: 1,
+            statements: vec![
+                // Participants' contact details; removed on anonymization (household.user → NULL).
+                r#"CREATE TABLE IF NOT EXISTS "user" (
+                id INTEGER PRIMARY KEY,
+                name TEXT NOT NULL,
+                email TEXT NOT NULL UNIQUE
+            )"#.to_owned(),
+                r#"CREATE TABLE IF NOT EXISTS household (
+                id TEXT PRIMARY KEY,
+                user INTEGER UNIQUE REFERENCES "user"(id) ON DELETE SET NULL,
+                created_at TEXT NOT NULL
+            )"#.to_owned(),
+                // One row per household; one-way: not_granted → granted → revoked.
+                format!(r#"CREATE TABLE IF NOT EXISTS consent (
+                household TEXT PRIMARY KEY REFERENCES household(id),
+                state TEXT NOT NULL DEFAULT {not_granted}
+                    CHECK (state IN ({every_state})),
+                granted_at TEXT,
+                revoked_at TEXT
+            )"#),
+                // id: the device id of its client certificate.
+                r#"CREATE TABLE IF NOT EXISTS measurement_device (
+                id TEXT PRIMARY KEY,
+                household TEXT NOT NULL REFERENCES household(id),
+                component_versions TEXT NOT NULL DEFAULT '{}',
+                last_measurement TEXT,
+                last_activity TEXT,
+                revoked_at TEXT
+            )"#.to_owned(),
+                "CREATE INDEX IF NOT EXISTS measurement_device_household ON measurement_device(household)".to_owned(),
+                // status: the device's last report (`{"locked": bool, "missing": [obis], "reported_at"}`).
+                r#"CREATE TABLE IF NOT EXISTS meter (
+                uuid TEXT PRIMARY KEY,
+                household TEXT NOT NULL REFERENCES household(id),
+                device TEXT REFERENCES measurement_device(id),
+                type TEXT NOT NULL CHECK (type IN ('ELECTRICITY', 'PV-GENERATION')),
+                model TEXT NOT NULL CHECK (model IN ('MT681', 'MT175', 'EHZ', 'DD3', 'EASY')),
+                status TEXT NOT NULL DEFAULT '{}'
+            )"#.to_owned(),
+                "CREATE INDEX IF NOT EXISTS meter_household ON meter(household)".to_owned(),
+                // data: JSON array of {"<obis hex>": value}.
+                r#"CREATE TABLE IF NOT EXISTS measurement (
+                uuid TEXT PRIMARY KEY,
+                meter TEXT NOT NULL REFERENCES meter(uuid),
+                measured_at TEXT NOT NULL,
+                data TEXT NOT NULL,
+                received_at TEXT NOT NULL
+            )"#.to_owned(),
+                "CREATE INDEX IF NOT EXISTS measurement_meter_time ON measurement(meter, measured_at, uuid)".to_owned(),
+            ],
+        },
+        Migration {
+            version: 2,
+            statements: vec![
+                // NIALM results, written by the queue workers (`wattlet worker nialm`), one row per work
+                // item (meter, model, hour); item: the item's deterministic id, so a result stored twice
+                // is one row. power_w: JSON array of the appliance's power in W, one value per step.
+                r#"CREATE TABLE IF NOT EXISTS disaggregation (
+                item TEXT PRIMARY KEY,
+                meter TEXT NOT NULL REFERENCES meter(uuid),
+                model TEXT NOT NULL,
+                model_sha256 TEXT NOT NULL,
+                window_start TEXT NOT NULL,
+                step_seconds INTEGER NOT NULL,
+                power_w TEXT NOT NULL,
+                computed_at TEXT NOT NULL
+            )"#.to_owned(),
+                "CREATE INDEX IF NOT EXISTS disaggregation_meter_time
+                ON disaggregation(meter, window_start, model)".to_owned(),
+            ],
+        },
+        Migration {
+            version: 3,
+            statements: vec![
+                // Registration details beyond the contact (DESIGN "Data model"). The postal address
+                // is deleted on anonymization; the location outlives it, displaced.
+                r#"CREATE TABLE IF NOT EXISTS address (
+                household TEXT PRIMARY KEY REFERENCES household(id),
+                street TEXT NOT NULL,
+                house_number TEXT NOT NULL,
+                postal_code TEXT NOT NULL,
+                city TEXT NOT NULL,
+                country TEXT NOT NULL
+            )"#.to_owned(),
+                // nuts3: the household's NUTS-3 region, for the population density of the displacement.
+                // displacement: NULL while the point is the true one; set, as JSON, in the same UPDATE
+                // that moves the point, so a point is displaced at most once.
+                r#"CREATE TABLE IF NOT EXISTS location (
+                household TEXT PRIMARY KEY REFERENCES household(id),
+                latitude REAL NOT NULL,
+                longitude REAL NOT NULL,
+                nuts3 TEXT,
+                displacement TEXT
+            )"#.to_owned(),
+                r#"CREATE TABLE IF NOT EXISTS household_metadata (
+                household TEXT PRIMARY KEY REFERENCES household(id),
+                children INTEGER NOT NULL,
+                adults INTEGER NOT NULL,
+                employed_adults INTEGER NOT NULL,
+                ev_charger INTEGER NOT NULL,
+                heat_pump INTEGER NOT NULL,
+                home_battery INTEGER NOT NULL
+            )"#.to_owned(),
+                r#"CREATE TABLE IF NOT EXISTS pv_system (
+                uuid TEXT PRIMARY KEY,
+                household TEXT NOT NULL REFERENCES household(id),
+                nominal_power_kwp REAL NOT NULL,
+                azimuth REAL NOT NULL,
+                tilt REAL NOT NULL,
+                installation_date TEXT NOT NULL
+            )"#.to_owned(),
+                "CREATE INDEX IF NOT EXISTS pv_system_household ON pv_system(household)".to_owned(),
+                // Population density per NUTS-3 region (inhabitants per km²); a region missing here
+                // counts as ρ = 0 when its households are anonymized, and that is recorded.
+                r#"CREATE TABLE IF NOT EXISTS nuts3_region (
+                code TEXT PRIMARY KEY,
+                population_density_per_km2 REAL NOT NULL
+            )"#.to_owned(),
+                // One row per revoked household, made by the trigger below in the same statement that
+                // revokes the consent, so no revocation can miss its anonymization. The draw is made
+                // once (UPDATE … WHERE distance_uniform IS NULL) and kept: a retry after a crash
+                // reuses it. completed_at: NULL until every step is done (crash recovery picks up
+                // the rows with NULL, see `anonymization::complete_pending`).
+                r#"CREATE TABLE IF NOT EXISTS anonymization (
+                household TEXT PRIMARY KEY REFERENCES household(id),
+                requested_at TEXT NOT NULL,
+                distance_uniform REAL,
+                bearing_uniform REAL,
+                completed_at TEXT
+            )"#.to_owned(),
+                "CREATE INDEX IF NOT EXISTS anonymization_pending ON anonymization(household)
+                WHERE completed_at IS NULL".to_owned(),
+                format!(r#"CREATE TRIGGER IF NOT EXISTS consent_revoked_anonymize
+                AFTER UPDATE OF state ON consent WHEN NEW.state = {revoked}
+                BEGIN
+                    INSERT OR IGNORE INTO anonymization (household, requested_at)
+                    VALUES (NEW.household, NEW.revoked_at);
+                END"#),
+                // Clearing a household's user deletes the user row in the same statement: the id
+                // is never left dangling (INTEGER PRIMARY KEYs are reused).
+                r#"CREATE TRIGGER IF NOT EXISTS household_user_cleared
+                AFTER UPDATE OF user ON household WHEN OLD.user IS NOT NULL AND NEW.user IS NULL
+                BEGIN
+                    DELETE FROM "user" WHERE id = OLD.user;
+                END"#.to_owned(),
+                // Households revoked before this migration are anonymized too.
+                format!("INSERT OR IGNORE INTO anonymization (household, requested_at)
+                SELECT household, revoked_at FROM consent WHERE state = {revoked}"),
+            ],
+        },
+        Migration {
+            version: 4,
+            statements: vec![
+                // Which PV systems a meter measures (a PV-generation meter, or a two-way meter).
+                r#"CREATE TABLE IF NOT EXISTS meter_pv_system (
+                meter TEXT NOT NULL REFERENCES meter(uuid),
+                pv_system TEXT NOT NULL REFERENCES pv_system(uuid),
+                PRIMARY KEY (meter, pv_system)
+            )"#.to_owned(),
+                "CREATE INDEX IF NOT EXISTS meter_pv_system_pv ON meter_pv_system(pv_system)".to_owned(),
+            ],
+        },
+    ]
+}
 
 /// The version the code expects.
 pub fn current_version() -> i64 {
-    MIGRATIONS.last().map_or(0, |m| m.version)
+    CURRENT_VERSION
 }
 
 /// Applies pending migrations. Cheap when the schema is current: one `SELECT`.
@@ -215,8 +232,8 @@ pub fn migrate(db: &Db) -> ApiResult<()> {
     if applied >= current_version() {
         return Ok(());
     }
-    for migration in MIGRATIONS.iter().filter(|m| m.version > applied) {
-        for statement in migration.statements {
+    for migration in migrations().into_iter().filter(|m| m.version > applied) {
+        for statement in &migration.statements {
             db.exec(statement, &[])?;
         }
         db.exec(

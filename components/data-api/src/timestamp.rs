@@ -6,18 +6,42 @@
 
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
+use wattlet_survey::RefusalCode;
+
+use crate::error::ApiError;
+
+/// A time the API does not accept.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TimeError {
+    #[error("{0:?} is not an RFC 3339 time ({1})")]
+    Malformed(String, String),
+    #[error("{0:?} is outside the years 0001–9999 in UTC")]
+    OutOfRange(String),
+}
+
+impl TimeError {
+    /// The refusal of the request field `field` holding this time: `invalid_request`, or
+    /// `time_out_of_range` for a well-formed time the database cannot hold.
+    pub fn at(self, field: &str) -> ApiError {
+        let code = match self {
+            TimeError::Malformed(..) => RefusalCode::InvalidRequest,
+            TimeError::OutOfRange(_) => RefusalCode::TimeOutOfRange,
+        };
+        ApiError::refused(code, format!("{field}: {self}"))
+    }
+}
 
 pub fn now() -> OffsetDateTime {
     OffsetDateTime::from(std::time::SystemTime::now())
 }
 
 /// Parses an RFC 3339 time with any offset and converts it to UTC.
-pub fn parse(s: &str) -> Result<OffsetDateTime, String> {
+pub fn parse(s: &str) -> Result<OffsetDateTime, TimeError> {
     let t = OffsetDateTime::parse(s, &Rfc3339)
-        .map_err(|e| format!("{s:?} is not an RFC 3339 time ({e})"))?
+        .map_err(|e| TimeError::Malformed(s.to_owned(), e.to_string()))?
         .to_offset(UtcOffset::UTC);
     if !(1..=9999).contains(&t.year()) {
-        return Err(format!("{s:?} is outside the years 0001–9999 in UTC"));
+        return Err(TimeError::OutOfRange(s.to_owned()));
     }
     Ok(t)
 }

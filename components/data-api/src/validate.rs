@@ -2,13 +2,15 @@
 
 use uuid::Uuid;
 
+use wattlet_survey::RefusalCode;
+
 use crate::error::{ApiError, ApiResult};
 
 pub const METER_TYPES: &[&str] = &["ELECTRICITY", "PV-GENERATION"];
 pub const METER_MODELS: &[&str] = &["MT681", "MT175", "EHZ", "DD3", "EASY"];
 
 pub fn bad(message: impl Into<String>) -> ApiError {
-    ApiError::BadRequest(message.into())
+    ApiError::refused(RefusalCode::InvalidRequest, message)
 }
 
 /// Parses a JSON request body.
@@ -32,9 +34,7 @@ pub fn uuid(field: &str, s: &str) -> ApiResult<String> {
 }
 
 /// An OBIS code as 12 lower-case hex digits (`0100010800ff` = 1-0:1.8.0*255).
-pub fn is_obis(s: &str) -> bool {
-    s.len() == 12 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
+pub use wattlet_survey::obis::is_obis_hex as is_obis;
 
 /// A device id (the identity in the device's client certificate): 1–64 characters of
 /// `A-Z a-z 0-9 . _ -`.

@@ -6,6 +6,18 @@ export function token() {
   return sessionStorage.getItem(KEY) || '';
 }
 
+// An error answer of the Data API (`{"error", "code"}`): programs branch on `code` (the
+// survey's refusal codes, e.g. `invalid_token`, `consent_revoked`), never on the message, which
+// is for people and may change wording. `code` is null when something else answered (a proxy).
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.name = 'ApiError';
+    this.status = status;
+    this.code = code;
+  }
+}
+
 export async function api(method, path, body) {
   const headers = { authorization: `Bearer ${token()}` };
   if (body !== undefined) headers['content-type'] = 'application/json';
@@ -22,7 +34,8 @@ export async function api(method, path, body) {
     data = null;
   }
   if (!response.ok) {
-    throw new Error((data && data.error) || `HTTP ${response.status}`);
+    const code = data && typeof data.code === 'string' ? data.code : null;
+    throw new ApiError(response.status, code, (data && data.error) || `HTTP ${response.status}`);
   }
   return data;
 }
@@ -37,6 +50,13 @@ export function el(tag, attributes = {}, ...children) {
     node.append(child instanceof Node ? child : document.createTextNode(String(child ?? '')));
   }
   return node;
+}
+
+// What to tell people about a failed call: the API's message, and what to do about a refused
+// token.
+export function explain(error) {
+  if (error.code === 'invalid_token') return `${error.message}. Enter a valid token.`;
+  return error.message;
 }
 
 export function show(box, kind, text) {

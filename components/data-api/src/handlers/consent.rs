@@ -1,10 +1,14 @@
 //! Consent, per household: `not_granted` → `granted` → `revoked`, each step once, never back.
 //!
-//! Each transition is one conditional `UPDATE … WHERE state = <from> RETURNING …`, so two
-//! concurrent requests cannot both make the same step.
+//! The states, the steps and what each state permits are `wattlet_survey::ConsentState`'s;
+//! SQL only stores [`ConsentState::as_str`] and selects by [`ConsentState::permitting`]. Each
+//! step is one conditional `UPDATE … WHERE state = <from> RETURNING …`, so two concurrent
+//! requests cannot both make it.
 
 use serde_json::{Value, json};
 use spin_sdk::http::{Request, Response};
+use wattlet_survey::consent::TransitionError;
+use wattlet_survey::{ConsentState, RefusalCode, Use};
 
 use crate::anonymization;
 use crate::auth;
@@ -13,64 +17,60 @@ use crate::error::{ApiError, ApiResult};
 use crate::json_response;
 use crate::timestamp;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
-    NotGranted,
-    Granted,
-    Revoked,
-}
-
-impl State {
-    fn parse(s: &str) -> ApiResult<Self> {
-        match s {
-            "not_granted" => Ok(State::NotGranted),
-            "granted" => Ok(State::Granted),
-            "revoked" => Ok(State::Revoked),
-            other => Err(ApiError::Database(format!(
-                "unknown consent state {other:?}"
-            ))),
-        }
-    }
-}
-
 pub struct Consent {
-    pub state: State,
-    state_text: String,
+    pub state: ConsentState,
     granted_at: Option<String>,
     revoked_at: Option<String>,
 }
 
 impl Consent {
     pub fn json(&self) -> Value {
-        consent_json(
-            self.state_text.clone(),
-            self.granted_at.clone(),
-            self.revoked_at.clone(),
-        )
+        consent_json(self.state, self.granted_at.clone(), self.revoked_at.clone())
     }
 }
 
 /// `{"state","granted_at","revoked_at"}` from database values.
 pub fn consent_json(
-    state: String,
+    state: ConsentState,
     granted_at: Option<String>,
     revoked_at: Option<String>,
 ) -> Value {
     json!({
-        "state": state,
+        "state": state.as_str(),
         "granted_at": timestamp::db_to_api(granted_at),
         "revoked_at": timestamp::db_to_api(revoked_at),
     })
+}
+
+/// A stored state (`NULL`: a household without a consent row, which is `not_granted`).
+pub fn parse_state(stored: Option<String>) -> ApiResult<ConsentState> {
+    match stored {
+        None => Ok(ConsentState::NotGranted),
+        Some(s) => s.parse().map_err(|e| ApiError::Database(format!("{e}"))),
+    }
+}
+
+/// The refusal of `what` by a household whose consent is `state`; `Ok` when it permits it.
+pub fn require(state: ConsentState, what: Use) -> ApiResult<()> {
+    match state {
+        _ if state.permits(what) => Ok(()),
+        ConsentState::Revoked => Err(ApiError::refused(
+            RefusalCode::ConsentRevoked,
+            "consent revoked",
+        )),
+        ConsentState::NotGranted | ConsentState::Granted => Err(ApiError::refused(
+            RefusalCode::ConsentNotGranted,
+            "consent not granted",
+        )),
+    }
 }
 
 fn from_rows(result: &spin_sdk::sqlite::QueryResult) -> ApiResult<Option<Consent>> {
     let Some(row) = result.rows.first() else {
         return Ok(None);
     };
-    let state_text = col_text(row, 0).unwrap_or_else(|| "not_granted".into());
     Ok(Some(Consent {
-        state: State::parse(&state_text)?,
-        state_text,
+        state: parse_state(col_text(row, 0))?,
         granted_at: col_text(row, 1),
         revoked_at: col_text(row, 2),
     }))
@@ -83,8 +83,7 @@ pub fn load(db: &Db, household: &str) -> ApiResult<Consent> {
         &[text(household)],
     )?;
     Ok(from_rows(&result)?.unwrap_or(Consent {
-        state: State::NotGranted,
-        state_text: "not_granted".into(),
+        state: ConsentState::NotGranted,
         granted_at: None,
         revoked_at: None,
     }))
@@ -99,52 +98,76 @@ pub fn get(req: &Request, db: &Db) -> ApiResult<Response> {
     ))
 }
 
-/// `POST /api/household/consent` \[3\]: not granted → granted. 409 in any other state.
+/// `POST /api/household/consent` \[3\]: [`ConsentState::grant`].
 pub fn grant(req: &Request, db: &Db) -> ApiResult<Response> {
     let participant = auth::participant(req, db)?;
-    let now = text(timestamp::to_db(timestamp::now()));
     // The INSERT covers a household without a consent row (registration always makes one).
     db.exec(
-        "INSERT OR IGNORE INTO consent (household, state) VALUES (?, 'not_granted')",
-        &[text(&participant.household)],
+        "INSERT OR IGNORE INTO consent (household, state) VALUES (?, ?)",
+        &[
+            text(&participant.household),
+            text(ConsentState::NotGranted.as_str()),
+        ],
     )?;
-    let result = db.query(
-        "UPDATE consent SET state = 'granted', granted_at = ?
-         WHERE household = ? AND state = 'not_granted'
-         RETURNING state, granted_at, revoked_at",
-        &[now, text(&participant.household)],
-    )?;
-    if let Some(consent) = from_rows(&result)? {
-        return Ok(json_response(200, &consent.json()));
-    }
-    let current = load(db, &participant.household)?;
-    Err(ApiError::Conflict(match current.state {
-        State::Granted => "consent is already granted".into(),
-        State::Revoked => "consent was revoked and cannot be granted again".into(),
-        State::NotGranted => "consent changed concurrently; retry".into(),
-    }))
+    let consent = step(db, &participant.household, ConsentState::grant)?;
+    Ok(json_response(200, &consent.json()))
 }
 
-/// `DELETE /api/household/consent` \[4\]: granted → revoked. 409 in any other state.
+/// `DELETE /api/household/consent` \[4\]: [`ConsentState::revoke`]; anonymizes the household
+/// before it answers.
 pub fn revoke(req: &Request, db: &Db) -> ApiResult<Response> {
     let participant = auth::participant(req, db)?;
-    let now = text(timestamp::to_db(timestamp::now()));
-    let result = db.query(
-        "UPDATE consent SET state = 'revoked', revoked_at = ?
-         WHERE household = ? AND state = 'granted'
-         RETURNING state, granted_at, revoked_at",
-        &[now, text(&participant.household)],
-    )?;
-    if let Some(consent) = from_rows(&result)? {
-        on_consent_revoked(db, &participant.household);
-        return Ok(json_response(200, &consent.json()));
+    let consent = step(db, &participant.household, ConsentState::revoke)?;
+    on_consent_revoked(db, &participant.household);
+    Ok(json_response(200, &consent.json()))
+}
+
+type Step = fn(ConsentState) -> Result<ConsentState, TransitionError>;
+
+/// Makes `step` from the one state it starts from, in one conditional `UPDATE`. Refused with
+/// the code of the state machine's refusal (`consent_already_granted`, `consent_revoked`,
+/// `consent_not_granted`).
+pub fn step(db: &Db, household: &str, step: Step) -> ApiResult<Consent> {
+    let now = timestamp::to_db(timestamp::now());
+    for (from, to) in ConsentState::ALL
+        .into_iter()
+        .filter_map(|from| step(from).ok().map(|to| (from, to)))
+    {
+        // The time of the step: when it was granted, or revoked.
+        let stamp = match to {
+            ConsentState::Granted => "granted_at",
+            ConsentState::Revoked => "revoked_at",
+            ConsentState::NotGranted => {
+                return Err(ApiError::Internal(
+                    "no consent step leads back to not_granted".into(),
+                ));
+            }
+        };
+        let result = db.query(
+            &format!(
+                "UPDATE consent SET state = ?, {stamp} = ?
+                 WHERE household = ? AND state = ?
+                 RETURNING state, granted_at, revoked_at"
+            ),
+            &[
+                text(to.as_str()),
+                text(&now),
+                text(household),
+                text(from.as_str()),
+            ],
+        )?;
+        if let Some(consent) = from_rows(&result)? {
+            return Ok(consent);
+        }
     }
-    let current = load(db, &participant.household)?;
-    Err(ApiError::Conflict(match current.state {
-        State::NotGranted => "consent was never granted".into(),
-        State::Revoked => "consent is already revoked".into(),
-        State::Granted => "consent changed concurrently; retry".into(),
-    }))
+    match step(load(db, household)?.state) {
+        Err(refused) => Err(ApiError::refused(
+            RefusalCode::from(refused),
+            refused.to_string(),
+        )),
+        // Another request moved the state between the UPDATE and this read.
+        Ok(_) => Err(ApiError::conflict("consent changed concurrently; retry")),
+    }
 }
 
 /// Runs right after the household's consent became `revoked`: anonymizes it at once. The

@@ -25,7 +25,7 @@ pub fn read_own(req: &Request, db: &Db, meter: &str) -> ApiResult<Response> {
 /// meter (of the token's household only, when it is restricted to one).
 pub fn read_any(req: &Request, db: &Db, meter: &str) -> ApiResult<Response> {
     let grant = auth::management(req)?;
-    let not_found = || ApiError::NotFound("no such meter".into());
+    let not_found = || ApiError::not_found("no such meter");
     let meter = validate::uuid("meter", meter).map_err(|_| not_found())?;
     auth::allow_household_of(
         &grant,
@@ -54,6 +54,7 @@ fn list(req: &Request, db: &Db, meter: &str) -> ApiResult<Response> {
     for (key, value) in query_pairs(req.query())? {
         match key.as_str() {
             "appliance" => {
+                sql.push_str(" AND model = ?");
                 let known = !value.is_empty()
                     && value.len() <= 64
                     && value.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
@@ -62,11 +63,10 @@ fn list(req: &Request, db: &Db, meter: &str) -> ApiResult<Response> {
                         "appliance: a model id such as \"kettle\", got {value:?}"
                     )));
                 }
-                sql.push_str(" AND model = ?");
                 params.push(text(value));
             }
             "from" | "to" => {
-                let at = timestamp::parse(&value).map_err(|e| bad(format!("{key}: {e}")))?;
+                let at = timestamp::parse(&value).map_err(|e| e.at(&key))?;
                 sql.push_str(if key == "from" {
                     " AND window_start >= ?"
                 } else {

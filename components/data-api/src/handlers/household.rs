@@ -8,6 +8,8 @@ use serde_json::{Value, json};
 use spin_sdk::http::{Request, Response};
 use spin_sdk::sqlite::{RowResult, Value as Sql};
 
+use wattlet_survey::RefusalCode;
+
 use crate::auth;
 use crate::db::{Db, col_json, col_required, col_text, placeholders, text};
 use crate::error::{ApiError, ApiResult};
@@ -186,7 +188,7 @@ pub fn put_status(req: &Request, db: &Db) -> ApiResult<Response> {
         .as_deref()
         .map(timestamp::parse)
         .transpose()
-        .map_err(|e| bad(format!("last_measurement: {e}")))?
+        .map_err(|e| e.at("last_measurement"))?
         .map(timestamp::to_db);
     if report.meters.len() > MAX_METERS {
         return Err(bad(format!("meters: at most {MAX_METERS} entries")));
@@ -222,9 +224,10 @@ pub fn put_status(req: &Request, db: &Db) -> ApiResult<Response> {
         )?;
         let own: BTreeSet<String> = own.rows.iter().filter_map(|r| col_text(r, 0)).collect();
         if let Some((uuid, ..)) = statuses.iter().find(|(uuid, ..)| !own.contains(uuid)) {
-            return Err(ApiError::Forbidden(format!(
-                "meter {uuid} is not wired to this device"
-            )));
+            return Err(ApiError::refused(
+                RefusalCode::MeterNotWired,
+                format!("meter {uuid} is not wired to this device"),
+            ));
         }
     }
 

@@ -8,11 +8,12 @@ use spin_sdk::http::{Request, Response};
 use spin_sdk::sqlite::Value as Sql;
 use uuid::Uuid;
 use wattlet_access_token::{Operation, Role, Scope};
+use wattlet_survey::ConsentState;
 
 use crate::auth;
 use crate::db::{Db, col_required, col_text, is_unique_violation, placeholders, text};
 use crate::error::{ApiError, ApiResult};
-use crate::handlers::consent::consent_json;
+use crate::handlers::consent::{consent_json, parse_state};
 use crate::handlers::household::{DEVICE_COLUMNS, METER_COLUMNS, device_json, meter_json};
 use crate::json_response;
 use crate::registration::{self, Details};
@@ -115,7 +116,7 @@ pub fn create_household(req: &Request, db: &Db) -> ApiResult<Response> {
         .rows
         .is_empty()
     {
-        return Err(ApiError::Conflict(format!(
+        return Err(ApiError::conflict(format!(
             "a participant with email {email} is already registered"
         )));
     }
@@ -127,7 +128,7 @@ pub fn create_household(req: &Request, db: &Db) -> ApiResult<Response> {
         .rows
         .is_empty()
     {
-        return Err(ApiError::Conflict(format!(
+        return Err(ApiError::conflict(format!(
             "device {device} is already registered"
         )));
     }
@@ -140,7 +141,7 @@ pub fn create_household(req: &Request, db: &Db) -> ApiResult<Response> {
         &uuids,
     )?;
     if let Some(row) = taken.rows.first() {
-        return Err(ApiError::Conflict(format!(
+        return Err(ApiError::conflict(format!(
             "meter {} is already registered",
             col_text(row, 0).unwrap_or_default()
         )));
@@ -157,7 +158,7 @@ pub fn create_household(req: &Request, db: &Db) -> ApiResult<Response> {
             .and_then(|r| r.get::<i64>(0))
             .ok_or_else(|| ApiError::Database("INSERT … RETURNING gave no id".into()))?,
         Err(e) if is_unique_violation(&e) => {
-            return Err(ApiError::Conflict(format!(
+            return Err(ApiError::conflict(format!(
                 "a participant with email {email} is already registered"
             )));
         }
@@ -213,8 +214,8 @@ fn insert_rest(
         &[text(household), Sql::Integer(user), text(now)],
     )?;
     db.exec(
-        "INSERT INTO consent (household, state) VALUES (?, 'not_granted')",
-        &[text(household)],
+        "INSERT INTO consent (household, state) VALUES (?, ?)",
+        &[text(household), text(ConsentState::NotGranted.as_str())],
     )?;
     match db.try_query(
         "INSERT INTO measurement_device (id, household) VALUES (?, ?)",
@@ -222,7 +223,7 @@ fn insert_rest(
     ) {
         Ok(_) => {}
         Err(e) if is_unique_violation(&e) => {
-            return Err(ApiError::Conflict(format!(
+            return Err(ApiError::conflict(format!(
                 "device {device} is already registered"
             )));
         }
@@ -244,9 +245,9 @@ fn insert_rest(
         &params,
     ) {
         Ok(_) => Ok(()),
-        Err(e) if is_unique_violation(&e) => Err(ApiError::Conflict(
-            "a meter uuid is already registered".into(),
-        )),
+        Err(e) if is_unique_violation(&e) => {
+            Err(ApiError::conflict("a meter uuid is already registered"))
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -369,7 +370,7 @@ pub fn list_households(req: &Request, db: &Db) -> ApiResult<Response> {
             "created_at": timestamp::db_to_api(col_text(row, 1)),
             "user": user,
             "consent": consent_json(
-                col_text(row, 4).unwrap_or_else(|| "not_granted".into()),
+                parse_state(col_text(row, 4))?,
                 col_text(row, 5),
                 col_text(row, 6),
             ),
@@ -385,7 +386,7 @@ pub fn list_households(req: &Request, db: &Db) -> ApiResult<Response> {
 /// such device exists.
 pub fn revoke_device(req: &Request, db: &Db, id: &str) -> ApiResult<Response> {
     let grant = auth::management(req)?;
-    let not_found = || ApiError::NotFound("no such device".into());
+    let not_found = || ApiError::not_found("no such device");
     let id = validate::device_id("device", id).map_err(|_| not_found())?;
     auth::allow_household_of(
         &grant,

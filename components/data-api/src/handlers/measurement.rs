@@ -6,17 +6,17 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use spin_sdk::http::{Request, Response};
 use spin_sdk::sqlite::Value as Sql;
+use wattlet_survey::measurement::MAX_BATCH;
+use wattlet_survey::{RefusalCode, Use};
 
 use crate::auth;
 use crate::db::{Db, col_json, col_required, col_text, is_unique_violation, placeholders, text};
 use crate::error::{ApiError, ApiResult};
-use crate::handlers::consent::{self, State};
+use crate::handlers::consent;
 use crate::json_response;
 use crate::timestamp;
 use crate::validate::{self, bad, json_body};
 
-/// At most this many measurements per upload.
-pub const MAX_BATCH: usize = 1000;
 /// At most this many readings (`{"<obis>": value}` entries) per measurement.
 const MAX_READINGS: usize = 256;
 
@@ -45,21 +45,17 @@ struct Checked {
 
 /// `POST /api/household/meter/measurement` \[8\] (device).
 ///
-/// Checks, in order, each failure storing nothing: the device (401/403); consent `granted` (403
-/// `consent not granted` / `consent revoked`); the body (400: at most [`MAX_BATCH`]
+/// Checks, in order, each failure storing nothing: the device (401/403); consent permitting
+/// [`Use::Upload`] (403 `consent_not_granted` / `consent_revoked`); the body (400: at most [`MAX_BATCH`]
 /// measurements, UUIDs, RFC 3339 times, `data` a non-empty array of objects with OBIS keys of 12
 /// lower-case hex digits and numeric values); every meter belongs to the caller's household and
-/// is wired to the calling device (403); no uuid is stored for another meter (409). Then the new
+/// is wired to the calling device (403 `meter_not_wired`); no uuid is stored for another meter (409). Then the new
 /// measurements are inserted in one statement (one transaction); uuids already stored for the
 /// same meter are acknowledged again without a second row. 200 `{"acknowledged":[uuid…]}` in
 /// request order, each as the device sent it (UUIDs are compared case-insensitively).
 pub fn upload(req: &Request, db: &Db) -> ApiResult<Response> {
     let caller = auth::device(req, db)?;
-    match consent::load(db, &caller.household)?.state {
-        State::Granted => {}
-        State::NotGranted => return Err(ApiError::Forbidden("consent not granted".into())),
-        State::Revoked => return Err(ApiError::Forbidden("consent revoked".into())),
-    }
+    consent::require(consent::load(db, &caller.household)?.state, Use::Upload)?;
     let upload: Upload = json_body(req.body())?;
     if upload.measurements.len() > MAX_BATCH {
         return Err(bad(format!(
@@ -108,14 +104,16 @@ pub fn upload(req: &Request, db: &Db) -> ApiResult<Response> {
             .get(*meter)
             .filter(|(household, _)| *household == caller.household)
         else {
-            return Err(ApiError::Forbidden(format!(
-                "meter {meter} does not belong to this household"
-            )));
+            return Err(ApiError::refused(
+                RefusalCode::MeterNotWired,
+                format!("meter {meter} does not belong to this household"),
+            ));
         };
         if device.as_deref() != Some(caller.device.as_str()) {
-            return Err(ApiError::Forbidden(format!(
-                "meter {meter} is not wired to this device"
-            )));
+            return Err(ApiError::refused(
+                RefusalCode::MeterNotWired,
+                format!("meter {meter} is not wired to this device"),
+            ));
         }
     }
 
@@ -133,7 +131,7 @@ pub fn upload(req: &Request, db: &Db) -> ApiResult<Response> {
         let uuid = col_required(row, 0)?;
         let meter = col_required(row, 1)?;
         if first.get(uuid.as_str()).is_some_and(|m| *m != meter) {
-            return Err(ApiError::Conflict(format!(
+            return Err(ApiError::conflict(format!(
                 "measurement {uuid} is already stored for another meter"
             )));
         }
@@ -167,8 +165,8 @@ pub fn upload(req: &Request, db: &Db) -> ApiResult<Response> {
             // Another request stored one of these uuids meanwhile; nothing of this batch was
             // stored, and a retry acknowledges or refuses each uuid as above.
             Err(e) if is_unique_violation(&e) => {
-                return Err(ApiError::Conflict(
-                    "a measurement of this batch was stored concurrently; retry".into(),
+                return Err(ApiError::conflict(
+                    "a measurement of this batch was stored concurrently; retry",
                 ));
             }
             Err(e) => return Err(e.into()),
@@ -193,8 +191,7 @@ fn check(i: usize, m: Incoming) -> ApiResult<Checked> {
     let uuid = validate::uuid(&at("uuid"), &m.uuid)?;
     let sent = m.uuid;
     let meter = validate::uuid(&at("meter"), &m.meter)?;
-    let measured_at =
-        timestamp::parse(&m.measured_at).map_err(|e| bad(format!("{}: {e}", at("measured_at"))))?;
+    let measured_at = timestamp::parse(&m.measured_at).map_err(|e| e.at(&at("measured_at")))?;
     let Value::Array(entries) = m.data else {
         return Err(bad(format!(
             "{}: must be an array of {{\"<obis>\": value}}",
@@ -260,8 +257,8 @@ pub fn read(req: &Request, db: &Db, meter: &str) -> ApiResult<Response> {
     let mut limit = validate::DEFAULT_LIMIT;
     for (key, value) in query_pairs(req.query())? {
         match key.as_str() {
-            "from" => from = Some(timestamp::parse(&value).map_err(|e| bad(format!("from: {e}")))?),
-            "to" => to = Some(timestamp::parse(&value).map_err(|e| bad(format!("to: {e}")))?),
+            "from" => from = Some(timestamp::parse(&value).map_err(|e| e.at("from"))?),
+            "to" => to = Some(timestamp::parse(&value).map_err(|e| e.at("to"))?),
             "limit" => limit = validate::limit(&value)?,
             other => {
                 return Err(bad(format!(

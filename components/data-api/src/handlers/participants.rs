@@ -5,12 +5,13 @@ use spin_sdk::http::{Request, Response};
 use spin_sdk::sqlite::Value as Sql;
 use uuid::Uuid;
 use wattlet_access_token::Role;
+use wattlet_survey::{ConsentState, RefusalCode};
 
 use crate::anonymization;
 use crate::auth;
 use crate::db::{Db, col_text, is_unique_violation, text};
 use crate::error::{ApiError, ApiResult};
-use crate::handlers::consent::{self, State};
+use crate::handlers::consent;
 use crate::handlers::household;
 use crate::handlers::management::{normalized_email, valid_name};
 use crate::json_response;
@@ -21,8 +22,8 @@ use crate::validate::{self, METER_MODELS, METER_TYPES, bad, json_body};
 /// Resolves `id` to an existing household the token may reach for `write`.
 fn reachable(req: &Request, db: &Db, id: &str, write: bool) -> ApiResult<String> {
     let grant = auth::management(req)?;
-    let id = validate::uuid("household", id)
-        .map_err(|_| ApiError::NotFound("no such household".into()))?;
+    let id =
+        validate::uuid("household", id).map_err(|_| ApiError::not_found("no such household"))?;
     auth::allow_household_of(
         &grant,
         db,
@@ -118,7 +119,7 @@ fn check_meters(
         )?
         .is_some()
         {
-            return Err(ApiError::Conflict(format!(
+            return Err(ApiError::conflict(format!(
                 "device {device} is already registered"
             )));
         }
@@ -267,10 +268,10 @@ pub fn update(req: &Request, db: &Db, id: &str) -> ApiResult<Response> {
             FIELDS.join(", ")
         )));
     }
-    if consent::load(db, &id)?.state == State::Revoked {
-        return Err(ApiError::Conflict(
-            "the household revoked its consent and is anonymized; its registration no longer changes"
-                .into(),
+    if consent::load(db, &id)?.state == ConsentState::Revoked {
+        return Err(ApiError::refused(
+            RefusalCode::Anonymized,
+            "the household revoked its consent and is anonymized; its registration no longer changes",
         ));
     }
     let mut body = body;
@@ -335,7 +336,7 @@ pub fn update(req: &Request, db: &Db, id: &str) -> ApiResult<Response> {
         match result {
             Ok(_) => {}
             Err(e) if is_unique_violation(&e) => {
-                return Err(ApiError::Conflict(format!(
+                return Err(ApiError::conflict(format!(
                     "a participant with email {} is already registered",
                     email.unwrap_or_default()
                 )));
@@ -375,7 +376,7 @@ pub fn update(req: &Request, db: &Db, id: &str) -> ApiResult<Response> {
         ) {
             Ok(_) => {}
             Err(e) if is_unique_violation(&e) => {
-                return Err(ApiError::Conflict(format!(
+                return Err(ApiError::conflict(format!(
                     "device {device} is already registered"
                 )));
             }
@@ -385,10 +386,11 @@ pub fn update(req: &Request, db: &Db, id: &str) -> ApiResult<Response> {
     apply_meters(db, &id, &meters)?;
     // A revocation that raced this request may have anonymized before the writes above: then
     // anonymize again (every step is idempotent; a displaced location is never overwritten).
-    if consent::load(db, &id)?.state == State::Revoked {
+    if consent::load(db, &id)?.state == ConsentState::Revoked {
         anonymization::anonymize_household(db, &id)?;
-        return Err(ApiError::Conflict(
-            "the household revoked its consent meanwhile and is anonymized".into(),
+        return Err(ApiError::refused(
+            RefusalCode::Anonymized,
+            "the household revoked its consent meanwhile and is anonymized",
         ));
     }
     Ok(json_response(200, &details(db, &id)?))

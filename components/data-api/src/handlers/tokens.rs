@@ -58,7 +58,7 @@ pub fn mint(req: &Request, db: &Db) -> ApiResult<Response> {
         }
     }
     if let Some(expires_at) = &body.expires_at {
-        let at = timestamp::parse(expires_at).map_err(|e| bad(format!("expires_at: {e}")))?;
+        let at = timestamp::parse(expires_at).map_err(|e| e.at("expires_at"))?;
         let at = u64::try_from(at.unix_timestamp())
             .ok()
             .filter(|t| *t > auth::unix_now())

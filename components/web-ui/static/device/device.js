@@ -128,15 +128,22 @@ async function load() {
     document.getElementById('chart-section').hidden = meters.length === 0;
     if (meters.length) await renderMeasurements(select.value, mine);
   } catch (error) {
-    if (mine === generation) show(message, 'error', `Cannot load your household: ${error.message}`);
+    if (mine !== generation) return;
+    // The link's token lasts 12 h: an expired or altered one needs a new link, not a retry.
+    const hint = error.code === 'invalid_token' ? " Open a new link from your measurement device." : '';
+    show(message, 'error', `Cannot load your household: ${error.message}.${hint}`);
   }
 }
+
+// Refusals that mean the consent shown is out of date (changed elsewhere, e.g. by the device).
+const CONSENT_CODES = ['consent_already_granted', 'consent_not_granted', 'consent_revoked'];
 
 async function changeConsent(method) {
   try {
     renderConsent(await api(method, '/api/household/consent'));
     await load();
   } catch (error) {
+    if (CONSENT_CODES.includes(error.code)) await load();
     show(message, 'error', `Consent not changed: ${error.message}`);
   }
 }

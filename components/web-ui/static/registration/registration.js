@@ -1,6 +1,6 @@
 // Researchers: register a participant (POST /api/management/household) and list every
 // household with its consent (GET /api/management/household).
-import { api, bindToken, el, show } from '/ui/api.js';
+import { api, bindToken, el, explain, show } from '/ui/api.js';
 
 const form = document.getElementById('register');
 const message = document.getElementById('register-message');
@@ -60,7 +60,7 @@ async function refresh() {
       rows.replaceChildren(el('tr', {}, el('td', { colspan: 5, class: 'muted' }, 'No participants yet.')));
     }
   } catch (error) {
-    show(listMessage, 'error', `Cannot list the participants: ${error.message}`);
+    show(listMessage, 'error', `Cannot list the participants: ${explain(error)}`);
   }
 }
 
@@ -72,7 +72,7 @@ form.addEventListener('submit', async (event) => {
     form.reset();
     await refresh();
   } catch (error) {
-    show(message, 'error', `Not registered: ${error.message}`);
+    show(message, 'error', `Not registered: ${explain(error)}`);
   }
 });
 

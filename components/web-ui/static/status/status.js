@@ -1,6 +1,6 @@
 // Administrators: every device with its versions, last measurement and activity, household and
 // consent (GET /api/management/household), refreshed every 30 s.
-import { ago, api, bindToken, el, show, token } from '/ui/api.js';
+import { ago, api, bindToken, el, explain, show, token } from '/ui/api.js';
 
 const rows = document.getElementById('devices');
 const message = document.getElementById('message');
@@ -42,7 +42,7 @@ async function refresh() {
     }
     updated.textContent = `updated ${new Date().toLocaleTimeString()}`;
   } catch (error) {
-    show(message, 'error', `Cannot load the devices: ${error.message}`);
+    show(message, 'error', `Cannot load the devices: ${explain(error)}`);
   }
 }
 
