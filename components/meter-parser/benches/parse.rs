@@ -11,10 +11,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use sml_rs::parser::common::Value as SmlValue;
-use sml_rs::parser::complete::{MessageBody, parse};
-use sml_rs::transport::decode_streaming;
-use sml_rs::util::ArrayBuf;
 use wattlet_meter_parser::{Decoder, DecoderOptions, Event, capture};
 
 /// One capture file's bytes, as the probe delivered them.
@@ -22,6 +18,11 @@ struct Capture {
     name: String,
     bytes: Vec<u8>,
 }
+
+/// The peer: sml-rs, as its README shows it used (shared with the component bench).
+#[path = "peer/sml_rs.rs"]
+mod sml_rs_peer;
+use sml_rs_peer::sml_rs_count;
 
 fn testdata_dir() -> PathBuf {
     capture::testdata_dir().join("sml")
@@ -81,46 +82,6 @@ fn wattlet_count(bytes: &[u8], events: &mut Vec<Event>) -> usize {
         .count();
     black_box(&*events);
     telegrams
-}
-
-/// sml-rs over one capture, used as its README shows: streaming transport decode, complete parse
-/// of each frame, then the GetList values read as numbers. Returns frames parsed.
-fn sml_rs_count(bytes: &[u8]) -> usize {
-    let mut frames = decode_streaming::<ArrayBuf<4096>>(black_box(bytes));
-    let mut parsed = 0;
-    while let Some(frame) = frames.next() {
-        let Ok(payload) = frame else { continue };
-        let Ok(file) = parse(payload) else { continue };
-        parsed += 1;
-        for message in &file.messages {
-            if let MessageBody::GetListResponse(list) = &message.message_body {
-                for entry in &list.val_list {
-                    black_box((
-                        entry.obj_name,
-                        number(&entry.value),
-                        entry.scaler,
-                        entry.unit,
-                    ));
-                }
-            }
-        }
-    }
-    parsed
-}
-
-/// The integer in an sml-rs value, as a user reading meter values would extract it.
-fn number(value: &SmlValue<'_>) -> Option<i64> {
-    Some(match *value {
-        SmlValue::I8(v) => v.into(),
-        SmlValue::I16(v) => v.into(),
-        SmlValue::I32(v) => v.into(),
-        SmlValue::I64(v) => v,
-        SmlValue::U8(v) => v.into(),
-        SmlValue::U16(v) => v.into(),
-        SmlValue::U32(v) => v.into(),
-        SmlValue::U64(v) => i64::try_from(v).ok()?,
-        _ => return None,
-    })
 }
 
 /// Both decoders must do the same work: every frame sml-rs parses we must decode too.

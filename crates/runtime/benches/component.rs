@@ -1,16 +1,22 @@
-//! The meter parser as a wasm component under wasmtime vs the same library compiled natively, in
-//! the same run, on the same bytes: every real capture concatenated into one stream and fed in
-//! serial-port-sized chunks through one long-lived decoder (as the edge daemon does), plus the
-//! cost of instantiating the component.
+//! The meter parser as a wasm component under wasmtime vs the same library compiled natively and
+//! vs the peer crate sml-rs compiled natively, in the same run, on the same bytes: every real SML
+//! capture concatenated into one stream and fed in serial-port-sized chunks through one
+//! long-lived decoder (as the edge daemon does; sml-rs gets the whole stream at once, its best
+//! case), plus the cost of instantiating the component.
 //!
 //! Run: `cargo build --profile component --target wasm32-wasip2 -p wattlet-meter-parser &&
-//!       cargo bench -p wattlet --bench component`
+//!       cargo bench -p wattlet-runtime --bench component`
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+/// The peer, exactly as the parser's own bench runs it.
+#[path = "../../../components/meter-parser/benches/peer/sml_rs.rs"]
+mod sml_rs_peer;
+use sml_rs_peer::sml_rs_count;
 use wattlet_meter_parser::{DecoderOptions, Event, capture};
 use wattlet_runtime::meter::{MeterDecoder, NativeDecoder, ParserComponent};
 use wattlet_runtime::{engine as runtime, locate as components};
@@ -71,6 +77,12 @@ fn bench(c: &mut Criterion) {
         native_count > 200,
         "only {native_count} telegrams in the stream"
     );
+    // Equal work for the peer: every frame it parses, the component decodes too.
+    let peer_count = sml_rs_count(&stream);
+    assert!(
+        wasm_count >= peer_count,
+        "component {wasm_count} telegrams, sml-rs {peer_count} frames"
+    );
 
     for chunk in CHUNKS {
         let mut group = c.benchmark_group(format!("meter-parser/sml-stream/chunk-{chunk}"));
@@ -83,6 +95,9 @@ fn bench(c: &mut Criterion) {
         let mut wasm = component.decoder(&options).expect("instance");
         group.bench_function("wasm-component", |b| {
             b.iter(|| black_box(feed(&mut wasm, black_box(&stream), chunk)))
+        });
+        group.bench_function("peer/sml-rs-native", |b| {
+            b.iter(|| black_box(sml_rs_count(black_box(&stream))))
         });
         group.finish();
     }
