@@ -1,7 +1,7 @@
 //! The streaming decoder: finds telegrams of any supported protocol in a byte stream.
 
 use crate::sml::{FrameScanner, FrameStep, START, parse_frame};
-use crate::text::{TextScanner, TextStep, is_start};
+use crate::text::{Line, TextScanner, TextStep, data_line, is_start};
 use crate::{Protocol, SkipReason, Skipped, Telegram};
 use serde::Serialize;
 
@@ -47,9 +47,17 @@ pub enum Event {
 
 enum Hunt {
     /// A telegram starts at this buffer index.
-    Start(usize),
+    Start(usize, Start),
     /// No start yet; bytes from this index on must be kept (a start may be cut off).
     NeedMore(usize),
+}
+
+enum Start {
+    Sml,
+    /// `/` and an identification line.
+    Text,
+    /// A readout's data lines without identification.
+    Headerless,
 }
 
 #[derive(Debug)]
@@ -71,6 +79,19 @@ pub struct Decoder {
     garbage_from: Option<u64>,
     /// The last SML frame's payload buffer, reused so that each frame does not grow its own.
     spare_payload: Vec<u8>,
+    /// What came before `buf[0]`, so that a start is judged alike however the stream is chunked.
+    before: Before,
+}
+
+/// The stream just before `buf[0]`.
+#[derive(Debug, Clone, Copy)]
+struct Before {
+    /// The previous byte; `None` at the start of the stream.
+    byte: Option<u8>,
+    /// The last byte that is not a line end, i.e. how the previous non-empty line ended.
+    line_end_byte: Option<u8>,
+    /// `buf[0]` directly follows a telegram or a reported skip (or the stream start).
+    event_end: bool,
 }
 
 impl Decoder {
@@ -82,6 +103,11 @@ impl Decoder {
             state: State::Hunting,
             garbage_from: None,
             spare_payload: Vec::new(),
+            before: Before {
+                byte: None,
+                line_end_byte: None,
+                event_end: true,
+            },
         }
     }
 
@@ -109,6 +135,7 @@ impl Decoder {
             self.mark_garbage(0, len);
         }
         self.flush_garbage(self.base + len as u64, &mut events);
+        self.remember(len, true);
         self.state = State::Hunting;
         self.base += len as u64;
         self.buf.clear();
@@ -118,18 +145,24 @@ impl Decoder {
     /// Decodes as much of the buffer as possible, then drops the consumed bytes.
     fn run(&mut self, eof: bool, events: &mut Vec<Event>) {
         let mut consumed = 0;
+        // Where the last event ended, if that is in the buffer (a start may follow it directly).
+        let mut event_end = self.before.event_end.then_some(0);
         loop {
             let rest = &self.buf[consumed..];
             let step = match &mut self.state {
-                State::Hunting => match self.hunt(consumed, eof) {
-                    Hunt::Start(start) => {
+                State::Hunting => match self.hunt(consumed, eof, event_end == Some(consumed)) {
+                    Hunt::Start(start, kind) => {
                         self.mark_garbage(consumed, start);
                         self.flush_garbage(self.base + start as u64, events);
                         consumed = start;
-                        self.state = if self.buf[start] == b'/' {
-                            State::Text(TextScanner::default())
-                        } else {
-                            State::Sml(FrameScanner::new(std::mem::take(&mut self.spare_payload)))
+                        self.state = match kind {
+                            Start::Text => State::Text(TextScanner::identified(
+                                self.begins_line(start, event_end == Some(start)),
+                            )),
+                            Start::Headerless => State::Text(TextScanner::headerless()),
+                            Start::Sml => State::Sml(FrameScanner::new(std::mem::take(
+                                &mut self.spare_payload,
+                            ))),
                         };
                         continue;
                     }
@@ -213,43 +246,112 @@ impl Decoder {
                 }
             };
             consumed += step.max(1);
+            // Garbage merges into the run before the next start; anything else is an event.
+            if self.garbage_from.is_none() {
+                event_end = Some(consumed);
+            }
             if let State::Sml(scanner) = std::mem::replace(&mut self.state, State::Hunting) {
                 self.spare_payload = scanner.payload;
             }
         }
+        self.remember(consumed, event_end == Some(consumed));
         self.buf.drain(..consumed);
         self.base += consumed as u64;
     }
 
-    /// Finds the next telegram start at or after `from`. Bytes before it are garbage; a possible
-    /// start cut off by the end of the buffer is kept for the next chunk.
-    fn hunt(&self, from: usize, eof: bool) -> Hunt {
+    /// Keeps what the next chunk's starts are judged by before `..consumed` is dropped.
+    fn remember(&mut self, consumed: usize, event_end: bool) {
+        let dropped = &self.buf[..consumed];
+        if let Some(&last) = dropped.last() {
+            self.before.byte = Some(last);
+        }
+        if let Some(&b) = dropped.iter().rev().find(|&&b| b != b'\r' && b != b'\n') {
+            self.before.line_end_byte = Some(b);
+        }
+        self.before.event_end = event_end;
+    }
+
+    /// The byte before buffer index `at`.
+    fn byte_before(&self, at: usize) -> Option<u8> {
+        match at {
+            0 => self.before.byte,
+            _ => Some(self.buf[at - 1]),
+        }
+    }
+
+    /// Does a line begin at `at`: after a line end, control bytes (a probe's wake-up bytes, STX
+    /// echoes), an event, or at the stream start?
+    fn begins_line(&self, at: usize, after_event: bool) -> bool {
+        after_event
+            || match self.byte_before(at) {
+                None => true,
+                Some(b) => !(b' '..=b'~').contains(&b),
+            }
+    }
+
+    /// Does a readout without identification start at the line at `at`? Its first line must be
+    /// a data line, and the line before must not end like one: data lines after a cut-off data
+    /// line are the rest of a telegram whose start was missed, not a readout of their own.
+    fn headerless_start(&self, at: usize, eof: bool) -> Option<bool> {
+        let line_end_byte = self.buf[..at]
+            .iter()
+            .rev()
+            .find(|&&b| b != b'\r' && b != b'\n')
+            .copied()
+            .or(self.before.line_end_byte);
+        if line_end_byte == Some(b')') {
+            return Some(false);
+        }
+        match data_line(&self.buf[at..], true, self.options.max_telegram_len) {
+            Line::Data(_) => Some(true),
+            Line::Prefix if !eof => None,
+            Line::Prefix | Line::Invalid => Some(false),
+        }
+    }
+
+    /// Finds the next telegram start at or after `from` (`after_event`: an event ends at `from`).
+    /// Bytes before it are garbage; a possible start cut off by the end of the buffer is kept for
+    /// the next chunk.
+    fn hunt(&self, from: usize, eof: bool, after_event: bool) -> Hunt {
         let want_sml = self.options.wants(Protocol::Sml);
         let want_text = self.options.wants_text();
+        // A line start to try as a readout without identification.
+        let mut line = (want_text && self.begins_line(from, after_event)).then_some(from);
         let mut i = from;
-        while i < self.buf.len() {
-            let rest = &self.buf[i..];
+        loop {
+            if let Some(at) = line.take() {
+                match self.headerless_start(at, eof) {
+                    Some(true) => return Hunt::Start(at, Start::Headerless),
+                    Some(false) => {}
+                    None => return Hunt::NeedMore(at),
+                }
+            }
+            let rest = &self.buf[i.min(self.buf.len())..];
             let found = match (want_sml, want_text) {
-                (true, true) => memchr::memchr2(0x1b, b'/', rest),
+                (true, true) => memchr::memchr3(0x1b, b'/', b'\n', rest),
                 (true, false) => memchr::memchr(0x1b, rest),
-                (false, true) => memchr::memchr(b'/', rest),
+                (false, true) => memchr::memchr2(b'/', b'\n', rest),
                 (false, false) => None,
             };
             let Some(at) = found.map(|k| i + k) else {
                 break;
             };
             let candidate = &self.buf[at..];
-            let verdict = if candidate[0] == b'/' {
-                is_start(candidate)
-            } else if candidate.len() >= START.len() {
-                Some(candidate.starts_with(&START))
-            } else if START.starts_with(candidate) {
-                None
-            } else {
-                Some(false)
+            let (verdict, kind) = match candidate[0] {
+                b'\n' => {
+                    line = Some(at + 1);
+                    i = at + 1;
+                    continue;
+                }
+                b'/' => (is_start(candidate), Start::Text),
+                _ if candidate.len() >= START.len() => {
+                    (Some(candidate.starts_with(&START)), Start::Sml)
+                }
+                _ if START.starts_with(candidate) => (None, Start::Sml),
+                _ => (Some(false), Start::Sml),
             };
             match verdict {
-                Some(true) => return Hunt::Start(at),
+                Some(true) => return Hunt::Start(at, kind),
                 Some(false) => i = at + 1,
                 None if eof => i = at + 1,
                 None => return Hunt::NeedMore(at),

@@ -55,7 +55,7 @@ impl FromStr for Obis {
     type Err = ObisParseError;
 
     /// Parses the full form `A-B:C.D.E*F` and the reduced forms of IEC 62056-21 data sets
-    /// (`1.8.0`, `C.1.0`, `F.F`, `32.7`, `6.8*01`). Missing groups take the defaults of an
+    /// (`1.8.0`, `C.1.0`, `F.F`, `F`, `32.7`, `6.8*01`). Missing groups take the defaults of an
     /// electricity meter: A = 1, B = 0, E = 0, F = 255.
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let err = || ObisParseError(text.to_owned());
@@ -74,6 +74,10 @@ impl FromStr for Obis {
             Some((cde, f)) => (cde, f.parse().map_err(|_| err())?),
             None => (rest, 255),
         };
+        // A lone `F` is the error register F.F (Landis+Gyr and Siemens heat meters send `F(0)`).
+        if cde == "F" {
+            return Ok(Obis([a, b, 97, 97, 0, f]));
+        }
         let mut groups = cde.split('.');
         let c = groups.next().and_then(group_value).ok_or_else(err)?;
         let d = groups.next().and_then(group_value).ok_or_else(err)?;
@@ -105,6 +109,10 @@ mod tests {
         );
         assert_eq!(
             "F.F".parse::<Obis>().unwrap(),
+            Obis::new(1, 0, 97, 97, 0, 255)
+        );
+        assert_eq!(
+            "F".parse::<Obis>().unwrap(),
             Obis::new(1, 0, 97, 97, 0, 255)
         );
         assert_eq!(
