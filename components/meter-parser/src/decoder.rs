@@ -279,14 +279,21 @@ impl Decoder {
         }
     }
 
-    /// Does a line begin at `at`: after a line end, control bytes (a probe's wake-up bytes, STX
-    /// echoes), an event, or at the stream start?
+    /// Does a `/` at `at` begin a line: after a line end, control bytes (a probe's wake-up bytes),
+    /// an event, or at the stream start?
     fn begins_line(&self, at: usize, after_event: bool) -> bool {
         after_event
             || match self.byte_before(at) {
                 None => true,
                 Some(b) => !(b' '..=b'~').contains(&b),
             }
+    }
+
+    /// Does a line for a readout without identification begin at `at`: after LF, an event, or at
+    /// the stream start? (The hunt looks for LF; any other rule would depend on where a chunk
+    /// happened to end.)
+    fn after_line_feed(&self, at: usize, after_event: bool) -> bool {
+        after_event || matches!(self.byte_before(at), None | Some(b'\n'))
     }
 
     /// Does a readout without identification start at the line at `at`? Its first line must be
@@ -316,7 +323,7 @@ impl Decoder {
         let want_sml = self.options.wants(Protocol::Sml);
         let want_text = self.options.wants_text();
         // A line start to try as a readout without identification.
-        let mut line = (want_text && self.begins_line(from, after_event)).then_some(from);
+        let mut line = (want_text && self.after_line_feed(from, after_event)).then_some(from);
         let mut i = from;
         loop {
             if let Some(at) = line.take() {

@@ -446,6 +446,34 @@ fn heat_meter_readout_is_heat_with_its_error_register() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Fuzz regressions (inputs as the fuzz targets take them: a selector byte, then the stream)
+// ---------------------------------------------------------------------------------------------
+
+/// Target `dsmr`: an STX right after a control byte in garbage. The hunt tried it as a readout
+/// without identification only where a chunk happened to begin, so chunks of 8 differed.
+const FUZZ_STX_AFTER_CONTROL_BYTE: &[&str] = &[
+    "077f7f7f7f7f2f3f210d0a2fff07414345305c336b3236305630322e31390d0a02462e46283030290d0a432e31283131",
+    "3236313230303533333232333533290d0a432e352e30283030c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5",
+    "02462e46283030290d0a432e312831313236313230303533333232333533290d0a432e352e30283030c5c5c5c5c5c5c5",
+    "c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5",
+    "c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5290d0a312e382e30",
+    "283031333932352e352a295902020100210d0a03467f",
+];
+
+#[test]
+fn fuzz_regression_headerless_start_does_not_depend_on_chunking() {
+    let data = hex::decode(FUZZ_STX_AFTER_CONTROL_BYTE.concat()).unwrap();
+    let (&selector, stream) = data.split_first().unwrap();
+    assert_eq!(selector, 0x07, "chunks of 8, default options");
+    let options = DecoderOptions {
+        protocol: Some(Protocol::Dsmr),
+        ..DecoderOptions::default()
+    };
+    let events = decode_checked("stx after control byte", stream, options);
+    assert!(telegrams(&events).is_empty(), "{events:#?}");
+}
+
+// ---------------------------------------------------------------------------------------------
 // Fuzz seeds
 // ---------------------------------------------------------------------------------------------
 
