@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Usage: fuzz/run.sh SECONDS [TARGET...]
 #
-# Seeds fuzz/corpus/<target> from the real captures in shared/testdata ($WATTLET_TESTDATA), then
-# runs each fuzz target (default: sml iec62056_21 dsmr) for SECONDS seconds. Exits non-zero when a
-# target crashes (the input is kept in fuzz/artifacts/<target>/) or fails to build.
+# Seeds fuzz/corpus/<target> from the real captures in shared/testdata ($WATTLET_TESTDATA) and from
+# fuzz/seeds (telegrams of meters beyond the captures), then runs each fuzz target (default: sml
+# iec62056_21 dsmr) for SECONDS seconds. Exits non-zero when a target crashes (the input is kept in
+# fuzz/artifacts/<target>/) or fails to build.
 set -euo pipefail
 
 seconds=${1:?usage: $0 SECONDS [TARGET...]}
@@ -49,6 +50,9 @@ shopt -s nullglob globstar
 seed "$here/corpus/sml" "$testdata"/sml/**/*.bin "$testdata"/sml/**/*.hex
 seed "$here/corpus/iec62056_21" "$testdata"/iec62056-21/**/*.txt "$testdata"/dsmr/**/*.txt
 seed "$here/corpus/dsmr" "$testdata"/dsmr/**/*.txt "$testdata"/iec62056-21/**/*.txt
+# Telegrams of meters and gateways beyond the captures (tests/beyond_captures keeps them current).
+seed "$here/corpus/iec62056_21" "$here"/seeds/*.txt
+seed "$here/corpus/dsmr" "$here"/seeds/*.txt
 
 cd "$here"
 failed=()
