@@ -16,7 +16,7 @@ use rustix::event::{PollFd, PollFlags};
 use rustix::io::Errno;
 use wattlet_meter_parser::{DecoderOptions, Event, SkipReason, Telegram, Unit, Value};
 use wattlet_runtime::meter::{MeterDecoder, ParserComponent};
-use wattlet_survey::reading::{Decimal, Reduced, Register, RegisterUnit, reduce};
+use wattlet_survey::reading::{Reduced, Register, RegisterUnit, reduce};
 
 use crate::config::MeterConfig;
 
@@ -62,10 +62,7 @@ pub fn registers(telegram: &Telegram) -> Vec<Register> {
         .map(|reading| Register {
             obis: reading.obis.0,
             value: match reading.value {
-                Value::Number(d) => Some(Decimal {
-                    mantissa: d.mantissa,
-                    scaler: d.scaler,
-                }),
+                Value::Number(number) => Some(number),
                 _ => None,
             },
             unit: match reading.unit {
@@ -183,7 +180,7 @@ fn read_line(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wattlet_meter_parser::{Decimal as ParserDecimal, Integrity, Obis, Protocol, Reading};
+    use wattlet_meter_parser::{Decimal, Integrity, Obis, Protocol, Reading};
     use wattlet_survey::obis::{ENERGY_IMPORT, POWER_SUM};
 
     fn reading(obis: [u8; 6], value: Value, unit: Option<Unit>) -> Reading {
@@ -200,7 +197,7 @@ mod tests {
     /// only Wh and W count as energy and power.
     #[test]
     fn parser_readings_become_survey_registers() {
-        let number = |mantissa, scaler| Value::Number(ParserDecimal { mantissa, scaler });
+        let number = |mantissa, scaler| Value::Number(Decimal { mantissa, scaler });
         let telegram = Telegram {
             protocol: Protocol::Sml,
             meter_id: None,

@@ -7,24 +7,49 @@
 //! with it). Values stay decimal (mantissa × 10^scaler) until the last step, so tariff sums are
 //! exact.
 
+use serde::Serialize;
+
 use crate::obis::{ENERGY_EXPORT, ENERGY_IMPORT, survey_code, to_hex};
 
-/// A decimal number: `mantissa × 10^scaler`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// An exact decimal: `mantissa × 10^scaler`, as meters send numbers (an integer with a
+/// power-of-ten scaler); kept exact so energy counters and tariff sums do not round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Decimal {
     pub mantissa: i64,
     pub scaler: i8,
 }
 
 impl Decimal {
+    /// The value as a float, for display and analysis (not for accounting).
     pub fn to_f64(self) -> f64 {
-        // Dividing by an exact power of ten rounds once; multiplying by 0.1… would round twice
-        // (0.407 would become 0.40700000000000003).
+        // Dividing by an exact power of ten rounds once; multiplying by 0.1… would round twice.
         let power = 10f64.powi(i32::from(self.scaler.unsigned_abs()));
         if self.scaler < 0 {
             self.mantissa as f64 / power
         } else {
             self.mantissa as f64 * power
+        }
+    }
+}
+
+impl std::fmt::Display for Decimal {
+    /// Exact decimal text, without float rounding: `12345` with scaler -2 is `123.45`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let negative = self.mantissa < 0;
+        let digits = self.mantissa.unsigned_abs().to_string();
+        let sign = if negative { "-" } else { "" };
+        if self.scaler >= 0 {
+            let zeros = "0".repeat(self.scaler as usize);
+            return write!(f, "{sign}{digits}{zeros}");
+        }
+        let frac = self.scaler.unsigned_abs() as usize;
+        let padded = format!("{digits:0>width$}", width = frac + 1);
+        let (int, dec) = padded.split_at(padded.len() - frac);
+        let dec = dec.trim_end_matches('0');
+        if dec.is_empty() {
+            write!(f, "{sign}{int}")
+        } else {
+            write!(f, "{sign}{int}.{dec}")
         }
     }
 }
