@@ -146,14 +146,15 @@ fn schemathesis_finds_no_server_error_and_no_schema_violation() {
     let dir = tempfile::tempdir().expect("temp dir");
     let cloud = Cloud::start(dir.path());
     // The certificate schemathesis presents belongs to a household with consent, a measurement
-    // and a density for its region, so participant operations reach their handlers.
+    // (with power, for the workers' reads) and a density for its region, so participant
+    // operations reach their handlers.
     let meter = "5d1b7c3e-8f2a-4e6b-9c0d-1a2b3c4d5e6f";
     let device = cloud.register("Schema Thesis", "st@example.org", "pi-st", meter);
     let (status, body) = cloud.as_device(&device, "POST", "/api/household/consent", None);
     assert_eq!(status, 200, "{body}");
     let reading = json!({"measurements": [{
         "uuid": "0f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a", "meter": meter,
-        "measured_at": "2026-11-23T16:00:00Z", "data": [{"0100010800ff": 1234.5}],
+        "measured_at": "2026-11-23T16:00:00Z", "data": [{"0100010800ff": 1234.5}, {"0100100700ff": 0.42}],
     }]});
     let (status, body) = cloud.as_device(
         &device,
@@ -163,9 +164,23 @@ fn schemathesis_finds_no_server_error_and_no_schema_violation() {
     );
     assert_eq!(status, 200, "{body}");
 
+    // The worker endpoints take a worker's token, which reaches nothing else.
+    let (status, minted) = cloud.admin(
+        "POST",
+        "/api/management/token",
+        Some(json!({ "role": "worker" })),
+    );
+    assert_eq!(status, 201, "{minted}");
+    let worker_token = minted["token"].as_str().expect("token").to_owned();
+
     let spec = std::fs::read_to_string(repo().join("openapi.yaml")).expect("openapi.yaml");
     let operations = spec_operations(&spec).len();
-    let schemathesis = |selection: &[&str]| {
+    let workers = spec_operations(&spec)
+        .iter()
+        .filter(|(_, path)| path.starts_with("/api/worker/"))
+        .count();
+    assert!(workers >= 4, "the worker operations are tagged and counted");
+    let schemathesis = |selection: &[&str], token: &str| {
         let output = Command::new(&st)
             // schemathesis keeps a cache (`.schemathesis/`) in its working directory.
             .current_dir(env!("CARGO_TARGET_TMPDIR"))
@@ -180,7 +195,7 @@ fn schemathesis_finds_no_server_error_and_no_schema_violation() {
             .arg("--request-cert-key")
             .arg(&device.key)
             .arg("--header")
-            .arg(format!("authorization: Bearer {ADMIN_TOKEN}"))
+            .arg(format!("authorization: Bearer {token}"))
             .args([
                 "--checks",
                 "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
@@ -204,11 +219,23 @@ fn schemathesis_finds_no_server_error_and_no_schema_violation() {
         );
         stdout
     };
-    // Every operation but the device revocation first: its stateful links would revoke the
-    // very device whose certificate the run uses, leaving only 403s to the rest.
-    let stdout = schemathesis(&["--exclude-operation-id", "revokeDevice"]);
-    let selected = format!("{} selected / {operations} total", operations - 1);
+    // Every operation but the device revocation and the workers' first: the revocation's
+    // stateful links would revoke the very device whose certificate the run uses, leaving
+    // only 403s to the rest.
+    let stdout = schemathesis(
+        &[
+            "--exclude-operation-id",
+            "revokeDevice",
+            "--exclude-tag",
+            "worker",
+        ],
+        ADMIN_TOKEN,
+    );
+    let selected = format!("{} selected / {operations} total", operations - 1 - workers);
     assert!(stdout.contains(&selected), "expected {selected:?}");
-    let stdout = schemathesis(&["--include-operation-id", "revokeDevice"]);
+    let stdout = schemathesis(&["--include-tag", "worker"], &worker_token);
+    let selected = format!("{workers} selected / {operations} total");
+    assert!(stdout.contains(&selected), "expected {selected:?}");
+    let stdout = schemathesis(&["--include-operation-id", "revokeDevice"], ADMIN_TOKEN);
     assert!(stdout.contains(&format!("1 selected / {operations} total")));
 }

@@ -1,4 +1,5 @@
-//! Attenuable bearer tokens for researchers and administrators (DESIGN "Data API": a holder may
+//! Attenuable bearer tokens for researchers, administrators, participants and workers (DESIGN
+//! "Data API": a holder may
 //! add restrictions — read-only, one household, an expiry — but never remove them).
 //!
 //! **Why not biscuit-auth**, the reference: biscuit-auth 6.0 does not build for the Data API's
@@ -40,6 +41,8 @@ pub enum Role {
     Researcher,
     /// A participant, for their own household only (`/api/household/...`); never management.
     Participant,
+    /// The NIALM manager and workers: `/api/worker/...` only, which no other role reaches.
+    Worker,
 }
 
 impl Role {
@@ -48,6 +51,7 @@ impl Role {
             Role::Administrator => "administrator",
             Role::Researcher => "researcher",
             Role::Participant => "participant",
+            Role::Worker => "worker",
         }
     }
 
@@ -56,6 +60,7 @@ impl Role {
             "administrator" => Some(Role::Administrator),
             "researcher" => Some(Role::Researcher),
             "participant" => Some(Role::Participant),
+            "worker" => Some(Role::Worker),
             _ => None,
         }
     }
@@ -278,6 +283,10 @@ pub enum Denied {
     ReadOnly,
     #[error("the token is restricted to one household")]
     Household,
+    #[error("a worker's token reaches only the worker endpoints")]
+    Worker,
+    #[error("this is for workers; the token is not a worker's")]
+    NotWorker,
 }
 
 /// A verified token's restrictions.
@@ -302,6 +311,14 @@ impl Grant {
                     return Err(Denied::Role);
                 }
                 Caveat::Role(Role::Participant) => return Err(Denied::Participant),
+                // Workers and everyone else are kept apart both ways: a worker's token reaches
+                // nothing else, and an administrator's no worker endpoint.
+                Caveat::Role(Role::Worker) if operation.needs != Role::Worker => {
+                    return Err(Denied::Worker);
+                }
+                Caveat::Role(role) if operation.needs == Role::Worker && *role != Role::Worker => {
+                    return Err(Denied::NotWorker);
+                }
                 Caveat::ReadOnly if operation.write => return Err(Denied::ReadOnly),
                 Caveat::Household(id) => match operation.scope {
                     Scope::Household(h) if h == id => {}
@@ -483,6 +500,61 @@ mod tests {
         assert_eq!(
             unscoped.verify(ROOT, NOW).unwrap().participant_household(),
             Err(Denied::NotParticipant)
+        );
+    }
+
+    #[test]
+    fn worker_tokens_reach_worker_operations_only_and_attenuate() {
+        let worker = Token::mint(ROOT, "w-1", Role::Worker);
+        let read = Operation {
+            write: false,
+            needs: Role::Worker,
+            scope: Scope::Household("h-1"),
+        };
+        let write = Operation {
+            write: true,
+            ..read.clone()
+        };
+        let grant = worker.verify(ROOT, NOW).unwrap();
+        assert_eq!(grant.permits(&read), Ok(()));
+        assert_eq!(grant.permits(&write), Ok(()));
+        assert_eq!(grant.permits(&register()), Err(Denied::Worker));
+        assert_eq!(grant.participant_household(), Err(Denied::NotParticipant));
+        for role in [Role::Administrator, Role::Researcher] {
+            let other = Token::mint(ROOT, "o-1", role).verify(ROOT, NOW).unwrap();
+            assert_eq!(other.permits(&read), Err(Denied::NotWorker), "{role:?}");
+        }
+        assert_eq!(
+            Grant::unrestricted(Role::Administrator).permits(&read),
+            Err(Denied::NotWorker)
+        );
+        let participant =
+            Token::mint(ROOT, "p-1", Role::Participant).attenuate(Caveat::Household("h-1".into()));
+        assert!(
+            participant
+                .verify(ROOT, NOW)
+                .unwrap()
+                .permits(&read)
+                .is_err()
+        );
+        // A worker's token restricted like any other; a second role only narrows.
+        let read_only = worker.clone().attenuate(Caveat::ReadOnly);
+        let grant = read_only.verify(ROOT, NOW).unwrap();
+        assert_eq!(grant.permits(&read), Ok(()));
+        assert_eq!(grant.permits(&write), Err(Denied::ReadOnly));
+        let one = worker.clone().attenuate(Caveat::Household("h-2".into()));
+        assert_eq!(
+            one.verify(ROOT, NOW).unwrap().permits(&read),
+            Err(Denied::Household)
+        );
+        let promoted = worker.attenuate(Caveat::Role(Role::Administrator));
+        let grant = promoted.verify(ROOT, NOW).unwrap();
+        assert_eq!(grant.permits(&read), Err(Denied::NotWorker));
+        assert_eq!(grant.permits(&register()), Err(Denied::Worker));
+        assert_eq!(Role::parse("worker"), Some(Role::Worker));
+        assert_eq!(
+            Caveat::decode("role=worker"),
+            Ok(Caveat::Role(Role::Worker))
         );
     }
 

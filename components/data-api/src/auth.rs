@@ -14,6 +14,9 @@
 //! **Administrators and researchers** send `authorization: Bearer <token>`: the Spin variable
 //! `admin_token` itself (compared in constant time), or an attenuable access token
 //! (`wattlet-access-token`) minted by `POST /api/management/token`.
+//!
+//! **Workers** (the NIALM manager and workers) send an access token of role `worker`, which
+//! reaches `/api/worker/...` and nothing else; no other role reaches those ([`worker`]).
 
 use spin_sdk::http::Request;
 
@@ -159,6 +162,22 @@ pub fn management(req: &Request) -> ApiResult<Grant> {
     bearer_grant(req, "an administrator's or researcher's")
 }
 
+/// Authenticates a request to `/api/worker/...` and authorizes `write` (a change) on `scope`:
+/// only a `worker` access token may (401 `invalid_token` without a valid one, 403
+/// `role_forbidden` for every other role, the administrator's secret included).
+pub fn worker(req: &Request, write: bool, scope: Scope<'_>) -> ApiResult<Grant> {
+    let grant = bearer_grant(req, "a worker's")?;
+    allow(
+        &grant,
+        &Operation {
+            write,
+            needs: Role::Worker,
+            scope,
+        },
+    )?;
+    Ok(grant)
+}
+
 /// The grant of the bearer token; `whose` names the token the endpoint needs.
 fn bearer_grant(req: &Request, whose: &str) -> ApiResult<Grant> {
     let token = bearer(req).ok_or_else(|| {
@@ -223,7 +242,11 @@ pub fn allow(grant: &Grant, operation: &Operation<'_>) -> ApiResult<()> {
 pub fn refusal(denied: Denied) -> ApiError {
     let code = match denied {
         Denied::ReadOnly | Denied::Household => RefusalCode::TokenRestricted,
-        Denied::Role | Denied::Participant | Denied::NotParticipant => RefusalCode::RoleForbidden,
+        Denied::Role
+        | Denied::Participant
+        | Denied::NotParticipant
+        | Denied::Worker
+        | Denied::NotWorker => RefusalCode::RoleForbidden,
     };
     ApiError::refused(code, denied.to_string())
 }

@@ -25,6 +25,10 @@
 //! | GET | /api/household/meter/:uuid/measurement \[7\] | participant |
 //! | GET | /api/household/meter/:uuid/disaggregation | participant |
 //! | GET | /api/management/meter/:uuid/disaggregation | researcher, administrator |
+//! | GET | /api/worker/meters | worker |
+//! | GET | /api/worker/meter/:uuid/power | worker |
+//! | POST | /api/worker/disaggregation | worker |
+//! | GET | /api/worker/disaggregation/:item | worker |
 //!
 //! Authentication is described in [`auth`]. Unknown paths get a JSON 404, a known path with the
 //! wrong method a JSON 405 with `allow`. Errors are `{"error": "<message>", "code": "<code>"}`,
@@ -51,7 +55,7 @@ use crate::db::Db;
 use crate::error::{ApiError, ApiResult};
 use crate::handlers::{
     consent, disaggregation, household, management, measurement, participants, regions, service,
-    tokens,
+    tokens, worker,
 };
 
 const SERVICE: &str = "wattlet-data-api";
@@ -89,6 +93,10 @@ enum Endpoint<'a> {
     ReadMeasurements(&'a str),
     OwnDisaggregation(&'a str),
     AnyDisaggregation(&'a str),
+    WorkerMeters,
+    WorkerPower(&'a str),
+    WorkerResults,
+    WorkerResult(&'a str),
 }
 
 impl Endpoint<'_> {
@@ -103,13 +111,17 @@ impl Endpoint<'_> {
             | Endpoint::PvSystems
             | Endpoint::ReadMeasurements(_)
             | Endpoint::OwnDisaggregation(_)
-            | Endpoint::AnyDisaggregation(_) => "GET",
+            | Endpoint::AnyDisaggregation(_)
+            | Endpoint::WorkerMeters
+            | Endpoint::WorkerPower(_)
+            | Endpoint::WorkerResult(_) => "GET",
             Endpoint::CreateOrListHouseholds => "GET, POST",
             Endpoint::Participant(_) => "GET, PATCH",
             Endpoint::RevokeDevice(_)
             | Endpoint::UploadMeasurements
             | Endpoint::MintToken
-            | Endpoint::ParticipantToken => "POST",
+            | Endpoint::ParticipantToken
+            | Endpoint::WorkerResults => "POST",
             Endpoint::Consent => "GET, POST, DELETE",
             Endpoint::DeviceStatus | Endpoint::Regions => "PUT",
         }
@@ -145,6 +157,10 @@ fn resolve(path: &str) -> Option<Endpoint<'_>> {
         ["management", "meter", uuid, "disaggregation"] if !uuid.is_empty() => {
             Endpoint::AnyDisaggregation(uuid)
         }
+        ["worker", "meters"] => Endpoint::WorkerMeters,
+        ["worker", "meter", uuid, "power"] if !uuid.is_empty() => Endpoint::WorkerPower(uuid),
+        ["worker", "disaggregation"] => Endpoint::WorkerResults,
+        ["worker", "disaggregation", item] if !item.is_empty() => Endpoint::WorkerResult(item),
         _ => return None,
     })
 }
@@ -195,6 +211,10 @@ fn route(req: &Request) -> ApiResult<Response> {
         (Endpoint::ReadMeasurements(uuid), _) => measurement::read(req, &db, uuid),
         (Endpoint::OwnDisaggregation(uuid), _) => disaggregation::read_own(req, &db, uuid),
         (Endpoint::AnyDisaggregation(uuid), _) => disaggregation::read_any(req, &db, uuid),
+        (Endpoint::WorkerMeters, _) => worker::meters(req, &db),
+        (Endpoint::WorkerPower(uuid), _) => worker::power(req, &db, uuid),
+        (Endpoint::WorkerResults, _) => worker::store(req, &db),
+        (Endpoint::WorkerResult(item), _) => worker::result(req, &db, item),
         (Endpoint::Health | Endpoint::Version, _) => Err(not_allowed()),
     }
 }

@@ -62,6 +62,20 @@ pub fn one_of(field: &str, s: &str, allowed: &[&str]) -> ApiResult<String> {
     }
 }
 
+/// A NIALM model id (the appliance), e.g. `washing_machine`: 1–64 of `a-z 0-9 _`.
+pub fn model_id(field: &str, s: &str) -> ApiResult<String> {
+    let ok = (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(bad(format!(
+            "{field}: a model id such as \"kettle\" (1–64 of a-z 0-9 _), got {s:?}"
+        )))
+    }
+}
+
 /// Rows a list endpoint returns unless the query's `limit` says otherwise, and the most it may ask.
 pub const DEFAULT_LIMIT: i64 = 1000;
 pub const MAX_LIMIT: i64 = 10_000;

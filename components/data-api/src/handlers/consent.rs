@@ -7,6 +7,7 @@
 
 use serde_json::{Value, json};
 use spin_sdk::http::{Request, Response};
+use spin_sdk::sqlite::Value as Sql;
 use wattlet_survey::consent::TransitionError;
 use wattlet_survey::{ConsentState, RefusalCode, Use};
 
@@ -48,6 +49,15 @@ pub fn parse_state(stored: Option<String>) -> ApiResult<ConsentState> {
         None => Ok(ConsentState::NotGranted),
         Some(s) => s.parse().map_err(|e| ApiError::Database(format!("{e}"))),
     }
+}
+
+/// `<column> IN (…)` of the states that permit `what`, with its parameters.
+pub fn permitting(column: &str, what: Use) -> (String, Vec<Sql>) {
+    let states: Vec<Sql> = ConsentState::permitting(what)
+        .map(|s| text(s.as_str()))
+        .collect();
+    let condition = format!("{column} IN ({})", crate::db::placeholders(states.len()));
+    (condition, states)
 }
 
 /// The refusal of `what` by a household whose consent is `state`; `Ok` when it permits it.

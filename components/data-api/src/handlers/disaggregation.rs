@@ -55,15 +55,7 @@ fn list(req: &Request, db: &Db, meter: &str) -> ApiResult<Response> {
         match key.as_str() {
             "appliance" => {
                 sql.push_str(" AND model = ?");
-                let known = !value.is_empty()
-                    && value.len() <= 64
-                    && value.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
-                if !known {
-                    return Err(bad(format!(
-                        "appliance: a model id such as \"kettle\", got {value:?}"
-                    )));
-                }
-                params.push(text(value));
+                params.push(text(validate::model_id("appliance", &value)?));
             }
             "from" | "to" => {
                 let at = timestamp::parse(&value).map_err(|e| e.at(&key))?;

@@ -9,3 +9,4 @@ pub mod participants;
 pub mod regions;
 pub mod service;
 pub mod tokens;
+pub mod worker;

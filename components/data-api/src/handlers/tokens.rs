@@ -1,5 +1,5 @@
 //! Minting access tokens: `POST /api/management/token` (administrators, for researchers,
-//! administrators and participants) and `POST /api/household/token` (a device, for its
+//! administrators, participants and workers) and `POST /api/household/token` (a device, for its
 //! participant's device UI). Holders restrict them further on their own
 //! (`wattlet token attenuate`).
 
@@ -29,7 +29,8 @@ struct MintRequest {
     read_only: bool,
 }
 
-/// Body `{"role":"researcher"|"administrator","expires_at"?,"household"?,"read_only"?}` →
+/// Body `{"role":"researcher"|"administrator"|"participant"|"worker","expires_at"?,"household"?,
+/// "read_only"?}` →
 /// 201 `{"token","caveats":[…]}`. The new token keeps the caller's own expiry, so minting never
 /// outlives the caller's token.
 pub fn mint(req: &Request, db: &Db) -> ApiResult<Response> {
@@ -44,7 +45,7 @@ pub fn mint(req: &Request, db: &Db) -> ApiResult<Response> {
     let body: MintRequest = json_body(req.body())?;
     let role = Role::parse(&body.role).ok_or_else(|| {
         bad(format!(
-            "role: {:?} is not administrator, researcher or participant",
+            "role: {:?} is not administrator, researcher, participant or worker",
             body.role
         ))
     })?;
