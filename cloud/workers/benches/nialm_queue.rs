@@ -88,7 +88,11 @@ fn serve_data_api(
             .expect("client")
             .with_bearer(ADMIN_TOKEN);
         let minted = admin
-            .call("POST", "/api/management/token", Some(&json!({"role": "worker"})))
+            .call(
+                "POST",
+                "/api/management/token",
+                Some(&json!({"role": "worker"})),
+            )
             .await
             .expect("mint a worker token");
         ApiOptions {

@@ -155,9 +155,8 @@ impl DataApi {
             Err(error) if is_gone(&error) => return Ok(None),
             Err(error) => return Err(error),
         };
-        let reading = |r: Reading| -> anyhow::Result<(i64, f64)> {
-            Ok((unix_seconds(&r.at)?, r.power_w))
-        };
+        let reading =
+            |r: Reading| -> anyhow::Result<(i64, f64)> { Ok((unix_seconds(&r.at)?, r.power_w)) };
         Ok(Some(PowerReadings {
             before: answer.before.map(reading).transpose()?,
             readings: answer
@@ -166,21 +165,6 @@ impl DataApi {
                 .map(reading)
                 .collect::<anyhow::Result<_>>()?,
         }))
-    }
-
-    /// Whether the item's result is stored already (a redelivered item is then only acked).
-    pub async fn is_stored(&self, item: &str) -> anyhow::Result<bool> {
-        match self
-            .client
-            .call("GET", &format!("/api/worker/disaggregation/{item}"), None)
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(error) if error.refusal().is_some_and(|r| r.is(RefusalCode::NotFound)) => {
-                Ok(false)
-            }
-            Err(error) => Err(error.into()),
-        }
     }
 
     /// Stores results (each write checked against consent in the same statement), in calls of
@@ -232,7 +216,11 @@ impl DataApi {
             let answer: Answer = serde_json::from_value(answer)
                 .context("unreadable answer of POST /api/worker/disaggregation")?;
             if answer.results.len() != chunk.len()
-                || answer.results.iter().zip(chunk).any(|(a, r)| a.item != r.item)
+                || answer
+                    .results
+                    .iter()
+                    .zip(chunk)
+                    .any(|(a, r)| a.item != r.item)
             {
                 anyhow::bail!("the Data API answered for other results than were sent");
             }
@@ -263,7 +251,9 @@ fn is_gone(error: &anyhow::Error) -> bool {
         .is_some_and(|code| {
             matches!(
                 code,
-                RefusalCode::ConsentNotGranted | RefusalCode::ConsentRevoked | RefusalCode::NotFound
+                RefusalCode::ConsentNotGranted
+                    | RefusalCode::ConsentRevoked
+                    | RefusalCode::NotFound
             )
         })
 }

@@ -88,8 +88,7 @@ pub async fn pass(
     if models.is_empty() {
         return Ok(report);
     }
-    let windows_per_chunk =
-        (ITEMS_PER_CHUNK / models.len()).clamp(1, MAX_WINDOWS_PER_STEP) as i64;
+    let windows_per_chunk = (ITEMS_PER_CHUNK / models.len()).clamp(1, MAX_WINDOWS_PER_STEP) as i64;
     for span in planner.meters().await? {
         report.meters += 1;
         let end = span.ready_end();

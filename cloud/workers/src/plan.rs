@@ -9,8 +9,8 @@
 //! 15 min gives a step function). The value of a minute depends only on readings up to its end,
 //! so a series cut into pieces at any point equals the series read at once.
 
-use crate::api::{DataApi, MAX_POWER_SPAN, PowerReadings};
 pub use crate::api::MeterSpan;
+use crate::api::{DataApi, MAX_POWER_SPAN, PowerReadings};
 use crate::item::{CONTEXT, INPUT_SAMPLES, STEP_SECONDS, WINDOW_SECONDS, WorkItem};
 
 impl MeterSpan {
@@ -154,7 +154,11 @@ mod tests {
         let start = 1_764_000_000;
         let power = PowerReadings {
             before: Some((start - 900, 100.0)),
-            readings: vec![(start + 60, 200.0), (start + 90, 400.0), (start + 250, 50.0)],
+            readings: vec![
+                (start + 60, 200.0),
+                (start + 90, 400.0),
+                (start + 250, 50.0),
+            ],
         };
         assert_eq!(
             series(&power, start, 6).unwrap(),
@@ -187,7 +191,11 @@ mod tests {
             let before = readings.iter().rev().find(|(at, _)| *at < cut_at).copied();
             let tail = PowerReadings {
                 before,
-                readings: readings.iter().filter(|(at, _)| *at >= cut_at).copied().collect(),
+                readings: readings
+                    .iter()
+                    .filter(|(at, _)| *at >= cut_at)
+                    .copied()
+                    .collect(),
             };
             let part = series(&tail, cut_at, 30 - cut as usize).unwrap();
             assert_eq!(part, whole[cut as usize..], "cut at minute {cut}");

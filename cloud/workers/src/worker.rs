@@ -3,10 +3,10 @@
 //!
 //! The order is what makes a crash harmless at any instant:
 //! 1. fetch a batch (the items stay in the stream until acknowledged);
-//! 2. skip items whose result the Data API holds already, compute the others (progress signals
-//!    keep the batch from being redelivered while it computes);
+//! 2. compute them (progress signals keep the batch from being redelivered meanwhile);
 //! 3. store the results through the Data API (`POST /api/worker/disaggregation`: idempotent by
-//!    item, each write checked against consent in the same statement);
+//!    item, each write checked against consent in the same statement); a redelivered item whose
+//!    result is stored already comes back as a duplicate and changes nothing;
 //! 4. double-ack each item (the server confirms the ack, so a lost ack is seen and the item,
 //!    coming back, is found stored in step 2).
 //!
@@ -238,11 +238,7 @@ impl Lane {
         Ok(batch)
     }
 
-    async fn process(
-        &self,
-        batch: Vec<Message>,
-        engine: LaneState,
-    ) -> anyhow::Result<LaneState> {
+    async fn process(&self, batch: Vec<Message>, engine: LaneState) -> anyhow::Result<LaneState> {
         let mut work = Vec::with_capacity(batch.len());
         for message in batch {
             let deliveries = match message.info() {
@@ -407,28 +403,19 @@ where
 }
 
 impl Lane {
-    /// Stored already? Else compute (on a blocking thread); then store the new results. The
-    /// engine comes back whatever happens; the outer error is the worker's own failure, the
-    /// inner one the Data API's (the batch is then handed back).
+    /// Computes the items (on a blocking thread), then stores the new results. The engine comes
+    /// back whatever happens; the outer error is the worker's own failure, the inner one the
+    /// Data API's (the batch is then handed back).
     async fn step(
         &self,
         items: Vec<WorkItem>,
         engine: LaneState,
     ) -> anyhow::Result<(LaneState, anyhow::Result<Vec<Outcome>>)> {
-        let ids: Vec<String> = items.iter().map(WorkItem::id).collect();
-        let stored = futures::future::join_all(ids.iter().map(|id| self.api.is_stored(id)))
-            .await
-            .into_iter()
-            .collect::<anyhow::Result<Vec<bool>>>();
-        let stored = match stored {
-            Ok(stored) => stored,
-            Err(error) => return Ok((engine, Err(error))),
-        };
         let component = self.component.clone();
         let metrics = self.metrics.clone();
         let (engine, outcomes, computed) = tokio::task::spawn_blocking(move || {
             let mut engine = engine;
-            let (outcomes, computed) = compute(&mut engine, &component, &items, &stored, &metrics);
+            let (outcomes, computed) = compute(&mut engine, &component, &items, &metrics);
             (engine, outcomes, computed)
         })
         .await
@@ -464,23 +451,18 @@ impl Lane {
     }
 }
 
-/// The blocking part of a step: each item not `stored` through the component.
+/// The blocking part of a step: each item through the component.
 fn compute(
     engine: &mut LaneState,
     component: &NialmComponent,
     items: &[WorkItem],
-    stored: &[bool],
     metrics: &WorkerMetrics,
 ) -> (anyhow::Result<Vec<Outcome>>, Vec<ComputedResult>) {
     // `FAILPOINTS=nialm::compute=sleep(MS)` makes a batch slow (the progress-signal test).
     fail::fail_point!("nialm::compute");
     let mut outcomes = Vec::with_capacity(items.len());
     let mut computed = Vec::new();
-    for (item, &stored) in items.iter().zip(stored) {
-        if stored {
-            outcomes.push(Outcome::AlreadyStored);
-            continue;
-        }
+    for item in items {
         let Some(sha256) = engine.model_sha256.get(&item.model).cloned() else {
             outcomes.push(Outcome::Poison(format!(
                 "unknown model {:?} (the component has {:?})",
