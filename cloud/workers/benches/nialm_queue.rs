@@ -11,7 +11,7 @@
 //! 2. the same items computed without a queue in one thread: native tract (the `wattlet-nialm`
 //!    library) and the nialm component in wasmtime: items/s and the wasm/native ratio;
 //! 3. `wattlet worker nialm` (in-process, `--concurrency 1` and then one per core) draining the
-//!    queue: fetch, compute, persist (SQLite, synchronous=FULL), double ack: items/s and per core;
+//!    queue: fetch, compute, store through the Data API, double ack: items/s and per core;
 //! 4. end-to-end latency of single items with idle workers: publish → result committed.
 //!
 //! `BENCH_ONLY=manager` stops after the manager.
