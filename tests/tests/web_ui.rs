@@ -127,7 +127,7 @@ fn researchers_register_and_administrators_see_device_status_in_chromium() {
         .join("ui-screenshots");
     std::fs::create_dir_all(&shots).expect("screenshot directory");
     let output = Command::new("node")
-        .arg(repo().join("edge-host/tests/ui/drive.mjs"))
+        .arg(repo().join("tests/tests/ui/drive.mjs"))
         .env("WATTLET_URL", cloud.url())
         .env("RESEARCHER_TOKEN", &researcher)
         .env("ADMIN_TOKEN", ADMIN_TOKEN)

@@ -1,7 +1,8 @@
-//! Anonymization on revocation (DESIGN "Anonymization on revocation"), through the anonymizer
-//! component's WIT interface `wattlet:anonymizer/anonymize`. The Data API imports it; `./dev`
-//! composes the anonymizer component into the Data API's `.wasm`, and a confidential host can
-//! provide the same interface later.
+//! Anonymization on revocation (DESIGN "Anonymization on revocation"), through the
+//! [`Anonymizer`](crate::Anonymizer): in the component the anonymizer component's WIT interface
+//! `wattlet:anonymizer/anonymize`, which the Data API imports; `./dev` composes the anonymizer
+//! component into the Data API's `.wasm`, and a confidential host can provide the same
+//! interface later.
 //!
 //! Revoking the consent makes an `anonymization` row in the same statement (a trigger), so every
 //! revocation has one. [`anonymize_household`] then runs these steps, each idempotent on its own,
@@ -20,29 +21,23 @@
 //! the older page images from the WAL.
 
 use serde_json::json;
-use spin_sdk::sqlite::Value as Sql;
 
-use crate::db::{Db, col_required, col_text, text};
+use crate::anonymizer;
+use crate::db::{Db, Value as Sql, col_required, col_text, text};
 use crate::error::{ApiError, ApiResult};
+use crate::services::Env;
 use crate::timestamp;
-
-wit_bindgen::generate!({
-    path: "../../wit/anonymizer",
-    world: "anonymizer-client",
-});
-
-use wattlet::anonymizer::anonymize as anonymizer;
 
 /// Finishes every anonymization a crash left incomplete. One indexed query when there is none.
 /// A household that fails is logged and left for the next request; the request goes on.
-pub fn complete_pending(db: &Db) -> ApiResult<()> {
-    let pending = db.query(
+pub fn complete_pending(env: &Env) -> ApiResult<()> {
+    let pending = env.db.query(
         "SELECT household FROM anonymization WHERE completed_at IS NULL",
         &[],
     )?;
     for row in &pending.rows {
         let household = col_required(row, 0)?;
-        if let Err(e) = anonymize_household(db, &household) {
+        if let Err(e) = anonymize_household(env, &household) {
             eprintln!("wattlet-data-api: anonymizing household {household}: {e}");
         }
     }
@@ -50,7 +45,8 @@ pub fn complete_pending(db: &Db) -> ApiResult<()> {
 }
 
 /// Anonymizes a household whose consent is revoked (steps in the module documentation).
-pub fn anonymize_household(db: &Db, household: &str) -> ApiResult<()> {
+pub fn anonymize_household(env: &Env, household: &str) -> ApiResult<()> {
+    let db = &env.db;
     db.exec("PRAGMA secure_delete = ON", &[])?;
     let draw = draw_once(db, household)?;
     let location = db.query(
@@ -85,8 +81,10 @@ pub fn anonymize_household(db: &Db, household: &str) -> ApiResult<()> {
             pv_systems: pv_ids.iter().map(|(_, pv)| pv.clone()).collect(),
             population_density_per_km2: density,
         };
-        let anonymized = anonymizer::anonymize(&registration, draw)
-            .map_err(|e| ApiError::Internal(format!("the anonymizer refused: {e:?}")))?;
+        let anonymized = env
+            .anonymizer
+            .anonymize(&registration, draw)
+            .map_err(|e| ApiError::Internal(format!("the anonymizer refused: {e}")))?;
         for ((uuid, _), pv) in pv_ids.iter().zip(&anonymized.pv_systems) {
             db.exec(
                 "UPDATE pv_system SET nominal_power_kwp = ?, installation_date = ? WHERE uuid = ?",

@@ -18,14 +18,14 @@
 //! **Workers** (the NIALM manager and workers) send an access token of role `worker`, which
 //! reaches `/api/worker/...` and nothing else; no other role reaches those ([`worker`]).
 
-use spin_sdk::http::Request;
-
 use wattlet_access_token::{Denied, Grant, Operation, Role, Scope, Token, TokenError, root_key};
 use wattlet_survey::RefusalCode;
 use wattlet_survey::identity;
 
 use crate::db::{Db, col_text, text};
 use crate::error::{ApiError, ApiResult};
+use crate::http::Request;
+use crate::services::Env;
 use crate::timestamp;
 
 /// An authenticated device (mutual TLS), acting for its household.
@@ -47,16 +47,14 @@ pub fn normalize_email(email: &str) -> String {
 }
 
 fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
-    req.header(name)
-        .and_then(|v| v.as_str())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
+    req.header(name).map(str::trim).filter(|v| !v.is_empty())
 }
 
 /// Authenticates a household request: a device's client certificate (its activity is
 /// recorded), or else a participant's token (`role=participant`, one household), which the
 /// device obtains with `POST /api/household/token` for the participant's device UI.
-pub fn participant(req: &Request, db: &Db) -> ApiResult<Participant> {
+pub fn participant(req: &Request, env: &Env) -> ApiResult<Participant> {
+    let db = &env.db;
     if header(req, identity::DEVICE).is_some() {
         return device(req, db).map(|d| Participant {
             household: d.household,
@@ -68,12 +66,12 @@ pub fn participant(req: &Request, db: &Db) -> ApiResult<Participant> {
             "a client certificate (mutual TLS) or a participant's token is required",
         ));
     };
-    let root = token_root_key()?;
+    let root = token_root_key(env)?;
     let grant = Token::decode(token)
         .and_then(|t| t.verify(&root, unix_now()))
         .map_err(|e| ApiError::refused(RefusalCode::InvalidToken, format!("invalid token: {e}")))?;
     let household = grant.participant_household().map_err(refusal)?.to_owned();
-    if grant.read_only() && *req.method() != spin_sdk::http::Method::Get {
+    if grant.read_only() && *req.method() != crate::http::Method::Get {
         return Err(refusal(Denied::ReadOnly));
     }
     let known = db.query("SELECT 1 FROM household WHERE id = ?", &[text(&household)])?;
@@ -140,8 +138,9 @@ pub fn device(req: &Request, db: &Db) -> ApiResult<Device> {
 /// Authenticates a participant and resolves `meter` (a path segment) to one of their own
 /// household's meters, as stored (lower-case hyphenated). Any other meter, malformed or not,
 /// is 404, so other households' meters do not leak.
-pub fn own_meter(req: &Request, db: &Db, meter: &str) -> ApiResult<String> {
-    let participant = participant(req, db)?;
+pub fn own_meter(req: &Request, env: &Env, meter: &str) -> ApiResult<String> {
+    let participant = participant(req, env)?;
+    let db = &env.db;
     let not_found = || ApiError::not_found("no such meter");
     let meter = crate::validate::uuid("meter", meter).map_err(|_| not_found())?;
     let own = db.query(
@@ -158,15 +157,15 @@ pub fn own_meter(req: &Request, db: &Db, meter: &str) -> ApiResult<String> {
 /// administrator without restrictions) or `Bearer wt1.…`, an access token signed with the key
 /// derived from `admin_token` ([`wattlet_access_token`]). Says nothing yet about what the
 /// request may do: see [`allow`].
-pub fn management(req: &Request) -> ApiResult<Grant> {
-    bearer_grant(req, "an administrator's or researcher's")
+pub fn management(req: &Request, env: &Env) -> ApiResult<Grant> {
+    bearer_grant(req, env, "an administrator's or researcher's")
 }
 
 /// Authenticates a request to `/api/worker/...` and authorizes `write` (a change) on `scope`:
 /// only a `worker` access token may (401 `invalid_token` without a valid one, 403
 /// `role_forbidden` for every other role, the administrator's secret included).
-pub fn worker(req: &Request, write: bool, scope: Scope<'_>) -> ApiResult<Grant> {
-    let grant = bearer_grant(req, "a worker's")?;
+pub fn worker(req: &Request, env: &Env, write: bool, scope: Scope<'_>) -> ApiResult<Grant> {
+    let grant = bearer_grant(req, env, "a worker's")?;
     allow(
         &grant,
         &Operation {
@@ -179,14 +178,14 @@ pub fn worker(req: &Request, write: bool, scope: Scope<'_>) -> ApiResult<Grant> 
 }
 
 /// The grant of the bearer token; `whose` names the token the endpoint needs.
-fn bearer_grant(req: &Request, whose: &str) -> ApiResult<Grant> {
+fn bearer_grant(req: &Request, env: &Env, whose: &str) -> ApiResult<Grant> {
     let token = bearer(req).ok_or_else(|| {
         ApiError::refused(
             RefusalCode::InvalidToken,
             format!("{whose} bearer token is required"),
         )
     })?;
-    let secret = admin_secret()?;
+    let secret = admin_secret(env)?;
     if constant_time_eq(token.as_bytes(), secret.as_bytes()) {
         return Ok(Grant::unrestricted(Role::Administrator));
     }
@@ -212,8 +211,8 @@ fn bearer(req: &Request) -> Option<&str> {
 }
 
 /// The key access tokens are signed with, derived from `admin_token`.
-pub fn token_root_key() -> ApiResult<[u8; 32]> {
-    Ok(root_key(admin_secret()?.as_bytes()))
+pub fn token_root_key(env: &Env) -> ApiResult<[u8; 32]> {
+    Ok(root_key(admin_secret(env)?.as_bytes()))
 }
 
 /// Seconds since the Unix epoch, as token expiries count.
@@ -221,8 +220,10 @@ pub fn unix_now() -> u64 {
     u64::try_from(timestamp::now().unix_timestamp()).unwrap_or(0)
 }
 
-fn admin_secret() -> ApiResult<String> {
-    let secret = spin_sdk::variables::get("admin_token")
+fn admin_secret(env: &Env) -> ApiResult<String> {
+    let secret = env
+        .secrets
+        .admin_token()
         .map_err(|e| ApiError::Internal(format!("the admin_token variable is unavailable: {e}")))?;
     if secret.is_empty() {
         return Err(ApiError::Internal(
@@ -278,8 +279,8 @@ pub fn allow_household_of(
 }
 
 /// Authenticates and authorizes in one step, for operations whose households are known up front.
-pub fn management_for(req: &Request, operation: &Operation<'_>) -> ApiResult<Grant> {
-    let grant = management(req)?;
+pub fn management_for(req: &Request, env: &Env, operation: &Operation<'_>) -> ApiResult<Grant> {
+    let grant = management(req, env)?;
     allow(&grant, operation)?;
     Ok(grant)
 }

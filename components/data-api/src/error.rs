@@ -5,11 +5,9 @@
 //! with the same status.
 
 use serde_json::json;
-use spin_sdk::http::Response;
-use spin_sdk::sqlite::Error as SqliteError;
 use wattlet_survey::RefusalCode;
 
-use crate::json_response;
+use crate::http::{Response, json_response};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -29,12 +27,6 @@ pub enum ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
-
-impl From<SqliteError> for ApiError {
-    fn from(e: SqliteError) -> Self {
-        ApiError::Database(sqlite_error_text(&e))
-    }
-}
 
 impl ApiError {
     pub fn refused(code: RefusalCode, message: impl Into<String>) -> Self {
@@ -80,23 +72,12 @@ impl ApiError {
             &json!({ "error": message, "code": code.as_str() }),
         );
         match &self {
-            ApiError::MethodNotAllowed { allow } => response.set_header("allow", *allow),
+            ApiError::MethodNotAllowed { allow } => response.set_header("allow", allow),
             _ if code == RefusalCode::InvalidToken => {
                 response.set_header("www-authenticate", "Bearer realm=\"wattlet\"")
             }
             _ => {}
         }
         response
-    }
-}
-
-/// The WIT name of a `fermyon:spin/sqlite@2.0.0` error (`access-denied`, `io: <message>`, ...).
-pub fn sqlite_error_text(e: &SqliteError) -> String {
-    match e {
-        SqliteError::NoSuchDatabase => "no-such-database".to_owned(),
-        SqliteError::AccessDenied => "access-denied".to_owned(),
-        SqliteError::InvalidConnection => "invalid-connection".to_owned(),
-        SqliteError::DatabaseFull => "database-full".to_owned(),
-        SqliteError::Io(message) => format!("io: {message}"),
     }
 }

@@ -1,5 +1,6 @@
-//! The wattlet Data API: the REST API of the cloud, a Spin HTTP component (spin-sdk 5, exports
-//! `wasi:http/incoming-handler@0.2.0`). It runs unchanged on `spin up` and on `wattlet serve`.
+//! The wattlet Data API: the REST API of the cloud, built as a Spin HTTP component (spin-sdk 5,
+//! exports `wasi:http/incoming-handler@0.2.0`) that runs unchanged on `spin up` and on
+//! `wattlet serve`.
 //!
 //! The component is mounted at `/api/...` in the repository's `spin.toml`; every body is JSON.
 //! Numbers in brackets are the endpoints of the Data API table in DESIGN.md.
@@ -34,22 +35,34 @@
 //! wrong method a JSON 405 with `allow`. Errors are `{"error": "<message>", "code": "<code>"}`,
 //! the code one of `wattlet_survey::RefusalCode` (see [`error`]).
 //!
-//! The crate is a WebAssembly component only: on native targets it is empty.
-#![cfg(target_family = "wasm")]
+//! The handlers are plain Rust over small traits, so the crate builds and is tested natively:
+//! [`handle`] answers a [`Request`] with a [`Response`] using the [`Services`] of where it runs,
+//! a [`Storage`] (one SQL statement with parameters in, rows out), the `admin_token` secret
+//! ([`Secrets`]) and the [`Anonymizer`]. On `wasm32` the thin `component` module implements
+//! them with spin-sdk's sqlite and variables and the anonymizer's WIT import, and exports the
+//! Spin HTTP handler; native tests (`tests/`) use rusqlite on SQLite files and the
+//! `wattlet-anonymizer` library.
 
 mod anonymization;
+pub mod anonymizer;
 mod auth;
-mod db;
+pub mod db;
 mod error;
 mod handlers;
+pub mod http;
 mod registration;
 mod schema;
+mod services;
 mod timestamp;
 mod validate;
 
-use serde_json::Value;
-use spin_sdk::http::{Method, Request, Response};
-use spin_sdk::http_component;
+#[cfg(target_family = "wasm")]
+mod component;
+
+pub use crate::anonymizer::Anonymizer;
+pub use crate::db::{Rows, Storage, StorageError, Value};
+pub use crate::http::{Method, Request, Response};
+pub use crate::services::{Secrets, Services};
 
 use crate::db::Db;
 use crate::error::{ApiError, ApiResult};
@@ -57,6 +70,7 @@ use crate::handlers::{
     consent, disaggregation, household, management, measurement, participants, regions, service,
     tokens, worker,
 };
+use crate::services::Env;
 
 const SERVICE: &str = "wattlet-data-api";
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -64,9 +78,9 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The prefix the manifest mounts the component at.
 const PREFIX: &str = "/api";
 
-#[http_component]
-fn handle(req: Request) -> Response {
-    match route(&req) {
+/// Answers one request: errors become `{"error", "code"}` answers.
+pub fn handle(request: &Request, services: &Services<'_>) -> Response {
+    match route(request, services) {
         Ok(response) => response,
         Err(e) => e.into_response(),
     }
@@ -165,7 +179,7 @@ fn resolve(path: &str) -> Option<Endpoint<'_>> {
     })
 }
 
-fn route(req: &Request) -> ApiResult<Response> {
+fn route(req: &Request, services: &Services<'_>) -> ApiResult<Response> {
     let endpoint =
         resolve(req.path()).ok_or_else(|| ApiError::not_found("not found".to_owned()))?;
     let method = req.method();
@@ -174,7 +188,7 @@ fn route(req: &Request) -> ApiResult<Response> {
     };
     // Service endpoints answer without touching the schema.
     match (&endpoint, method) {
-        (Endpoint::Health, Method::Get) => return Ok(service::health()),
+        (Endpoint::Health, Method::Get) => return Ok(service::health(services.storage)),
         (Endpoint::Version, Method::Get) => return Ok(service::version()),
         (Endpoint::Health | Endpoint::Version, _) => return Err(not_allowed()),
         _ => {}
@@ -186,47 +200,39 @@ fn route(req: &Request) -> ApiResult<Response> {
     if !allowed {
         return Err(not_allowed());
     }
-    let db = Db::open()?;
-    schema::migrate(&db)?;
-    anonymization::complete_pending(&db)?;
+    let env = Env {
+        db: Db::open(services.storage)?,
+        secrets: services.secrets,
+        anonymizer: services.anonymizer,
+    };
+    schema::migrate(&env.db)?;
+    anonymization::complete_pending(&env)?;
     match (&endpoint, method) {
-        (Endpoint::CreateOrListHouseholds, Method::Post) => management::create_household(req, &db),
-        (Endpoint::CreateOrListHouseholds, _) => management::list_households(req, &db),
-        (Endpoint::Participant(id), Method::Get) => participants::get(req, &db, id),
-        (Endpoint::Participant(id), _) => participants::update(req, &db, id),
-        (Endpoint::RevokeDevice(id), _) => management::revoke_device(req, &db, id),
-        (Endpoint::Regions, _) => regions::import(req, &db),
-        (Endpoint::MintToken, _) => tokens::mint(req, &db),
-        (Endpoint::Account, _) => household::account(req, &db),
-        (Endpoint::Household, _) => household::get(req, &db),
-        (Endpoint::ParticipantToken, _) => tokens::mint_participant(req, &db),
-        (Endpoint::Consent, Method::Get) => consent::get(req, &db),
-        (Endpoint::Consent, Method::Post) => consent::grant(req, &db),
-        (Endpoint::Consent, _) => consent::revoke(req, &db),
-        (Endpoint::Devices, _) => household::list_devices(req, &db),
-        (Endpoint::DeviceStatus, _) => household::put_status(req, &db),
-        (Endpoint::Meters, _) => household::list_meters(req, &db),
-        (Endpoint::PvSystems, _) => household::list_pv_systems(req, &db),
-        (Endpoint::UploadMeasurements, _) => measurement::upload(req, &db),
-        (Endpoint::ReadMeasurements(uuid), _) => measurement::read(req, &db, uuid),
-        (Endpoint::OwnDisaggregation(uuid), _) => disaggregation::read_own(req, &db, uuid),
-        (Endpoint::AnyDisaggregation(uuid), _) => disaggregation::read_any(req, &db, uuid),
-        (Endpoint::WorkerMeters, _) => worker::meters(req, &db),
-        (Endpoint::WorkerPower(uuid), _) => worker::power(req, &db, uuid),
-        (Endpoint::WorkerResults, _) => worker::store(req, &db),
-        (Endpoint::WorkerResult(item), _) => worker::result(req, &db, item),
+        (Endpoint::CreateOrListHouseholds, Method::Post) => management::create_household(req, &env),
+        (Endpoint::CreateOrListHouseholds, _) => management::list_households(req, &env),
+        (Endpoint::Participant(id), Method::Get) => participants::get(req, &env, id),
+        (Endpoint::Participant(id), _) => participants::update(req, &env, id),
+        (Endpoint::RevokeDevice(id), _) => management::revoke_device(req, &env, id),
+        (Endpoint::Regions, _) => regions::import(req, &env),
+        (Endpoint::MintToken, _) => tokens::mint(req, &env),
+        (Endpoint::Account, _) => household::account(req, &env),
+        (Endpoint::Household, _) => household::get(req, &env),
+        (Endpoint::ParticipantToken, _) => tokens::mint_participant(req, &env),
+        (Endpoint::Consent, Method::Get) => consent::get(req, &env),
+        (Endpoint::Consent, Method::Post) => consent::grant(req, &env),
+        (Endpoint::Consent, _) => consent::revoke(req, &env),
+        (Endpoint::Devices, _) => household::list_devices(req, &env),
+        (Endpoint::DeviceStatus, _) => household::put_status(req, &env),
+        (Endpoint::Meters, _) => household::list_meters(req, &env),
+        (Endpoint::PvSystems, _) => household::list_pv_systems(req, &env),
+        (Endpoint::UploadMeasurements, _) => measurement::upload(req, &env),
+        (Endpoint::ReadMeasurements(uuid), _) => measurement::read(req, &env, uuid),
+        (Endpoint::OwnDisaggregation(uuid), _) => disaggregation::read_own(req, &env, uuid),
+        (Endpoint::AnyDisaggregation(uuid), _) => disaggregation::read_any(req, &env, uuid),
+        (Endpoint::WorkerMeters, _) => worker::meters(req, &env),
+        (Endpoint::WorkerPower(uuid), _) => worker::power(req, &env, uuid),
+        (Endpoint::WorkerResults, _) => worker::store(req, &env),
+        (Endpoint::WorkerResult(item), _) => worker::result(req, &env, item),
         (Endpoint::Health | Endpoint::Version, _) => Err(not_allowed()),
     }
-}
-
-pub(crate) fn json_response(status: u16, body: &Value) -> Response {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .build()
-}
-
-pub(crate) fn no_content() -> Response {
-    Response::builder().status(204).body(Vec::new()).build()
 }

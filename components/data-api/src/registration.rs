@@ -4,10 +4,9 @@
 
 use serde::Deserialize;
 use serde_json::{Value, json};
-use spin_sdk::sqlite::Value as Sql;
 use uuid::Uuid;
 
-use crate::db::{Db, col_required, col_text, text};
+use crate::db::{Db, Value as Sql, col_required, col_text, text};
 use crate::error::ApiResult;
 use crate::validate::bad;
 

@@ -239,10 +239,41 @@ pub fn migrate(db: &Db) -> ApiResult<()> {
         db.exec(
             "INSERT OR IGNORE INTO schema_version (version, applied_at) VALUES (?, ?)",
             &[
-                spin_sdk::sqlite::Value::Integer(migration.version),
+                crate::db::Value::Integer(migration.version),
                 crate::db::text(timestamp::to_db(timestamp::now())),
             ],
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_current_version_is_the_last_migration() {
+        let migrations = migrations();
+        assert_eq!(migrations.last().map(|m| m.version), Some(CURRENT_VERSION));
+        assert!(migrations.windows(2).all(|w| w[0].version < w[1].version));
+    }
+
+    #[test]
+    fn consent_states_in_the_schema_are_the_state_machines() {
+        let statements: Vec<String> = migrations()
+            .into_iter()
+            .flat_map(|m| m.statements)
+            .collect();
+        let consent = statements
+            .iter()
+            .find(|s| s.contains("CREATE TABLE IF NOT EXISTS consent"))
+            .expect("the consent table");
+        assert!(consent.contains("CHECK (state IN ('not_granted', 'granted', 'revoked'))"));
+        assert!(consent.contains("DEFAULT 'not_granted'"));
+        let trigger = statements
+            .iter()
+            .find(|s| s.contains("consent_revoked_anonymize"))
+            .expect("the anonymization trigger");
+        assert!(trigger.contains("WHEN NEW.state = 'revoked'"));
+    }
 }

@@ -37,9 +37,12 @@ pub fn now() -> OffsetDateTime {
 
 /// Parses an RFC 3339 time with any offset and converts it to UTC.
 pub fn parse(s: &str) -> Result<OffsetDateTime, TimeError> {
+    // In UTC a time late on 9999-12-31 with a negative offset is in the year 10000, which
+    // `time` cannot hold (`to_offset` would panic).
     let t = OffsetDateTime::parse(s, &Rfc3339)
         .map_err(|e| TimeError::Malformed(s.to_owned(), e.to_string()))?
-        .to_offset(UtcOffset::UTC);
+        .checked_to_offset(UtcOffset::UTC)
+        .ok_or_else(|| TimeError::OutOfRange(s.to_owned()))?;
     if !(1..=9999).contains(&t.year()) {
         return Err(TimeError::OutOfRange(s.to_owned()));
     }
@@ -75,4 +78,29 @@ pub fn db_to_api(s: Option<String>) -> Option<String> {
         Ok(t) => to_api(t),
         Err(_) => s,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_kept_in_utc_with_nine_digits() {
+        let t = parse("2026-11-23T17:00:00.5+01:00").unwrap();
+        assert_eq!(to_db(t), "2026-11-23T16:00:00.500000000Z");
+        assert_eq!(to_api(t), "2026-11-23T16:00:00.5Z");
+        assert_eq!(
+            db_to_api(Some(to_db(t))).as_deref(),
+            Some("2026-11-23T16:00:00.5Z")
+        );
+    }
+
+    #[test]
+    fn times_outside_the_years_1_to_9999_in_utc_are_refused() {
+        for s in ["0000-06-01T00:00:00Z", "9999-12-31T23:00:00-02:00"] {
+            assert_eq!(parse(s), Err(TimeError::OutOfRange(s.to_owned())));
+        }
+        assert!(matches!(parse("2026-11-23"), Err(TimeError::Malformed(..))));
+        assert!(parse("0001-01-01T00:00:00Z").is_ok());
+    }
 }

@@ -1,7 +1,6 @@
 //! Input checks shared by the handlers. Messages name the offending field.
 
 use uuid::Uuid;
-
 use wattlet_survey::RefusalCode;
 
 use crate::error::{ApiError, ApiResult};

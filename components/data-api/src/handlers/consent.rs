@@ -6,16 +6,15 @@
 //! requests cannot both make it.
 
 use serde_json::{Value, json};
-use spin_sdk::http::{Request, Response};
-use spin_sdk::sqlite::Value as Sql;
 use wattlet_survey::consent::TransitionError;
 use wattlet_survey::{ConsentState, RefusalCode, Use};
 
 use crate::anonymization;
 use crate::auth;
-use crate::db::{Db, col_text, text};
+use crate::db::{Db, Value as Sql, col_text, text};
 use crate::error::{ApiError, ApiResult};
-use crate::json_response;
+use crate::http::{Request, Response, json_response};
+use crate::services::Env;
 use crate::timestamp;
 
 pub struct Consent {
@@ -75,7 +74,7 @@ pub fn require(state: ConsentState, what: Use) -> ApiResult<()> {
     }
 }
 
-fn from_rows(result: &spin_sdk::sqlite::QueryResult) -> ApiResult<Option<Consent>> {
+fn from_rows(result: &crate::db::Rows) -> ApiResult<Option<Consent>> {
     let Some(row) = result.rows.first() else {
         return Ok(None);
     };
@@ -100,8 +99,9 @@ pub fn load(db: &Db, household: &str) -> ApiResult<Consent> {
 }
 
 /// `GET /api/household/consent`: `{"state","granted_at","revoked_at"}`.
-pub fn get(req: &Request, db: &Db) -> ApiResult<Response> {
-    let participant = auth::participant(req, db)?;
+pub fn get(req: &Request, env: &Env) -> ApiResult<Response> {
+    let db = &env.db;
+    let participant = auth::participant(req, env)?;
     Ok(json_response(
         200,
         &load(db, &participant.household)?.json(),
@@ -109,8 +109,9 @@ pub fn get(req: &Request, db: &Db) -> ApiResult<Response> {
 }
 
 /// `POST /api/household/consent` \[3\]: [`ConsentState::grant`].
-pub fn grant(req: &Request, db: &Db) -> ApiResult<Response> {
-    let participant = auth::participant(req, db)?;
+pub fn grant(req: &Request, env: &Env) -> ApiResult<Response> {
+    let db = &env.db;
+    let participant = auth::participant(req, env)?;
     // The INSERT covers a household without a consent row (registration always makes one).
     db.exec(
         "INSERT OR IGNORE INTO consent (household, state) VALUES (?, ?)",
@@ -125,10 +126,11 @@ pub fn grant(req: &Request, db: &Db) -> ApiResult<Response> {
 
 /// `DELETE /api/household/consent` \[4\]: [`ConsentState::revoke`]; anonymizes the household
 /// before it answers.
-pub fn revoke(req: &Request, db: &Db) -> ApiResult<Response> {
-    let participant = auth::participant(req, db)?;
+pub fn revoke(req: &Request, env: &Env) -> ApiResult<Response> {
+    let db = &env.db;
+    let participant = auth::participant(req, env)?;
     let consent = step(db, &participant.household, ConsentState::revoke)?;
-    on_consent_revoked(db, &participant.household);
+    on_consent_revoked(env, &participant.household);
     Ok(json_response(200, &consent.json()))
 }
 
@@ -183,8 +185,8 @@ pub fn step(db: &Db, household: &str, step: Step) -> ApiResult<Consent> {
 /// Runs right after the household's consent became `revoked`: anonymizes it at once. The
 /// revocation stands either way; a failure is logged and the anonymization is finished by a
 /// later request (`anonymization::complete_pending`).
-fn on_consent_revoked(db: &Db, household: &str) {
-    if let Err(e) = anonymization::anonymize_household(db, household) {
+fn on_consent_revoked(env: &Env, household: &str) {
+    if let Err(e) = anonymization::anonymize_household(env, household) {
         eprintln!("wattlet-data-api: anonymizing household {household} on revocation: {e}");
     }
 }

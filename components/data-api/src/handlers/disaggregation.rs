@@ -2,29 +2,30 @@
 //! meter, per appliance model and per one-hour window.
 
 use serde_json::{Value, json};
-use spin_sdk::http::{Request, Response};
-use spin_sdk::sqlite::Value as Sql;
 use wattlet_access_token::Role;
 
 use crate::auth;
-use crate::db::{Db, col_json, col_required, col_text, text};
+use crate::db::{Db, Value as Sql, col_json, col_required, col_text, text};
 use crate::error::{ApiError, ApiResult};
 use crate::handlers::measurement::query_pairs;
-use crate::json_response;
+use crate::http::{Request, Response, json_response};
+use crate::services::Env;
 use crate::timestamp;
 use crate::validate::{self, bad};
 
 /// `GET /api/household/meter/:uuid/disaggregation` (participant): results of the caller's own
 /// meter; 404 for any other meter, so other meters' existence does not leak.
-pub fn read_own(req: &Request, db: &Db, meter: &str) -> ApiResult<Response> {
-    let meter = auth::own_meter(req, db, meter)?;
+pub fn read_own(req: &Request, env: &Env, meter: &str) -> ApiResult<Response> {
+    let db = &env.db;
+    let meter = auth::own_meter(req, env, meter)?;
     list(req, db, &meter)
 }
 
 /// `GET /api/management/meter/:uuid/disaggregation` (researcher, administrator): results of any
 /// meter (of the token's household only, when it is restricted to one).
-pub fn read_any(req: &Request, db: &Db, meter: &str) -> ApiResult<Response> {
-    let grant = auth::management(req)?;
+pub fn read_any(req: &Request, env: &Env, meter: &str) -> ApiResult<Response> {
+    let db = &env.db;
+    let grant = auth::management(req, env)?;
     let not_found = || ApiError::not_found("no such meter");
     let meter = validate::uuid("meter", meter).map_err(|_| not_found())?;
     auth::allow_household_of(

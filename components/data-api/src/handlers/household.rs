@@ -5,19 +5,17 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
 use serde_json::{Value, json};
-use spin_sdk::http::{Request, Response};
-use spin_sdk::sqlite::{RowResult, Value as Sql};
-
 use wattlet_survey::RefusalCode;
 
 use crate::auth;
-use crate::db::{Db, col_json, col_required, col_text, placeholders, text};
+use crate::db::{Db, Row, Value as Sql, col_json, col_required, col_text, placeholders, text};
 use crate::error::{ApiError, ApiResult};
 use crate::handlers::consent;
+use crate::http::{Request, Response, json_response, no_content};
 use crate::registration;
+use crate::services::Env;
 use crate::timestamp;
 use crate::validate::{self, bad, json_body};
-use crate::{json_response, no_content};
 
 /// The columns [`device_json`] reads, in order.
 pub const DEVICE_COLUMNS: &str =
@@ -27,7 +25,7 @@ pub const METER_COLUMNS: &str = "uuid, type, model, device, status, \
      (SELECT json_group_array(w.pv_system) FROM meter_pv_system w WHERE w.meter = meter.uuid)";
 
 /// A device from [`DEVICE_COLUMNS`] starting at column `at`.
-pub fn device_json(row: &RowResult, at: usize) -> ApiResult<Value> {
+pub fn device_json(row: &Row, at: usize) -> ApiResult<Value> {
     Ok(json!({
         "id": col_required(row, at)?,
         "component_versions": col_json(row, at + 1),
@@ -38,7 +36,7 @@ pub fn device_json(row: &RowResult, at: usize) -> ApiResult<Value> {
 }
 
 /// A meter from [`METER_COLUMNS`] starting at column `at`.
-pub fn meter_json(row: &RowResult, at: usize) -> ApiResult<Value> {
+pub fn meter_json(row: &Row, at: usize) -> ApiResult<Value> {
     Ok(json!({
         "uuid": col_required(row, at)?,
         "type": col_required(row, at + 1)?,
@@ -51,8 +49,9 @@ pub fn meter_json(row: &RowResult, at: usize) -> ApiResult<Value> {
 
 /// `GET /api/account` \[1\]: `{"household","user":{"name","email"}|null}`: the participant's
 /// account (`null` once the household is anonymized).
-pub fn account(req: &Request, db: &Db) -> ApiResult<Response> {
-    let participant = auth::participant(req, db)?;
+pub fn account(req: &Request, env: &Env) -> ApiResult<Response> {
+    let db = &env.db;
+    let participant = auth::participant(req, env)?;
     let user = user_json(db, &participant.household)?;
     Ok(json_response(
         200,
@@ -80,14 +79,16 @@ pub fn view(db: &Db, household: &str) -> ApiResult<Value> {
 
 /// `GET /api/household` \[2\]: the household's [`view`]; once anonymized, `user` and `address`
 /// are `null` and the location is the displaced one with its `displacement`.
-pub fn get(req: &Request, db: &Db) -> ApiResult<Response> {
-    let participant = auth::participant(req, db)?;
+pub fn get(req: &Request, env: &Env) -> ApiResult<Response> {
+    let db = &env.db;
+    let participant = auth::participant(req, env)?;
     Ok(json_response(200, &view(db, &participant.household)?))
 }
 
 /// `GET /api/household/pv_system` \[9\]: `{"household","pv_systems":[…]}`.
-pub fn list_pv_systems(req: &Request, db: &Db) -> ApiResult<Response> {
-    let participant = auth::participant(req, db)?;
+pub fn list_pv_systems(req: &Request, env: &Env) -> ApiResult<Response> {
+    let db = &env.db;
+    let participant = auth::participant(req, env)?;
     let pv_systems = registration::pv_systems_json(db, &participant.household)?;
     Ok(json_response(
         200,
@@ -120,8 +121,9 @@ pub fn meters_of(db: &Db, household: &str) -> ApiResult<Vec<Value>> {
 }
 
 /// `GET /api/household/measurement_device` \[5\]: `{"household","devices":[…]}`.
-pub fn list_devices(req: &Request, db: &Db) -> ApiResult<Response> {
-    let participant = auth::participant(req, db)?;
+pub fn list_devices(req: &Request, env: &Env) -> ApiResult<Response> {
+    let db = &env.db;
+    let participant = auth::participant(req, env)?;
     let devices = devices_of(db, &participant.household)?;
     Ok(json_response(
         200,
@@ -130,8 +132,9 @@ pub fn list_devices(req: &Request, db: &Db) -> ApiResult<Response> {
 }
 
 /// `GET /api/household/meter` \[6\]: `{"household","meters":[…]}`.
-pub fn list_meters(req: &Request, db: &Db) -> ApiResult<Response> {
-    let participant = auth::participant(req, db)?;
+pub fn list_meters(req: &Request, env: &Env) -> ApiResult<Response> {
+    let db = &env.db;
+    let participant = auth::participant(req, env)?;
     let meters = meters_of(db, &participant.household)?;
     Ok(json_response(
         200,
@@ -163,7 +166,8 @@ const MAX_METERS: usize = 64;
 /// `PUT /api/household/measurement_device/status` (device): the device's component versions,
 /// last measurement and each of its meters' state (factory-locked, expected OBIS codes missing).
 /// 204; 403 for a meter not wired to the calling device.
-pub fn put_status(req: &Request, db: &Db) -> ApiResult<Response> {
+pub fn put_status(req: &Request, env: &Env) -> ApiResult<Response> {
+    let db = &env.db;
     let caller = auth::device(req, db)?;
     let report: StatusReport = json_body(req.body())?;
     if report.components.len() > MAX_COMPONENTS {

@@ -4,19 +4,18 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
 use serde_json::{Value, json};
-use spin_sdk::http::{Request, Response};
-use spin_sdk::sqlite::Value as Sql;
 use uuid::Uuid;
 use wattlet_access_token::{Operation, Role, Scope};
 use wattlet_survey::ConsentState;
 
 use crate::auth;
-use crate::db::{Db, col_required, col_text, is_unique_violation, placeholders, text};
+use crate::db::{Db, Value as Sql, col_required, col_text, placeholders, text};
 use crate::error::{ApiError, ApiResult};
 use crate::handlers::consent::{consent_json, parse_state};
 use crate::handlers::household::{DEVICE_COLUMNS, METER_COLUMNS, device_json, meter_json};
-use crate::json_response;
+use crate::http::{Request, Response, json_response};
 use crate::registration::{self, Details};
+use crate::services::Env;
 use crate::timestamp;
 use crate::validate::{self, METER_MODELS, METER_TYPES, bad, json_body};
 
@@ -64,9 +63,11 @@ struct Meter {
 /// its location (required), postal address, metadata and PV systems (optional), measurement
 /// device and meters. 201 `{"household","device","meters":[{"uuid","type","model"}],
 /// "pv_systems":[uuid]}`; 409 when the email, device id or a meter uuid is taken.
-pub fn create_household(req: &Request, db: &Db) -> ApiResult<Response> {
+pub fn create_household(req: &Request, env: &Env) -> ApiResult<Response> {
+    let db = &env.db;
     auth::management_for(
         req,
+        env,
         &Operation {
             write: true,
             needs: Role::Researcher,
@@ -157,7 +158,7 @@ pub fn create_household(req: &Request, db: &Db) -> ApiResult<Response> {
             .first()
             .and_then(|r| r.get::<i64>(0))
             .ok_or_else(|| ApiError::Database("INSERT … RETURNING gave no id".into()))?,
-        Err(e) if is_unique_violation(&e) => {
+        Err(e) if e.is_unique_violation() => {
             return Err(ApiError::conflict(format!(
                 "a participant with email {email} is already registered"
             )));
@@ -222,7 +223,7 @@ fn insert_rest(
         &[text(device), text(household)],
     ) {
         Ok(_) => {}
-        Err(e) if is_unique_violation(&e) => {
+        Err(e) if e.is_unique_violation() => {
             return Err(ApiError::conflict(format!(
                 "device {device} is already registered"
             )));
@@ -245,7 +246,7 @@ fn insert_rest(
         &params,
     ) {
         Ok(_) => Ok(()),
-        Err(e) if is_unique_violation(&e) => {
+        Err(e) if e.is_unique_violation() => {
             Err(ApiError::conflict("a meter uuid is already registered"))
         }
         Err(e) => Err(e.into()),
@@ -315,9 +316,11 @@ fn plausible_email(email: &str) -> bool {
 /// `GET /api/management/household` \[10\]: every household with its participant (or `null` once
 /// anonymized), consent, devices (component versions, last measurement, last activity,
 /// revocation) and meters with their status. A token restricted to a household sees only it.
-pub fn list_households(req: &Request, db: &Db) -> ApiResult<Response> {
+pub fn list_households(req: &Request, env: &Env) -> ApiResult<Response> {
+    let db = &env.db;
     let grant = auth::management_for(
         req,
+        env,
         &Operation {
             write: false,
             needs: Role::Researcher,
@@ -384,8 +387,9 @@ pub fn list_households(req: &Request, db: &Db) -> ApiResult<Response> {
 /// `POST /api/management/device/:id/revoke`: the device's requests get 403 from now on.
 /// 200 `{"device","revoked_at"}` (again on a repeated call, with the first time); 404 when no
 /// such device exists.
-pub fn revoke_device(req: &Request, db: &Db, id: &str) -> ApiResult<Response> {
-    let grant = auth::management(req)?;
+pub fn revoke_device(req: &Request, env: &Env, id: &str) -> ApiResult<Response> {
+    let db = &env.db;
+    let grant = auth::management(req, env)?;
     let not_found = || ApiError::not_found("no such device");
     let id = validate::device_id("device", id).map_err(|_| not_found())?;
     auth::allow_household_of(

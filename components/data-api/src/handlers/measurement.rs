@@ -4,16 +4,15 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use spin_sdk::http::{Request, Response};
-use spin_sdk::sqlite::Value as Sql;
 use wattlet_survey::measurement::MAX_BATCH;
 use wattlet_survey::{RefusalCode, Use};
 
 use crate::auth;
-use crate::db::{Db, col_json, col_required, col_text, is_unique_violation, placeholders, text};
+use crate::db::{Value as Sql, col_json, col_required, col_text, placeholders, text};
 use crate::error::{ApiError, ApiResult};
 use crate::handlers::consent;
-use crate::json_response;
+use crate::http::{Request, Response, json_response};
+use crate::services::Env;
 use crate::timestamp;
 use crate::validate::{self, bad, json_body};
 
@@ -53,7 +52,8 @@ struct Checked {
 /// measurements are inserted in one statement (one transaction); uuids already stored for the
 /// same meter are acknowledged again without a second row. 200 `{"acknowledged":[uuid…]}` in
 /// request order, each as the device sent it (UUIDs are compared case-insensitively).
-pub fn upload(req: &Request, db: &Db) -> ApiResult<Response> {
+pub fn upload(req: &Request, env: &Env) -> ApiResult<Response> {
+    let db = &env.db;
     let caller = auth::device(req, db)?;
     consent::require(consent::load(db, &caller.household)?.state, Use::Upload)?;
     let upload: Upload = json_body(req.body())?;
@@ -164,7 +164,7 @@ pub fn upload(req: &Request, db: &Db) -> ApiResult<Response> {
             Ok(_) => {}
             // Another request stored one of these uuids meanwhile; nothing of this batch was
             // stored, and a retry acknowledges or refuses each uuid as above.
-            Err(e) if is_unique_violation(&e) => {
+            Err(e) if e.is_unique_violation() => {
                 return Err(ApiError::conflict(
                     "a measurement of this batch was stored concurrently; retry",
                 ));
@@ -249,8 +249,9 @@ fn check(i: usize, m: Incoming) -> ApiResult<Checked> {
 /// at most `limit` (default 1000, at most 10000), ordered by measured_at then uuid.
 /// `{"meter","measurements":[{"uuid","measured_at","data"}]}`; 404 for any meter that is not the
 /// caller's own, so other meters' existence does not leak.
-pub fn read(req: &Request, db: &Db, meter: &str) -> ApiResult<Response> {
-    let meter = auth::own_meter(req, db, meter)?;
+pub fn read(req: &Request, env: &Env, meter: &str) -> ApiResult<Response> {
+    let db = &env.db;
+    let meter = auth::own_meter(req, env, meter)?;
 
     let mut from = None;
     let mut to = None;

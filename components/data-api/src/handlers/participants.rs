@@ -1,27 +1,27 @@
 //! Researchers' view of one participant: `GET` and `PATCH /api/management/household/:id`.
 
 use serde_json::{Map, Value, json};
-use spin_sdk::http::{Request, Response};
-use spin_sdk::sqlite::Value as Sql;
 use uuid::Uuid;
 use wattlet_access_token::Role;
 use wattlet_survey::{ConsentState, RefusalCode};
 
 use crate::anonymization;
 use crate::auth;
-use crate::db::{Db, col_text, is_unique_violation, text};
+use crate::db::{Db, Value as Sql, col_text, text};
 use crate::error::{ApiError, ApiResult};
 use crate::handlers::consent;
 use crate::handlers::household;
 use crate::handlers::management::{normalized_email, valid_name};
-use crate::json_response;
+use crate::http::{Request, Response, json_response};
 use crate::registration::{self, Address, Location, Metadata, PvSystem};
+use crate::services::Env;
 use crate::timestamp;
 use crate::validate::{self, METER_MODELS, METER_TYPES, bad, json_body};
 
 /// Resolves `id` to an existing household the token may reach for `write`.
-fn reachable(req: &Request, db: &Db, id: &str, write: bool) -> ApiResult<String> {
-    let grant = auth::management(req)?;
+fn reachable(req: &Request, env: &Env, id: &str, write: bool) -> ApiResult<String> {
+    let db = &env.db;
+    let grant = auth::management(req, env)?;
     let id =
         validate::uuid("household", id).map_err(|_| ApiError::not_found("no such household"))?;
     auth::allow_household_of(
@@ -39,8 +39,9 @@ fn reachable(req: &Request, db: &Db, id: &str, write: bool) -> ApiResult<String>
 
 /// `GET /api/management/household/:id`: the participant (or `null` once anonymized), consent,
 /// registration details, PV systems, devices and meters.
-pub fn get(req: &Request, db: &Db, id: &str) -> ApiResult<Response> {
-    let id = reachable(req, db, id, false)?;
+pub fn get(req: &Request, env: &Env, id: &str) -> ApiResult<Response> {
+    let db = &env.db;
+    let id = reachable(req, env, id, false)?;
     Ok(json_response(200, &details(db, &id)?))
 }
 
@@ -253,8 +254,9 @@ fn parse<T: serde::de::DeserializeOwned>(field: &str, value: Value) -> ApiResult
 /// `PATCH /api/management/household/:id`: changes registration details; 200 with the household
 /// as `GET` shows it. A household that revoked its consent is anonymized and stays so (409).
 /// Everything is checked before anything is stored.
-pub fn update(req: &Request, db: &Db, id: &str) -> ApiResult<Response> {
-    let id = reachable(req, db, id, true)?;
+pub fn update(req: &Request, env: &Env, id: &str) -> ApiResult<Response> {
+    let db = &env.db;
+    let id = reachable(req, env, id, true)?;
     let body: Map<String, Value> = json_body(req.body())?;
     if let Some(unknown) = body.keys().find(|k| !FIELDS.contains(&k.as_str())) {
         return Err(bad(format!(
@@ -335,7 +337,7 @@ pub fn update(req: &Request, db: &Db, id: &str) -> ApiResult<Response> {
         );
         match result {
             Ok(_) => {}
-            Err(e) if is_unique_violation(&e) => {
+            Err(e) if e.is_unique_violation() => {
                 return Err(ApiError::conflict(format!(
                     "a participant with email {} is already registered",
                     email.unwrap_or_default()
@@ -375,7 +377,7 @@ pub fn update(req: &Request, db: &Db, id: &str) -> ApiResult<Response> {
             &[text(device), text(&id)],
         ) {
             Ok(_) => {}
-            Err(e) if is_unique_violation(&e) => {
+            Err(e) if e.is_unique_violation() => {
                 return Err(ApiError::conflict(format!(
                     "device {device} is already registered"
                 )));
@@ -387,7 +389,7 @@ pub fn update(req: &Request, db: &Db, id: &str) -> ApiResult<Response> {
     // A revocation that raced this request may have anonymized before the writes above: then
     // anonymize again (every step is idempotent; a displaced location is never overwritten).
     if consent::load(db, &id)?.state == ConsentState::Revoked {
-        anonymization::anonymize_household(db, &id)?;
+        anonymization::anonymize_household(env, &id)?;
         return Err(ApiError::refused(
             RefusalCode::Anonymized,
             "the household revoked its consent meanwhile and is anonymized",

@@ -3,15 +3,14 @@
 
 use serde::Deserialize;
 use serde_json::json;
-use spin_sdk::http::{Request, Response};
-use spin_sdk::sqlite::Value as Sql;
 use wattlet_access_token::{Operation, Role, Scope};
 
 use crate::auth;
-use crate::db::{Db, placeholders, text};
+use crate::db::{Value as Sql, placeholders, text};
 use crate::error::ApiResult;
-use crate::json_response;
+use crate::http::{Request, Response, json_response};
 use crate::registration::nuts3_code;
+use crate::services::Env;
 use crate::validate::bad;
 
 /// More rows than the EU has NUTS-3 regions (1,165 in NUTS 2021), with room for other sources.
@@ -27,9 +26,11 @@ struct Row {
 /// `code,population_density_per_km2` (other columns are ignored), one region per line, inhabitants
 /// per km². All rows are stored, replacing earlier values of the same codes, or none (400 naming
 /// the line). 200 `{"imported": n}`.
-pub fn import(req: &Request, db: &Db) -> ApiResult<Response> {
+pub fn import(req: &Request, env: &Env) -> ApiResult<Response> {
+    let db = &env.db;
     auth::management_for(
         req,
+        env,
         &Operation {
             write: true,
             needs: Role::Administrator,

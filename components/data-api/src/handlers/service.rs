@@ -1,16 +1,15 @@
 //! `GET /api/health` and `GET /api/version`.
 
 use serde_json::json;
-use spin_sdk::http::Response;
 
-use crate::db::Db;
-use crate::error::sqlite_error_text;
-use crate::{SERVICE, VERSION, json_response, schema};
+use crate::db::{Db, Storage};
+use crate::http::{Response, json_response};
+use crate::{SERVICE, VERSION, schema};
 
 /// `GET /api/health`: 200 when the `default` database answers and the schema is current, 503
 /// otherwise.
-pub fn health() -> Response {
-    let (status, state, database) = match check_database() {
+pub fn health(storage: &dyn Storage) -> Response {
+    let (status, state, database) = match check_database(storage) {
         Ok(()) => (200, "ok", "ok".to_owned()),
         Err(message) => (503, "unavailable", message),
     };
@@ -29,11 +28,9 @@ pub fn version() -> Response {
     json_response(200, &json!({ "version": VERSION }))
 }
 
-fn check_database() -> Result<(), String> {
-    let db = Db::open().map_err(|e| e.to_string())?;
-    let result = db
-        .try_query("SELECT 1", &[])
-        .map_err(|e| sqlite_error_text(&e))?;
+fn check_database(storage: &dyn Storage) -> Result<(), String> {
+    let db = Db::open(storage).map_err(|e| e.to_string())?;
+    let result = db.try_query("SELECT 1", &[]).map_err(|e| e.to_string())?;
     match result.rows.first().and_then(|row| row.get::<i64>(0)) {
         Some(1) => {}
         other => return Err(format!("SELECT 1 returned {other:?}")),

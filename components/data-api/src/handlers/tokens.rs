@@ -5,13 +5,13 @@
 
 use serde::Deserialize;
 use serde_json::json;
-use spin_sdk::http::{Request, Response};
 use wattlet_access_token::{Caveat, Operation, Role, Scope, Token};
 
 use crate::auth;
-use crate::db::{Db, text};
+use crate::db::text;
 use crate::error::{ApiError, ApiResult};
-use crate::json_response;
+use crate::http::{Request, Response, json_response};
+use crate::services::Env;
 use crate::timestamp;
 use crate::validate::{self, bad, json_body};
 
@@ -33,9 +33,11 @@ struct MintRequest {
 /// "read_only"?}` →
 /// 201 `{"token","caveats":[…]}`. The new token keeps the caller's own expiry, so minting never
 /// outlives the caller's token.
-pub fn mint(req: &Request, db: &Db) -> ApiResult<Response> {
+pub fn mint(req: &Request, env: &Env) -> ApiResult<Response> {
+    let db = &env.db;
     let grant = auth::management_for(
         req,
+        env,
         &Operation {
             write: true,
             needs: Role::Administrator,
@@ -52,7 +54,7 @@ pub fn mint(req: &Request, db: &Db) -> ApiResult<Response> {
     if role == Role::Participant && body.household.is_none() {
         return Err(bad("household: a participant's token needs its household"));
     }
-    let mut token = new_token(role)?;
+    let mut token = new_token(env, role)?;
     for caveat in grant.caveats() {
         if let Caveat::ExpiresAt(_) = caveat {
             token = token.attenuate(caveat.clone());
@@ -91,10 +93,11 @@ const PARTICIPANT_TOKEN_SECONDS: u64 = 12 * 3600;
 /// household, valid 12 h → 201 `{"token","expires_at","ui":"/ui/device/#token=…"}`. The device
 /// shows the link to its participant; the token stays in the URL fragment, which browsers do
 /// not send to servers.
-pub fn mint_participant(req: &Request, db: &Db) -> ApiResult<Response> {
+pub fn mint_participant(req: &Request, env: &Env) -> ApiResult<Response> {
+    let db = &env.db;
     let device = auth::device(req, db)?;
     let expires = auth::unix_now() + PARTICIPANT_TOKEN_SECONDS;
-    let token = new_token(Role::Participant)?
+    let token = new_token(env, Role::Participant)?
         .attenuate(Caveat::Household(device.household))
         .attenuate(Caveat::ExpiresAt(expires));
     let expires_at = i64::try_from(expires)
@@ -110,12 +113,12 @@ pub fn mint_participant(req: &Request, db: &Db) -> ApiResult<Response> {
 }
 
 /// A token for `role` with a random id, signed with the key derived from `admin_token`.
-fn new_token(role: Role) -> ApiResult<Token> {
+fn new_token(env: &Env, role: Role) -> ApiResult<Token> {
     let mut id = [0u8; 16];
     getrandom::fill(&mut id)
         .map_err(|e| ApiError::Internal(format!("no secure random source: {e}")))?;
     Ok(Token::mint(
-        &auth::token_root_key()?,
+        &auth::token_root_key(env)?,
         &hex::encode(id),
         role,
     ))

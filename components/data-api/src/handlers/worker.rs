@@ -11,17 +11,16 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
 use serde_json::{Value, json};
-use spin_sdk::http::{Request, Response};
-use spin_sdk::sqlite::Value as Sql;
 use wattlet_access_token::{Grant, Operation, Role, Scope};
 use wattlet_survey::{ConsentState, RefusalCode, Use};
 
 use crate::auth;
-use crate::db::{Db, col_json, col_required, col_text, placeholders, text};
+use crate::db::{Db, Value as Sql, col_json, col_required, col_text, placeholders, text};
 use crate::error::{ApiError, ApiResult};
 use crate::handlers::consent;
 use crate::handlers::measurement::query_pairs;
-use crate::json_response;
+use crate::http::{Request, Response, json_response};
+use crate::services::Env;
 use crate::timestamp;
 use crate::validate::{self, bad, json_body};
 
@@ -45,8 +44,9 @@ fn restricted_to(grant: &Grant, sql: &mut String, params: &mut Vec<Sql>) {
 /// `GET /api/worker/meters`: `{"meters":[{"meter","first","last"}]}`, the electricity meters
 /// with measurements whose household permits personal processing, by uuid; first and last
 /// are the times of the earliest and latest measurement.
-pub fn meters(req: &Request, db: &Db) -> ApiResult<Response> {
-    let grant = auth::worker(req, false, Scope::Households)?;
+pub fn meters(req: &Request, env: &Env) -> ApiResult<Response> {
+    let db = &env.db;
+    let grant = auth::worker(req, env, false, Scope::Households)?;
     let (permitting, mut params) = consent::permitting("c.state", Use::ProcessPersonal);
     let mut sql = format!(
         "SELECT x.meter, MIN(x.measured_at), MAX(x.measured_at)
@@ -117,8 +117,9 @@ fn power_watts(data: &str) -> Option<f64> {
 /// `from` ≤ measured_at < `to` (at most 7 days), by time then uuid, and the latest one before
 /// `from` (among the 8 measurements before it). 403 `consent_not_granted` / `consent_revoked`
 /// when the household does not permit personal processing.
-pub fn power(req: &Request, db: &Db, meter: &str) -> ApiResult<Response> {
-    let grant = auth::worker(req, false, Scope::Households)?;
+pub fn power(req: &Request, env: &Env, meter: &str) -> ApiResult<Response> {
+    let db = &env.db;
+    let grant = auth::worker(req, env, false, Scope::Households)?;
     let (mut from, mut to) = (None, None);
     for (key, value) in query_pairs(req.query())? {
         let at = match key.as_str() {
@@ -158,7 +159,7 @@ pub fn power(req: &Request, db: &Db, meter: &str) -> ApiResult<Response> {
         ),
         &params,
     )?;
-    let reading = |row: &spin_sdk::sqlite::RowResult| -> Option<Value> {
+    let reading = |row: &crate::db::Row| -> Option<Value> {
         let watts = power_watts(row.get::<&str>(1)?)?;
         Some(json!({ "at": timestamp::db_to_api(col_text(row, 0)), "power_w": watts }))
     };
@@ -328,8 +329,9 @@ fn refusals(
 /// The new results are one multi-row `INSERT OR IGNORE … SELECT … JOIN meter … JOIN consent …
 /// WHERE state IN (<permitting personal processing>) RETURNING item`: the consent check and
 /// the write are one statement.
-pub fn store(req: &Request, db: &Db) -> ApiResult<Response> {
-    let grant = auth::worker(req, true, Scope::Households)?;
+pub fn store(req: &Request, env: &Env) -> ApiResult<Response> {
+    let db = &env.db;
+    let grant = auth::worker(req, env, true, Scope::Households)?;
     let body: Results = json_body(req.body())?;
     if body.results.is_empty() || body.results.len() > MAX_RESULTS {
         return Err(bad(format!("results: 1–{MAX_RESULTS} results")));
@@ -424,8 +426,9 @@ pub fn store(req: &Request, db: &Db) -> ApiResult<Response> {
 
 /// `GET /api/worker/disaggregation/:item`: the stored result, with the fields of the `POST`'s
 /// results; 404 `not_found` when none is stored.
-pub fn result(req: &Request, db: &Db, item: &str) -> ApiResult<Response> {
-    let grant = auth::worker(req, false, Scope::Households)?;
+pub fn result(req: &Request, env: &Env, item: &str) -> ApiResult<Response> {
+    let db = &env.db;
+    let grant = auth::worker(req, env, false, Scope::Households)?;
     let not_found = || ApiError::not_found("no such result");
     let item = item_id("item", item).map_err(|_| not_found())?;
     let rows = db.query(

@@ -1,0 +1,214 @@
+//! The Spin HTTP component: the thin layer between spin-sdk 5 and the handlers. It converts
+//! Spin's request and response, and provides the [`Services`] from Spin's `default` SQLite
+//! database, its variables and the anonymizer component's WIT import
+//! (`wattlet:anonymizer/anonymize`, composed in by `wac plug`).
+
+use std::cell::OnceCell;
+
+use spin_sdk::http_component;
+use spin_sdk::sqlite::{Connection, Error as SqliteError, Value as SqliteValue};
+
+use crate::anonymizer::{self as ours, Anonymizer};
+use crate::db::{Row, Rows, Storage, StorageError, Value};
+use crate::http::{Method, Request};
+use crate::services::{Secrets, Services};
+
+wit_bindgen::generate!({
+    path: "../../wit/anonymizer",
+    world: "anonymizer-client",
+});
+
+use wattlet::anonymizer::anonymize as wit;
+
+#[http_component]
+fn handle(req: spin_sdk::http::Request) -> spin_sdk::http::Response {
+    let storage = SpinDatabase::default();
+    let services = Services {
+        storage: &storage,
+        secrets: &SpinVariables,
+        anonymizer: &WitAnonymizer,
+    };
+    let response = crate::handle(&request(&req), &services);
+    let mut answer = spin_sdk::http::Response::builder();
+    answer.status(response.status);
+    for (name, value) in response.headers {
+        answer.header(name, value);
+    }
+    answer.body(response.body).build()
+}
+
+fn request(req: &spin_sdk::http::Request) -> Request {
+    use spin_sdk::http::Method as M;
+    let method = match req.method() {
+        M::Get => Method::Get,
+        M::Post => Method::Post,
+        M::Put => Method::Put,
+        M::Delete => Method::Delete,
+        M::Patch => Method::Patch,
+        M::Head => Method::Head,
+        M::Options => Method::Options,
+        M::Connect => Method::Connect,
+        M::Trace => Method::Trace,
+        M::Other(other) => Method::Other(other.clone()),
+    };
+    let target = match req.query() {
+        "" => req.path().to_owned(),
+        query => format!("{}?{query}", req.path()),
+    };
+    let mut request = Request::new(method, &target);
+    // A header whose value is not UTF-8 is no value the Data API reads: left out.
+    for (name, value) in req.headers() {
+        if let Some(value) = value.as_str() {
+            request = request.with_header(name, value);
+        }
+    }
+    request.with_body(req.body().to_vec())
+}
+
+/// Spin's `default` database, opened on the first statement of a request.
+#[derive(Default)]
+struct SpinDatabase {
+    connection: OnceCell<Connection>,
+}
+
+impl SpinDatabase {
+    fn connection(&self) -> Result<&Connection, StorageError> {
+        if let Some(connection) = self.connection.get() {
+            return Ok(connection);
+        }
+        let connection = Connection::open_default().map_err(storage_error)?;
+        Ok(self.connection.get_or_init(|| connection))
+    }
+}
+
+impl Storage for SpinDatabase {
+    fn open(&self) -> Result<(), StorageError> {
+        self.connection().map(|_| ())
+    }
+
+    fn execute(&self, sql: &str, params: &[Value]) -> Result<Rows, StorageError> {
+        let params: Vec<SqliteValue> = params
+            .iter()
+            .map(|v| match v {
+                Value::Integer(i) => SqliteValue::Integer(*i),
+                Value::Real(f) => SqliteValue::Real(*f),
+                Value::Text(s) => SqliteValue::Text(s.clone()),
+                Value::Blob(b) => SqliteValue::Blob(b.clone()),
+                Value::Null => SqliteValue::Null,
+            })
+            .collect();
+        let result = self
+            .connection()?
+            .execute(sql, &params)
+            .map_err(storage_error)?;
+        Ok(Rows {
+            columns: result.columns,
+            rows: result
+                .rows
+                .into_iter()
+                .map(|row| Row {
+                    values: row
+                        .values
+                        .into_iter()
+                        .map(|v| match v {
+                            SqliteValue::Integer(i) => Value::Integer(i),
+                            SqliteValue::Real(f) => Value::Real(f),
+                            SqliteValue::Text(s) => Value::Text(s),
+                            SqliteValue::Blob(b) => Value::Blob(b),
+                            SqliteValue::Null => Value::Null,
+                        })
+                        .collect(),
+                })
+                .collect(),
+        })
+    }
+}
+
+fn storage_error(e: SqliteError) -> StorageError {
+    match e {
+        SqliteError::NoSuchDatabase => StorageError::NoSuchDatabase,
+        SqliteError::AccessDenied => StorageError::AccessDenied,
+        SqliteError::InvalidConnection => StorageError::InvalidConnection,
+        SqliteError::DatabaseFull => StorageError::DatabaseFull,
+        SqliteError::Io(message) => StorageError::Io(message),
+    }
+}
+
+/// The component's Spin variables.
+struct SpinVariables;
+
+impl Secrets for SpinVariables {
+    fn admin_token(&self) -> Result<String, String> {
+        spin_sdk::variables::get("admin_token").map_err(|e| e.to_string())
+    }
+}
+
+/// The anonymizer through its WIT import.
+struct WitAnonymizer;
+
+impl Anonymizer for WitAnonymizer {
+    fn anonymize(
+        &self,
+        r: &ours::Registration,
+        draw: ours::Draw,
+    ) -> Result<ours::Anonymized, String> {
+        let registration = wit::Registration {
+            contact: wit::Contact {
+                name: r.contact.name.clone(),
+                email: r.contact.email.clone(),
+            },
+            address: r.address.as_ref().map(|a| wit::Address {
+                street: a.street.clone(),
+                house_number: a.house_number.clone(),
+                postal_code: a.postal_code.clone(),
+                city: a.city.clone(),
+                country: a.country.clone(),
+            }),
+            location: wit::Location {
+                latitude: r.location.latitude,
+                longitude: r.location.longitude,
+            },
+            pv_systems: r
+                .pv_systems
+                .iter()
+                .map(|pv| wit::PvSystem {
+                    nominal_power_kwp: pv.nominal_power_kwp,
+                    azimuth: pv.azimuth,
+                    tilt: pv.tilt,
+                    installation_date: pv.installation_date.clone(),
+                })
+                .collect(),
+            population_density_per_km2: r.population_density_per_km2,
+        };
+        let draw = wit::Draw {
+            distance_uniform: draw.distance_uniform,
+            bearing_uniform: draw.bearing_uniform,
+        };
+        let a = wit::anonymize(&registration, draw).map_err(|e| format!("{e:?}"))?;
+        let d = a.displacement;
+        Ok(ours::Anonymized {
+            location: ours::Location {
+                latitude: a.location.latitude,
+                longitude: a.location.longitude,
+            },
+            pv_systems: a
+                .pv_systems
+                .into_iter()
+                .map(|pv| ours::AnonymizedPvSystem {
+                    nominal_power_kwp: pv.nominal_power_kwp,
+                    azimuth: pv.azimuth,
+                    tilt: pv.tilt,
+                    installation_date: pv.installation_date,
+                })
+                .collect(),
+            displacement: ours::Displacement {
+                population_density_per_km2: d.population_density_per_km2,
+                density_unknown: d.density_unknown,
+                d_min_m: d.d_min_m,
+                d_max_m: d.d_max_m,
+                distance_m: d.distance_m,
+                bearing_deg: d.bearing_deg,
+            },
+        })
+    }
+}

@@ -1,0 +1,29 @@
+//! What the Data API needs from where it runs: its database ([`Storage`]), the `admin_token`
+//! secret ([`Secrets`]) and the anonymizer ([`Anonymizer`]). The component provides Spin's
+//! (`component`); native tests their own.
+
+use crate::anonymizer::Anonymizer;
+use crate::db::{Db, Storage};
+
+/// The Data API's secrets (Spin variables).
+pub trait Secrets {
+    /// The `admin_token` variable: the administrators' bearer token, from which the key of
+    /// every access token is derived. `Err` says why it is unavailable.
+    fn admin_token(&self) -> Result<String, String>;
+}
+
+/// Everything one request may use.
+#[derive(Clone, Copy)]
+pub struct Services<'a> {
+    pub storage: &'a dyn Storage,
+    pub secrets: &'a dyn Secrets,
+    pub anonymizer: &'a dyn Anonymizer,
+}
+
+/// What a handler works with: the opened database and the services.
+#[derive(Clone, Copy)]
+pub struct Env<'a> {
+    pub db: Db<'a>,
+    pub secrets: &'a dyn Secrets,
+    pub anonymizer: &'a dyn Anonymizer,
+}

@@ -1,0 +1,415 @@
+//! The Data API natively: its handlers over rusqlite on a temporary SQLite file (WAL and a busy
+//! timeout, as `wattlet serve` opens it), a fixed `admin_token` and the `wattlet-anonymizer`
+//! library, with requests built as the component receives them.
+
+#![allow(dead_code)]
+
+use std::cell::{Cell, RefCell};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rusqlite::types::ValueRef;
+use serde_json::{Value as Json, json};
+use wattlet_data_api::anonymizer::{self as api, Anonymizer};
+use wattlet_data_api::db::Row;
+use wattlet_data_api::{
+    Method, Request, Response, Rows, Secrets, Services, Storage, StorageError, Value,
+};
+
+pub const ADMIN_TOKEN: &str = "admin-token-for-native-tests";
+
+/// A hook run before each statement with its SQL and the connection (to play another request
+/// writing in between).
+type Hook = Box<dyn FnMut(&str, &rusqlite::Connection)>;
+
+/// [`Storage`] on one rusqlite connection, as Spin and `wattlet serve` share one per database.
+pub struct Sqlite {
+    connection: rusqlite::Connection,
+    before: RefCell<Option<Hook>>,
+    /// Every statement run, in order.
+    pub log: RefCell<Vec<String>>,
+}
+
+impl Storage for Sqlite {
+    fn execute(&self, sql: &str, params: &[Value]) -> Result<Rows, StorageError> {
+        if let Some(hook) = self.before.borrow_mut().as_mut() {
+            hook(sql, &self.connection);
+        }
+        self.log.borrow_mut().push(sql.to_owned());
+        let io = |e: rusqlite::Error| StorageError::Io(e.to_string());
+        let mut statement = self.connection.prepare(sql).map_err(io)?;
+        let columns: Vec<String> = statement
+            .column_names()
+            .iter()
+            .map(|c| (*c).to_owned())
+            .collect();
+        let params = params.iter().map(|v| match v {
+            Value::Integer(i) => rusqlite::types::Value::Integer(*i),
+            Value::Real(f) => rusqlite::types::Value::Real(*f),
+            Value::Text(s) => rusqlite::types::Value::Text(s.clone()),
+            Value::Blob(b) => rusqlite::types::Value::Blob(b.clone()),
+            Value::Null => rusqlite::types::Value::Null,
+        });
+        let mut rows = statement
+            .query(rusqlite::params_from_iter(params))
+            .map_err(io)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(io)? {
+            let values = (0..columns.len())
+                .map(|i| match row.get_ref(i) {
+                    Ok(ValueRef::Integer(i)) => Value::Integer(i),
+                    Ok(ValueRef::Real(f)) => Value::Real(f),
+                    Ok(ValueRef::Text(t)) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+                    Ok(ValueRef::Blob(b)) => Value::Blob(b.to_vec()),
+                    Ok(ValueRef::Null) | Err(_) => Value::Null,
+                })
+                .collect();
+            out.push(Row { values });
+        }
+        Ok(Rows { columns, rows: out })
+    }
+}
+
+struct Secret;
+
+impl Secrets for Secret {
+    fn admin_token(&self) -> Result<String, String> {
+        Ok(ADMIN_TOKEN.to_owned())
+    }
+}
+
+/// The `wattlet-anonymizer` library; refuses while `failing` is set (a crash stand-in).
+pub struct Library {
+    pub failing: Cell<bool>,
+    pub calls: Cell<usize>,
+}
+
+impl Anonymizer for Library {
+    fn anonymize(&self, r: &api::Registration, draw: api::Draw) -> Result<api::Anonymized, String> {
+        use wattlet_anonymizer as lib;
+        self.calls.set(self.calls.get() + 1);
+        if self.failing.get() {
+            return Err("the anonymizer is unavailable".to_owned());
+        }
+        let registration = lib::Registration {
+            contact: lib::Contact {
+                name: r.contact.name.clone(),
+                email: r.contact.email.clone(),
+            },
+            address: r.address.as_ref().map(|a| lib::Address {
+                street: a.street.clone(),
+                house_number: a.house_number.clone(),
+                postal_code: a.postal_code.clone(),
+                city: a.city.clone(),
+                country: a.country.clone(),
+            }),
+            location: lib::Location {
+                latitude: r.location.latitude,
+                longitude: r.location.longitude,
+            },
+            pv_systems: r
+                .pv_systems
+                .iter()
+                .map(|pv| lib::PvSystem {
+                    nominal_power_kwp: pv.nominal_power_kwp,
+                    azimuth: pv.azimuth,
+                    tilt: pv.tilt,
+                    installation_date: pv.installation_date.clone(),
+                })
+                .collect(),
+            population_density_per_km2: r.population_density_per_km2,
+        };
+        let draw = lib::Draw {
+            distance_uniform: draw.distance_uniform,
+            bearing_uniform: draw.bearing_uniform,
+        };
+        let a = lib::anonymize(&registration, draw).map_err(|e| e.to_string())?;
+        let d = a.displacement;
+        Ok(api::Anonymized {
+            location: api::Location {
+                latitude: a.location.latitude,
+                longitude: a.location.longitude,
+            },
+            pv_systems: a
+                .pv_systems
+                .into_iter()
+                .map(|pv| api::AnonymizedPvSystem {
+                    nominal_power_kwp: pv.nominal_power_kwp,
+                    azimuth: pv.azimuth,
+                    tilt: pv.tilt,
+                    installation_date: pv.installation_date,
+                })
+                .collect(),
+            displacement: api::Displacement {
+                population_density_per_km2: d.population_density_per_km2,
+                density_unknown: d.density_unknown,
+                d_min_m: d.d_min_m,
+                d_max_m: d.d_max_m,
+                distance_m: d.distance_m,
+                bearing_deg: d.bearing_deg,
+            },
+        })
+    }
+}
+
+/// A Data API on its own database file.
+pub struct Api {
+    pub path: PathBuf,
+    pub storage: Sqlite,
+    pub anonymizer: Library,
+    _dir: tempfile::TempDir,
+}
+
+/// A status and the body as JSON (`null` when empty or not JSON).
+pub type Reply = (u16, Json);
+
+/// A registered household: its id, device, the participant's email and its meters (the first
+/// electricity, the second PV generation).
+#[derive(Debug, Clone)]
+pub struct Household {
+    pub id: String,
+    pub device: String,
+    pub email: String,
+    pub meters: Vec<String>,
+}
+
+/// A name no other call in this process uses.
+pub fn unique(prefix: &str) -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!("{prefix}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A fresh v4 UUID (random bytes from the OS).
+pub fn uuid4() -> String {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).expect("random bytes");
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+impl Api {
+    pub fn new() -> Api {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("sqlite_db.db");
+        let connection = rusqlite::Connection::open(&path).expect("open the database");
+        connection
+            .pragma_update(None, "journal_mode", "WAL")
+            .expect("WAL");
+        connection
+            .busy_timeout(std::time::Duration::from_secs(5))
+            .expect("busy timeout");
+        Api {
+            path,
+            storage: Sqlite {
+                connection,
+                before: RefCell::new(None),
+                log: RefCell::new(Vec::new()),
+            },
+            anonymizer: Library {
+                failing: Cell::new(false),
+                calls: Cell::new(0),
+            },
+            _dir: dir,
+        }
+    }
+
+    pub fn handle(&self, request: &Request) -> Response {
+        let services = Services {
+            storage: &self.storage,
+            secrets: &Secret,
+            anonymizer: &self.anonymizer,
+        };
+        wattlet_data_api::handle(request, &services)
+    }
+
+    /// Runs `hook` before every statement until [`Api::no_hook`].
+    pub fn before_each_statement(&self, hook: impl FnMut(&str, &rusqlite::Connection) + 'static) {
+        *self.storage.before.borrow_mut() = Some(Box::new(hook));
+    }
+
+    pub fn no_hook(&self) {
+        *self.storage.before.borrow_mut() = None;
+    }
+
+    /// Runs SQL directly on the database (not through the API).
+    pub fn sql(&self, sql: &str, params: impl rusqlite::Params) -> usize {
+        self.storage
+            .connection
+            .execute(sql, params)
+            .expect("direct SQL")
+    }
+
+    /// One text value selected directly from the database.
+    pub fn sql_text(&self, sql: &str, params: impl rusqlite::Params) -> Option<String> {
+        use rusqlite::OptionalExtension as _;
+        self.storage
+            .connection
+            .query_row(sql, params, |row| row.get::<_, Option<String>>(0))
+            .optional()
+            .expect("direct SQL")
+            .flatten()
+    }
+
+    pub fn count(&self, sql: &str, params: impl rusqlite::Params) -> i64 {
+        self.storage
+            .connection
+            .query_row(sql, params, |row| row.get(0))
+            .expect("direct SQL")
+    }
+
+    /// Sends `method path` with these headers and an optional JSON body.
+    pub fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&Json>,
+    ) -> Reply {
+        let mut request = Request::new(method, path);
+        for (name, value) in headers {
+            request = request.with_header(name, value);
+        }
+        if let Some(body) = body {
+            request = request.with_body(body.to_string());
+        }
+        let response = self.handle(&request);
+        (response.status, response.json())
+    }
+
+    pub fn with_token(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<&Json>,
+    ) -> Reply {
+        let bearer = format!("Bearer {token}");
+        self.send(method, path, &[("authorization", &bearer)], body)
+    }
+
+    pub fn admin(&self, method: Method, path: &str, body: Option<&Json>) -> Reply {
+        self.with_token(ADMIN_TOKEN, method, path, body)
+    }
+
+    /// As the household's device: the identity headers a TLS terminator sets.
+    pub fn as_device(
+        &self,
+        household: &Household,
+        method: Method,
+        path: &str,
+        body: Option<&Json>,
+    ) -> Reply {
+        self.send(
+            method,
+            path,
+            &[
+                (wattlet_survey::identity::DEVICE, &household.device),
+                (wattlet_survey::identity::EMAIL, &household.email),
+            ],
+            body,
+        )
+    }
+
+    /// Mints a token with `request` (as the administrator).
+    pub fn mint(&self, request: Json) -> String {
+        let (status, body) = self.admin(Method::Post, "/api/management/token", Some(&request));
+        assert_eq!(status, 201, "{body}");
+        body["token"].as_str().expect("token").to_owned()
+    }
+
+    /// Registers a household with an address, a PV system, an electricity and a PV meter.
+    pub fn register(&self) -> Household {
+        let device = unique("pi");
+        let email = format!("{}@example.org", unique("p"));
+        let (status, body) = self.admin(
+            Method::Post,
+            "/api/management/household",
+            Some(&json!({
+                "name": "Erika Mustermann", "email": email, "device": device,
+                "meters": [
+                    { "uuid": uuid4(), "type": "ELECTRICITY", "model": "MT681" },
+                    { "type": "PV-GENERATION", "model": "EASY", "pv_systems": [0] },
+                ],
+                "location": { "latitude": 48.1372, "longitude": 11.5756, "nuts3": "DE212" },
+                "address": { "street": "Marienplatz", "house_number": "8", "postal_code": "80331",
+                             "city": "München", "country": "DE" },
+                "pv_systems": [{ "nominal_power_kwp": 7.4, "azimuth": 180.0, "tilt": 30.0,
+                                 "installation_date": "2021-06-15" }],
+            })),
+        );
+        assert_eq!(status, 201, "{body}");
+        Household {
+            id: body["household"].as_str().expect("id").to_owned(),
+            device,
+            email,
+            meters: body["meters"]
+                .as_array()
+                .expect("meters")
+                .iter()
+                .map(|m| m["uuid"].as_str().expect("uuid").to_owned())
+                .collect(),
+        }
+    }
+
+    /// Sets the household's consent to `state` directly in the database.
+    pub fn set_consent(&self, household: &Household, state: wattlet_survey::ConsentState) {
+        self.sql(
+            "UPDATE consent SET state = ?1 WHERE household = ?2",
+            (state.as_str(), &household.id),
+        );
+    }
+
+    pub fn consent_state(&self, household: &Household) -> String {
+        self.sql_text(
+            "SELECT state FROM consent WHERE household = ?1",
+            [&household.id],
+        )
+        .expect("a consent row")
+    }
+
+    /// Uploads measurements as the household's device.
+    pub fn upload(&self, household: &Household, measurements: &[Json]) -> Reply {
+        self.as_device(
+            household,
+            Method::Post,
+            "/api/household/meter/measurement",
+            Some(&json!({ "measurements": measurements })),
+        )
+    }
+}
+
+/// A measurement of `meter` at `at` with these readings.
+pub fn measurement(meter: &str, at: &str, data: Json) -> Json {
+    json!({ "uuid": uuid4(), "meter": meter, "measured_at": at, "data": data })
+}
+
+/// Asserts a refusal: `code`'s status, `code` and a message.
+#[track_caller]
+pub fn assert_refused(reply: &Reply, code: wattlet_survey::RefusalCode) {
+    let (status, body) = reply;
+    assert_eq!(*status, code.status(), "{body}");
+    assert_eq!(body["code"], code.as_str(), "{body}");
+    assert!(
+        body["error"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+}
+
+impl Api {
+    /// The error SQLite gives for `sql` run directly.
+    pub fn storage_refuses(&self, sql: &str) -> String {
+        match self.storage.connection.execute(sql, []) {
+            Ok(_) => panic!("{sql} was accepted"),
+            Err(e) => e.to_string(),
+        }
+    }
+}
