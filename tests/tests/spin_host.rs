@@ -325,6 +325,65 @@ async fn routes_and_spin_headers_as_spin_sets_them() {
     );
 }
 
+/// The probe's `headers` reply for `path`, sent with `headers`.
+async fn seen_headers(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> serde_json::Value {
+    let (status, body) = send(addr, Method::GET, path, b"", headers).await;
+    assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    let json: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    json["headers"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_segments_reach_the_component_as_path_match_headers() {
+    let server = start().await;
+    // `/users/:user_id/files/:name`: `_` is spelled `-` in the header name, as in Spin.
+    let h = seen_headers(server.addr, "/users/ada/files/report.pdf", &[]).await;
+    assert_eq!(h["spin-path-match-user-id"], "ada", "{h}");
+    assert_eq!(h["spin-path-match-name"], "report.pdf", "{h}");
+    assert_eq!(
+        h["spin-matched-route"], "/users/:user_id/files/:name",
+        "{h}"
+    );
+    assert_eq!(
+        h["spin-component-route"], "/users/:user_id/files/:name",
+        "{h}"
+    );
+    assert_eq!(h["spin-path-info"], "", "{h}");
+
+    // `/items/:id/...`: the segment, and the rest of the path as path info. A spoofed
+    // `spin-path-match-*` header is dropped, not passed on beside the real one.
+    let h = seen_headers(
+        server.addr,
+        "/items/42/headers/more/",
+        &[
+            ("spin-path-match-id", "666"),
+            ("spin-path-match-other", "x"),
+        ],
+    )
+    .await;
+    assert_eq!(h["spin-path-match-id"], "42", "{h}");
+    assert_eq!(h.get("spin-path-match-other"), None, "{h}");
+    assert_eq!(h["spin-path-info"], "/headers/more/", "{h}");
+    assert_eq!(h["spin-matched-route"], "/items/:id/...", "{h}");
+    assert_eq!(h["spin-component-route"], "/items/:id", "{h}");
+    assert_eq!(h["spin-raw-component-route"], "/items/:id/...", "{h}");
+
+    // The most specific route wins: an exact route over the wildcard, a literal over `:id`.
+    let h = seen_headers(server.addr, "/items/42/edit", &[]).await;
+    assert_eq!(h["spin-matched-route"], "/items/:id/edit", "{h}");
+    assert_eq!(h["spin-path-match-id"], "42", "{h}");
+    let h = seen_headers(server.addr, "/items/special/headers", &[]).await;
+    assert_eq!(h["spin-matched-route"], "/items/special/...", "{h}");
+    assert_eq!(h.get("spin-path-match-id"), None, "{h}");
+
+    // A named segment needs a segment: `/items` alone and a missing file name match nothing.
+    assert_eq!(get(server.addr, "/items").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        get(server.addr, "/users/ada/files").await.0,
+        StatusCode::NOT_FOUND
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trapping_component_gets_500_and_the_server_keeps_serving() {
     let server = start().await;

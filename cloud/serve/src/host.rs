@@ -116,16 +116,7 @@ impl sqlite::HostConnection for SpinState {
             .table
             .get(&connection)
             .map_err(|_| sqlite::Error::InvalidConnection)?;
-        let db = connection
-            .0
-            .lock()
-            .map_err(|_| sqlite::Error::Io("database lock poisoned".into()))?;
-        execute(&db, &statement, parameters).map_err(|e| match e {
-            rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DiskFull => {
-                sqlite::Error::DatabaseFull
-            }
-            other => sqlite::Error::Io(other.to_string()),
-        })
+        connection.execute(&statement, parameters)
     }
 
     fn drop(&mut self, connection: Resource<SqliteConnection>) -> wasmtime::Result<()> {
@@ -134,44 +125,33 @@ impl sqlite::HostConnection for SpinState {
     }
 }
 
-fn execute(
-    db: &rusqlite::Connection,
-    statement: &str,
-    parameters: Vec<sqlite::Value>,
-) -> rusqlite::Result<sqlite::QueryResult> {
-    use rusqlite::types::{Value as Sql, ValueRef};
-    let mut prepared = db.prepare_cached(statement)?;
-    let columns: Vec<String> = prepared
-        .column_names()
-        .iter()
-        .map(|c| (*c).to_owned())
-        .collect();
-    let params: Vec<Sql> = parameters
-        .into_iter()
-        .map(|p| match p {
-            sqlite::Value::Integer(i) => Sql::Integer(i),
-            sqlite::Value::Real(r) => Sql::Real(r),
-            sqlite::Value::Text(t) => Sql::Text(t),
-            sqlite::Value::Blob(b) => Sql::Blob(b),
-            sqlite::Value::Null => Sql::Null,
-        })
-        .collect();
-    let mut rows = prepared.query(rusqlite::params_from_iter(params))?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next()? {
-        let mut values = Vec::with_capacity(columns.len());
-        for i in 0..columns.len() {
-            values.push(match row.get_ref(i)? {
-                ValueRef::Integer(i) => sqlite::Value::Integer(i),
-                ValueRef::Real(r) => sqlite::Value::Real(r),
-                ValueRef::Text(t) => sqlite::Value::Text(String::from_utf8_lossy(t).into_owned()),
-                ValueRef::Blob(b) => sqlite::Value::Blob(b.to_vec()),
-                ValueRef::Null => sqlite::Value::Null,
-            });
+impl SqliteConnection {
+    fn execute(
+        &self,
+        statement: &str,
+        parameters: Vec<sqlite::Value>,
+    ) -> Result<sqlite::QueryResult, sqlite::Error> {
+        let db = self
+            .0
+            .lock()
+            .map_err(|_| sqlite::Error::Io("database lock poisoned".into()))?;
+        let mut prepared = db.prepare_cached(statement)?;
+        let columns: Vec<String> = prepared
+            .column_names()
+            .iter()
+            .map(|c| (*c).to_owned())
+            .collect();
+        let params = parameters.into_iter().map(rusqlite::types::Value::from);
+        let mut rows = prepared.query(rusqlite::params_from_iter(params))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let values = (0..columns.len())
+                .map(|i| row.get_ref(i).map(sqlite::Value::from))
+                .collect::<rusqlite::Result<_>>()?;
+            out.push(sqlite::RowResult { values });
         }
-        out.push(sqlite::RowResult { values });
+        Ok(sqlite::QueryResult { columns, rows: out })
     }
-    Ok(sqlite::QueryResult { columns, rows: out })
 }
 
 impl key_value::Host for SpinState {}
@@ -279,7 +259,7 @@ impl SpinState {
             .connection
             .lock()
             .map_err(|_| key_value::Error::Other("store lock poisoned".into()))?;
-        op(&db, &store.label).map_err(|e| key_value::Error::Other(e.to_string()))
+        Ok(op(&db, &store.label)?)
     }
 }
 

@@ -1,5 +1,7 @@
 //! Prometheus metrics of the Spin host (OpenMetrics text on the admin listener).
 
+use std::time::Instant;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -66,6 +68,45 @@ impl Metrics {
             instantiation,
             live_instances,
         }
+    }
+}
+
+impl Metrics {
+    /// The instance metrics of one component.
+    pub fn instances(&self, component: &str) -> InstanceMetrics {
+        let labels = ComponentLabels {
+            component: component.to_owned(),
+        };
+        InstanceMetrics {
+            instantiation: self.instantiation.get_or_create(&labels).clone(),
+            live: self.live_instances.get_or_create(&labels).clone(),
+        }
+    }
+}
+
+/// What an executor records about the instances of one component.
+#[derive(Clone)]
+pub struct InstanceMetrics {
+    instantiation: Histogram,
+    live: Gauge,
+}
+
+impl InstanceMetrics {
+    /// Records an instantiation that began at `started`; the instance counts as live until the
+    /// returned guard is dropped.
+    pub fn instantiated(&self, started: Instant) -> LiveInstance {
+        self.instantiation.observe(started.elapsed().as_secs_f64());
+        self.live.inc();
+        LiveInstance(self.live.clone())
+    }
+}
+
+/// One live instance in `live_instances`, until dropped (also when its task panics).
+pub struct LiveInstance(Gauge);
+
+impl Drop for LiveInstance {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

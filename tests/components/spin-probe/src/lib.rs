@@ -15,7 +15,7 @@
 //! | GET | `/variables/<name>` | 200 with the variable's value |
 //! | GET | `/env/<name>` | 200 with the environment variable's value, 404 when unset |
 //! | GET | `/outbound?url=<url-encoded URL>` | outgoing GET, 200 `{"status": <upstream status>, "body": "<upstream body>"}` |
-//! | GET | `/headers` or empty (exact route) | 200 `{"method", "uri", "path", "query", "headers": {...}}` |
+//! | GET | `/headers[/...]`, `/` or empty (exact route) | 200 `{"method", "uri", "path", "query", "headers": {...}}` |
 //! | any | `/echo` | 200 with the request body |
 //! | GET | `/trap` | panics: the instance traps |
 //!
@@ -57,7 +57,7 @@ async fn handle(req: Request) -> Response {
             Err(e) => text(404, e.to_string()),
         }),
         (Method::Get, ["outbound"]) => outbound(&req).await,
-        (Method::Get, [""] | ["headers"]) => Ok(headers(&req)),
+        (Method::Get, [""] | ["headers", ..]) => Ok(headers(&req)),
         (_, ["echo"]) => Ok(Response::new(200, req.into_body())),
         (Method::Get, ["trap"]) => panic!("trap requested by the client"),
         _ => Ok(text(404, "no route")),
