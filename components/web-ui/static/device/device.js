@@ -3,12 +3,14 @@
 // (`#token=…`, from POST /api/household/token); it is moved to this tab's storage and removed
 // from the address bar.
 import { api, el, show, token } from '/ui/api.js';
+import { SURVEY_CODES } from '/ui/survey.js';
 
 const message = document.getElementById('message');
 
-// OBIS codes of power, in the order a chart prefers them (kW).
-const POWER = [['0100100700ff', 'sum power'], ['0100010700ff', 'import power'], ['0100020700ff', 'export power']];
-const ENERGY = ['0100010800ff', 'energy import'];
+// The chart shows the first of the survey's power codes (kW) the measurements carry, else the
+// first energy code (kWh).
+const POWER = SURVEY_CODES.filter((c) => c.quantity === 'power');
+const ENERGY = SURVEY_CODES.find((c) => c.quantity === 'energy');
 
 function takeTokenFromLink() {
   const match = /^#token=(wt1\.[A-Za-z0-9_.-]+)$/.exec(window.location.hash);
@@ -99,8 +101,8 @@ async function renderMeasurements(meter, mine = generation) {
     for (const entry of m.data) if (code in entry) return entry[code];
     return undefined;
   };
-  const [code, label] = POWER.find(([c]) => measurements.some((m) => value(m, c) !== undefined)) || ENERGY;
-  const unit = code === ENERGY[0] ? 'kWh' : 'kW';
+  const shown = POWER.find((c) => measurements.some((m) => value(m, c.hex) !== undefined)) || ENERGY;
+  const { hex: code, label, unit } = shown;
   const points = measurements
     .map((m) => ({ t: Date.parse(m.measured_at), v: value(m, code) }))
     .filter((p) => typeof p.v === 'number');
