@@ -18,7 +18,7 @@
 //! Servers and load generator run on separate tokio runtimes but share the machine's cores.
 //!
 //! Run: `cargo build --profile component --target wasm32-wasip2 -p wattlet-spin-probe -p wattlet-p3-probe &&
-//!       cargo bench -p wattlet --bench serve`
+//!       cargo bench -p wattlet-serve --bench serve`
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
