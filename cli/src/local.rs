@@ -27,6 +27,7 @@ use wattlet_pki::{self as pki, CaDir, DeviceRequest, ServerRequest};
 use wattlet_runtime::metrics::serve_admin;
 use wattlet_serve::server::{App, ServeOptions, serve};
 use wattlet_serve::tls::{ClientAuth, TlsOptions};
+use wattlet_survey::RefusalCode;
 use wattlet_survey::obis::{ENERGY_IMPORT, POWER_SUM, survey_code};
 use wattlet_workers::api::ApiOptions;
 use wattlet_workers::{
@@ -243,14 +244,15 @@ pub async fn run(
             )?)),
         )?;
         if household.grants_consent {
-            let (status, body) = device
-                .send("POST", "/api/household/consent", None, &[])
-                .await?;
-            if status != 200 && status != 409 {
-                bail!(
-                    "granting consent for {} failed: HTTP {status} {body}",
-                    household.name
-                );
+            match device.call("POST", "/api/household/consent", None).await {
+                Ok(_) => {}
+                // A second run: granted before, or revoked meanwhile (then for good).
+                Err(error)
+                    if error.refusal().is_some_and(|r| {
+                        r.is(RefusalCode::ConsentAlreadyGranted)
+                            || r.is(RefusalCode::ConsentRevoked)
+                    }) => {}
+                Err(error) => bail!("granting consent for {} failed: {error}", household.name),
             }
         }
         devices.push(device);
