@@ -1,7 +1,8 @@
 //! Spin's HTTP routing: which trigger route answers a request path, and what it captured.
 //!
-//! Routes are matched as Spin matches them (Spin hands them to the `routefinder` 0.5 crate after
-//! turning a trailing `/...` into `/*`):
+//! Routes are matched by the `routefinder` crate (0.5), as Spin matches them: Spin drops one
+//! trailing slash of a route, turns a trailing `/...` into `/*` and hands it to routefinder.
+//! What that means for a manifest:
 //!
 //! - A route is split into segments at `/` and `.`: literal text, `:name` (one path segment, or
 //!   up to the next `.` when the route has one there, captured as `name`), and a trailing `/...`
@@ -17,28 +18,17 @@
 //!   the application base `/` (`spin-matched-route`), the route as written
 //!   (`spin-raw-component-route`) and without its `/...` (`spin-component-route`).
 //!
-//! wattlet is stricter than Spin in one way: two routes that match exactly the same paths (the
-//! same route twice, `/a` and `/a/`, or `/a/:x` and `/a/:y`) are a start-up error, where Spin
-//! logs that the later one will never be used.
+//! wattlet is stricter than Spin in two ways, both checked here before routefinder sees a route:
+//! two routes that match exactly the same paths (the same route twice, `/a` and `/a/`, or `/a/:x`
+//! and `/a/:y`) are a start-up error, where Spin logs that the later one will never be used; and
+//! a wildcard before the end of a route is a start-up error, where routefinder accepts the route
+//! and panics on the first path it is matched against.
 
-use std::cmp::Ordering;
+use std::sync::Arc;
+
+use routefinder::{RouteSpec, Segment};
 
 use crate::manifest::{Manifest, Route};
-
-/// One segment of a parsed route.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Segment {
-    /// A `/` between two segments.
-    Slash,
-    /// A `.` between a `:name` and what follows.
-    Dot,
-    /// Literal text (dots after literal text are part of it: `app.js`).
-    Literal(String),
-    /// `:name`.
-    Param(String),
-    /// The trailing wildcard (`/...`).
-    Wildcard,
-}
 
 /// A trigger route as the router holds it.
 #[derive(Debug, Clone)]
@@ -50,7 +40,6 @@ pub struct RouteEntry {
     pub based: String,
     /// The component that answers it.
     pub component: String,
-    segments: Vec<Segment>,
 }
 
 impl RouteEntry {
@@ -63,6 +52,9 @@ impl RouteEntry {
 /// The routes of an application, most specific first.
 #[derive(Debug, Clone)]
 pub struct Router {
+    /// routefinder's router (not `Clone`, hence the `Arc`, as in Spin).
+    finder: Arc<routefinder::Router<RouteEntry>>,
+    /// Its routes in its order: the order in which it tries them.
     routes: Vec<RouteEntry>,
 }
 
@@ -107,7 +99,7 @@ pub enum RouteError {
 
 impl Router {
     pub fn new(manifest: &Manifest) -> Result<Self, RouteError> {
-        let mut routes: Vec<RouteEntry> = Vec::new();
+        let mut finder = routefinder::Router::<RouteEntry>::new();
         for trigger in &manifest.trigger.http {
             let raw = match &trigger.route {
                 Route::Path(raw) => raw,
@@ -118,8 +110,8 @@ impl Router {
                     });
                 }
             };
-            let entry = RouteEntry::parse(raw, &trigger.component)?;
-            if let Some(existing) = routes.iter().find(|r| same_paths(r, &entry)) {
+            let (spec, entry) = parse(raw, &trigger.component)?;
+            if let Some((_, existing)) = finder.iter().find(|(other, _)| same_paths(other, &spec)) {
                 return Err(RouteError::Duplicate {
                     first: existing.raw.clone(),
                     first_component: existing.component.clone(),
@@ -127,16 +119,20 @@ impl Router {
                     second_component: entry.component,
                 });
             }
-            // Each route goes before the first one it is more specific than, as routefinder
-            // inserts them (its order is not total where a dot meets another segment kind, so a
-            // plain sort could order such routes differently).
-            let at = routes
-                .iter()
-                .position(|r| specificity(&entry.segments, &r.segments) == Ordering::Less)
-                .unwrap_or(routes.len());
-            routes.insert(at, entry);
+            // routefinder orders its routes as it inserts them into a B-tree (a tie goes after
+            // the routes already there). Its order is not total where a dot meets another kind
+            // of segment, so with more routes than one tree node holds (11) where a route lands
+            // depends on the tree: only routefinder itself orders them as Spin does. A
+            // `RouteSpec` is already parsed, so adding one cannot fail.
+            finder
+                .add(spec, entry)
+                .unwrap_or_else(|infallible| match infallible {});
         }
-        Ok(Router { routes })
+        let routes = finder.iter().map(|(_, entry)| entry.clone()).collect();
+        Ok(Router {
+            finder: Arc::new(finder),
+            routes,
+        })
     }
 
     /// The routes, most specific first.
@@ -146,35 +142,34 @@ impl Router {
 
     /// The most specific route matching `path` (the request URI's path, without the query).
     pub fn route(&self, path: &str) -> Option<RouteMatch<'_>> {
-        let trimmed = path.trim_matches('/');
-        self.routes.iter().find_map(|route| {
-            let captured = match_segments(&route.segments, trimmed)?;
-            let mut captures = Vec::new();
-            let mut path_info = String::new();
-            for (segment, value) in route
-                .segments
-                .iter()
-                .filter(|s| matches!(s, Segment::Param(_) | Segment::Wildcard))
-                .zip(captured)
-            {
-                match segment {
-                    Segment::Param(name) => captures.push((name.as_str(), value.to_owned())),
-                    _ => path_info = wildcard_path_info(value, path.ends_with('/')),
-                }
-            }
-            Some(RouteMatch {
-                component: &route.component,
-                raw: &route.raw,
-                based: &route.based,
-                component_route: route.component_route(),
-                path_info,
-                captures,
-            })
+        let found = self.finder.best_match(path)?;
+        let route = found.handler();
+        let captured = found.captures();
+        // routefinder's captures borrow their names from themselves; the same names, in the
+        // same (route) order, borrowed from the router:
+        let names = found.route().segments().iter().filter_map(|s| match s {
+            Segment::Param(name) => Some(name.as_str()),
+            _ => None,
+        });
+        Some(RouteMatch {
+            component: &route.component,
+            raw: &route.raw,
+            based: &route.based,
+            component_route: route.component_route(),
+            path_info: captured
+                .wildcard()
+                .map(|w| wildcard_path_info(w, path.ends_with('/')))
+                .unwrap_or_default(),
+            captures: names
+                .zip(captured.params())
+                .map(|(name, c)| (name, c.value().to_owned()))
+                .collect(),
         })
     }
 }
 
-/// Spin keeps a trailing slash of the request in the path info, though matching ignores it.
+/// Spin keeps a trailing slash of the request in the path info, though matching ignores it
+/// (routefinder's wildcard capture has none).
 fn wildcard_path_info(captured: &str, trailing_slash: bool) -> String {
     match (captured.is_empty(), trailing_slash) {
         (true, false) => String::new(),
@@ -184,153 +179,60 @@ fn wildcard_path_info(captured: &str, trailing_slash: bool) -> String {
     }
 }
 
-impl RouteEntry {
-    fn parse(raw: &str, component: &str) -> Result<Self, RouteError> {
-        let invalid = |reason| RouteError::Invalid {
-            route: raw.to_owned(),
-            component: component.to_owned(),
-            reason,
-        };
-        // The application base is always `/`; Spin drops one trailing slash of the route.
-        let based = raw.strip_suffix('/').unwrap_or(raw).to_owned();
-        let pattern = match based.strip_suffix("/...") {
-            Some(prefix) => format!("{prefix}/*"),
-            None => based.clone(),
-        };
-        let segments = parse_segments(&pattern).map_err(invalid)?;
-        // A wildcard anywhere but at the end is a route Spin accepts but panics on when matching.
-        if let Some(at) = segments.iter().position(|s| *s == Segment::Wildcard)
-            && at + 1 != segments.len()
-        {
-            return Err(invalid("the wildcard (`/...`) must end the route"));
-        }
-        Ok(RouteEntry {
-            raw: raw.to_owned(),
-            based,
-            component: component.to_owned(),
-            segments,
-        })
+/// A manifest route as Spin gives it to routefinder, and the router's entry for it.
+fn parse(raw: &str, component: &str) -> Result<(RouteSpec, RouteEntry), RouteError> {
+    let invalid = |reason| RouteError::Invalid {
+        route: raw.to_owned(),
+        component: component.to_owned(),
+        reason,
+    };
+    // The application base is always `/`; Spin drops one trailing slash of the route.
+    let based = raw.strip_suffix('/').unwrap_or(raw).to_owned();
+    let pattern = match based.strip_suffix("/...") {
+        Some(prefix) => format!("{prefix}/*"),
+        None => based.clone(),
+    };
+    let spec: RouteSpec = pattern
+        .parse()
+        .map_err(|message: String| invalid(parse_error_reason(&message)))?;
+    // wattlet's check (see the module's documentation): routefinder would panic on a path.
+    let segments = spec.segments();
+    if let Some(at) = segments.iter().position(|s| *s == Segment::Wildcard)
+        && at + 1 != segments.len()
+    {
+        return Err(invalid("the wildcard (`/...`) must end the route"));
+    }
+    let entry = RouteEntry {
+        raw: raw.to_owned(),
+        based,
+        component: component.to_owned(),
+    };
+    Ok((spec, entry))
+}
+
+/// routefinder 0.5's two parse errors in a manifest's terms (the route's author wrote `/...`,
+/// not routefinder's `*`). `RouteError::Invalid` carries a `&'static str`, so its message is
+/// matched rather than carried along.
+fn parse_error_reason(routefinder_message: &str) -> &'static str {
+    if routefinder_message.starts_with("params must be named") {
+        "a `:` segment needs a name (`:name`)"
+    } else if routefinder_message.contains("wildcard") {
+        "a wildcard has no name: write `/...`"
+    } else {
+        "routefinder cannot parse it"
     }
 }
 
-/// Splits a route at `/` and `.` into segments; empty parts between separators disappear.
-fn parse_segments(pattern: &str) -> Result<Vec<Segment>, &'static str> {
-    let trimmed = pattern.trim_matches('/');
-    let mut segments: Vec<Segment> = Vec::new();
-    let mut separator = None;
-    let mut rest = trimmed;
-    loop {
-        let end = rest.find(['/', '.']).unwrap_or(rest.len());
-        let part = &rest[..end];
-        let segment = match part {
-            "" => None,
-            "*" => Some(Segment::Wildcard),
-            _ if part.starts_with('*') => return Err("a wildcard has no name: write `/...`"),
-            ":" => return Err("a `:` segment needs a name (`:name`)"),
-            _ => Some(match part.strip_prefix(':') {
-                Some(name) => Segment::Param(name.to_owned()),
-                None => Segment::Literal(part.to_owned()),
-            }),
-        };
-        if separator == Some('.') {
-            match segments.last_mut() {
-                Some(Segment::Literal(text)) => text.push('.'),
-                _ => segments.push(Segment::Dot),
-            }
-        }
-        if let Some(segment) = segment {
-            if separator == Some('/') {
-                segments.push(Segment::Slash);
-            }
-            segments.push(segment);
-        }
-        let Some(next) = rest[end..].chars().next() else {
-            break;
-        };
-        separator = Some(next);
-        rest = &rest[end + 1..];
-    }
-    Ok(segments)
-}
-
-/// Matches `path` (without leading and trailing slashes) against a route's segments; returns
-/// what each `:name` and the wildcard captured, in order.
-fn match_segments<'p>(segments: &[Segment], mut path: &'p str) -> Option<Vec<&'p str>> {
-    let mut captured = Vec::new();
-    let mut iter = segments.iter().peekable();
-    while let Some(segment) = iter.next() {
-        let next = iter.peek();
-        path = match segment {
-            Segment::Literal(text) => path.strip_prefix(text.as_str())?,
-            Segment::Param(_) => {
-                if path.is_empty() {
-                    return None;
-                }
-                let end = match next {
-                    Some(Segment::Dot) => {
-                        // The value ends at the dot the route expects there.
-                        let at = path.find(['.', '/'])?;
-                        (path.as_bytes()[at] == b'.').then_some(at)?
-                    }
-                    _ => path.find('/').unwrap_or(path.len()),
-                };
-                captured.push(&path[..end]);
-                &path[end..]
-            }
-            Segment::Wildcard => {
-                captured.push(path);
-                ""
-            }
-            Segment::Slash => match (path.strip_prefix('/'), next) {
-                (Some(rest), Some(_)) => rest,
-                // `/a/...` answers `/a`: the wildcard then matches nothing.
-                (None, None | Some(Segment::Wildcard)) if path.is_empty() => path,
-                _ => return None,
-            },
-            Segment::Dot => path.strip_prefix('.')?,
-        };
-    }
-    (path.is_empty() || path == "/").then_some(captured)
-}
-
-/// Two routes that match exactly the same paths (they differ at most in `:name`s' names).
-fn same_paths(a: &RouteEntry, b: &RouteEntry) -> bool {
-    a.segments.len() == b.segments.len()
-        && a.segments.iter().zip(&b.segments).all(|pair| match pair {
+/// wattlet's duplicate check (see the module's documentation): two routes that match exactly the
+/// same paths, as they differ at most in `:name`s' names. routefinder keeps both and only ever
+/// answers with the first.
+fn same_paths(a: &RouteSpec, b: &RouteSpec) -> bool {
+    let (a, b) = (a.segments(), b.segments());
+    a.len() == b.len()
+        && a.iter().zip(b).all(|pair| match pair {
             (Segment::Param(_), Segment::Param(_)) => true,
             (x, y) => x == y,
         })
-}
-
-/// Whether route `a` is tried before route `b` (`Less`), as routefinder 0.5 orders them: the
-/// first segment where they differ decides, then more dots, then fewer segments. Never `Equal`:
-/// a tie keeps the manifest's order.
-fn specificity(a: &[Segment], b: &[Segment]) -> Ordering {
-    let dots = |s: &[Segment]| s.iter().filter(|s| **s == Segment::Dot).count();
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| segment_specificity(x, y))
-        .chain(std::iter::once_with(|| dots(b).cmp(&dots(a))))
-        .chain(std::iter::once_with(|| a.len().cmp(&b.len())))
-        .find(|o| o.is_ne())
-        .unwrap_or(Ordering::Greater)
-}
-
-/// One position of [`specificity`]: a literal before a `:name` before the wildcard before a
-/// separator. A dot facing a literal, `:name` or wildcard counts as more specific on either
-/// side, as routefinder has it.
-fn segment_specificity(a: &Segment, b: &Segment) -> Ordering {
-    use Segment::*;
-    match (a, b) {
-        (Literal(_), Literal(_)) | (Param(_), Param(_)) | (Wildcard, Wildcard) => Ordering::Equal,
-        (Slash | Dot, Slash | Dot) => Ordering::Equal,
-        (Dot | Literal(_), _) => Ordering::Less,
-        (Param(_), Literal(_)) => Ordering::Greater,
-        (Param(_), _) => Ordering::Less,
-        (Wildcard, Literal(_) | Param(_)) => Ordering::Greater,
-        (Wildcard, _) => Ordering::Less,
-        (Slash, _) => Ordering::Greater,
-    }
 }
 
 #[cfg(test)]
