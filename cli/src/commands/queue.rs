@@ -129,7 +129,7 @@ pub struct WorkerArgs {
     /// Items computed at once, each by its own component instance [default: the number of CPUs].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     concurrency: Option<u16>,
-    /// Items fetched and committed together.
+    /// Items fetched and stored together.
     #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1000))]
     batch: u16,
     /// Directory holding the built components [default: $WATTLET_COMPONENTS, then the build's

@@ -55,7 +55,7 @@ pub struct WorkerOptions {
     pub api: ApiOptions,
     pub component: PathBuf,
     pub settings: QueueSettings,
-    /// Items fetched and committed together.
+    /// Items fetched and stored together.
     pub batch: usize,
     /// Items computed at once, each by its own component instance.
     pub concurrency: usize,
