@@ -14,14 +14,18 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use tokio::runtime::Handle;
 use wattlet_api_client::ApiClient;
-use wattlet_runtime::nialm::NialmComponent;
-use wattlet_testkit::{Cloud, Device, metric, scrape, wait_for};
+use wattlet_runtime::nialm::{NialmComponent, NialmInstance};
+use wattlet_testkit::cloud::mint;
+use wattlet_testkit::{
+    ADMIN_TOKEN, Cloud, Device, NO_SPIN, SpinUp, env_or, household, metric, run, scrape, uuid4,
+    wait_for,
+};
 use wattlet_workers::api::{ApiOptions, DataApi, unix_seconds};
 use wattlet_workers::item::{DEFAULT_MODELS, WorkItem};
 use wattlet_workers::plan::{MAX_WINDOWS_PER_STEP, Planner};
@@ -32,13 +36,6 @@ const START: i64 = 1_793_491_200;
 const WORKERS: usize = 3;
 /// Small batches, and kills are not poison: no item may reach the dead-letter stream here.
 const CRASH_WORKER: &[&str] = &["--batch", "2", "--max-attempts", "1000"];
-
-fn kills_per_point() -> usize {
-    std::env::var("WATTLET_QUEUE_KILLS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100)
-}
 
 /// A household's power in kW at `minute`: base load, a fridge cycling 20 of every 60 minutes, a
 /// kettle for 3 minutes every 127 and a 40-minute 1.8 kW cycle every 11 hours. Deterministic, so
@@ -58,7 +55,7 @@ fn minutes_of(meter: &str, minutes: i64) -> Vec<Value> {
         .map(|minute| {
             let at = START + minute * 60 + 7;
             json!({
-                "uuid": uuid::Uuid::new_v4().to_string(),
+                "uuid": uuid4(),
                 "meter": meter,
                 "measured_at": humantime::format_rfc3339_seconds(
                     std::time::UNIX_EPOCH + Duration::from_secs(at as u64)).to_string(),
@@ -87,15 +84,6 @@ fn upload_minutes(cloud: &Cloud, device: &Device, meter: &str, minutes: i64) {
     }
 }
 
-fn grant(cloud: &Cloud, device: &Device) {
-    let (status, body) = cloud.as_device(device, "POST", "/api/household/consent", None);
-    assert_eq!(status, 200, "grant consent: {body}");
-}
-
-fn database(cloud: &Cloud) -> PathBuf {
-    cloud.dir.join("cloud").join("sqlite_db.db")
-}
-
 /// How the manager and workers reach the Data API: its URL, its CA and a worker token (minted
 /// by `admin`, an administrator's client of the API at `url`), written to a file in `dir`.
 struct Api {
@@ -104,15 +92,14 @@ struct Api {
 }
 
 impl Api {
-    fn mint(runtime: &tokio::runtime::Runtime, admin: &ApiClient, url: &str, ca: Option<PathBuf>, dir: &Path) -> Api {
-        let minted = runtime
-            .block_on(admin.call(
-                "POST",
-                "/api/management/token",
-                Some(&json!({ "role": "worker" })),
-            ))
-            .expect("mint a worker token");
-        let token = minted["token"].as_str().expect("token").to_owned();
+    fn mint(
+        runtime: &Handle,
+        admin: &ApiClient,
+        url: &str,
+        ca: Option<PathBuf>,
+        dir: &Path,
+    ) -> Api {
+        let token = runtime.block_on(mint(admin, "worker"));
         let token_file = dir.join("worker-token");
         std::fs::write(&token_file, &token).expect("write the token file");
         Api {
@@ -142,30 +129,26 @@ impl Api {
 
 /// The worker endpoints of `cloud`'s Data API, for the manager and workers.
 fn cloud_api(cloud: &Cloud, dir: &Path) -> Api {
-    let admin = ApiClient::new(
+    let admin = cloud.admin_client();
+    Api::mint(
+        cloud.runtime(),
+        &admin,
         &cloud.url(),
-        Some(Arc::new(
-            wattlet_tls::anonymous_client_tls_config(&cloud.ca.ca_cert_path()).expect("TLS"),
-        )),
+        Some(cloud.ca.ca_cert_path()),
+        dir,
     )
-    .expect("client")
-    .with_bearer(wattlet_testkit::ADMIN_TOKEN);
-    Api::mint(cloud.runtime(), &admin, &cloud.url(), Some(cloud.ca.ca_cert_path()), dir)
 }
 
 fn run_manager(nats: &LocalNats, api: &Api, args: &[&str]) {
-    let output = wattlet_testkit::binary!("wattlet")
-        .args(["manager", "nialm", "--once", "--nats", &nats.url])
-        .args(api.args())
-        .args(args)
-        .env("WATTLET_LOG", "wattlet=info")
-        .output()
-        .expect("run wattlet manager");
-    assert!(
-        output.status.success(),
-        "manager failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    run(
+        wattlet_testkit::binary!("wattlet")
+            .args(["manager", "nialm", "--once", "--nats", &nats.url])
+            .args(api.args())
+            .args(args)
+            .env("WATTLET_LOG", "wattlet=info"),
+        None,
+    )
+    .expect_success("wattlet manager nialm");
 }
 
 /// A worker with a 1 s ack wait and one lane; `args` add to (not replace) these.
@@ -231,7 +214,7 @@ fn count_for(results: &Results, meter: &str) -> usize {
 }
 
 /// The single-process reference: the same plan, read through the same worker endpoints.
-fn planned(runtime: &tokio::runtime::Runtime, api: &Api, meter: &str) -> Vec<WorkItem> {
+fn planned(runtime: &Handle, api: &Api, meter: &str) -> Vec<WorkItem> {
     let planner = Planner::new(DataApi::connect(&api.options).expect("Data API"));
     let models: Vec<String> = DEFAULT_MODELS.map(String::from).to_vec();
     runtime.block_on(async {
@@ -260,6 +243,17 @@ fn planned(runtime: &tokio::runtime::Runtime, api: &Api, meter: &str) -> Vec<Wor
     })
 }
 
+/// The nialm component in this process: the single-process reference.
+fn reference() -> NialmInstance {
+    let engine = wattlet_runtime::engine::engine().expect("engine");
+    let component =
+        wattlet_runtime::locate::locate("wattlet-nialm", None).expect("nialm component");
+    NialmComponent::load(&engine, &component)
+        .expect("load component")
+        .instantiate()
+        .expect("instantiate")
+}
+
 /// Items in the work stream (published, not yet acknowledged).
 fn queued(cloud: &Cloud, js: &async_nats::jetstream::Context) -> u64 {
     cloud.runtime().block_on(async {
@@ -276,37 +270,44 @@ fn lines_containing(log: &Path, needle: &str) -> usize {
         .count()
 }
 
-#[test]
-fn nialm_queue_survives_killed_workers() {
+/// The cloud, a nats-server and the worker endpoints, all in a temporary directory; and the
+/// Data API's database file.
+fn set_up() -> (tempfile::TempDir, Cloud, LocalNats, PathBuf, Api) {
     let dir = tempfile::tempdir().expect("tempdir");
     let cloud = Cloud::start(dir.path());
     let nats = wattlet_testkit::nats(dir.path());
-    let db = database(&cloud);
+    let db = cloud.database();
     let api = cloud_api(&cloud, dir.path());
+    (dir, cloud, nats, db, api)
+}
+
+#[test]
+fn nialm_queue_survives_killed_workers() {
+    let (dir, cloud, nats, db, api) = set_up();
     let points = [
         "nialm::before-step",
         "nialm::mid-step",
         "nialm::after-persist",
     ];
-    let trials = kills_per_point();
+    let trials: usize = env_or("WATTLET_QUEUE_KILLS", 100);
 
     // One household per failure point, all consenting, and one that never consented.
     let mut meters = Vec::new();
     for (i, _) in points.iter().enumerate() {
-        let meter = uuid::Uuid::new_v4().to_string();
+        let meter = uuid4();
         let device = cloud.register(
             &format!("Household {i}"),
             &format!("h{i}@example.org"),
             &format!("dev-{i}"),
             &meter,
         );
-        grant(&cloud, &device);
+        cloud.grant(&device);
         meters.push((meter, device));
     }
-    let silent_meter = uuid::Uuid::new_v4().to_string();
+    let silent_meter = uuid4();
     let silent = cloud.register("Silent", "silent@example.org", "dev-silent", &silent_meter);
     // Uploads need consent; revoke it right after (the data stays, anonymous use only).
-    grant(&cloud, &silent);
+    cloud.grant(&silent);
     upload_minutes(&cloud, &silent, &silent_meter, 6 * 60);
     let (status, body) = cloud.as_device(&silent, "DELETE", "/api/household/consent", None);
     assert_eq!(status, 200, "revoke: {body}");
@@ -396,13 +397,7 @@ fn nialm_queue_survives_killed_workers() {
 
     // Exactly one result per planned item, equal to the single-process run.
     let stored = results(&db);
-    let engine = wattlet_runtime::engine::engine().expect("engine");
-    let component =
-        wattlet_runtime::locate::locate("wattlet-nialm", None).expect("nialm component");
-    let mut instance = NialmComponent::load(&engine, &component)
-        .expect("load component")
-        .instantiate()
-        .expect("instantiate");
+    let mut instance = reference();
     let mut keys = BTreeSet::new();
     let mut compared = 0;
     for (meter, _) in &meters {
@@ -459,18 +454,13 @@ fn nialm_queue_survives_killed_workers() {
     );
 }
 
-
 #[test]
 fn nialm_queue_dead_letters_progress_and_api() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cloud = Cloud::start(dir.path());
-    let nats = wattlet_testkit::nats(dir.path());
-    let db = database(&cloud);
-    let api = cloud_api(&cloud, dir.path());
-    let meter = uuid::Uuid::new_v4().to_string();
+    let (dir, cloud, nats, db, api) = set_up();
+    let meter = uuid4();
     let owner = cloud.register("Owner", "owner@example.org", "dev-owner", &meter);
-    grant(&cloud, &owner);
-    let stranger_meter = uuid::Uuid::new_v4().to_string();
+    cloud.grant(&owner);
+    let stranger_meter = uuid4();
     let stranger = cloud.register(
         "Stranger",
         "stranger@example.org",
@@ -710,10 +700,7 @@ fn nialm_queue_dead_letters_progress_and_api() {
     assert_eq!(status, 200, "a meter without results has an empty list");
     let (status, _) = cloud.admin(
         "GET",
-        &format!(
-            "/api/management/meter/{}/disaggregation",
-            uuid::Uuid::new_v4()
-        ),
+        &format!("/api/management/meter/{}/disaggregation", uuid4()),
         None,
     );
     assert_eq!(status, 404);
@@ -741,7 +728,7 @@ fn nialm_queue_dead_letters_progress_and_api() {
 }
 
 /// Results of `meter` through the Data API (administrator's view): item id → power.
-fn api_results(runtime: &tokio::runtime::Runtime, admin: &ApiClient, meter: &str) -> BTreeMap<String, Vec<f32>> {
+fn api_results(runtime: &Handle, admin: &ApiClient, meter: &str) -> BTreeMap<String, Vec<f32>> {
     let answer = runtime
         .block_on(admin.call(
             "GET",
@@ -755,7 +742,10 @@ fn api_results(runtime: &tokio::runtime::Runtime, admin: &ApiClient, meter: &str
         .iter()
         .map(|w| {
             let start = unix_seconds(w["window_start"].as_str().expect("start")).expect("time");
-            let model = w["model"].as_str().or(w["appliance"].as_str()).expect("model");
+            let model = w["model"]
+                .as_str()
+                .or(w["appliance"].as_str())
+                .expect("model");
             (
                 wattlet_workers::item::item_id(meter, model, start),
                 serde_json::from_value(w["power_w"].clone()).expect("power"),
@@ -770,30 +760,29 @@ fn api_results(runtime: &tokio::runtime::Runtime, admin: &ApiClient, meter: &str
 #[test]
 fn nialm_pipeline_runs_against_the_app_on_real_spin() {
     let Some(spin) = wattlet_testkit::spin_cli() else {
-        eprintln!("skipped: no Spin CLI (../shared/tools/spin/get-spin is absent)");
+        eprintln!("{NO_SPIN}");
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let app = wattlet_testkit::SpinUp::start(
+    let app = SpinUp::start(
         &spin,
         &wattlet_testkit::repo().join("spin.toml"),
+        None,
         &dir.path().join("spin"),
-        &[("admin_token", wattlet_testkit::ADMIN_TOKEN)],
+        &[("admin_token", ADMIN_TOKEN)],
     );
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let runtime = runtime.handle();
     let admin = ApiClient::new(&app.url(), None)
         .expect("client")
-        .with_bearer(wattlet_testkit::ADMIN_TOKEN);
-    let meter = uuid::Uuid::new_v4().to_string();
+        .with_bearer(ADMIN_TOKEN);
+    let meter = uuid4();
+    let registration = household("Spin Household", "spin@example.org", "dev-spin", &meter);
     let (status, body) = runtime
         .block_on(admin.send(
             "POST",
             "/api/management/household",
-            Some(&json!({
-                "name": "Spin Household", "email": "spin@example.org", "device": "dev-spin",
-                "meters": [{"uuid": meter, "type": "ELECTRICITY", "model": "MT681"}],
-                "location": {"latitude": 50.9375, "longitude": 6.9603},
-            })),
+            Some(&registration),
             &[],
         ))
         .expect("register");
@@ -811,41 +800,49 @@ fn nialm_pipeline_runs_against_the_app_on_real_spin() {
     assert_eq!(status, 200, "grant: {body}");
     for batch in minutes_of(&meter, 6 * 60) {
         let (status, body) = runtime
-            .block_on(device.send("POST", "/api/household/meter/measurement", Some(&batch), &identity))
+            .block_on(device.send(
+                "POST",
+                "/api/household/meter/measurement",
+                Some(&batch),
+                &identity,
+            ))
             .expect("upload");
         assert_eq!(status, 200, "upload: {body}");
     }
 
-    let api = Api::mint(&runtime, &admin, &app.url(), None, dir.path());
-    let items: Vec<WorkItem> = planned(&runtime, &api, &meter)
+    let api = Api::mint(runtime, &admin, &app.url(), None, dir.path());
+    let items: Vec<WorkItem> = planned(runtime, &api, &meter)
         .into_iter()
         .filter(|i| i.model == "kettle")
         .collect();
-    assert_eq!(items.len(), 5, "six hours of minutes: five hours with 49 minutes after them");
+    assert_eq!(
+        items.len(),
+        5,
+        "six hours of minutes: five hours with 49 minutes after them"
+    );
     let nats = wattlet_testkit::nats(dir.path());
     run_manager(&nats, &api, &["--models", "kettle"]);
     let log = dir.path().join("worker.log");
     let mut worker = spawn_worker(&nats, &api, &log, None, &["--batch", "4"]);
     wait_for(Duration::from_secs(600), "results on Spin", || {
-        api_results(&runtime, &admin, &meter).len() == items.len()
+        api_results(runtime, &admin, &meter).len() == items.len()
     });
     worker.kill().expect("stop worker");
     worker.wait().expect("reap worker");
 
-    let stored = api_results(&runtime, &admin, &meter);
-    let engine = wattlet_runtime::engine::engine().expect("engine");
-    let component =
-        wattlet_runtime::locate::locate("wattlet-nialm", None).expect("nialm component");
-    let mut instance = NialmComponent::load(&engine, &component)
-        .expect("load component")
-        .instantiate()
-        .expect("instantiate");
+    let stored = api_results(runtime, &admin, &meter);
+    let mut instance = reference();
     for item in &items {
         let reference = instance
             .run(&item.model, &item.aggregate)
             .expect("component runs")
             .expect("component computes");
-        assert_eq!(stored.get(&item.id()), Some(&reference), "item {}", item.id());
+        assert_eq!(
+            stored.get(&item.id()),
+            Some(&reference),
+            "item {}",
+            item.id()
+        );
     }
     eprintln!(
         "nialm on real Spin ({}): {} results, each equal to the single-process run",

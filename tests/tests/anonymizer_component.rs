@@ -6,6 +6,7 @@ use wasmtime::component::{Component, Linker};
 use wattlet_anonymizer as native;
 use wattlet_runtime::sandbox::HostState;
 use wattlet_runtime::{engine as runtime, locate as components};
+use wattlet_testkit::Rng;
 
 wasmtime::component::bindgen!({
     path: "../wit/anonymizer",
@@ -147,28 +148,9 @@ fn error_from_wit(e: wit::Error) -> native::Error {
     }
 }
 
-/// SplitMix64, seeded: reproducible inputs and draws.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * ((self.next_u64() >> 11) as f64 / (1u64 << 53) as f64)
-    }
-
-    fn draw(&mut self) -> native::Draw {
-        let mut bytes = [0u8; 16];
-        bytes[..8].copy_from_slice(&self.next_u64().to_le_bytes());
-        bytes[8..].copy_from_slice(&self.next_u64().to_le_bytes());
-        native::Draw::from_random_bytes(bytes)
-    }
+/// A draw from `rng`.
+fn draw(rng: &mut Rng) -> native::Draw {
+    native::Draw::from_random_bytes(rng.bytes16())
 }
 
 fn registration(rng: &mut Rng, i: usize) -> native::Registration {
@@ -220,10 +202,10 @@ fn registration(rng: &mut Rng, i: usize) -> native::Registration {
 #[test]
 fn component_equals_native_on_random_registrations() {
     let component = Loaded::new();
-    let mut rng = Rng(0xa404_0001);
+    let mut rng = Rng::new(0xa404_0001);
     for i in 0..300 {
         let reg = registration(&mut rng, i);
-        let draw = rng.draw();
+        let draw = draw(&mut rng);
         let native = native::anonymize(&reg, draw);
         let wasm = component.anonymize(&reg, draw);
         let ok = native.as_ref().expect("valid input");
@@ -247,10 +229,10 @@ fn component_equals_native_on_random_registrations() {
 #[test]
 fn component_refuses_what_native_refuses() {
     let component = Loaded::new();
-    let mut rng = Rng(0xa404_0002);
+    let mut rng = Rng::new(0xa404_0002);
     let valid = registration(&mut rng, 2);
     let mut cases: Vec<(native::Registration, native::Draw)> = Vec::new();
-    let draw = rng.draw();
+    let draw = draw(&mut rng);
     for (lat, lon) in [
         (90.5, 0.0),
         (-90.1, 0.0),

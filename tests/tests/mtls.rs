@@ -2,185 +2,81 @@
 //! `wattlet_pki` in a temporary directory, real TLS on loopback (hyper over tokio-rustls), and
 //! the probe component's `headers` route showing what reaches the component.
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper::{Request, StatusCode};
+use hyper::StatusCode;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::TlsConnector;
-use tokio_rustls::rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
-use wattlet_pki::{
-    CaDir, CertificateAuthority, DEFAULT_CA_VALIDITY, DeviceRequest, IssuedCert, ServerRequest,
-};
-use wattlet_serve::server::{App, ClientAuth, ServeOptions, TlsOptions, serve};
+use wattlet_pki::{CaDir, CertificateAuthority, DEFAULT_CA_VALIDITY, DeviceRequest};
+use wattlet_serve::server::{ClientAuth, ServeOptions};
+use wattlet_testkit::http::{Client, Connection, Reply};
+use wattlet_testkit::serve::{self, Served};
+use wattlet_testkit::{Device, PROBE_TOKEN, pki};
 use wattlet_tls::client_tls_config;
 
-struct Server {
-    addr: SocketAddr,
-    /// The CA directory (`ca.crt`, `crl.pem`, …) and issued files.
-    dir: PathBuf,
-    _temp: tempfile::TempDir,
+/// The probe application served by `wattlet serve`, with the CA its clients' certificates come
+/// from when it speaks mutual TLS.
+struct Probe {
+    served: Served,
+    ca: Option<CaDir>,
+    dir: tempfile::TempDir,
 }
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+impl Probe {
+    fn start(tls: bool) -> Probe {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (ca, tls) = match tls {
+            true => {
+                let (ca, tls) = pki::server_ca(dir.path(), ClientAuth::Required);
+                (Some(ca), Some(tls))
+            }
+            false => (None, None),
+        };
+        let options = ServeOptions {
+            tls,
+            ..serve::probe_options(&dir.path().join("state"))
+        };
+        let served = serve::start(&options, &[("api_token", PROBE_TOKEN)]);
+        Probe { served, ca, dir }
+    }
 
-/// Loads the probe application and serves it on its own runtime and thread.
-fn start(temp: tempfile::TempDir, tls: Option<TlsOptions>) -> Server {
-    let options = ServeOptions {
-        manifest: repo().join("tests/spin/spin.toml"),
-        state_dir: Some(temp.path().join("state")),
-        runtime_config: Some(repo().join("tests/spin/runtime-config.toml")),
-        max_request_bytes: 64 * 1024,
-        tls,
-    };
-    let env = |k: &str| (k == "SPIN_VARIABLE_API_TOKEN").then(|| "t0ken".to_owned());
-    let app = Arc::new(App::load_with_env(&options, env).expect(
-        "probe app loads (build it first: cargo build --profile component --target wasm32-wasip2 -p wattlet-spin-probe)",
-    ));
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Runtime::new().expect("runtime");
-        runtime.block_on(async move {
-            listener.set_nonblocking(true).expect("nonblocking");
-            let listener = TcpListener::from_std(listener).expect("listener");
-            serve(app, listener, std::future::pending()).await
-        })
-    });
-    Server {
-        addr,
-        dir: temp.path().to_path_buf(),
-        _temp: temp,
+    fn ca(&self) -> &CaDir {
+        self.ca.as_ref().expect("a mutual-TLS server")
+    }
+
+    /// Issues a device certificate from the server's CA.
+    fn device(&self, id: &str, email: &str) -> Device {
+        pki::device(self.ca(), self.dir.path(), id, email)
+    }
+
+    /// A client of this server presenting `config`'s certificate.
+    fn client(&self, config: Arc<ClientConfig>) -> Client {
+        Client::tls(self.served.addr, config)
     }
 }
 
 /// One mutual-TLS server for all tests (compiling the probe once keeps the suite fast); each
 /// test uses its own devices, so revoking one does not disturb the others.
-fn tls_server() -> &'static Server {
-    static SERVER: std::sync::OnceLock<Server> = std::sync::OnceLock::new();
-    SERVER.get_or_init(|| {
-        let temp = tempfile::tempdir().expect("temp dir");
-        let ca = CaDir::init(
-            &temp.path().join("ca"),
-            "test CA",
-            DEFAULT_CA_VALIDITY,
-            false,
-        )
-        .expect("CA");
-        let issued = ca
-            .issue_server(&ServerRequest::default())
-            .expect("server certificate");
-        let (cert, key) = issued.write(&temp.path().join("server")).expect("write");
-        let tls = TlsOptions {
-            cert,
-            key,
-            client_ca: ca.ca_cert_path(),
-            crl: Some(ca.crl_path()),
-            client_auth: ClientAuth::Required,
-        };
-        start(temp, Some(tls))
-    })
+fn tls_server() -> &'static Probe {
+    static SERVER: std::sync::OnceLock<Probe> = std::sync::OnceLock::new();
+    SERVER.get_or_init(|| Probe::start(true))
 }
 
-fn plain_server() -> &'static Server {
-    static SERVER: std::sync::OnceLock<Server> = std::sync::OnceLock::new();
-    SERVER.get_or_init(|| start(tempfile::tempdir().expect("temp dir"), None))
-}
-
-fn ca_dir(server: &Server) -> CaDir {
-    CaDir::open(&server.dir.join("ca")).expect("open CA")
-}
-
-/// Issues a device certificate from the server's CA and returns it with a client config.
-fn device(server: &Server, id: &str, email: &str) -> (IssuedCert, Arc<ClientConfig>) {
-    let ca = ca_dir(server);
-    let issued = ca
-        .issue_device(&DeviceRequest::new(id, email))
-        .expect("device certificate");
-    let (cert, key) = issued.write(&server.dir.join(id)).expect("write");
-    let config = client_tls_config(&cert, &key, &ca.ca_cert_path()).expect("client config");
-    (issued, Arc::new(config))
-}
-
-type Sender = SendRequest<Full<Bytes>>;
-
-type Connection = tokio::task::JoinHandle<Result<(), hyper::Error>>;
-
-async fn connect_tls_with_task(
-    addr: SocketAddr,
-    config: Arc<ClientConfig>,
-) -> anyhow::Result<(Sender, Connection)> {
-    let tcp = TcpStream::connect(addr).await?;
-    let tls = TlsConnector::from(config)
-        .connect(ServerName::try_from("localhost")?, tcp)
-        .await?;
-    let (sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await?;
-    Ok((sender, tokio::spawn(connection)))
-}
-
-async fn connect_tls(addr: SocketAddr, config: Arc<ClientConfig>) -> anyhow::Result<Sender> {
-    Ok(connect_tls_with_task(addr, config).await?.0)
-}
-
-async fn connect_plain(addr: SocketAddr) -> anyhow::Result<Sender> {
-    let tcp = TcpStream::connect(addr).await?;
-    let (sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await?;
-    tokio::spawn(connection);
-    Ok(sender)
-}
-
-async fn get(
-    sender: &mut Sender,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> anyhow::Result<(StatusCode, String)> {
-    sender.ready().await?;
-    let mut request = Request::get(path).header("host", "localhost");
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let response = sender
-        .send_request(request.body(Full::new(Bytes::new()))?)
-        .await?;
-    let status = response.status();
-    let body = response.into_body().collect().await?.to_bytes();
-    Ok((status, String::from_utf8_lossy(&body).into_owned()))
-}
-
-/// A TLS connection and one request; `Err` when the server refuses the handshake (with TLS
-/// 1.3 the client's side of the handshake may finish before the server's verdict arrives, so
-/// the refusal can show on the first request).
-async fn tls_request(
-    addr: SocketAddr,
-    config: Arc<ClientConfig>,
-    path: &str,
-) -> anyhow::Result<(StatusCode, String)> {
-    let (mut sender, connection) = connect_tls_with_task(addr, config).await?;
-    match get(&mut sender, path, &[]).await {
-        Ok(answer) => Ok(answer),
-        // The connection task holds the reason (e.g. the server's TLS alert).
-        Err(error) => match connection.await {
-            Ok(Err(reason)) => Err(anyhow::Error::from(reason).context(error)),
-            _ => Err(error),
-        },
-    }
+fn plain_server() -> &'static Probe {
+    static SERVER: std::sync::OnceLock<Probe> = std::sync::OnceLock::new();
+    SERVER.get_or_init(|| Probe::start(false))
 }
 
 /// Asserts the server refused the connection with this TLS alert (e.g. `CertificateRequired`).
-fn assert_refused(result: anyhow::Result<(StatusCode, String)>, alert: &str) {
+fn assert_refused(result: anyhow::Result<Reply>, alert: &str) {
     match result {
-        Ok((status, body)) => panic!("expected the TLS alert {alert}, got {status}: {body}"),
+        Ok(reply) => panic!(
+            "expected the TLS alert {alert}, got {}: {}",
+            reply.status, reply.text
+        ),
         Err(error) => {
             let chain = format!("{error:#}");
             let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error.as_ref());
@@ -197,8 +93,21 @@ fn assert_refused(result: anyhow::Result<(StatusCode, String)>, alert: &str) {
     }
 }
 
-fn headers_of(body: &str) -> serde_json::Map<String, Value> {
-    let json: Value = serde_json::from_str(body).expect("probe answers JSON");
+/// `GET /probe/headers` on a new connection of `client`; `Err` when the server refuses it.
+async fn probe_headers(client: &Client) -> anyhow::Result<Reply> {
+    client
+        .try_send(hyper::Method::GET, "/probe/headers", b"", &[])
+        .await
+}
+
+/// `GET path` on `connection`, answered 200 by the probe: its JSON (what reached it).
+async fn probe(connection: &mut Connection, path: &str, headers: &[(&str, &str)]) -> Value {
+    let reply = connection.get(path, headers).await.expect("request");
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    reply.body
+}
+
+fn headers_of(json: &Value) -> serde_json::Map<String, Value> {
     json["headers"].as_object().expect("headers object").clone()
 }
 
@@ -212,36 +121,30 @@ const SPOOFED: &[(&str, &str)] = &[
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_valid_device_reaches_the_component_with_its_identity() {
     let server = tls_server();
-    let (issued, config) = device(server, "pi-kitchen.01", "anna@example.org");
-    let mut sender = connect_tls(server.addr, config).await.expect("handshake");
-    let (status, body) = get(&mut sender, "/probe/headers?x=1", SPOOFED)
+    let device = server.device("pi-kitchen.01", "anna@example.org");
+    let mut connection = server
+        .client(device.tls.clone())
+        .connect()
         .await
-        .expect("request");
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let headers = headers_of(&body);
+        .expect("handshake");
+    let json = probe(&mut connection, "/probe/headers?x=1", SPOOFED).await;
+    let headers = headers_of(&json);
     assert_eq!(headers["x-wattlet-client-device"], "pi-kitchen.01");
     assert_eq!(headers["x-wattlet-client-email"], "anna@example.org");
-    assert_eq!(
-        headers["x-wattlet-client-serial"],
-        issued.serial_hex.as_str()
-    );
+    assert_eq!(headers["x-wattlet-client-serial"], device.serial.as_str());
     assert!(
         !headers.contains_key("x-wattlet-client-role"),
-        "a spoofed x-wattlet-client-* header got through: {body}"
+        "a spoofed x-wattlet-client-* header got through: {json}"
     );
-    let json: Value = serde_json::from_str(&body).expect("JSON");
     let full_url = headers["spin-full-url"].as_str().expect("spin-full-url");
     assert!(full_url.starts_with("https://localhost"), "{full_url}");
     let uri = json["uri"].as_str().expect("uri");
     assert!(uri.starts_with("https://"), "wasi:http scheme: {uri}");
 
     // Keep-alive: the same connection serves the next request with the same identity.
-    let (status, body) = get(&mut sender, "/probe/headers", &[])
-        .await
-        .expect("second request");
-    assert_eq!(status, StatusCode::OK, "{body}");
+    let json = probe(&mut connection, "/probe/headers", &[]).await;
     assert_eq!(
-        headers_of(&body)["x-wattlet-client-device"],
+        headers_of(&json)["x-wattlet-client-device"],
         "pi-kitchen.01"
     );
 }
@@ -249,12 +152,11 @@ async fn a_valid_device_reaches_the_component_with_its_identity() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spoofed_identity_headers_are_stripped_on_plain_http() {
     let server = plain_server();
-    let mut sender = connect_plain(server.addr).await.expect("connect");
-    let (status, body) = get(&mut sender, "/probe/headers", SPOOFED)
+    let mut connection = Client::plain(server.served.addr)
+        .connect()
         .await
-        .expect("request");
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let headers = headers_of(&body);
+        .expect("connect");
+    let headers = headers_of(&probe(&mut connection, "/probe/headers", SPOOFED).await);
     let leaked: Vec<_> = headers
         .keys()
         .filter(|k| k.starts_with("x-wattlet-client-"))
@@ -284,9 +186,9 @@ async fn a_client_without_certificate_is_refused() {
         ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_protocol_versions(&[&rustls::version::TLS13])
             .expect("TLS 1.3")
-            .with_root_certificates(roots(&ca_dir(server).ca_cert_path()))
+            .with_root_certificates(roots(&server.ca().ca_cert_path()))
             .with_no_client_auth();
-    let result = tls_request(server.addr, Arc::new(config), "/probe/headers").await;
+    let result = probe_headers(&server.client(Arc::new(config))).await;
     assert_refused(result, "CertificateRequired");
 }
 
@@ -297,11 +199,13 @@ async fn a_device_of_another_ca_is_refused() {
     let issued = other
         .issue_device(&DeviceRequest::new("pi-intruder", "eve@example.org"))
         .expect("device");
-    let (cert, key) = issued.write(&server.dir.join("intruder")).expect("write");
+    let (cert, key) = issued
+        .write(&server.dir.path().join("intruder"))
+        .expect("write");
     // The client trusts the real server; only its own certificate is foreign.
     let config =
-        client_tls_config(&cert, &key, &ca_dir(server).ca_cert_path()).expect("client config");
-    let result = tls_request(server.addr, Arc::new(config), "/probe/headers").await;
+        client_tls_config(&cert, &key, &server.ca().ca_cert_path()).expect("client config");
+    let result = probe_headers(&server.client(Arc::new(config))).await;
     assert_refused(result, "UnknownCA");
 }
 
@@ -357,7 +261,9 @@ fn tls12_client_hello(with_supported_versions: bool) -> Vec<u8> {
 async fn a_tls12_only_client_is_refused() {
     let server = tls_server();
     for with_supported_versions in [false, true] {
-        let mut tcp = TcpStream::connect(server.addr).await.expect("connect");
+        let mut tcp = TcpStream::connect(server.served.addr)
+            .await
+            .expect("connect");
         tcp.write_all(&tls12_client_hello(with_supported_versions))
             .await
             .expect("send ClientHello");
@@ -380,32 +286,32 @@ async fn a_tls12_only_client_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_revoked_mid_connection_is_refused_from_its_next_request() {
     let server = tls_server();
-    let (issued, config) = device(server, "pi-revoked", "bob@example.org");
-    let (_, bystander) = device(server, "pi-bystander", "carol@example.org");
-    let mut sender = connect_tls(server.addr, config.clone())
+    let revoked = server.device("pi-revoked", "bob@example.org");
+    let bystander = server.device("pi-bystander", "carol@example.org");
+    let mut connection = server
+        .client(revoked.tls.clone())
+        .connect()
         .await
         .expect("handshake");
-    let (status, body) = get(&mut sender, "/probe/headers", &[])
-        .await
-        .expect("request");
-    assert_eq!(status, StatusCode::OK, "{body}");
+    probe(&mut connection, "/probe/headers", &[]).await;
 
-    assert!(ca_dir(server).revoke(&issued.serial_hex).expect("revoke"));
+    assert!(server.ca().revoke(&revoked.serial).expect("revoke"));
 
     // The same keep-alive connection: refused before any component runs.
-    let (status, body) = get(&mut sender, "/probe/headers", &[])
+    let reply = connection
+        .get("/probe/headers", &[])
         .await
         .expect("the open connection still answers");
-    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
-    assert!(body.contains("revoked"), "{body}");
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.text);
+    assert!(reply.text.contains("revoked"), "{}", reply.text);
 
     // A new connection (the client offers to resume its session) is refused at the handshake.
-    let result = tls_request(server.addr, config, "/probe/headers").await;
+    let result = probe_headers(&server.client(revoked.tls.clone())).await;
     assert_refused(result, "CertificateRevoked");
 
     // Other devices are unaffected.
-    let (status, body) = tls_request(server.addr, bystander, "/probe/headers")
+    let reply = probe_headers(&server.client(bystander.tls.clone()))
         .await
         .expect("bystander");
-    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::json;
-use wattlet_testkit::{ADMIN_TOKEN, Cloud, repo};
+use wattlet_testkit::{ADMIN_TOKEN, Cloud, repo, run};
 
 /// The schemathesis release the spec is checked with.
 const SCHEMATHESIS: &str = "4.32.5";
@@ -150,8 +150,7 @@ fn schemathesis_finds_no_server_error_and_no_schema_violation() {
     // operations reach their handlers.
     let meter = "5d1b7c3e-8f2a-4e6b-9c0d-1a2b3c4d5e6f";
     let device = cloud.register("Schema Thesis", "st@example.org", "pi-st", meter);
-    let (status, body) = cloud.as_device(&device, "POST", "/api/household/consent", None);
-    assert_eq!(status, 200, "{body}");
+    cloud.grant(&device);
     let reading = json!({"measurements": [{
         "uuid": "0f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a", "meter": meter,
         "measured_at": "2026-11-23T16:00:00Z", "data": [{"0100010800ff": 1234.5}, {"0100100700ff": 0.42}],
@@ -165,13 +164,7 @@ fn schemathesis_finds_no_server_error_and_no_schema_violation() {
     assert_eq!(status, 200, "{body}");
 
     // The worker endpoints take a worker's token, which reaches nothing else.
-    let (status, minted) = cloud.admin(
-        "POST",
-        "/api/management/token",
-        Some(json!({ "role": "worker" })),
-    );
-    assert_eq!(status, 201, "{minted}");
-    let worker_token = minted["token"].as_str().expect("token").to_owned();
+    let worker_token = cloud.mint("worker");
 
     let spec = std::fs::read_to_string(repo().join("openapi.yaml")).expect("openapi.yaml");
     let operations = spec_operations(&spec).len();
@@ -181,7 +174,8 @@ fn schemathesis_finds_no_server_error_and_no_schema_violation() {
         .count();
     assert!(workers >= 4, "the worker operations are tagged and counted");
     let schemathesis = |selection: &[&str], token: &str| {
-        let output = Command::new(&st)
+        let ran = run(
+            Command::new(&st)
             // schemathesis keeps a cache (`.schemathesis/`) in its working directory.
             .current_dir(env!("CARGO_TARGET_TMPDIR"))
             .arg("run")
@@ -206,18 +200,11 @@ fn schemathesis_finds_no_server_error_and_no_schema_violation() {
                 "--no-color",
             ])
             .args(selection)
-            .env("SCHEMATHESIS_TELEMETRY", "false")
-            .output()
-            .expect("run schemathesis");
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        println!("{stdout}\n{stderr}");
-        assert!(
-            output.status.success(),
-            "schemathesis found failures (exit {}):\n{stdout}\n{stderr}",
-            output.status
+                .env("SCHEMATHESIS_TELEMETRY", "false"),
+            None,
         );
-        stdout
+        println!("{}\n{}", ran.stdout, ran.stderr);
+        ran.expect_success("schemathesis (failures found)")
     };
     // Every operation but the device revocation and the workers' first: the revocation's
     // stateful links would revoke the very device whose certificate the run uses, leaving

@@ -3,117 +3,43 @@
 //! and metrics.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::{Method, Request, StatusCode};
-use tokio::net::{TcpListener, TcpStream};
-use wattlet_runtime::metrics::serve_admin;
-use wattlet_serve::server::{App, ServeOptions, serve};
+use http_body_util::Full;
+use hyper::{Method, StatusCode};
+use tokio::net::TcpListener;
+use wattlet_serve::server::{App, ServeOptions};
+use wattlet_testkit::http::{self, Reply};
+use wattlet_testkit::serve::{self, PROBE_MAX_REQUEST_BYTES as LIMIT, Served};
+use wattlet_testkit::{ADMIN_TOKEN, PROBE_TOKEN};
 
-const LIMIT: usize = 64 * 1024;
-
-struct Server {
+/// The probe application on `wattlet serve`, and its metrics listener.
+struct Probe {
+    /// The server, with its state directory.
+    _served: Served,
     addr: SocketAddr,
+    /// The Prometheus metrics listener.
     admin: SocketAddr,
-    _state: tempfile::TempDir,
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn options(state: &std::path::Path) -> ServeOptions {
-    ServeOptions {
-        manifest: repo().join("tests/spin/spin.toml"),
-        state_dir: Some(state.to_path_buf()),
-        runtime_config: Some(repo().join("tests/spin/runtime-config.toml")),
-        max_request_bytes: LIMIT,
-        tls: None,
-    }
 }
 
 /// One server for all tests, on its own runtime: compiling the probe component once keeps the
 /// suite fast. Tests write disjoint keys and databases.
-fn server() -> &'static Server {
-    static SERVER: std::sync::OnceLock<Server> = std::sync::OnceLock::new();
+fn server() -> &'static Probe {
+    static SERVER: std::sync::OnceLock<Probe> = std::sync::OnceLock::new();
     SERVER.get_or_init(|| {
         let state = tempfile::tempdir().expect("temp dir");
-        let env = |k: &str| (k == "SPIN_VARIABLE_API_TOKEN").then(|| "t0ken".to_owned());
-        let app = Arc::new(App::load_with_env(&options(state.path()), env).expect(
-            "probe app loads (the README's test command builds the probe component first)",
-        ));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let admin = std::net::TcpListener::bind("127.0.0.1:0").expect("bind admin");
-        let server = Server {
-            addr: listener.local_addr().expect("addr"),
-            admin: admin.local_addr().expect("admin addr"),
-            _state: state,
-        };
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Runtime::new().expect("runtime");
-            runtime.block_on(async move {
-                listener.set_nonblocking(true).expect("nonblocking");
-                admin.set_nonblocking(true).expect("nonblocking");
-                let listener = TcpListener::from_std(listener).expect("listener");
-                let admin = TcpListener::from_std(admin).expect("admin");
-                tokio::spawn(serve_admin(app.metrics.clone(), admin));
-                serve(app, listener, std::future::pending()).await
-            })
-        });
-        server
+        let options = serve::probe_options(state.path());
+        let served = serve::start(&options, &[("api_token", PROBE_TOKEN)]).keeping(state);
+        Probe {
+            addr: served.addr,
+            admin: served.serve_metrics(),
+            _served: served,
+        }
     })
 }
 
-async fn start() -> &'static Server {
+async fn start() -> &'static Probe {
     server()
-}
-
-async fn send(
-    addr: SocketAddr,
-    method: Method,
-    path: &str,
-    body: &[u8],
-    headers: &[(&str, &str)],
-) -> (StatusCode, String) {
-    let (status, _, body) = send_raw(addr, method, path, body, headers).await;
-    (status, String::from_utf8_lossy(&body).into_owned())
-}
-
-/// Like [`send`], with the response headers and the body's bytes.
-async fn send_raw(
-    addr: SocketAddr,
-    method: Method,
-    path: &str,
-    body: &[u8],
-    headers: &[(&str, &str)],
-) -> (StatusCode, http::HeaderMap, Bytes) {
-    let stream = TcpStream::connect(addr).await.expect("connect");
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .expect("handshake");
-    tokio::spawn(connection);
-    let mut request = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", addr.to_string());
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let request = request
-        .body(Full::new(Bytes::copy_from_slice(body)))
-        .expect("request");
-    let response = sender.send_request(request).await.expect("response");
-    let (parts, body) = response.into_parts();
-    let body = body.collect().await.expect("body").to_bytes();
-    (parts.status, parts.headers, body)
-}
-
-async fn get(addr: SocketAddr, path: &str) -> (StatusCode, String) {
-    send(addr, Method::GET, path, b"", &[]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,7 +47,7 @@ async fn sqlite_round_trip_on_default_and_named_databases() {
     let server = start().await;
     for db in ["default", "extra"] {
         for value in ["first", "zweite ✓"] {
-            let (status, body) = send(
+            let reply = http::send(
                 server.addr,
                 Method::POST,
                 &format!("/probe/sqlite/{db}"),
@@ -129,11 +55,11 @@ async fn sqlite_round_trip_on_default_and_named_databases() {
                 &[],
             )
             .await;
-            assert_eq!(status, StatusCode::OK, "{db}: {body}");
+            assert_eq!(reply.status, StatusCode::OK, "{db}: {}", reply.text);
         }
-        let (status, body) = get(server.addr, &format!("/probe/sqlite/{db}")).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        let values: Vec<String> = serde_json::from_str(&body).expect("JSON array");
+        let reply = http::get(server.addr, &format!("/probe/sqlite/{db}")).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+        let values: Vec<String> = serde_json::from_str(&reply.text).expect("JSON array");
         assert_eq!(values, ["first", "zweite ✓"]);
     }
 }
@@ -141,9 +67,9 @@ async fn sqlite_round_trip_on_default_and_named_databases() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_value_round_trip() {
     let server = start().await;
-    let (status, _) = get(server.addr, "/probe/kv/default/meter").await;
+    let Reply { status, .. } = http::get(server.addr, "/probe/kv/default/meter").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, body) = send(
+    let reply = http::send(
         server.addr,
         Method::PUT,
         "/probe/kv/default/meter",
@@ -151,12 +77,13 @@ async fn key_value_round_trip() {
         &[],
     )
     .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let reply = http::get(server.addr, "/probe/kv/default/meter").await;
     assert_eq!(
-        get(server.addr, "/probe/kv/default/meter").await,
-        (StatusCode::OK, "MT681".to_owned())
+        (reply.status, reply.text.as_str()),
+        (StatusCode::OK, "MT681")
     );
-    let (status, _) = send(
+    let Reply { status, .. } = http::send(
         server.addr,
         Method::DELETE,
         "/probe/kv/default/meter",
@@ -166,7 +93,9 @@ async fn key_value_round_trip() {
     .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
-        get(server.addr, "/probe/kv/default/meter").await.0,
+        http::get(server.addr, "/probe/kv/default/meter")
+            .await
+            .status,
         StatusCode::NOT_FOUND
     );
 }
@@ -174,35 +103,40 @@ async fn key_value_round_trip() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn variables_from_defaults_and_environment() {
     let server = start().await;
+    let reply = http::get(server.addr, "/probe/variables/greeting").await;
     assert_eq!(
-        get(server.addr, "/probe/variables/greeting").await,
-        (StatusCode::OK, "hello".to_owned())
+        (reply.status, reply.text.as_str()),
+        (StatusCode::OK, "hello")
     );
+    let reply = http::get(server.addr, "/probe/variables/token").await;
     assert_eq!(
-        get(server.addr, "/probe/variables/token").await,
-        (StatusCode::OK, "t0ken".to_owned())
+        (reply.status, reply.text.as_str()),
+        (StatusCode::OK, PROBE_TOKEN)
     );
-    let (status, body) = get(server.addr, "/probe/variables/nope").await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
-    assert!(body.contains("Undefined"), "{body}");
-    let (_, body) = get(server.addr, "/probe/variables/Bad-Name").await;
+    let reply = http::get(server.addr, "/probe/variables/nope").await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.text);
+    assert!(reply.text.contains("Undefined"), "{}", reply.text);
+    let Reply { text: body, .. } = http::get(server.addr, "/probe/variables/Bad-Name").await;
     assert!(body.contains("InvalidName"), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn component_environment_comes_from_the_manifest_only() {
     let server = start().await;
+    let reply = http::get(server.addr, "/probe/env/PROBE_MODE").await;
     assert_eq!(
-        get(server.addr, "/probe/env/PROBE_MODE").await,
-        (StatusCode::OK, "end-to-end".to_owned())
+        (reply.status, reply.text.as_str()),
+        (StatusCode::OK, "end-to-end")
     );
     assert_eq!(
-        get(server.addr, "/restricted/env/PROBE_MODE").await.0,
+        http::get(server.addr, "/restricted/env/PROBE_MODE")
+            .await
+            .status,
         StatusCode::NOT_FOUND
     );
     // The host's own environment does not leak into components.
     assert_eq!(
-        get(server.addr, "/probe/env/PATH").await.0,
+        http::get(server.addr, "/probe/env/PATH").await.status,
         StatusCode::NOT_FOUND
     );
 }
@@ -210,7 +144,7 @@ async fn component_environment_comes_from_the_manifest_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_is_granted_that_the_manifest_does_not_grant() {
     let server = start().await;
-    let (status, body) = send(
+    let reply = http::send(
         server.addr,
         Method::POST,
         "/restricted/sqlite/default",
@@ -218,12 +152,12 @@ async fn nothing_is_granted_that_the_manifest_does_not_grant() {
         &[],
     )
     .await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
-    assert!(body.contains("AccessDenied"), "{body}");
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.text);
+    assert!(reply.text.contains("AccessDenied"), "{}", reply.text);
     // A database the application has, but this component was not given.
-    let (status, body) = get(server.addr, "/probe/sqlite/nonexistent").await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
-    let (status, body) = send(
+    let reply = http::get(server.addr, "/probe/sqlite/nonexistent").await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.text);
+    let reply = http::send(
         server.addr,
         Method::PUT,
         "/restricted/kv/default/k",
@@ -231,20 +165,24 @@ async fn nothing_is_granted_that_the_manifest_does_not_grant() {
         &[],
     )
     .await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
-    assert!(body.contains("AccessDenied"), "{body}");
-    let (status, body) = get(server.addr, "/restricted/variables/greeting").await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
-    assert!(body.contains("Undefined"), "{body}");
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.text);
+    assert!(reply.text.contains("AccessDenied"), "{}", reply.text);
+    let reply = http::get(server.addr, "/restricted/variables/greeting").await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.text);
+    assert!(reply.text.contains("Undefined"), "{}", reply.text);
     let upstream = upstream().await;
     let url = format!("http://{upstream}/");
-    let (status, body) = get(server.addr, &format!("/restricted/outbound?url={url}")).await;
-    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
-    assert!(body.contains("Denied") || body.contains("denied"), "{body}");
+    let reply = http::get(server.addr, &format!("/restricted/outbound?url={url}")).await;
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "{}", reply.text);
+    assert!(
+        reply.text.contains("Denied") || reply.text.contains("denied"),
+        "{}",
+        reply.text
+    );
     // The granted component reaches the same upstream.
-    let (status, body) = get(server.addr, &format!("/probe/outbound?url={url}")).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    assert!(body.contains("upstream says hi"), "{body}");
+    let reply = http::get(server.addr, &format!("/probe/outbound?url={url}")).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert!(reply.text.contains("upstream says hi"), "{}", reply.text);
 }
 
 /// A plain HTTP server on loopback for outbound tests.
@@ -271,7 +209,7 @@ async fn upstream() -> SocketAddr {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_and_spin_headers_as_spin_sets_them() {
     let server = start().await;
-    let (status, body) = send(
+    let reply = http::send(
         server.addr,
         Method::GET,
         "/probe/headers?x=1",
@@ -282,8 +220,8 @@ async fn routes_and_spin_headers_as_spin_sets_them() {
         ],
     )
     .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let json: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let json: serde_json::Value = serde_json::from_str(&reply.text).expect("JSON");
     let header = |name: &str| {
         json["headers"][name]
             .as_str()
@@ -293,7 +231,8 @@ async fn routes_and_spin_headers_as_spin_sets_them() {
     assert_eq!(
         header("spin-path-info").as_deref(),
         Some("/headers"),
-        "{body}"
+        "{}",
+        reply.text
     );
     assert_eq!(header("spin-matched-route").as_deref(), Some("/probe/..."));
     assert_eq!(header("spin-component-route").as_deref(), Some("/probe"));
@@ -309,27 +248,31 @@ async fn routes_and_spin_headers_as_spin_sets_them() {
     assert!(client.starts_with("127.0.0.1:"), "{client}");
 
     // An exact route: no path info; a longer path does not match it.
-    let (status, body) = get(server.addr, "/exact").await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let json: serde_json::Value = serde_json::from_str(&body).expect("JSON");
-    assert_eq!(json["headers"]["spin-path-info"], "", "{body}");
-    assert_eq!(json["headers"]["spin-matched-route"], "/exact", "{body}");
+    let reply = http::get(server.addr, "/exact").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let json: serde_json::Value = serde_json::from_str(&reply.text).expect("JSON");
+    assert_eq!(json["headers"]["spin-path-info"], "", "{}", reply.text);
     assert_eq!(
-        get(server.addr, "/exact/more").await.0,
+        json["headers"]["spin-matched-route"], "/exact",
+        "{}",
+        reply.text
+    );
+    assert_eq!(
+        http::get(server.addr, "/exact/more").await.status,
         StatusCode::NOT_FOUND
     );
-    let (status, body) = get(server.addr, "/nothing/here").await;
+    let reply = http::get(server.addr, "/nothing/here").await;
     assert_eq!(
-        (status, body.as_str()),
+        (reply.status, reply.text.as_str()),
         (StatusCode::NOT_FOUND, "not found\n")
     );
 }
 
 /// The probe's `headers` reply for `path`, sent with `headers`.
 async fn seen_headers(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> serde_json::Value {
-    let (status, body) = send(addr, Method::GET, path, b"", headers).await;
-    assert_eq!(status, StatusCode::OK, "{path}: {body}");
-    let json: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let reply = http::send(addr, Method::GET, path, b"", headers).await;
+    assert_eq!(reply.status, StatusCode::OK, "{path}: {}", reply.text);
+    let json: serde_json::Value = serde_json::from_str(&reply.text).expect("JSON");
     json["headers"].clone()
 }
 
@@ -377,9 +320,12 @@ async fn named_segments_reach_the_component_as_path_match_headers() {
     assert_eq!(h.get("spin-path-match-id"), None, "{h}");
 
     // A named segment needs a segment: `/items` alone and a missing file name match nothing.
-    assert_eq!(get(server.addr, "/items").await.0, StatusCode::NOT_FOUND);
     assert_eq!(
-        get(server.addr, "/users/ada/files").await.0,
+        http::get(server.addr, "/items").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        http::get(server.addr, "/users/ada/files").await.status,
         StatusCode::NOT_FOUND
     );
 }
@@ -389,12 +335,13 @@ async fn a_trapping_component_gets_500_and_the_server_keeps_serving() {
     let server = start().await;
     for _ in 0..3 {
         assert_eq!(
-            get(server.addr, "/probe/trap").await.0,
+            http::get(server.addr, "/probe/trap").await.status,
             StatusCode::INTERNAL_SERVER_ERROR
         );
+        let reply = http::get(server.addr, "/probe/hello").await;
         assert_eq!(
-            get(server.addr, "/probe/hello").await,
-            (StatusCode::OK, "hello".to_owned())
+            (reply.status, reply.text.as_str()),
+            (StatusCode::OK, "hello")
         );
     }
 }
@@ -402,11 +349,16 @@ async fn a_trapping_component_gets_500_and_the_server_keeps_serving() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_p3_handler_gets_the_request_with_spin_headers_and_its_body() {
     let server = start().await;
+    let reply = http::get(server.addr, "/p3/hello").await;
     assert_eq!(
-        get(server.addr, "/p3/hello").await,
-        (StatusCode::OK, "hello from wasi:http@0.3\n".to_owned())
+        (reply.status, reply.text.as_str()),
+        (StatusCode::OK, "hello from wasi:http@0.3\n")
     );
-    let (status, headers) = get(server.addr, "/p3/headers?x=1").await;
+    let Reply {
+        status,
+        text: headers,
+        ..
+    } = http::get(server.addr, "/p3/headers?x=1").await;
     assert_eq!(status, StatusCode::OK);
     for line in [
         "spin-path-info: /headers",
@@ -421,8 +373,12 @@ async fn a_p3_handler_gets_the_request_with_spin_headers_and_its_body() {
     }
     // A body larger than one stream read, with every byte value, comes back unchanged.
     let body: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
-    let (status, headers, echoed) =
-        send_raw(server.addr, Method::POST, "/p3/echo", &body, &[]).await;
+    let Reply {
+        status,
+        headers,
+        bytes: echoed,
+        ..
+    } = http::send(server.addr, Method::POST, "/p3/echo", &body, &[]).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         headers.get("x-echo-length").map(|v| v.as_bytes()),
@@ -436,24 +392,28 @@ async fn a_p3_handler_streams_its_body_after_returning_the_response() {
     let server = start().await;
     // The probe returns the response at once and writes each chunk 20 ms later from a task of
     // its own: the host must keep the instance's event loop running until the body is done.
-    let (status, body) = get(server.addr, "/p3/stream?chunks=5").await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(body, "chunk 0\nchunk 1\nchunk 2\nchunk 3\nchunk 4\n");
+    let reply = http::get(server.addr, "/p3/stream?chunks=5").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.text, "chunk 0\nchunk 1\nchunk 2\nchunk 3\nchunk 4\n");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_p3_handler_reads_spin_variables_and_a_trap_gets_500() {
     let server = start().await;
+    let reply = http::get(server.addr, "/p3/variable").await;
     assert_eq!(
-        get(server.addr, "/p3/variable").await,
-        (StatusCode::OK, "hello\n".to_owned())
+        (reply.status, reply.text.as_str()),
+        (StatusCode::OK, "hello\n")
     );
     for _ in 0..3 {
         assert_eq!(
-            get(server.addr, "/p3/trap").await.0,
+            http::get(server.addr, "/p3/trap").await.status,
             StatusCode::INTERNAL_SERVER_ERROR
         );
-        assert_eq!(get(server.addr, "/p3/hello").await.0, StatusCode::OK);
+        assert_eq!(
+            http::get(server.addr, "/p3/hello").await.status,
+            StatusCode::OK
+        );
     }
 }
 
@@ -461,13 +421,13 @@ async fn a_p3_handler_reads_spin_variables_and_a_trap_gets_500() {
 async fn request_bodies_over_the_limit_get_413() {
     let server = start().await;
     let small = vec![b'a'; 1000];
-    let (status, body) = send(server.addr, Method::POST, "/probe/echo", &small, &[]).await;
-    assert_eq!((status, body.len()), (StatusCode::OK, 1000));
+    let reply = http::send(server.addr, Method::POST, "/probe/echo", &small, &[]).await;
+    assert_eq!((reply.status, reply.text.len()), (StatusCode::OK, 1000));
     let big = vec![b'a'; LIMIT + 1];
     assert_eq!(
-        send(server.addr, Method::POST, "/probe/echo", &big, &[])
+        http::send(server.addr, Method::POST, "/probe/echo", &big, &[])
             .await
-            .0,
+            .status,
         StatusCode::PAYLOAD_TOO_LARGE
     );
 }
@@ -478,15 +438,15 @@ async fn metrics_count_requests_by_component_route_and_status() {
     // Only this test sends /restricted/hello and /restricted/trap.
     for _ in 0..2 {
         assert_eq!(
-            get(server.addr, "/restricted/hello").await.0,
+            http::get(server.addr, "/restricted/hello").await.status,
             StatusCode::OK
         );
     }
     assert_eq!(
-        get(server.addr, "/restricted/trap").await.0,
+        http::get(server.addr, "/restricted/trap").await.status,
         StatusCode::INTERNAL_SERVER_ERROR
     );
-    let (status, text) = get(server.admin, "/metrics").await;
+    let Reply { status, text, .. } = http::get(server.admin, "/metrics").await;
     assert_eq!(status, StatusCode::OK);
     assert!(
         text.contains(r#"wattlet_http_requests_total{component="restricted",route="/restricted/...",status="200"} 2"#),
@@ -505,13 +465,16 @@ async fn metrics_count_requests_by_component_route_and_status() {
         "{text}"
     );
     assert!(text.contains("wattlet_http_live_instances"), "{text}");
-    assert_eq!(get(server.admin, "/other").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        http::get(server.admin, "/other").await.status,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[test]
 fn start_up_errors_a_user_can_act_on() {
     let state = tempfile::tempdir().expect("temp dir");
-    let err = App::load_with_env(&options(state.path()), |_| None)
+    let err = App::load_with_env(&serve::probe_options(state.path()), |_| None)
         .err()
         .expect("missing variable");
     assert!(
@@ -547,24 +510,23 @@ fn start_up_errors_a_user_can_act_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_repository_spin_toml_serves_the_data_api_health_endpoint() {
     let state = tempfile::tempdir().expect("temp dir");
-    let options = ServeOptions {
-        manifest: repo().join("spin.toml"),
-        state_dir: Some(state.path().to_path_buf()),
-        runtime_config: None,
-        max_request_bytes: LIMIT,
-        tls: None,
-    };
-    let env = |k: &str| (k == "SPIN_VARIABLE_ADMIN_TOKEN").then(|| "admin".to_owned());
-    let app = Arc::new(App::load_with_env(&options, env).expect("data API loads"));
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(serve(app, listener, std::future::pending()));
-    let (status, body) = get(addr, "/api/health").await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let json: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let served = serve::start(
+        &serve::app_options(state.path()),
+        &[("admin_token", ADMIN_TOKEN)],
+    );
+    let addr = served.addr;
+    let reply = http::get(addr, "/api/health").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let json: serde_json::Value = serde_json::from_str(&reply.text).expect("JSON");
     assert_eq!(json["status"], "ok");
     assert_eq!(json["database"], "ok");
     assert_eq!(json["service"], "wattlet-data-api");
-    assert_eq!(get(addr, "/api/nothing").await.0, StatusCode::NOT_FOUND);
-    assert_eq!(get(addr, "/elsewhere").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        http::get(addr, "/api/nothing").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        http::get(addr, "/elsewhere").await.status,
+        StatusCode::NOT_FOUND
+    );
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::json;
-use wattlet_testkit::{ADMIN_TOKEN, Cloud, repo};
+use wattlet_testkit::{ADMIN_TOKEN, Cloud, repo, run};
 
 const PLAYWRIGHT: &str = "1.64.1";
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -56,8 +56,7 @@ fn researchers_register_and_administrators_see_device_status_in_chromium() {
         "pi-ui-active",
         "7a1c2e9b-0a01-4f7b-9a51-3f6c1a525d0e",
     );
-    let (status, body) = cloud.as_device(&active, "POST", "/api/household/consent", None);
-    assert_eq!(status, 200, "{body}");
+    cloud.grant(&active);
     let report = json!({"components": {"meter-parser": "0.1.0", "upload": "0.1.0"},
                         "last_measurement": null, "meters": []});
     let (status, body) = cloud.as_device(
@@ -113,40 +112,29 @@ fn researchers_register_and_administrators_see_device_status_in_chromium() {
         "9b0a017a-1c2e-4f7b-9a51-5d0e3f6c1a52",
     );
     let new_link = link(&fresh);
-    let (status, body) = cloud.admin(
-        "POST",
-        "/api/management/token",
-        Some(json!({"role": "researcher"})),
-    );
-    assert_eq!(status, 201, "{body}");
-    let researcher = body["token"].as_str().expect("token").to_owned();
+    let researcher = cloud.mint("researcher");
 
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .parent()
         .expect("target directory")
         .join("ui-screenshots");
     std::fs::create_dir_all(&shots).expect("screenshot directory");
-    let output = Command::new("node")
-        .arg(repo().join("tests/tests/ui/drive.mjs"))
-        .env("WATTLET_URL", cloud.url())
-        .env("RESEARCHER_TOKEN", &researcher)
-        .env("ADMIN_TOKEN", ADMIN_TOKEN)
-        .env("ACTIVE_DEVICE", &active.id)
-        .env("DEVICE_LINK_ACTIVE", &active_link)
-        .env("DEVICE_LINK_NEW", &new_link)
-        .env("MEASUREMENTS", "8")
-        .env("SCREENSHOTS", &shots)
-        .env("PLAYWRIGHT", &playwright)
-        .output()
-        .expect("run node");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    println!("{stdout}");
-    assert!(
-        output.status.success(),
-        "the browser run failed ({}):\n{stdout}\n{stderr}",
-        output.status
+    let ran = run(
+        Command::new("node")
+            .arg(repo().join("tests/tests/ui/drive.mjs"))
+            .env("WATTLET_URL", cloud.url())
+            .env("RESEARCHER_TOKEN", &researcher)
+            .env("ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("ACTIVE_DEVICE", &active.id)
+            .env("DEVICE_LINK_ACTIVE", &active_link)
+            .env("DEVICE_LINK_NEW", &new_link)
+            .env("MEASUREMENTS", "8")
+            .env("SCREENSHOTS", &shots)
+            .env("PLAYWRIGHT", &playwright),
+        None,
     );
+    println!("{}", ran.stdout);
+    ran.expect_success("the browser run");
     for shot in [
         "registration.png",
         "registration-refused.png",

@@ -1,0 +1,177 @@
+//! The cloud as a device meets it: the repository's application (`spin.toml`, the Data API)
+//! served by `wattlet serve`'s library over mutual TLS on loopback, with a CA of its own.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::ClientConfig;
+use serde_json::{Value, json};
+use tokio::runtime::Handle;
+use wattlet_api_client::ApiClient;
+use wattlet_pki::CaDir;
+use wattlet_serve::server::ServeOptions;
+use wattlet_serve::tls::ClientAuth;
+
+use crate::pki::{self, Device};
+use crate::serve::{self, Served};
+
+/// The Data API's `admin_token` wherever the tests serve it.
+pub const ADMIN_TOKEN: &str = "admin-token-for-tests";
+
+/// The registration of a household with one electricity meter (`meter`, a UUID) and device
+/// `device`, as an administrator posts it to `/api/management/household`.
+pub fn household(name: &str, email: &str, device: &str, meter: &str) -> Value {
+    json!({
+        "name": name, "email": email, "device": device,
+        "meters": [{"uuid": meter, "type": "ELECTRICITY", "model": "MT681"}],
+        "location": {"latitude": 50.9375, "longitude": 6.9603},
+    })
+}
+
+/// A new access token with `role` (`researcher`, `worker`, …), minted through `admin`, an
+/// administrator's client of a Data API (on `wattlet serve` or on Spin).
+pub async fn mint(admin: &ApiClient, role: &str) -> String {
+    let minted = admin
+        .call(
+            "POST",
+            "/api/management/token",
+            Some(&json!({ "role": role })),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("mint a {role} token: {e}"));
+    minted["token"].as_str().expect("token").to_owned()
+}
+
+/// The cloud, served on its own runtime for the whole test: clients present certificates of
+/// its CA (devices) or none (administrators, with the bearer token).
+pub struct Cloud {
+    pub addr: SocketAddr,
+    pub dir: PathBuf,
+    pub ca: CaDir,
+    admin_tls: Arc<ClientConfig>,
+    served: Served,
+}
+
+impl Cloud {
+    /// Makes a CA in `dir` and serves the application with its state in `dir/cloud`.
+    pub fn start(dir: &Path) -> Cloud {
+        let (ca, tls) = pki::server_ca(dir, ClientAuth::Optional);
+        let options = ServeOptions {
+            tls: Some(tls),
+            ..serve::app_options(&dir.join("cloud"))
+        };
+        let served = serve::start(&options, &[("admin_token", ADMIN_TOKEN)]);
+        Cloud {
+            addr: served.addr,
+            dir: dir.to_path_buf(),
+            admin_tls: pki::anonymous(&ca),
+            ca,
+            served,
+        }
+    }
+
+    /// The runtime the cloud runs on; tests block on it for their own clients.
+    pub fn runtime(&self) -> &Handle {
+        self.served.handle()
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// The Data API's database file (for tests that check what it holds).
+    pub fn database(&self) -> PathBuf {
+        self.served.database()
+    }
+
+    /// A TLS client configuration without a certificate (an administrator's console).
+    pub fn anonymous_tls(&self) -> Arc<ClientConfig> {
+        self.admin_tls.clone()
+    }
+
+    /// An administrator's [`ApiClient`]: no certificate, the admin token.
+    pub fn admin_client(&self) -> ApiClient {
+        ApiClient::new(&self.url(), Some(self.anonymous_tls()))
+            .expect("client")
+            .with_bearer(ADMIN_TOKEN)
+    }
+
+    /// Registers a household with one device and one electricity meter (see [`household`]);
+    /// returns the device's identity.
+    pub fn register(&self, name: &str, email: &str, device: &str, meter: &str) -> Device {
+        let (status, body) = self.admin(
+            "POST",
+            "/api/management/household",
+            Some(household(name, email, device, meter)),
+        );
+        assert_eq!(status, 201, "register {name}: {body}");
+        self.device(device, email)
+    }
+
+    /// A certificate for `device` (registered or not) of participant `email`.
+    pub fn device(&self, device: &str, email: &str) -> Device {
+        pki::device(&self.ca, &self.dir, device, email)
+    }
+
+    /// The device's household grants consent.
+    pub fn grant(&self, device: &Device) {
+        let (status, body) = self.as_device(device, "POST", "/api/household/consent", None);
+        assert_eq!(status, 200, "grant consent: {body}");
+    }
+
+    /// A new access token with `role` (`researcher`, `worker`, …), minted by the administrator.
+    pub fn mint(&self, role: &str) -> String {
+        self.runtime().block_on(mint(&self.admin_client(), role))
+    }
+
+    pub fn admin(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.call(&self.admin_tls, method, path, Some(ADMIN_TOKEN), body)
+    }
+
+    pub fn as_device(
+        &self,
+        device: &Device,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        self.call(&device.tls, method, path, None, body)
+    }
+
+    pub fn call(
+        &self,
+        tls: &Arc<ClientConfig>,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut client = ApiClient::new(&self.url(), Some(tls.clone())).expect("client");
+        if let Some(token) = bearer {
+            client = client.with_bearer(token);
+        }
+        self.runtime()
+            .block_on(client.send(method, path, body.as_ref(), &[]))
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    /// Every measurement uuid the cloud holds for `meter`, as its owner sees them.
+    pub fn measurements(&self, owner: &Device, meter: &str) -> Vec<String> {
+        let (status, body) = self.as_device(
+            owner,
+            "GET",
+            &format!("/api/household/meter/{meter}/measurement?limit=10000"),
+            None,
+        );
+        assert_eq!(status, 200, "read measurements: {body}");
+        let mut uuids: Vec<String> = body["measurements"]
+            .as_array()
+            .expect("measurements")
+            .iter()
+            .map(|m| m["uuid"].as_str().expect("uuid").to_owned())
+            .collect();
+        uuids.sort();
+        uuids
+    }
+}

@@ -1,0 +1,64 @@
+//! Certificates for mutual TLS on loopback, made with `wattlet-pki` as the survey makes them: a
+//! CA with its CRL, a server certificate for `localhost`/127.0.0.1, device certificates.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::ClientConfig;
+use wattlet_pki::{self as pki, CaDir, DeviceRequest, ServerRequest};
+use wattlet_serve::tls::{ClientAuth, TlsOptions};
+
+/// A device's identity: its certificate files and a TLS client configuration presenting them.
+pub struct Device {
+    pub id: String,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// The certificate's serial number (hex), as the CA lists and revokes it.
+    pub serial: String,
+    pub tls: Arc<ClientConfig>,
+}
+
+/// A CA in `dir/ca` (with its CRL) and a server certificate in `dir/server.{crt,key}`; returns
+/// the CA and the TLS options of a server presenting that certificate and checking client
+/// certificates against the CA and its CRL (`client_auth`: must clients present one).
+pub fn server_ca(dir: &Path, client_auth: ClientAuth) -> (CaDir, TlsOptions) {
+    let ca = CaDir::init(&dir.join("ca"), "test CA", pki::DEFAULT_CA_VALIDITY, false).expect("CA");
+    let (cert, key) = ca
+        .issue_server(&ServerRequest::default())
+        .expect("server certificate")
+        .write(&dir.join("server"))
+        .expect("write the server certificate");
+    let tls = TlsOptions {
+        cert,
+        key,
+        client_ca: ca.ca_cert_path(),
+        crl: Some(ca.crl_path()),
+        client_auth,
+    };
+    (ca, tls)
+}
+
+/// A certificate of `ca` for device `id` of participant `email` (registered or not), its files
+/// in `dir` under a name no other certificate of the test binary has.
+pub fn device(ca: &CaDir, dir: &Path, id: &str, email: &str) -> Device {
+    let prefix = dir.join(crate::unique(&format!("device-{id}")));
+    let issued = ca
+        .issue_device(&DeviceRequest::new(id, email))
+        .expect("device certificate");
+    let (cert, key) = issued.write(&prefix).expect("write the device certificate");
+    let tls = Arc::new(
+        wattlet_tls::client_tls_config(&cert, &key, &ca.ca_cert_path()).expect("device TLS"),
+    );
+    Device {
+        id: id.to_owned(),
+        cert,
+        key,
+        serial: issued.serial_hex,
+        tls,
+    }
+}
+
+/// A client of a server of `ca` that presents no certificate of its own.
+pub fn anonymous(ca: &CaDir) -> Arc<ClientConfig> {
+    Arc::new(wattlet_tls::anonymous_client_tls_config(&ca.ca_cert_path()).expect("TLS client"))
+}

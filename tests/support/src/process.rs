@@ -1,0 +1,101 @@
+//! Child processes: the workspace's binaries (under an emulator when cross-built), commands run
+//! to their end, `nats-server`.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::{Command, ExitStatus, Stdio};
+
+use crate::free_port;
+
+/// A binary of the workspace as a command: pass `env!("CARGO_BIN_EXE_<name>")`. Cross-built
+/// tests run under an emulator (cargo's target runner, e.g. `qemu-aarch64`) that cannot start a
+/// foreign binary by itself where the kernel has no binfmt_misc handler for it:
+/// `WATTLET_TEST_RUNNER` (`./dev cross` sets it) is put in front of the binary, split at
+/// whitespace.
+pub fn command(bin: &str) -> Command {
+    let runner = std::env::var("WATTLET_TEST_RUNNER").unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    match words.next() {
+        Some(program) => {
+            let mut command = Command::new(program);
+            command.args(words).arg(bin);
+            command
+        }
+        None => Command::new(bin),
+    }
+}
+
+/// The workspace binary `name` of the calling test's package as a [`command`], e.g.
+/// `binary!("wattlet")`.
+#[macro_export]
+macro_rules! binary {
+    ($name:literal) => {
+        $crate::command(env!(concat!("CARGO_BIN_EXE_", $name)))
+    };
+}
+
+/// What a command that ran to its end did.
+#[derive(Debug)]
+pub struct Ran {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Ran {
+    pub fn success(&self) -> bool {
+        self.status.success()
+    }
+
+    /// Its standard output; panics with both outputs unless it succeeded.
+    pub fn expect_success(self, what: &str) -> String {
+        assert!(
+            self.success(),
+            "{what} failed ({}):\n{}\n{}",
+            self.status,
+            self.stdout,
+            self.stderr
+        );
+        self.stdout
+    }
+}
+
+/// Runs `command` to its end with `stdin` as its input (none: no input) and its output captured
+/// as text.
+pub fn run(command: &mut Command, stdin: Option<&str>) -> Ran {
+    let mut child = command
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {command:?}: {e}"));
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+    }
+    let output = child.wait_with_output().expect("wait for the command");
+    Ran {
+        status: output.status,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// A local `nats-server -js` on a free port, its store and log in `dir` (Debian's nats-server;
+/// `./dev test` installs it).
+pub fn nats(dir: &Path) -> wattlet_workers::server::LocalNats {
+    wattlet_workers::server::LocalNats::start(
+        free_port(),
+        &dir.join("jetstream"),
+        &dir.join("nats-server.log"),
+    )
+    .expect("nats-server starts (./dev test installs it)")
+}
