@@ -2,29 +2,21 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Output;
 
-fn wattlet(args: &[&str]) -> Output {
-    wattlet_testkit::binary!("wattlet")
-        .args(args)
-        .output()
-        .expect("run wattlet")
+use wattlet_testkit::{Ran, run};
+
+fn wattlet(args: &[&str]) -> Ran {
+    run(wattlet_testkit::binary!("wattlet").args(args), None)
 }
 
 fn ok(args: &[&str]) -> String {
-    let out = wattlet(args);
-    assert!(
-        out.status.success(),
-        "wattlet {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    wattlet(args).expect_success(&format!("wattlet {args:?}"))
 }
 
 fn fails(args: &[&str]) -> String {
-    let out = wattlet(args);
-    assert!(!out.status.success(), "wattlet {args:?} succeeded");
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    let ran = wattlet(args);
+    assert!(!ran.success(), "wattlet {args:?} succeeded");
+    ran.stderr
 }
 
 fn mode(path: &Path) -> u32 {

@@ -123,10 +123,17 @@ fn simulated_meter_on_a_pty_decodes_cleanly() {
 
 #[test]
 fn bad_server_id_is_an_error_not_a_panic() {
-    let out = wattlet_testkit::binary!("wattlet")
-        .args(["meter", "sim", "--server-id", "zz", "--count", "1"])
-        .output()
-        .expect("run wattlet");
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not hex"));
+    let ran = wattlet_testkit::run(
+        wattlet_testkit::binary!("wattlet").args([
+            "meter",
+            "sim",
+            "--server-id",
+            "zz",
+            "--count",
+            "1",
+        ]),
+        None,
+    );
+    assert_eq!(ran.status.code(), Some(2));
+    assert!(ran.stderr.contains("not hex"));
 }

@@ -1,35 +1,15 @@
 //! `wattlet token` through the binary: restrictions added offline stay verifiable and can only
 //! narrow; bad input is a clear error.
 
-use std::io::Write as _;
-use std::process::Stdio;
-
 use wattlet_access_token::{Caveat, Role, Token};
+use wattlet_testkit::run;
 
 const ROOT: &[u8] = b"token cli test root";
 
+/// `wattlet args` with `stdin`: (success, stdout, stderr).
 fn wattlet(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-    let mut child = wattlet_testkit::binary!("wattlet")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run wattlet");
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input.as_bytes())
-            .expect("write stdin");
-    }
-    let output = child.wait_with_output().expect("wait");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    let ran = run(wattlet_testkit::binary!("wattlet").args(args), stdin);
+    (ran.success(), ran.stdout, ran.stderr)
 }
 
 #[test]

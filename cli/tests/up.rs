@@ -10,10 +10,8 @@ use std::time::{Duration, Instant};
 #[test]
 fn up_shows_readings_of_the_consenting_household_only() {
     let state = tempfile::tempdir().expect("temp dir");
-    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let nats = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port for NATS");
+    let repo = wattlet_testkit::repo();
+    let nats = wattlet_testkit::free_port();
     let mut up = wattlet_testkit::binary!("wattlet")
         .arg("up")
         .arg("--state-dir")

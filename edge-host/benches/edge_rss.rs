@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use wattlet_testkit::{Cloud, Meter, edge_config, spawn_edge};
+use wattlet_testkit::{ConsentingEdge, env_or, spawn_edge};
 
 const METER: &str = "0d6f2a11-4b5c-4d7e-8f90-a1b2c3d4e5f6";
 
@@ -20,27 +20,16 @@ fn status_kib(pid: u32, field: &str) -> Option<u64> {
 }
 
 fn main() {
-    let seconds: u64 = std::env::var("BENCH_SECONDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(30);
+    let seconds: u64 = env_or("BENCH_SECONDS", 30);
     let temp = tempfile::tempdir().expect("temp dir");
-    let cloud = Cloud::start(&temp.path().join("cloud"));
-    let device = cloud.register("Ada Lovelace", "ada@example.org", "pi-ada", METER);
-    let (status, body) = cloud.as_device(&device, "POST", "/api/household/consent", None);
-    assert_eq!(status, 200, "grant: {body}");
-    let meter = Meter::start(Duration::from_secs(1));
-    let dir = temp.path().join("edge");
-    let config = edge_config(
-        &dir,
-        &cloud,
-        &device,
+    let edge = ConsentingEdge::start(
+        temp.path(),
         METER,
-        &meter.path,
+        Duration::from_secs(1),
         ("2s", "4s", "10s"),
     );
-    let mut edge = spawn_edge(env!("CARGO_BIN_EXE_wattlet-edge"), &config);
-    let pid = edge.id();
+    let mut daemon = spawn_edge(env!("CARGO_BIN_EXE_wattlet-edge"), &edge.config);
+    let pid = daemon.id();
     std::thread::sleep(Duration::from_secs(20));
     let mut samples = Vec::new();
     for _ in 0..seconds {
@@ -48,9 +37,9 @@ fn main() {
         std::thread::sleep(Duration::from_secs(1));
     }
     let peak = status_kib(pid, "VmHWM:").expect("edge is running");
-    edge.kill().expect("kill");
-    edge.wait().expect("wait");
-    let measured = cloud.measurements(&device, METER).len();
+    daemon.kill().expect("kill");
+    daemon.wait().expect("wait");
+    let measured = edge.cloud.measurements(&edge.device, METER).len();
     samples.sort_unstable();
     let mib = |kib: u64| kib as f64 / 1024.0;
     println!(

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use wattlet_testkit::{Cloud, Meter, Rng, edge_config, journal, pending, spawn_edge, wait_for};
+use wattlet_testkit::{ConsentingEdge, Rng, env_or, journal, pending, spawn_edge, wait_for};
 
 /// The binary a device runs.
 const EDGE: &str = env!("CARGO_BIN_EXE_wattlet-edge");
@@ -14,23 +14,18 @@ const METER: &str = "5a0e8c71-2b3d-4e6f-8a9b-0c1d2e3f4a5b";
 
 #[test]
 fn sigkill_at_random_instants_loses_and_duplicates_nothing() {
-    let trials: u32 = std::env::var("WATTLET_CRASH_TRIALS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200);
+    let trials: u32 = env_or("WATTLET_CRASH_TRIALS", 200);
     let temp = tempfile::tempdir().expect("temp dir");
-    let cloud = Cloud::start(&temp.path().join("cloud"));
-    let device = cloud.register("Ada Lovelace", "ada@example.org", "pi-ada", METER);
-    let (status, body) = cloud.as_device(&device, "POST", "/api/household/consent", None);
-    assert_eq!(status, 200, "grant: {body}");
-    let meter = Meter::start(Duration::from_millis(100));
-    let edge_dir = temp.path().join("edge");
-    let config = edge_config(
-        &edge_dir,
-        &cloud,
-        &device,
+    let ConsentingEdge {
+        cloud,
+        device,
+        meter,
+        dir: edge_dir,
+        config,
+    } = ConsentingEdge::start(
+        temp.path(),
         METER,
-        &meter.path,
+        Duration::from_millis(100),
         ("150ms", "250ms", "1s"),
     );
 

@@ -2,12 +2,13 @@
 //! edge` (parser and upload components) → the cloud's Data API. Nothing before consent; the
 //! cloud ends up with exactly the measurements the edge took; nothing after revocation.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 use wattlet_api_client::ApiClient;
 use wattlet_testkit::{
-    Cloud, Meter, edge_config, edge_log, free_port, journal, pending, scrape, spawn_edge, wait_for,
+    Cloud, Meter, edge_config, edge_log, free_port, journal, pending, sample, scrape, spawn_edge,
+    wait_for,
 };
 
 /// The binary a device runs.
@@ -23,14 +24,17 @@ fn readings_reach_the_cloud_only_while_consent_is_granted() {
     let grace = cloud.register("Grace Hopper", "grace@example.org", "pi-grace", GRACE_METER);
     let meter = Meter::start(Duration::from_millis(200));
     let edge_dir = temp.path().join("edge");
-    let config = edge_config(
-        &edge_dir,
-        &cloud,
-        &ada,
-        ADA_METER,
-        &meter.path,
-        ("300ms", "700ms", "200ms"),
-    );
+    let configure = |meter: &Meter| {
+        edge_config(
+            &edge_dir,
+            &cloud,
+            &ada,
+            ADA_METER,
+            &meter.path,
+            ("300ms", "700ms", "200ms"),
+        )
+    };
+    let config = configure(&meter);
     // The daemon's Prometheus metrics on a port picked now (free a moment ago).
     let metrics_addr = free_port();
     let text = std::fs::read_to_string(&config).expect("config");
@@ -50,8 +54,7 @@ fn readings_reach_the_cloud_only_while_consent_is_granted() {
     assert!(journal(&edge_dir).is_empty(), "measured before consent");
     assert!(cloud.measurements(&ada, ADA_METER).is_empty());
 
-    let (status, body) = cloud.as_device(&ada, "POST", "/api/household/consent", None);
-    assert_eq!(status, 200, "grant: {body}");
+    cloud.grant(&ada);
     wait_for(
         Duration::from_secs(180), // generous: on a fresh machine the edge first compiles its components
         "5 measurements in the cloud",
@@ -63,14 +66,8 @@ fn readings_reach_the_cloud_only_while_consent_is_granted() {
         metrics.contains("wattlet_edge_consent{state=\"granted\"} 1"),
         "{metrics}"
     );
-    let counted = |name: &str| {
-        metrics
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or_else(|| panic!("{name} missing:\n{metrics}"))
-    };
+    let counted =
+        |name: &str| sample(&metrics, name).unwrap_or_else(|| panic!("{name} missing:\n{metrics}"));
     assert!(
         counted("wattlet_edge_measurements_total{") >= 5.0,
         "{metrics}"
@@ -137,17 +134,16 @@ fn readings_reach_the_cloud_only_while_consent_is_granted() {
     // Revocation: the device learns it, deletes what it had not sent and exits for good.
     let (status, body) = cloud.as_device(&ada, "DELETE", "/api/household/consent", None);
     assert_eq!(status, 200, "revoke: {body}");
-    let deadline = Instant::now() + Duration::from_secs(10) * wattlet_testkit::patience();
-    let exit = loop {
-        if let Some(exit) = edge.try_wait().expect("edge status") {
-            break exit;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "edge did not stop after revocation"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let mut exit = None;
+    wait_for(
+        Duration::from_secs(10),
+        "the edge to stop after revocation",
+        || {
+            exit = edge.try_wait().expect("edge status");
+            exit.is_some()
+        },
+    );
+    let exit = exit.expect("the edge's exit status");
     let stderr = std::fs::read_to_string(edge_log(&config)).expect("edge.log");
     assert!(exit.success(), "edge exit {exit:?}: {stderr}");
     assert!(stderr.contains("revoked"), "{stderr}");
@@ -155,14 +151,7 @@ fn readings_reach_the_cloud_only_while_consent_is_granted() {
 
     // Started again with a live meter, it does not measure at all.
     let meter = Meter::start(Duration::from_millis(200));
-    let config = edge_config(
-        &edge_dir,
-        &cloud,
-        &ada,
-        ADA_METER,
-        &meter.path,
-        ("300ms", "700ms", "200ms"),
-    );
+    let config = configure(&meter);
     let mut again = spawn_edge(EDGE, &config);
     let exit = again.wait().expect("edge exit");
     assert!(exit.success());
@@ -183,9 +172,7 @@ fn readings_reach_the_cloud_only_while_consent_is_granted() {
 
     // Hostile clients of the same server: no certificate but a spoofed identity header gets
     // no identity (401); a certificate of another CA fails the handshake.
-    let anonymous = std::sync::Arc::new(
-        wattlet_tls::anonymous_client_tls_config(&cloud.ca.ca_cert_path()).expect("TLS"),
-    );
+    let anonymous = cloud.anonymous_tls();
     let spoofed = cloud.runtime().block_on(
         ApiClient::new(&cloud.url(), Some(anonymous))
             .expect("client")

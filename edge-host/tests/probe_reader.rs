@@ -5,15 +5,15 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use wattlet_edge::config::{Framing, MeterConfig};
 use wattlet_edge::reader::{self, Latest, MeterFeed, registers};
 use wattlet_meter_parser::{Decoder, DecoderOptions, Event, Protocol, capture};
-use wattlet_meter_sim as sim;
 use wattlet_runtime::meter::ParserComponent;
 use wattlet_survey::obis::{ENERGY_IMPORT, POWER_IMPORT, POWER_SUM};
 use wattlet_survey::reading::{Reduced, reduce};
+use wattlet_testkit::{Meter, wait_for};
 
 /// A telegram reduced to what a measurement takes: (readings of interest, missing codes).
 type Reduction = (Vec<(String, f64)>, Vec<String>);
@@ -48,10 +48,10 @@ fn read_through_a_probe(
         .collect();
     assert!(!reductions.is_empty(), "{file} holds telegrams");
 
-    let pty = sim::Pty::open().expect("pty");
+    let simulated = Meter::replay(bytes, Duration::from_millis(100));
     let meter = MeterConfig {
         uuid: "meter-under-test".into(),
-        device: pty.slave_path().to_path_buf(),
+        device: simulated.path.clone(),
         protocol,
         baud,
         framing: Framing::EightN1,
@@ -59,17 +59,6 @@ fn read_through_a_probe(
         expected,
     };
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let options = sim::Options {
-                source: sim::Source::Replay(bytes),
-                interval: Duration::from_millis(100),
-                count: None,
-            };
-            sim::run(&pty, &options, &stop)
-        })
-    };
     let engine = wattlet_runtime::engine::engine().expect("engine");
     let component =
         wattlet_runtime::locate::locate("wattlet-meter-parser", None).expect("component");
@@ -78,18 +67,20 @@ fn read_through_a_probe(
     let telegrams = prometheus_client::metrics::counter::Counter::default();
     let reader = reader::spawn(meter, parser, feed.clone(), telegrams.clone(), stop.clone());
     // The first load compiles the parser component (minutes under qemu with a cold cache).
-    let deadline = Instant::now() + Duration::from_secs(60) * wattlet_testkit::patience();
-    let latest = loop {
-        if let Some(latest) = feed.latest() {
-            break latest;
-        }
-        assert!(Instant::now() < deadline, "no telegram from {file} in time");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let mut latest = None;
+    wait_for(
+        Duration::from_secs(60),
+        &format!("a telegram from {file}"),
+        || {
+            latest = feed.latest();
+            latest.is_some()
+        },
+    );
+    let latest = latest.expect("a reading");
     assert!(telegrams.get() >= 1, "telegrams are counted");
     stop.store(true, Ordering::Relaxed);
     reader.join().expect("reader");
-    writer.join().expect("writer").expect("replay");
+    simulated.finish();
     (latest, reductions)
 }
 
