@@ -21,41 +21,28 @@
 //!       cargo bench -p wattlet-serve --bench serve`
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper::{Request, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::{Method, StatusCode};
 use rusqlite::Connection;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::runtime::Runtime;
 use tokio::sync::oneshot;
 use wattlet_runtime::metrics::MetricsSource;
 use wattlet_serve::metrics::Metrics;
-use wattlet_serve::server::{App, ServeOptions, serve};
+use wattlet_testkit::http::Connection as HttpConnection;
+use wattlet_testkit::serve::{self, Served};
+use wattlet_testkit::{PROBE_TOKEN, env_or, repo};
 
 const WARM_UP: Duration = Duration::from_secs(1);
 const PROBE: &str = "target/wasm32-wasip2/component/wattlet_spin_probe.wasm";
 const BUILD_PROBE: &str =
     "cargo build --profile component --target wasm32-wasip2 -p wattlet-spin-probe";
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    match std::env::var(name) {
-        Ok(value) => value
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={value:?} is not a valid number")),
-        Err(_) => default,
-    }
-}
 
 fn server_runtime(name: &str) -> Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -82,7 +69,7 @@ fn bind(runtime: &Runtime) -> (TcpListener, SocketAddr) {
 
 // --- wattlet serve ---
 
-fn start_wattlet(state: &Path) -> (Running, Arc<Metrics>) {
+fn start_wattlet(state: &Path) -> Served {
     let probe = repo().join(PROBE);
     if !probe.is_file() {
         eprintln!(
@@ -92,32 +79,7 @@ fn start_wattlet(state: &Path) -> (Running, Arc<Metrics>) {
         );
         std::process::exit(2);
     }
-    let options = ServeOptions {
-        manifest: repo().join("tests/spin/spin.toml"),
-        state_dir: Some(state.to_path_buf()),
-        runtime_config: Some(repo().join("tests/spin/runtime-config.toml")),
-        max_request_bytes: 64 * 1024,
-        tls: None,
-    };
-    let env = |k: &str| (k == "SPIN_VARIABLE_API_TOKEN").then(|| "bench-token".to_owned());
-    let app = Arc::new(App::load_with_env(&options, env).expect("probe app loads"));
-    let metrics = app.metrics.clone();
-    let runtime = server_runtime("wattlet-server");
-    let (listener, addr) = bind(&runtime);
-    let (stop, stopped) = oneshot::channel::<()>();
-    runtime.spawn(async move {
-        serve(app, listener, async {
-            let _ = stopped.await;
-        })
-        .await
-        .expect("wattlet serve");
-    });
-    let running = Running {
-        addr,
-        _stop: stop,
-        _runtime: runtime,
-    };
-    (running, metrics)
+    serve::start(&serve::probe_options(state), &[("api_token", PROBE_TOKEN)])
 }
 
 /// `(sum, count)` of the host's `wattlet_http_instantiation_seconds` histogram of the probe.
@@ -275,72 +237,39 @@ async fn connection(
     end: Instant,
 ) -> ConnStats {
     let mut out = ConnStats::default();
-    let stream = match TcpStream::connect(addr).await {
-        Ok(stream) => stream,
+    let mut connection = match HttpConnection::open(addr, None).await {
+        Ok(connection) => connection,
         Err(e) => {
-            out.error(format!("connect: {e}"));
+            out.error(format!("{e:#}"));
             return out;
         }
     };
-    let _ = stream.set_nodelay(true);
-    let (mut sender, driver) =
-        match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
-            Ok(pair) => pair,
-            Err(e) => {
-                out.error(format!("handshake: {e}"));
-                return out;
-            }
-        };
-    tokio::spawn(driver);
-    let host = addr.to_string();
     loop {
         let started = Instant::now();
         if started >= end {
             break;
         }
-        let request = Request::get(path)
-            .header(hyper::header::HOST, &host)
-            .body(Empty::<Bytes>::new())
-            .expect("request");
         let measured = started >= measure_from;
-        let outcome = async {
-            sender
-                .ready()
-                .await
-                .map_err(|e| format!("not ready: {e}"))?;
-            let response = sender
-                .send_request(request)
-                .await
-                .map_err(|e| format!("request: {e}"))?;
-            let status = response.status();
-            let body = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| format!("body: {e}"))?
-                .to_bytes();
-            if status != StatusCode::OK {
-                return Err(format!(
-                    "status {status}: {}",
-                    String::from_utf8_lossy(&body)
-                ));
-            }
-            if !expect.accepts(&body) {
-                return Err(format!(
-                    "unexpected body {:?}",
-                    String::from_utf8_lossy(&body)
-                ));
-            }
-            Ok(())
-        }
-        .await;
+        let outcome = match connection.fetch(Method::GET, path, Bytes::new(), &[]).await {
+            Err(e) => Err(format!("{e:#}")),
+            Ok((head, body)) if head.status != StatusCode::OK => Err(format!(
+                "status {}: {}",
+                head.status,
+                String::from_utf8_lossy(&body)
+            )),
+            Ok((_, body)) if !expect.accepts(&body) => Err(format!(
+                "unexpected body {:?}",
+                String::from_utf8_lossy(&body)
+            )),
+            Ok(_) => Ok(()),
+        };
         match outcome {
             Ok(()) if measured => out.latencies.push(started.elapsed().as_nanos() as u64),
             Ok(()) => {}
             Err(message) => {
                 out.error(message);
                 // A failed connection stays failed; stop rather than spin.
-                if sender.is_closed() {
+                if connection.is_closed() {
                     break;
                 }
             }
@@ -416,7 +345,8 @@ fn main() {
 
     let wattlet_state = tempfile::tempdir().expect("temp dir");
     let native_state = tempfile::tempdir().expect("temp dir");
-    let (wattlet, metrics) = start_wattlet(wattlet_state.path());
+    let wattlet = start_wattlet(wattlet_state.path());
+    let metrics = wattlet.app.metrics.clone();
     let native = start_native(&native_state.path().join("sqlite_db.db"));
     let client = tokio::runtime::Builder::new_multi_thread()
         .thread_name("load")

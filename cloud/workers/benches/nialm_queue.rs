@@ -19,17 +19,18 @@
 //! Run: `cargo build --profile component --target wasm32-wasip2 -p wattlet-nialm -p
 //!       wattlet-data-api && cargo bench -p wattlet --bench nialm_queue`
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::message::PublishMessage;
 use bytes::Bytes;
 use rusqlite::{Connection, params};
-use serde_json::json;
 use wattlet_api_client::ApiClient;
 use wattlet_runtime::nialm::NialmComponent;
-use wattlet_serve::server::{App, ServeOptions, serve};
+use wattlet_serve::server::ServeOptions;
+use wattlet_testkit::cloud::mint;
+use wattlet_testkit::serve::{self, Served};
+use wattlet_testkit::{ADMIN_TOKEN, env_or};
 use wattlet_workers::QueueSettings;
 use wattlet_workers::api::{ApiOptions, DataApi};
 use wattlet_workers::item::{self, DEFAULT_MODELS, WorkItem};
@@ -37,18 +38,8 @@ use wattlet_workers::manager;
 use wattlet_workers::plan::{MAX_WINDOWS_PER_STEP, Planner};
 use wattlet_workers::worker::{self, WorkerOptions};
 
-const ADMIN_TOKEN: &str = "bench-admin-token";
 /// Midnight UTC, 1 November 2026.
 const START: i64 = 1_793_491_200;
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    match std::env::var(name) {
-        Ok(value) => value
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={value:?} is not a valid number")),
-        Err(_) => default,
-    }
-}
 
 /// The Data API's fixed-width UTC form of a Unix time (its `timestamp` module), for rows the
 /// set-up writes straight into its database.
@@ -57,51 +48,24 @@ fn db_time(unix: i64) -> String {
         .to_string()
 }
 
-/// Serves the Data API for the whole run (the returned sender stops it), asks it something so
-/// that it creates and migrates its database, and mints a worker token: (database, API, stop).
-fn serve_data_api(
-    state: &Path,
-    runtime: &tokio::runtime::Runtime,
-) -> (PathBuf, ApiOptions, tokio::sync::oneshot::Sender<()>) {
+/// Serves the Data API on `runtime` for the whole run (dropping it stops it), asks it something
+/// so that it creates and migrates its database, and mints a worker token.
+fn serve_data_api(state: &Path, runtime: &tokio::runtime::Runtime) -> (Served, ApiOptions) {
     let options = ServeOptions {
-        manifest: wattlet_testkit::repo().join("spin.toml"),
-        state_dir: Some(state.to_path_buf()),
-        runtime_config: None,
         max_request_bytes: 1 << 20,
-        tls: None,
+        ..serve::app_options(state)
     };
-    let env = |name: &str| (name == "SPIN_VARIABLE_ADMIN_TOKEN").then(|| ADMIN_TOKEN.to_owned());
-    let app = Arc::new(App::load_with_env(&options, env).expect(
-        "the Data API loads: build and compose the components first (`./dev test` does; see \
-         `[component.data-api.build]` in spin.toml)",
-    ));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let api = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        tokio::spawn(serve(app, listener, async {
-            let _ = stopped.await;
-        }));
-        let admin = ApiClient::new(&url, None)
-            .expect("client")
-            .with_bearer(ADMIN_TOKEN);
-        let minted = admin
-            .call(
-                "POST",
-                "/api/management/token",
-                Some(&json!({"role": "worker"})),
-            )
-            .await
-            .expect("mint a worker token");
-        ApiOptions {
-            url,
-            ca: None,
-            token: minted["token"].as_str().expect("token").to_owned(),
-        }
-    });
-    (state.join("sqlite_db.db"), api, stop)
+    let served = serve::start_on(runtime.handle(), &options, &[("admin_token", ADMIN_TOKEN)]);
+    let url = served.url();
+    let admin = ApiClient::new(&url, None)
+        .expect("client")
+        .with_bearer(ADMIN_TOKEN);
+    let api = ApiOptions {
+        url,
+        ca: None,
+        token: runtime.block_on(mint(&admin, "worker")),
+    };
+    (served, api)
 }
 
 /// Power in kW at `minute` for meter `m` (a deterministic household-like profile).
@@ -197,7 +161,8 @@ fn main() {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
-    let (db, api, stop_api) = serve_data_api(&dir.path().join("cloud"), &runtime);
+    let (served, api) = serve_data_api(&dir.path().join("cloud"), &runtime);
+    let db = served.database();
     let started = Instant::now();
     fill(&db, meters, days);
     println!(
@@ -410,5 +375,5 @@ fn main() {
         percentile(&latencies, 0.99)
     );
     drop(nats);
-    let _ = stop_api.send(());
+    drop(served);
 }
