@@ -33,6 +33,13 @@ impl MeterSpan {
 pub const MAX_WINDOWS_PER_STEP: usize =
     ((MAX_POWER_SPAN - 2 * CONTEXT as i64 * STEP_SECONDS) / WINDOW_SECONDS) as usize;
 
+// Checked when compiling: a step's input fits one power read, and a step is at least a day.
+const _: () = assert!(
+    MAX_WINDOWS_PER_STEP as i64 * WINDOW_SECONDS + 2 * CONTEXT as i64 * STEP_SECONDS
+        <= MAX_POWER_SPAN
+);
+const _: () = assert!(MAX_WINDOWS_PER_STEP >= 24);
+
 /// Plans through the Data API.
 pub struct Planner {
     api: DataApi,
@@ -200,12 +207,5 @@ mod tests {
             let part = series(&tail, cut_at, 30 - cut as usize).unwrap();
             assert_eq!(part, whole[cut as usize..], "cut at minute {cut}");
         }
-    }
-
-    #[test]
-    fn one_step_fits_one_power_read() {
-        let span = MAX_WINDOWS_PER_STEP as i64 * WINDOW_SECONDS + 2 * CONTEXT as i64 * STEP_SECONDS;
-        assert!(span <= MAX_POWER_SPAN);
-        assert!(MAX_WINDOWS_PER_STEP >= 24, "at least a day per step");
     }
 }
