@@ -138,8 +138,7 @@ pub async fn run(
             std::env::var(name).ok()
         }
     })?);
-    let listener = TcpListener::bind(options.listen)
-        .await
+    let listener = wattlet_runtime::accept::bind(options.listen)
         .with_context(|| format!("cannot listen on {}", options.listen))?;
     let admin = TcpListener::bind(options.admin_listen)
         .await

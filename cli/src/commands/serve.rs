@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
-use tokio::net::TcpListener;
+use wattlet_runtime::accept;
 use wattlet_runtime::metrics::{AdminLimits, serve_admin_with};
 use wattlet_serve::limits::{ByteSize, Setting, Timeout};
 use wattlet_serve::server::{App, ClientAuth, Limits, ServeOptions, TlsOptions, serve};
@@ -63,26 +63,52 @@ pub struct ServeArgs {
     max_concurrent_requests: usize,
     /// How long a client may take to send a request's headers; also how long a kept-alive
     /// connection may stay idle between requests. Units: s (default), ms, us, ns.
-    #[arg(long, default_value = "10s", value_name = "DURATION", help_heading = "Limits")]
+    #[arg(
+        long,
+        default_value = "10s",
+        value_name = "DURATION",
+        help_heading = "Limits"
+    )]
     header_timeout: Timeout,
     /// The longest pause while a request body arrives; a body that stalls longer gets 408.
-    #[arg(long, default_value = "10s", value_name = "DURATION", help_heading = "Limits")]
+    #[arg(
+        long,
+        default_value = "10s",
+        value_name = "DURATION",
+        help_heading = "Limits"
+    )]
     body_timeout: Timeout,
     /// How long a component may take to answer and stream its response; then it is stopped
     /// and, unless it had answered, the request gets 504. As in Spin (`spin up
     /// --request-timeout`), but for every component, not only WASIp3 ones. `ID=DURATION` sets
     /// it for one component; repeat the option for several.
-    #[arg(long, default_value = "30s", value_name = "[ID=]DURATION", help_heading = "Limits")]
+    #[arg(
+        long,
+        default_value = "30s",
+        value_name = "[ID=]DURATION",
+        help_heading = "Limits"
+    )]
     request_timeout: Vec<Setting<Timeout>>,
     /// The most memory an instance may grow to, in bytes (or with K, M, G); growing further
     /// fails, and a component that traps for it gets 500. As in Spin (`spin up
     /// --max-instance-memory`). `ID=BYTES` sets it for one component; repeat the option for
     /// several.
-    #[arg(long, default_value = "128M", value_name = "[ID=]BYTES", env = "SPIN_MAX_INSTANCE_MEMORY", help_heading = "Limits")]
+    #[arg(
+        long,
+        default_value = "128M",
+        value_name = "[ID=]BYTES",
+        env = "SPIN_MAX_INSTANCE_MEMORY",
+        help_heading = "Limits"
+    )]
     max_instance_memory: Vec<Setting<ByteSize>>,
     /// After SIGTERM or Ctrl-C the server stops accepting and waits this long for requests
     /// in flight to finish.
-    #[arg(long, default_value = "30s", value_name = "DURATION", help_heading = "Limits")]
+    #[arg(
+        long,
+        default_value = "30s",
+        value_name = "DURATION",
+        help_heading = "Limits"
+    )]
     shutdown_timeout: Timeout,
 }
 
@@ -139,7 +165,12 @@ fn limits(args: &ServeArgs) -> Limits {
         shutdown_timeout: args.shutdown_timeout.0,
         ..Limits::default()
     };
-    let timeouts: Vec<Setting<_>> = args.request_timeout.iter().cloned().map(Into::into).collect();
+    let timeouts: Vec<Setting<_>> = args
+        .request_timeout
+        .iter()
+        .cloned()
+        .map(Into::into)
+        .collect();
     limits.request_timeout.apply(&timeouts);
     let memory: Vec<Setting<_>> = args
         .max_instance_memory
@@ -181,7 +212,11 @@ fn fit_open_files(wanted: usize, open_files: Option<u64>) -> usize {
     let files = usize::try_from(files).unwrap_or(usize::MAX);
     let fits = files - (files / 4).min(256);
     if fits < wanted {
-        tracing::warn!(open_files = files, max_connections = fits, "the open-file limit lowers the connection cap (raise `ulimit -n`, or set --max-connections)");
+        tracing::warn!(
+            open_files = files,
+            max_connections = fits,
+            "the open-file limit lowers the connection cap (raise `ulimit -n`, or set --max-connections)"
+        );
     }
     wanted.min(fits).max(1)
 }
@@ -220,11 +255,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let app = Arc::new(App::load(&options)?);
-        let listener = TcpListener::bind(args.listen)
-            .await
+        // A deep backlog: at the connection cap clients wait there.
+        let listener = accept::bind(args.listen)
             .with_context(|| format!("cannot listen on {}", args.listen))?;
-        let admin = TcpListener::bind(args.admin_listen)
-            .await
+        let admin = accept::bind(args.admin_listen)
             .with_context(|| format!("cannot listen on {} (admin)", args.admin_listen))?;
         let address = listener.local_addr()?;
         let scheme = app.scheme();

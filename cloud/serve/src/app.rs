@@ -132,7 +132,11 @@ impl App {
         }
         let max_concurrent = limits.max_concurrent_requests.max(1);
         let engine = engine::new(PoolSize {
-            max_memory: limits.max_instance_memory.values().max().unwrap_or(usize::MAX),
+            max_memory: limits
+                .max_instance_memory
+                .values()
+                .max()
+                .unwrap_or(usize::MAX),
             // A few more than may run: an instance's slot is given back as it is dropped.
             instances: u32::try_from(max_concurrent + 8).unwrap_or(u32::MAX),
         })?;
@@ -247,7 +251,10 @@ impl App {
             }
             Err(error @ RequestError::Busy(..)) => {
                 tracing::warn!(component = %matched.component, path = %path, %error, "request refused: server busy");
-                plain(StatusCode::SERVICE_UNAVAILABLE, "server busy, try again later\n")
+                plain(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "server busy, try again later\n",
+                )
             }
             Err(RequestError::Execute(error)) => {
                 if !error.logged_by_task() {
@@ -291,17 +298,16 @@ impl App {
         let permit = match self.running.clone().try_acquire_owned() {
             Ok(permit) => permit,
             // Wait for a slot, as long as the request could have run.
-            Err(_) => tokio::time::timeout(
-                loaded.request_timeout,
-                self.running.clone().acquire_owned(),
-            )
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .ok_or(RequestError::Busy(
-                self.limits.max_concurrent_requests,
-                loaded.request_timeout,
-            ))?,
+            Err(_) => {
+                tokio::time::timeout(loaded.request_timeout, self.running.clone().acquire_owned())
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .ok_or(RequestError::Busy(
+                        self.limits.max_concurrent_requests,
+                        loaded.request_timeout,
+                    ))?
+            }
         };
         let (body, body_status) =
             RequestBody::new(body, self.max_request_bytes, self.limits.body_timeout);
@@ -378,6 +384,12 @@ fn compile(
     let component = Component::from_file(engine, &path)
         .map_err(anyhow::Error::from)
         .with_context(|| format!("component {id:?}: cannot compile {}", path.display()))?;
+    // The copy-on-write images of its memories (a memfd each) are made now rather than at the
+    // first request, which might come when a flood holds every file descriptor.
+    component
+        .initialize_copy_on_write_image()
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("component {id:?}: cannot prepare its memory image"))?;
     linker
         .instantiate_pre(&component)
         .map_err(anyhow::Error::from)

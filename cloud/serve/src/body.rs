@@ -107,7 +107,11 @@ impl<B: Body> RequestBody<B> {
         (body, status)
     }
 
-    fn fail(&mut self, code: u8, error: BodyError) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+    fn fail(
+        &mut self,
+        code: u8,
+        error: BodyError,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         self.done = true;
         if let Some(state) = &self.status.state {
             state.store(code, Ordering::Release);
@@ -201,7 +205,11 @@ mod tests {
 
     const PATIENT: Duration = Duration::from_secs(60);
 
-    async fn read<B>(body: B, limit: usize, timeout: Duration) -> (Result<Bytes, BodyError>, BodyStatus)
+    async fn read<B>(
+        body: B,
+        limit: usize,
+        timeout: Duration,
+    ) -> (Result<Bytes, BodyError>, BodyStatus)
     where
         B: Body<Data = Bytes> + Unpin,
         B::Error: std::fmt::Display,
@@ -222,7 +230,8 @@ mod tests {
 
     #[tokio::test]
     async fn the_running_count_stops_an_undeclared_body() {
-        let (read_whole, status) = read(Full::new(Bytes::from_static(b"0123456789")), 10, PATIENT).await;
+        let (read_whole, status) =
+            read(Full::new(Bytes::from_static(b"0123456789")), 10, PATIENT).await;
         assert_eq!(read_whole.expect("fits"), "0123456789");
         assert_eq!(status.failure(), None);
         let (over, status) = read(chunks(&[b"01234", b"56789", b"!"]), 10, PATIENT).await;

@@ -104,7 +104,9 @@ pub enum LimitError {
         "{0:?} is not a duration: a number with no suffix or `s` (seconds), `ms`, `us` or `ns`"
     )]
     Duration(String),
-    #[error("{0:?} is not a size in bytes: a number, optionally with `K`, `M` or `G` (KiB, MiB, GiB)")]
+    #[error(
+        "{0:?} is not a size in bytes: a number, optionally with `K`, `M` or `G` (KiB, MiB, GiB)"
+    )]
     Bytes(String),
     #[error("{0:?}: the value must be greater than zero")]
     Zero(String),

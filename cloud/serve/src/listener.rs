@@ -101,7 +101,10 @@ pub async fn serve(
         .await
         .is_err()
     {
-        tracing::warn!(connections = max_connections - open.available_permits(), "shutdown timeout: closing connections with requests still in flight");
+        tracing::warn!(
+            connections = max_connections - open.available_permits(),
+            "shutdown timeout: closing connections with requests still in flight"
+        );
     }
     Ok(())
 }

@@ -6,12 +6,36 @@
 //! and accepting again at once would fail again at once, spinning a core: such errors are logged
 //! and the listener backs off (10 ms, doubling up to 1 s) until a connection is accepted.
 //! Errors that belong to one connection (it was reset before it was accepted, …) are skipped.
+//!
+//! A listener made with [`bind`] has a deep backlog: a server at its connection cap stops
+//! accepting, and clients wait there meanwhile.
 
 use std::io::ErrorKind;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+
+/// The listen backlog of [`bind`] (the kernel caps it at `net.core.somaxconn`).
+pub const BACKLOG: u32 = 4096;
+
+/// How often an ongoing accept failure is logged.
+const LOG_EVERY: Duration = Duration::from_secs(5);
+
+/// A TCP listener on `addr` with a backlog of [`BACKLOG`]. std's and tokio's `bind` ask for 128:
+/// with a flood of held connections that queue overflowed, the kernel dropped new clients'
+/// SYNs, and their retries (1 s, 3 s, 7 s, 15 s …) left them unserved long after slots had
+/// freed. Call it inside a tokio runtime.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
 
 const FIRST_PAUSE: Duration = Duration::from_millis(10);
 const LONGEST_PAUSE: Duration = Duration::from_secs(1);
@@ -20,6 +44,9 @@ const LONGEST_PAUSE: Duration = Duration::from_secs(1);
 #[derive(Debug, Default)]
 pub struct Backoff {
     pause: Option<Duration>,
+    /// When a failure was last logged, and how many have not been since.
+    logged: Option<Instant>,
+    unlogged: u64,
 }
 
 impl Backoff {
@@ -51,7 +78,14 @@ pub async fn accept(
             }
             Err(error) => {
                 let pause = backoff.next();
-                tracing::warn!(listener = what, %error, pause_ms = pause.as_millis() as u64, "cannot accept connections; pausing (raise the open-file limit or lower the connection cap)");
+                // Under a flood this repeats many times a second: one line every few seconds.
+                if backoff.logged.is_none_or(|at| at.elapsed() >= LOG_EVERY) {
+                    tracing::warn!(listener = what, %error, pause_ms = pause.as_millis() as u64, failures_not_logged = backoff.unlogged, "cannot accept connections; pausing (raise the open-file limit or lower the connection cap)");
+                    backoff.logged = Some(Instant::now());
+                    backoff.unlogged = 0;
+                } else {
+                    backoff.unlogged += 1;
+                }
                 tokio::time::sleep(pause).await;
             }
         }

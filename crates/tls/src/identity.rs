@@ -115,8 +115,8 @@ pub fn certificate_serial(cert_pem: &[u8]) -> Result<String> {
 /// When a certificate (DER) stops being valid: its `notAfter`. A server holds a connection no
 /// longer than its client certificate is valid.
 pub fn not_after(der: &[u8]) -> Result<SystemTime> {
-    let (_, cert) =
-        x509_parser::parse_x509_certificate(der).map_err(|e| TlsError::Certificate(e.to_string()))?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| TlsError::Certificate(e.to_string()))?;
     let seconds = cert.validity().not_after.timestamp();
     // Before 1970 (it never is): long expired.
     Ok(UNIX_EPOCH + Duration::from_secs(u64::try_from(seconds).unwrap_or(0)))

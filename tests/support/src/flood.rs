@@ -99,7 +99,8 @@ impl Flood {
 /// One client: connects, misbehaves until the server closes the connection, reconnects.
 async fn client(addr: SocketAddr, attack: &Attack, counters: &Counters) {
     loop {
-        let connected = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr)).await;
+        let connected =
+            tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr)).await;
         let Ok(Ok(mut stream)) = connected else {
             // Refused, or the backlog is full: try again shortly.
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -120,9 +121,9 @@ async fn misbehave(stream: &mut TcpStream, attack: &Attack) {
             return;
         }
         Attack::SlowHeaders => "GET /probe/hello HTTP/1.1\r\nhost: flood\r\n".to_owned(),
-        Attack::SlowBody { path } => format!(
-            "POST {path} HTTP/1.1\r\nhost: flood\r\ncontent-length: 1000000\r\n\r\n"
-        ),
+        Attack::SlowBody { path } => {
+            format!("POST {path} HTTP/1.1\r\nhost: flood\r\ncontent-length: 1000000\r\n\r\n")
+        }
     };
     if stream.write_all(head.as_bytes()).await.is_err() {
         return;

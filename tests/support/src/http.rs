@@ -61,7 +61,11 @@ pub async fn get(addr: SocketAddr, path: &str) -> Reply {
 /// connection fails (a server under attack may close or refuse it), until an answer comes;
 /// returns it and how long it took. Panics when none came within `limit` (times
 /// [`crate::patience`]).
-pub async fn get_within(addr: SocketAddr, path: &str, limit: std::time::Duration) -> (Reply, std::time::Duration) {
+pub async fn get_within(
+    addr: SocketAddr,
+    path: &str,
+    limit: std::time::Duration,
+) -> (Reply, std::time::Duration) {
     let started = std::time::Instant::now();
     let deadline = started + limit * crate::patience();
     let client = Client::plain(addr);

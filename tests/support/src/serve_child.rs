@@ -161,9 +161,15 @@ impl ServeChild {
         }
     }
 
-    /// The lines it printed on standard output since it started serving.
-    pub fn printed(&self) -> Vec<String> {
-        self.stdout.try_iter().collect()
+    /// The lines it printed on standard output since it started serving (all of them, once it
+    /// has exited).
+    pub fn printed(&mut self) -> Vec<String> {
+        if self.is_running() {
+            self.stdout.try_iter().collect()
+        } else {
+            // Its standard output is closed: read to the end.
+            self.stdout.iter().collect()
+        }
     }
 }
 

@@ -207,13 +207,7 @@ async fn respond(
     mut task: GuestTask,
 ) -> Result<Response<Body>, ExecuteError> {
     match receiver.await {
-        Ok(Ok(response)) => Ok(response.map(|body| {
-            GuestBody {
-                inner: body.map_err(anyhow::Error::from).boxed_unsync(),
-                task,
-            }
-            .boxed_unsync()
-        })),
+        Ok(Ok(response)) => Ok(response.map(|inner| GuestBody { inner, task }.boxed_unsync())),
         Ok(Err(code)) => Err(ExecuteError::ErrorCode(format!("{code:?}"))),
         Err(_) => Err(match task.join().await {
             Ok(()) => ExecuteError::NoResponse,
@@ -225,7 +219,7 @@ async fn respond(
 /// A guest's response body, tied to the guest's task: dropped before its end (the client went
 /// away), it stops the instance, as Spin's `AbortOnDropBody` does.
 struct GuestBody {
-    inner: Body,
+    inner: UnsyncBoxBody<Bytes, wasmtime_wasi_http::Error>,
     task: GuestTask,
 }
 
@@ -241,7 +235,7 @@ impl hyper::body::Body for GuestBody {
         if let Poll::Ready(None) = polled {
             self.task.detach();
         }
-        polled
+        polled.map_err(anyhow::Error::from)
     }
 
     fn is_end_stream(&self) -> bool {

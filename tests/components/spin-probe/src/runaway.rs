@@ -25,8 +25,14 @@ pub fn hog(mib: &str) -> Handled {
     for page in memory.chunks_mut(4096) {
         page[0] = 1;
     }
-    let touched = std::hint::black_box(&memory).iter().filter(|b| **b == 1).count();
-    Ok(text(200, format!("{} bytes in {touched} pages", memory.len())))
+    let touched = std::hint::black_box(&memory)
+        .iter()
+        .filter(|b| **b == 1)
+        .count();
+    Ok(text(
+        200,
+        format!("{} bytes in {touched} pages", memory.len()),
+    ))
 }
 
 /// `GET /sleep/<ms>`: sleeps (a wasi:clocks wait, on the host), then 200 `slept`.
