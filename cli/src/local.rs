@@ -25,7 +25,7 @@ use wattlet_edge::metrics::EdgeMetrics;
 use wattlet_meter_sim as sim;
 use wattlet_pki::{self as pki, CaDir, DeviceRequest, ServerRequest};
 use wattlet_runtime::metrics::serve_admin;
-use wattlet_serve::server::{App, ServeOptions, serve};
+use wattlet_serve::server::{App, Limits, ServeOptions, serve};
 use wattlet_serve::tls::{ClientAuth, TlsOptions};
 use wattlet_survey::RefusalCode;
 use wattlet_survey::obis::{ENERGY_IMPORT, POWER_SUM, survey_code};
@@ -129,6 +129,7 @@ pub async fn run(
             crl: Some(ca.crl_path()),
             client_auth: ClientAuth::Optional,
         }),
+        limits: Limits::default(),
     };
     let app = Arc::new(App::load_with_env(&serve_options, |name| {
         if name == "SPIN_VARIABLE_ADMIN_TOKEN" {
@@ -137,8 +138,7 @@ pub async fn run(
             std::env::var(name).ok()
         }
     })?);
-    let listener = TcpListener::bind(options.listen)
-        .await
+    let listener = wattlet_runtime::accept::bind(options.listen)
         .with_context(|| format!("cannot listen on {}", options.listen))?;
     let admin = TcpListener::bind(options.admin_listen)
         .await

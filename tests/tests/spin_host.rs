@@ -491,6 +491,7 @@ fn start_up_errors_a_user_can_act_on() {
         runtime_config: None,
         max_request_bytes: LIMIT,
         tls: None,
+        limits: Default::default(),
     };
     let err = App::load_with_env(&opts, |_| None)
         .err()

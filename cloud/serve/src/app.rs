@@ -5,21 +5,22 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
-use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
+use tokio::sync::Semaphore;
 use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 use wattlet_tls::ClientIdentity;
 
-use crate::body::{self, BodyError};
-use crate::engine;
-use crate::executor::{ExecuteError, Executor};
+use crate::body::{self, BodyError, BodyFailure, RequestBody};
+use crate::engine::{self, PoolSize};
+use crate::executor::{ExecuteError, Executor, Guest};
 use crate::headers::{self, Connection, HeaderError};
 use crate::host::{Grants, SpinState};
+use crate::limits::Limits;
 use crate::manifest::{ComponentDecl, Manifest};
 use crate::metrics::{ComponentLabels, Metrics, RequestLabels};
 use crate::outbound::OutboundPolicy;
@@ -41,11 +42,16 @@ pub struct ServeOptions {
     /// certificate issued by `client_ca`, and its identity reaches components in the
     /// `x-wattlet-client-*` headers (see [`crate::headers`]).
     pub tls: Option<TlsOptions>,
+    /// Connections, concurrent requests, timeouts and instance memory (see [`Limits`]).
+    pub limits: Limits,
 }
 
 struct LoadedComponent {
     executor: Executor,
     grants: Arc<Grants>,
+    id: Arc<str>,
+    request_timeout: Duration,
+    max_memory: usize,
 }
 
 /// A loaded application: everything checked, compiled and opened before the first request.
@@ -56,6 +62,9 @@ pub struct App {
     max_request_bytes: usize,
     pub name: String,
     tls: Option<Arc<TlsState>>,
+    limits: Limits,
+    /// One permit per request that may run a component at once.
+    running: Arc<Semaphore>,
 }
 
 /// Why a routed request got no answer from its component.
@@ -69,6 +78,8 @@ enum RequestError {
     Execute(#[from] ExecuteError),
     #[error("route names component {0:?}, which is not loaded")]
     Unloaded(String),
+    #[error("{0} requests are running already; none finished within {1:?}")]
+    Busy(usize, Duration),
 }
 
 impl App {
@@ -105,7 +116,30 @@ impl App {
             None => None,
         };
         let storage = Storage::open(&manifest, &config, &state_dir, &config_dir)?;
-        let engine = engine::new()?;
+        let limits = &options.limits;
+        let overridden = (limits.request_timeout.components.keys())
+            .map(|id| ("--request-timeout", id))
+            .chain(
+                (limits.max_instance_memory.components.keys())
+                    .map(|id| ("--max-instance-memory", id)),
+            );
+        for (kind, unknown) in overridden {
+            if !manifest.component.contains_key(unknown) {
+                return Err(anyhow!(
+                    "{kind} names component {unknown:?}, which the manifest does not have"
+                ));
+            }
+        }
+        let max_concurrent = limits.max_concurrent_requests.max(1);
+        let engine = engine::new(PoolSize {
+            max_memory: limits
+                .max_instance_memory
+                .values()
+                .max()
+                .unwrap_or(usize::MAX),
+            // A few more than may run: an instance's slot is given back as it is dropped.
+            instances: u32::try_from(max_concurrent + 8).unwrap_or(u32::MAX),
+        })?;
         let linker = engine::linker(&engine)?;
         let mut components = BTreeMap::new();
         for (id, decl) in &manifest.component {
@@ -116,6 +150,9 @@ impl App {
                 LoadedComponent {
                     executor,
                     grants: Arc::new(grants),
+                    id: id.as_str().into(),
+                    request_timeout: limits.request_timeout.get(id),
+                    max_memory: limits.max_instance_memory.get(id),
                 },
             );
         }
@@ -126,7 +163,14 @@ impl App {
             max_request_bytes: options.max_request_bytes,
             name: manifest.application.name.clone(),
             tls,
+            limits: limits.clone(),
+            running: Arc::new(Semaphore::new(max_concurrent)),
         })
+    }
+
+    /// The limits the application is served with.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     /// `https` when the app serves mutual TLS, else `http`.
@@ -198,16 +242,34 @@ impl App {
             local,
             scheme: self.scheme(),
         };
-        let response = match self.run(request, &matched, &connection).await {
+        let response = match self.run(request, &matched, &connection, &path).await {
             Ok(response) => response,
-            Err(RequestError::Body(BodyError::TooLarge { .. })) => {
-                plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n")
-            }
+            Err(RequestError::Body(BodyError::TooLarge { .. })) => too_large(),
+            Err(RequestError::Body(BodyError::TimedOut(_))) => body_timed_out(),
             Err(error @ (RequestError::Body(_) | RequestError::Header(_))) => {
                 plain(StatusCode::BAD_REQUEST, &format!("{error}\n"))
             }
-            Err(error @ (RequestError::Execute(_) | RequestError::Unloaded(_))) => {
-                tracing::error!(component = %matched.component, path = %path, error = %error, "component failed");
+            Err(error @ RequestError::Busy(..)) => {
+                tracing::warn!(component = %matched.component, path = %path, %error, "request refused: server busy");
+                plain(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "server busy, try again later\n",
+                )
+            }
+            Err(RequestError::Execute(error)) => {
+                if !error.logged_by_task() {
+                    tracing::error!(component = %matched.component, path = %path, %error, "component failed");
+                }
+                match error {
+                    ExecuteError::Deadline => plain(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "the component did not answer in time\n",
+                    ),
+                    _ => plain(StatusCode::INTERNAL_SERVER_ERROR, "internal server error\n"),
+                }
+            }
+            Err(error @ RequestError::Unloaded(_)) => {
+                tracing::error!(component = %matched.component, path = %path, %error, "component failed");
                 plain(StatusCode::INTERNAL_SERVER_ERROR, "internal server error\n")
             }
         };
@@ -215,12 +277,16 @@ impl App {
         response
     }
 
-    /// Reads the body within the limit, sets Spin's headers and runs the matched component.
+    /// Sets Spin's headers and runs the matched component in a slot among the concurrent
+    /// requests, with its deadline and memory limit, the body streaming in within its limits.
+    /// When the body failed (too large, stalled) before the component answered, the host
+    /// answers for it.
     async fn run(
         &self,
         request: Request<Incoming>,
         matched: &RouteMatch<'_>,
         connection: &Connection<'_>,
+        path: &str,
     ) -> Result<Response<Body>, RequestError> {
         let loaded = self
             .components
@@ -228,12 +294,41 @@ impl App {
             .ok_or_else(|| RequestError::Unloaded(matched.component.to_owned()))?;
         let (mut parts, body) = request.into_parts();
         body::check_declared_length(&parts.headers, self.max_request_bytes)?;
-        let body: Bytes = body::read(body, self.max_request_bytes).await?;
         headers::set_spin_headers(&mut parts, matched, connection)?;
-        let state = SpinState::new(loaded.grants.clone());
+        let permit = match self.running.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            // Wait for a slot, as long as the request could have run.
+            Err(_) => {
+                tokio::time::timeout(loaded.request_timeout, self.running.clone().acquire_owned())
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .ok_or(RequestError::Busy(
+                        self.limits.max_concurrent_requests,
+                        loaded.request_timeout,
+                    ))?
+            }
+        };
+        let (body, body_status) =
+            RequestBody::new(body, self.max_request_bytes, self.limits.body_timeout);
+        let deadline = Instant::now() + loaded.request_timeout;
+        let state = SpinState::new(loaded.grants.clone()).limited(deadline, loaded.max_memory);
         let metrics = self.metrics.instances(matched.component);
+        let guest = Guest {
+            permit,
+            component: loaded.id.clone(),
+            path: path.into(),
+        };
         let request = Request::from_parts(parts, body);
-        Ok(loaded.executor.execute(state, request, &metrics).await?)
+        let result = loaded
+            .executor
+            .execute(state, request, &metrics, guest)
+            .await;
+        match body_status.failure() {
+            Some(BodyFailure::TooLarge) => Ok(too_large()),
+            Some(BodyFailure::TimedOut) => Ok(body_timed_out()),
+            Some(BodyFailure::Broken) | None => Ok(result?),
+        }
     }
 
     fn record(&self, matched: &RouteMatch<'_>, started: Instant, status: StatusCode) {
@@ -252,6 +347,17 @@ impl App {
             })
             .inc();
     }
+}
+
+fn too_large() -> Response<Body> {
+    plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n")
+}
+
+fn body_timed_out() -> Response<Body> {
+    plain(
+        StatusCode::REQUEST_TIMEOUT,
+        "request body stalled: send it without long pauses\n",
+    )
 }
 
 /// Compiles a component and finds its executor from what it exports.
@@ -278,6 +384,12 @@ fn compile(
     let component = Component::from_file(engine, &path)
         .map_err(anyhow::Error::from)
         .with_context(|| format!("component {id:?}: cannot compile {}", path.display()))?;
+    // The copy-on-write images of its memories (a memfd each) are made now rather than at the
+    // first request, which might come when a flood holds every file descriptor.
+    component
+        .initialize_copy_on_write_image()
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("component {id:?}: cannot prepare its memory image"))?;
     linker
         .instantiate_pre(&component)
         .map_err(anyhow::Error::from)

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -48,9 +49,14 @@ pub struct SpinState {
     table: ResourceTable,
     grants: Arc<Grants>,
     outbound: OutboundPolicy,
+    /// When the request must be answered: the guest traps at the first epoch tick after it
+    /// (see [`crate::engine::limit_store`]); host calls that can wait should not wait past it.
+    deadline: Option<Instant>,
+    limiter: MemoryLimiter,
 }
 
 impl SpinState {
+    /// The state of one request: no deadline and no memory limit until [`SpinState::limited`].
     pub fn new(grants: Arc<Grants>) -> Self {
         SpinState {
             wasi: WasiCtx::builder()
@@ -62,7 +68,71 @@ impl SpinState {
             table: ResourceTable::new(),
             outbound: grants.outbound.clone(),
             grants,
+            deadline: None,
+            limiter: MemoryLimiter::new(usize::MAX),
         }
+    }
+
+    /// The same state with a deadline and a memory limit (bytes per linear memory).
+    pub fn limited(mut self, deadline: Instant, max_memory: usize) -> Self {
+        self.deadline = Some(deadline);
+        self.limiter = MemoryLimiter::new(max_memory);
+        self
+    }
+
+    /// When the request must be answered, if it has a deadline.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// The store's resource limiter.
+    pub(crate) fn limiter(&mut self) -> &mut MemoryLimiter {
+        &mut self.limiter
+    }
+
+    /// The memory growth the limit refused, if any: `(bytes asked for, limit)`.
+    pub(crate) fn refused_memory(&self) -> Option<(usize, usize)> {
+        self.limiter.refused.map(|asked| (asked, self.limiter.max))
+    }
+}
+
+/// Refuses memory growth past the limit, and remembers that it did: a guest may cope with a
+/// failed `memory.grow`, and when it traps instead, the trap is reported as the limit's doing.
+pub(crate) struct MemoryLimiter {
+    max: usize,
+    refused: Option<usize>,
+}
+
+impl MemoryLimiter {
+    fn new(max: usize) -> Self {
+        MemoryLimiter { max, refused: None }
+    }
+}
+
+/// Table elements an instance may grow its tables to (the pool caps them as well).
+const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max {
+            self.refused = Some(desired);
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
     }
 }
 

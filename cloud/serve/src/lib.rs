@@ -6,7 +6,8 @@
 //! `wasi:http/incoming-handler@0.2.x` or `wasi:http/handler@0.3.0` (WASIp3).
 //!
 //! - [`server`]: the entry points ([`server::App`], [`server::ServeOptions`], [`server::serve`]).
-//! - Loading: [`manifest`], [`variables`], [`storage`], [`engine`], [`app`].
+//! - Loading: [`manifest`], [`variables`], [`storage`], [`engine`], [`app`]; what a client or
+//!   a component may take: [`limits`].
 //! - A request: [`listener`] (connections, TLS via [`tls`]) → [`router`] → [`headers`] and
 //!   [`body`] → [`executor`] (one per HTTP world) → [`response`].
 //! - What components call: [`host`] (Spin's interfaces, with [`conversions`] between WIT and
@@ -20,6 +21,7 @@ pub mod engine;
 pub mod executor;
 pub mod headers;
 pub mod host;
+pub mod limits;
 pub mod listener;
 pub mod manifest;
 pub mod metrics;

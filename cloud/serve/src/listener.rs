@@ -1,15 +1,24 @@
 //! The listener: accepts connections, completes the TLS handshake when the application serves
 //! mutual TLS, and serves each connection's HTTP/1.1 requests through [`App`].
+//!
+//! What keeps it up under load and abuse (see [`crate::limits::Limits`]): accept errors pause
+//! accepting and never end it (see [`wattlet_runtime::accept`]); at most `max_connections` are
+//! open at once; hyper's header-read timer closes connections that are slow to send a request
+//! head or idle between requests; a client certificate ends its connection when it expires. On
+//! shutdown it stops accepting, lets each connection finish the request it is serving, and
+//! waits for them (at most `shutdown_timeout`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use hyper::StatusCode;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use wattlet_runtime::accept::{Backoff, accept};
 use wattlet_tls::ClientIdentity;
 
 use crate::app::App;
@@ -33,18 +42,31 @@ enum Peer {
 /// Accepts connections until `shutdown` resolves; each connection is served in its own task.
 /// With TLS configured (see [`crate::app::ServeOptions::tls`]) each connection first completes
 /// a TLS 1.3 handshake with a verified client certificate; a failed handshake closes it (log
-/// line).
+/// line). Then it stops accepting and returns once the open connections have finished their
+/// requests in flight, or after the shutdown timeout.
 pub async fn serve(
     app: Arc<App>,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
+    let limits = app.limits().clone();
+    let max_connections = limits.max_connections.max(1);
+    let open = Arc::new(Semaphore::new(max_connections));
+    let (draining, drain) = watch::channel(false);
+    let mut backoff = Backoff::default();
     tokio::pin!(shutdown);
     loop {
-        let (stream, client) = tokio::select! {
-            accepted = listener.accept() => accepted?,
-            () = &mut shutdown => return Ok(()),
+        // At the cap, wait for a connection to close before accepting the next one.
+        let accepted = tokio::select! {
+            accepted = async {
+                let permit = open.clone().acquire_owned().await;
+                (permit, accept(&listener, "http", &mut backoff).await)
+            } => accepted,
+            () = &mut shutdown => break,
+        };
+        let (Ok(permit), (stream, client)) = accepted else {
+            break; // the semaphore is never closed
         };
         // A streamed response goes out in several small writes (head, then each body chunk);
         // with Nagle's algorithm each later write would wait for the client's delayed ACK
@@ -52,31 +74,55 @@ pub async fn serve(
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%client, %error, "cannot set TCP_NODELAY");
         }
+        let connection = Conn {
+            app: app.clone(),
+            client,
+            local,
+            drain: drain.clone(),
+            _permit: permit,
+        };
         match app.tls().cloned() {
             None => {
-                tokio::spawn(serve_connection(
-                    app.clone(),
-                    stream,
-                    client,
-                    local,
-                    Peer::Anonymous,
-                ));
+                tokio::spawn(connection.serve(stream, Peer::Anonymous, None));
             }
             Some(tls) => {
-                tokio::spawn(serve_tls(app.clone(), tls, stream, client, local));
+                tokio::spawn(serve_tls(connection, tls, stream));
             }
         }
     }
+    drop(listener);
+    let _ = draining.send(true);
+    let in_flight = max_connections - open.available_permits();
+    if in_flight > 0 {
+        tracing::info!(connections = in_flight, timeout = ?limits.shutdown_timeout, "shutting down: waiting for requests in flight");
+    }
+    let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(limits.shutdown_timeout, open.acquire_many(all))
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            connections = max_connections - open.available_permits(),
+            "shutdown timeout: closing connections with requests still in flight"
+        );
+    }
+    Ok(())
+}
+
+/// One accepted connection: what serving it needs, and its place among the open connections
+/// (given back when it is dropped).
+struct Conn {
+    app: Arc<App>,
+    client: SocketAddr,
+    local: SocketAddr,
+    /// Becomes `true` when the server shuts down.
+    drain: watch::Receiver<bool>,
+    _permit: OwnedSemaphorePermit,
 }
 
 /// Completes the handshake and serves the connection as the client certificate says.
-async fn serve_tls(
-    app: Arc<App>,
-    tls: Arc<TlsState>,
-    stream: TcpStream,
-    client: SocketAddr,
-    local: SocketAddr,
-) {
+async fn serve_tls(connection: Conn, tls: Arc<TlsState>, stream: TcpStream) {
+    let client = connection.client;
     let acceptor = tls.acceptor();
     let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
         Ok(Ok(stream)) => stream,
@@ -89,12 +135,19 @@ async fn serve_tls(
             return;
         }
     };
-    let peer = match stream
+    let certificate = stream
         .get_ref()
         .1
         .peer_certificates()
-        .and_then(|certs| certs.first())
-    {
+        .and_then(|certs| certs.first());
+    let expires = certificate.and_then(|cert| match wattlet_tls::not_after(cert) {
+        Ok(not_after) => Some(not_after),
+        Err(error) => {
+            tracing::warn!(%client, %error, "cannot read the client certificate's expiry");
+            None
+        }
+    });
+    let peer = match certificate {
         Some(cert) => match ClientIdentity::from_der(cert) {
             Ok(identity) => Peer::Device(Arc::new(identity)),
             Err(error) => {
@@ -105,41 +158,79 @@ async fn serve_tls(
         // Only reachable with ClientAuth::Optional: rustls refuses the handshake otherwise.
         None => Peer::Anonymous,
     };
-    serve_connection(app, stream, client, local, peer).await;
+    connection.serve(stream, peer, expires).await;
 }
 
-async fn serve_connection<S>(
-    app: Arc<App>,
-    stream: S,
-    client: SocketAddr,
-    local: SocketAddr,
-    peer: Peer,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let service = hyper::service::service_fn(move |request| {
-        let app = app.clone();
-        let peer = peer.clone();
-        async move {
-            let response = match &peer {
-                Peer::Anonymous => app.handle(request, client, local).await,
-                Peer::Device(identity) => {
-                    app.handle_with_identity(request, client, local, Some(identity))
-                        .await
-                }
-                Peer::Unidentified(why) => plain(
-                    StatusCode::FORBIDDEN,
-                    &format!("client certificate not accepted: {why}\n"),
-                ),
-            };
-            Ok::<_, Infallible>(response)
-        }
-    });
-    if let Err(error) = hyper::server::conn::http1::Builder::new()
-        .keep_alive(true)
-        .serve_connection(TokioIo::new(stream), service)
-        .await
+impl Conn {
+    /// Serves HTTP/1.1 on `stream` until the client closes it, it times out, the server shuts
+    /// down or the client certificate expires (`expires`): then the request in flight is
+    /// finished and the connection closed.
+    async fn serve<S>(self, stream: S, peer: Peer, expires: Option<SystemTime>)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        tracing::debug!(%client, %error, "connection ended with an error");
+        let Conn {
+            app,
+            client,
+            local,
+            mut drain,
+            _permit,
+        } = self;
+        let header_timeout = app.limits().header_timeout;
+        let service = hyper::service::service_fn(move |request| {
+            let app = app.clone();
+            let peer = peer.clone();
+            async move {
+                // Checked per request too: a request may arrive just as the timer fires.
+                let expired = expires.is_some_and(|at| SystemTime::now() >= at);
+                let response = match &peer {
+                    _ if expired => plain(StatusCode::FORBIDDEN, "client certificate expired\n"),
+                    Peer::Anonymous => app.handle(request, client, local).await,
+                    Peer::Device(identity) => {
+                        app.handle_with_identity(request, client, local, Some(identity))
+                            .await
+                    }
+                    Peer::Unidentified(why) => plain(
+                        StatusCode::FORBIDDEN,
+                        &format!("client certificate not accepted: {why}\n"),
+                    ),
+                };
+                Ok::<_, Infallible>(response)
+            }
+        });
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .keep_alive(true)
+            .serve_connection(TokioIo::new(stream), service);
+        tokio::pin!(connection);
+        let expiry = async {
+            match expires {
+                Some(at) => {
+                    let left = at.duration_since(SystemTime::now()).unwrap_or_default();
+                    tokio::time::sleep(left).await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(expiry);
+        let mut ending = false;
+        let result = loop {
+            tokio::select! {
+                result = connection.as_mut() => break result,
+                _ = drain.wait_for(|draining| *draining), if !ending => {
+                    ending = true;
+                    connection.as_mut().graceful_shutdown();
+                }
+                () = &mut expiry, if !ending => {
+                    tracing::info!(%client, "client certificate expired: closing its connection");
+                    ending = true;
+                    connection.as_mut().graceful_shutdown();
+                }
+            }
+        };
+        if let Err(error) = result {
+            tracing::debug!(%client, %error, "connection ended with an error");
+        }
     }
 }

@@ -6,5 +6,6 @@
 //! [`crate::body`] and [`crate::executor`].
 
 pub use crate::app::{App, ServeOptions};
+pub use crate::limits::Limits;
 pub use crate::listener::serve;
 pub use crate::tls::{ClientAuth, TlsOptions};

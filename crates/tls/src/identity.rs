@@ -1,6 +1,7 @@
 //! Device identities in certificates, serial numbers, and what a CRL revokes.
 
 use std::collections::HashSet;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};
@@ -109,6 +110,16 @@ pub fn certificate_serial(cert_pem: &[u8]) -> Result<String> {
     let (_, cert) = x509_parser::parse_x509_certificate(&der)
         .map_err(|e| TlsError::Certificate(e.to_string()))?;
     Ok(serial_hex(cert.raw_serial()))
+}
+
+/// When a certificate (DER) stops being valid: its `notAfter`. A server holds a connection no
+/// longer than its client certificate is valid.
+pub fn not_after(der: &[u8]) -> Result<SystemTime> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| TlsError::Certificate(e.to_string()))?;
+    let seconds = cert.validity().not_after.timestamp();
+    // Before 1970 (it never is): long expired.
+    Ok(UNIX_EPOCH + Duration::from_secs(u64::try_from(seconds).unwrap_or(0)))
 }
 
 /// The identity a verified device certificate asserts.

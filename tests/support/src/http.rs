@@ -1,7 +1,8 @@
 //! HTTP/1.1 clients over hyper, plain or mutual TLS (tokio-rustls, server name `localhost`), that
 //! show the tests everything: status, headers, the body as bytes, text and JSON.
 //!
-//! - [`get`] and [`send`]: one request on a new plain connection;
+//! - [`get`] and [`send`]: one request on a new plain connection; [`get_within`]: one that
+//!   must be answered in time, however often its connection fails;
 //! - [`Client`]: an address, maybe a TLS client configuration (a device's certificate) and maybe
 //!   a bearer token; each request on a new connection;
 //! - [`Connection`]: one kept-alive connection for several requests, and why it closed.
@@ -54,6 +55,30 @@ impl Reply {
 /// `GET path` on a new plain connection to `addr`.
 pub async fn get(addr: SocketAddr, path: &str) -> Reply {
     send(addr, Method::GET, path, b"", &[]).await
+}
+
+/// `GET path` on a new plain connection to `addr`, tried again while connecting or the
+/// connection fails (a server under attack may close or refuse it), until an answer comes;
+/// returns it and how long it took. Panics when none came within `limit` (times
+/// [`crate::patience`]).
+pub async fn get_within(
+    addr: SocketAddr,
+    path: &str,
+    limit: std::time::Duration,
+) -> (Reply, std::time::Duration) {
+    let started = std::time::Instant::now();
+    let deadline = started + limit * crate::patience();
+    let client = Client::plain(addr);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match tokio::time::timeout(left, client.try_send(Method::GET, path, b"", &[])).await {
+            Ok(Ok(reply)) => return (reply, started.elapsed()),
+            Ok(Err(_)) if !left.is_zero() => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            _ => panic!("GET {path}: no answer within {limit:?}"),
+        }
+    }
 }
 
 /// One request on a new plain connection to `addr`; panics when it fails.

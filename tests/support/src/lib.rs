@@ -2,7 +2,9 @@
 //! keep no copies of their own.
 //!
 //! - [`serve`]: an application (the probe, or the repository's `spin.toml`) served in-process by
-//!   `wattlet serve`'s library on loopback, plain or over mutual TLS;
+//!   `wattlet serve`'s library on loopback, plain or over mutual TLS; [`serve_child`]: the
+//!   `wattlet serve` command as a child process (signals, an open-file limit, its log);
+//! - [`flood`]: hostile clients (idle, slow headers, slow bodies) that reconnect when closed;
 //! - [`http`]: HTTP/1.1 clients (plain and mutual TLS) that show status, headers and body;
 //! - [`pki`]: a CA with a server certificate, device certificates;
 //! - [`Cloud`]: the Data API over mutual TLS with its CA, and clients as a device or the
@@ -21,12 +23,14 @@ use std::time::{Duration, Instant};
 
 pub mod cloud;
 pub mod edge;
+pub mod flood;
 pub mod http;
 pub mod metrics;
 pub mod pki;
 pub mod process;
 pub mod rng;
 pub mod serve;
+pub mod serve_child;
 pub mod spin;
 
 pub use cloud::{ADMIN_TOKEN, Cloud, household};
@@ -36,6 +40,7 @@ pub use pki::Device;
 pub use process::{Ran, command, nats, run};
 pub use rng::Rng;
 pub use serve::{PROBE_TOKEN, Served};
+pub use serve_child::ServeChild;
 pub use spin::{NO_SPIN, SpinUp, spin_cli};
 
 /// The repository's root.

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use rustls::ClientConfig;
 use wattlet_pki::{self as pki, CaDir, DeviceRequest, ServerRequest};
@@ -41,10 +42,24 @@ pub fn server_ca(dir: &Path, client_auth: ClientAuth) -> (CaDir, TlsOptions) {
 /// A certificate of `ca` for device `id` of participant `email` (registered or not), its files
 /// in `dir` under a name no other certificate of the test binary has.
 pub fn device(ca: &CaDir, dir: &Path, id: &str, email: &str) -> Device {
+    device_valid_for(ca, dir, id, email, pki::DEFAULT_DEVICE_VALIDITY)
+}
+
+/// [`device`] with a certificate that expires `validity` from now (whole seconds: X.509 has no
+/// finer time).
+pub fn device_valid_for(
+    ca: &CaDir,
+    dir: &Path,
+    id: &str,
+    email: &str,
+    validity: Duration,
+) -> Device {
     let prefix = dir.join(crate::unique(&format!("device-{id}")));
-    let issued = ca
-        .issue_device(&DeviceRequest::new(id, email))
-        .expect("device certificate");
+    let request = DeviceRequest {
+        validity,
+        ..DeviceRequest::new(id, email)
+    };
+    let issued = ca.issue_device(&request).expect("device certificate");
     let (cert, key) = issued.write(&prefix).expect("write the device certificate");
     let tls = Arc::new(
         wattlet_tls::client_tls_config(&cert, &key, &ca.ca_cert_path()).expect("device TLS"),

@@ -32,6 +32,7 @@ pub fn probe_options(state_dir: &Path) -> ServeOptions {
         runtime_config: Some(repo().join("tests/spin/runtime-config.toml")),
         max_request_bytes: PROBE_MAX_REQUEST_BYTES,
         tls: None,
+        limits: Default::default(),
     }
 }
 
@@ -45,6 +46,7 @@ pub fn app_options(state_dir: &Path) -> ServeOptions {
         runtime_config: None,
         max_request_bytes: 16 << 20,
         tls: None,
+        limits: Default::default(),
     }
 }
 

@@ -1,19 +1,18 @@
 //! `wasi:http/incoming-handler@0.2.x`: the guest sets its response through an outparam and
 //! returns; its body may still be streaming from the instance's task.
 
-use std::convert::Infallible;
 use std::time::Instant;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::{Request, Response};
 use wasmtime::component::InstancePre;
 use wasmtime::{Engine, Store};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
-use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
-use super::{ExecuteError, respond};
+use super::{ExecuteError, Guest, GuestRequestBody, GuestTask, error_code, respond};
+use crate::engine;
 use crate::host::SpinState;
 use crate::metrics::InstanceMetrics;
 use crate::response::Body;
@@ -32,18 +31,19 @@ impl Executor {
     pub async fn execute(
         &self,
         state: SpinState,
-        request: Request<Bytes>,
+        request: Request<GuestRequestBody>,
         metrics: &InstanceMetrics,
+        guest: Guest,
     ) -> Result<Response<Body>, ExecuteError> {
         let started = Instant::now();
+        let deadline = state.deadline();
         let mut store = Store::new(self.engine(), state);
+        engine::limit_store(&mut store);
         let scheme = match request.uri().scheme() {
             Some(scheme) if *scheme == http::uri::Scheme::HTTPS => Scheme::Https,
             _ => Scheme::Http,
         };
-        let request = request.map(|body| {
-            Full::new(body).map_err(|never: Infallible| -> ErrorCode { match never {} })
-        });
+        let request = request.map(|body| body.map_err(error_code));
         let to_request = |e: wasmtime::Error| ExecuteError::Request(e.into());
         let incoming = store
             .data_mut()
@@ -62,13 +62,13 @@ impl Executor {
             .await
             .map_err(|e| ExecuteError::Instantiate(e.into()))?;
         let live = metrics.instantiated(started);
-        let task = tokio::task::spawn(async move {
+        let task = GuestTask::spawn(deadline, guest, async move {
             let result = proxy
                 .wasi_http_incoming_handler()
                 .call_handle(&mut store, incoming, outparam)
                 .await;
             drop(live);
-            result.map_err(|trap| ExecuteError::Trap(trap.into()))
+            result.map_err(|trap| ExecuteError::from_trap(trap, store.data()))
         });
         respond(receiver, task).await
     }

@@ -1,11 +1,9 @@
 //! `wasi:http/handler@0.3.0` (WASIp3): `handle` returns the response, whose body the guest may
 //! keep writing after `handle` has returned, from tasks of its own inside the instance.
 
-use std::convert::Infallible;
 use std::time::Instant;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::{Request, Response};
 use tokio::sync::oneshot;
 use wasmtime::component::{Accessor, InstancePre};
@@ -14,7 +12,8 @@ use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p3;
 use wasmtime_wasi_http::p3::bindings::{Service, ServicePre};
 
-use super::{ExecuteError, GuestResponse, respond};
+use super::{ExecuteError, Guest, GuestRequestBody, GuestResponse, GuestTask, error_code, respond};
+use crate::engine;
 use crate::host::SpinState;
 use crate::metrics::InstanceMetrics;
 use crate::response::Body;
@@ -33,11 +32,14 @@ impl Executor {
     pub async fn execute(
         &self,
         state: SpinState,
-        request: Request<Bytes>,
+        request: Request<GuestRequestBody>,
         metrics: &InstanceMetrics,
+        guest: Guest,
     ) -> Result<Response<Body>, ExecuteError> {
         let started = Instant::now();
+        let deadline = state.deadline();
         let mut store = Store::new(self.engine(), state);
+        engine::limit_store(&mut store);
         let service = self
             .0
             .instantiate_async(&mut store)
@@ -45,7 +47,7 @@ impl Executor {
             .map_err(|e| ExecuteError::Instantiate(e.into()))?;
         let live = metrics.instantiated(started);
         let (sender, receiver) = oneshot::channel();
-        let task = tokio::task::spawn(async move {
+        let task = GuestTask::spawn(deadline, guest, async move {
             let result = store
                 .run_concurrent(async move |accessor| {
                     handle(accessor, &service, request, sender).await
@@ -55,7 +57,7 @@ impl Executor {
             match result {
                 Ok(Ok(None)) => Ok(()),
                 Ok(Ok(Some(code))) => Err(ExecuteError::ErrorCode(format!("{code:?}"))),
-                Ok(Err(trap)) | Err(trap) => Err(ExecuteError::Trap(trap.into())),
+                Ok(Err(trap)) | Err(trap) => Err(ExecuteError::from_trap(trap, store.data())),
             }
         });
         respond(receiver, task).await
@@ -69,12 +71,11 @@ impl Executor {
 async fn handle(
     accessor: &Accessor<SpinState>,
     service: &Service,
-    request: Request<Bytes>,
+    request: Request<GuestRequestBody>,
     sender: oneshot::Sender<GuestResponse>,
 ) -> wasmtime::Result<Option<p3::bindings::http::types::ErrorCode>> {
     let (parts, body) = request.into_parts();
-    let body = Full::new(body)
-        .map_err(|never: Infallible| -> wasmtime_wasi_http::Error { match never {} });
+    let body = body.map_err(|e| wasmtime_wasi_http::Error::from(error_code(e)));
     // Forbidden headers are removed as the host's hooks say, as for p2 requests.
     let headers = accessor.with(|mut store| {
         wasmtime_wasi_http::FieldMap::new_immutable(store.data_mut().http().hooks, parts.headers)

@@ -18,6 +18,9 @@
 //! | GET | `/headers[/...]`, `/` or empty (exact route) | 200 `{"method", "uri", "path", "query", "headers": {...}}` |
 //! | any | `/echo` | 200 with the request body |
 //! | GET | `/trap` | panics: the instance traps |
+//! | GET | `/loop` | spins forever (the host's deadline stops it) |
+//! | GET | `/hog/<MiB>` | allocates and touches that much memory, 200 with the byte count |
+//! | GET | `/sleep/<ms>` | sleeps (a host wait), then 200 `slept` |
 //!
 //! Host errors come back as an HTTP status and a plain-text body naming the error both by its WIT
 //! case and by its Rust `Debug` text, e.g. `access-denied (Error::AccessDenied)`: sqlite and
@@ -27,6 +30,8 @@
 //!
 //! The crate is a WebAssembly component only: on native targets it is empty.
 #![cfg(target_family = "wasm")]
+
+mod runaway;
 
 use serde_json::{Map, Value, json};
 use spin_sdk::http::{Method, Request, Response};
@@ -60,6 +65,9 @@ async fn handle(req: Request) -> Response {
         (Method::Get, [""] | ["headers", ..]) => Ok(headers(&req)),
         (_, ["echo"]) => Ok(Response::new(200, req.into_body())),
         (Method::Get, ["trap"]) => panic!("trap requested by the client"),
+        (Method::Get, ["loop"]) => runaway::spin_forever(),
+        (Method::Get, ["hog", mib]) => runaway::hog(mib),
+        (Method::Get, ["sleep", ms]) => runaway::sleep(ms),
         _ => Ok(text(404, "no route")),
     };
     result.unwrap_or_else(|e| e)
