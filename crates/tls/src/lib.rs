@@ -9,7 +9,7 @@
 //!   files into rustls configurations: TLS 1.3 only, client certificates checked against the
 //!   CA and the CRL.
 //! - [`ClientIdentity`] is what a verified device certificate says about its holder;
-//!   [`revoked_serials`] what a CRL revokes.
+//!   [`revoked_serials`] what a CRL revokes, [`crl_next_update`] until when it counts.
 
 mod config;
 mod identity;
@@ -18,8 +18,8 @@ use std::path::PathBuf;
 
 pub use config::{ClientAuth, anonymous_client_tls_config, client_tls_config, server_tls_config};
 pub use identity::{
-    ClientIdentity, DEVICE_URI_PREFIX, certificate_serial, normalize_serial, revoked_serials,
-    serial_hex, valid_dns_name, validate_device_id, validate_email,
+    ClientIdentity, DEVICE_URI_PREFIX, certificate_serial, crl_next_update, normalize_serial,
+    revoked_serials, serial_hex, valid_dns_name, validate_device_id, validate_email,
 };
 
 /// Everything that can go wrong reading certificates, keys and CRLs.
