@@ -56,6 +56,9 @@ pub struct App {
     max_request_bytes: usize,
     pub name: String,
     tls: Option<Arc<TlsState>>,
+    /// The key of the identity proofs: the application variable `client_identity_key`
+    /// (`wattlet_survey::identity`), when the manifest declares it.
+    identity_key: Option<Arc<[u8]>>,
 }
 
 /// Why a routed request got no answer from its component.
@@ -69,6 +72,8 @@ enum RequestError {
     Execute(#[from] ExecuteError),
     #[error("route names component {0:?}, which is not loaded")]
     Unloaded(String),
+    #[error("no random numbers for the identity proof")]
+    NoRandom,
 }
 
 impl App {
@@ -85,6 +90,7 @@ impl App {
         let manifest = Manifest::load(&options.manifest)?;
         let router = Router::new(&manifest)?;
         let variables = ResolvedVariables::resolve(&manifest, env)?;
+        let identity_key = identity_key(&variables, options.tls.is_some())?;
         let config = match &options.runtime_config {
             Some(path) => RuntimeConfig::load(path)?,
             None => RuntimeConfig::default(),
@@ -119,13 +125,18 @@ impl App {
                 },
             );
         }
+        let mut metrics = Metrics::new();
+        if let Some(tls) = &tls {
+            tls.register(&mut metrics.registry);
+        }
         Ok(App {
             router,
             components,
-            metrics: Arc::new(Metrics::new()),
+            metrics: Arc::new(metrics),
             max_request_bytes: options.max_request_bytes,
             name: manifest.application.name.clone(),
             tls,
+            identity_key,
         })
     }
 
@@ -166,7 +177,7 @@ impl App {
     /// Serves one request from a client that presented `identity` (a verified certificate).
     /// Incoming `spin-*` and `x-wattlet-client-*` headers are always removed first; a revoked
     /// certificate gets 403 before routing; otherwise the identity is passed on in the
-    /// `x-wattlet-client-*` headers.
+    /// `x-wattlet-client-*` headers, with their proof when the application has an identity key.
     pub async fn handle_with_identity(
         &self,
         mut request: Request<Incoming>,
@@ -198,7 +209,7 @@ impl App {
             local,
             scheme: self.scheme(),
         };
-        let response = match self.run(request, &matched, &connection).await {
+        let response = match self.run(request, &matched, &connection, identity).await {
             Ok(response) => response,
             Err(RequestError::Body(BodyError::TooLarge { .. })) => {
                 plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n")
@@ -206,7 +217,11 @@ impl App {
             Err(error @ (RequestError::Body(_) | RequestError::Header(_))) => {
                 plain(StatusCode::BAD_REQUEST, &format!("{error}\n"))
             }
-            Err(error @ (RequestError::Execute(_) | RequestError::Unloaded(_))) => {
+            Err(
+                error @ (RequestError::Execute(_)
+                | RequestError::Unloaded(_)
+                | RequestError::NoRandom),
+            ) => {
                 tracing::error!(component = %matched.component, path = %path, error = %error, "component failed");
                 plain(StatusCode::INTERNAL_SERVER_ERROR, "internal server error\n")
             }
@@ -215,12 +230,14 @@ impl App {
         response
     }
 
-    /// Reads the body within the limit, sets Spin's headers and runs the matched component.
+    /// Reads the body within the limit, proves the identity, sets Spin's headers and runs the
+    /// matched component.
     async fn run(
         &self,
         request: Request<Incoming>,
         matched: &RouteMatch<'_>,
         connection: &Connection<'_>,
+        identity: Option<&ClientIdentity>,
     ) -> Result<Response<Body>, RequestError> {
         let loaded = self
             .components
@@ -229,6 +246,9 @@ impl App {
         let (mut parts, body) = request.into_parts();
         body::check_declared_length(&parts.headers, self.max_request_bytes)?;
         let body: Bytes = body::read(body, self.max_request_bytes).await?;
+        if let (Some(identity), Some(key)) = (identity, &self.identity_key) {
+            headers::prove_identity(&mut parts, identity, key, unix_now(), &nonce()?)?;
+        }
         headers::set_spin_headers(&mut parts, matched, connection)?;
         let state = SpinState::new(loaded.grants.clone());
         let metrics = self.metrics.instances(matched.component);
@@ -252,6 +272,45 @@ impl App {
             })
             .inc();
     }
+}
+
+/// The key of the identity proofs, from the application variable
+/// `wattlet_survey::identity::KEY_VARIABLE`; a weak one is a start-up error. Without one, a
+/// mutual-TLS server passes identities unproven (a warning: the Data API refuses them).
+fn identity_key(variables: &ResolvedVariables, tls: bool) -> anyhow::Result<Option<Arc<[u8]>>> {
+    let name = wattlet_survey::identity::KEY_VARIABLE;
+    match variables.application(name) {
+        Some(key) => {
+            wattlet_access_token::check_secret(key)
+                .map_err(|weak| anyhow!("variable {name:?} is too weak: {weak}"))?;
+            Ok(Some(Arc::from(key.as_bytes())))
+        }
+        None => {
+            if tls {
+                tracing::warn!(
+                    "the manifest declares no variable {name:?}: client identities reach components without proof"
+                );
+            }
+            Ok(None)
+        }
+    }
+}
+
+/// Seconds since 1970.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A fresh nonce for an identity proof: 128 random bits as hex.
+fn nonce() -> Result<String, RequestError> {
+    let mut bytes = [0u8; 16];
+    rustls::crypto::ring::default_provider()
+        .secure_random
+        .fill(&mut bytes)
+        .map_err(|_| RequestError::NoRandom)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Compiles a component and finds its executor from what it exports.
