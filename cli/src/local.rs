@@ -116,6 +116,8 @@ pub async fn run(
             .write(&server_prefix)?;
     }
     let admin_token = admin_token(&state.join("admin-token"))?;
+    // Only this process signs and checks identity proofs: a fresh key each run, kept nowhere.
+    let identity_key = random_hex()?;
 
     let serve_options = ServeOptions {
         manifest: options.manifest.clone(),
@@ -131,12 +133,10 @@ pub async fn run(
         }),
         limits: Limits::default(),
     };
-    let app = Arc::new(App::load_with_env(&serve_options, |name| {
-        if name == "SPIN_VARIABLE_ADMIN_TOKEN" {
-            Some(admin_token.clone())
-        } else {
-            std::env::var(name).ok()
-        }
+    let app = Arc::new(App::load_with_env(&serve_options, |name| match name {
+        "SPIN_VARIABLE_ADMIN_TOKEN" => Some(admin_token.clone()),
+        "SPIN_VARIABLE_CLIENT_IDENTITY_KEY" => Some(identity_key.clone()),
+        _ => std::env::var(name).ok(),
     })?);
     let listener = wattlet_runtime::accept::bind(options.listen)
         .with_context(|| format!("cannot listen on {}", options.listen))?;
@@ -409,11 +409,16 @@ impl Nialm {
         ca: &CaDir,
     ) -> anyhow::Result<Self> {
         let state = &options.state_dir;
+        // The longest a token may live (90 days): `wattlet up` runs as long as it is left on.
+        let expires_at = humantime::format_rfc3339_seconds(
+            std::time::SystemTime::now() + Duration::from_secs(89 * 24 * 3600),
+        )
+        .to_string();
         let minted = admin
             .call(
                 "POST",
                 "/api/management/token",
-                Some(&json!({ "role": "worker" })),
+                Some(&json!({ "role": "worker", "expires_at": expires_at })),
             )
             .await
             .context("cannot mint the workers' access token")?;
@@ -515,10 +520,15 @@ fn admin_token(path: &Path) -> anyhow::Result<String> {
             return Ok(token);
         }
     }
-    let mut bytes = [0u8; 32];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
-        .map_err(|_| anyhow!("no system randomness for the admin token"))?;
-    let token = hex::encode(bytes);
+    let token = random_hex()?;
     pki::write_atomic(path, format!("{token}\n").as_bytes(), 0o600)?;
     Ok(token)
+}
+
+/// A secret of 256 random bits as 64 hex digits.
+fn random_hex() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .map_err(|_| anyhow!("no system randomness for a secret"))?;
+    Ok(hex::encode(bytes))
 }

@@ -95,7 +95,15 @@ fn ca_commands_issue_list_and_revoke() {
 
     let list = ok(&["ca", "list", "--dir", dir]);
     assert!(list.contains(&identity.serial_hex), "{list}");
-    assert!(list.contains("dora@example.org"), "{list}");
+    // The CA keeps no participant's email: not in its records, not in what it lists.
+    assert!(!list.contains("dora@example.org"), "{list}");
+    let record = Path::new(dir)
+        .join("issued")
+        .join(format!("{}.json", identity.serial_hex));
+    assert_eq!(mode(&record), 0o600);
+    let text = std::fs::read_to_string(&record).expect("record");
+    assert!(!text.contains("dora@example.org"), "{text}");
+    assert!(!text.contains("CERTIFICATE"), "{text}");
     assert!(list.contains("localhost,127.0.0.1"), "{list}");
     assert!(!list.contains("revoked"), "{list}");
 

@@ -23,8 +23,8 @@ use wattlet_api_client::ApiClient;
 use wattlet_runtime::nialm::{NialmComponent, NialmInstance};
 use wattlet_testkit::cloud::mint;
 use wattlet_testkit::{
-    ADMIN_TOKEN, Cloud, Device, NO_SPIN, SpinUp, env_or, household, metric, run, scrape, uuid4,
-    wait_for,
+    ADMIN_TOKEN, APP_VARIABLES, Cloud, Device, NO_SPIN, SpinUp, env_or, household,
+    ingress_identity, metric, run, scrape, uuid4, wait_for,
 };
 use wattlet_workers::api::{ApiOptions, DataApi, unix_seconds};
 use wattlet_workers::item::{DEFAULT_MODELS, WorkItem};
@@ -755,8 +755,9 @@ fn api_results(runtime: &Handle, admin: &ApiClient, meter: &str) -> BTreeMap<Str
 }
 
 /// The same pipeline against the repository's `spin.toml` served by the real Spin CLI (plain
-/// HTTP; the identity headers a TLS terminator would set are set by the test): the manager and
-/// the worker need nothing but the API's URL and a worker token.
+/// HTTP; the identity headers and their proof that a TLS terminator would set are set by the
+/// test, as an ingress would): the manager and the worker need nothing but the API's URL and a
+/// worker token.
 #[test]
 fn nialm_pipeline_runs_against_the_app_on_real_spin() {
     let Some(spin) = wattlet_testkit::spin_cli() else {
@@ -769,7 +770,7 @@ fn nialm_pipeline_runs_against_the_app_on_real_spin() {
         &wattlet_testkit::repo().join("spin.toml"),
         None,
         &dir.path().join("spin"),
-        &[("admin_token", ADMIN_TOKEN)],
+        &APP_VARIABLES,
     );
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let runtime = runtime.handle();
@@ -787,26 +788,23 @@ fn nialm_pipeline_runs_against_the_app_on_real_spin() {
         ))
         .expect("register");
     assert_eq!(status, 201, "register: {body}");
-    // What an ingress in front of Spin passes on after verifying the device's certificate.
+    // What an ingress in front of Spin passes on after verifying the device's certificate: the
+    // identity and its proof, one per request.
     let device = ApiClient::new(&app.url(), None).expect("client");
-    let identity = [
-        ("x-wattlet-client-device", "dev-spin"),
-        ("x-wattlet-client-email", "spin@example.org"),
-        ("x-wattlet-client-serial", "01"),
-    ];
-    let (status, body) = runtime
-        .block_on(device.send("POST", "/api/household/consent", None, &identity))
-        .expect("grant");
+    let identity = |method: &str, path: &str| {
+        ingress_identity(method, path, "dev-spin", "spin@example.org", "01")
+    };
+    let as_device = |method: &str, path: &str, body: Option<&Value>| {
+        let headers = identity(method, path);
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        runtime
+            .block_on(device.send(method, path, body, &headers))
+            .expect(path)
+    };
+    let (status, body) = as_device("POST", "/api/household/consent", None);
     assert_eq!(status, 200, "grant: {body}");
     for batch in minutes_of(&meter, 6 * 60) {
-        let (status, body) = runtime
-            .block_on(device.send(
-                "POST",
-                "/api/household/meter/measurement",
-                Some(&batch),
-                &identity,
-            ))
-            .expect("upload");
+        let (status, body) = as_device("POST", "/api/household/meter/measurement", Some(&batch));
         assert_eq!(status, 200, "upload: {body}");
     }
 

@@ -60,6 +60,7 @@ impl Buffer {
             .execute_batch(
                 "PRAGMA journal_mode = WAL;
                  PRAGMA synchronous = FULL;
+                 PRAGMA secure_delete = ON;
                  PRAGMA busy_timeout = 5000;",
             )
             .map_err(open_error)?;
@@ -159,9 +160,13 @@ impl Buffer {
     }
 
     /// Drops every unsent measurement: after revocation the cloud refuses them, and a device
-    /// must not keep personal data it can no longer deliver.
+    /// must not keep personal data it can no longer deliver. `secure_delete` zeroes them in the
+    /// database's pages; the truncating checkpoint removes the WAL's older copies.
     pub fn discard_pending(&mut self) -> Result<usize, BufferError> {
-        Ok(self.connection.execute("DELETE FROM measurement", [])?)
+        let discarded = self.connection.execute("DELETE FROM measurement", [])?;
+        self.connection
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(discarded)
     }
 
     pub fn last_measurement(&self) -> Result<Option<String>, BufferError> {

@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use wattlet_serve::server::{App, ServeOptions};
 use wattlet_testkit::http::{self, Reply};
 use wattlet_testkit::serve::{self, PROBE_MAX_REQUEST_BYTES as LIMIT, Served};
-use wattlet_testkit::{ADMIN_TOKEN, PROBE_TOKEN};
+use wattlet_testkit::{APP_VARIABLES, PROBE_TOKEN};
 
 /// The probe application on `wattlet serve`, and its metrics listener.
 struct Probe {
@@ -511,10 +511,7 @@ fn start_up_errors_a_user_can_act_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_repository_spin_toml_serves_the_data_api_health_endpoint() {
     let state = tempfile::tempdir().expect("temp dir");
-    let served = serve::start(
-        &serve::app_options(state.path()),
-        &[("admin_token", ADMIN_TOKEN)],
-    );
+    let served = serve::start(&serve::app_options(state.path()), &APP_VARIABLES);
     let addr = served.addr;
     let reply = http::get(addr, "/api/health").await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);

@@ -199,16 +199,12 @@ pub fn run(command: CaCommand) -> anyhow::Result<ExitCode> {
                     CertKind::Device => "device",
                     CertKind::Server => "server",
                 };
-                let detail = match (&record.kind, &record.email) {
-                    (CertKind::Device, Some(email)) => format!(" <{email}>"),
-                    _ => String::new(),
-                };
                 let status = match record.revoked_at {
                     Some(at) => format!("revoked {}", date(at)),
                     None => "valid".to_owned(),
                 };
                 println!(
-                    "{}  {kind}  {}{detail}  until {}  {status}",
+                    "{}  {kind}  {}  until {}  {status}",
                     record.serial,
                     record.subject(),
                     date(record.not_after)

@@ -42,7 +42,9 @@ pub struct ServeArgs {
     tls_key: Option<PathBuf>,
     /// Require every client to present a certificate issued by this CA (PEM; e.g. the
     /// `ca.crt` of `wattlet ca init`). Its identity reaches components in the
-    /// x-wattlet-client-device, -email and -serial headers.
+    /// x-wattlet-client-device, -email and -serial headers, proven in x-wattlet-client-proof
+    /// (an HMAC keyed with the application variable `client_identity_key`, e.g.
+    /// SPIN_VARIABLE_CLIENT_IDENTITY_KEY=$(openssl rand -hex 32), which the Data API checks).
     #[arg(long, value_name = "FILE", help_heading = "Mutual TLS")]
     client_ca: Option<PathBuf>,
     /// Certificate revocation list (PEM; e.g. the CA directory's `crl.pem`). Watched: a

@@ -298,8 +298,20 @@ impl CertificateAuthority {
         self.sign(params, not_before, not_after)
     }
 
-    /// A CRL signed by this CA listing `revoked` (PEM). `crl_number` must grow with each CRL.
+    /// A CRL signed by this CA listing `revoked` (PEM), to be replaced within a year (its
+    /// `nextUpdate`). `crl_number` must grow with each CRL.
     pub fn crl_pem(&self, revoked: &[Revocation], crl_number: u64) -> Result<String> {
+        let next_update = SystemTime::now() + Duration::from_secs(365 * 24 * 3600);
+        self.crl_pem_until(revoked, crl_number, next_update)
+    }
+
+    /// [`CertificateAuthority::crl_pem`] with the `nextUpdate` given (a test's outdated CRL).
+    pub fn crl_pem_until(
+        &self,
+        revoked: &[Revocation],
+        crl_number: u64,
+        next_update: SystemTime,
+    ) -> Result<String> {
         let now = SystemTime::now();
         let revoked_certs = revoked
             .iter()
@@ -318,8 +330,8 @@ impl CertificateAuthority {
         let params = CertificateRevocationListParams {
             this_update: (now - BACKDATE).into(),
             // rustls does not enforce nextUpdate by default; servers reload the file when it
-            // changes.
-            next_update: (now + Duration::from_secs(365 * 24 * 3600)).into(),
+            // changes and report one past its nextUpdate.
+            next_update: next_update.into(),
             crl_number: SerialNumber::from_slice(&crl_number.to_be_bytes()),
             issuing_distribution_point: None,
             revoked_certs,

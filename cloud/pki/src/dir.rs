@@ -26,7 +26,11 @@ pub enum CertKind {
     Server,
 }
 
-/// One issued certificate, as recorded in `issued/<serial>.json`.
+/// One issued certificate, as recorded in `issued/<serial>.json` (mode 0600).
+///
+/// A record keeps no personal data: not the participant's email, and not the certificate,
+/// which carries it; its SHA-256 fingerprint identifies it. (Records of earlier versions held
+/// both: [`CaDir::open`] rewrites them.)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IssuedRecord {
     /// Lowercase hex.
@@ -35,9 +39,6 @@ pub struct IssuedRecord {
     /// Device certificates: the device id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_id: Option<String>,
-    /// Device certificates: the participant's email.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub email: Option<String>,
     /// Server certificates: DNS names and IP addresses.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub names: Vec<String>,
@@ -47,8 +48,21 @@ pub struct IssuedRecord {
     /// When the certificate was revoked (seconds since the Unix epoch), if it was.
     #[serde(default)]
     pub revoked_at: Option<u64>,
-    /// The certificate (PEM).
-    pub certificate: String,
+    /// SHA-256 of the certificate (DER), lowercase hex.
+    #[serde(default)]
+    pub fingerprint: String,
+}
+
+/// The fields of a record that earlier versions kept and this one drops.
+const LEGACY_FIELDS: [&str; 2] = ["email", "certificate"];
+
+/// SHA-256 of a PEM certificate's DER, lowercase hex (empty when it does not parse).
+fn fingerprint(cert_pem: &str) -> String {
+    use rustls_pki_types::pem::PemObject;
+    use sha2::Digest;
+    rustls_pki_types::CertificateDer::from_pem_slice(cert_pem.as_bytes())
+        .map(|der| hex::encode(sha2::Sha256::digest(der.as_ref())))
+        .unwrap_or_default()
 }
 
 impl IssuedRecord {
@@ -70,7 +84,8 @@ fn unix_seconds(time: SystemTime) -> u64 {
 /// ```text
 /// DIR/ca.crt            the CA certificate (PEM): give it to servers (--client-ca) and devices
 /// DIR/ca.key            its private key (PEM, mode 0600)
-/// DIR/issued/SERIAL.json one record per issued certificate (serial, subject, validity, revocation)
+/// DIR/issued/SERIAL.json one record per issued certificate (serial, subject, validity,
+///                       revocation, fingerprint; no email, no certificate), mode 0600
 /// DIR/crl.pem           the current CRL, signed by the CA, rewritten atomically on each revocation
 /// DIR/crlnumber         the number of the last CRL
 /// ```
@@ -126,10 +141,56 @@ impl CaDir {
         let cert_pem = read_string(&ca_cert)?;
         let key_pem = read_string(&ca_key)?;
         let ca = CertificateAuthority::from_pem(&cert_pem, &key_pem)?;
-        Ok(CaDir {
+        let ca_dir = CaDir {
             dir: dir.to_owned(),
             ca,
-        })
+        };
+        ca_dir.forget_legacy_personal_data()?;
+        Ok(ca_dir)
+    }
+
+    /// Rewrites records of earlier versions without the participant's email and the
+    /// certificate (kept as its fingerprint), readable by the owner only; the old files are
+    /// replaced atomically (a rename: their blocks are the file system's to reuse).
+    fn forget_legacy_personal_data(&self) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let issued = self.dir.join("issued");
+        let Ok(entries) = fs::read_dir(&issued) else {
+            return Ok(());
+        };
+        restrict(&issued, 0o700)?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            let text = read_string(&path)?;
+            let malformed = |source| PkiError::Record {
+                path: path.clone(),
+                source,
+            };
+            let mut value: serde_json::Value = serde_json::from_str(&text).map_err(malformed)?;
+            let legacy = LEGACY_FIELDS.iter().any(|f| value.get(f).is_some());
+            let open = entry
+                .metadata()
+                .map(|m| m.permissions().mode() & 0o077 != 0)
+                .unwrap_or(true);
+            if !legacy && !open {
+                continue;
+            }
+            if let Some(object) = value.as_object_mut() {
+                if let Some(pem) = object.get("certificate").and_then(|c| c.as_str()) {
+                    let print = fingerprint(pem);
+                    object.insert("fingerprint".into(), print.into());
+                }
+                for field in LEGACY_FIELDS {
+                    object.remove(field);
+                }
+            }
+            let record: IssuedRecord = serde_json::from_value(value).map_err(malformed)?;
+            self.save_record(&record)?;
+        }
+        Ok(())
     }
 
     pub fn dir(&self) -> &Path {
@@ -161,8 +222,10 @@ impl CaDir {
             source,
         })?;
         json.push(b'\n');
-        create_dir(&self.dir.join("issued"))?;
-        write_atomic(&path, &json, 0o644)
+        let issued = self.dir.join("issued");
+        create_dir(&issued)?;
+        restrict(&issued, 0o700)?;
+        write_atomic(&path, &json, 0o600)
     }
 
     /// Issues a device certificate and records it.
@@ -172,12 +235,11 @@ impl CaDir {
             serial: issued.serial_hex.clone(),
             kind: CertKind::Device,
             device_id: Some(request.device_id.clone()),
-            email: Some(request.email.clone()),
             names: Vec::new(),
             not_before: unix_seconds(issued.not_before),
             not_after: unix_seconds(issued.not_after),
             revoked_at: None,
-            certificate: issued.cert_pem.clone(),
+            fingerprint: fingerprint(&issued.cert_pem),
         })?;
         Ok(issued)
     }
@@ -195,12 +257,11 @@ impl CaDir {
             serial: issued.serial_hex.clone(),
             kind: CertKind::Server,
             device_id: None,
-            email: None,
             names,
             not_before: unix_seconds(issued.not_before),
             not_after: unix_seconds(issued.not_after),
             revoked_at: None,
-            certificate: issued.cert_pem.clone(),
+            fingerprint: fingerprint(&issued.cert_pem),
         })?;
         Ok(issued)
     }
@@ -312,6 +373,15 @@ impl CaDir {
 fn create_dir(dir: &Path) -> Result<()> {
     fs::create_dir_all(dir).map_err(|source| PkiError::Io {
         path: dir.to_owned(),
+        source,
+    })
+}
+
+/// Sets `path`'s permission bits to `mode`.
+fn restrict(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(|source| PkiError::Io {
+        path: path.to_owned(),
         source,
     })
 }

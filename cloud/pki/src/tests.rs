@@ -195,3 +195,88 @@ fn serials_normalise() {
     assert_eq!(normalize_serial("a1b").expect("ok"), "0a1b");
     assert!(normalize_serial("").is_err());
 }
+
+/// The mode bits of a file or directory.
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    fs::metadata(path).expect("metadata").permissions().mode() & 0o777
+}
+
+#[test]
+fn records_keep_no_email_and_only_their_owner_reads_them() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca_dir = dir.path().join("ca");
+    let ca = CaDir::init(&ca_dir, "test CA", DEFAULT_CA_VALIDITY, false).expect("init");
+    let issued = ca
+        .issue_device(&DeviceRequest::new("pi-ada", "ada@example.org"))
+        .expect("device");
+    let record = ca_dir
+        .join("issued")
+        .join(format!("{}.json", issued.serial_hex));
+    let text = fs::read_to_string(&record).expect("record");
+    assert!(!text.contains("ada@example.org"), "{text}");
+    assert!(!text.contains("BEGIN CERTIFICATE"), "{text}");
+    assert_eq!(mode(&record), 0o600);
+    assert_eq!(mode(&ca_dir.join("issued")), 0o700);
+    let listed = ca.list().expect("list");
+    assert_eq!(listed[0].subject(), "pi-ada");
+    let der = CertificateDer::from_pem_slice(issued.cert_pem.as_bytes()).expect("der");
+    {
+        use sha2::Digest;
+        assert_eq!(
+            listed[0].fingerprint,
+            hex::encode(sha2::Sha256::digest(&der))
+        );
+    }
+
+    // A record as earlier versions wrote it (world-readable, the email and the certificate in
+    // it) is rewritten when the CA is opened, and revocation still works.
+    let legacy = serde_json::json!({
+        "serial": issued.serial_hex, "kind": "device", "device_id": "pi-ada",
+        "email": "ada@example.org", "not_before": 1, "not_after": 2, "revoked_at": null,
+        "certificate": issued.cert_pem,
+    });
+    write_atomic(&record, legacy.to_string().as_bytes(), 0o644).expect("legacy record");
+    let ca = CaDir::open(&ca_dir).expect("open");
+    let text = fs::read_to_string(&record).expect("record");
+    assert!(!text.contains("ada@example.org"), "{text}");
+    assert!(!text.contains("BEGIN CERTIFICATE"), "{text}");
+    assert_eq!(mode(&record), 0o600);
+    assert_eq!(
+        ca.list().expect("list")[0].fingerprint,
+        listed[0].fingerprint
+    );
+    assert!(ca.revoke(&issued.serial_hex).expect("revoke"));
+    let crl = fs::read(ca.crl_path()).expect("crl");
+    assert!(
+        revoked_serials(&crl)
+            .expect("crl")
+            .contains(&issued.serial_hex)
+    );
+}
+
+#[test]
+fn a_crl_says_until_when_it_counts() {
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+    let ca = CertificateAuthority::new("test CA", DEFAULT_CA_VALIDITY).expect("CA");
+    let seconds =
+        |t: SystemTime| t.duration_since(UNIX_EPOCH).expect("after 1970").as_secs() as i64;
+    let past = SystemTime::now() - Duration::from_secs(60);
+    let outdated = ca.crl_pem_until(&[], 1, past).expect("CRL");
+    assert_eq!(
+        wattlet_tls::crl_next_update(outdated.as_bytes()).expect("parses"),
+        Some(seconds(past))
+    );
+    let current = ca.crl_pem(&[], 2).expect("CRL");
+    let next = wattlet_tls::crl_next_update(current.as_bytes())
+        .expect("parses")
+        .expect("a nextUpdate");
+    assert!(next > seconds(SystemTime::now() + Duration::from_secs(364 * 24 * 3600)));
+    // Two CRLs in one file: the earlier counts.
+    let both = format!("{current}{outdated}");
+    assert_eq!(
+        wattlet_tls::crl_next_update(both.as_bytes()).expect("parses"),
+        Some(seconds(past))
+    );
+    assert!(wattlet_tls::crl_next_update(b"no CRL here").is_err());
+}

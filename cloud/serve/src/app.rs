@@ -65,6 +65,9 @@ pub struct App {
     limits: Limits,
     /// One permit per request that may run a component at once.
     running: Arc<Semaphore>,
+    /// The key of the identity proofs: the application variable `client_identity_key`
+    /// (`wattlet_survey::identity`), when the manifest declares it.
+    identity_key: Option<Arc<[u8]>>,
 }
 
 /// Why a routed request got no answer from its component.
@@ -80,6 +83,8 @@ enum RequestError {
     Unloaded(String),
     #[error("{0} requests are running already; none finished within {1:?}")]
     Busy(usize, Duration),
+    #[error("no random numbers for the identity proof")]
+    NoRandom,
 }
 
 impl App {
@@ -96,6 +101,7 @@ impl App {
         let manifest = Manifest::load(&options.manifest)?;
         let router = Router::new(&manifest)?;
         let variables = ResolvedVariables::resolve(&manifest, env)?;
+        let identity_key = identity_key(&variables, options.tls.is_some())?;
         let config = match &options.runtime_config {
             Some(path) => RuntimeConfig::load(path)?,
             None => RuntimeConfig::default(),
@@ -156,15 +162,20 @@ impl App {
                 },
             );
         }
+        let mut metrics = Metrics::new();
+        if let Some(tls) = &tls {
+            tls.register(&mut metrics.registry);
+        }
         Ok(App {
             router,
             components,
-            metrics: Arc::new(Metrics::new()),
+            metrics: Arc::new(metrics),
             max_request_bytes: options.max_request_bytes,
             name: manifest.application.name.clone(),
             tls,
             limits: limits.clone(),
             running: Arc::new(Semaphore::new(max_concurrent)),
+            identity_key,
         })
     }
 
@@ -210,7 +221,7 @@ impl App {
     /// Serves one request from a client that presented `identity` (a verified certificate).
     /// Incoming `spin-*` and `x-wattlet-client-*` headers are always removed first; a revoked
     /// certificate gets 403 before routing; otherwise the identity is passed on in the
-    /// `x-wattlet-client-*` headers.
+    /// `x-wattlet-client-*` headers, with their proof when the application has an identity key.
     pub async fn handle_with_identity(
         &self,
         mut request: Request<Incoming>,
@@ -242,7 +253,7 @@ impl App {
             local,
             scheme: self.scheme(),
         };
-        let response = match self.run(request, &matched, &connection, &path).await {
+        let response = match self.run(request, &matched, &connection, &path, identity).await {
             Ok(response) => response,
             Err(RequestError::Body(BodyError::TooLarge { .. })) => too_large(),
             Err(RequestError::Body(BodyError::TimedOut(_))) => body_timed_out(),
@@ -268,7 +279,7 @@ impl App {
                     _ => plain(StatusCode::INTERNAL_SERVER_ERROR, "internal server error\n"),
                 }
             }
-            Err(error @ RequestError::Unloaded(_)) => {
+            Err(error @ (RequestError::Unloaded(_) | RequestError::NoRandom)) => {
                 tracing::error!(component = %matched.component, path = %path, %error, "component failed");
                 plain(StatusCode::INTERNAL_SERVER_ERROR, "internal server error\n")
             }
@@ -280,13 +291,15 @@ impl App {
     /// Sets Spin's headers and runs the matched component in a slot among the concurrent
     /// requests, with its deadline and memory limit, the body streaming in within its limits.
     /// When the body failed (too large, stalled) before the component answered, the host
-    /// answers for it.
+    /// answers for it. The identity proof covers headers, method and path, not the body, so it
+    /// is made before the body streams in.
     async fn run(
         &self,
         request: Request<Incoming>,
         matched: &RouteMatch<'_>,
         connection: &Connection<'_>,
         path: &str,
+        identity: Option<&ClientIdentity>,
     ) -> Result<Response<Body>, RequestError> {
         let loaded = self
             .components
@@ -294,6 +307,9 @@ impl App {
             .ok_or_else(|| RequestError::Unloaded(matched.component.to_owned()))?;
         let (mut parts, body) = request.into_parts();
         body::check_declared_length(&parts.headers, self.max_request_bytes)?;
+        if let (Some(identity), Some(key)) = (identity, &self.identity_key) {
+            headers::prove_identity(&mut parts, identity, key, unix_now(), &nonce()?)?;
+        }
         headers::set_spin_headers(&mut parts, matched, connection)?;
         let permit = match self.running.clone().try_acquire_owned() {
             Ok(permit) => permit,
@@ -358,6 +374,43 @@ fn body_timed_out() -> Response<Body> {
         StatusCode::REQUEST_TIMEOUT,
         "request body stalled: send it without long pauses\n",
     )
+/// The key of the identity proofs, from the application variable
+/// `wattlet_survey::identity::KEY_VARIABLE`; a weak one is a start-up error. Without one, a
+/// mutual-TLS server passes identities unproven (a warning: the Data API refuses them).
+fn identity_key(variables: &ResolvedVariables, tls: bool) -> anyhow::Result<Option<Arc<[u8]>>> {
+    let name = wattlet_survey::identity::KEY_VARIABLE;
+    match variables.application(name) {
+        Some(key) => {
+            wattlet_access_token::check_secret(key)
+                .map_err(|weak| anyhow!("variable {name:?} is too weak: {weak}"))?;
+            Ok(Some(Arc::from(key.as_bytes())))
+        }
+        None => {
+            if tls {
+                tracing::warn!(
+                    "the manifest declares no variable {name:?}: client identities reach components without proof"
+                );
+            }
+            Ok(None)
+        }
+    }
+}
+
+/// Seconds since 1970.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A fresh nonce for an identity proof: 128 random bits as hex.
+fn nonce() -> Result<String, RequestError> {
+    let mut bytes = [0u8; 16];
+    rustls::crypto::ring::default_provider()
+        .secure_random
+        .fill(&mut bytes)
+        .map_err(|_| RequestError::NoRandom)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Compiles a component and finds its executor from what it exports.

@@ -1,18 +1,20 @@
 //! The request headers only the host sets: Spin's `spin-*` headers and wattlet's client
-//! identity (`x-wattlet-client-*`), and the absolute request URL wasi:http hands the guest.
+//! identity (`x-wattlet-client-*`) with its proof, and the absolute request URL wasi:http hands
+//! the guest.
 //!
 //! Every incoming header named like one of them is removed first ([`strip_reserved`]), so a
 //! client can spoof neither a route nor an identity. (Spin itself only overwrites the `spin-*`
 //! headers it sets, so a client's `spin-path-match-x` reaches a component there; here it does
-//! not.)
+//! not.) The identity's proof ([`prove_identity`], `wattlet_survey::identity`) lets the
+//! component tell these headers from ones that reached it some other way.
 
 use std::net::SocketAddr;
 
 use http::header::{HOST, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use wattlet_survey::identity::{
-    DEVICE as DEVICE_HEADER, EMAIL as EMAIL_HEADER, PREFIX as IDENTITY_PREFIX,
-    SERIAL as SERIAL_HEADER,
+    self, Bound, DEVICE as DEVICE_HEADER, EMAIL as EMAIL_HEADER, Identity,
+    PREFIX as IDENTITY_PREFIX, PROOF as PROOF_HEADER, SERIAL as SERIAL_HEADER,
 };
 use wattlet_tls::ClientIdentity;
 
@@ -72,6 +74,34 @@ pub fn set_identity(headers: &mut HeaderMap, identity: &ClientIdentity) -> Resul
         headers.insert(name, value);
     }
     Ok(())
+}
+
+/// Adds [`PROOF_HEADER`] to a request whose identity headers [`set_identity`] set: an HMAC with
+/// `key` over the identity, the method, the path, `at` (seconds since 1970) and `nonce`
+/// (random, once per request). Call it when the request has been read, just before the
+/// component runs: the proof is fresh for `wattlet_survey::identity::MAX_SKEW_SECONDS`.
+pub fn prove_identity(
+    parts: &mut Parts,
+    client: &ClientIdentity,
+    key: &[u8],
+    at: u64,
+    nonce: &str,
+) -> Result<(), HeaderError> {
+    let request = Bound {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+    };
+    let claimed = Identity {
+        device: &client.device_id,
+        email: &client.email,
+        serial: &client.serial_hex,
+    };
+    let proof = identity::prove(key, request, claimed, at, nonce);
+    insert(
+        &mut parts.headers,
+        HeaderName::from_static(PROOF_HEADER),
+        &proof,
+    )
 }
 
 /// The URL the client asked for: `scheme://host/path?query`, with the Host header's authority
@@ -266,6 +296,40 @@ mod tests {
             set_identity(&mut p.headers, &bad),
             Err(HeaderError::Identity { name, .. }) if name == EMAIL_HEADER
         ));
+    }
+
+    #[test]
+    fn the_proof_verifies_for_the_identity_and_request_it_was_made_for() {
+        let identity = ClientIdentity {
+            device_id: "pi-0042".into(),
+            email: "anna@example.org".into(),
+            serial_hex: "5f3a".into(),
+        };
+        let key = b"a key of 32 characters or longer!";
+        let mut p = parts("/api/household/consent?x=1", &[(PROOF_HEADER, "v1;forged")]);
+        p.method = http::Method::DELETE;
+        strip_reserved(&mut p.headers);
+        set_identity(&mut p.headers, &identity).expect("identity");
+        prove_identity(&mut p, &identity, key, 1_764_600_000, "n0nce").expect("proof");
+        let proof = header(&p, PROOF_HEADER).expect("a proof");
+        assert_eq!(p.headers.get_all(PROOF_HEADER).iter().count(), 1);
+        let claimed = Identity {
+            device: "pi-0042",
+            email: "anna@example.org",
+            serial: "5f3a",
+        };
+        let request = Bound {
+            method: "DELETE",
+            path: "/api/household/consent",
+        };
+        let proven =
+            identity::verify(key, request, claimed, proof, 1_764_600_010).expect("verifies");
+        assert_eq!(proven.nonce, "n0nce");
+        let grant = Bound {
+            method: "POST",
+            ..request
+        };
+        assert!(identity::verify(key, grant, claimed, proof, 1_764_600_010).is_err());
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub enum VariableError {
 /// before any request is served.
 #[derive(Debug, Default)]
 pub struct ResolvedVariables {
+    application: BTreeMap<String, String>,
     by_component: BTreeMap<String, BTreeMap<String, String>>,
 }
 
@@ -82,7 +83,15 @@ impl ResolvedVariables {
             }
             by_component.insert(component.clone(), resolved);
         }
-        Ok(ResolvedVariables { by_component })
+        Ok(ResolvedVariables {
+            application: app,
+            by_component,
+        })
+    }
+
+    /// The value of application variable `name` (`[variables]`), if it has one.
+    pub fn application(&self, name: &str) -> Option<&str> {
+        self.application.get(name).map(String::as_str)
     }
 
     pub fn for_component(&self, component: &str) -> BTreeMap<String, String> {
@@ -151,6 +160,10 @@ mod tests {
             .for_component("c");
         assert_eq!(vars["greet"], "hello, world");
         assert_eq!(vars["secret"], "s3cret");
+        let resolved = ResolvedVariables::resolve(&m, env).unwrap();
+        assert_eq!(resolved.application("token"), Some("s3cret"));
+        assert_eq!(resolved.application("greeting"), Some("hello"));
+        assert_eq!(resolved.application("nope"), None);
         let err = ResolvedVariables::resolve(&m, |_| None).unwrap_err();
         assert_eq!(
             err,

@@ -55,7 +55,7 @@ fn serve_data_api(state: &Path, runtime: &tokio::runtime::Runtime) -> (Served, A
         max_request_bytes: 1 << 20,
         ..serve::app_options(state)
     };
-    let served = serve::start_on(runtime.handle(), &options, &[("admin_token", ADMIN_TOKEN)]);
+    let served = serve::start_on(runtime.handle(), &options, &wattlet_testkit::APP_VARIABLES);
     let url = served.url();
     let admin = ApiClient::new(&url, None)
         .expect("client")

@@ -26,6 +26,9 @@ use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;
 
+mod secret;
+pub use secret::{MIN_SECRET_BITS, MIN_SECRET_CHARS, WeakSecret, check_secret};
+
 const PREFIX: &str = "wt1.";
 const DOMAIN: &[u8] = b"wattlet-token/v1\n";
 /// Longer tokens are refused before any work (a header is not a place for megabytes).
@@ -365,6 +368,17 @@ impl Grant {
     pub fn caveats(&self) -> &[Caveat] {
         &self.caveats
     }
+
+    /// When the token stops being valid: the earliest of its expiries; `None` without one.
+    pub fn expires_at(&self) -> Option<u64> {
+        self.caveats
+            .iter()
+            .filter_map(|c| match c {
+                Caveat::ExpiresAt(t) => Some(*t),
+                _ => None,
+            })
+            .min()
+    }
 }
 
 #[cfg(test)]
@@ -569,6 +583,20 @@ mod tests {
             tag: hmac(ROOT, &[DOMAIN, b"t-3"]),
         };
         assert_eq!(roleless.verify(ROOT, NOW), Err(TokenError::NoRole));
+    }
+
+    #[test]
+    fn the_earliest_expiry_counts() {
+        let grant = researcher().verify(ROOT, NOW).unwrap();
+        assert_eq!(grant.expires_at(), None);
+        let token = researcher()
+            .attenuate(Caveat::ExpiresAt(NOW + 900))
+            .attenuate(Caveat::ExpiresAt(NOW + 60))
+            .attenuate(Caveat::ExpiresAt(NOW + 3600));
+        assert_eq!(
+            token.verify(ROOT, NOW).unwrap().expires_at(),
+            Some(NOW + 60)
+        );
     }
 
     #[test]

@@ -14,15 +14,22 @@
 //!    (only while the stored point is still the true one: it moves once);
 //! 4. delete the postal address, the contact (`household.user` → NULL; a trigger deletes the
 //!    user row) and the household's NIALM results, which came from personalised processing;
+//!    replace its devices' ids (`pi-ada`) by pseudonyms (`auth::device_pseudonym`), under
+//!    which their certificates still find them;
 //! 5. checkpoint the WAL into the database file and truncate it.
 //!
-//! `PRAGMA secure_delete` makes SQLite overwrite deleted content with zeros, so no name, email,
-//! street or true coordinate stays behind in free space, and the truncating checkpoint removes
-//! the older page images from the WAL.
+//! `PRAGMA secure_delete` (set for every request, `crate::route`) makes SQLite overwrite deleted
+//! content with zeros, so no name, email, street, device id or true coordinate stays behind in
+//! free space, also from earlier changes of the registration, and the truncating checkpoint
+//! removes the older page images from the WAL. While another connection reads an older
+//! snapshot the WAL cannot be truncated: the checkpoint is then owed (`wal_scrub`) and tried
+//! again by a request at most every [`SCRUB_RETRY_SECONDS`] until it succeeds (each try may wait
+//! for the busy timeout).
 
 use serde_json::json;
 
 use crate::anonymizer;
+use crate::auth;
 use crate::db::{Db, Value as Sql, col_required, col_text, text};
 use crate::error::{ApiError, ApiResult};
 use crate::services::Env;
@@ -41,7 +48,45 @@ pub fn complete_pending(env: &Env) -> ApiResult<()> {
             eprintln!("wattlet-data-api: anonymizing household {household}: {e}");
         }
     }
+    retry_owed_checkpoint(&env.db)
+}
+
+/// An owed WAL checkpoint is tried again at most this often: each try waits up to the
+/// connection's busy timeout while the reader that blocked it is still there.
+pub const SCRUB_RETRY_SECONDS: i64 = 10;
+
+/// Tries an owed checkpoint again when the last try is [`SCRUB_RETRY_SECONDS`] old (one
+/// indexed read when none is owed).
+fn retry_owed_checkpoint(db: &Db) -> ApiResult<()> {
+    let owed = db.query("SELECT tried_at FROM wal_scrub", &[])?;
+    let Some(row) = owed.rows.first() else {
+        return Ok(());
+    };
+    let now = timestamp::now();
+    let due = timestamp::to_db(now - time::Duration::seconds(SCRUB_RETRY_SECONDS));
+    if col_text(row, 0).is_some_and(|tried| tried > due) {
+        return Ok(());
+    }
+    // Claims the try, so concurrent requests do not all wait on the same reader.
+    let claimed = db.query(
+        "UPDATE wal_scrub SET tried_at = ? WHERE tried_at <= ? RETURNING id",
+        &[text(timestamp::to_db(now)), text(due)],
+    )?;
+    if !claimed.rows.is_empty() && truncate_wal(db)? {
+        db.exec("DELETE FROM wal_scrub", &[])?;
+    }
     Ok(())
+}
+
+/// Checkpoints the WAL into the database file and truncates it; `false` when a reader of an
+/// older snapshot kept it from finishing.
+fn truncate_wal(db: &Db) -> ApiResult<bool> {
+    let checkpoint = db.query("PRAGMA wal_checkpoint(TRUNCATE)", &[])?;
+    Ok(!checkpoint
+        .rows
+        .first()
+        .and_then(|r| r.get::<i64>(0))
+        .is_some_and(|busy| busy != 0))
 }
 
 /// Anonymizes a household whose consent is revoked (steps in the module documentation).
@@ -127,19 +172,69 @@ pub fn anonymize_household(env: &Env, household: &str) -> ApiResult<()> {
         "DELETE FROM disaggregation WHERE meter IN (SELECT uuid FROM meter WHERE household = ?)",
         &[text(household)],
     )?;
+    pseudonymise_devices(env, household)?;
     db.exec(
         "UPDATE anonymization SET completed_at = ? WHERE household = ?",
         &[text(timestamp::to_db(timestamp::now())), text(household)],
     )?;
-    let checkpoint = db.query("PRAGMA wal_checkpoint(TRUNCATE)", &[])?;
-    if checkpoint
+    if !truncate_wal(db)? {
+        // Another connection still reads old pages: owed, tried again by later requests.
+        db.exec(
+            "INSERT OR IGNORE INTO wal_scrub (id, tried_at) VALUES (1, ?)",
+            &[text(timestamp::to_db(timestamp::now()))],
+        )?;
+        eprintln!(
+            "wattlet-data-api: the WAL checkpoint after anonymizing {household} was busy (another connection reads); retried by later requests"
+        );
+    }
+    Ok(())
+}
+
+/// Renames the household's devices to their pseudonyms. Foreign keys hold at every step (the
+/// row is copied under the pseudonym, the meters rewired, the old row deleted), and a retry
+/// after a crash in between finishes the rename (a renamed device is left alone).
+fn pseudonymise_devices(env: &Env, household: &str) -> ApiResult<()> {
+    let db = &env.db;
+    let devices = db.query(
+        "SELECT id FROM measurement_device WHERE household = ? AND substr(id, 1, length(?)) != ?",
+        &[
+            text(household),
+            text(auth::PSEUDONYM_PREFIX),
+            text(auth::PSEUDONYM_PREFIX),
+        ],
+    )?;
+    if devices.rows.is_empty() {
+        return Ok(());
+    }
+    // Every column but the id, whatever later migrations add.
+    let columns: Vec<String> = db
+        .query(
+            "SELECT name FROM pragma_table_info('measurement_device') WHERE name != 'id'",
+            &[],
+        )?
         .rows
-        .first()
-        .and_then(|r| r.get::<i64>(0))
-        .is_some_and(|busy| busy != 0)
-    {
-        // Another connection still reads old pages; the next checkpoint overwrites them.
-        eprintln!("wattlet-data-api: the WAL checkpoint after anonymizing {household} was busy");
+        .iter()
+        .map(|row| col_required(row, 0).map(|name| format!("\"{name}\"")))
+        .collect::<ApiResult<_>>()?;
+    let columns = columns.join(", ");
+    for row in &devices.rows {
+        let id = col_required(row, 0)?;
+        let pseudonym = auth::device_pseudonym(env, &id)?;
+        db.exec(
+            &format!(
+                "INSERT OR IGNORE INTO measurement_device (id, {columns})
+                 SELECT ?, {columns} FROM measurement_device WHERE id = ?"
+            ),
+            &[text(&pseudonym), text(&id)],
+        )?;
+        db.exec(
+            "UPDATE meter SET device = ? WHERE household = ? AND device = ?",
+            &[text(&pseudonym), text(household), text(&id)],
+        )?;
+        db.exec(
+            "DELETE FROM measurement_device WHERE id = ?",
+            &[text(&id)],
+        )?;
     }
     Ok(())
 }

@@ -3,30 +3,56 @@
 //! **Devices and participants** authenticate with X.509 client certificates (mutual TLS). TLS
 //! terminates in the host (or an ingress in front of Spin), which verifies the certificate and
 //! passes the identity in the headers of [`wattlet_survey::identity`] (device id, email and
-//! certificate serial; the serial is not used here). The host
-//! always strips these headers from incoming requests first, so the component may trust them.
+//! certificate serial) with a proof: an HMAC over them, the method, the path and the time, keyed
+//! with the Spin variable `client_identity_key`. The terminator strips client copies of these
+//! headers, but a client that reaches the component some other way (plain HTTP to `spin up`)
+//! could set them: so the identity counts only with a proof that verifies, is fresh
+//! (`MAX_SKEW_SECONDS`) and was not used before (its nonce is kept in `identity_proof` while it
+//! could verify); otherwise 401 `identity_unverified`.
 //! A request is authenticated when the device exists, is not revoked and its household's user
-//! has the certificate's email (an anonymized household has no user: then the device alone);
-//! revocation is checked on every request, not only at handshake. Without a certificate, a
-//! participant's token (`role=participant`, one household; `POST /api/household/token`) reaches
-//! the household's endpoints, but never uploads or status reports.
+//! has the certificate's email (an anonymized household has no user: then the device alone,
+//! found under its pseudonym, [`device_pseudonym`]); revocation is checked on every request,
+//! not only at handshake. Without a certificate, a participant's token (`role=participant`, one
+//! household; `POST /api/household/token`) reaches the household's endpoints, but never uploads
+//! or status reports.
 //!
 //! **Administrators and researchers** send `authorization: Bearer <token>`: the Spin variable
 //! `admin_token` itself (compared in constant time), or an attenuable access token
-//! (`wattlet-access-token`) minted by `POST /api/management/token`.
+//! (`wattlet-access-token`) minted by `POST /api/management/token`. Every access token must
+//! expire within [`MAX_TOKEN_SECONDS`] (a token without expiry, or with a later one, is
+//! refused) and must not have been revoked (`revoked_token`, 401 `token_revoked`).
+//!
+//! **Secrets**: `admin_token` and `client_identity_key` must pass
+//! [`wattlet_access_token::check_secret`]; while one does not, every request but the health
+//! check is answered 500 with a log line ([`check_secrets`]).
 //!
 //! **Workers** (the NIALM manager and workers) send an access token of role `worker`, which
 //! reaches `/api/worker/...` and nothing else; no other role reaches those ([`worker`]).
 
-use wattlet_access_token::{Denied, Grant, Operation, Role, Scope, Token, TokenError, root_key};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use wattlet_access_token::{Denied, Grant, Operation, Role, Scope, Token, check_secret, root_key};
 use wattlet_survey::RefusalCode;
-use wattlet_survey::identity;
+use wattlet_survey::identity::{self, Bound, Identity, MAX_SKEW_SECONDS, ProofError};
 
-use crate::db::{Db, col_text, text};
+use crate::db::{Db, Value as Sql, col_text, text};
 use crate::error::{ApiError, ApiResult};
 use crate::http::Request;
-use crate::services::Env;
+use crate::services::{Env, Secrets};
 use crate::timestamp;
+
+/// Access tokens minted without `expires_at` expire after this long (7 days).
+pub const DEFAULT_TOKEN_SECONDS: u64 = 7 * 24 * 3600;
+/// No access token lives longer (90 days): minting refuses a later `expires_at`, and a token
+/// whose expiry lies further ahead, or that has none, is refused.
+pub const MAX_TOKEN_SECONDS: u64 = 90 * 24 * 3600;
+/// How far the clocks of the instance that minted a token and the one that checks it may
+/// differ.
+const CLOCK_SLACK_SECONDS: u64 = 300;
+/// A revoked id is remembered this long: every token of it has expired by then.
+pub const REVOCATION_KEPT_SECONDS: i64 = (MAX_TOKEN_SECONDS + CLOCK_SLACK_SECONDS) as i64;
+/// Pseudonyms of devices start with this; device ids cannot contain `:`.
+pub const PSEUDONYM_PREFIX: &str = "anon:";
 
 /// An authenticated device (mutual TLS), acting for its household.
 #[derive(Debug, Clone)]
@@ -56,7 +82,7 @@ fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
 pub fn participant(req: &Request, env: &Env) -> ApiResult<Participant> {
     let db = &env.db;
     if header(req, identity::DEVICE).is_some() {
-        return device(req, db).map(|d| Participant {
+        return device(req, env).map(|d| Participant {
             household: d.household,
         });
     }
@@ -66,10 +92,7 @@ pub fn participant(req: &Request, env: &Env) -> ApiResult<Participant> {
             "a client certificate (mutual TLS) or a participant's token is required",
         ));
     };
-    let root = token_root_key(env)?;
-    let grant = Token::decode(token)
-        .and_then(|t| t.verify(&root, unix_now()))
-        .map_err(|e| ApiError::refused(RefusalCode::InvalidToken, format!("invalid token: {e}")))?;
+    let grant = verify_token(env, token)?;
     let household = grant.participant_household().map_err(refusal)?.to_owned();
     if grant.read_only() && *req.method() != crate::http::Method::Get {
         return Err(refusal(Denied::ReadOnly));
@@ -84,8 +107,11 @@ pub fn participant(req: &Request, env: &Env) -> ApiResult<Participant> {
     Ok(Participant { household })
 }
 
-/// Authenticates a device by its client certificate and records its activity.
-pub fn device(req: &Request, db: &Db) -> ApiResult<Device> {
+/// Authenticates a device by its client certificate (the identity headers and their proof)
+/// and records its activity. [`Device::device`] is the id the device is stored under: its
+/// pseudonym once its household is anonymized.
+pub fn device(req: &Request, env: &Env) -> ApiResult<Device> {
+    let db = &env.db;
     let (Some(device), Some(email)) = (header(req, identity::DEVICE), header(req, identity::EMAIL))
     else {
         return Err(ApiError::refused(
@@ -93,13 +119,23 @@ pub fn device(req: &Request, db: &Db) -> ApiResult<Device> {
             "a client certificate is required (mutual TLS)",
         ));
     };
+    verify_identity(req, env, device, email)?;
+    let email_normalized = normalize_email(email);
+    // A new device may have the id an anonymized one had: the row whose participant has the
+    // certificate's email first, then an anonymized one (no participant left).
     let result = db.query(
-        r#"SELECT d.household, d.revoked_at, u.email
+        r#"SELECT d.id, d.household, d.revoked_at, u.email
            FROM measurement_device d
            JOIN household h ON h.id = d.household
            LEFT JOIN "user" u ON u.id = h.user
-           WHERE d.id = ?"#,
-        &[text(device)],
+           WHERE d.id IN (?, ?)
+           ORDER BY CASE WHEN u.email = ? THEN 0 WHEN u.email IS NULL THEN 1 ELSE 2 END
+           LIMIT 1"#,
+        &[
+            text(device),
+            text(device_pseudonym(env, device)?),
+            text(&email_normalized),
+        ],
     )?;
     let Some(row) = result.rows.first() else {
         return Err(ApiError::refused(
@@ -107,9 +143,11 @@ pub fn device(req: &Request, db: &Db) -> ApiResult<Device> {
             "unknown device",
         ));
     };
+    let stored_id =
+        col_text(row, 0).ok_or_else(|| ApiError::Database("device without id".into()))?;
     let household =
-        col_text(row, 0).ok_or_else(|| ApiError::Database("device without household".into()))?;
-    if col_text(row, 1).is_some() {
+        col_text(row, 1).ok_or_else(|| ApiError::Database("device without household".into()))?;
+    if col_text(row, 2).is_some() {
         return Err(ApiError::refused(
             RefusalCode::DeviceRevoked,
             "device revoked",
@@ -117,8 +155,8 @@ pub fn device(req: &Request, db: &Db) -> ApiResult<Device> {
     }
     // An anonymized household has no contact left to compare with: its device, identified by
     // its certificate, still learns that the consent is revoked and is refused uploads.
-    let stored = col_text(row, 2);
-    if stored.is_some() && stored.as_deref() != Some(normalize_email(email).as_str()) {
+    let stored = col_text(row, 3);
+    if stored.is_some() && stored.as_deref() != Some(email_normalized.as_str()) {
         // Not this device as registered: unknown, as far as the caller can learn.
         return Err(ApiError::refused(
             RefusalCode::UnknownDevice,
@@ -127,12 +165,88 @@ pub fn device(req: &Request, db: &Db) -> ApiResult<Device> {
     }
     db.exec(
         "UPDATE measurement_device SET last_activity = ? WHERE id = ?",
-        &[text(timestamp::to_db(timestamp::now())), text(device)],
+        &[text(timestamp::to_db(timestamp::now())), text(&stored_id)],
     )?;
     Ok(Device {
-        device: device.to_owned(),
+        device: stored_id,
         household,
     })
+}
+
+/// Accepts the identity headers only with the terminator's proof (module documentation): one
+/// of each header, a proof that verifies for this request and is fresh, and a nonce not seen
+/// before, which is then kept while a proof could still carry it.
+fn verify_identity(req: &Request, env: &Env, device: &str, email: &str) -> ApiResult<()> {
+    let unverified = |message: String| ApiError::refused(RefusalCode::IdentityUnverified, message);
+    if let Some(name) = identity::HEADERS
+        .iter()
+        .find(|name| req.header_count(name) > 1)
+    {
+        return Err(unverified(format!("header {name} appears more than once")));
+    }
+    let key = secret(env.secrets, Secret::IdentityKey)?;
+    let proof =
+        header(req, identity::PROOF).ok_or_else(|| unverified(ProofError::Missing.to_string()))?;
+    let now = unix_now();
+    let request = Bound {
+        method: req.method().as_str(),
+        path: req.path(),
+    };
+    let claimed = Identity {
+        device,
+        email,
+        serial: header(req, identity::SERIAL).unwrap_or_default(),
+    };
+    let proven = identity::verify(key.as_bytes(), request, claimed, proof, now)
+        .map_err(|e| unverified(e.to_string()))?;
+    let db = &env.db;
+    let oldest = i64::try_from(now.saturating_sub(MAX_SKEW_SECONDS)).unwrap_or(i64::MAX);
+    db.exec(
+        "DELETE FROM identity_proof WHERE made_at < ?",
+        &[Sql::Integer(oldest)],
+    )?;
+    let made_at = i64::try_from(proven.at).unwrap_or(i64::MAX);
+    match db.try_query(
+        "INSERT INTO identity_proof (nonce, made_at) VALUES (?, ?)",
+        &[text(&proven.nonce), Sql::Integer(made_at)],
+    ) {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_unique_violation() => Err(unverified(
+            "the identity proof was used before: a replayed request".to_owned(),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The id an anonymized household's device is kept under: `anon:` and a keyed hash of its id
+/// (HMAC-SHA-256 with a key derived from `admin_token`). The device's certificate still finds
+/// it; the id itself is gone from the database. Rotating `admin_token` changes every pseudonym,
+/// after which such devices are unknown (403 `unknown_device`).
+pub fn device_pseudonym(env: &Env, device: &str) -> ApiResult<String> {
+    let secret = admin_secret(env)?;
+    let key = keyed(secret.as_bytes(), b"wattlet-device-pseudonym/v1");
+    let tag = keyed(&key, device.as_bytes());
+    Ok(format!("{PSEUDONYM_PREFIX}{}", hex::encode(&tag[..16])))
+}
+
+/// The id device `device` is stored under (itself, or its pseudonym once anonymized).
+pub fn stored_device_id(env: &Env, device: &str) -> ApiResult<Option<String>> {
+    let rows = env.db.query(
+        "SELECT id FROM measurement_device WHERE id IN (?, ?) ORDER BY id = ? DESC LIMIT 1",
+        &[
+            text(device),
+            text(device_pseudonym(env, device)?),
+            text(device),
+        ],
+    )?;
+    Ok(rows.rows.first().and_then(|row| col_text(row, 0)))
+}
+
+fn keyed(key: &[u8], message: &[u8]) -> [u8; 32] {
+    // HMAC takes keys of any length.
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
+    mac.update(message);
+    mac.finalize().into_bytes().into()
 }
 
 /// Authenticates a participant and resolves `meter` (a path segment) to one of their own
@@ -189,15 +303,53 @@ fn bearer_grant(req: &Request, env: &Env, whose: &str) -> ApiResult<Grant> {
     if constant_time_eq(token.as_bytes(), secret.as_bytes()) {
         return Ok(Grant::unrestricted(Role::Administrator));
     }
-    let invalid = |e: TokenError| {
+    verify_token(env, token)
+}
+
+/// An access token's grant: its signature and expiry verified, its lifetime within
+/// [`MAX_TOKEN_SECONDS`], its id not revoked.
+fn verify_token(env: &Env, token: &str) -> ApiResult<Grant> {
+    let invalid = |message: String| {
         ApiError::refused(
             RefusalCode::InvalidToken,
-            format!("invalid bearer token: {e}"),
+            format!("invalid token: {message}"),
         )
     };
-    Token::decode(token)
-        .and_then(|t| t.verify(&root_key(secret.as_bytes()), unix_now()))
-        .map_err(invalid)
+    let secret = admin_secret(env)?;
+    let token = Token::decode(token).map_err(|e| invalid(e.to_string()))?;
+    let now = unix_now();
+    let grant = token
+        .verify(&root_key(secret.as_bytes()), now)
+        .map_err(|e| invalid(e.to_string()))?;
+    let days = MAX_TOKEN_SECONDS / 86_400;
+    match grant.expires_at() {
+        None => {
+            return Err(invalid(format!(
+                "it never expires; tokens live at most {days} days (mint a new one)"
+            )));
+        }
+        Some(at) if at > now + MAX_TOKEN_SECONDS + CLOCK_SLACK_SECONDS => {
+            return Err(invalid(format!(
+                "it expires at {at} (seconds since 1970), further ahead than the {days} days a token may live"
+            )));
+        }
+        Some(_) => {}
+    }
+    let revoked = env.db.query(
+        "SELECT revoked_at FROM revoked_token WHERE id = ?",
+        &[text(token.id())],
+    )?;
+    if let Some(row) = revoked.rows.first() {
+        return Err(ApiError::refused(
+            RefusalCode::TokenRevoked,
+            format!(
+                "the token {} was revoked at {}",
+                token.id(),
+                timestamp::db_to_api(col_text(row, 0)).unwrap_or_default()
+            ),
+        ));
+    }
+    Ok(grant)
 }
 
 /// The token of `authorization: Bearer <token>` (the scheme in any case).
@@ -221,16 +373,47 @@ pub fn unix_now() -> u64 {
 }
 
 fn admin_secret(env: &Env) -> ApiResult<String> {
-    let secret = env
-        .secrets
-        .admin_token()
-        .map_err(|e| ApiError::Internal(format!("the admin_token variable is unavailable: {e}")))?;
-    if secret.is_empty() {
-        return Err(ApiError::Internal(
-            "the admin_token variable is empty".into(),
-        ));
+    secret(env.secrets, Secret::AdminToken)
+}
+
+/// The Data API's secrets (Spin variables).
+#[derive(Debug, Clone, Copy)]
+enum Secret {
+    AdminToken,
+    IdentityKey,
+}
+
+impl Secret {
+    fn name(self) -> &'static str {
+        match self {
+            Secret::AdminToken => "admin_token",
+            Secret::IdentityKey => identity::KEY_VARIABLE,
+        }
     }
-    Ok(secret)
+}
+
+/// The secret's value, strong enough; 500 and a log line otherwise.
+fn secret(secrets: &dyn Secrets, which: Secret) -> ApiResult<String> {
+    let name = which.name();
+    let value = match which {
+        Secret::AdminToken => secrets.admin_token(),
+        Secret::IdentityKey => secrets.client_identity_key(),
+    }
+    .map_err(|e| ApiError::Internal(format!("the {name} variable is unavailable: {e}")))?;
+    check_secret(&value).map_err(|weak| {
+        ApiError::Internal(format!(
+            "the {name} variable is too weak: {weak}; the Data API answers nothing until it is replaced"
+        ))
+    })?;
+    Ok(value)
+}
+
+/// Whether both secrets are available and strong: the Data API answers nothing else while one
+/// is not (the message says which and why).
+pub fn check_secrets(secrets: &dyn Secrets) -> ApiResult<()> {
+    secret(secrets, Secret::AdminToken)?;
+    secret(secrets, Secret::IdentityKey)?;
+    Ok(())
 }
 
 /// Whether the authenticated holder may do `operation` (403 naming the restriction otherwise).

@@ -141,6 +141,10 @@ impl Secrets for SpinVariables {
     fn admin_token(&self) -> Result<String, String> {
         spin_sdk::variables::get("admin_token").map_err(|e| e.to_string())
     }
+
+    fn client_identity_key(&self) -> Result<String, String> {
+        spin_sdk::variables::get(wattlet_survey::identity::KEY_VARIABLE).map_err(|e| e.to_string())
+    }
 }
 
 /// The anonymizer through its WIT import.

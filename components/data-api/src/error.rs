@@ -73,7 +73,7 @@ impl ApiError {
         );
         match &self {
             ApiError::MethodNotAllowed { allow } => response.set_header("allow", allow),
-            _ if code == RefusalCode::InvalidToken => {
+            _ if matches!(code, RefusalCode::InvalidToken | RefusalCode::TokenRevoked) => {
                 response.set_header("www-authenticate", "Bearer realm=\"wattlet\"")
             }
             _ => {}

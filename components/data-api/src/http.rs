@@ -101,6 +101,14 @@ impl Request {
             .map(|(_, v)| v.as_str())
     }
 
+    /// How many times header `name` appears.
+    pub fn header_count(&self, name: &str) -> usize {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .count()
+    }
+
     pub fn body(&self) -> &[u8] {
         &self.body
     }

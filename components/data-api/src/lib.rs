@@ -14,6 +14,7 @@
 //! | POST | /api/management/device/:id/revoke | administrator |
 //! | PUT | /api/management/nuts3_region | administrator |
 //! | POST | /api/management/token | administrator |
+//! | POST | /api/management/token/:id/revoke | administrator |
 //! | GET | /api/account \[1\] | participant |
 //! | GET | /api/household \[2\] | participant |
 //! | GET, POST \[3\], DELETE \[4\] | /api/household/consent | participant |
@@ -37,8 +38,8 @@
 //!
 //! The handlers are plain Rust over small traits, so the crate builds and is tested natively:
 //! [`handle`] answers a [`Request`] with a [`Response`] using the [`Services`] of where it runs,
-//! a [`Storage`] (one SQL statement with parameters in, rows out), the `admin_token` secret
-//! ([`Secrets`]) and the [`Anonymizer`]. On `wasm32` the thin `component` module implements
+//! a [`Storage`] (one SQL statement with parameters in, rows out), the `admin_token` and
+//! `client_identity_key` secrets ([`Secrets`]) and the [`Anonymizer`]. On `wasm32` the thin `component` module implements
 //! them with spin-sdk's sqlite and variables and the anonymizer's WIT import, and exports the
 //! Spin HTTP handler; native tests (`tests/`) use rusqlite on SQLite files and the
 //! `wattlet-anonymizer` library.
@@ -95,6 +96,7 @@ enum Endpoint<'a> {
     RevokeDevice(&'a str),
     Regions,
     MintToken,
+    RevokeToken(&'a str),
     Account,
     Household,
     ParticipantToken,
@@ -132,6 +134,7 @@ impl Endpoint<'_> {
             Endpoint::CreateOrListHouseholds => "GET, POST",
             Endpoint::Participant(_) => "GET, PATCH",
             Endpoint::RevokeDevice(_)
+            | Endpoint::RevokeToken(_)
             | Endpoint::UploadMeasurements
             | Endpoint::MintToken
             | Endpoint::ParticipantToken
@@ -153,6 +156,7 @@ fn resolve(path: &str) -> Option<Endpoint<'_>> {
         ["management", "device", id, "revoke"] if !id.is_empty() => Endpoint::RevokeDevice(id),
         ["management", "nuts3_region"] => Endpoint::Regions,
         ["management", "token"] => Endpoint::MintToken,
+        ["management", "token", id, "revoke"] if !id.is_empty() => Endpoint::RevokeToken(id),
         ["account"] => Endpoint::Account,
         ["household"] => Endpoint::Household,
         ["household", "consent"] => Endpoint::Consent,
@@ -188,7 +192,7 @@ fn route(req: &Request, services: &Services<'_>) -> ApiResult<Response> {
     };
     // Service endpoints answer without touching the schema.
     match (&endpoint, method) {
-        (Endpoint::Health, Method::Get) => return Ok(service::health(services.storage)),
+        (Endpoint::Health, Method::Get) => return Ok(service::health(services)),
         (Endpoint::Version, Method::Get) => return Ok(service::version()),
         (Endpoint::Health | Endpoint::Version, _) => return Err(not_allowed()),
         _ => {}
@@ -200,11 +204,19 @@ fn route(req: &Request, services: &Services<'_>) -> ApiResult<Response> {
     if !allowed {
         return Err(not_allowed());
     }
+    // A weak or missing secret gives tokens and identities away: nothing is answered with it.
+    auth::check_secrets(services.secrets)?;
     let env = Env {
         db: Db::open(services.storage)?,
         secrets: services.secrets,
         anonymizer: services.anonymizer,
     };
+    // Deleted and overwritten personal data is zeroed, not left in free pages (the connection
+    // may be shared and is not ours to configure once: set for every request). A host that
+    // refuses the pragma sets it on its connections itself.
+    if let Err(e) = env.db.try_query("PRAGMA secure_delete = ON", &[]) {
+        eprintln!("wattlet-data-api: PRAGMA secure_delete refused: {e}");
+    }
     schema::migrate(&env.db)?;
     anonymization::complete_pending(&env)?;
     match (&endpoint, method) {
@@ -215,6 +227,7 @@ fn route(req: &Request, services: &Services<'_>) -> ApiResult<Response> {
         (Endpoint::RevokeDevice(id), _) => management::revoke_device(req, &env, id),
         (Endpoint::Regions, _) => regions::import(req, &env),
         (Endpoint::MintToken, _) => tokens::mint(req, &env),
+        (Endpoint::RevokeToken(id), _) => tokens::revoke(req, &env, id),
         (Endpoint::Account, _) => household::account(req, &env),
         (Endpoint::Household, _) => household::get(req, &env),
         (Endpoint::ParticipantToken, _) => tokens::mint_participant(req, &env),

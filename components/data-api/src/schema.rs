@@ -24,7 +24,7 @@ pub struct Migration {
 }
 
 /// The version the code expects.
-pub const CURRENT_VERSION: i64 = 4;
+pub const CURRENT_VERSION: i64 = 5;
 
 /// `'name'` of a consent state, for SQL text.
 fn quoted(state: ConsentState) -> String {
@@ -199,6 +199,31 @@ pub fn migrations() -> Vec<Migration> {
                 PRIMARY KEY (meter, pv_system)
             )"#.to_owned(),
                 "CREATE INDEX IF NOT EXISTS meter_pv_system_pv ON meter_pv_system(pv_system)".to_owned(),
+            ],
+        },
+        Migration {
+            version: 5,
+            statements: vec![
+                // The nonces of identity proofs, each accepted once (`auth`); kept while a proof
+                // made at made_at (seconds since 1970) could still verify.
+                r#"CREATE TABLE IF NOT EXISTS identity_proof (
+                nonce TEXT PRIMARY KEY,
+                made_at INTEGER NOT NULL
+            )"#.to_owned(),
+                "CREATE INDEX IF NOT EXISTS identity_proof_made_at ON identity_proof(made_at)".to_owned(),
+                // Revoked access-token ids; kept while a token of the id could still be valid.
+                r#"CREATE TABLE IF NOT EXISTS revoked_token (
+                id TEXT PRIMARY KEY,
+                revoked_at TEXT NOT NULL
+            )"#.to_owned(),
+                "CREATE INDEX IF NOT EXISTS revoked_token_at ON revoked_token(revoked_at)".to_owned(),
+                // One row while an anonymization's WAL checkpoint is owed: another connection
+                // was reading, so old page images (personal data) stayed in the WAL; requests
+                // try again (tried_at: the last try) until the WAL is truncated (`anonymization`).
+                r#"CREATE TABLE IF NOT EXISTS wal_scrub (
+                id INTEGER PRIMARY KEY CHECK (id = 1),
+                tried_at TEXT NOT NULL
+            )"#.to_owned(),
             ],
         },
     ]

@@ -1,5 +1,5 @@
 //! What the Data API needs from where it runs: its database ([`Storage`]), the `admin_token`
-//! secret ([`Secrets`]) and the anonymizer ([`Anonymizer`]). The component provides Spin's
+//! and `client_identity_key` secrets ([`Secrets`]) and the anonymizer ([`Anonymizer`]). The component provides Spin's
 //! (`component`); native tests their own.
 
 use crate::anonymizer::Anonymizer;
@@ -10,6 +10,10 @@ pub trait Secrets {
     /// The `admin_token` variable: the administrators' bearer token, from which the key of
     /// every access token is derived. `Err` says why it is unavailable.
     fn admin_token(&self) -> Result<String, String>;
+
+    /// The `client_identity_key` variable: the key the TLS terminator proves the identity
+    /// headers with (`wattlet_survey::identity`). `Err` says why it is unavailable.
+    fn client_identity_key(&self) -> Result<String, String>;
 }
 
 /// Everything one request may use.

@@ -17,7 +17,7 @@ fn routes_methods_and_service_endpoints() {
     let (status, body) = api.send(Method::Get, "/api/health", &[], None);
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["database"], "ok");
-    assert_eq!(body["schema_version"], 4);
+    assert_eq!(body["schema_version"], 5);
     let (status, body) = api.send(Method::Get, "/api/version", &[], None);
     assert_eq!((status, body["version"].is_string()), (200, true));
     for path in [
@@ -61,6 +61,10 @@ impl Secrets for NoSecret {
     fn admin_token(&self) -> Result<String, String> {
         Err("undefined".to_owned())
     }
+
+    fn client_identity_key(&self) -> Result<String, String> {
+        Err("undefined".to_owned())
+    }
 }
 
 impl Anonymizer for NoSecret {
@@ -71,9 +75,10 @@ impl Anonymizer for NoSecret {
 
 #[test]
 fn failures_are_500_internal_and_health_says_503() {
+    let api = Api::new();
     let services = Services {
         storage: &Broken,
-        secrets: &NoSecret,
+        secrets: &api.secrets,
         anonymizer: &NoSecret,
     };
     let health = handle(&Request::new(Method::Get, "/api/health"), &services);
@@ -93,7 +98,6 @@ fn failures_are_500_internal_and_health_says_503() {
     assert_eq!(listing.json()["error"], "internal database error");
 
     // A database, but no admin_token: management answers 500 `internal`, never 401.
-    let api = Api::new();
     let services = Services {
         storage: &api.storage,
         secrets: &NoSecret,

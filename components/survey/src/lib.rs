@@ -6,7 +6,8 @@
 //!   summed, missing codes found);
 //! - [`measurement`]: one measurement as the edge uploads it and the Data API stores it;
 //! - [`refusal`]: the machine-readable codes of the Data API's refusals, which clients branch on;
-//! - [`identity`]: the request headers that carry a TLS client's verified identity.
+//! - [`identity`]: the request headers that carry a TLS client's verified identity, and the
+//!   terminator's proof that it set them.
 //!
 //! The WIT package `wattlet:survey` (`wit/survey`) carries the same definitions across the
 //! component boundary; the hosts' conversions map one onto the other.

@@ -20,8 +20,14 @@ macro_rules! for_each_refusal_code {
     /// No client identity: the endpoint needs a device certificate (mutual TLS) or a
     /// participant token.
     NotAuthenticated = "not_authenticated", 401;
-    /// The bearer token is missing, malformed, forged or expired.
+    /// The bearer token is missing, malformed, forged or expired, or lives longer than the
+    /// maximum.
     InvalidToken = "invalid_token", 401;
+    /// The bearer token's id was revoked by an administrator.
+    TokenRevoked = "token_revoked", 401;
+    /// Client identity headers without a valid proof from the TLS terminator: forged, stale or
+    /// replayed.
+    IdentityUnverified = "identity_unverified", 401;
     /// A restriction of the token (read-only, one household, a date range) forbids this.
     TokenRestricted = "token_restricted", 403;
     /// The caller's role may not do this.

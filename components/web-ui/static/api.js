@@ -55,7 +55,9 @@ export function el(tag, attributes = {}, ...children) {
 // What to tell people about a failed call: the API's message, and what to do about a refused
 // token.
 export function explain(error) {
-  if (error.code === 'invalid_token') return `${error.message}. Enter a valid token.`;
+  if (error.code === 'invalid_token' || error.code === 'token_revoked') {
+    return `${error.message}. Enter a valid token.`;
+  }
   return error.message;
 }
 

@@ -103,6 +103,28 @@ pub fn revoked_serials(crl_pem: &[u8]) -> Result<HashSet<String>> {
     Ok(serials)
 }
 
+/// When the CRLs of a PEM file's contents should be replaced by newer ones: the earliest
+/// `nextUpdate` among them, in seconds since the Unix epoch (`None` when none has one). A CRL
+/// past it may miss newer revocations: servers report it (rustls does not check it).
+pub fn crl_next_update(crl_pem: &[u8]) -> Result<Option<i64>> {
+    let mut earliest: Option<i64> = None;
+    let mut found = false;
+    for der in CertificateRevocationListDer::pem_slice_iter(crl_pem) {
+        let der = der.map_err(|e| TlsError::Crl(e.to_string()))?;
+        found = true;
+        let (_, crl) =
+            x509_parser::parse_x509_crl(&der).map_err(|e| TlsError::Crl(e.to_string()))?;
+        if let Some(next) = crl.next_update() {
+            let next = next.timestamp();
+            earliest = Some(earliest.map_or(next, |e| e.min(next)));
+        }
+    }
+    if !found {
+        return Err(TlsError::Crl("no X509 CRL block in the file".into()));
+    }
+    Ok(earliest)
+}
+
 /// The serial number (lowercase hex) of a PEM certificate.
 pub fn certificate_serial(cert_pem: &[u8]) -> Result<String> {
     let der = CertificateDer::from_pem_slice(cert_pem)

@@ -9,7 +9,8 @@
 //!   files into rustls configurations: TLS 1.3 only, client certificates checked against the
 //!   CA and the CRL.
 //! - [`ClientIdentity`] is what a verified device certificate says about its holder;
-//!   [`revoked_serials`] what a CRL revokes; [`not_after`] when a certificate expires.
+//!   [`revoked_serials`] what a CRL revokes, [`crl_next_update`] until when it counts;
+//!   [`not_after`] when a certificate expires.
 
 mod config;
 mod identity;
@@ -18,7 +19,7 @@ use std::path::PathBuf;
 
 pub use config::{ClientAuth, anonymous_client_tls_config, client_tls_config, server_tls_config};
 pub use identity::{
-    ClientIdentity, DEVICE_URI_PREFIX, certificate_serial, normalize_serial, not_after,
+    ClientIdentity, DEVICE_URI_PREFIX, certificate_serial, crl_next_update, normalize_serial, not_after,
     revoked_serials, serial_hex, valid_dns_name, validate_device_id, validate_email,
 };
 

@@ -16,8 +16,69 @@ use wattlet_serve::tls::ClientAuth;
 use crate::pki::{self, Device};
 use crate::serve::{self, Served};
 
-/// The Data API's `admin_token` wherever the tests serve it.
-pub const ADMIN_TOKEN: &str = "admin-token-for-tests";
+/// The Data API's `admin_token` wherever the tests serve it (strong enough for the Data API's
+/// rule, `wattlet_access_token::check_secret`).
+pub const ADMIN_TOKEN: &str = "admin-token-for-tests-3b9f0c61d2e84a57";
+
+/// The application's `client_identity_key` wherever the tests serve it: `wattlet serve` proves
+/// the identity headers with it and the Data API checks the proofs; a test that plays the
+/// ingress in front of `spin up` proves identities with it too ([`ingress_identity`]).
+pub const IDENTITY_KEY: &str = "identity-key-for-tests-7e1a4c90b5d23f68";
+
+/// The variables of the repository's application (`spin.toml`) in every test.
+pub const APP_VARIABLES: [(&str, &str); 2] = [
+    ("admin_token", ADMIN_TOKEN),
+    ("client_identity_key", IDENTITY_KEY),
+];
+
+/// The identity headers an ingress in front of Spin sets for a client that presented the
+/// certificate of `device` (participant `email`, serial `serial`), with their proof for
+/// `method path` made now with [`IDENTITY_KEY`]: what a test sends to the application on
+/// `spin up` on a device's behalf. A proof is good for one request (the query is not signed).
+pub fn ingress_identity(
+    method: &str,
+    path: &str,
+    device: &str,
+    email: &str,
+    serial: &str,
+) -> Vec<(&'static str, String)> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("a clock after 1970")
+        .as_secs();
+    ingress_identity_at(now, method, path, device, email, serial)
+}
+
+/// [`ingress_identity`] with the proof made at `now` (seconds since 1970): an old one.
+pub fn ingress_identity_at(
+    now: u64,
+    method: &str,
+    path: &str,
+    device: &str,
+    email: &str,
+    serial: &str,
+) -> Vec<(&'static str, String)> {
+    use wattlet_survey::identity::{self, Bound, Identity};
+    let path = path.split('?').next().unwrap_or(path);
+    let nonce = uuid::Uuid::new_v4().simple().to_string();
+    let proof = identity::prove(
+        IDENTITY_KEY.as_bytes(),
+        Bound { method, path },
+        Identity {
+            device,
+            email,
+            serial,
+        },
+        now,
+        &nonce,
+    );
+    vec![
+        (identity::DEVICE, device.to_owned()),
+        (identity::EMAIL, email.to_owned()),
+        (identity::SERIAL, serial.to_owned()),
+        (identity::PROOF, proof),
+    ]
+}
 
 /// The registration of a household with one electricity meter (`meter`, a UUID) and device
 /// `device`, as an administrator posts it to `/api/management/household`.
@@ -61,7 +122,7 @@ impl Cloud {
             tls: Some(tls),
             ..serve::app_options(&dir.join("cloud"))
         };
-        let served = serve::start(&options, &[("admin_token", ADMIN_TOKEN)]);
+        let served = serve::start(&options, &APP_VARIABLES);
         Cloud {
             addr: served.addr,
             dir: dir.to_path_buf(),

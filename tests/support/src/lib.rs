@@ -13,6 +13,7 @@
 //! - [`process`]: the binaries as child processes (under an emulator when cross-built), commands
 //!   run to their end, `nats-server`;
 //! - [`spin`]: the real Spin CLI;
+//! - [`scan`]: byte scans of files for personal data left behind;
 //! - waiting with patience, free ports, unique names, UUIDs, settings from the environment,
 //!   metrics scrapes and a reproducible PRNG ([`Rng`]).
 
@@ -29,11 +30,15 @@ pub mod metrics;
 pub mod pki;
 pub mod process;
 pub mod rng;
+pub mod scan;
 pub mod serve;
 pub mod serve_child;
 pub mod spin;
 
-pub use cloud::{ADMIN_TOKEN, Cloud, household};
+pub use cloud::{
+    ADMIN_TOKEN, APP_VARIABLES, Cloud, IDENTITY_KEY, household, ingress_identity,
+    ingress_identity_at,
+};
 pub use edge::{ConsentingEdge, Meter, edge_config, edge_log, journal, pending, spawn_edge};
 pub use metrics::{metric, sample, scrape};
 pub use pki::Device;

@@ -3,43 +3,30 @@
 
 use super::*;
 
-/// Every file of the mutual-TLS server's state directory (the database, its WAL and index).
-fn state_files() -> Vec<(PathBuf, Vec<u8>)> {
-    let mut files = Vec::new();
-    let mut dirs = vec![tls_api().dir.path().join("state")];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).expect("state dir") {
-            let path = entry.expect("entry").path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else {
-                let bytes = std::fs::read(&path).expect("read state file");
-                files.push((path, bytes));
-            }
-        }
-    }
-    files
+/// The needles (with what each is) found anywhere in the state files of the server with state
+/// in `state` (the database, its WAL and index), which must run in WAL mode.
+fn traces_in(state: &Path, needles: &[Needle<'_>]) -> Vec<String> {
+    let files = scan::files(state);
+    assert!(
+        files.iter().any(|(name, _)| name.ends_with("-wal")),
+        "the database runs in WAL mode: {:?}",
+        files.iter().map(|(name, _)| name).collect::<Vec<_>>()
+    );
+    scan::traces(&[state], needles)
 }
 
-/// The needles (with what each is) found anywhere in the state files.
-fn traces_in_state(needles: &[(&str, Vec<u8>)]) -> Vec<String> {
-    let files = state_files();
-    assert!(
-        files
-            .iter()
-            .any(|(p, _)| p.to_string_lossy().ends_with("-wal")),
-        "the database runs in WAL mode: {:?}",
-        files.iter().map(|(p, _)| p).collect::<Vec<_>>()
-    );
-    let mut found = Vec::new();
-    for (path, bytes) in &files {
-        for (what, needle) in needles {
-            if bytes.windows(needle.len()).any(|w| w == needle.as_slice()) {
-                found.push(format!("{what} in {}", path.display()));
-            }
-        }
-    }
-    found
+/// The needles found in the mutual-TLS server's state files.
+fn traces_in_state(needles: &[Needle<'_>]) -> Vec<String> {
+    traces_in(&tls_api().dir.path().join("state"), needles)
+}
+
+/// How a coordinate may be written down: a REAL's 8 bytes either way, its text.
+fn coordinate_needles<'a>(what: &'a str, value: f64) -> [Needle<'a>; 3] {
+    [
+        (what, value.to_be_bytes().to_vec()),
+        (what, value.to_le_bytes().to_vec()),
+        (what, value.to_string().into_bytes()),
+    ]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -51,7 +38,7 @@ async fn revocation_anonymizes_at_once_and_leaves_no_trace() {
     // Coordinates no other test uses, with all the digits an f64 holds.
     let salt = (std::process::id() % 9973) as f64 * 1e-9;
     let (latitude, longitude) = (52.123_456_789_012 + salt, 13.987_654_321_098 - salt);
-    let device = unique("dev");
+    let device = format!("{tag}-pi");
     let reply = admin_as(
         tls_admin(),
         Method::POST,
@@ -89,17 +76,18 @@ async fn revocation_anonymizes_at_once_and_leaves_no_trace() {
     );
     let client = device_client(&device, &email);
 
-    let mut needles: Vec<(&str, Vec<u8>)> = vec![
+    let mut needles: Vec<Needle<'_>> = vec![
         ("name", name.clone().into_bytes()),
         ("email", email.clone().into_bytes()),
         ("street", street.clone().into_bytes()),
+        ("device id", device.clone().into_bytes()),
     ];
-    for (what, value) in [("latitude", latitude), ("longitude", longitude)] {
-        // SQLite stores a REAL as 8 big-endian bytes; also look for other encodings.
-        needles.push((what, value.to_be_bytes().to_vec()));
-        needles.push((what, value.to_le_bytes().to_vec()));
-        needles.push((what, value.to_string().into_bytes()));
-    }
+    // SQLite stores a REAL as 8 big-endian bytes; also look for other encodings.
+    needles.extend(coordinate_needles("latitude", latitude));
+    needles.extend(coordinate_needles("longitude", longitude));
+    // The CA that issued the device's certificate keeps no participant's email.
+    let ca = tls_api().dir.path().join("ca");
+    let email_needle = [("email", email.clone().into_bytes())];
 
     let reply = client.call(Method::GET, "/api/household", None).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
@@ -111,7 +99,14 @@ async fn revocation_anonymizes_at_once_and_leaves_no_trace() {
     assert_eq!(reply.body["metadata"]["ev_charger"], true);
     // The scan finds what is there: before revocation, every needle is in the files.
     let before = traces_in_state(&needles);
-    for what in ["name", "email", "street", "latitude", "longitude"] {
+    for what in [
+        "name",
+        "email",
+        "street",
+        "device id",
+        "latitude",
+        "longitude",
+    ] {
         assert!(
             before.iter().any(|f| f.starts_with(what)),
             "{what} not found before revocation: {before:?}"
@@ -135,6 +130,8 @@ async fn revocation_anonymizes_at_once_and_leaves_no_trace() {
         after.is_empty(),
         "identifying data left after revocation: {after:?}"
     );
+    let in_ca = scan::traces(&[&ca], &email_needle);
+    assert!(in_ca.is_empty(), "the CA keeps the email: {in_ca:?}");
     let reply = client.call(Method::GET, "/api/household", None).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
     assert_eq!(reply.body["user"], Value::Null, "{}", reply.text);
@@ -216,6 +213,25 @@ async fn revocation_anonymizes_at_once_and_leaves_no_trace() {
     assert_eq!(uuids(&read(&client, &meter, "").await), [uuid_of(&reading)]);
     let listed = household_listed_on(tls_admin(), &reply_household(&client).await).await;
     assert_eq!(listed["user"], Value::Null, "{listed}");
+    // Its device is known under a pseudonym, which its certificate still finds.
+    let devices = listed["devices"].as_array().expect("devices");
+    assert_eq!(devices.len(), 1, "{listed}");
+    let pseudonym = devices[0]["device"].as_str().expect("device");
+    assert!(pseudonym.starts_with("anon:"), "{listed}");
+    assert_eq!(
+        reply_household(&client).await,
+        listed["household"].as_str().expect("id")
+    );
+    let reply = admin_as(
+        tls_admin(),
+        Method::POST,
+        &format!("/api/management/device/{device}/revoke"),
+        None,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let reply = client.call(Method::GET, "/api/household", None).await;
+    assert_refused(&reply, RefusalCode::DeviceRevoked, "revoked");
     assert!(traces_in_state(&needles).is_empty());
 }
 
@@ -316,4 +332,181 @@ async fn reply_household(client: &Client) -> String {
         .as_str()
         .expect("household")
         .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_before_a_revocation_leave_no_trace_once_a_reader_lets_go_of_the_wal() {
+    // A server of its own: the reader below holds its WAL, which would keep other tests'
+    // anonymizations from truncating it.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (ca, tls) = pki::server_ca(dir.path(), ClientAuth::Required);
+    let state = dir.path().join("state");
+    let served = start(&state, Some(tls));
+    let console = pki::device(&ca, dir.path(), "admin-console", "admin@example.org");
+    let admin = Client::tls(served.addr, console.tls).bearer(ADMIN_TOKEN);
+    let tag = unique("changed");
+    let names = [
+        format!("Ottilie Vorher {tag}"),
+        format!("Ottilie Nachher {tag}"),
+    ];
+    let emails = [
+        format!("{tag}@old.example.org"),
+        format!("{tag}@new.example.org"),
+    ];
+    let streets = [
+        format!("Erste Gasse {tag}"),
+        format!("Zweite Gasse {tag}"),
+        format!("Dritte Gasse {tag}"),
+    ];
+    let salt = (std::process::id() % 9973) as f64 * 1e-9;
+    let latitudes = [51.234_567_890_123 + salt, 51.345_678_901_234 + salt];
+    let device = format!("{tag}-pi");
+    let address = |street: &str| {
+        json!({ "street": street, "house_number": "1", "postal_code": "04109",
+                "city": "Leipzig", "country": "DE" })
+    };
+    let reply = admin
+        .call(
+            Method::POST,
+            "/api/management/household",
+            Some(&json!({
+                "name": names[0], "email": emails[0], "device": device,
+                "meters": [{ "type": "ELECTRICITY", "model": "MT681" }],
+                "location": { "latitude": latitudes[0], "longitude": 12.37 },
+                "address": address(&streets[0]),
+            })),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+    let household = reply.body["household"].as_str().expect("id").to_owned();
+
+    // Another connection reads the database (a backup, a shell) and keeps its snapshot.
+    let reader = rusqlite::Connection::open(served.database()).expect("open the database");
+    reader.execute_batch("BEGIN").expect("begin");
+    let households: i64 = reader
+        .query_row("SELECT count(*) FROM household", [], |row| row.get(0))
+        .expect("read");
+    assert_eq!(households, 1);
+
+    // Earlier versions of the registration: every one of them is personal data.
+    let path = format!("/api/management/household/{household}");
+    for change in [
+        json!({ "name": names[1], "address": address(&streets[1]),
+                "location": { "latitude": latitudes[1], "longitude": 12.37 } }),
+        json!({ "email": emails[1], "address": address(&streets[2]) }),
+    ] {
+        let reply = admin.call(Method::PATCH, &path, Some(&change)).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    }
+    let mut needles: Vec<Needle<'_>> = vec![("device id", device.clone().into_bytes())];
+    for name in &names {
+        needles.push(("name", name.clone().into_bytes()));
+    }
+    for email in &emails {
+        needles.push(("email", email.clone().into_bytes()));
+    }
+    for street in &streets {
+        needles.push(("street", street.clone().into_bytes()));
+    }
+    for latitude in latitudes {
+        needles.extend(coordinate_needles("latitude", latitude));
+    }
+
+    let client = Client::tls(
+        served.addr,
+        pki::device(&ca, dir.path(), &device, &emails[1]).tls,
+    );
+    grant(&client).await;
+    let reply = client
+        .call(Method::DELETE, "/api/household/consent", None)
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    // The reader is entitled to its snapshot: while it holds it, the WAL keeps old pages.
+    assert!(!traces_in(&state, &needles).is_empty());
+    reader.execute_batch("COMMIT").expect("commit");
+    drop(reader);
+
+    // Once it let go, the owed checkpoint is made by a later request.
+    let deadline = std::time::Instant::now()
+        + std::time::Duration::from_secs(60) * wattlet_testkit::patience();
+    loop {
+        let reply = client.call(Method::GET, "/api/household", None).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+        assert_eq!(reply.body["user"], Value::Null, "{}", reply.text);
+        let left = traces_in(&state, &needles);
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "identifying data left after revocation: {left:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
+#[test]
+fn revocation_leaves_no_unsent_reading_in_the_edge_buffer() {
+    use std::sync::Arc;
+    use std::time::Duration;
+    use wattlet_edge::config::EdgeConfig;
+    use wattlet_edge::daemon::{Daemon, EdgeComponents, Stopped};
+    use wattlet_edge::metrics::EdgeMetrics;
+    use wattlet_testkit::{ConsentingEdge, pending, wait_for};
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let meter = uuid4();
+    // Measures every second, reports once an hour: what it measures stays unsent.
+    let edge = ConsentingEdge::start(
+        dir.path(),
+        &meter,
+        Duration::from_millis(500),
+        ("1s", "1h", "1s"),
+    );
+    let config = EdgeConfig::load(&edge.config).expect("edge configuration");
+    let engine = wattlet_runtime::engine::engine().expect("engine");
+    let components = EdgeComponents::load(&engine, &config, None).expect("edge components");
+    let daemon = Daemon::new(config, components, Arc::new(EdgeMetrics::new())).expect("daemon");
+    let runtime = edge.cloud.runtime().clone();
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = runtime.spawn(daemon.run(async {
+        let _ = stopped.await;
+    }));
+    wait_for(Duration::from_secs(60), "unsent readings", || {
+        pending(&edge.dir) >= 3
+    });
+    // The readings themselves: each one's values as the buffer stores them.
+    let buffer = edge.dir.join("edge-state");
+    let needles: Vec<Needle<'_>> = {
+        let db = rusqlite::Connection::open_with_flags(
+            buffer.join("buffer.sqlite"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("open the buffer");
+        let mut statement = db.prepare("SELECT data FROM measurement").expect("query");
+        statement
+            .query_map([], |row| row.get::<_, String>(0))
+            .expect("readings")
+            .map(|data| ("unsent reading", data.expect("data").into_bytes()))
+            .collect()
+    };
+    assert!(needles.len() >= 3);
+    assert!(!scan::traces(&[&buffer], &needles).is_empty());
+
+    let (status, body) =
+        edge.cloud
+            .as_device(&edge.device, "DELETE", "/api/household/consent", None);
+    assert_eq!(status, 200, "revoke: {body}");
+    let stopped = runtime
+        .block_on(async { tokio::time::timeout(Duration::from_secs(60), running).await })
+        .expect("the edge stops after the revocation")
+        .expect("the daemon's task")
+        .expect("the daemon");
+    assert!(matches!(stopped, Stopped::ConsentRevoked));
+    assert_eq!(pending(&edge.dir), 0);
+    let left = scan::traces(&[&buffer], &needles);
+    assert!(
+        left.is_empty(),
+        "unsent readings left on the edge: {left:?}"
+    );
 }

@@ -30,8 +30,9 @@ use wattlet_pki::CaDir;
 use wattlet_serve::server::{ClientAuth, ServeOptions, TlsOptions};
 use wattlet_survey::RefusalCode;
 use wattlet_testkit::http::{Client, Reply};
+use wattlet_testkit::scan::{self, Needle};
 use wattlet_testkit::serve::{self, Served};
-use wattlet_testkit::{ADMIN_TOKEN, pki, unique, uuid4};
+use wattlet_testkit::{ADMIN_TOKEN, APP_VARIABLES, pki, unique, uuid4};
 
 /// A household location for registrations that are not about locations.
 fn location() -> Value {
@@ -44,7 +45,7 @@ fn start(state: &Path, tls: Option<TlsOptions>) -> Served {
         tls,
         ..serve::app_options(state)
     };
-    serve::start(&options, &[("admin_token", ADMIN_TOKEN)])
+    serve::start(&options, &APP_VARIABLES)
 }
 
 /// The plain-HTTP server.

@@ -168,7 +168,7 @@ const MAX_METERS: usize = 64;
 /// 204; 403 for a meter not wired to the calling device.
 pub fn put_status(req: &Request, env: &Env) -> ApiResult<Response> {
     let db = &env.db;
-    let caller = auth::device(req, db)?;
+    let caller = auth::device(req, env)?;
     let report: StatusReport = json_body(req.body())?;
     if report.components.len() > MAX_COMPONENTS {
         return Err(bad(format!("components: at most {MAX_COMPONENTS} entries")));

@@ -392,6 +392,8 @@ pub fn revoke_device(req: &Request, env: &Env, id: &str) -> ApiResult<Response> 
     let grant = auth::management(req, env)?;
     let not_found = || ApiError::not_found("no such device");
     let id = validate::device_id("device", id).map_err(|_| not_found())?;
+    // An anonymized household's device is found by its id all the same (under its pseudonym).
+    let id = auth::stored_device_id(env, &id)?.ok_or_else(not_found)?;
     auth::allow_household_of(
         &grant,
         db,

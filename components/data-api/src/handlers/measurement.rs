@@ -54,7 +54,7 @@ struct Checked {
 /// request order, each as the device sent it (UUIDs are compared case-insensitively).
 pub fn upload(req: &Request, env: &Env) -> ApiResult<Response> {
     let db = &env.db;
-    let caller = auth::device(req, db)?;
+    let caller = auth::device(req, env)?;
     consent::require(consent::load(db, &caller.household)?.state, Use::Upload)?;
     let upload: Upload = json_body(req.body())?;
     if upload.measurements.len() > MAX_BATCH {

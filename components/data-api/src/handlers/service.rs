@@ -4,20 +4,28 @@ use serde_json::json;
 
 use crate::db::{Db, Storage};
 use crate::http::{Response, json_response};
-use crate::{SERVICE, VERSION, schema};
+use crate::services::Services;
+use crate::{SERVICE, VERSION, auth, schema};
 
-/// `GET /api/health`: 200 when the `default` database answers and the schema is current, 503
-/// otherwise.
-pub fn health(storage: &dyn Storage) -> Response {
-    let (status, state, database) = match check_database(storage) {
-        Ok(()) => (200, "ok", "ok".to_owned()),
-        Err(message) => (503, "unavailable", message),
+/// `GET /api/health`: 200 when the `default` database answers, the schema is current and the
+/// secrets are strong enough; 503 otherwise (`database`, `secrets` say why).
+pub fn health(services: &Services<'_>) -> Response {
+    let database = check_database(services.storage);
+    let secrets = auth::check_secrets(services.secrets).map_err(|e| {
+        eprintln!("wattlet-data-api: {e}");
+        e.to_string()
+    });
+    let (status, state) = match (&database, &secrets) {
+        (Ok(()), Ok(())) => (200, "ok"),
+        _ => (503, "unavailable"),
     };
+    let describe = |check: Result<(), String>| check.err().unwrap_or_else(|| "ok".to_owned());
     let body = json!({
         "status": state,
         "service": SERVICE,
         "version": VERSION,
-        "database": database,
+        "database": describe(database),
+        "secrets": describe(secrets),
         "schema_version": schema::current_version(),
     });
     json_response(status, &body)

@@ -16,7 +16,10 @@ use wattlet_data_api::{
     Method, Request, Response, Rows, Secrets, Services, Storage, StorageError, Value,
 };
 
-pub const ADMIN_TOKEN: &str = "admin-token-for-native-tests";
+/// Strong enough for `wattlet_access_token::check_secret`.
+pub const ADMIN_TOKEN: &str = "admin-token-for-native-tests-5c1e9a0f27d84b63";
+/// The `client_identity_key`: what the tests' "TLS terminator" proves identities with.
+pub const IDENTITY_KEY: &str = "identity-key-for-native-tests-8d2f6b41e07a93c5";
 
 /// A hook run before each statement with its SQL and the connection (to play another request
 /// writing in between).
@@ -70,11 +73,19 @@ impl Storage for Sqlite {
     }
 }
 
-struct Secret;
+/// The secrets, replaceable by a test (a weak or missing one).
+pub struct Secret {
+    pub admin_token: RefCell<Result<String, String>>,
+    pub identity_key: RefCell<Result<String, String>>,
+}
 
 impl Secrets for Secret {
     fn admin_token(&self) -> Result<String, String> {
-        Ok(ADMIN_TOKEN.to_owned())
+        self.admin_token.borrow().clone()
+    }
+
+    fn client_identity_key(&self) -> Result<String, String> {
+        self.identity_key.borrow().clone()
     }
 }
 
@@ -157,6 +168,7 @@ pub struct Api {
     pub path: PathBuf,
     pub storage: Sqlite,
     pub anonymizer: Library,
+    pub secrets: Secret,
     _dir: tempfile::TempDir,
 }
 
@@ -218,6 +230,10 @@ impl Api {
                 failing: Cell::new(false),
                 calls: Cell::new(0),
             },
+            secrets: Secret {
+                admin_token: RefCell::new(Ok(ADMIN_TOKEN.to_owned())),
+                identity_key: RefCell::new(Ok(IDENTITY_KEY.to_owned())),
+            },
             _dir: dir,
         }
     }
@@ -225,7 +241,7 @@ impl Api {
     pub fn handle(&self, request: &Request) -> Response {
         let services = Services {
             storage: &self.storage,
-            secrets: &Secret,
+            secrets: &self.secrets,
             anonymizer: &self.anonymizer,
         };
         wattlet_data_api::handle(request, &services)
@@ -300,7 +316,7 @@ impl Api {
         self.with_token(ADMIN_TOKEN, method, path, body)
     }
 
-    /// As the household's device: the identity headers a TLS terminator sets.
+    /// As the household's device: the identity headers a TLS terminator sets, with its proof.
     pub fn as_device(
         &self,
         household: &Household,
@@ -308,15 +324,9 @@ impl Api {
         path: &str,
         body: Option<&Json>,
     ) -> Reply {
-        self.send(
-            method,
-            path,
-            &[
-                (wattlet_survey::identity::DEVICE, &household.device),
-                (wattlet_survey::identity::EMAIL, &household.email),
-            ],
-            body,
-        )
+        let headers = identity_headers(&household.device, &household.email, &method, path);
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        self.send(method, path, &headers, body)
     }
 
     /// Mints a token with `request` (as the administrator).
@@ -385,6 +395,50 @@ impl Api {
             Some(&json!({ "measurements": measurements })),
         )
     }
+}
+
+/// Seconds since 1970 now.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("a clock after 1970")
+        .as_secs()
+}
+
+/// The identity headers a TLS terminator sets for `device` of `email` on `method path` (the
+/// query is not signed), proven now with [`IDENTITY_KEY`] and a fresh nonce.
+pub fn identity_headers(
+    device: &str,
+    email: &str,
+    method: &Method,
+    path: &str,
+) -> Vec<(&'static str, String)> {
+    use wattlet_survey::identity::{self, Bound, Identity};
+    let path = path.split('?').next().unwrap_or(path);
+    let claimed = Identity {
+        device,
+        email,
+        serial: "5f3a",
+    };
+    let request = Bound {
+        method: method.as_str(),
+        path,
+    };
+    let nonce = unique("nonce").replace('-', "");
+    let nonce = format!("{nonce}{}", uuid4().replace('-', ""));
+    let proof = identity::prove(
+        IDENTITY_KEY.as_bytes(),
+        request,
+        claimed,
+        unix_now(),
+        &nonce,
+    );
+    vec![
+        (identity::DEVICE, device.to_owned()),
+        (identity::EMAIL, email.to_owned()),
+        (identity::SERIAL, "5f3a".to_owned()),
+        (identity::PROOF, proof),
+    ]
 }
 
 /// A measurement of `meter` at `at` with these readings.

@@ -131,8 +131,10 @@ async function load() {
     if (meters.length) await renderMeasurements(select.value, mine);
   } catch (error) {
     if (mine !== generation) return;
-    // The link's token lasts 12 h: an expired or altered one needs a new link, not a retry.
-    const hint = error.code === 'invalid_token' ? " Open a new link from your measurement device." : '';
+    // The link's token lasts 12 h: an expired, revoked or altered one needs a new link, not a
+    // retry.
+    const stale = error.code === 'invalid_token' || error.code === 'token_revoked';
+    const hint = stale ? " Open a new link from your measurement device." : '';
     show(message, 'error', `Cannot load your household: ${error.message}.${hint}`);
   }
 }
