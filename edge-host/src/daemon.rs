@@ -143,6 +143,8 @@ impl Daemon {
             .set(i64::try_from(buffer.pending_count()?).unwrap_or(i64::MAX));
         metrics.set_set_aside(&buffer.set_aside()?);
         let last_measured = buffer.last_measurement()?.as_deref().and_then(clock::parse);
+        let clock_ok = clock::check(SystemTime::now(), clock::built_at(), last_measured).is_ok();
+        metrics.clock_plausible.set(i64::from(clock_ok));
         Ok(Daemon {
             config,
             components,

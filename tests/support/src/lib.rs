@@ -7,7 +7,8 @@
 //! - [`pki`]: a CA with a server certificate, device certificates;
 //! - [`Cloud`]: the Data API over mutual TLS with its CA, and clients as a device or the
 //!   administrator;
-//! - [`edge`]: simulated SML meters on pseudo-terminals, the `wattlet-edge` daemon, its buffer;
+//! - [`edge`]: simulated SML meters on pseudo-terminals, the `wattlet-edge` daemon (a child
+//!   process or in this process), its buffer;
 //! - [`process`]: the binaries as child processes (under an emulator when cross-built), commands
 //!   run to their end, `nats-server`;
 //! - [`spin`]: the real Spin CLI;
@@ -30,7 +31,10 @@ pub mod serve;
 pub mod spin;
 
 pub use cloud::{ADMIN_TOKEN, Cloud, household};
-pub use edge::{ConsentingEdge, Meter, edge_config, edge_log, journal, pending, spawn_edge};
+pub use edge::{
+    ConsentingEdge, InProcessEdge, Meter, add_meter, edge_config, edge_log, journal, journal_times,
+    measured_last_at, pending, set_aside, spawn_edge,
+};
 pub use metrics::{metric, sample, scrape};
 pub use pki::Device;
 pub use process::{Ran, command, nats, run};
