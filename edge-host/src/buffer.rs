@@ -4,12 +4,19 @@
 //! it, so a power cut at any instant neither loses nor duplicates one: before the commit it was
 //! never taken, after it it is on disk until the cloud has it. `synchronous = FULL` makes a
 //! commit survive a power cut, not only a crash of the process.
+//!
+//! A measurement the cloud refused on its own (its meter is not wired to the device, its time
+//! is out of range, …) would be refused again at every attempt and hold back the rest: it is
+//! moved to the `set_aside` table with the refusal, in the same transaction that deletes what
+//! the cloud acknowledged. Set-aside rows are kept (counted, reported in the device's status
+//! and metrics), never sent again, and deleted only with everything else after revocation.
 
 use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use wattlet_survey::{ConsentState, Measurement};
+use wattlet_survey::{ConsentState, Measurement, RefusalCode};
+use wattlet_upload::{MeasurementRefusal, SetAside};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BufferError {
@@ -28,7 +35,8 @@ pub enum BufferError {
 }
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts the applied ones.
-const MIGRATIONS: &[&str] = &["CREATE TABLE measurement (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE measurement (
         uuid TEXT PRIMARY KEY,
         meter TEXT NOT NULL,
         measured_at TEXT NOT NULL,
@@ -40,7 +48,30 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE measurement (
         meter TEXT NOT NULL,
         measured_at TEXT NOT NULL
     );
-    CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL);"];
+    CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+    // code: the refusal code's name, `unknown` for one this build does not know.
+    "CREATE TABLE set_aside (
+        uuid TEXT PRIMARY KEY,
+        meter TEXT NOT NULL,
+        measured_at TEXT NOT NULL,
+        data TEXT NOT NULL,
+        code TEXT NOT NULL,
+        message TEXT NOT NULL,
+        set_aside_at TEXT NOT NULL
+    );",
+];
+
+/// The code a set-aside row stores when the refusal carried none this build knows.
+const UNKNOWN_CODE: &str = "unknown";
+
+/// What [`Buffer::settle`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Settled {
+    /// Acknowledged rows deleted.
+    pub deleted: usize,
+    /// Refused rows moved aside.
+    pub set_aside: usize,
+}
 
 pub struct Buffer {
     connection: Connection,
@@ -145,25 +176,63 @@ impl Buffer {
             .query_row("SELECT count(*) FROM measurement", [], |row| row.get(0))?)
     }
 
-    /// Deletes exactly the acknowledged measurements, in one transaction; returns how many.
-    pub fn delete(&mut self, acknowledged: &[String]) -> Result<usize, BufferError> {
+    /// Deletes exactly the acknowledged measurements and moves exactly the refused ones aside
+    /// (with their refusal, stamped `now`), in one transaction.
+    pub fn settle(
+        &mut self,
+        acknowledged: &[String],
+        refused: &[MeasurementRefusal],
+        now: &str,
+    ) -> Result<Settled, BufferError> {
         let tx = self.connection.transaction()?;
-        let mut deleted = 0;
+        let mut settled = Settled::default();
         {
-            let mut statement = tx.prepare_cached("DELETE FROM measurement WHERE uuid = ?1")?;
+            let mut delete = tx.prepare_cached("DELETE FROM measurement WHERE uuid = ?1")?;
             for uuid in acknowledged {
-                deleted += statement.execute(params![uuid])?;
+                settled.deleted += delete.execute(params![uuid])?;
+            }
+            let mut aside = tx.prepare_cached(
+                "INSERT OR IGNORE INTO set_aside
+                     (uuid, meter, measured_at, data, code, message, set_aside_at)
+                 SELECT uuid, meter, measured_at, data, ?2, ?3, ?4 FROM measurement WHERE uuid = ?1",
+            )?;
+            for refusal in refused {
+                let code = refusal.code.map_or(UNKNOWN_CODE, RefusalCode::as_str);
+                if aside.execute(params![refusal.uuid, code, refusal.message, now])? > 0 {
+                    settled.set_aside += delete.execute(params![refusal.uuid])?;
+                }
             }
         }
         tx.commit()?;
-        Ok(deleted)
+        Ok(settled)
     }
 
-    /// Drops every unsent measurement: after revocation the cloud refuses them, and a device
-    /// must not keep personal data it can no longer deliver. `secure_delete` zeroes them in the
-    /// database's pages; the truncating checkpoint removes the WAL's older copies.
+    /// The measurements set aside, by meter and code (sorted).
+    pub fn set_aside(&self) -> Result<Vec<SetAside>, BufferError> {
+        let mut statement = self.connection.prepare_cached(
+            "SELECT meter, code, count(*) FROM set_aside GROUP BY meter, code ORDER BY meter, code",
+        )?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok(SetAside {
+                    meter: row.get(0)?,
+                    code: row.get::<_, String>(1)?.parse().ok(),
+                    count: row.get(2)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Drops every measurement not delivered, pending or set aside: after revocation the cloud
+    /// refuses them, and a device must not keep personal data it can no longer deliver.
+    /// `secure_delete` zeroes them in the database's pages; the truncating checkpoint removes
+    /// the WAL's older copies.
     pub fn discard_pending(&mut self) -> Result<usize, BufferError> {
-        let discarded = self.connection.execute("DELETE FROM measurement", [])?;
+        let tx = self.connection.transaction()?;
+        let discarded =
+            tx.execute("DELETE FROM measurement", [])? + tx.execute("DELETE FROM set_aside", [])?;
+        tx.commit()?;
         self.connection
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         Ok(discarded)
@@ -250,7 +319,8 @@ mod tests {
                 measurement("b", "2026-11-23T16:15:00Z")
             ]
         );
-        assert_eq!(buffer.delete(&["a".into(), "zzz".into()]).unwrap(), 1);
+        let settled = buffer.settle(&["a".into(), "zzz".into()], &[], "").unwrap();
+        assert_eq!(settled.deleted, 1);
         drop(buffer);
         // Reopened (as after a restart): what was not acknowledged is still there, the
         // journal and the last measurement too, and migrations are not applied twice.
@@ -264,6 +334,68 @@ mod tests {
             buffer.last_measurement().unwrap().as_deref(),
             Some("2026-11-23T16:15:00Z")
         );
+    }
+
+    #[test]
+    fn refused_measurements_are_set_aside_with_their_code_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("buffer.sqlite");
+        let mut buffer = Buffer::open(&path, true).unwrap();
+        let mut stuck = measurement("s", "2026-11-23T16:00:00Z");
+        stuck.meter = "stuck".into();
+        for m in [
+            &stuck,
+            &measurement("a", "2026-11-23T16:05:00Z"),
+            &measurement("b", "2026-11-23T16:10:00Z"),
+        ] {
+            buffer.insert(m).unwrap();
+        }
+        let refusal = |uuid: &str, code| MeasurementRefusal {
+            uuid: uuid.into(),
+            code,
+            message: "refused".into(),
+        };
+        // The cloud refused "s" (and names "zzz", which is not here); "a" was acknowledged.
+        let settled = buffer
+            .settle(
+                &["a".into()],
+                &[
+                    refusal("s", Some(RefusalCode::MeterNotWired)),
+                    refusal("zzz", None),
+                ],
+                "2026-11-23T17:00:00Z",
+            )
+            .unwrap();
+        assert_eq!(
+            settled,
+            Settled {
+                deleted: 1,
+                set_aside: 1
+            }
+        );
+        // Settled again (a retry after a crash before the answer was applied): nothing moves.
+        let again = buffer
+            .settle(&["a".into()], &[refusal("s", None)], "2026-11-23T17:01:00Z")
+            .unwrap();
+        assert_eq!(again, Settled::default());
+        drop(buffer);
+        let mut buffer = Buffer::open(&path, true).unwrap();
+        assert_eq!(
+            buffer.pending(10).unwrap(),
+            [measurement("b", "2026-11-23T16:10:00Z")]
+        );
+        assert_eq!(
+            buffer.set_aside().unwrap(),
+            [SetAside {
+                meter: "stuck".into(),
+                code: Some(RefusalCode::MeterNotWired),
+                count: 1
+            }]
+        );
+        assert_eq!(buffer.journal().unwrap().len(), 3);
+        // Revocation discards the set-aside rows with the pending ones.
+        assert_eq!(buffer.discard_pending().unwrap(), 2);
+        assert!(buffer.set_aside().unwrap().is_empty());
     }
 
     #[test]

@@ -6,10 +6,13 @@
 //!   and stops for good (DESIGN.md, "Consent").
 //! - **Measurement**: every measurement cycle, each meter's newest telegram (if it is newer
 //!   than the one measured before) becomes one measurement row, committed before anything else
-//!   happens.
+//!   happens; nothing is measured while the clock is not plausibly set ([`crate::clock`]).
 //! - **Report**: every report cycle the buffer is sent in batches through the upload component;
-//!   exactly the acknowledged rows are deleted. Then the device reports its status.
+//!   exactly the acknowledged rows are deleted, and the rows the cloud refused one by one are
+//!   set aside (kept, counted, no longer sent), so one bad meter does not hold back the others.
+//!   Then the device reports its status.
 
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,6 +29,7 @@ use wattlet_survey::measurement::MAX_BATCH;
 use wattlet_survey::{ConsentState, Measurement, RefusalCode, Use};
 
 use crate::buffer::Buffer;
+use crate::clock;
 use crate::config::EdgeConfig;
 use crate::metrics::{EdgeMetrics, MeterLabels, OutcomeLabels, unix_seconds};
 use crate::reader::{self, MeterFeed};
@@ -112,6 +116,12 @@ pub struct Daemon {
     readers: Option<Readers>,
     consent: ConsentState,
     metrics: Arc<EdgeMetrics>,
+    /// The newest measurement's time: a clock before it stepped back.
+    last_measured: Option<SystemTime>,
+    /// Whether the clock was plausible at the last look (`None` before the first).
+    clock_ok: Option<bool>,
+    /// Meters with a measurement the cloud acknowledged since the start.
+    delivering: HashSet<String>,
 }
 
 impl Daemon {
@@ -131,6 +141,10 @@ impl Daemon {
         metrics
             .buffered
             .set(i64::try_from(buffer.pending_count()?).unwrap_or(i64::MAX));
+        metrics.set_set_aside(&buffer.set_aside()?);
+        let last_measured = buffer.last_measurement()?.as_deref().and_then(clock::parse);
+        let clock_ok = clock::check(SystemTime::now(), clock::built_at(), last_measured).is_ok();
+        metrics.clock_plausible.set(i64::from(clock_ok));
         Ok(Daemon {
             config,
             components,
@@ -141,6 +155,9 @@ impl Daemon {
             readers: None,
             consent,
             metrics,
+            last_measured,
+            clock_ok: None,
+            delivering: HashSet::new(),
         })
     }
 
@@ -220,6 +237,7 @@ impl Daemon {
         }
         let discarded = self.buffer.discard_pending()?;
         self.metrics.buffered.set(0);
+        self.metrics.set_aside.clear();
         tracing::warn!(
             discarded,
             "consent revoked: measurements not yet sent are deleted and this device stops for good"
@@ -252,11 +270,37 @@ impl Daemon {
         self.readers = Some(Readers { stop, threads });
     }
 
+    /// Whether the clock is plausibly set now; logs and reports each change.
+    fn clock_is_set(&mut self) -> bool {
+        let verdict = clock::check(SystemTime::now(), clock::built_at(), self.last_measured);
+        let ok = verdict.is_ok();
+        if self.clock_ok != Some(ok) {
+            match &verdict {
+                Err(error) => {
+                    tracing::warn!(%error, "the clock is not set: nothing is measured until it is")
+                }
+                Ok(()) if self.clock_ok.is_some() => {
+                    tracing::info!("the clock is set: measuring again")
+                }
+                Ok(()) => {}
+            }
+            self.clock_ok = Some(ok);
+            self.metrics.clock_plausible.set(i64::from(ok));
+        }
+        ok
+    }
+
     /// One measurement per meter that delivered a new telegram since the last cycle.
     fn measure(&mut self) -> anyhow::Result<()> {
         if !self.consent.permits(Use::Measure) {
             return Ok(());
         }
+        if !self.clock_is_set() {
+            return Ok(());
+        }
+        // Every new telegram arrived after the previous cycle, so after every measurement
+        // taken so far (meters of one cycle are not compared with each other).
+        let floor = self.last_measured;
         for (i, meter) in self.config.meters.iter().enumerate() {
             let Some(latest) = self.feeds[i].latest() else {
                 tracing::warn!(meter = %meter.uuid, "no telegram from this meter yet");
@@ -282,6 +326,11 @@ impl Daemon {
                 tracing::warn!(meter = %meter.uuid, missing = ?latest.missing, "telegram without any reading of interest");
                 continue;
             }
+            // A telegram that arrived before the clock was set carries a wrong time.
+            if let Err(error) = clock::check(latest.received_at, clock::built_at(), floor) {
+                tracing::warn!(meter = %meter.uuid, %error, "telegram stamped by an unset clock: not measured");
+                continue;
+            }
             let measurement = Measurement {
                 uuid: uuid::Uuid::new_v4().to_string(),
                 meter: meter.uuid.clone(),
@@ -289,6 +338,7 @@ impl Daemon {
                 values: latest.values,
             };
             self.buffer.insert(&measurement)?;
+            self.last_measured = self.last_measured.max(Some(latest.received_at));
             self.metrics
                 .measurements
                 .get_or_create(&MeterLabels {
@@ -321,7 +371,8 @@ impl Daemon {
                 .upload_duration
                 .observe(started.elapsed().as_secs_f64());
             let outcome = match &result {
-                Ok(_) => "acknowledged",
+                Ok(outcome) if outcome.refused.is_empty() => "acknowledged",
+                Ok(_) => "set_aside",
                 Err(error) if error.is_retryable() => "failed",
                 Err(_) => "refused",
             };
@@ -330,18 +381,59 @@ impl Daemon {
                 .get_or_create(&OutcomeLabels { outcome })
                 .inc();
             match result {
-                Ok(acknowledged) => {
-                    let deleted = self.buffer.delete(&acknowledged)?;
-                    self.metrics.uploaded.inc_by(deleted as u64);
+                Ok(outcome) => {
+                    let settled = self.buffer.settle(
+                        &outcome.acknowledged,
+                        &outcome.refused,
+                        &rfc3339(SystemTime::now()),
+                    )?;
+                    let meters: HashMap<&str, &str> = batch
+                        .iter()
+                        .map(|m| (m.uuid.as_str(), m.meter.as_str()))
+                        .collect();
+                    for uuid in &outcome.acknowledged {
+                        if let Some(meter) = meters.get(uuid.as_str()) {
+                            self.delivering.insert((*meter).to_owned());
+                        }
+                    }
+                    // One line per meter and code, not per measurement.
+                    let mut refused: BTreeMap<(&str, &str), (usize, &str)> = BTreeMap::new();
+                    for refusal in &outcome.refused {
+                        let meter = meters.get(refusal.uuid.as_str()).copied().unwrap_or("?");
+                        let code = refusal.code.map_or("unknown", RefusalCode::as_str);
+                        refused
+                            .entry((meter, code))
+                            .or_insert((0, &refusal.message))
+                            .0 += 1;
+                    }
+                    for ((meter, code), (count, message)) in refused {
+                        tracing::warn!(
+                            meter,
+                            code,
+                            count,
+                            example = message,
+                            "the cloud refused these measurements: set aside, no longer sent"
+                        );
+                    }
+                    self.metrics.uploaded.inc_by(settled.deleted as u64);
                     self.metrics
                         .buffered
                         .set(i64::try_from(self.buffer.pending_count()?).unwrap_or(i64::MAX));
+                    self.metrics.set_set_aside(&self.buffer.set_aside()?);
                     self.metrics
                         .last_upload
                         .set(unix_seconds(SystemTime::now()));
-                    tracing::info!(sent = batch.len(), acknowledged = deleted, "uploaded");
-                    if acknowledged.len() < batch.len() {
-                        // The cloud kept some back; they stay buffered for the next cycle.
+                    tracing::info!(
+                        sent = batch.len(),
+                        acknowledged = settled.deleted,
+                        set_aside = settled.set_aside,
+                        "uploaded"
+                    );
+                    if settled.deleted + settled.set_aside == 0
+                        || (outcome.refused.is_empty() && outcome.acknowledged.len() < batch.len())
+                    {
+                        // Nothing moved, or the cloud kept some back: they stay buffered for
+                        // the next cycle. (After a refusal of some, the others go again now.)
                         break;
                     }
                 }
@@ -366,11 +458,22 @@ impl Daemon {
     }
 
     fn status(&self) -> anyhow::Result<DeviceStatus> {
+        let set_aside = self.buffer.set_aside()?;
+        // A meter the cloud does not know as this device's is left out of the meter states
+        // (the cloud would refuse the whole report), unless it delivered since.
+        let unknown: HashSet<&str> = set_aside
+            .iter()
+            .filter(|s| {
+                s.code == Some(RefusalCode::MeterNotWired) && !self.delivering.contains(&s.meter)
+            })
+            .map(|s| s.meter.as_str())
+            .collect();
         let meters = self
             .config
             .meters
             .iter()
             .zip(&self.feeds)
+            .filter(|(meter, _)| !unknown.contains(meter.uuid.as_str()))
             .map(|(meter, feed)| {
                 let missing = feed.latest().map(|l| l.missing).unwrap_or_default();
                 MeterStatus {
@@ -384,12 +487,16 @@ impl Daemon {
             components: self.components.versions.clone(),
             last_measurement: self.buffer.last_measurement()?,
             meters,
+            set_aside,
+            clock_plausible: clock::check(SystemTime::now(), clock::built_at(), self.last_measured)
+                .is_ok(),
         })
     }
 }
 
 /// RFC 3339 in UTC with milliseconds, e.g. `2026-11-23T16:00:00.250Z`: measurements of one
-/// meter stay in order even when cycles are shorter than a second (as in tests).
+/// meter stay in order even when cycles are shorter than a second (as in tests). Never panics
+/// (see [`clock::show`]; a measurement is only stamped by a plausible clock).
 pub fn rfc3339(time: SystemTime) -> String {
-    humantime::format_rfc3339_millis(time).to_string()
+    clock::show(time)
 }

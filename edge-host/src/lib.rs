@@ -3,7 +3,9 @@
 //! household's consent.
 //!
 //! - [`reader`]: one thread per probe reads the serial line and runs the parser component.
-//! - [`buffer`]: measurements in SQLite (WAL) until the cloud acknowledged them.
+//! - [`buffer`]: measurements in SQLite (WAL) until the cloud acknowledged them; those it
+//!   refused one by one set aside.
+//! - [`clock`]: whether the clock is plausibly set (a Pi has no battery-backed clock).
 //! - [`uplink`]: the upload component, with the device's TLS identity held by the host.
 //! - [`daemon`]: the measurement, report and consent cycles.
 //! - [`unlock`]: entering a locked meter's PIN through the probe.
@@ -14,6 +16,7 @@
 
 pub mod buffer;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod metrics;

@@ -1,5 +1,6 @@
-//! Prometheus metrics of the edge daemon: what was measured and sent, what waits in the buffer,
-//! the consent the device acts on, and per meter whether it delivers and is locked.
+//! Prometheus metrics of the edge daemon: what was measured and sent, what waits in the buffer
+//! and what was set aside, the consent the device acts on, whether its clock is set, and per
+//! meter whether it delivers and is locked.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -17,8 +18,16 @@ pub struct MeterLabels {
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
-    /// `acknowledged`, `refused` (the cloud said no) or `failed` (not reached, server error).
+    /// `acknowledged`, `set_aside` (the cloud refused some measurements, which were set aside),
+    /// `refused` (the cloud refused the batch) or `failed` (not reached, server error).
     pub outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SetAsideLabels {
+    pub meter: String,
+    /// The refusal code, `unknown` for one this build does not know.
+    pub code: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -35,6 +44,8 @@ pub struct EdgeMetrics {
     pub uploaded: Counter,
     pub upload_duration: Histogram,
     pub buffered: Gauge,
+    pub set_aside: Family<SetAsideLabels, Gauge>,
+    pub clock_plausible: Gauge,
     pub consent: Family<ConsentLabels, Gauge>,
     pub last_measurement: Gauge,
     pub last_upload: Gauge,
@@ -52,6 +63,8 @@ impl EdgeMetrics {
             // 5 ms … ~40 s: one batch over mutual TLS, from a LAN to a slow uplink.
             upload_duration: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
             buffered: Gauge::default(),
+            set_aside: Family::default(),
+            clock_plausible: Gauge::default(),
             consent: Family::default(),
             last_measurement: Gauge::default(),
             last_upload: Gauge::default(),
@@ -92,6 +105,16 @@ impl EdgeMetrics {
             metrics.buffered.clone(),
         );
         metrics.registry.register(
+            "set_aside_measurements",
+            "Measurements the cloud refused one by one, kept aside on the device and no longer sent, by meter and refusal code",
+            metrics.set_aside.clone(),
+        );
+        metrics.registry.register(
+            "clock_plausible",
+            "1 while the clock is plausibly set; 0: it is not (before the build, or before the newest measurement) and nothing is measured",
+            metrics.clock_plausible.clone(),
+        );
+        metrics.registry.register(
             "consent",
             "1 for the consent state the device acts on",
             metrics.consent.clone(),
@@ -107,6 +130,19 @@ impl EdgeMetrics {
             metrics.last_upload.clone(),
         );
         metrics
+    }
+
+    /// Sets the set-aside gauges to the buffer's counts (meters no longer in it drop out).
+    pub fn set_set_aside(&self, counts: &[wattlet_upload::SetAside]) {
+        self.set_aside.clear();
+        for entry in counts {
+            self.set_aside
+                .get_or_create(&SetAsideLabels {
+                    meter: entry.meter.clone(),
+                    code: entry.code.map_or("unknown", |c| c.as_str()).to_owned(),
+                })
+                .set(i64::try_from(entry.count).unwrap_or(i64::MAX));
+        }
     }
 
     /// Sets the consent gauge: 1 for `consent`, 0 for the others.

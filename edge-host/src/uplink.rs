@@ -24,7 +24,9 @@ use wattlet_runtime::uplink::bindings::exports::wattlet::edge::uplink as wit;
 use wattlet_runtime::uplink::bindings::wattlet::survey::types as wit_survey;
 use wattlet_runtime::uplink::bindings::{Upload, UploadPre};
 use wattlet_survey::{ConsentState, Measurement};
-pub use wattlet_upload::{DeviceStatus, Error as UplinkError, MeterStatus};
+pub use wattlet_upload::{
+    DeviceStatus, Error as UplinkError, MeasurementRefusal, MeterStatus, SetAside, UploadOutcome,
+};
 
 /// The compiled upload component and the device's TLS identity.
 pub struct Uplink {
@@ -68,11 +70,12 @@ impl Uplink {
         Ok((store, bindings))
     }
 
-    /// Sends a batch; `Ok(Ok(uuids))` lists what the cloud acknowledged.
+    /// Sends a batch; `Ok(Ok(outcome))` lists what the cloud acknowledged and what it refused
+    /// measurement by measurement.
     pub async fn upload(
         &self,
         batch: &[Measurement],
-    ) -> anyhow::Result<Result<Vec<String>, UplinkError>> {
+    ) -> anyhow::Result<Result<UploadOutcome, UplinkError>> {
         let (mut store, bindings) = self.instance().await?;
         let batch: Vec<_> = batch.iter().map(wit_survey::Measurement::from).collect();
         let result = bindings
@@ -80,7 +83,7 @@ impl Uplink {
             .call_upload(&mut store, &self.cloud, &batch)
             .await
             .map_err(|e| anyhow::anyhow!("upload component failed: {e:#}"))?;
-        Ok(result.map_err(UplinkError::from))
+        Ok(result.map(UploadOutcome::from).map_err(UplinkError::from))
     }
 
     pub async fn fetch_consent(&self) -> anyhow::Result<Result<ConsentState, UplinkError>> {

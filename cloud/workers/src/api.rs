@@ -101,30 +101,11 @@ impl DataApi {
         Ok(DataApi { client })
     }
 
-    /// Electricity meters whose household permits personal processing and that have data.
+    /// Electricity meters whose household permits personal processing and that have data. A
+    /// meter whose times cannot be read (before 1970, say) is left out with a log line.
     pub async fn meters(&self) -> anyhow::Result<Vec<MeterSpan>> {
-        #[derive(Deserialize)]
-        struct Meters {
-            meters: Vec<Meter>,
-        }
-        #[derive(Deserialize)]
-        struct Meter {
-            meter: String,
-            first: String,
-            last: String,
-        }
-        let answer: Meters = self.get_json("/api/worker/meters").await?;
-        answer
-            .meters
-            .into_iter()
-            .map(|m| {
-                Ok(MeterSpan {
-                    first: unix_seconds(&m.first)?,
-                    last: unix_seconds(&m.last)?,
-                    meter: m.meter,
-                })
-            })
-            .collect()
+        let answer: serde_json::Value = self.get_json("/api/worker/meters").await?;
+        spans(&answer)
     }
 
     /// The meter's power readings in `from..to` (at most [`MAX_POWER_SPAN`]); `None` when the
@@ -242,6 +223,42 @@ impl DataApi {
     }
 }
 
+/// The meters of a `GET /api/worker/meters` answer whose times can be read; the others are
+/// logged and left out. Only an answer that is not a meter list at all is an error.
+pub fn spans(answer: &serde_json::Value) -> anyhow::Result<Vec<MeterSpan>> {
+    #[derive(Deserialize)]
+    struct Meters {
+        meters: Vec<serde_json::Value>,
+    }
+    #[derive(Deserialize)]
+    struct Meter {
+        meter: String,
+        first: String,
+        last: String,
+    }
+    let answer =
+        Meters::deserialize(answer).context("unreadable answer of GET /api/worker/meters")?;
+    let mut spans = Vec::with_capacity(answer.meters.len());
+    for entry in answer.meters {
+        let span = Meter::deserialize(&entry)
+            .map_err(anyhow::Error::from)
+            .and_then(|m| {
+                Ok(MeterSpan {
+                    first: unix_seconds(&m.first)?,
+                    last: unix_seconds(&m.last)?,
+                    meter: m.meter,
+                })
+            });
+        match span {
+            Ok(span) => spans.push(span),
+            Err(error) => {
+                tracing::warn!(meter = %entry["meter"], error = format!("{error:#}"), "cannot plan this meter: its times are unreadable; skipped")
+            }
+        }
+    }
+    Ok(spans)
+}
+
 /// A refusal that says the meter's data may no longer be processed.
 fn is_gone(error: &anyhow::Error) -> bool {
     error
@@ -258,9 +275,13 @@ fn is_gone(error: &anyhow::Error) -> bool {
         })
 }
 
-/// RFC 3339, UTC, whole seconds (Unix seconds before 1970 are clamped: nothing is measured then).
+/// The last second RFC 3339 can write: 9999-12-31T23:59:59Z.
+const LAST_SECOND: i64 = 253_402_300_799;
+
+/// RFC 3339, UTC, whole seconds; Unix seconds outside 1970–9999 are clamped (nothing is
+/// measured then), so this never panics.
 pub fn rfc3339(unix: i64) -> String {
-    let at = UNIX_EPOCH + Duration::from_secs(unix.max(0).unsigned_abs());
+    let at = UNIX_EPOCH + Duration::from_secs(unix.clamp(0, LAST_SECOND).unsigned_abs());
     humantime::format_rfc3339_seconds(at).to_string()
 }
 
@@ -287,5 +308,23 @@ mod tests {
         assert_eq!(unix_seconds("2025-11-24T16:00:00.250Z").unwrap(), t);
         assert!(unix_seconds("yesterday").is_err());
         assert_eq!(rfc3339(-5), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(i64::MAX), "9999-12-31T23:59:59Z");
+        assert!(unix_seconds("1969-12-31T23:59:59Z").is_err());
+        assert_eq!(unix_seconds("9999-12-31T23:59:59Z").unwrap(), LAST_SECOND);
+    }
+
+    #[test]
+    fn meters_with_unreadable_times_are_left_out() {
+        let answer = json!({"meters": [
+            {"meter": "a", "first": "1969-12-31T23:59:59Z", "last": "2026-11-23T16:00:00Z"},
+            {"meter": "b", "first": "2026-11-23T15:00:00Z", "last": "2026-11-23T16:00:00Z"},
+            {"meter": "c", "first": "yesterday", "last": "today"},
+            {"meter": "d"},
+            {"meter": "e", "first": "2026-11-23T15:00:00Z", "last": "9999-12-31T23:59:59Z"},
+        ]});
+        let planned = spans(&answer).unwrap();
+        let names: Vec<&str> = planned.iter().map(|s| s.meter.as_str()).collect();
+        assert_eq!(names, ["b", "e"]);
+        assert!(spans(&json!({"error": "x"})).is_err());
     }
 }

@@ -5,9 +5,13 @@
 //! waits for JetStream to acknowledge every publish, and only then advances the cursor. A manager
 //! that dies in between re-publishes the same items next time: with the same `Nats-Msg-Id`, which
 //! JetStream drops within its duplicate window, and with the same result key beyond it.
+//!
+//! A pass is bounded ([`MeterSpan::pass_range`]: nothing after the present, at most a month of
+//! windows per meter) and a meter the planner cannot plan (its data unreadable, its reads
+//! refused) is skipped with a log line while the others are planned.
 
 use std::future::IntoFuture;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use async_nats::jetstream::Context;
@@ -16,7 +20,7 @@ use bytes::Bytes;
 
 use crate::api::{ApiOptions, DataApi};
 use crate::item::{self, WINDOW_SECONDS};
-use crate::plan::{MAX_WINDOWS_PER_STEP, Planner};
+use crate::plan::{MAX_WINDOWS_PER_STEP, MeterSpan, Planner};
 use crate::{Cursors, QueueSettings};
 
 pub struct ManagerOptions {
@@ -36,6 +40,8 @@ pub struct PassReport {
     pub published: usize,
     /// Publishes JetStream recognised as already in the stream (same `Nats-Msg-Id`).
     pub duplicates: usize,
+    /// Meters skipped because they could not be planned (logged).
+    pub skipped: usize,
 }
 
 /// Items published per round trip of acknowledgements (below the context's in-flight limit).
@@ -63,6 +69,7 @@ pub async fn run(
             meters = report.meters,
             published = report.published,
             duplicates = report.duplicates,
+            skipped = report.skipped,
             seconds,
             "manager pass: {:.0} items/s",
             report.published as f64 / seconds.max(1e-9)
@@ -89,24 +96,33 @@ pub async fn pass(
         return Ok(report);
     }
     let windows_per_chunk = (ITEMS_PER_CHUNK / models.len()).clamp(1, MAX_WINDOWS_PER_STEP) as i64;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
     for span in planner.meters().await? {
         report.meters += 1;
-        let end = span.ready_end();
         let mut next = Vec::with_capacity(models.len());
         for cursor in
             futures::future::join_all(models.iter().map(|m| cursors.get(&span.meter, m))).await
         {
             next.push(cursor?.unwrap_or_else(|| span.first_window()));
         }
-        let Some(mut from) = next.iter().copied().min() else {
+        let Some(cursor) = next.iter().copied().min() else {
             continue;
         };
+        let windows = span.pass_range(cursor, now);
+        let (mut from, end) = (windows.start, windows.end);
         while from < end {
             let to = (from + windows_per_chunk * WINDOW_SECONDS).min(end);
             // Consent may have been revoked since the meter list was read: the Data API then
             // refuses the meter's readings.
-            let Some(items) = planner.items(&span.meter, models, from, to).await? else {
-                break;
+            let items = match planner.items(&span.meter, models, from, to).await {
+                Ok(Some(items)) => items,
+                Ok(None) => break,
+                Err(error) => {
+                    skip(&span, &mut report, &error);
+                    break;
+                }
             };
             let mut acks = Vec::with_capacity(items.len());
             for item in items {
@@ -146,4 +162,10 @@ pub async fn pass(
         }
     }
     Ok(report)
+}
+
+/// Logs a meter the pass cannot plan; the pass goes on with the next one.
+fn skip(span: &MeterSpan, report: &mut PassReport, error: &anyhow::Error) {
+    tracing::warn!(meter = %span.meter, error = format!("{error:#}"), "cannot plan this meter; skipped in this pass");
+    report.skipped += 1;
 }

@@ -8,6 +8,13 @@
 //! minute, or, for a minute without one, the latest reading before it (a device measuring every
 //! 15 min gives a step function). The value of a minute depends only on readings up to its end,
 //! so a series cut into pieces at any point equals the series read at once.
+//!
+//! Planning is bounded whatever the stored times say: a pass plans no window that ends after
+//! the present and at most [`MAX_WINDOWS_PER_PASS`] windows per meter (a meter with a long
+//! backlog catches up over several passes), and a meter whose data cannot be read is skipped,
+//! not the pass.
+
+use std::ops::Range;
 
 pub use crate::api::MeterSpan;
 use crate::api::{DataApi, MAX_POWER_SPAN, PowerReadings};
@@ -16,7 +23,9 @@ use crate::item::{CONTEXT, INPUT_SAMPLES, STEP_SECONDS, WINDOW_SECONDS, WorkItem
 impl MeterSpan {
     /// The first window: the hour the first measurement falls in.
     pub fn first_window(&self) -> i64 {
-        self.first.div_euclid(WINDOW_SECONDS) * WINDOW_SECONDS
+        self.first
+            .div_euclid(WINDOW_SECONDS)
+            .saturating_mul(WINDOW_SECONDS)
     }
 
     /// The end (exclusive) of the windows whose input is complete: the measurement at `last`
@@ -24,10 +33,31 @@ impl MeterSpan {
     pub fn ready_end(&self) -> i64 {
         // The last output minute's context ends CONTEXT minutes after the window.
         let needed_after = CONTEXT as i64 * STEP_SECONDS;
-        (self.last - needed_after - WINDOW_SECONDS).div_euclid(WINDOW_SECONDS) * WINDOW_SECONDS
-            + WINDOW_SECONDS
+        self.last
+            .saturating_sub(needed_after + WINDOW_SECONDS)
+            .div_euclid(WINDOW_SECONDS)
+            .saturating_mul(WINDOW_SECONDS)
+            .saturating_add(WINDOW_SECONDS)
+    }
+
+    /// The windows (their starts) one pass plans from `cursor`, the next window start, at
+    /// `now` (Unix seconds): up to [`MeterSpan::ready_end`] as if no measurement were later than
+    /// `now` (a later one is not plausible, and a window is only complete once it has passed),
+    /// at most [`MAX_WINDOWS_PER_PASS`].
+    pub fn pass_range(&self, cursor: i64, now: i64) -> Range<i64> {
+        let present = MeterSpan {
+            last: self.last.min(now),
+            ..self.clone()
+        };
+        let end = present
+            .ready_end()
+            .min(cursor.saturating_add(MAX_WINDOWS_PER_PASS * WINDOW_SECONDS));
+        cursor..end.max(cursor)
     }
 }
+
+/// The most windows of one meter a manager pass plans: a month of hours.
+pub const MAX_WINDOWS_PER_PASS: i64 = 31 * 24;
 
 /// The most windows one planning step covers: their input must fit one power read.
 pub const MAX_WINDOWS_PER_STEP: usize =
@@ -154,6 +184,36 @@ mod tests {
             hour + WINDOW_SECONDS
         );
         assert_eq!(span(hour).first_window(), hour);
+    }
+
+    #[test]
+    fn a_pass_plans_only_the_past_and_a_bounded_number_of_windows() {
+        let now = 1_796_000_000;
+        let hour = now - now % WINDOW_SECONDS;
+        let span = |first: i64, last: i64| MeterSpan {
+            meter: "m".into(),
+            first,
+            last,
+        };
+        // A meter measuring up to now: every complete window, as ready_end says.
+        let current = span(hour - 10 * WINDOW_SECONDS, now);
+        let range = current.pass_range(current.first_window(), now);
+        assert_eq!(range, current.first_window()..current.ready_end());
+        assert!(range.end <= hour - WINDOW_SECONDS, "{range:?}");
+        // A measurement stamped 9999-12-31 plans nothing past the present.
+        let future = span(hour - 10 * WINDOW_SECONDS, 253_402_300_799);
+        assert_eq!(future.pass_range(future.first_window(), now), range);
+        // A measurement stamped 1970 gives a long backlog: one pass plans a month of it.
+        let ancient = span(0, now);
+        let range = ancient.pass_range(ancient.first_window(), now);
+        assert_eq!(range, 0..MAX_WINDOWS_PER_PASS * WINDOW_SECONDS);
+        let next = ancient.pass_range(range.end, now);
+        assert_eq!(next.start, range.end);
+        assert_eq!(next.end - next.start, MAX_WINDOWS_PER_PASS * WINDOW_SECONDS);
+        // A cursor past the end (the span shrank) plans nothing, and never backwards.
+        assert!(current.pass_range(hour + WINDOW_SECONDS, now).is_empty());
+        let odd = span(i64::MIN, i64::MIN);
+        assert!(odd.pass_range(odd.first_window(), now).is_empty());
     }
 
     #[test]

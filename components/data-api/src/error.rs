@@ -14,6 +14,15 @@ pub enum ApiError {
     /// A refusal: the code says why (and sets the status), the message says it to people.
     #[error("{message}")]
     Refused { code: RefusalCode, message: String },
+    /// A batch refused for some of its items, each with its own refusal (`refused`: JSON
+    /// objects naming the item); nothing of the batch was stored. The answer carries the first
+    /// item's code and message, and the list.
+    #[error("{message}")]
+    RefusedItems {
+        code: RefusalCode,
+        message: String,
+        refused: Vec<serde_json::Value>,
+    },
     /// 405: the path exists, the method does not (answered with `allow`).
     #[error("method not allowed")]
     MethodNotAllowed { allow: &'static str },
@@ -48,7 +57,7 @@ impl ApiError {
 
     pub fn code(&self) -> RefusalCode {
         match self {
-            ApiError::Refused { code, .. } => *code,
+            ApiError::Refused { code, .. } | ApiError::RefusedItems { code, .. } => *code,
             ApiError::MethodNotAllowed { .. } => RefusalCode::MethodNotAllowed,
             ApiError::Database(_) | ApiError::Internal(_) => RefusalCode::Internal,
         }
@@ -67,10 +76,11 @@ impl ApiError {
             }
             other => other.to_string(),
         };
-        let mut response = json_response(
-            code.status(),
-            &json!({ "error": message, "code": code.as_str() }),
-        );
+        let mut body = json!({ "error": message, "code": code.as_str() });
+        if let ApiError::RefusedItems { refused, .. } = &self {
+            body["refused"] = json!(refused);
+        }
+        let mut response = json_response(code.status(), &body);
         match &self {
             ApiError::MethodNotAllowed { allow } => response.set_header("allow", allow),
             _ if matches!(code, RefusalCode::InvalidToken | RefusalCode::TokenRevoked) => {

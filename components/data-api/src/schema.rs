@@ -224,6 +224,16 @@ pub fn migrations() -> Vec<Migration> {
                 id INTEGER PRIMARY KEY CHECK (id = 1),
                 tried_at TEXT NOT NULL
             )"#.to_owned(),
+                // When the device was registered: its measurements are plausible from shortly
+                // before then (`timestamp::plausible`). Devices registered before this migration
+                // count from their household's registration.
+                "ALTER TABLE measurement_device ADD COLUMN registered_at TEXT".to_owned(),
+                "UPDATE measurement_device SET registered_at =
+                    (SELECT created_at FROM household h WHERE h.id = measurement_device.household)
+                 WHERE registered_at IS NULL".to_owned(),
+                // The device's last status report beyond its meters (JSON: the measurements it
+                // set aside because the Data API refused them, whether its clock is set).
+                "ALTER TABLE measurement_device ADD COLUMN status TEXT NOT NULL DEFAULT '{}'".to_owned(),
             ],
         },
     ]
@@ -259,7 +269,13 @@ pub fn migrate(db: &Db) -> ApiResult<()> {
     }
     for migration in migrations().into_iter().filter(|m| m.version > applied) {
         for statement in &migration.statements {
-            db.exec(statement, &[])?;
+            match db.try_query(statement, &[]) {
+                Ok(_) => {}
+                // `ADD COLUMN` is the one statement SQLite cannot make idempotent: a column that
+                // exists was added by a concurrent or interrupted run of this migration.
+                Err(e) if is_duplicate_column(statement, &e) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         db.exec(
             "INSERT OR IGNORE INTO schema_version (version, applied_at) VALUES (?, ?)",
@@ -270,6 +286,11 @@ pub fn migrate(db: &Db) -> ApiResult<()> {
         )?;
     }
     Ok(())
+}
+
+fn is_duplicate_column(statement: &str, error: &crate::db::StorageError) -> bool {
+    statement.contains("ADD COLUMN")
+        && matches!(error, crate::db::StorageError::Io(m) if m.contains("duplicate column name"))
 }
 
 #[cfg(test)]

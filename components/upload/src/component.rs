@@ -29,11 +29,11 @@ impl wit::Guest for Component {
     fn upload(
         cloud: String,
         batch: Vec<wit_survey::Measurement>,
-    ) -> Result<Vec<String>, wit::Error> {
+    ) -> Result<wit::UploadOutcome, wit::Error> {
         let cloud = Cloud::parse(&cloud)?;
         let batch: Vec<_> = batch.into_iter().map(Into::into).collect();
         let (status, body) = send(&cloud, &protocol::upload_request(&cloud, &batch))?;
-        Ok(protocol::parse_upload(status, &body, &batch)?)
+        Ok(protocol::parse_upload(status, &body, &batch)?.into())
     }
 
     fn fetch_consent(cloud: String) -> Result<wit_survey::ConsentState, wit::Error> {

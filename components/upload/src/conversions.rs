@@ -61,12 +61,43 @@ impl From<wit::MeterStatus> for protocol::MeterStatus {
     }
 }
 
+impl From<wit::SetAside> for protocol::SetAside {
+    fn from(s: wit::SetAside) -> Self {
+        protocol::SetAside {
+            meter: s.meter,
+            code: s.code.map(Into::into),
+            count: s.count,
+        }
+    }
+}
+
 impl From<wit::DeviceStatus> for protocol::DeviceStatus {
     fn from(status: wit::DeviceStatus) -> Self {
         protocol::DeviceStatus {
             components: status.components,
             last_measurement: status.last_measurement,
             meters: status.meters.into_iter().map(Into::into).collect(),
+            set_aside: status.set_aside.into_iter().map(Into::into).collect(),
+            clock_plausible: status.clock_plausible,
+        }
+    }
+}
+
+impl From<protocol::MeasurementRefusal> for wit::MeasurementRefusal {
+    fn from(refusal: protocol::MeasurementRefusal) -> Self {
+        wit::MeasurementRefusal {
+            uuid: refusal.uuid,
+            code: refusal.code.map(Into::into),
+            message: refusal.message,
+        }
+    }
+}
+
+impl From<protocol::UploadOutcome> for wit::UploadOutcome {
+    fn from(outcome: protocol::UploadOutcome) -> Self {
+        wit::UploadOutcome {
+            acknowledged: outcome.acknowledged,
+            refused: outcome.refused.into_iter().map(Into::into).collect(),
         }
     }
 }

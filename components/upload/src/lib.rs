@@ -8,8 +8,9 @@
 mod protocol;
 
 pub use protocol::{
-    Cloud, DeviceStatus, Error, MeterStatus, Request, consent_request, parse_consent,
-    parse_status_report, parse_upload, status_request, upload_request,
+    Cloud, DeviceStatus, Error, MeasurementRefusal, MeterStatus, Request, SetAside, UploadOutcome,
+    consent_request, parse_consent, parse_status_report, parse_upload, status_request,
+    upload_request,
 };
 
 #[cfg(target_family = "wasm")]

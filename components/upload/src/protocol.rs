@@ -1,7 +1,7 @@
 //! Requests to and answers from the Data API, independent of how the bytes travel.
 
 use serde::{Deserialize, Serialize};
-use wattlet_survey::{ConsentState, Measurement, Refusal};
+use wattlet_survey::{ConsentState, Measurement, Refusal, RefusalCode};
 
 /// Why a call to the cloud failed. `Server` and `Transport` are worth retrying later; a
 /// refusal is met again by the same request, and its code says why.
@@ -72,11 +72,44 @@ pub struct MeterStatus {
     pub missing: Vec<String>,
 }
 
+/// Measurements set aside on the device because the cloud refused them: how many, of which
+/// meter, with which code (`None`: a code this crate does not know).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetAside {
+    pub meter: String,
+    pub code: Option<RefusalCode>,
+    pub count: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceStatus {
     pub components: Vec<(String, String)>,
     pub last_measurement: Option<String>,
+    /// Meters wired to the device, as the cloud knows them.
     pub meters: Vec<MeterStatus>,
+    pub set_aside: Vec<SetAside>,
+    /// Whether the device's clock is plausibly set (it measures nothing while it is not).
+    pub clock_plausible: bool,
+}
+
+/// One measurement the cloud refused on its own; sending it again will not help.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeasurementRefusal {
+    pub uuid: String,
+    /// `None` when the answer carried no code this crate knows.
+    pub code: Option<RefusalCode>,
+    /// For people.
+    pub message: String,
+}
+
+/// What the cloud did with a batch. A measurement neither acknowledged nor refused was not
+/// stored and may be sent again.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UploadOutcome {
+    /// Stored now or before: these may be deleted from the device.
+    pub acknowledged: Vec<String>,
+    /// Refused one by one (the batch was then stored not at all).
+    pub refused: Vec<MeasurementRefusal>,
 }
 
 /// Endpoint 8: `POST /api/household/meter/measurement`. Each measurement's data is the Data
@@ -106,26 +139,70 @@ pub fn upload_request(cloud: &Cloud, batch: &[Measurement]) -> Request {
     }
 }
 
-/// The acknowledged uuids of an upload. The cloud may only acknowledge what was sent: an
-/// acknowledgement for anything else means the answer cannot be trusted, and nothing is deleted.
-pub fn parse_upload(status: u16, body: &[u8], sent: &[Measurement]) -> Result<Vec<String>, Error> {
+/// What the cloud did with an upload of `sent`: a 2xx answer acknowledges uuids; a refusal
+/// that lists measurements (`refused`: `{"index","uuid","code","error"}`) refuses those one by
+/// one and stores none of the batch; any other refusal is an [`Error::Refused`] of the whole
+/// batch. The cloud may only name what was sent: an answer naming anything else cannot be
+/// trusted, and nothing is deleted or set aside.
+pub fn parse_upload(
+    status: u16,
+    body: &[u8],
+    sent: &[Measurement],
+) -> Result<UploadOutcome, Error> {
     #[derive(Deserialize)]
     struct Ack {
         acknowledged: Vec<String>,
     }
-    check_status(status, body)?;
+    #[derive(Deserialize)]
+    struct Refused {
+        refused: Vec<Item>,
+    }
+    #[derive(Deserialize)]
+    struct Item {
+        index: Option<usize>,
+        uuid: Option<String>,
+        code: Option<String>,
+        #[serde(default)]
+        error: String,
+    }
+    let was_sent = |uuid: &str| sent.iter().any(|m| m.uuid == uuid);
+    if let Err(error) = check_status(status, body) {
+        let items = match (&error, serde_json::from_slice::<Refused>(body)) {
+            (Error::Refused(_), Ok(refused)) if !refused.refused.is_empty() => refused.refused,
+            _ => return Err(error),
+        };
+        let mut refused = Vec::with_capacity(items.len());
+        for item in items {
+            // The uuid as sent; by position when the cloud could not read it.
+            let uuid = item
+                .uuid
+                .or_else(|| item.index.and_then(|i| sent.get(i)).map(|m| m.uuid.clone()))
+                .filter(|uuid| was_sent(uuid))
+                .ok_or_else(|| {
+                    Error::Server("a refusal names a measurement that was not sent".to_owned())
+                })?;
+            refused.push(MeasurementRefusal {
+                uuid,
+                code: item.code.and_then(|c| c.parse().ok()),
+                message: item.error,
+            });
+        }
+        return Ok(UploadOutcome {
+            acknowledged: Vec::new(),
+            refused,
+        });
+    }
     let ack: Ack = serde_json::from_slice(body)
         .map_err(|e| Error::Server(format!("unreadable acknowledgement: {e}")))?;
-    if let Some(stranger) = ack
-        .acknowledged
-        .iter()
-        .find(|uuid| !sent.iter().any(|m| &m.uuid == *uuid))
-    {
+    if let Some(stranger) = ack.acknowledged.iter().find(|uuid| !was_sent(uuid)) {
         return Err(Error::Server(format!(
             "acknowledgement names {stranger:?}, which was not sent"
         )));
     }
-    Ok(ack.acknowledged)
+    Ok(UploadOutcome {
+        acknowledged: ack.acknowledged,
+        refused: Vec::new(),
+    })
 }
 
 /// `GET /api/household/consent`.
@@ -155,10 +232,23 @@ pub fn status_request(cloud: &Cloud, status: &DeviceStatus) -> Request {
         .iter()
         .map(|(name, version)| (name.clone(), serde_json::Value::from(version.as_str())))
         .collect();
+    let set_aside: Vec<_> = status
+        .set_aside
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "meter": s.meter,
+                "code": s.code.map_or("unknown", RefusalCode::as_str),
+                "count": s.count,
+            })
+        })
+        .collect();
     let body = serde_json::json!({
         "components": components,
         "last_measurement": status.last_measurement,
         "meters": status.meters,
+        "set_aside": set_aside,
+        "clock_plausible": status.clock_plausible,
     });
     Request {
         method: "PUT",
@@ -246,7 +336,10 @@ mod tests {
         let sent = [measurement("a"), measurement("b")];
         assert_eq!(
             parse_upload(200, br#"{"acknowledged":["b"]}"#, &sent).unwrap(),
-            vec!["b".to_owned()]
+            UploadOutcome {
+                acknowledged: vec!["b".to_owned()],
+                refused: Vec::new()
+            }
         );
         assert!(matches!(
             parse_upload(200, br#"{"acknowledged":["a","zzz"]}"#, &sent),
@@ -314,6 +407,69 @@ mod tests {
     }
 
     #[test]
+    fn measurements_refused_one_by_one_are_named_with_their_codes() {
+        let sent = [measurement("a"), measurement("b"), measurement("c")];
+        // The Data API refused "a" (an unwired meter) and "c" (a time out of range): nothing
+        // was stored, "b" may go again.
+        let body = br#"{"error":"meter m is not wired to this device","code":"meter_not_wired",
+            "refused":[
+              {"index":0,"uuid":"a","code":"meter_not_wired","error":"meter m is not wired"},
+              {"index":2,"uuid":"c","code":"time_out_of_range","error":"in the future"}]}"#;
+        let outcome = parse_upload(403, body, &sent).unwrap();
+        assert!(outcome.acknowledged.is_empty());
+        assert_eq!(
+            outcome.refused,
+            [
+                MeasurementRefusal {
+                    uuid: "a".into(),
+                    code: Some(RefusalCode::MeterNotWired),
+                    message: "meter m is not wired".into()
+                },
+                MeasurementRefusal {
+                    uuid: "c".into(),
+                    code: Some(RefusalCode::TimeOutOfRange),
+                    message: "in the future".into()
+                },
+            ]
+        );
+        // A code from a newer Data API, and a uuid the cloud could not read (by position).
+        let body = br#"{"error":"x","code":"invalid_request",
+            "refused":[{"index":1,"uuid":null,"code":"from_a_newer_api","error":"?"}]}"#;
+        let outcome = parse_upload(400, body, &sent).unwrap();
+        assert_eq!(
+            (outcome.refused[0].uuid.as_str(), outcome.refused[0].code),
+            ("b", None)
+        );
+        // A refusal naming something that was not sent is not trusted.
+        for body in [
+            &br#"{"error":"x","code":"conflict","refused":[{"index":0,"uuid":"zzz","code":"conflict"}]}"#[..],
+            br#"{"error":"x","code":"conflict","refused":[{"index":7,"code":"conflict"}]}"#,
+        ] {
+            assert!(
+                matches!(parse_upload(409, body, &sent), Err(Error::Server(_))),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        // Without a list (or with an empty one) the whole batch is refused, as before.
+        for body in [
+            &br#"{"error":"x","code":"consent_revoked"}"#[..],
+            br#"{"error":"x","code":"consent_revoked","refused":[]}"#,
+        ] {
+            assert!(matches!(
+                parse_upload(403, body, &sent),
+                Err(Error::Refused(r)) if r.is(RefusalCode::ConsentRevoked)
+            ));
+        }
+        // A server error is retried whatever its body says.
+        let body = br#"{"error":"x","code":"internal","refused":[{"index":0,"uuid":"a"}]}"#;
+        assert!(matches!(
+            parse_upload(500, body, &sent),
+            Err(Error::Server(_))
+        ));
+    }
+
+    #[test]
     fn consent_and_status() {
         assert_eq!(
             parse_consent(200, br#"{"state":"granted"}"#),
@@ -339,12 +495,33 @@ mod tests {
                     locked: true,
                     missing: vec!["0100100700ff".into()],
                 }],
+                set_aside: vec![
+                    SetAside {
+                        meter: "n".into(),
+                        code: Some(RefusalCode::MeterNotWired),
+                        count: 3,
+                    },
+                    SetAside {
+                        meter: "m".into(),
+                        code: None,
+                        count: 1,
+                    },
+                ],
+                clock_plausible: false,
             },
         );
         let body: serde_json::Value = serde_json::from_slice(&request.body.unwrap()).unwrap();
         assert_eq!(body["components"]["upload"], "0.1.0");
         assert_eq!(body["meters"][0]["missing"][0], "0100100700ff");
         assert!(body["last_measurement"].is_null());
+        assert_eq!(
+            body["set_aside"],
+            serde_json::json!([
+                {"meter": "n", "code": "meter_not_wired", "count": 3},
+                {"meter": "m", "code": "unknown", "count": 1},
+            ])
+        );
+        assert_eq!(body["clock_plausible"], false);
         assert_eq!(parse_status_report(204, b""), Ok(()));
     }
 }

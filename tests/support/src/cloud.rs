@@ -80,6 +80,26 @@ pub fn ingress_identity_at(
     ]
 }
 
+/// When [`registered_long_ago`] devices count as registered: long before the fixed times the
+/// tests upload (the Data API accepts measurements from a day before their device's
+/// registration), as for a household in the survey for years.
+pub const LONG_AGO: &str = "2000-01-01T00:00:00.000000000Z";
+
+/// Makes `device` of the Data API whose database is `database` count as registered
+/// [`LONG_AGO`]. Written into the database: no request can register a device in the past.
+pub fn registered_long_ago(database: &Path, device: &str) {
+    let db = rusqlite::Connection::open(database).expect("open the Data API's database");
+    db.busy_timeout(std::time::Duration::from_secs(10))
+        .expect("busy timeout");
+    let changed = db
+        .execute(
+            "UPDATE measurement_device SET registered_at = ?1 WHERE id = ?2",
+            [LONG_AGO, device],
+        )
+        .expect("backdate the registration");
+    assert_eq!(changed, 1, "no device {device} in {}", database.display());
+}
+
 /// The registration of a household with one electricity meter (`meter`, a UUID) and device
 /// `device`, as an administrator posts it to `/api/management/household`.
 pub fn household(name: &str, email: &str, device: &str, meter: &str) -> Value {
@@ -158,9 +178,16 @@ impl Cloud {
             .with_bearer(ADMIN_TOKEN)
     }
 
-    /// Registers a household with one device and one electricity meter (see [`household`]);
-    /// returns the device's identity.
+    /// Registers a household with one device and one electricity meter (see [`household`]),
+    /// the device [`registered_long_ago`]; returns the device's identity.
     pub fn register(&self, name: &str, email: &str, device: &str, meter: &str) -> Device {
+        let identity = self.register_now(name, email, device, meter);
+        registered_long_ago(&self.database(), device);
+        identity
+    }
+
+    /// [`Cloud::register`], the device registered now.
+    pub fn register_now(&self, name: &str, email: &str, device: &str, meter: &str) -> Device {
         let (status, body) = self.admin(
             "POST",
             "/api/management/household",

@@ -1,5 +1,5 @@
 //! The edge's side: simulated SML meters on pseudo-terminals, edge configurations, the
-//! `wattlet-edge` daemon as a child process, and what its buffer holds.
+//! `wattlet-edge` daemon as a child process or in this process, and what its buffer holds.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -162,6 +162,84 @@ protocol = "sml"
     path
 }
 
+/// Adds a meter to an edge configuration written by [`edge_config`]: `meter_uuid` read as SML
+/// from the probe at `meter_path`.
+pub fn add_meter(config: &Path, meter_uuid: &str, meter_path: &Path) {
+    let mut text = std::fs::read_to_string(config).expect("read the edge config");
+    text.push_str(&format!(
+        "\n[[meter]]\nuuid = \"{meter_uuid}\"\ndevice = \"{}\"\nprotocol = \"sml\"\n",
+        meter_path.display()
+    ));
+    std::fs::write(config, text).expect("write the edge config");
+}
+
+/// The edge daemon of `config` in this process (the components from the build), on a runtime
+/// of its own, until [`InProcessEdge::stop`] or drop: for tests that read its metrics without
+/// a listener.
+pub struct InProcessEdge {
+    pub metrics: Arc<wattlet_edge::metrics::EdgeMetrics>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<anyhow::Result<wattlet_edge::daemon::Stopped>>>,
+}
+
+impl InProcessEdge {
+    pub fn start(config: &Path) -> InProcessEdge {
+        use wattlet_edge::daemon::{Daemon, EdgeComponents};
+        let config = wattlet_edge::config::EdgeConfig::load(config).expect("edge config");
+        let engine = wattlet_runtime::engine::engine().expect("engine");
+        let components = EdgeComponents::load(&engine, &config, None)
+            .expect("the edge's components (./dev test builds them)");
+        let metrics = Arc::new(wattlet_edge::metrics::EdgeMetrics::new());
+        let daemon = Daemon::new(config, components, metrics.clone()).expect("edge daemon");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()?;
+            runtime.block_on(daemon.run(async {
+                let _ = stopped.await;
+            }))
+        });
+        InProcessEdge {
+            metrics,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// The daemon's metrics page (Prometheus text).
+    pub fn scrape(&self) -> String {
+        wattlet_runtime::metrics::MetricsSource::encode(self.metrics.as_ref())
+    }
+
+    /// Stops the daemon; panics if it failed.
+    pub fn stop(mut self) -> wattlet_edge::daemon::Stopped {
+        self.finish()
+            .expect("the edge was running")
+            .expect("the edge daemon failed")
+    }
+
+    fn finish(&mut self) -> Option<anyhow::Result<wattlet_edge::daemon::Stopped>> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let thread = self.thread.take()?;
+        Some(match thread.join() {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        })
+    }
+}
+
+impl Drop for InProcessEdge {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = self.finish();
+        }
+    }
+}
+
 /// Starts `wattlet-edge run` (`bin`: `env!("CARGO_BIN_EXE_wattlet-edge")`); its log is
 /// appended to `edge.log` next to the configuration (a file, not a pipe: nobody has to drain it
 /// while the edge runs).
@@ -188,19 +266,21 @@ pub fn edge_log(config: &Path) -> PathBuf {
 
 /// The edge's journal: every measurement it ever took (uuid), sorted.
 pub fn journal(dir: &Path) -> Vec<String> {
-    let path = dir.join("edge-state").join("buffer.sqlite");
-    if !path.exists() {
+    journal_column(dir, "uuid")
+}
+
+/// The times (`measured_at`) of every measurement the edge ever took, sorted.
+pub fn journal_times(dir: &Path) -> Vec<String> {
+    journal_column(dir, "measured_at")
+}
+
+fn journal_column(dir: &Path, column: &str) -> Vec<String> {
+    // None before the edge created its tables.
+    let Some(db) = open_buffer(dir, "journal") else {
         return Vec::new();
-    }
-    let db =
-        rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .expect("open buffer");
-    if !has_table(&db, "journal") {
-        // The edge created the file and has not created its tables yet.
-        return Vec::new();
-    }
+    };
     let mut statement = db
-        .prepare("SELECT uuid FROM journal ORDER BY uuid")
+        .prepare(&format!("SELECT {column} FROM journal ORDER BY {column}"))
         .expect("query");
     statement
         .query_map([], |row| row.get(0))
@@ -209,20 +289,56 @@ pub fn journal(dir: &Path) -> Vec<String> {
         .expect("journal rows")
 }
 
-/// Measurements still waiting in the edge's buffer (none before the edge created it).
-pub fn pending(dir: &Path) -> usize {
+/// The measurements the edge set aside because the cloud refused them: (uuid, meter, code),
+/// by uuid.
+pub fn set_aside(dir: &Path) -> Vec<(String, String, String)> {
+    let Some(db) = open_buffer(dir, "set_aside") else {
+        return Vec::new();
+    };
+    let mut statement = db
+        .prepare("SELECT uuid, meter, code FROM set_aside ORDER BY uuid")
+        .expect("query");
+    statement
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .expect("set-aside rows")
+        .collect::<Result<_, _>>()
+        .expect("set-aside rows")
+}
+
+/// Records in the edge's buffer (which must exist: run the edge once) that its newest
+/// measurement was taken at `at` (RFC 3339), as a clock that ran ahead before a reboot leaves
+/// it: a clock before that instant is not trusted.
+pub fn measured_last_at(dir: &Path, at: &str) {
+    let path = dir.join("edge-state").join("buffer.sqlite");
+    let db = rusqlite::Connection::open(&path).expect("open buffer");
+    db.busy_timeout(Duration::from_secs(10))
+        .expect("busy timeout");
+    db.execute(
+        "INSERT INTO state (key, value) VALUES ('last_measurement', ?1)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [at],
+    )
+    .expect("record the last measurement");
+}
+
+/// The edge's buffer, read-only, when it exists and has `table`.
+fn open_buffer(dir: &Path, table: &str) -> Option<rusqlite::Connection> {
     let path = dir.join("edge-state").join("buffer.sqlite");
     if !path.exists() {
-        return 0;
+        return None;
     }
     let db =
         rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .expect("open buffer");
-    if !has_table(&db, "measurement") {
-        return 0;
-    }
-    db.query_row("SELECT count(*) FROM measurement", [], |row| row.get(0))
-        .expect("count")
+    has_table(&db, table).then_some(db)
+}
+
+/// Measurements still waiting in the edge's buffer (none before the edge created it).
+pub fn pending(dir: &Path) -> usize {
+    open_buffer(dir, "measurement").map_or(0, |db| {
+        db.query_row("SELECT count(*) FROM measurement", [], |row| row.get(0))
+            .expect("count")
+    })
 }
 
 fn has_table(db: &rusqlite::Connection, name: &str) -> bool {

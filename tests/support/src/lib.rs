@@ -9,7 +9,8 @@
 //! - [`pki`]: a CA with a server certificate, device certificates;
 //! - [`Cloud`]: the Data API over mutual TLS with its CA, and clients as a device or the
 //!   administrator;
-//! - [`edge`]: simulated SML meters on pseudo-terminals, the `wattlet-edge` daemon, its buffer;
+//! - [`edge`]: simulated SML meters on pseudo-terminals, the `wattlet-edge` daemon (a child
+//!   process or in this process), its buffer;
 //! - [`process`]: the binaries as child processes (under an emulator when cross-built), commands
 //!   run to their end, `nats-server`;
 //! - [`spin`]: the real Spin CLI;
@@ -39,7 +40,10 @@ pub use cloud::{
     ADMIN_TOKEN, APP_VARIABLES, Cloud, IDENTITY_KEY, household, ingress_identity,
     ingress_identity_at,
 };
-pub use edge::{ConsentingEdge, Meter, edge_config, edge_log, journal, pending, spawn_edge};
+pub use edge::{
+    ConsentingEdge, InProcessEdge, Meter, add_meter, edge_config, edge_log, journal, journal_times,
+    measured_last_at, pending, set_aside, spawn_edge,
+};
 pub use metrics::{metric, sample, scrape};
 pub use pki::Device;
 pub use process::{Ran, command, nats, run};

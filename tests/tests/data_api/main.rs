@@ -135,18 +135,20 @@ struct Household {
 
 /// Registers a household on the plain server.
 async fn register() -> Household {
-    register_on(plain()).await
+    register_on(plain(), api()).await
 }
 
 /// Registers a household on the mutual-TLS server; returns it with its device's client.
 async fn register_device() -> (Household, Client) {
-    let household = register_on(tls_admin()).await;
+    let household = register_on(tls_admin(), &tls_api().served).await;
     let client = device_client(&household.device, &household.email);
     (household, client)
 }
 
-/// Registers a household with one electricity meter (fixed uuid) and one PV meter (generated).
-async fn register_on(client: &Client) -> Household {
+/// Registers a household with one electricity meter (fixed uuid) and one PV meter (generated)
+/// through `client` of `served`; its device counts as registered long ago
+/// ([`wattlet_testkit::cloud::registered_long_ago`]), so the tests' fixed times are plausible.
+async fn register_on(client: &Client, served: &Served) -> Household {
     let device = unique("dev");
     let email = format!("{}@example.org", unique("p"));
     let meter = uuid4();
@@ -174,6 +176,7 @@ async fn register_on(client: &Client) -> Household {
         .map(|m| m["uuid"].as_str().expect("uuid").to_owned())
         .collect();
     assert_eq!(meters[0], meter);
+    wattlet_testkit::cloud::registered_long_ago(&served.database(), &device);
     Household {
         id: reply.body["household"].as_str().expect("id").to_owned(),
         device,

@@ -15,7 +15,7 @@ use crate::db::{Db, Value as Sql, col_text, text};
 use crate::error::{ApiError, ApiResult};
 use crate::http::{Request, Response, json_response};
 use crate::services::Env;
-use crate::timestamp;
+use crate::timestamp::{self, SQL_NOW};
 
 pub struct Consent {
     pub state: ConsentState,
@@ -140,12 +140,12 @@ type Step = fn(ConsentState) -> Result<ConsentState, TransitionError>;
 /// the code of the state machine's refusal (`consent_already_granted`, `consent_revoked`,
 /// `consent_not_granted`).
 pub fn step(db: &Db, household: &str, step: Step) -> ApiResult<Consent> {
-    let now = timestamp::to_db(timestamp::now());
     for (from, to) in ConsentState::ALL
         .into_iter()
         .filter_map(|from| step(from).ok().map(|to| (from, to)))
     {
-        // The time of the step: when it was granted, or revoked.
+        // The time of the step: when it was granted, or revoked, by the database's clock, as
+        // uploads stamp `received_at`: no measurement is received after the revocation.
         let stamp = match to {
             ConsentState::Granted => "granted_at",
             ConsentState::Revoked => "revoked_at",
@@ -157,16 +157,11 @@ pub fn step(db: &Db, household: &str, step: Step) -> ApiResult<Consent> {
         };
         let result = db.query(
             &format!(
-                "UPDATE consent SET state = ?, {stamp} = ?
+                "UPDATE consent SET state = ?, {stamp} = {SQL_NOW}
                  WHERE household = ? AND state = ?
                  RETURNING state, granted_at, revoked_at"
             ),
-            &[
-                text(to.as_str()),
-                text(&now),
-                text(household),
-                text(from.as_str()),
-            ],
+            &[text(to.as_str()), text(household), text(from.as_str())],
         )?;
         if let Some(consent) = from_rows(&result)? {
             return Ok(consent);

@@ -19,7 +19,7 @@ use crate::validate::{self, bad, json_body};
 
 /// The columns [`device_json`] reads, in order.
 pub const DEVICE_COLUMNS: &str =
-    "id, component_versions, last_measurement, last_activity, revoked_at";
+    "id, component_versions, last_measurement, last_activity, revoked_at, registered_at, status";
 /// The columns [`meter_json`] reads, in order.
 pub const METER_COLUMNS: &str = "uuid, type, model, device, status, \
      (SELECT json_group_array(w.pv_system) FROM meter_pv_system w WHERE w.meter = meter.uuid)";
@@ -32,6 +32,8 @@ pub fn device_json(row: &Row, at: usize) -> ApiResult<Value> {
         "last_measurement": timestamp::db_to_api(col_text(row, at + 2)),
         "last_activity": timestamp::db_to_api(col_text(row, at + 3)),
         "revoked_at": timestamp::db_to_api(col_text(row, at + 4)),
+        "registered_at": timestamp::db_to_api(col_text(row, at + 5)),
+        "status": col_json(row, at + 6),
     }))
 }
 
@@ -150,6 +152,19 @@ struct StatusReport {
     last_measurement: Option<String>,
     #[serde(default)]
     meters: Vec<MeterStatus>,
+    /// Measurements the device set aside because the Data API refused them, by meter and code.
+    #[serde(default)]
+    set_aside: Vec<SetAside>,
+    /// Whether the device's clock is plausibly set (it measures nothing while it is not).
+    #[serde(default)]
+    clock_plausible: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct SetAside {
+    meter: String,
+    code: String,
+    count: u64,
 }
 
 #[derive(Deserialize)]
@@ -162,10 +177,13 @@ struct MeterStatus {
 
 const MAX_COMPONENTS: usize = 64;
 const MAX_METERS: usize = 64;
+const MAX_SET_ASIDE: usize = 256;
 
 /// `PUT /api/household/measurement_device/status` (device): the device's component versions,
-/// last measurement and each of its meters' state (factory-locked, expected OBIS codes missing).
-/// 204; 403 for a meter not wired to the calling device.
+/// last measurement and each of its meters' state (factory-locked, expected OBIS codes missing);
+/// the measurements it set aside because the Data API refused them (`set_aside`: by meter, any
+/// meter, and refusal code) and whether its clock is plausibly set, kept as the device's
+/// `status`. 204; 403 for a meter status of a meter not wired to the calling device.
 pub fn put_status(req: &Request, env: &Env) -> ApiResult<Response> {
     let db = &env.db;
     let caller = auth::device(req, env)?;
@@ -197,6 +215,7 @@ pub fn put_status(req: &Request, env: &Env) -> ApiResult<Response> {
     if report.meters.len() > MAX_METERS {
         return Err(bad(format!("meters: at most {MAX_METERS} entries")));
     }
+    let device_status = device_status(&report)?;
     let mut statuses = Vec::with_capacity(report.meters.len());
     let mut seen = BTreeSet::new();
     for (i, meter) in report.meters.iter().enumerate() {
@@ -240,11 +259,13 @@ pub fn put_status(req: &Request, env: &Env) -> ApiResult<Response> {
     db.exec(
         "UPDATE measurement_device
          SET component_versions = ?1,
-             last_measurement = NULLIF(MAX(COALESCE(last_measurement, ''), COALESCE(?2, '')), '')
-         WHERE id = ?3",
+             last_measurement = NULLIF(MAX(COALESCE(last_measurement, ''), COALESCE(?2, '')), ''),
+             status = ?3
+         WHERE id = ?4",
         &[
             text(components),
             last_measurement.map_or(Sql::Null, text),
+            text(device_status.to_string()),
             text(&caller.device),
         ],
     )?;
@@ -257,4 +278,35 @@ pub fn put_status(req: &Request, env: &Env) -> ApiResult<Response> {
         )?;
     }
     Ok(no_content())
+}
+
+/// The device-wide part of a status report, checked, as it is stored.
+fn device_status(report: &StatusReport) -> ApiResult<Value> {
+    if report.set_aside.len() > MAX_SET_ASIDE {
+        return Err(bad(format!("set_aside: at most {MAX_SET_ASIDE} entries")));
+    }
+    let mut set_aside = Vec::with_capacity(report.set_aside.len());
+    for (i, entry) in report.set_aside.iter().enumerate() {
+        // Any meter: the Data API may refuse a meter precisely because it does not know it.
+        let meter = validate::uuid(&format!("set_aside[{i}].meter"), &entry.meter)?;
+        let code_ok = (1..=64).contains(&entry.code.len())
+            && entry
+                .code
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b == b'_');
+        if !code_ok {
+            return Err(bad(format!(
+                "set_aside[{i}].code: {:?} is not a refusal code",
+                entry.code
+            )));
+        }
+        let count = i64::try_from(entry.count)
+            .map_err(|_| bad(format!("set_aside[{i}].count: too large")))?;
+        set_aside.push(json!({ "meter": meter, "code": entry.code, "count": count }));
+    }
+    Ok(json!({
+        "set_aside": set_aside,
+        "clock_plausible": report.clock_plausible,
+        "reported_at": timestamp::to_api(timestamp::now()),
+    }))
 }

@@ -212,15 +212,15 @@ fn insert_rest(
     let now = timestamp::to_db(timestamp::now());
     db.exec(
         "INSERT INTO household (id, user, created_at) VALUES (?, ?, ?)",
-        &[text(household), Sql::Integer(user), text(now)],
+        &[text(household), Sql::Integer(user), text(&now)],
     )?;
     db.exec(
         "INSERT INTO consent (household, state) VALUES (?, ?)",
         &[text(household), text(ConsentState::NotGranted.as_str())],
     )?;
     match db.try_query(
-        "INSERT INTO measurement_device (id, household) VALUES (?, ?)",
-        &[text(device), text(household)],
+        "INSERT INTO measurement_device (id, household, registered_at) VALUES (?, ?, ?)",
+        &[text(device), text(household), text(&now)],
     ) {
         Ok(_) => {}
         Err(e) if e.is_unique_violation() => {

@@ -4,16 +4,17 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use time::OffsetDateTime;
 use wattlet_survey::measurement::MAX_BATCH;
 use wattlet_survey::{RefusalCode, Use};
 
 use crate::auth;
-use crate::db::{Value as Sql, col_json, col_required, col_text, placeholders, text};
+use crate::db::{Db, Value as Sql, col_json, col_required, col_text, placeholders, text};
 use crate::error::{ApiError, ApiResult};
 use crate::handlers::consent;
 use crate::http::{Request, Response, json_response};
 use crate::services::Env;
-use crate::timestamp;
+use crate::timestamp::{self, SQL_NOW};
 use crate::validate::{self, bad, json_body};
 
 /// At most this many readings (`{"<obis>": value}` entries) per measurement.
@@ -21,7 +22,8 @@ const MAX_READINGS: usize = 256;
 
 #[derive(Deserialize)]
 struct Upload {
-    measurements: Vec<Incoming>,
+    /// Read one by one, so that one malformed measurement is refused on its own.
+    measurements: Vec<Value>,
 }
 
 #[derive(Deserialize)]
@@ -42,16 +44,46 @@ struct Checked {
     data: String,
 }
 
+/// Why one measurement of a batch is refused.
+struct Refused {
+    code: RefusalCode,
+    message: String,
+}
+
+impl From<ApiError> for Refused {
+    fn from(error: ApiError) -> Self {
+        Refused {
+            code: error.code(),
+            message: error.to_string(),
+        }
+    }
+}
+
+/// What the device and the time of the request allow.
+struct Bounds {
+    registered: Option<OffsetDateTime>,
+    now: OffsetDateTime,
+}
+
 /// `POST /api/household/meter/measurement` \[8\] (device).
 ///
-/// Checks, in order, each failure storing nothing: the device (401/403); consent permitting
-/// [`Use::Upload`] (403 `consent_not_granted` / `consent_revoked`); the body (400: at most [`MAX_BATCH`]
-/// measurements, UUIDs, RFC 3339 times, `data` a non-empty array of objects with OBIS keys of 12
-/// lower-case hex digits and numeric values); every meter belongs to the caller's household and
-/// is wired to the calling device (403 `meter_not_wired`); no uuid is stored for another meter (409). Then the new
-/// measurements are inserted in one statement (one transaction); uuids already stored for the
-/// same meter are acknowledged again without a second row. 200 `{"acknowledged":[uuid…]}` in
-/// request order, each as the device sent it (UUIDs are compared case-insensitively).
+/// Checks the device (401/403), consent permitting [`Use::Upload`] (403 `consent_not_granted` /
+/// `consent_revoked`) and the batch (400: a JSON object with at most [`MAX_BATCH`]
+/// measurements). Then each measurement on its own: a UUID, an RFC 3339 `measured_at` that is
+/// plausible (400 `time_out_of_range`: not before the device's registration less a day, not
+/// more than five minutes ahead of the Data API's clock, see [`timestamp::plausible`]), `data` a
+/// non-empty array of objects with OBIS keys of 12 lower-case hex digits and numeric values
+/// (400 `invalid_request`), a meter of the caller's household wired to the calling device (403
+/// `meter_not_wired`), a uuid not stored for another meter (409 `conflict`).
+///
+/// A batch is stored whole or not at all. When some measurements are refused, nothing is
+/// stored and the answer is the first one's refusal with `refused`: every refused measurement
+/// as `{"index","uuid","code","error"}`, so a device sets exactly those aside and sends the
+/// others again. Otherwise the new measurements are inserted in one statement that also checks
+/// the household's consent (a revocation answered before the insert leaves nothing stored,
+/// [`consent::require`]'s refusal answers); uuids already stored for the same meter are
+/// acknowledged again without a second row. 200 `{"acknowledged":[uuid…]}` in request order,
+/// each as the device sent it (UUIDs are compared case-insensitively).
 pub fn upload(req: &Request, env: &Env) -> ApiResult<Response> {
     let db = &env.db;
     let caller = auth::device(req, env)?;
@@ -63,114 +95,92 @@ pub fn upload(req: &Request, env: &Env) -> ApiResult<Response> {
             upload.measurements.len()
         )));
     }
-    let mut batch = Vec::with_capacity(upload.measurements.len());
-    for (i, m) in upload.measurements.into_iter().enumerate() {
-        batch.push(check(i, m)?);
-    }
-    if batch.is_empty() {
+    if upload.measurements.is_empty() {
         return Ok(json_response(200, &json!({ "acknowledged": [] })));
+    }
+    let bounds = Bounds {
+        registered: registered_at(db, &caller.device)?,
+        now: timestamp::now(),
+    };
+    let mut sent = Vec::with_capacity(upload.measurements.len());
+    let mut outcomes = Vec::with_capacity(upload.measurements.len());
+    for (i, m) in upload.measurements.into_iter().enumerate() {
+        sent.push(m.get("uuid").and_then(Value::as_str).map(str::to_owned));
+        outcomes.push(check(i, m, &bounds).map_err(Refused::from));
     }
 
     // The batch itself: one meter per uuid.
-    let mut first: HashMap<&str, &str> = HashMap::new();
-    for m in &batch {
-        if let Some(meter) = first.insert(&m.uuid, &m.meter)
-            && meter != m.meter
-        {
-            return Err(bad(format!(
-                "measurement {} appears twice with different meters",
-                m.uuid
-            )));
+    let mut first: HashMap<String, String> = HashMap::new();
+    for (i, outcome) in outcomes.iter_mut().enumerate() {
+        let Ok(m) = outcome else { continue };
+        let meter = first
+            .entry(m.uuid.clone())
+            .or_insert_with(|| m.meter.clone());
+        if *meter != m.meter {
+            *outcome = Err(Refused {
+                code: RefusalCode::InvalidRequest,
+                message: format!(
+                    "measurements[{i}]: measurement {} appears twice with different meters",
+                    m.uuid
+                ),
+            });
         }
     }
 
     // Every meter: the caller's household, wired to the calling device.
-    let meters: BTreeSet<&str> = batch.iter().map(|m| m.meter.as_str()).collect();
-    let params: Vec<Sql> = meters.iter().map(|m| text(*m)).collect();
-    let rows = db.query(
-        &format!(
-            "SELECT uuid, household, device FROM meter WHERE uuid IN ({})",
-            placeholders(params.len())
-        ),
-        &params,
-    )?;
-    let known: HashMap<String, (String, Option<String>)> = rows
-        .rows
+    let meters: BTreeSet<&str> = outcomes
         .iter()
-        .filter_map(|r| Some((col_text(r, 0)?, (col_text(r, 1)?, col_text(r, 2)))))
+        .filter_map(|o| o.as_ref().ok().map(|m| m.meter.as_str()))
         .collect();
-    for meter in &meters {
-        let Some((_, device)) = known
-            .get(*meter)
-            .filter(|(household, _)| *household == caller.household)
-        else {
-            return Err(ApiError::refused(
-                RefusalCode::MeterNotWired,
-                format!("meter {meter} does not belong to this household"),
-            ));
+    let not_wired = unwired(db, &caller, &meters)?;
+    // Idempotency: uuids already stored, and for which meter.
+    let stored = stored_meters(db, first.keys())?;
+    for outcome in &mut outcomes {
+        let Ok(m) = outcome else { continue };
+        let refusal = if let Some(why) = not_wired.get(&m.meter) {
+            Some((RefusalCode::MeterNotWired, why.clone()))
+        } else {
+            stored
+                .get(&m.uuid)
+                .filter(|meter| **meter != m.meter)
+                .map(|_| {
+                    let message =
+                        format!("measurement {} is already stored for another meter", m.uuid);
+                    (RefusalCode::Conflict, message)
+                })
         };
-        if device.as_deref() != Some(caller.device.as_str()) {
-            return Err(ApiError::refused(
-                RefusalCode::MeterNotWired,
-                format!("meter {meter} is not wired to this device"),
-            ));
+        if let Some((code, message)) = refusal {
+            *outcome = Err(Refused { code, message });
         }
     }
+    let refused: Vec<Value> = outcomes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, o)| {
+            let r = o.as_ref().err()?;
+            Some(
+                json!({ "index": i, "uuid": sent[i], "code": r.code.as_str(), "error": r.message }),
+            )
+        })
+        .collect();
+    if let Some(Err(first)) = outcomes.iter().find(|o| o.is_err()) {
+        return Err(ApiError::RefusedItems {
+            code: first.code,
+            message: first.message.clone(),
+            refused,
+        });
+    }
+    let batch: Vec<Checked> = outcomes.into_iter().filter_map(Result::ok).collect();
 
-    // Idempotency: uuids already stored.
-    let uuids: Vec<Sql> = first.keys().map(|u| text(*u)).collect();
-    let rows = db.query(
-        &format!(
-            "SELECT uuid, meter FROM measurement WHERE uuid IN ({})",
-            placeholders(uuids.len())
-        ),
-        &uuids,
-    )?;
-    let mut stored = BTreeSet::new();
-    for row in &rows.rows {
-        let uuid = col_required(row, 0)?;
-        let meter = col_required(row, 1)?;
-        if first.get(uuid.as_str()).is_some_and(|m| *m != meter) {
-            return Err(ApiError::conflict(format!(
-                "measurement {uuid} is already stored for another meter"
-            )));
-        }
-        stored.insert(uuid);
-    }
-
-    let received_at = timestamp::to_db(timestamp::now());
-    let mut params = Vec::new();
-    let mut rows = 0;
-    let mut inserted = BTreeSet::new();
-    for m in &batch {
-        if stored.contains(&m.uuid) || !inserted.insert(m.uuid.as_str()) {
-            continue;
-        }
-        params.extend([
-            text(&m.uuid),
-            text(&m.meter),
-            text(&m.measured_at),
-            text(&m.data),
-            text(&received_at),
-        ]);
-        rows += 1;
-    }
-    if rows > 0 {
-        let values = vec!["(?, ?, ?, ?, ?)"; rows].join(", ");
-        let sql = format!(
-            "INSERT INTO measurement (uuid, meter, measured_at, data, received_at) VALUES {values}"
-        );
-        match db.try_query(&sql, &params) {
-            Ok(_) => {}
-            // Another request stored one of these uuids meanwhile; nothing of this batch was
-            // stored, and a retry acknowledges or refuses each uuid as above.
-            Err(e) if e.is_unique_violation() => {
-                return Err(ApiError::conflict(
-                    "a measurement of this batch was stored concurrently; retry",
-                ));
-            }
-            Err(e) => return Err(e.into()),
-        }
+    let fresh: Vec<&Checked> = {
+        let mut seen = BTreeSet::new();
+        batch
+            .iter()
+            .filter(|m| !stored.contains_key(&m.uuid) && seen.insert(m.uuid.as_str()))
+            .collect()
+    };
+    if !fresh.is_empty() {
+        insert(db, &caller, &fresh)?;
     }
 
     if let Some(latest) = batch.iter().map(|m| m.measured_at.as_str()).max() {
@@ -185,13 +195,147 @@ pub fn upload(req: &Request, env: &Env) -> ApiResult<Response> {
     Ok(json_response(200, &json!({ "acknowledged": acknowledged })))
 }
 
+/// When the device was registered (its household's registration for devices registered
+/// before that was recorded).
+fn registered_at(db: &Db, device: &str) -> ApiResult<Option<OffsetDateTime>> {
+    let rows = db.query(
+        "SELECT COALESCE(d.registered_at, h.created_at)
+         FROM measurement_device d JOIN household h ON h.id = d.household WHERE d.id = ?",
+        &[text(device)],
+    )?;
+    Ok(rows
+        .rows
+        .first()
+        .and_then(|row| timestamp::from_db(row.get::<&str>(0))))
+}
+
+/// The meters among `meters` that are not the caller's household's or not wired to the calling
+/// device, each with the reason.
+fn unwired(
+    db: &Db,
+    caller: &auth::Device,
+    meters: &BTreeSet<&str>,
+) -> ApiResult<HashMap<String, String>> {
+    if meters.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let params: Vec<Sql> = meters.iter().map(|m| text(*m)).collect();
+    let rows = db.query(
+        &format!(
+            "SELECT uuid, household, device FROM meter WHERE uuid IN ({})",
+            placeholders(params.len())
+        ),
+        &params,
+    )?;
+    let known: HashMap<String, (String, Option<String>)> = rows
+        .rows
+        .iter()
+        .filter_map(|r| Some((col_text(r, 0)?, (col_text(r, 1)?, col_text(r, 2)))))
+        .collect();
+    let mut refused = HashMap::new();
+    for meter in meters {
+        match known.get(*meter) {
+            Some((household, device)) if *household == caller.household => {
+                if device.as_deref() != Some(caller.device.as_str()) {
+                    refused.insert(
+                        (*meter).to_owned(),
+                        format!("meter {meter} is not wired to this device"),
+                    );
+                }
+            }
+            _ => {
+                refused.insert(
+                    (*meter).to_owned(),
+                    format!("meter {meter} does not belong to this household"),
+                );
+            }
+        }
+    }
+    Ok(refused)
+}
+
+/// The meter each of `uuids` is stored for, for those stored.
+fn stored_meters<'a>(
+    db: &Db,
+    uuids: impl Iterator<Item = &'a String>,
+) -> ApiResult<HashMap<String, String>> {
+    let params: Vec<Sql> = uuids.map(text).collect();
+    if params.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = db.query(
+        &format!(
+            "SELECT uuid, meter FROM measurement WHERE uuid IN ({})",
+            placeholders(params.len())
+        ),
+        &params,
+    )?;
+    rows.rows
+        .iter()
+        .map(|row| Ok((col_required(row, 0)?, col_required(row, 1)?)))
+        .collect()
+}
+
+/// Inserts `fresh` in one statement that also checks the household's consent, so that a
+/// revocation either comes after the insert or leaves nothing stored; `received_at` is the
+/// database's clock, as the revocation's `revoked_at` is.
+fn insert(db: &Db, caller: &auth::Device, fresh: &[&Checked]) -> ApiResult<()> {
+    let mut params = Vec::with_capacity(fresh.len() * 4 + 3);
+    for m in fresh {
+        params.extend([
+            text(&m.uuid),
+            text(&m.meter),
+            text(&m.measured_at),
+            text(&m.data),
+        ]);
+    }
+    params.push(text(&caller.household));
+    let (permitting, states) = consent::permitting("c.state", Use::Upload);
+    params.extend(states);
+    let values = vec!["(?, ?, ?, ?)"; fresh.len()].join(", ");
+    let sql = format!(
+        "INSERT INTO measurement (uuid, meter, measured_at, data, received_at)
+         SELECT r.column1, r.column2, r.column3, r.column4, {SQL_NOW}
+         FROM (VALUES {values}) AS r
+         JOIN meter m ON m.uuid = r.column2
+         JOIN consent c ON c.household = m.household
+         WHERE m.household = ? AND {permitting}
+         RETURNING uuid"
+    );
+    let inserted = match db.try_query(&sql, &params) {
+        Ok(rows) => rows.rows.len(),
+        // Another request stored one of these uuids meanwhile; nothing of this batch was
+        // stored, and a retry acknowledges or refuses each uuid as above.
+        Err(e) if e.is_unique_violation() => {
+            return Err(ApiError::conflict(
+                "a measurement of this batch was stored concurrently; retry",
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if inserted == fresh.len() {
+        return Ok(());
+    }
+    // The consent changed since it was checked above (every meter is the household's).
+    consent::require(consent::load(db, &caller.household)?.state, Use::Upload)?;
+    Err(ApiError::conflict(
+        "the household's meters changed while the batch was stored; retry",
+    ))
+}
+
 /// Validates one incoming measurement; `data` comes back as normalised JSON text.
-fn check(i: usize, m: Incoming) -> ApiResult<Checked> {
+fn check(i: usize, m: Value, bounds: &Bounds) -> ApiResult<Checked> {
     let at = |field: &str| format!("measurements[{i}].{field}");
+    let m: Incoming =
+        serde_json::from_value(m).map_err(|e| bad(format!("measurements[{i}]: {e}")))?;
     let uuid = validate::uuid(&at("uuid"), &m.uuid)?;
     let sent = m.uuid;
     let meter = validate::uuid(&at("meter"), &m.meter)?;
-    let measured_at = timestamp::parse(&m.measured_at).map_err(|e| e.at(&at("measured_at")))?;
+    let measured_at = timestamp::parse(&m.measured_at)
+        .and_then(|t| {
+            timestamp::plausible(&m.measured_at, t, bounds.registered, bounds.now).map(|()| t)
+        })
+        .map_err(|e| e.at(&at("measured_at")))?;
     let Value::Array(entries) = m.data else {
         return Err(bad(format!(
             "{}: must be an array of {{\"<obis>\": value}}",

@@ -371,10 +371,11 @@ pub fn update(req: &Request, env: &Env, id: &str) -> ApiResult<Response> {
         db.exec("DELETE FROM pv_system WHERE household = ?", &[text(&id)])?;
         registration::insert_pv_systems(db, &id, pv_systems)?;
     }
+    let registered_at = timestamp::to_db(timestamp::now());
     for device in &devices {
         match db.try_query(
-            "INSERT INTO measurement_device (id, household) VALUES (?, ?)",
-            &[text(device), text(&id)],
+            "INSERT INTO measurement_device (id, household, registered_at) VALUES (?, ?, ?)",
+            &[text(device), text(&id), text(&registered_at)],
         ) {
             Ok(_) => {}
             Err(e) if e.is_unique_violation() => {

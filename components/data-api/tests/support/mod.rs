@@ -21,6 +21,11 @@ pub const ADMIN_TOKEN: &str = "admin-token-for-native-tests-5c1e9a0f27d84b63";
 /// The `client_identity_key`: what the tests' "TLS terminator" proves identities with.
 pub const IDENTITY_KEY: &str = "identity-key-for-native-tests-8d2f6b41e07a93c5";
 
+/// When [`Api::register`]'s devices were registered: long before the fixed times the tests
+/// upload, as for a household in the survey for years (the Data API accepts measurements from
+/// a day before their device's registration).
+pub const LONG_AGO: &str = "2000-01-01T00:00:00.000000000Z";
+
 /// A hook run before each statement with its SQL and the connection (to play another request
 /// writing in between).
 type Hook = Box<dyn FnMut(&str, &rusqlite::Connection)>;
@@ -336,8 +341,19 @@ impl Api {
         body["token"].as_str().expect("token").to_owned()
     }
 
-    /// Registers a household with an address, a PV system, an electricity and a PV meter.
+    /// Registers a household with an address, a PV system, an electricity and a PV meter; its
+    /// device counts as registered [`LONG_AGO`].
     pub fn register(&self) -> Household {
+        let household = self.register_now();
+        self.sql(
+            "UPDATE measurement_device SET registered_at = ?1 WHERE household = ?2",
+            (LONG_AGO, &household.id),
+        );
+        household
+    }
+
+    /// [`Api::register`], the device registered now.
+    pub fn register_now(&self) -> Household {
         let device = unique("pi");
         let email = format!("{}@example.org", unique("p"));
         let (status, body) = self.admin(

@@ -25,12 +25,43 @@ impl From<&native::MeterStatus> for wit::MeterStatus {
     }
 }
 
+impl From<&native::SetAside> for wit::SetAside {
+    fn from(s: &native::SetAside) -> Self {
+        wit::SetAside {
+            meter: s.meter.clone(),
+            code: s.code.map(Into::into),
+            count: s.count,
+        }
+    }
+}
+
 impl From<&native::DeviceStatus> for wit::DeviceStatus {
     fn from(status: &native::DeviceStatus) -> Self {
         wit::DeviceStatus {
             components: status.components.clone(),
             last_measurement: status.last_measurement.clone(),
             meters: status.meters.iter().map(wit::MeterStatus::from).collect(),
+            set_aside: status.set_aside.iter().map(wit::SetAside::from).collect(),
+            clock_plausible: status.clock_plausible,
+        }
+    }
+}
+
+impl From<wit::MeasurementRefusal> for native::MeasurementRefusal {
+    fn from(refusal: wit::MeasurementRefusal) -> Self {
+        native::MeasurementRefusal {
+            uuid: refusal.uuid,
+            code: refusal.code.map(Into::into),
+            message: refusal.message,
+        }
+    }
+}
+
+impl From<wit::UploadOutcome> for native::UploadOutcome {
+    fn from(outcome: wit::UploadOutcome) -> Self {
+        native::UploadOutcome {
+            acknowledged: outcome.acknowledged,
+            refused: outcome.refused.into_iter().map(Into::into).collect(),
         }
     }
 }
