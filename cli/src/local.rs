@@ -122,6 +122,7 @@ pub async fn run(
         state_dir: Some(state.join("cloud")),
         runtime_config: None,
         max_request_bytes: 16 << 20,
+        request_timeout: None,
         tls: Some(TlsOptions {
             cert: server_prefix.with_extension("crt"),
             key: server_prefix.with_extension("key"),
@@ -448,6 +449,7 @@ impl Nialm {
                 nats_url: nats.url.clone(),
                 api,
                 component,
+                limits: wattlet_runtime::sandbox::Limits::NIALM,
                 settings: QueueSettings::default(),
                 batch: 16,
                 concurrency: 1,

@@ -490,6 +490,7 @@ fn start_up_errors_a_user_can_act_on() {
         state_dir: Some(dir.path().join("s")),
         runtime_config: None,
         max_request_bytes: LIMIT,
+        request_timeout: None,
         tls: None,
     };
     let err = App::load_with_env(&opts, |_| None)

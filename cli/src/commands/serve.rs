@@ -105,6 +105,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         state_dir: args.state_dir,
         runtime_config: args.runtime_config_file,
         max_request_bytes: args.max_request_bytes,
+        request_timeout: None,
         tls,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
 use bytes::Bytes;
@@ -37,6 +37,9 @@ pub struct ServeOptions {
     pub runtime_config: Option<PathBuf>,
     /// Larger request bodies get 413 before any component runs.
     pub max_request_bytes: usize,
+    /// How long a request may take: its SQLite statements still running then are interrupted.
+    /// `None`: no limit.
+    pub request_timeout: Option<Duration>,
     /// Mutual TLS 1.3: when set, the listener speaks only TLS 1.3, every client must present a
     /// certificate issued by `client_ca`, and its identity reaches components in the
     /// `x-wattlet-client-*` headers (see [`crate::headers`]).
@@ -54,6 +57,7 @@ pub struct App {
     components: BTreeMap<String, LoadedComponent>,
     pub metrics: Arc<Metrics>,
     max_request_bytes: usize,
+    request_timeout: Option<Duration>,
     pub name: String,
     tls: Option<Arc<TlsState>>,
 }
@@ -124,6 +128,7 @@ impl App {
             components,
             metrics: Arc::new(Metrics::new()),
             max_request_bytes: options.max_request_bytes,
+            request_timeout: options.request_timeout,
             name: manifest.application.name.clone(),
             tls,
         })
@@ -222,6 +227,7 @@ impl App {
         matched: &RouteMatch<'_>,
         connection: &Connection<'_>,
     ) -> Result<Response<Body>, RequestError> {
+        let deadline = self.request_timeout.map(|timeout| Instant::now() + timeout);
         let loaded = self
             .components
             .get(matched.component)
@@ -230,7 +236,7 @@ impl App {
         body::check_declared_length(&parts.headers, self.max_request_bytes)?;
         let body: Bytes = body::read(body, self.max_request_bytes).await?;
         headers::set_spin_headers(&mut parts, matched, connection)?;
-        let state = SpinState::new(loaded.grants.clone());
+        let state = SpinState::new(loaded.grants.clone()).with_deadline(deadline);
         let metrics = self.metrics.instances(matched.component);
         let request = Request::from_parts(parts, body);
         Ok(loaded.executor.execute(state, request, &metrics).await?)

@@ -31,6 +31,7 @@ pub fn probe_options(state_dir: &Path) -> ServeOptions {
         state_dir: Some(state_dir.to_path_buf()),
         runtime_config: Some(repo().join("tests/spin/runtime-config.toml")),
         max_request_bytes: PROBE_MAX_REQUEST_BYTES,
+        request_timeout: None,
         tls: None,
     }
 }
@@ -44,6 +45,7 @@ pub fn app_options(state_dir: &Path) -> ServeOptions {
         state_dir: Some(state_dir.to_path_buf()),
         runtime_config: None,
         max_request_bytes: 16 << 20,
+        request_timeout: None,
         tls: None,
     }
 }

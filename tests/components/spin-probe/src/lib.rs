@@ -18,6 +18,7 @@
 //! | GET | `/headers[/...]`, `/` or empty (exact route) | 200 `{"method", "uri", "path", "query", "headers": {...}}` |
 //! | any | `/echo` | 200 with the request body |
 //! | GET | `/trap` | panics: the instance traps |
+//! | GET | `/sqlite-abuse/...` | a hostile use of the `default` database (see [`sqlite_abuse`]) |
 //!
 //! Host errors come back as an HTTP status and a plain-text body naming the error both by its WIT
 //! case and by its Rust `Debug` text, e.g. `access-denied (Error::AccessDenied)`: sqlite and
@@ -27,6 +28,8 @@
 //!
 //! The crate is a WebAssembly component only: on native targets it is empty.
 #![cfg(target_family = "wasm")]
+
+mod sqlite_abuse;
 
 use serde_json::{Map, Value, json};
 use spin_sdk::http::{Method, Request, Response};
@@ -60,6 +63,14 @@ async fn handle(req: Request) -> Response {
         (Method::Get, [""] | ["headers", ..]) => Ok(headers(&req)),
         (_, ["echo"]) => Ok(Response::new(200, req.into_body())),
         (Method::Get, ["trap"]) => panic!("trap requested by the client"),
+        (Method::Get, ["sqlite-abuse", "attach"]) => sqlite_abuse::attach(&req),
+        (Method::Get, ["sqlite-abuse", "vacuum-into"]) => sqlite_abuse::vacuum_into(&req),
+        (Method::Get, ["sqlite-abuse", "synchronous-off"]) => sqlite_abuse::synchronous_off(),
+        (Method::Get, ["sqlite-abuse", "pragma"]) => sqlite_abuse::pragma(&req),
+        (Method::Get, ["sqlite-abuse", "load-extension"]) => sqlite_abuse::load_extension(&req),
+        (Method::Get, ["sqlite-abuse", "begin"]) => sqlite_abuse::begin(),
+        (Method::Get, ["sqlite-abuse", "peek"]) => sqlite_abuse::peek(),
+        (Method::Get, ["sqlite-abuse", "slow"]) => sqlite_abuse::slow(),
         _ => Ok(text(404, "no route")),
     };
     result.unwrap_or_else(|e| e)
