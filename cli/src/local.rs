@@ -453,6 +453,7 @@ impl Nialm {
                 nats_url: nats.url.clone(),
                 api,
                 component,
+                limits: wattlet_runtime::sandbox::Limits::NIALM,
                 settings: QueueSettings::default(),
                 batch: 16,
                 concurrency: 1,

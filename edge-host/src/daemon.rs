@@ -32,7 +32,7 @@ use crate::buffer::Buffer;
 use crate::clock;
 use crate::config::EdgeConfig;
 use crate::metrics::{EdgeMetrics, MeterLabels, OutcomeLabels, unix_seconds};
-use crate::reader::{self, MeterFeed};
+use crate::reader::{self, MeterFeed, ReaderCounters};
 use crate::uplink::{DeviceStatus, MeterStatus, Uplink, UplinkError};
 
 /// Why the daemon returned.
@@ -253,16 +253,18 @@ impl Daemon {
             .iter()
             .zip(&self.feeds)
             .map(|(meter, feed)| {
+                let labels = MeterLabels {
+                    meter: meter.uuid.clone(),
+                };
+                let counters = ReaderCounters {
+                    telegrams: self.metrics.telegrams.get_or_create(&labels).clone(),
+                    parser_failures: self.metrics.parser_failures.get_or_create(&labels).clone(),
+                };
                 reader::spawn(
                     meter.clone(),
                     self.components.parser.clone(),
                     feed.clone(),
-                    self.metrics
-                        .telegrams
-                        .get_or_create(&MeterLabels {
-                            meter: meter.uuid.clone(),
-                        })
-                        .clone(),
+                    counters,
                     stop.clone(),
                 )
             })

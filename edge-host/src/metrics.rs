@@ -38,6 +38,7 @@ pub struct ConsentLabels {
 pub struct EdgeMetrics {
     registry: Registry,
     pub telegrams: Family<MeterLabels, Counter>,
+    pub parser_failures: Family<MeterLabels, Counter>,
     pub measurements: Family<MeterLabels, Counter>,
     pub locked: Family<MeterLabels, Gauge>,
     pub uploads: Family<OutcomeLabels, Counter>,
@@ -56,6 +57,7 @@ impl EdgeMetrics {
         let mut metrics = EdgeMetrics {
             registry: Registry::with_prefix("wattlet_edge"),
             telegrams: Family::default(),
+            parser_failures: Family::default(),
             measurements: Family::default(),
             locked: Family::default(),
             uploads: Family::default(),
@@ -73,6 +75,11 @@ impl EdgeMetrics {
             "telegrams",
             "Telegrams decoded from each meter's probe",
             metrics.telegrams.clone(),
+        );
+        metrics.registry.register(
+            "parser_failures",
+            "Parser component calls that failed (a trap, or past their time or memory limit); a fresh instance reads on",
+            metrics.parser_failures.clone(),
         );
         metrics.registry.register(
             "measurements",

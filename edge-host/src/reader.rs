@@ -3,7 +3,9 @@
 //! The line is opened raw with the meter's speed and framing. Whatever arrives is fed to the
 //! parser component in the chunks the line delivers; every complete telegram replaces the
 //! meter's latest reading. A device that disappears (probe unplugged, simulator restarted) is
-//! reopened until the reader is stopped.
+//! reopened until the reader is stopped. A parser call that fails (a trap, or past its time or
+//! memory limit: see [`wattlet_runtime::sandbox::Limits`]) loses that read's bytes only: it is
+//! logged and counted, and a fresh parser instance takes the next read.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -74,18 +76,26 @@ pub fn registers(telegram: &Telegram) -> Vec<Register> {
         .collect()
 }
 
+/// What a reader counts, per meter.
+#[derive(Debug, Clone, Default)]
+pub struct ReaderCounters {
+    /// Telegrams decoded.
+    pub telegrams: Counter,
+    /// Parser calls that failed (their read's bytes are lost; a fresh instance goes on).
+    pub parser_failures: Counter,
+}
+
 /// Starts the reader thread of one meter.
-/// `telegrams` counts every telegram decoded.
 pub fn spawn(
     meter: MeterConfig,
     parser: Arc<ParserComponent>,
     feed: Arc<MeterFeed>,
-    telegrams: Counter,
+    counters: ReaderCounters,
     stop: Arc<AtomicBool>,
 ) -> JoinHandle<()> {
     std::thread::Builder::new()
         .name(format!("probe {}", meter.device.display()))
-        .spawn(move || read_until_stopped(&meter, &parser, &feed, &telegrams, &stop))
+        .spawn(move || read_until_stopped(&meter, &parser, &feed, &counters, &stop))
         .unwrap_or_else(|e| panic!("cannot start a reader thread: {e}"))
 }
 
@@ -93,13 +103,13 @@ fn read_until_stopped(
     meter: &MeterConfig,
     parser: &ParserComponent,
     feed: &MeterFeed,
-    telegrams: &Counter,
+    counters: &ReaderCounters,
     stop: &AtomicBool,
 ) {
     let mut sequence = 0;
     let mut reported_failure = false;
     while !stop.load(Ordering::Relaxed) {
-        match read_line(meter, parser, feed, telegrams, stop, &mut sequence) {
+        match read_line(meter, parser, feed, counters, stop, &mut sequence) {
             Ok(()) => return,
             Err(error) => {
                 // Logged once per outage, not every retry.
@@ -123,7 +133,7 @@ fn read_line(
     meter: &MeterConfig,
     parser: &ParserComponent,
     feed: &MeterFeed,
-    telegrams: &Counter,
+    counters: &ReaderCounters,
     stop: &AtomicBool,
     sequence: &mut u64,
 ) -> anyhow::Result<()> {
@@ -152,11 +162,20 @@ fn read_line(
             Err(Errno::AGAIN | Errno::INTR) => continue,
             Err(e) => return Err(e).context("reading the probe failed"),
         };
-        for event in decoder.push(&buffer[..n])? {
+        let events = match decoder.push(&buffer[..n]) {
+            Ok(events) => events,
+            Err(error) => {
+                counters.parser_failures.inc();
+                tracing::error!(meter = %meter.uuid, bytes = n, error = format!("{error:#}"), "the parser component failed; these bytes are lost, a fresh instance reads on");
+                decoder = parser.decoder(&options)?;
+                continue;
+            }
+        };
+        for event in events {
             match event {
                 Event::Telegram(telegram) => {
                     *sequence += 1;
-                    telegrams.inc();
+                    counters.telegrams.inc();
                     let Reduced { values, missing } =
                         reduce(&registers(&telegram), &meter.expected);
                     feed.publish(Latest {

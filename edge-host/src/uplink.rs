@@ -3,6 +3,10 @@
 //! The component builds the Data API requests and reads the answers; its outgoing HTTP goes
 //! through [`DeviceHttp`], which lets it reach only the configured cloud and only over mutual
 //! TLS 1.3 with the device certificate. The private key never enters the component.
+//!
+//! Each call runs in a fresh instance within [`Limits`] (time and memory); a call that traps or
+//! passes a limit is logged and answered as the cloud not reached ([`UplinkError::Transport`]):
+//! the measurements stay buffered and the daemon goes on.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -20,6 +24,7 @@ use wasmtime_wasi_http::{
     RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView,
 };
 
+use wattlet_runtime::sandbox::{self, Limits};
 use wattlet_runtime::uplink::bindings::exports::wattlet::edge::uplink as wit;
 use wattlet_runtime::uplink::bindings::wattlet::survey::types as wit_survey;
 use wattlet_runtime::uplink::bindings::{Upload, UploadPre};
@@ -33,6 +38,7 @@ pub struct Uplink {
     pre: UploadPre<LinkState>,
     cloud: String,
     http: DeviceHttp,
+    limits: Limits,
 }
 
 impl Uplink {
@@ -55,7 +61,14 @@ impl Uplink {
             pre,
             cloud: cloud.to_owned(),
             http: DeviceHttp { authority, tls },
+            limits: Limits::UPLOAD,
         })
+    }
+
+    /// The same uplink, each call limited by `limits` instead of [`Limits::UPLOAD`].
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     async fn instance(&self) -> anyhow::Result<(Store<LinkState>, Upload)> {
@@ -64,10 +77,32 @@ impl Uplink {
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             hooks: self.http.clone(),
+            limits: self.limits.store_limits(),
         };
         let mut store = Store::new(self.pre.engine(), state);
+        store.limiter(|state| &mut state.limits);
+        // One deadline for instantiating and the call: the instance serves one call.
+        sandbox::arm(&mut store, self.limits.call);
         let bindings = self.pre.instantiate_async(&mut store).await?;
         Ok((store, bindings))
+    }
+
+    /// Awaits one call within the time limit (the epoch stops the guest, the timeout a wait
+    /// on the host's side); a failure is logged and becomes [`UplinkError::Transport`].
+    async fn bounded<T>(
+        &self,
+        call: &str,
+        result: impl Future<Output = wasmtime::Result<T>>,
+    ) -> Result<T, UplinkError> {
+        let error = match tokio::time::timeout(self.limits.call, result).await {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(error)) => sandbox::describe(&error, &self.limits),
+            Err(_) => format!("no answer within its limit of {:?}", self.limits.call),
+        };
+        tracing::error!(call, %error, "the upload component failed");
+        Err(UplinkError::Transport(format!(
+            "the upload component failed: {error}"
+        )))
     }
 
     /// Sends a batch; `Ok(Ok(outcome))` lists what the cloud acknowledged and what it refused
@@ -78,22 +113,24 @@ impl Uplink {
     ) -> anyhow::Result<Result<UploadOutcome, UplinkError>> {
         let (mut store, bindings) = self.instance().await?;
         let batch: Vec<_> = batch.iter().map(wit_survey::Measurement::from).collect();
-        let result = bindings
+        let call = bindings
             .wattlet_edge_uplink()
-            .call_upload(&mut store, &self.cloud, &batch)
+            .call_upload(&mut store, &self.cloud, &batch);
+        Ok(self
+            .bounded("upload", call)
             .await
-            .map_err(|e| anyhow::anyhow!("upload component failed: {e:#}"))?;
-        Ok(result.map(UploadOutcome::from).map_err(UplinkError::from))
+            .and_then(|result| result.map(UploadOutcome::from).map_err(UplinkError::from)))
     }
 
     pub async fn fetch_consent(&self) -> anyhow::Result<Result<ConsentState, UplinkError>> {
         let (mut store, bindings) = self.instance().await?;
-        let result = bindings
+        let call = bindings
             .wattlet_edge_uplink()
-            .call_fetch_consent(&mut store, &self.cloud)
+            .call_fetch_consent(&mut store, &self.cloud);
+        Ok(self
+            .bounded("fetch-consent", call)
             .await
-            .map_err(|e| anyhow::anyhow!("upload component failed: {e:#}"))?;
-        Ok(result.map(ConsentState::from).map_err(UplinkError::from))
+            .and_then(|result| result.map(ConsentState::from).map_err(UplinkError::from)))
     }
 
     pub async fn report_status(
@@ -101,12 +138,15 @@ impl Uplink {
         status: &DeviceStatus,
     ) -> anyhow::Result<Result<(), UplinkError>> {
         let (mut store, bindings) = self.instance().await?;
-        let result = bindings
-            .wattlet_edge_uplink()
-            .call_report_status(&mut store, &self.cloud, &wit::DeviceStatus::from(status))
+        let status = wit::DeviceStatus::from(status);
+        let call =
+            bindings
+                .wattlet_edge_uplink()
+                .call_report_status(&mut store, &self.cloud, &status);
+        Ok(self
+            .bounded("report-status", call)
             .await
-            .map_err(|e| anyhow::anyhow!("upload component failed: {e:#}"))?;
-        Ok(result.map_err(UplinkError::from))
+            .and_then(|result| result.map_err(UplinkError::from)))
     }
 }
 
@@ -115,6 +155,7 @@ struct LinkState {
     http: WasiHttpCtx,
     table: ResourceTable,
     hooks: DeviceHttp,
+    limits: wasmtime::StoreLimits,
 }
 
 impl WasiView for LinkState {

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use wattlet_edge::config::{Framing, MeterConfig};
-use wattlet_edge::reader::{self, Latest, MeterFeed, registers};
+use wattlet_edge::reader::{self, Latest, MeterFeed, ReaderCounters, registers};
 use wattlet_meter_parser::{Decoder, DecoderOptions, Event, Protocol, capture};
 use wattlet_runtime::meter::ParserComponent;
 use wattlet_survey::obis::{ENERGY_IMPORT, POWER_IMPORT, POWER_SUM};
@@ -64,8 +64,8 @@ fn read_through_a_probe(
         wattlet_runtime::locate::locate("wattlet-meter-parser", None).expect("component");
     let parser = Arc::new(ParserComponent::load(&engine, &component).expect("parser"));
     let feed = Arc::new(MeterFeed::default());
-    let telegrams = prometheus_client::metrics::counter::Counter::default();
-    let reader = reader::spawn(meter, parser, feed.clone(), telegrams.clone(), stop.clone());
+    let counters = ReaderCounters::default();
+    let reader = reader::spawn(meter, parser, feed.clone(), counters.clone(), stop.clone());
     // The first load compiles the parser component (minutes under qemu with a cold cache).
     let mut latest = None;
     wait_for(
@@ -77,7 +77,7 @@ fn read_through_a_probe(
         },
     );
     let latest = latest.expect("a reading");
-    assert!(telegrams.get() >= 1, "telegrams are counted");
+    assert!(counters.telegrams.get() >= 1, "telegrams are counted");
     stop.store(true, Ordering::Relaxed);
     reader.join().expect("reader");
     simulated.finish();

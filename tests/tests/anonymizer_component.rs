@@ -1,10 +1,11 @@
 //! The anonymizer component under wasmtime gives exactly what the native library gives, for the
 //! same registrations and the same draws: results bit for bit, and the same errors.
 
-use wasmtime::Store;
+use std::time::Duration;
+
 use wasmtime::component::{Component, Linker};
 use wattlet_anonymizer as native;
-use wattlet_runtime::sandbox::HostState;
+use wattlet_runtime::sandbox::{self, HostState, Limits};
 use wattlet_runtime::{engine as runtime, locate as components};
 use wattlet_testkit::Rng;
 
@@ -43,7 +44,11 @@ impl Loaded {
         registration: &native::Registration,
         draw: native::Draw,
     ) -> Result<native::Anonymized, native::Error> {
-        let mut store = Store::new(&self.engine, HostState::sandboxed());
+        let limits = Limits {
+            call: Duration::from_secs(10),
+            memory: 64 << 20,
+        };
+        let mut store = sandbox::store(&self.engine, &limits);
         let bindings = self.pre.instantiate(&mut store).expect("instance");
         bindings
             .wattlet_anonymizer_anonymize()

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use wattlet_runtime::sandbox::Limits;
 use wattlet_workers::QueueSettings;
 use wattlet_workers::api::ApiOptions;
 use wattlet_workers::item::DEFAULT_MODELS;
@@ -139,6 +140,13 @@ pub struct WorkerArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics.
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<SocketAddr>,
+    /// Longest one item may run in the component. An item stopped there is delivered again
+    /// later and dead-lettered after --max-attempts deliveries; the worker goes on.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
+    item_time_limit: Duration,
+    /// Most memory one component instance may use, in MiB (past it, as past the time limit).
+    #[arg(long, value_name = "MIB", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(16..=65536))]
+    item_memory_limit: u32,
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -177,6 +185,10 @@ pub fn run_worker(command: WorkerCommand) -> anyhow::Result<ExitCode> {
         api: args.connection.api()?,
         nats_url: args.connection.nats,
         component,
+        limits: Limits {
+            call: args.item_time_limit,
+            memory: (args.item_memory_limit as usize) << 20,
+        },
         settings: args.queue.settings(),
         batch: usize::from(args.batch),
         concurrency,

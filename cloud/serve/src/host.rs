@@ -6,16 +6,27 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use wasmtime::component::{Resource, ResourceTable};
+use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::outbound::OutboundPolicy;
-use crate::storage::SharedConnection;
+use crate::storage::Database;
+
+mod kv;
+mod sql;
+
+pub use kv::KeyValueStore;
+pub use sql::SqliteConnection;
 
 wasmtime::component::bindgen!({
     path: "../../wit/spin-host",
     world: "spin-imports",
+    // SQLite runs on blocking threads: the guest waits, the executor does not.
+    imports: {
+        "fermyon:spin/sqlite": async,
+        "fermyon:spin/key-value": async,
+    },
     with: {
         "fermyon:spin/sqlite.connection": SqliteConnection,
         "fermyon:spin/key-value.store": KeyValueStore,
@@ -26,17 +37,15 @@ use fermyon::spin::key_value;
 use fermyon::spin::sqlite;
 use fermyon::spin::variables;
 
-pub struct SqliteConnection(SharedConnection);
-pub struct KeyValueStore {
-    label: String,
-    connection: SharedConnection,
-}
+/// SQLite connections and key-value stores one request may hold open at once (each is a
+/// SQLite connection with its file descriptors).
+const MAX_CONNECTIONS: usize = 64;
 
 /// What one component may use, fixed at start-up from the manifest.
 #[derive(Default)]
 pub struct Grants {
-    pub databases: BTreeMap<String, SharedConnection>,
-    pub stores: BTreeMap<String, SharedConnection>,
+    pub databases: BTreeMap<String, Arc<Database>>,
+    pub stores: BTreeMap<String, Arc<Database>>,
     pub variables: BTreeMap<String, String>,
     pub outbound: OutboundPolicy,
     /// `[component.X] environment`: the component's environment variables.
@@ -53,6 +62,8 @@ pub struct SpinState {
     /// (see [`crate::engine::limit_store`]); host calls that can wait should not wait past it.
     deadline: Option<Instant>,
     limiter: MemoryLimiter,
+    /// SQLite connections and key-value stores open now (at most [`MAX_CONNECTIONS`]).
+    connections: usize,
 }
 
 impl SpinState {
@@ -70,6 +81,7 @@ impl SpinState {
             grants,
             deadline: None,
             limiter: MemoryLimiter::new(usize::MAX),
+            connections: 0,
         }
     }
 
@@ -80,7 +92,8 @@ impl SpinState {
         self
     }
 
-    /// When the request must be answered, if it has a deadline.
+    /// When the request must be answered, if it has a deadline (SQLite statements still
+    /// running then are interrupted).
     pub fn deadline(&self) -> Option<Instant> {
         self.deadline
     }
@@ -136,6 +149,21 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
     }
 }
 
+impl SpinState {
+    /// Counts a connection or store the guest opens; `false` when it holds too many.
+    fn open_connection(&mut self) -> bool {
+        if self.connections >= MAX_CONNECTIONS {
+            return false;
+        }
+        self.connections += 1;
+        true
+    }
+
+    fn close_connection(&mut self) {
+        self.connections = self.connections.saturating_sub(1);
+    }
+}
+
 impl WasiView for SpinState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
@@ -161,176 +189,6 @@ pub fn add_to_linker(linker: &mut wasmtime::component::Linker<SpinState>) -> was
     key_value::add_to_linker::<_, HasSelf<SpinState>>(linker, |s| s)?;
     variables::add_to_linker::<_, HasSelf<SpinState>>(linker, |s| s)?;
     Ok(())
-}
-
-impl sqlite::Host for SpinState {}
-
-impl sqlite::HostConnection for SpinState {
-    fn open(&mut self, database: String) -> Result<Resource<SqliteConnection>, sqlite::Error> {
-        let Some(connection) = self.grants.databases.get(&database) else {
-            return Err(sqlite::Error::AccessDenied);
-        };
-        let connection = SqliteConnection(connection.clone());
-        self.table
-            .push(connection)
-            .map_err(|e| sqlite::Error::Io(e.to_string()))
-    }
-
-    fn execute(
-        &mut self,
-        connection: Resource<SqliteConnection>,
-        statement: String,
-        parameters: Vec<sqlite::Value>,
-    ) -> Result<sqlite::QueryResult, sqlite::Error> {
-        let connection = self
-            .table
-            .get(&connection)
-            .map_err(|_| sqlite::Error::InvalidConnection)?;
-        connection.execute(&statement, parameters)
-    }
-
-    fn drop(&mut self, connection: Resource<SqliteConnection>) -> wasmtime::Result<()> {
-        self.table.delete(connection)?;
-        Ok(())
-    }
-}
-
-impl SqliteConnection {
-    fn execute(
-        &self,
-        statement: &str,
-        parameters: Vec<sqlite::Value>,
-    ) -> Result<sqlite::QueryResult, sqlite::Error> {
-        let db = self
-            .0
-            .lock()
-            .map_err(|_| sqlite::Error::Io("database lock poisoned".into()))?;
-        let mut prepared = db.prepare_cached(statement)?;
-        let columns: Vec<String> = prepared
-            .column_names()
-            .iter()
-            .map(|c| (*c).to_owned())
-            .collect();
-        let params = parameters.into_iter().map(rusqlite::types::Value::from);
-        let mut rows = prepared.query(rusqlite::params_from_iter(params))?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            let values = (0..columns.len())
-                .map(|i| row.get_ref(i).map(sqlite::Value::from))
-                .collect::<rusqlite::Result<_>>()?;
-            out.push(sqlite::RowResult { values });
-        }
-        Ok(sqlite::QueryResult { columns, rows: out })
-    }
-}
-
-impl key_value::Host for SpinState {}
-
-impl key_value::HostStore for SpinState {
-    fn open(&mut self, label: String) -> Result<Resource<KeyValueStore>, key_value::Error> {
-        let Some(connection) = self.grants.stores.get(&label) else {
-            return Err(key_value::Error::AccessDenied);
-        };
-        let store = KeyValueStore {
-            label,
-            connection: connection.clone(),
-        };
-        self.table
-            .push(store)
-            .map_err(|e| key_value::Error::Other(e.to_string()))
-    }
-
-    fn get(
-        &mut self,
-        store: Resource<KeyValueStore>,
-        key: String,
-    ) -> Result<Option<Vec<u8>>, key_value::Error> {
-        self.kv(&store, |db, label| {
-            db.query_row(
-                "SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2",
-                (label, &key),
-                |row| row.get(0),
-            )
-            .map(Some)
-            .or_else(|e| match e {
-                rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                other => Err(other),
-            })
-        })
-    }
-
-    fn set(
-        &mut self,
-        store: Resource<KeyValueStore>,
-        key: String,
-        value: Vec<u8>,
-    ) -> Result<(), key_value::Error> {
-        self.kv(&store, |db, label| {
-            db.execute(
-                "INSERT INTO spin_key_value (store, key, value) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (store, key) DO UPDATE SET value = excluded.value",
-                (label, &key, &value),
-            )
-            .map(drop)
-        })
-    }
-
-    fn delete(
-        &mut self,
-        store: Resource<KeyValueStore>,
-        key: String,
-    ) -> Result<(), key_value::Error> {
-        self.kv(&store, |db, label| {
-            db.execute(
-                "DELETE FROM spin_key_value WHERE store = ?1 AND key = ?2",
-                (label, &key),
-            )
-            .map(drop)
-        })
-    }
-
-    fn exists(
-        &mut self,
-        store: Resource<KeyValueStore>,
-        key: String,
-    ) -> Result<bool, key_value::Error> {
-        Ok(self.get(store, key)?.is_some())
-    }
-
-    fn get_keys(
-        &mut self,
-        store: Resource<KeyValueStore>,
-    ) -> Result<Vec<String>, key_value::Error> {
-        self.kv(&store, |db, label| {
-            let mut statement =
-                db.prepare_cached("SELECT key FROM spin_key_value WHERE store = ?1")?;
-            let keys = statement.query_map([label], |row| row.get(0))?;
-            keys.collect()
-        })
-    }
-
-    fn drop(&mut self, store: Resource<KeyValueStore>) -> wasmtime::Result<()> {
-        self.table.delete(store)?;
-        Ok(())
-    }
-}
-
-impl SpinState {
-    fn kv<T>(
-        &mut self,
-        store: &Resource<KeyValueStore>,
-        op: impl FnOnce(&rusqlite::Connection, &str) -> rusqlite::Result<T>,
-    ) -> Result<T, key_value::Error> {
-        let store = self
-            .table
-            .get(store)
-            .map_err(|e| key_value::Error::Other(e.to_string()))?;
-        let db = store
-            .connection
-            .lock()
-            .map_err(|_| key_value::Error::Other("store lock poisoned".into()))?;
-        Ok(op(&db, &store.label)?)
-    }
 }
 
 impl variables::Host for SpinState {

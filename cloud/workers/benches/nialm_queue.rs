@@ -260,6 +260,7 @@ fn main() {
         nats_url: nats.url.clone(),
         api: api.clone(),
         component: component_path.clone(),
+        limits: wattlet_runtime::sandbox::Limits::NIALM,
         settings: settings.clone(),
         batch: 16,
         concurrency,

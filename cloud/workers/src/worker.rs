@@ -16,6 +16,11 @@
 //! `max_attempts` times) go to the dead-letter stream with the reason and are then
 //! acknowledged. When the Data API cannot be reached, the batch is handed back for later.
 //!
+//! An item the component cannot finish within [`WorkerOptions::limits`] (a call that runs past
+//! its time, or wants more memory) is stopped there like a trap: the instance is replaced, the
+//! item is delivered again later, and after `max_attempts` deliveries it is dead-lettered; the
+//! rest of the batch goes on meanwhile.
+//!
 //! Failpoints (`FAILPOINTS=name=action`, the `fail` crate) mark the crash points the crash tests
 //! use: `nialm::before-step`, `nialm::mid-step` (SIGKILL at a random instant within the first
 //! few milliseconds of the store call, while it is in flight) and `nialm::after-persist`; the
@@ -41,6 +46,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use wattlet_runtime::nialm::{NialmComponent, NialmInstance};
+use wattlet_runtime::sandbox::Limits;
 
 use crate::api::{ApiOptions, ComputedResult, DataApi, Stored};
 use crate::item::{OUTPUT_SAMPLES, WorkItem};
@@ -54,6 +60,8 @@ pub struct WorkerOptions {
     /// The Data API's worker endpoints (results are stored there).
     pub api: ApiOptions,
     pub component: PathBuf,
+    /// What one item's call into the component may use (time, memory).
+    pub limits: Limits,
     pub settings: QueueSettings,
     /// Items fetched and stored together.
     pub batch: usize,
@@ -68,7 +76,8 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let engine = wattlet_runtime::engine::engine()?;
-    let component = Arc::new(NialmComponent::load(&engine, &options.component)?);
+    let component =
+        Arc::new(NialmComponent::load(&engine, &options.component)?.with_limits(options.limits));
     let api = DataApi::connect(&options.api)?;
     let js = crate::connect(&options.nats_url).await?;
     crate::ensure_streams(&js, &options.settings).await?;
@@ -493,7 +502,7 @@ fn compute(
             ))),
             Ok(Err(refused)) => outcomes.push(Outcome::Poison(refused.to_string())),
             Err(trap) => {
-                // A trapped instance is not reused.
+                // A trapped instance (past its time or memory limit among them) is not reused.
                 match component.instantiate() {
                     Ok(fresh) => engine.instance = fresh,
                     Err(error) => return (Err(error), computed),

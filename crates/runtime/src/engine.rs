@@ -2,14 +2,23 @@
 //! loading a component into a typed instance template.
 
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::Context;
 use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::{Config, Engine};
 
+/// How often the engine's epoch advances: the resolution of every call's deadline.
+pub const TICK: Duration = Duration::from_millis(10);
+
 /// One engine per process: compiled code is shared by every instance made from it.
+///
+/// Guests are interrupted by epoch (a check at each function entry and loop back-edge, far
+/// cheaper than fuel): one thread per engine advances the epoch every [`TICK`], and every store
+/// must set its deadline before each call ([`crate::sandbox::arm`]), or it traps at once.
 pub fn engine() -> anyhow::Result<Engine> {
     let mut config = Config::new();
+    config.epoch_interruption(true);
     // No component here uses the component model's async ABI (only `wattlet serve` runs p3
     // handlers, on its own engine); without it every call skips the concurrency bookkeeping
     // (about 0.2 µs per call, measured on the meter parser bench).
@@ -28,9 +37,36 @@ pub fn engine() -> anyhow::Result<Engine> {
             tracing::warn!(%error, "no compilation cache; components compile at every start")
         }
     }
-    Engine::new(&config)
+    let engine = Engine::new(&config)
         .map_err(anyhow::Error::from)
-        .context("cannot create the wasmtime engine")
+        .context("cannot create the wasmtime engine")?;
+    start_ticker(&engine)?;
+    Ok(engine)
+}
+
+/// Advances `engine`'s epoch every [`TICK`] until the engine is dropped.
+fn start_ticker(engine: &Engine) -> anyhow::Result<()> {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("wasm-epoch".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(TICK);
+                match weak.upgrade() {
+                    Some(engine) => engine.increment_epoch(),
+                    None => return,
+                }
+            }
+        })
+        .context("cannot start the engine's epoch thread")?;
+    Ok(())
+}
+
+/// Epoch ticks that last at least `call` (the deadline passes somewhere in the last tick).
+pub fn ticks(call: Duration) -> u64 {
+    // Capped: wasmtime adds it to the current epoch (a cap of years).
+    let ticks = call.as_nanos().div_ceil(TICK.as_nanos()).min(1 << 40);
+    u64::try_from(ticks).unwrap_or(1 << 40) + 1
 }
 
 /// Compiles (or takes from the cache) the component at `path`, links it with `linker` and makes

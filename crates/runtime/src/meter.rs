@@ -7,7 +7,7 @@ use wasmtime::component::{Linker, ResourceAny};
 use wasmtime::{Engine, Store};
 use wattlet_meter_parser as native;
 
-use crate::sandbox::HostState;
+use crate::sandbox::{self, HostState, Limits};
 
 /// The host side of the WIT world `wattlet:meter/meter-parser`.
 pub mod bindings {
@@ -49,6 +49,7 @@ impl MeterDecoder for NativeDecoder {
 pub struct ParserComponent {
     engine: Engine,
     pre: MeterParserPre<HostState>,
+    limits: Limits,
 }
 
 impl ParserComponent {
@@ -59,14 +60,26 @@ impl ParserComponent {
         Ok(ParserComponent {
             engine: engine.clone(),
             pre,
+            limits: Limits::PARSER,
         })
+    }
+
+    /// The same component, its calls limited by `limits` instead of [`Limits::PARSER`].
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     /// A fresh instance holding one decoder.
     pub fn decoder(&self, options: &native::DecoderOptions) -> anyhow::Result<ComponentDecoder> {
-        let mut store = Store::new(&self.engine, HostState::sandboxed());
+        let mut store = sandbox::store(&self.engine, &self.limits);
         let bindings = self.pre.instantiate(&mut store)?;
         let options = wit::DecoderOptions::from(options);
+        sandbox::arm(&mut store, self.limits.call);
         let decoder = bindings
             .wattlet_meter_parser()
             .decoder()
@@ -75,34 +88,49 @@ impl ParserComponent {
             store,
             bindings,
             decoder,
+            limits: self.limits,
         })
     }
 }
 
+/// One instance of the parser holding one decoder. After an error (a trap, the call's time or
+/// memory limit) it must not be used again: make a new one.
 pub struct ComponentDecoder {
     store: Store<HostState>,
     bindings: MeterParser,
     decoder: ResourceAny,
+    limits: Limits,
+}
+
+impl ComponentDecoder {
+    fn failed(&self, error: &wasmtime::Error) -> anyhow::Error {
+        anyhow!(
+            "parser component failed: {}",
+            sandbox::describe(error, &self.limits)
+        )
+    }
 }
 
 impl MeterDecoder for ComponentDecoder {
     fn push(&mut self, chunk: &[u8]) -> anyhow::Result<Vec<native::Event>> {
+        sandbox::arm(&mut self.store, self.limits.call);
         let events = self
             .bindings
             .wattlet_meter_parser()
             .decoder()
             .call_push(&mut self.store, self.decoder, chunk)
-            .map_err(|e| anyhow!("parser component failed: {e:#}"))?;
+            .map_err(|e| self.failed(&e))?;
         Ok(events.into_iter().map(native::Event::from).collect())
     }
 
     fn finish(&mut self) -> anyhow::Result<Vec<native::Event>> {
+        sandbox::arm(&mut self.store, self.limits.call);
         let events = self
             .bindings
             .wattlet_meter_parser()
             .decoder()
             .call_finish(&mut self.store, self.decoder)
-            .map_err(|e| anyhow!("parser component failed: {e:#}"))?;
+            .map_err(|e| self.failed(&e))?;
         Ok(events.into_iter().map(native::Event::from).collect())
     }
 }

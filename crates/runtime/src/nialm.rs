@@ -8,7 +8,7 @@ use wasmtime::component::Linker;
 use wasmtime::{Engine, Store};
 use wattlet_nialm as native;
 
-use crate::sandbox::HostState;
+use crate::sandbox::{self, HostState, Limits};
 
 /// The host side of the WIT world `wattlet:nialm/nialm`.
 pub mod bindings {
@@ -25,6 +25,7 @@ use bindings::{Nialm, NialmPre};
 pub struct NialmComponent {
     engine: Engine,
     pre: NialmPre<HostState>,
+    limits: Limits,
 }
 
 impl NialmComponent {
@@ -37,32 +38,50 @@ impl NialmComponent {
         Ok(NialmComponent {
             engine: engine.clone(),
             pre,
+            limits: Limits::NIALM,
         })
+    }
+
+    /// The same component, its calls limited by `limits` instead of [`Limits::NIALM`].
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     /// A fresh instance. Keep it for many calls: each model is optimized inside the instance on
     /// its first use, and later calls reuse it.
     pub fn instantiate(&self) -> anyhow::Result<NialmInstance> {
-        let mut store = Store::new(&self.engine, HostState::sandboxed());
+        let mut store = sandbox::store(&self.engine, &self.limits);
         let bindings = self.pre.instantiate(&mut store)?;
-        Ok(NialmInstance { store, bindings })
+        Ok(NialmInstance {
+            store,
+            bindings,
+            limits: self.limits,
+        })
     }
 }
 
-/// One instance of the component and its store.
+/// One instance of the component and its store. After a trap (the call's time or memory limit
+/// among them) it must not be used again: make a new one.
 pub struct NialmInstance {
     store: Store<HostState>,
     bindings: Nialm,
+    limits: Limits,
 }
 
 impl NialmInstance {
     /// The models embedded in the component.
     pub fn models(&mut self) -> anyhow::Result<Vec<native::ModelInfo>> {
+        sandbox::arm(&mut self.store, self.limits.call);
         let models = self
             .bindings
             .wattlet_nialm_disaggregate()
             .call_models(&mut self.store)
-            .map_err(|e| anyhow!("nialm component failed: {e:#}"))?;
+            .map_err(|e| self.failed(&e))?;
         Ok(models.into_iter().map(native::ModelInfo::from).collect())
     }
 
@@ -75,12 +94,20 @@ impl NialmInstance {
         model: &str,
         aggregate: &[f32],
     ) -> anyhow::Result<Result<Vec<f32>, native::Error>> {
+        sandbox::arm(&mut self.store, self.limits.call);
         let answer = self
             .bindings
             .wattlet_nialm_disaggregate()
             .call_run(&mut self.store, model, aggregate)
-            .map_err(|e| anyhow!("nialm component failed: {e:#}"))?;
+            .map_err(|e| self.failed(&e))?;
         Ok(answer.map_err(native::Error::from))
+    }
+
+    fn failed(&self, error: &wasmtime::Error) -> anyhow::Error {
+        anyhow!(
+            "nialm component failed: {}",
+            sandbox::describe(error, &self.limits)
+        )
     }
 }
 

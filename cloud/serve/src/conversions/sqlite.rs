@@ -4,6 +4,7 @@ use rusqlite::ErrorCode;
 use rusqlite::types::{Value, ValueRef};
 
 use crate::host::fermyon::spin::sqlite;
+use crate::storage::QueryError;
 
 impl From<sqlite::Value> for Value {
     fn from(value: sqlite::Value) -> Self {
@@ -36,6 +37,15 @@ impl From<rusqlite::Error> for sqlite::Error {
             rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::DiskFull => {
                 sqlite::Error::DatabaseFull
             }
+            other => sqlite::Error::Io(other.to_string()),
+        }
+    }
+}
+
+impl From<QueryError> for sqlite::Error {
+    fn from(error: QueryError) -> Self {
+        match error {
+            QueryError::Sqlite(error) => error.into(),
             other => sqlite::Error::Io(other.to_string()),
         }
     }

@@ -21,6 +21,7 @@
 //! | GET | `/loop` | spins forever (the host's deadline stops it) |
 //! | GET | `/hog/<MiB>` | allocates and touches that much memory, 200 with the byte count |
 //! | GET | `/sleep/<ms>` | sleeps (a host wait), then 200 `slept` |
+//! | GET | `/sqlite-abuse/...` | a hostile use of the `default` database (see [`sqlite_abuse`]) |
 //!
 //! Host errors come back as an HTTP status and a plain-text body naming the error both by its WIT
 //! case and by its Rust `Debug` text, e.g. `access-denied (Error::AccessDenied)`: sqlite and
@@ -32,6 +33,7 @@
 #![cfg(target_family = "wasm")]
 
 mod runaway;
+mod sqlite_abuse;
 
 use serde_json::{Map, Value, json};
 use spin_sdk::http::{Method, Request, Response};
@@ -68,6 +70,14 @@ async fn handle(req: Request) -> Response {
         (Method::Get, ["loop"]) => runaway::spin_forever(),
         (Method::Get, ["hog", mib]) => runaway::hog(mib),
         (Method::Get, ["sleep", ms]) => runaway::sleep(ms),
+        (Method::Get, ["sqlite-abuse", "attach"]) => sqlite_abuse::attach(&req),
+        (Method::Get, ["sqlite-abuse", "vacuum-into"]) => sqlite_abuse::vacuum_into(&req),
+        (Method::Get, ["sqlite-abuse", "synchronous-off"]) => sqlite_abuse::synchronous_off(),
+        (Method::Get, ["sqlite-abuse", "pragma"]) => sqlite_abuse::pragma(&req),
+        (Method::Get, ["sqlite-abuse", "load-extension"]) => sqlite_abuse::load_extension(&req),
+        (Method::Get, ["sqlite-abuse", "begin"]) => sqlite_abuse::begin(),
+        (Method::Get, ["sqlite-abuse", "peek"]) => sqlite_abuse::peek(),
+        (Method::Get, ["sqlite-abuse", "slow"]) => sqlite_abuse::slow(),
         _ => Ok(text(404, "no route")),
     };
     result.unwrap_or_else(|e| e)

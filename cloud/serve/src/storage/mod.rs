@@ -3,13 +3,20 @@
 //! As in Spin, the `default` database and store live in the application's state directory
 //! (`.spin/sqlite_db.db`, `.spin/sqlite_key_value.db`); other labels must be declared in a
 //! runtime configuration file, and using an undeclared label is an error at start-up.
+//!
+//! How a component's SQL is confined: [`authorizer`] (what it may do) and [`database`] (a
+//! connection of its own per guest `open`, off the executor, interrupted at the deadline).
+
+pub mod authorizer;
+pub mod database;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use rusqlite::Connection;
 use serde::Deserialize;
+
+pub use database::{Database, Lease, QueryError};
 
 use crate::manifest::Manifest;
 
@@ -73,13 +80,11 @@ impl RuntimeConfig {
     }
 }
 
-pub type SharedConnection = Arc<Mutex<Connection>>;
-
-/// Open databases by label, shared by every request (SQLite serialises writers anyway).
+/// Open databases by label, shared by every request; each request leases connections of its own.
 #[derive(Debug, Default)]
 pub struct Storage {
-    pub databases: BTreeMap<String, SharedConnection>,
-    pub stores: BTreeMap<String, SharedConnection>,
+    pub databases: BTreeMap<String, Arc<Database>>,
+    pub stores: BTreeMap<String, Arc<Database>>,
 }
 
 /// The two kinds of label a component can be granted, and how their files are laid out.
@@ -175,27 +180,17 @@ fn backend_path(
     }
 }
 
-fn open_file(path: &Path, schema: &str) -> Result<SharedConnection, StorageError> {
+fn open_file(path: &Path, schema: &str) -> Result<Arc<Database>, StorageError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|source| StorageError::StateDir {
             path: dir.display().to_string(),
             source,
         })?;
     }
-    let open_err = |source| StorageError::Open {
+    Database::open(path, schema).map_err(|source| StorageError::Open {
         path: path.display().to_string(),
         source,
-    };
-    let connection = Connection::open(path).map_err(open_err)?;
-    // WAL: readers do not block the writer, and a crash loses no committed transaction.
-    connection
-        .pragma_update(None, "journal_mode", "WAL")
-        .map_err(open_err)?;
-    connection
-        .busy_timeout(std::time::Duration::from_secs(5))
-        .map_err(open_err)?;
-    connection.execute_batch(schema).map_err(open_err)?;
-    Ok(Arc::new(Mutex::new(connection)))
+    })
 }
 
 #[cfg(test)]
@@ -217,7 +212,7 @@ mod tests {
         let storage = Storage::open(&m, &RuntimeConfig::default(), dir.path(), dir.path()).unwrap();
         assert!(dir.path().join("sqlite_db.db").is_file());
         assert!(dir.path().join("sqlite_key_value.db").is_file());
-        let kv = storage.stores["default"].lock().unwrap();
+        let kv = rusqlite::Connection::open(storage.stores["default"].path()).unwrap();
         kv.execute(
             "INSERT INTO spin_key_value VALUES ('default', 'k', x'01')",
             [],
