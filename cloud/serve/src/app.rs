@@ -253,7 +253,10 @@ impl App {
             local,
             scheme: self.scheme(),
         };
-        let response = match self.run(request, &matched, &connection, &path, identity).await {
+        let response = match self
+            .run(request, &matched, &connection, &path, identity)
+            .await
+        {
             Ok(response) => response,
             Err(RequestError::Body(BodyError::TooLarge { .. })) => too_large(),
             Err(RequestError::Body(BodyError::TimedOut(_))) => body_timed_out(),
@@ -374,6 +377,8 @@ fn body_timed_out() -> Response<Body> {
         StatusCode::REQUEST_TIMEOUT,
         "request body stalled: send it without long pauses\n",
     )
+}
+
 /// The key of the identity proofs, from the application variable
 /// `wattlet_survey::identity::KEY_VARIABLE`; a weak one is a start-up error. Without one, a
 /// mutual-TLS server passes identities unproven (a warning: the Data API refuses them).

@@ -231,10 +231,7 @@ fn pseudonymise_devices(env: &Env, household: &str) -> ApiResult<()> {
             "UPDATE meter SET device = ? WHERE household = ? AND device = ?",
             &[text(&pseudonym), text(household), text(&id)],
         )?;
-        db.exec(
-            "DELETE FROM measurement_device WHERE id = ?",
-            &[text(&id)],
-        )?;
+        db.exec("DELETE FROM measurement_device WHERE id = ?", &[text(&id)])?;
     }
     Ok(())
 }

@@ -19,8 +19,8 @@ use std::path::PathBuf;
 
 pub use config::{ClientAuth, anonymous_client_tls_config, client_tls_config, server_tls_config};
 pub use identity::{
-    ClientIdentity, DEVICE_URI_PREFIX, certificate_serial, crl_next_update, normalize_serial, not_after,
-    revoked_serials, serial_hex, valid_dns_name, validate_device_id, validate_email,
+    ClientIdentity, DEVICE_URI_PREFIX, certificate_serial, crl_next_update, normalize_serial,
+    not_after, revoked_serials, serial_hex, valid_dns_name, validate_device_id, validate_email,
 };
 
 /// Everything that can go wrong reading certificates, keys and CRLs.

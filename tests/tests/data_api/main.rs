@@ -22,7 +22,7 @@ mod tokens;
 mod uploads;
 mod workers;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use hyper::{Method, StatusCode};
 use serde_json::{Value, json};

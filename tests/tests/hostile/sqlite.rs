@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use hyper::StatusCode;
 use serde_json::Value;
-use wattlet_serve::server::ServeOptions;
+use wattlet_serve::limits::PerComponent;
 use wattlet_testkit::http::{self, Reply};
 use wattlet_testkit::serve::{self, Served};
 use wattlet_testkit::{NO_SPIN, PROBE_TOKEN, SpinUp, repo, spin_cli};
@@ -24,10 +24,8 @@ fn server() -> &'static Served {
     static SERVER: std::sync::OnceLock<Served> = std::sync::OnceLock::new();
     SERVER.get_or_init(|| {
         let state = tempfile::tempdir().expect("temp dir");
-        let options = ServeOptions {
-            request_timeout: Some(DEADLINE),
-            ..serve::probe_options(state.path())
-        };
+        let mut options = serve::probe_options(state.path());
+        options.limits.request_timeout = PerComponent::new(DEADLINE);
         serve::start(&options, &[("api_token", PROBE_TOKEN)]).keeping(state)
     })
 }
@@ -65,11 +63,7 @@ fn assert_refused(reply: &Reply, what: &str) {
         "{what}: {}",
         reply.text
     );
-    assert!(
-        refused(&reply.text),
-        "{what}: {}",
-        reply.text
-    );
+    assert!(refused(&reply.text), "{what}: {}", reply.text);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -162,13 +156,16 @@ async fn a_runaway_statement_ends_at_the_deadline_while_others_are_served() {
     assert!(!slow.is_finished() || started.elapsed() >= DEADLINE);
     let reply = slow.await.expect("slow request");
     let elapsed = started.elapsed();
-    assert_eq!(
+    // The statement is interrupted at the deadline, and the guest is stopped at the same
+    // instant: whichever the host sees first answers (504, or the guest's 500 `interrupted`).
+    assert!(
+        reply.status == StatusCode::GATEWAY_TIMEOUT
+            || (reply.status == StatusCode::INTERNAL_SERVER_ERROR
+                && reply.text.contains("interrupted")),
+        "{} {}",
         reply.status,
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "{}",
         reply.text
     );
-    assert!(reply.text.contains("interrupted"), "{}", reply.text);
     assert!(
         elapsed >= DEADLINE,
         "answered before its deadline: {elapsed:?}"
@@ -243,32 +240,34 @@ async fn spin_allows_what_wattlet_serve_refuses() {
             .map(|(_, o)| o.clone())
             .unwrap_or_default()
     };
-    // Spin lets a component reach other files and turn durability down.
-    assert!(get(&on_spin, "attach").starts_with("200"), "{on_spin:?}");
-    assert!(
-        get(&on_spin, "vacuum-into").starts_with("200"),
-        "{on_spin:?}"
-    );
-    assert!(
-        spin_paths.iter().all(|p| p.exists()),
-        "Spin wrote both files"
-    );
+    // Spin lets a component turn durability down (on its own connection); wattlet serve
+    // refuses.
     assert!(
         get(&on_spin, "synchronous-off").starts_with("200"),
         "{on_spin:?}"
     );
-    // wattlet serve refuses all three and writes nothing.
-    for name in ["attach", "vacuum-into", "synchronous-off"] {
-        let outcome = get(&on_wattlet, name);
-        assert!(
-            outcome.starts_with("500") && refused(&outcome),
-            "{name}: {outcome}"
-        );
+    let outcome = get(&on_wattlet, "synchronous-off");
+    assert!(
+        outcome.starts_with("500") && refused(&outcome),
+        "synchronous-off: {outcome}"
+    );
+    // Alike: no other file reached (`ATTACH`, `VACUUM INTO`), no extension loading, and a
+    // transaction left open is gone with its request (Spin opens a connection per `open` and
+    // closes it with the instance).
+    for name in ["attach", "vacuum-into", "load-extension"] {
+        for (server, seen) in [("spin", &on_spin), ("wattlet", &on_wattlet)] {
+            let outcome = get(seen, name);
+            assert!(
+                outcome.starts_with("500") && refused(&outcome),
+                "{name} on {server}: {outcome}"
+            );
+        }
     }
-    assert!(wattlet_paths.iter().all(|p| !p.exists()));
-    // Alike: no extension loading, and a transaction left open is gone with its request (Spin
-    // opens a connection per `open` and closes it with the instance).
-    for name in ["load-extension", "begin", "peek"] {
+    assert!(
+        spin_paths.iter().chain(&wattlet_paths).all(|p| !p.exists()),
+        "a refused ATTACH or VACUUM INTO wrote no file"
+    );
+    for name in ["begin", "peek"] {
         let (spin, wattlet) = (get(&on_spin, name), get(&on_wattlet, name));
         assert_eq!(
             spin.split(' ').next(),
