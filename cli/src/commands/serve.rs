@@ -198,7 +198,7 @@ fn raise_open_files() -> Option<u64> {
         && soft < hard
     {
         limit.current = Some(hard);
-        if let Err(error) = setrlimit(Resource::Nofile, limit.clone()) {
+        if let Err(error) = setrlimit(Resource::Nofile, limit) {
             tracing::debug!(%error, "cannot raise the open-file limit");
         }
     }

@@ -82,11 +82,11 @@ fn retry_owed_checkpoint(db: &Db) -> ApiResult<()> {
 /// older snapshot kept it from finishing.
 fn truncate_wal(db: &Db) -> ApiResult<bool> {
     let checkpoint = db.query("PRAGMA wal_checkpoint(TRUNCATE)", &[])?;
-    Ok(!checkpoint
+    Ok(checkpoint
         .rows
         .first()
         .and_then(|r| r.get::<i64>(0))
-        .is_some_and(|busy| busy != 0))
+        .is_none_or(|busy| busy == 0))
 }
 
 /// Anonymizes a household whose consent is revoked (steps in the module documentation).

@@ -191,7 +191,7 @@ fn limit_open_files(command: &mut std::process::Command, limit: u64) {
     // allocation, no locks).
     unsafe {
         command.pre_exec(move || {
-            rustix::process::setrlimit(rustix::process::Resource::Nofile, rlimit.clone())
+            rustix::process::setrlimit(rustix::process::Resource::Nofile, rlimit)
                 .map_err(std::io::Error::from)
         });
     }

@@ -75,7 +75,7 @@ pub fn verdict(action: &AuthAction<'_>) -> Verdict {
     match action {
         // The temporary database a plain `VACUUM` works in (and `ATTACH ''`): private to the
         // connection, deleted when it closes. Any file or URI is refused.
-        AuthAction::Attach { filename } if filename.is_empty() => Verdict::Taint,
+        AuthAction::Attach { filename: "" } => Verdict::Taint,
         AuthAction::Attach { .. } | AuthAction::Detach { .. } => Verdict::Deny,
         // An `ATTACH` whose file is not a literal (a parameter, an expression) comes without
         // its name.
