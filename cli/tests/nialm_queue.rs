@@ -788,6 +788,12 @@ fn nialm_pipeline_runs_against_the_app_on_real_spin() {
         ))
         .expect("register");
     assert_eq!(status, 201, "register: {body}");
+    // The fixed times uploaded below are from before today: backdate the registration in
+    // Spin's default database (its state directory's `sqlite_db.db`).
+    wattlet_testkit::cloud::registered_long_ago(
+        &dir.path().join("spin/state/sqlite_db.db"),
+        "dev-spin",
+    );
     // What an ingress in front of Spin passes on after verifying the device's certificate: the
     // identity and its proof, one per request.
     let device = ApiClient::new(&app.url(), None).expect("client");

@@ -33,11 +33,14 @@ impl MeterSpan {
     pub fn ready_end(&self) -> i64 {
         // The last output minute's context ends CONTEXT minutes after the window.
         let needed_after = CONTEXT as i64 * STEP_SECONDS;
-        self.last
-            .saturating_sub(needed_after + WINDOW_SECONDS)
-            .div_euclid(WINDOW_SECONDS)
-            .saturating_mul(WINDOW_SECONDS)
-            .saturating_add(WINDOW_SECONDS)
+        // A `last` too early to complete any window (the start of time) ends before them all.
+        match self.last.checked_sub(needed_after + WINDOW_SECONDS) {
+            Some(start) => start
+                .div_euclid(WINDOW_SECONDS)
+                .saturating_mul(WINDOW_SECONDS)
+                .saturating_add(WINDOW_SECONDS),
+            None => i64::MIN,
+        }
     }
 
     /// The windows (their starts) one pass plans from `cursor`, the next window start, at
@@ -199,7 +202,8 @@ mod tests {
         let current = span(hour - 10 * WINDOW_SECONDS, now);
         let range = current.pass_range(current.first_window(), now);
         assert_eq!(range, current.first_window()..current.ready_end());
-        assert!(range.end <= hour - WINDOW_SECONDS, "{range:?}");
+        // 53 minutes into the hour: the window before it has its 49 minutes of context.
+        assert_eq!(range.end, hour, "{range:?}");
         // A measurement stamped 9999-12-31 plans nothing past the present.
         let future = span(hour - 10 * WINDOW_SECONDS, 253_402_300_799);
         assert_eq!(future.pass_range(future.first_window(), now), range);

@@ -312,7 +312,7 @@ fn verify_token(env: &Env, token: &str) -> ApiResult<Grant> {
     let invalid = |message: String| {
         ApiError::refused(
             RefusalCode::InvalidToken,
-            format!("invalid token: {message}"),
+            format!("invalid bearer token: {message}"),
         )
     };
     let secret = admin_secret(env)?;

@@ -29,6 +29,7 @@ use serde_json::{Value, json};
 use wattlet_pki::CaDir;
 use wattlet_serve::server::{ClientAuth, ServeOptions, TlsOptions};
 use wattlet_survey::RefusalCode;
+use wattlet_testkit::clock::{rfc3339, unix_now};
 use wattlet_testkit::http::{Client, Reply};
 use wattlet_testkit::scan::{self, Needle};
 use wattlet_testkit::serve::{self, Served};

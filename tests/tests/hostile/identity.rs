@@ -9,6 +9,7 @@ use hyper::Method;
 use serde_json::Value;
 use wattlet_survey::RefusalCode;
 use wattlet_survey::identity::{DEVICE, EMAIL, MAX_SKEW_SECONDS, PROOF, SERIAL};
+use wattlet_testkit::clock::unix_now;
 use wattlet_testkit::http::{Client, Reply};
 use wattlet_testkit::{
     ADMIN_TOKEN, APP_VARIABLES, Cloud, NO_SPIN, SpinUp, household, ingress_identity,
@@ -24,13 +25,6 @@ fn assert_refused(reply: &Reply, code: RefusalCode) {
 
 fn as_refs<'a>(headers: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
     headers.iter().map(|(n, v)| (*n, v.as_str())).collect()
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("a clock after 1970")
-        .as_secs()
 }
 
 /// A household registered through `admin` (a client with the admin token): its id, device and

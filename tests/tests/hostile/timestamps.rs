@@ -4,25 +4,15 @@
 //! rows an older version let through are planned within bounds or skipped, and the other
 //! households are planned as before.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::{Value, json};
+use wattlet_testkit::clock::{rfc3339, unix_now};
 use wattlet_testkit::{Cloud, Device, nats, uuid4};
 use wattlet_workers::api::{ApiOptions, DataApi};
 use wattlet_workers::item::WINDOW_SECONDS;
 use wattlet_workers::plan::Planner;
 use wattlet_workers::{Cursors, QueueSettings, manager};
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs() as i64
-}
-
-fn rfc3339(unix: i64) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(unix as u64)).to_string()
-}
 
 /// A measurement of `meter` at `at` with an import power of `kw`.
 fn reading(meter: &str, at: &str, kw: f64) -> Value {
@@ -156,7 +146,7 @@ fn implausible_times_are_refused_and_the_planner_plans_the_other_households() {
         .expect("the pass succeeds");
         assert_eq!(report.meters, 3, "{report:?}: the 1969 meter is left out");
         assert!(report.published > 0, "{report:?}");
-        let now = unix_now();
+        let now = unix_now() as i64;
         for meter in [&ada, &grace, &mallory] {
             let next = cursors
                 .get(meter, "kettle")

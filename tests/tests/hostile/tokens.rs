@@ -8,6 +8,7 @@ use hyper::Method;
 use serde_json::json;
 use wattlet_access_token::{Caveat, Role, Token, root_key};
 use wattlet_survey::RefusalCode;
+use wattlet_testkit::clock::{rfc3339, unix_now};
 use wattlet_testkit::http::{Client, Reply};
 use wattlet_testkit::serve::{self, Served};
 use wattlet_testkit::{ADMIN_TOKEN, APP_VARIABLES, IDENTITY_KEY};
@@ -36,20 +37,6 @@ fn assert_refused(reply: &Reply, code: RefusalCode, needle: &str) {
         "{needle:?} not in {}",
         reply.text
     );
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("a clock after 1970")
-        .as_secs()
-}
-
-fn rfc3339(seconds: u64) -> String {
-    humantime::format_rfc3339_seconds(
-        std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds),
-    )
-    .to_string()
 }
 
 async fn mint(request: serde_json::Value) -> Reply {
