@@ -6,7 +6,7 @@
 //!
 //! The crash test SIGKILLs workers at each of the three failure points of DESIGN.md (before a
 //! step, mid step — while the results are on their way to the Data API —, after persisting but
-//! before the ack), `WATTLET_QUEUE_KILLS` times each (default 100), several workers at once, and
+//! before the ack), `WATTLET_QUEUE_KILLS` times each (default 50), several workers at once, and
 //! then checks that every item has exactly one result and that the results equal a
 //! single-process run over the same data. (The tests read the Data API's database file only to
 //! check what it holds.)
@@ -289,7 +289,7 @@ fn nialm_queue_survives_killed_workers() {
         "nialm::mid-step",
         "nialm::after-persist",
     ];
-    let trials: usize = env_or("WATTLET_QUEUE_KILLS", 100);
+    let trials: usize = env_or("WATTLET_QUEUE_KILLS", 50);
 
     // One household per failure point, all consenting, and one that never consented.
     let mut meters = Vec::new();
