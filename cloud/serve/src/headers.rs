@@ -78,7 +78,7 @@ pub fn set_identity(headers: &mut HeaderMap, identity: &ClientIdentity) -> Resul
 
 /// Adds [`PROOF_HEADER`] to a request whose identity headers [`set_identity`] set: an HMAC with
 /// `key` over the identity, the method, the path, `at` (seconds since 1970) and `nonce`
-/// (random, once per request). Call it when the request has been read, just before the
+/// (random, once per request). Call it when the request's head has been read, just before the
 /// component runs: the proof is fresh for `wattlet_survey::identity::MAX_SKEW_SECONDS`.
 pub fn prove_identity(
     parts: &mut Parts,

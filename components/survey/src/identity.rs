@@ -35,7 +35,7 @@ pub const HEADERS: [&str; 4] = [DEVICE, EMAIL, SERIAL, PROOF];
 pub const KEY_VARIABLE: &str = "client_identity_key";
 
 /// How far a proof's time may lie from the verifier's clock, either way (the proof is made when
-/// the request has been read, just before the component runs).
+/// the request's head has been read, just before the component runs).
 pub const MAX_SKEW_SECONDS: u64 = 60;
 
 const DOMAIN: &[u8] = b"wattlet-client-identity/v1";
