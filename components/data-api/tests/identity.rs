@@ -5,9 +5,12 @@
 
 mod support;
 
-use support::{Api, IDENTITY_KEY, assert_refused, identity_headers, measurement, unique, unix_now};
+use support::{
+    Api, IDENTITY_KEY, assert_refused, identity_headers, measurement, proven_headers, unique,
+    unix_now,
+};
 use wattlet_data_api::Method;
-use wattlet_survey::identity::{self, Bound, Identity, MAX_SKEW_SECONDS};
+use wattlet_survey::identity::{self, MAX_SKEW_SECONDS};
 use wattlet_survey::{ConsentState, RefusalCode};
 
 const HOUSEHOLD: &str = "/api/household";
@@ -15,33 +18,6 @@ const HOUSEHOLD: &str = "/api/household";
 /// Headers as `(name, value)` pairs for [`Api::send`].
 fn refs<'a>(headers: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
     headers.iter().map(|(n, v)| (*n, v.as_str())).collect()
-}
-
-/// The identity headers of `device`/`email` with a proof made by `key` at `at` for `method path`.
-fn proven(
-    key: &str,
-    at: u64,
-    (method, path): (&str, &str),
-    (device, email): (&str, &str),
-) -> Vec<(&'static str, String)> {
-    let nonce = unique("n").replace('-', "");
-    let proof = identity::prove(
-        key.as_bytes(),
-        Bound { method, path },
-        Identity {
-            device,
-            email,
-            serial: "5f3a",
-        },
-        at,
-        &nonce,
-    );
-    vec![
-        (identity::DEVICE, device.to_owned()),
-        (identity::EMAIL, email.to_owned()),
-        (identity::SERIAL, "5f3a".to_owned()),
-        (identity::PROOF, proof),
-    ]
 }
 
 #[test]
@@ -54,7 +30,7 @@ fn identity_headers_count_only_with_a_fresh_proof_for_the_request_used_once() {
     let get =
         |headers: &[(&'static str, String)]| api.send(Method::Get, HOUSEHOLD, &refs(headers), None);
 
-    let valid = proven(IDENTITY_KEY, now, ("GET", HOUSEHOLD), who);
+    let valid = proven_headers(IDENTITY_KEY, now, ("GET", HOUSEHOLD), who);
     let (status, body) = get(&valid);
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["household"], household.id.as_str());
@@ -69,13 +45,13 @@ fn identity_headers_count_only_with_a_fresh_proof_for_the_request_used_once() {
     );
 
     let unproven = &valid[..2];
-    let mut duplicated = proven(IDENTITY_KEY, now, ("GET", HOUSEHOLD), who);
+    let mut duplicated = proven_headers(IDENTITY_KEY, now, ("GET", HOUSEHOLD), who);
     duplicated.push((identity::DEVICE, other.device.clone()));
-    let mut someone_else = proven(IDENTITY_KEY, now, ("GET", HOUSEHOLD), who);
+    let mut someone_else = proven_headers(IDENTITY_KEY, now, ("GET", HOUSEHOLD), who);
     someone_else[0].1 = other.device.clone();
     someone_else[1].1 = other.email.clone();
     let garbled = {
-        let mut h = proven(IDENTITY_KEY, now, ("GET", HOUSEHOLD), who);
+        let mut h = proven_headers(IDENTITY_KEY, now, ("GET", HOUSEHOLD), who);
         h[3].1 = "v1;t=1;n=x".to_owned();
         h
     };
@@ -83,7 +59,7 @@ fn identity_headers_count_only_with_a_fresh_proof_for_the_request_used_once() {
         ("no proof", unproven.to_vec()),
         (
             "another key",
-            proven(
+            proven_headers(
                 "another key of enough length, 1234567",
                 now,
                 ("GET", HOUSEHOLD),
@@ -92,7 +68,7 @@ fn identity_headers_count_only_with_a_fresh_proof_for_the_request_used_once() {
         ),
         (
             "made long ago",
-            proven(
+            proven_headers(
                 IDENTITY_KEY,
                 now - MAX_SKEW_SECONDS - 60,
                 ("GET", HOUSEHOLD),
@@ -101,7 +77,7 @@ fn identity_headers_count_only_with_a_fresh_proof_for_the_request_used_once() {
         ),
         (
             "made for later",
-            proven(
+            proven_headers(
                 IDENTITY_KEY,
                 now + MAX_SKEW_SECONDS + 60,
                 ("GET", HOUSEHOLD),
@@ -110,11 +86,11 @@ fn identity_headers_count_only_with_a_fresh_proof_for_the_request_used_once() {
         ),
         (
             "another path",
-            proven(IDENTITY_KEY, now, ("GET", "/api/account"), who),
+            proven_headers(IDENTITY_KEY, now, ("GET", "/api/account"), who),
         ),
         (
             "another method",
-            proven(IDENTITY_KEY, now, ("DELETE", HOUSEHOLD), who),
+            proven_headers(IDENTITY_KEY, now, ("DELETE", HOUSEHOLD), who),
         ),
         ("another identity", someone_else),
         ("a header twice", duplicated),
@@ -129,7 +105,7 @@ fn identity_headers_count_only_with_a_fresh_proof_for_the_request_used_once() {
         );
     }
     // Nothing changed for a refused identity: consent stays where it was.
-    let grant = proven(IDENTITY_KEY, now, ("GET", "/api/household/consent"), who);
+    let grant = proven_headers(IDENTITY_KEY, now, ("GET", "/api/household/consent"), who);
     let reply = api.send(Method::Post, "/api/household/consent", &refs(&grant), None);
     assert_refused(&reply, RefusalCode::IdentityUnverified);
     assert_eq!(api.consent_state(&household), "not_granted");

@@ -42,11 +42,14 @@ pub fn ingress_identity(
     email: &str,
     serial: &str,
 ) -> Vec<(&'static str, String)> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("a clock after 1970")
-        .as_secs();
-    ingress_identity_at(now, method, path, device, email, serial)
+    ingress_identity_at(
+        crate::clock::unix_now(),
+        method,
+        path,
+        device,
+        email,
+        serial,
+    )
 }
 
 /// [`ingress_identity`] with the proof made at `now` (seconds since 1970): an old one.

@@ -429,24 +429,35 @@ pub fn identity_headers(
     method: &Method,
     path: &str,
 ) -> Vec<(&'static str, String)> {
-    use wattlet_survey::identity::{self, Bound, Identity};
     let path = path.split('?').next().unwrap_or(path);
-    let claimed = Identity {
-        device,
-        email,
-        serial: "5f3a",
-    };
-    let request = Bound {
-        method: method.as_str(),
-        path,
-    };
+    proven_headers(
+        IDENTITY_KEY,
+        unix_now(),
+        (method.as_str(), path),
+        (device, email),
+    )
+}
+
+/// The identity headers of `device`/`email` (serial `5f3a`) with a proof made by `key` at `at`
+/// for `method path`, with a fresh nonce.
+pub fn proven_headers(
+    key: &str,
+    at: u64,
+    (method, path): (&str, &str),
+    (device, email): (&str, &str),
+) -> Vec<(&'static str, String)> {
+    use wattlet_survey::identity::{self, Bound, Identity};
     let nonce = unique("nonce").replace('-', "");
     let nonce = format!("{nonce}{}", uuid4().replace('-', ""));
     let proof = identity::prove(
-        IDENTITY_KEY.as_bytes(),
-        request,
-        claimed,
-        unix_now(),
+        key.as_bytes(),
+        Bound { method, path },
+        Identity {
+            device,
+            email,
+            serial: "5f3a",
+        },
+        at,
         &nonce,
     );
     vec![
