@@ -23,7 +23,7 @@ pub fn verify(evidence: &Evidence, now_unix: u64) -> Result<Verified, Refused> {
     match evidence.tee {
         Tee::Simulated => verify_simulated(evidence),
         Tee::Sgx | Tee::Tdx => verify_dcap(evidence, now_unix),
-        Tee::Snp => verify_snp(evidence),
+        Tee::Snp => verify_snp(evidence, now_unix),
     }
 }
 
@@ -70,13 +70,17 @@ fn verify_simulated(evidence: &Evidence) -> Result<Verified, Refused> {
 /// Sorts a `dcap-qvl` error into a reason by its message (the crate reports `anyhow` errors).
 fn dcap_reason(message: &str) -> Reason {
     let lower = message.to_ascii_lowercase();
-    if lower.contains("expired") || lower.contains("notvalidyet") || lower.contains("not yet valid")
-    {
+    if lower.contains("failed to decode") || lower.contains("failed to parse") {
+        // Includes collateral JSON that does not parse (e.g. an unknown TCB status).
+        Reason::Malformed
+    } else if lower.contains("expired") || lower.contains("notvalidyet") {
+        // TCB info, QE identity, CRLs or certificates outside their validity.
         Reason::CollateralExpired
-    } else if lower.contains("revoked") {
+    } else if lower.contains("tcb status is invalid") || lower.contains("no matching tcb level") {
+        // Revoked, or a platform TCB below every level of Intel's TCB info (Intel's QVL:
+        // TCB_NOT_SUPPORTED). Both are decided after the quote's signatures verified.
         Reason::TcbOutdated
-    } else if lower.contains("decode")
-        || lower.contains("unsupported")
+    } else if lower.contains("unsupported")
         || lower.contains("unknown qe vendor")
         || lower.contains("must have version")
     {
@@ -160,7 +164,7 @@ fn amd_chains() -> Vec<(&'static str, ca::Chain)> {
     chains
 }
 
-fn verify_snp(evidence: &Evidence) -> Result<Verified, Refused> {
+fn verify_snp(evidence: &Evidence, now_unix: u64) -> Result<Verified, Refused> {
     if evidence.quote.len() != SNP_REPORT_LEN {
         return Err(Refused::new(
             Reason::Malformed,
@@ -191,6 +195,19 @@ fn verify_snp(evidence: &Evidence) -> Result<Verified, Refused> {
                 "VCEK certificate is not signed by AMD's Milan, Genoa or Turin ASK",
             )
         })?;
+    let validity = x509_cert::Certificate::from(chain.vek.clone())
+        .tbs_certificate
+        .validity;
+    let not_before = validity.not_before.to_unix_duration().as_secs();
+    let not_after = validity.not_after.to_unix_duration().as_secs();
+    if now_unix < not_before || now_unix > not_after {
+        return Err(Refused::new(
+            Reason::CollateralExpired,
+            format!(
+                "VCEK certificate valid from {not_before} to {not_after} (Unix time), now is {now_unix}"
+            ),
+        ));
+    }
     // `sev` verifies the signature over the report re-encoded from its parsed fields; make sure
     // the signed part (bytes 0 to 0x29F) of that re-encoding is exactly the bytes we were given.
     let reencoded = report
