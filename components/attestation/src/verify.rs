@@ -83,6 +83,12 @@ fn dcap_reason(message: &str) -> Reason {
     } else if lower.contains("unsupported")
         || lower.contains("unknown qe vendor")
         || lower.contains("must have version")
+        // TD attributes dcap-qvl refuses whatever the policy (migratable TD, SEPT_VE_DISABLE
+        // off, reserved bits, service TDs): a TD wattlet cannot trust, described in the detail.
+        || lower.contains("is enabled")
+        || lower.contains("is not enabled")
+        || lower.contains("reserved bits")
+        || lower.contains("service td")
     {
         Reason::Malformed
     } else {
@@ -307,6 +313,32 @@ fn check_vcek_binds_report(
 mod tests {
     use super::*;
     use crate::test_samples as common;
+
+    #[test]
+    fn dcap_errors_are_sorted_into_reasons() {
+        for (message, reason) in [
+            ("Failed to decode quote: bad length", Reason::Malformed),
+            (
+                "Failed to decode TcbInfo: unknown variant `X`, expected one of `Revoked`",
+                Reason::Malformed,
+            ),
+            ("TCBInfo expired", Reason::CollateralExpired),
+            (
+                "Failed to verify certificate chain: CrlExpired { .. }",
+                Reason::CollateralExpired,
+            ),
+            ("TCB status is invalid: Revoked", Reason::TcbOutdated),
+            ("No matching TCB level found", Reason::TcbOutdated),
+            ("TD migration is enabled", Reason::Malformed),
+            ("SEPT_VE_DISABLE is not enabled", Reason::Malformed),
+            (
+                "Signature is invalid for ISV enclave report",
+                Reason::BadSignature,
+            ),
+        ] {
+            assert_eq!(dcap_reason(message), reason, "{message}");
+        }
+    }
 
     /// The Milan VCEK is the one for the Milan report's TCB and chip; another TCB or chip is
     /// refused (checked on the parsed report: changing the bytes would break the signature first).
