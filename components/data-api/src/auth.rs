@@ -26,8 +26,12 @@
 //! [`wattlet_access_token::check_secret`]; while one does not, every request but the health
 //! check is answered 500 with a log line ([`check_secrets`]).
 //!
-//! **Workers** (the NIALM manager and workers) send an access token of role `worker`, which
-//! reaches `/api/worker/...` and nothing else; no other role reaches those ([`worker`]).
+//! **The NIALM work manager** sends an access token of role `manager`, which reaches
+//! `GET /api/worker/meters` and `GET /api/worker/meter/:uuid/power` (readings and the
+//! household's data key) and nothing else. **Workers** (untrusted hosts) send one of role
+//! `worker`, which reaches `POST /api/worker/disaggregation` and
+//! `GET /api/worker/disaggregation/:item` and nothing else: never plaintext readings. No other
+//! role reaches those ([`worker`]).
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -275,16 +279,27 @@ pub fn management(req: &Request, env: &Env) -> ApiResult<Grant> {
     bearer_grant(req, env, "an administrator's or researcher's")
 }
 
-/// Authenticates a request to `/api/worker/...` and authorizes `write` (a change) on `scope`:
-/// only a `worker` access token may (401 `invalid_token` without a valid one, 403
-/// `role_forbidden` for every other role, the administrator's secret included).
-pub fn worker(req: &Request, env: &Env, write: bool, scope: Scope<'_>) -> ApiResult<Grant> {
-    let grant = bearer_grant(req, env, "a worker's")?;
+/// Authenticates a request to `/api/worker/...` and authorizes `write` (a change) on `scope`
+/// for `needs` ([`Role::Manager`] or [`Role::Worker`]): only an access token of that role may
+/// (401 `invalid_token` without a valid one, 403 `role_forbidden` for every other role, the
+/// administrator's secret included).
+pub fn worker(
+    req: &Request,
+    env: &Env,
+    needs: Role,
+    write: bool,
+    scope: Scope<'_>,
+) -> ApiResult<Grant> {
+    let whose = match needs {
+        Role::Manager => "the work manager's",
+        _ => "a worker's",
+    };
+    let grant = bearer_grant(req, env, whose)?;
     allow(
         &grant,
         &Operation {
             write,
-            needs: Role::Worker,
+            needs,
             scope,
         },
     )?;
@@ -430,7 +445,9 @@ pub fn refusal(denied: Denied) -> ApiError {
         | Denied::Participant
         | Denied::NotParticipant
         | Denied::Worker
-        | Denied::NotWorker => RefusalCode::RoleForbidden,
+        | Denied::NotWorker
+        | Denied::Manager
+        | Denied::NotManager => RefusalCode::RoleForbidden,
     };
     ApiError::refused(code, denied.to_string())
 }
