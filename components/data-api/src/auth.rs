@@ -22,7 +22,7 @@
 //! expire within [`MAX_TOKEN_SECONDS`] (a token without expiry, or with a later one, is
 //! refused) and must not have been revoked (`revoked_token`, 401 `token_revoked`).
 //!
-//! **Secrets**: `admin_token` and `client_identity_key` must pass
+//! **Secrets**: `admin_token`, `client_identity_key` and `key_encryption_key` must pass
 //! [`wattlet_access_token::check_secret`]; while one does not, every request but the health
 //! check is answered 500 with a log line ([`check_secrets`]).
 //!
@@ -393,9 +393,10 @@ fn admin_secret(env: &Env) -> ApiResult<String> {
 
 /// The Data API's secrets (Spin variables).
 #[derive(Debug, Clone, Copy)]
-enum Secret {
+pub(crate) enum Secret {
     AdminToken,
     IdentityKey,
+    KeyEncryptionKey,
 }
 
 impl Secret {
@@ -403,16 +404,18 @@ impl Secret {
         match self {
             Secret::AdminToken => "admin_token",
             Secret::IdentityKey => identity::KEY_VARIABLE,
+            Secret::KeyEncryptionKey => crate::keys::KEK_VARIABLE,
         }
     }
 }
 
 /// The secret's value, strong enough; 500 and a log line otherwise.
-fn secret(secrets: &dyn Secrets, which: Secret) -> ApiResult<String> {
+pub(crate) fn secret(secrets: &dyn Secrets, which: Secret) -> ApiResult<String> {
     let name = which.name();
     let value = match which {
         Secret::AdminToken => secrets.admin_token(),
         Secret::IdentityKey => secrets.client_identity_key(),
+        Secret::KeyEncryptionKey => secrets.key_encryption_key(),
     }
     .map_err(|e| ApiError::Internal(format!("the {name} variable is unavailable: {e}")))?;
     check_secret(&value).map_err(|weak| {
@@ -423,11 +426,12 @@ fn secret(secrets: &dyn Secrets, which: Secret) -> ApiResult<String> {
     Ok(value)
 }
 
-/// Whether both secrets are available and strong: the Data API answers nothing else while one
+/// Whether every secret is available and strong: the Data API answers nothing else while one
 /// is not (the message says which and why).
 pub fn check_secrets(secrets: &dyn Secrets) -> ApiResult<()> {
     secret(secrets, Secret::AdminToken)?;
     secret(secrets, Secret::IdentityKey)?;
+    secret(secrets, Secret::KeyEncryptionKey)?;
     Ok(())
 }
 
