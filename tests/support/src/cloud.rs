@@ -146,12 +146,20 @@ pub struct Cloud {
 impl Cloud {
     /// Makes a CA in `dir` and serves the application with its state in `dir/cloud`.
     pub fn start(dir: &Path) -> Cloud {
+        Cloud::start_with(dir, &[])
+    }
+
+    /// [`Cloud::start`] with variables besides [`APP_VARIABLES`] (e.g. the key broker's
+    /// `attestation_policy`).
+    pub fn start_with(dir: &Path, variables: &[(&str, &str)]) -> Cloud {
         let (ca, tls) = pki::server_ca(dir, ClientAuth::Optional);
         let options = ServeOptions {
             tls: Some(tls),
             ..serve::app_options(&dir.join("cloud"))
         };
-        let served = serve::start(&options, &APP_VARIABLES);
+        let mut all = APP_VARIABLES.to_vec();
+        all.extend_from_slice(variables);
+        let served = serve::start(&options, &all);
         Cloud {
             addr: served.addr,
             dir: dir.to_path_buf(),
