@@ -12,7 +12,7 @@ use wattlet_workers::QueueSettings;
 use wattlet_workers::api::ApiOptions;
 use wattlet_workers::item::DEFAULT_MODELS;
 use wattlet_workers::manager::{self, ManagerOptions};
-use wattlet_workers::worker::{self, WorkerOptions};
+use wattlet_workers::worker::{self, ConfidentialOptions, WorkerOptions};
 
 const QUEUE_HELP: &str = "\
 Items: one meter, one hour of 60 s output, one appliance model (kettle, fridge, washing_machine,
@@ -119,6 +119,20 @@ pub struct ManagerArgs {
     /// Run one pass and exit.
     #[arg(long)]
     once: bool,
+    /// Publish items in the clear instead of sealed under each household's data key. For
+    /// measurements and controls only: NATS and its disks then hold the readings.
+    #[arg(long)]
+    plaintext: bool,
+}
+
+/// Which TEE the worker attests with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TeeArg {
+    /// The machine's TEE: AMD SEV-SNP (/dev/sev-guest) or Intel TDX (configfs-tsm).
+    Auto,
+    /// A simulated TEE, for development and tests: its evidence proves nothing, and a key
+    /// broker on its default policy refuses it.
+    Simulated,
 }
 
 #[derive(Debug, Args)]
@@ -147,6 +161,19 @@ pub struct WorkerArgs {
     /// Most memory one component instance may use, in MiB (past it, as past the time limit).
     #[arg(long, value_name = "MIB", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(16..=65536))]
     item_memory_limit: u32,
+    /// The key broker (its /kbs/v0 endpoints; the same --ca as the Data API): the worker
+    /// attests there before it fetches any item and gets household keys to open sealed items
+    /// [default: the --api URL].
+    #[arg(long, value_name = "URL")]
+    key_broker: Option<String>,
+    /// The TEE the worker attests with.
+    #[arg(long, value_enum, default_value = "auto")]
+    tee: TeeArg,
+    /// Also compute plaintext items (published by `wattlet manager nialm --plaintext`; for
+    /// measurements and controls only). Without --key-broker the worker does not attest and
+    /// computes plaintext items only.
+    #[arg(long)]
+    plaintext: bool,
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -164,6 +191,7 @@ pub fn run_manager(command: ManagerCommand) -> anyhow::Result<ExitCode> {
         models: args.models,
         settings: QueueSettings::default(),
         interval: (!args.once).then_some(args.interval),
+        plaintext: args.plaintext,
     };
     runtime()?.block_on(manager::run(options, super::shutdown_signal()))?;
     Ok(ExitCode::SUCCESS)
@@ -181,8 +209,32 @@ pub fn run_worker(command: WorkerCommand) -> anyhow::Result<ExitCode> {
         || std::thread::available_parallelism().map_or(1, usize::from),
         usize::from,
     );
+    let api = args.connection.api()?;
+    let confidential = if args.plaintext && args.key_broker.is_none() {
+        None
+    } else {
+        let attester = match args.tee {
+            TeeArg::Auto => wattlet_workers::tee::detect(&component)?,
+            TeeArg::Simulated => {
+                tracing::warn!(
+                    "SIMULATED TEE: --tee simulated attests with evidence that proves nothing; \
+                     only a key broker whose policy allows `simulated` releases keys to it"
+                );
+                wattlet_workers::tee::simulated(&component)?
+            }
+        };
+        Some(ConfidentialOptions {
+            broker: ApiOptions {
+                url: args.key_broker.clone().unwrap_or_else(|| api.url.clone()),
+                ..api.clone()
+            },
+            attester,
+        })
+    };
     let options = WorkerOptions {
-        api: args.connection.api()?,
+        api,
+        confidential,
+        plaintext: args.plaintext,
         nats_url: args.connection.nats,
         component,
         limits: Limits {
