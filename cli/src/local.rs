@@ -115,7 +115,9 @@ pub async fn run(
         ca.issue_server(&ServerRequest::default())?
             .write(&server_prefix)?;
     }
-    let admin_token = admin_token(&state.join("admin-token"))?;
+    let admin_token = kept_secret(&state.join("admin-token"))?;
+    // Wraps the households' data keys in the cloud's database: kept with it, as admin-token.
+    let key_encryption_key = kept_secret(&state.join("key-encryption-key"))?;
     // Only this process signs and checks identity proofs: a fresh key each run, kept nowhere.
     let identity_key = random_hex()?;
 
@@ -136,6 +138,7 @@ pub async fn run(
     let app = Arc::new(App::load_with_env(&serve_options, |name| match name {
         "SPIN_VARIABLE_ADMIN_TOKEN" => Some(admin_token.clone()),
         "SPIN_VARIABLE_CLIENT_IDENTITY_KEY" => Some(identity_key.clone()),
+        "SPIN_VARIABLE_KEY_ENCRYPTION_KEY" => Some(key_encryption_key.clone()),
         _ => std::env::var(name).ok(),
     })?);
     let listener = wattlet_runtime::accept::bind(options.listen)
@@ -414,22 +417,30 @@ impl Nialm {
             std::time::SystemTime::now() + Duration::from_secs(89 * 24 * 3600),
         )
         .to_string();
-        let minted = admin
-            .call(
-                "POST",
-                "/api/management/token",
-                Some(&json!({ "role": "worker", "expires_at": expires_at })),
-            )
-            .await
-            .context("cannot mint the workers' access token")?;
-        let token = minted["token"]
-            .as_str()
-            .context("the Data API minted no token")?
-            .to_owned();
-        let api = ApiOptions {
-            url: cloud.to_owned(),
-            ca: Some(ca.ca_cert_path()),
-            token,
+        // The manager (role manager: readings and household keys) and the worker (role worker:
+        // results only) each with their own token.
+        let mut tokens = Vec::with_capacity(2);
+        for role in ["manager", "worker"] {
+            let minted = admin
+                .call(
+                    "POST",
+                    "/api/management/token",
+                    Some(&json!({ "role": role, "expires_at": expires_at })),
+                )
+                .await
+                .with_context(|| format!("cannot mint the NIALM {role}'s access token"))?;
+            let token = minted["token"]
+                .as_str()
+                .context("the Data API minted no token")?
+                .to_owned();
+            tokens.push(ApiOptions {
+                url: cloud.to_owned(),
+                ca: Some(ca.ca_cert_path()),
+                token,
+            });
+        }
+        let (Some(api), Some(manager_api)) = (tokens.pop(), tokens.pop()) else {
+            anyhow::bail!("no NIALM access tokens");
         };
         let nats = LocalNats::start(listen, &state.join("nats"), &state.join("nats-server.log"))?;
         let component =
@@ -441,7 +452,7 @@ impl Nialm {
         let manager = tokio::spawn(wattlet_workers::manager::run(
             ManagerOptions {
                 nats_url: nats.url.clone(),
-                api: api.clone(),
+                api: manager_api,
                 models: DEFAULT_MODELS.map(String::from).to_vec(),
                 settings: QueueSettings::default(),
                 interval: Some(NIALM_PASS_EVERY),
@@ -513,8 +524,9 @@ fn describe(household: &Household, m: &Value) -> String {
     line
 }
 
-/// The administrator's bearer token: made once, kept in a file only its owner can read.
-fn admin_token(path: &Path) -> anyhow::Result<String> {
+/// A kept secret (the administrator's bearer token, the key-encryption key): made once, kept
+/// in a file only its owner can read.
+fn kept_secret(path: &Path) -> anyhow::Result<String> {
     if let Ok(token) = std::fs::read_to_string(path) {
         let token = token.trim().to_owned();
         if !token.is_empty() {

@@ -163,7 +163,9 @@ fn schemathesis_finds_no_server_error_and_no_schema_violation() {
     );
     assert_eq!(status, 200, "{body}");
 
-    // The worker endpoints take a worker's token, which reaches nothing else.
+    // The manager's endpoints take a manager's token, the workers' a worker's; each reaches
+    // nothing else.
+    let manager_token = cloud.mint("manager");
     let worker_token = cloud.mint("worker");
 
     let spec = std::fs::read_to_string(repo().join("openapi.yaml")).expect("openapi.yaml");
@@ -172,7 +174,12 @@ fn schemathesis_finds_no_server_error_and_no_schema_violation() {
         .iter()
         .filter(|(_, path)| path.starts_with("/api/worker/"))
         .count();
+    let managers = spec_operations(&spec)
+        .iter()
+        .filter(|(_, path)| path.starts_with("/api/worker/meter"))
+        .count();
     assert!(workers >= 4, "the worker operations are tagged and counted");
+    assert!(managers >= 2, "the manager operations are tagged and counted");
     let schemathesis = |selection: &[&str], token: &str| {
         let ran = run(
             Command::new(&st)
@@ -215,13 +222,18 @@ fn schemathesis_finds_no_server_error_and_no_schema_violation() {
             "revokeDevice",
             "--exclude-tag",
             "worker",
+            "--exclude-tag",
+            "manager",
         ],
         ADMIN_TOKEN,
     );
     let selected = format!("{} selected / {operations} total", operations - 1 - workers);
     assert!(stdout.contains(&selected), "expected {selected:?}");
     let stdout = schemathesis(&["--include-tag", "worker"], &worker_token);
-    let selected = format!("{workers} selected / {operations} total");
+    let selected = format!("{} selected / {operations} total", workers - managers);
+    assert!(stdout.contains(&selected), "expected {selected:?}");
+    let stdout = schemathesis(&["--include-tag", "manager"], &manager_token);
+    let selected = format!("{managers} selected / {operations} total");
     assert!(stdout.contains(&selected), "expected {selected:?}");
     let stdout = schemathesis(&["--include-operation-id", "revokeDevice"], ADMIN_TOKEN);
     assert!(stdout.contains(&format!("1 selected / {operations} total")));

@@ -44,8 +44,14 @@ pub enum Role {
     Researcher,
     /// A participant, for their own household only (`/api/household/...`); never management.
     Participant,
-    /// The NIALM manager and workers: `/api/worker/...` only, which no other role reaches.
+    /// The NIALM workers (untrusted hosts): only storing and reading results
+    /// (`POST /api/worker/disaggregation`, `GET /api/worker/disaggregation/:item`), never
+    /// plaintext readings. No other role reaches those.
     Worker,
+    /// The NIALM work manager (control plane, trusted): only the meters and their power
+    /// readings with the household's data key (`GET /api/worker/meters`,
+    /// `GET /api/worker/meter/:uuid/power`). No other role reaches those.
+    Manager,
 }
 
 impl Role {
@@ -55,6 +61,7 @@ impl Role {
             Role::Researcher => "researcher",
             Role::Participant => "participant",
             Role::Worker => "worker",
+            Role::Manager => "manager",
         }
     }
 
@@ -64,6 +71,7 @@ impl Role {
             "researcher" => Some(Role::Researcher),
             "participant" => Some(Role::Participant),
             "worker" => Some(Role::Worker),
+            "manager" => Some(Role::Manager),
             _ => None,
         }
     }
@@ -290,6 +298,10 @@ pub enum Denied {
     Worker,
     #[error("this is for workers; the token is not a worker's")]
     NotWorker,
+    #[error("a manager's token reaches only the manager endpoints (meters and power readings)")]
+    Manager,
+    #[error("this is for the work manager; the token is not a manager's")]
+    NotManager,
 }
 
 /// A verified token's restrictions.
@@ -314,13 +326,22 @@ impl Grant {
                     return Err(Denied::Role);
                 }
                 Caveat::Role(Role::Participant) => return Err(Denied::Participant),
-                // Workers and everyone else are kept apart both ways: a worker's token reaches
-                // nothing else, and an administrator's no worker endpoint.
+                // Workers, the manager and everyone else are kept apart every way: a worker's
+                // token reaches nothing but the worker endpoints, a manager's nothing but the
+                // manager endpoints, and an administrator's neither.
                 Caveat::Role(Role::Worker) if operation.needs != Role::Worker => {
                     return Err(Denied::Worker);
                 }
+                Caveat::Role(Role::Manager) if operation.needs != Role::Manager => {
+                    return Err(Denied::Manager);
+                }
                 Caveat::Role(role) if operation.needs == Role::Worker && *role != Role::Worker => {
                     return Err(Denied::NotWorker);
+                }
+                Caveat::Role(role)
+                    if operation.needs == Role::Manager && *role != Role::Manager =>
+                {
+                    return Err(Denied::NotManager);
                 }
                 Caveat::ReadOnly if operation.write => return Err(Denied::ReadOnly),
                 Caveat::Household(id) => match operation.scope {
@@ -569,6 +590,52 @@ mod tests {
         assert_eq!(
             Caveat::decode("role=worker"),
             Ok(Caveat::Role(Role::Worker))
+        );
+    }
+
+    #[test]
+    fn manager_and_worker_tokens_reach_only_their_own_operations() {
+        let manager = Token::mint(ROOT, "m-1", Role::Manager);
+        let worker = Token::mint(ROOT, "w-2", Role::Worker);
+        let read_power = Operation {
+            write: false,
+            needs: Role::Manager,
+            scope: Scope::Household("h-1"),
+        };
+        let store_result = Operation {
+            write: true,
+            needs: Role::Worker,
+            scope: Scope::Household("h-1"),
+        };
+        let grant = manager.verify(ROOT, NOW).unwrap();
+        assert_eq!(grant.permits(&read_power), Ok(()));
+        assert_eq!(grant.permits(&store_result), Err(Denied::Manager));
+        assert_eq!(grant.permits(&register()), Err(Denied::Manager));
+        let grant = worker.verify(ROOT, NOW).unwrap();
+        assert_eq!(grant.permits(&store_result), Ok(()));
+        assert_eq!(grant.permits(&read_power), Err(Denied::Worker));
+        for role in [Role::Administrator, Role::Researcher] {
+            let other = Token::mint(ROOT, "o-2", role).verify(ROOT, NOW).unwrap();
+            assert_eq!(
+                other.permits(&read_power),
+                Err(Denied::NotManager),
+                "{role:?}"
+            );
+        }
+        assert_eq!(
+            Grant::unrestricted(Role::Administrator).permits(&read_power),
+            Err(Denied::NotManager)
+        );
+        // Appending the other role widens nothing.
+        let both = manager.attenuate(Caveat::Role(Role::Worker));
+        let grant = both.verify(ROOT, NOW).unwrap();
+        assert!(grant.permits(&read_power).is_err());
+        assert!(grant.permits(&store_result).is_err());
+        assert_eq!(Role::parse("manager"), Some(Role::Manager));
+        assert_eq!(Role::Manager.name(), "manager");
+        assert_eq!(
+            Caveat::decode("role=manager"),
+            Ok(Caveat::Role(Role::Manager))
         );
     }
 

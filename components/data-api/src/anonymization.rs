@@ -5,7 +5,8 @@
 //! interface later.
 //!
 //! Revoking the consent makes an `anonymization` row in the same statement (a trigger), so every
-//! revocation has one. [`anonymize_household`] then runs these steps, each idempotent on its own,
+//! revocation has one; another trigger of that statement deletes the household's data key
+//! (crypto-shredding, `crate::keys`). [`anonymize_household`] then runs these steps, each idempotent on its own,
 //! and marks the row complete; a request that finds an incomplete row (a crash part-way)
 //! finishes it ([`complete_pending`]):
 //! 1. draw the displacement once from the CSPRNG and store it (a retry reuses it);
@@ -15,12 +16,12 @@
 //! 4. delete the postal address, the contact (`household.user` → NULL; a trigger deletes the
 //!    user row) and the household's NIALM results, which came from personalised processing;
 //!    replace its devices' ids (`pi-ada`) by pseudonyms (`auth::device_pseudonym`), under
-//!    which their certificates still find them;
+//!    which their certificates still find them; delete its data key if it is still there;
 //! 5. checkpoint the WAL into the database file and truncate it.
 //!
 //! `PRAGMA secure_delete` (set for every request, `crate::route`) makes SQLite overwrite deleted
 //! content with zeros, so no name, email, street, device id or true coordinate stays behind in
-//! free space, also from earlier changes of the registration, and the truncating checkpoint
+//! free space (nor the wrapped data key), also from earlier changes of the registration, and the truncating checkpoint
 //! removes the older page images from the WAL. While another connection reads an older
 //! snapshot the WAL cannot be truncated: the checkpoint is then owed (`wal_scrub`) and tried
 //! again by a request at most every [`SCRUB_RETRY_SECONDS`] until it succeeds (each try may wait
@@ -173,6 +174,7 @@ pub fn anonymize_household(env: &Env, household: &str) -> ApiResult<()> {
         &[text(household)],
     )?;
     pseudonymise_devices(env, household)?;
+    crate::keys::shred(env, household)?;
     db.exec(
         "UPDATE anonymization SET completed_at = ? WHERE household = ?",
         &[text(timestamp::to_db(timestamp::now())), text(household)],

@@ -22,12 +22,16 @@
 //! expire within [`MAX_TOKEN_SECONDS`] (a token without expiry, or with a later one, is
 //! refused) and must not have been revoked (`revoked_token`, 401 `token_revoked`).
 //!
-//! **Secrets**: `admin_token` and `client_identity_key` must pass
+//! **Secrets**: `admin_token`, `client_identity_key` and `key_encryption_key` must pass
 //! [`wattlet_access_token::check_secret`]; while one does not, every request but the health
 //! check is answered 500 with a log line ([`check_secrets`]).
 //!
-//! **Workers** (the NIALM manager and workers) send an access token of role `worker`, which
-//! reaches `/api/worker/...` and nothing else; no other role reaches those ([`worker`]).
+//! **The NIALM work manager** sends an access token of role `manager`, which reaches
+//! `GET /api/worker/meters` and `GET /api/worker/meter/:uuid/power` (readings and the
+//! household's data key) and nothing else. **Workers** (untrusted hosts) send one of role
+//! `worker`, which reaches `POST /api/worker/disaggregation` and
+//! `GET /api/worker/disaggregation/:item` and nothing else: never plaintext readings. No other
+//! role reaches those ([`worker`]).
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -275,16 +279,27 @@ pub fn management(req: &Request, env: &Env) -> ApiResult<Grant> {
     bearer_grant(req, env, "an administrator's or researcher's")
 }
 
-/// Authenticates a request to `/api/worker/...` and authorizes `write` (a change) on `scope`:
-/// only a `worker` access token may (401 `invalid_token` without a valid one, 403
-/// `role_forbidden` for every other role, the administrator's secret included).
-pub fn worker(req: &Request, env: &Env, write: bool, scope: Scope<'_>) -> ApiResult<Grant> {
-    let grant = bearer_grant(req, env, "a worker's")?;
+/// Authenticates a request to `/api/worker/...` and authorizes `write` (a change) on `scope`
+/// for `needs` ([`Role::Manager`] or [`Role::Worker`]): only an access token of that role may
+/// (401 `invalid_token` without a valid one, 403 `role_forbidden` for every other role, the
+/// administrator's secret included).
+pub fn worker(
+    req: &Request,
+    env: &Env,
+    needs: Role,
+    write: bool,
+    scope: Scope<'_>,
+) -> ApiResult<Grant> {
+    let whose = match needs {
+        Role::Manager => "the work manager's",
+        _ => "a worker's",
+    };
+    let grant = bearer_grant(req, env, whose)?;
     allow(
         &grant,
         &Operation {
             write,
-            needs: Role::Worker,
+            needs,
             scope,
         },
     )?;
@@ -378,9 +393,10 @@ fn admin_secret(env: &Env) -> ApiResult<String> {
 
 /// The Data API's secrets (Spin variables).
 #[derive(Debug, Clone, Copy)]
-enum Secret {
+pub(crate) enum Secret {
     AdminToken,
     IdentityKey,
+    KeyEncryptionKey,
 }
 
 impl Secret {
@@ -388,16 +404,18 @@ impl Secret {
         match self {
             Secret::AdminToken => "admin_token",
             Secret::IdentityKey => identity::KEY_VARIABLE,
+            Secret::KeyEncryptionKey => crate::keys::KEK_VARIABLE,
         }
     }
 }
 
 /// The secret's value, strong enough; 500 and a log line otherwise.
-fn secret(secrets: &dyn Secrets, which: Secret) -> ApiResult<String> {
+pub(crate) fn secret(secrets: &dyn Secrets, which: Secret) -> ApiResult<String> {
     let name = which.name();
     let value = match which {
         Secret::AdminToken => secrets.admin_token(),
         Secret::IdentityKey => secrets.client_identity_key(),
+        Secret::KeyEncryptionKey => secrets.key_encryption_key(),
     }
     .map_err(|e| ApiError::Internal(format!("the {name} variable is unavailable: {e}")))?;
     check_secret(&value).map_err(|weak| {
@@ -408,11 +426,12 @@ fn secret(secrets: &dyn Secrets, which: Secret) -> ApiResult<String> {
     Ok(value)
 }
 
-/// Whether both secrets are available and strong: the Data API answers nothing else while one
+/// Whether every secret is available and strong: the Data API answers nothing else while one
 /// is not (the message says which and why).
 pub fn check_secrets(secrets: &dyn Secrets) -> ApiResult<()> {
     secret(secrets, Secret::AdminToken)?;
     secret(secrets, Secret::IdentityKey)?;
+    secret(secrets, Secret::KeyEncryptionKey)?;
     Ok(())
 }
 
@@ -430,7 +449,9 @@ pub fn refusal(denied: Denied) -> ApiError {
         | Denied::Participant
         | Denied::NotParticipant
         | Denied::Worker
-        | Denied::NotWorker => RefusalCode::RoleForbidden,
+        | Denied::NotWorker
+        | Denied::Manager
+        | Denied::NotManager => RefusalCode::RoleForbidden,
     };
     ApiError::refused(code, denied.to_string())
 }

@@ -145,6 +145,14 @@ impl Secrets for SpinVariables {
     fn client_identity_key(&self) -> Result<String, String> {
         spin_sdk::variables::get(wattlet_survey::identity::KEY_VARIABLE).map_err(|e| e.to_string())
     }
+
+    fn key_encryption_key(&self) -> Result<String, String> {
+        spin_sdk::variables::get(crate::keys::KEK_VARIABLE).map_err(|e| e.to_string())
+    }
+
+    fn plaintext_results(&self) -> Option<String> {
+        spin_sdk::variables::get(crate::keys::PLAINTEXT_VARIABLE).ok()
+    }
 }
 
 /// The anonymizer through its WIT import.

@@ -27,8 +27,8 @@
 //! | GET | /api/household/meter/:uuid/measurement \[7\] | participant |
 //! | GET | /api/household/meter/:uuid/disaggregation | participant |
 //! | GET | /api/management/meter/:uuid/disaggregation | researcher, administrator |
-//! | GET | /api/worker/meters | worker |
-//! | GET | /api/worker/meter/:uuid/power | worker |
+//! | GET | /api/worker/meters | manager |
+//! | GET | /api/worker/meter/:uuid/power | manager |
 //! | POST | /api/worker/disaggregation | worker |
 //! | GET | /api/worker/disaggregation/:item | worker |
 //!
@@ -38,8 +38,8 @@
 //!
 //! The handlers are plain Rust over small traits, so the crate builds and is tested natively:
 //! [`handle`] answers a [`Request`] with a [`Response`] using the [`Services`] of where it runs,
-//! a [`Storage`] (one SQL statement with parameters in, rows out), the `admin_token` and
-//! `client_identity_key` secrets ([`Secrets`]) and the [`Anonymizer`]. On `wasm32` the thin `component` module implements
+//! a [`Storage`] (one SQL statement with parameters in, rows out), the `admin_token`,
+//! `client_identity_key` and `key_encryption_key` secrets ([`Secrets`]) and the [`Anonymizer`]. On `wasm32` the thin `component` module implements
 //! them with spin-sdk's sqlite and variables and the anonymizer's WIT import, and exports the
 //! Spin HTTP handler; native tests (`tests/`) use rusqlite on SQLite files and the
 //! `wattlet-anonymizer` library.
@@ -51,6 +51,7 @@ pub mod db;
 mod error;
 mod handlers;
 pub mod http;
+mod keys;
 mod registration;
 mod schema;
 mod services;
@@ -211,10 +212,18 @@ fn route(req: &Request, services: &Services<'_>) -> ApiResult<Response> {
         secrets: services.secrets,
         anonymizer: services.anonymizer,
     };
-    // Deleted and overwritten personal data is zeroed, not left in free pages (the connection
-    // may be shared and is not ours to configure once: set for every request). A host that
-    // refuses the pragma sets it on its connections itself.
-    if let Err(e) = env.db.try_query("PRAGMA secure_delete = ON", &[]) {
+    // Deleted and overwritten personal data (and shredded data keys) is zeroed, not left in
+    // free pages. `wattlet serve` opens its connections with it; Spin leaves it off: the
+    // connection may be shared and is not ours to configure once, so every request checks it
+    // and turns it on when it is off. A host that refuses the pragma sets it itself.
+    let secure = env
+        .db
+        .try_query("PRAGMA secure_delete", &[])
+        .ok()
+        .and_then(|rows| rows.rows.first().and_then(|r| r.get::<i64>(0)));
+    if secure != Some(1)
+        && let Err(e) = env.db.try_query("PRAGMA secure_delete = ON", &[])
+    {
         eprintln!("wattlet-data-api: PRAGMA secure_delete refused: {e}");
     }
     schema::migrate(&env.db)?;

@@ -24,7 +24,7 @@ pub struct Migration {
 }
 
 /// The version the code expects.
-pub const CURRENT_VERSION: i64 = 5;
+pub const CURRENT_VERSION: i64 = 6;
 
 /// `'name'` of a consent state, for SQL text.
 fn quoted(state: ConsentState) -> String {
@@ -234,6 +234,26 @@ pub fn migrations() -> Vec<Migration> {
                 // The device's last status report beyond its meters (JSON: the measurements it
                 // set aside because the Data API refused them, whether its clock is set).
                 "ALTER TABLE measurement_device ADD COLUMN status TEXT NOT NULL DEFAULT '{}'".to_owned(),
+            ],
+        },
+        Migration {
+            version: 6,
+            statements: vec![
+                // Each household's data key (`keys`): key_id random (it says nothing about the
+                // household), wrapped = Kek::wrap(key_id, key) under the key-encryption key.
+                r#"CREATE TABLE IF NOT EXISTS household_key (
+                household TEXT PRIMARY KEY REFERENCES household(id),
+                key_id TEXT NOT NULL UNIQUE,
+                wrapped TEXT NOT NULL,
+                created_at TEXT NOT NULL
+            )"#.to_owned(),
+                // Crypto-shredding: the statement that revokes a household's consent deletes its
+                // key, in the same transaction as it requests the anonymization.
+                format!(r#"CREATE TRIGGER IF NOT EXISTS consent_revoked_shred_key
+                AFTER UPDATE OF state ON consent WHEN NEW.state = {revoked}
+                BEGIN
+                    DELETE FROM household_key WHERE household = NEW.household;
+                END"#),
             ],
         },
     ]

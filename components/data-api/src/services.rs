@@ -1,5 +1,6 @@
-//! What the Data API needs from where it runs: its database ([`Storage`]), the `admin_token`
-//! and `client_identity_key` secrets ([`Secrets`]) and the anonymizer ([`Anonymizer`]). The component provides Spin's
+//! What the Data API needs from where it runs: its database ([`Storage`]), the `admin_token`,
+//! `client_identity_key` and `key_encryption_key` secrets and the `plaintext_results` setting
+//! ([`Secrets`]) and the anonymizer ([`Anonymizer`]). The component provides Spin's
 //! (`component`); native tests their own.
 
 use crate::anonymizer::Anonymizer;
@@ -14,6 +15,16 @@ pub trait Secrets {
     /// The `client_identity_key` variable: the key the TLS terminator proves the identity
     /// headers with (`wattlet_survey::identity`). `Err` says why it is unavailable.
     fn client_identity_key(&self) -> Result<String, String>;
+
+    /// The `key_encryption_key` variable: the secret the key-encryption key that wraps the
+    /// households' data keys at rest is derived from (`wattlet_sealing::Kek::from_secret`).
+    /// `Err` says why it is unavailable.
+    fn key_encryption_key(&self) -> Result<String, String>;
+
+    /// The optional `plaintext_results` variable: `"allowed"` lets workers store results in
+    /// the clear (measurements with encryption off, the byte-scan control); anything else,
+    /// or none, refuses them.
+    fn plaintext_results(&self) -> Option<String>;
 }
 
 /// Everything one request may use.

@@ -42,6 +42,7 @@ fn revocation_anonymizes_at_once_and_once() {
     let api = Api::new();
     let household = api.register();
     let worker = api.mint(json!({ "role": "worker" }));
+    *api.secrets.plaintext_results.borrow_mut() = Some("allowed".to_owned());
     api.set_consent(&household, ConsentState::Granted);
     let item = unique("item");
     let stored = api.with_token(

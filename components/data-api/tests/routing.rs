@@ -17,7 +17,7 @@ fn routes_methods_and_service_endpoints() {
     let (status, body) = api.send(Method::Get, "/api/health", &[], None);
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["database"], "ok");
-    assert_eq!(body["schema_version"], 5);
+    assert_eq!(body["schema_version"], 6);
     let (status, body) = api.send(Method::Get, "/api/version", &[], None);
     assert_eq!((status, body["version"].is_string()), (200, true));
     for path in [
@@ -64,6 +64,14 @@ impl Secrets for NoSecret {
 
     fn client_identity_key(&self) -> Result<String, String> {
         Err("undefined".to_owned())
+    }
+
+    fn key_encryption_key(&self) -> Result<String, String> {
+        Err("undefined".to_owned())
+    }
+
+    fn plaintext_results(&self) -> Option<String> {
+        None
     }
 }
 

@@ -1,6 +1,7 @@
 //! The worker endpoints natively: role scoping, the meters and power reads, results stored once
 //! by item, and the consent check inside the storing statement (a revocation played between
-//! any two statements of the request never lets a result in).
+//! any two statements of the request never lets a result in). Results here are plaintext
+//! (`plaintext_results = "allowed"`); sealed results are `tests/sealed.rs`'s.
 #![cfg(not(target_family = "wasm"))]
 
 mod support;
@@ -18,6 +19,7 @@ fn result(item: &str, meter: &str) -> Value {
 }
 
 fn store(api: &Api, token: &str, results: Vec<Value>) -> Reply {
+    *api.secrets.plaintext_results.borrow_mut() = Some("allowed".to_owned());
     api.with_token(
         token,
         Method::Post,
@@ -82,13 +84,13 @@ fn measured(api: &Api) -> Household {
 }
 
 #[test]
-fn only_worker_tokens_reach_the_worker_endpoints() {
+fn only_manager_tokens_reach_the_manager_endpoints() {
     let api = Api::new();
     let household = measured(&api);
-    let worker = api.mint(json!({ "role": "worker" }));
+    let worker = api.mint(json!({ "role": "manager" }));
     let (status, body) = api.with_token(&worker, Method::Get, "/api/worker/meters", None);
     assert_eq!(status, 200, "{body}");
-    for role in ["administrator", "researcher"] {
+    for role in ["administrator", "researcher", "worker"] {
         let token = api.mint(json!({ "role": role }));
         let reply = api.with_token(&token, Method::Get, "/api/worker/meters", None);
         assert_refused(&reply, RefusalCode::RoleForbidden);
@@ -116,7 +118,7 @@ fn meters_and_power_readings() {
     let api = Api::new();
     let household = measured(&api);
     let waiting = api.register();
-    let worker = api.mint(json!({ "role": "worker" }));
+    let worker = api.mint(json!({ "role": "manager" }));
     let meter = &household.meters[0];
     let (_, body) = api.with_token(&worker, Method::Get, "/api/worker/meters", None);
     assert_eq!(
@@ -134,6 +136,13 @@ fn meters_and_power_readings() {
         None,
     );
     assert_eq!(status, 200, "{body}");
+    let mut body = body;
+    let key = body
+        .as_object_mut()
+        .and_then(|b| b.remove("key"))
+        .expect("the household's key");
+    assert_eq!(key["id"].as_str().map(str::len), Some(32), "{key}");
+    assert_eq!(key["key"].as_str().map(str::len), Some(44), "{key}");
     assert_eq!(
         body,
         json!({

@@ -25,10 +25,16 @@ pub const ADMIN_TOKEN: &str = "admin-token-for-tests-3b9f0c61d2e84a57";
 /// ingress in front of `spin up` proves identities with it too ([`ingress_identity`]).
 pub const IDENTITY_KEY: &str = "identity-key-for-tests-7e1a4c90b5d23f68";
 
-/// The variables of the repository's application (`spin.toml`) in every test.
-pub const APP_VARIABLES: [(&str, &str); 2] = [
+/// The application's `key_encryption_key` wherever the tests serve it: wraps the households'
+/// data keys at rest.
+pub const KEY_ENCRYPTION_KEY: &str = "kek-for-tests-b61f0e27c94d3a58e0c7";
+
+/// The variables of the repository's application (`spin.toml`) in every test
+/// (`plaintext_results` keeps its default: plaintext results refused).
+pub const APP_VARIABLES: [(&str, &str); 3] = [
     ("admin_token", ADMIN_TOKEN),
     ("client_identity_key", IDENTITY_KEY),
+    ("key_encryption_key", KEY_ENCRYPTION_KEY),
 ];
 
 /// The identity headers an ingress in front of Spin sets for a client that presented the

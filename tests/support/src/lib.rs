@@ -38,8 +38,8 @@ pub mod serve_child;
 pub mod spin;
 
 pub use cloud::{
-    ADMIN_TOKEN, APP_VARIABLES, Cloud, IDENTITY_KEY, household, ingress_identity,
-    ingress_identity_at,
+    ADMIN_TOKEN, APP_VARIABLES, Cloud, IDENTITY_KEY, KEY_ENCRYPTION_KEY, household,
+    ingress_identity, ingress_identity_at,
 };
 pub use edge::{
     ConsentingEdge, InProcessEdge, Meter, add_meter, edge_config, edge_log, journal, journal_times,

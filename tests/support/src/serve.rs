@@ -38,7 +38,8 @@ pub fn probe_options(state_dir: &Path) -> ServeOptions {
 
 /// The repository's application (`spin.toml`: the Data API and the web UIs), state in
 /// `state_dir`; a full upload batch (1000 measurements) fits, as with `wattlet up`. It needs the
-/// variables `admin_token` and `client_identity_key` (see [`crate::APP_VARIABLES`]).
+/// variables `admin_token`, `client_identity_key` and `key_encryption_key` (see
+/// [`crate::APP_VARIABLES`]).
 pub fn app_options(state_dir: &Path) -> ServeOptions {
     ServeOptions {
         manifest: repo().join("spin.toml"),

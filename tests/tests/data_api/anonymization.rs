@@ -1,6 +1,8 @@
 //! Revocation anonymizes a household at once and leaves no trace; NUTS-3 densities set the
 //! displacement.
 
+use base64::Engine as _;
+
 use super::*;
 
 /// The needles (with what each is) found anywhere in the state files of the server with state
@@ -120,12 +122,87 @@ async fn revocation_anonymizes_at_once_and_leaves_no_trace() {
         upload(&client, std::slice::from_ref(&reading)).await.status,
         StatusCode::OK
     );
+    // The household's data key, as the work manager gets it with the readings; at rest it is
+    // wrapped. Revocation shreds it: neither the wrapped key nor the key itself stays.
+    let manager = mint(ADMIN_TOKEN, json!({ "role": "manager" })).await;
+    let power = format!(
+        "/api/worker/meter/{meter}/power?from={}&to={}",
+        rfc3339(unix_now() - 3600),
+        rfc3339(unix_now() + 60)
+    );
+    let reply = tls_admin()
+        .bearer(&manager)
+        .call(Method::GET, &power, None)
+        .await;
+    let key = super::workers::key_of(&reply);
+    let wrapped: String = {
+        let db = rusqlite::Connection::open_with_flags(
+            tls_api().served.database(),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("open the database");
+        db.query_row(
+            "SELECT wrapped FROM household_key WHERE key_id = ?1",
+            [key.0.as_str()],
+            |row| row.get(0),
+        )
+        .expect("the wrapped key")
+    };
+    let key_base64 = base64::engine::general_purpose::STANDARD.encode(key.1.as_bytes());
+    let key_needles: Vec<Needle<'_>> = vec![
+        ("wrapped key", wrapped.clone().into_bytes()),
+        ("key id", key.0.as_str().as_bytes().to_vec()),
+        ("raw key", key.1.as_bytes().to_vec()),
+        ("key in base64", key_base64.into_bytes()),
+    ];
+    let before = traces_in_state(&key_needles[..2]);
+    for what in ["wrapped key", "key id"] {
+        assert!(
+            before.iter().any(|f| f.starts_with(what)),
+            "{what} not found before revocation: {before:?}"
+        );
+    }
+    let sealed_late = super::workers::sealed(
+        &key,
+        &json!({
+            "item": unique("late"), "meter": meter, "model": "kettle",
+            "model_sha256": "ab".repeat(32), "window_start": "2026-11-23T16:00:00Z",
+            "step_seconds": 60, "power_w": [1.0],
+        }),
+    );
+
     let reply = client
         .call(Method::DELETE, "/api/household/consent", None)
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
 
     // At once: the answer to the revocation came after the anonymization.
+    let shredded = traces_in_state(&key_needles);
+    assert!(
+        shredded.is_empty(),
+        "the household's key left after revocation: {shredded:?}"
+    );
+    // The key cannot be had again; a result sealed under it is refused for good.
+    let reply = tls_admin()
+        .bearer(&manager)
+        .call(Method::GET, &power, None)
+        .await;
+    assert_refused(&reply, RefusalCode::ConsentRevoked, "consent revoked");
+    let worker = mint(ADMIN_TOKEN, json!({ "role": "worker" })).await;
+    let reply = tls_admin()
+        .bearer(&worker)
+        .call(
+            Method::POST,
+            "/api/worker/disaggregation",
+            Some(&json!({ "results": [sealed_late] })),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(
+        reply.body["results"][0]["code"], "consent_revoked",
+        "{}",
+        reply.text
+    );
     let after = traces_in_state(&needles);
     assert!(
         after.is_empty(),

@@ -1,6 +1,40 @@
-//! The NIALM manager's and workers' endpoints (`/api/worker/...`, role `worker`).
+//! The NIALM manager's and workers' endpoints (`/api/worker/...`): role `manager` reads the
+//! meters and their power with the household's data key, role `worker` stores results sealed
+//! under it.
+
+use base64::Engine as _;
+use wattlet_sealing::{DataKey, KeyId, Purpose, Sealed};
 
 use super::*;
+
+/// The household's data key of a power read's answer (`"key":{"id","key"}`).
+pub(super) fn key_of(power: &Reply) -> (KeyId, DataKey) {
+    assert_eq!(power.status, StatusCode::OK, "{}", power.text);
+    let id = KeyId::parse(power.body["key"]["id"].as_str().expect("key id")).expect("key id");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(power.body["key"]["key"].as_str().expect("key"))
+        .expect("base64");
+    (id, DataKey::from_bytes(&bytes).expect("a 32-byte key"))
+}
+
+/// `result` sealed under `key` as a confidential function posts it.
+pub(super) fn sealed(key: &(KeyId, DataKey), result: &Value) -> Value {
+    let item = result["item"].as_str().expect("item");
+    let sealed = Sealed::seal(
+        &key.1,
+        &key.0,
+        item,
+        Purpose::Result,
+        result.to_string().as_bytes(),
+    )
+    .expect("sealed");
+    json!({ "sealed": sealed })
+}
+
+/// `{"results": [...]}` with each result sealed under `key`.
+fn sealed_body(key: &(KeyId, DataKey), results: &[Value]) -> Value {
+    json!({ "results": results.iter().map(|r| sealed(key, r)).collect::<Vec<_>>() })
+}
 
 /// A worker's call with `token` through `client` (the TLS server needs a certificate too).
 async fn as_worker(
@@ -48,26 +82,57 @@ fn outcome(item: &str, outcome: &str, code: Option<&str>) -> (String, String, Op
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn worker_tokens_reach_the_worker_endpoints_and_nothing_else() {
+async fn manager_and_worker_tokens_reach_their_endpoints_and_nothing_else() {
     use wattlet_access_token::{Caveat, Role, Token};
     let household = register().await;
     let other = register().await;
+    let manager = mint(ADMIN_TOKEN, json!({ "role": "manager" })).await;
     let worker = mint(ADMIN_TOKEN, json!({ "role": "worker" })).await;
     let meters = "/api/worker/meters";
-    let reply = as_worker(plain(), &worker, Method::GET, meters, None).await;
+    let reply = as_worker(plain(), &manager, Method::GET, meters, None).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
     assert!(reply.body["meters"].is_array(), "{}", reply.text);
 
-    // A worker's token reaches no management, participant or device endpoint.
-    for (method, path) in [
-        (Method::GET, "/api/management/household"),
-        (Method::POST, "/api/management/token"),
-        (Method::GET, "/api/household"),
-        (Method::GET, "/api/household/consent"),
-    ] {
-        let reply = as_worker(plain(), &worker, method, path, Some(&json!({}))).await;
-        assert_refused(&reply, RefusalCode::RoleForbidden, "");
+    // Neither token reaches a management, participant or device endpoint.
+    for token in [&manager, &worker] {
+        for (method, path) in [
+            (Method::GET, "/api/management/household"),
+            (Method::POST, "/api/management/token"),
+            (Method::GET, "/api/household"),
+            (Method::GET, "/api/household/consent"),
+        ] {
+            let reply = as_worker(plain(), token, method, path, Some(&json!({}))).await;
+            assert_refused(&reply, RefusalCode::RoleForbidden, "");
+        }
     }
+    // A worker reads no readings, a manager stores and reads no results.
+    let power = format!(
+        "/api/worker/meter/{}/power?from=2026-11-23T00:00:00Z&to=2026-11-24T00:00:00Z",
+        household.meters[0]
+    );
+    for path in [meters, power.as_str()] {
+        let reply = as_worker(plain(), &worker, Method::GET, path, None).await;
+        assert_refused(&reply, RefusalCode::RoleForbidden, "worker");
+    }
+    let body = json!({ "results": [result("m-1", &household.meters[0], &[1.0])] });
+    let reply = as_worker(
+        plain(),
+        &manager,
+        Method::POST,
+        "/api/worker/disaggregation",
+        Some(&body),
+    )
+    .await;
+    assert_refused(&reply, RefusalCode::RoleForbidden, "manager");
+    let reply = as_worker(
+        plain(),
+        &manager,
+        Method::GET,
+        "/api/worker/disaggregation/m-1",
+        None,
+    )
+    .await;
+    assert_refused(&reply, RefusalCode::RoleForbidden, "manager");
     // Every other role is refused at the worker endpoints, the administrator's secret too.
     let researcher = mint(ADMIN_TOKEN, json!({ "role": "researcher" })).await;
     let administrator = mint(ADMIN_TOKEN, json!({ "role": "administrator" })).await;
@@ -80,16 +145,17 @@ async fn worker_tokens_reach_the_worker_endpoints_and_nothing_else() {
         .expect("token")
         .attenuate(Caveat::Role(Role::Administrator))
         .encode();
-    let power = format!(
-        "/api/worker/meter/{}/power?from=2026-11-23T00:00:00Z&to=2026-11-24T00:00:00Z",
-        household.meters[0]
-    );
+    let both = Token::decode(&manager)
+        .expect("token")
+        .attenuate(Caveat::Role(Role::Worker))
+        .encode();
     for token in [
         ADMIN_TOKEN,
         &researcher,
         &administrator,
         &participant,
         &promoted,
+        &both,
     ] {
         for (method, path, body) in [
             (Method::GET, meters, None),
@@ -116,18 +182,22 @@ async fn worker_tokens_reach_the_worker_endpoints_and_nothing_else() {
     assert_refused(&reply, RefusalCode::RoleForbidden, "worker");
     // No token, or an invalid one: 401.
     let reply = plain().send(Method::GET, meters, b"", &[]).await;
-    assert_refused(&reply, RefusalCode::InvalidToken, "worker's bearer token");
+    assert_refused(&reply, RefusalCode::InvalidToken, "bearer token");
     assert!(reply.headers.contains_key("www-authenticate"));
     let reply = as_worker(plain(), "wt1.forged.AAAA", Method::GET, meters, None).await;
     assert_refused(&reply, RefusalCode::InvalidToken, "invalid bearer token");
 
     // Attenuated like any token: read-only, one household.
-    let read_only = Token::decode(&worker)
+    let read_only = Token::decode(&manager)
         .expect("token")
         .attenuate(Caveat::ReadOnly)
         .encode();
     let reply = as_worker(plain(), &read_only, Method::GET, meters, None).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let read_only = Token::decode(&worker)
+        .expect("token")
+        .attenuate(Caveat::ReadOnly)
+        .encode();
     let body = json!({ "results": [result("ro-1", &household.meters[0], &[1.0])] });
     let reply = as_worker(
         plain(),
@@ -138,7 +208,7 @@ async fn worker_tokens_reach_the_worker_endpoints_and_nothing_else() {
     )
     .await;
     assert_refused(&reply, RefusalCode::TokenRestricted, "read-only");
-    let one = Token::decode(&worker)
+    let one = Token::decode(&manager)
         .expect("token")
         .attenuate(Caveat::Household(household.id.clone()))
         .encode();
@@ -151,20 +221,17 @@ async fn worker_tokens_reach_the_worker_endpoints_and_nothing_else() {
     let foreign = power.replace(&household.meters[0], &other.meters[0]);
     let reply = as_worker(plain(), &one, Method::GET, &foreign, None).await;
     assert_refused(&reply, RefusalCode::TokenRestricted, "one household");
+    // Results in the clear are refused by default (`plaintext_results`), whoever sends them.
     let body = json!({ "results": [result(&unique("one"), &other.meters[0], &[1.0])] });
     let reply = as_worker(
         plain(),
-        &one,
+        &worker,
         Method::POST,
         "/api/worker/disaggregation",
         Some(&body),
     )
     .await;
-    let item = body["results"][0]["item"].as_str().expect("item");
-    assert_eq!(
-        outcomes(&reply),
-        [outcome(item, "refused", Some("token_restricted"))]
-    );
+    assert_refused(&reply, RefusalCode::InvalidRequest, "plaintext_results");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -208,10 +275,11 @@ async fn workers_read_power_and_store_results_once() {
     ];
     let reply = upload(&device, &batch).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let manager = mint(ADMIN_TOKEN, json!({ "role": "manager" })).await;
     let worker = mint(ADMIN_TOKEN, json!({ "role": "worker" })).await;
     let client = tls_admin();
 
-    let reply = as_worker(client, &worker, Method::GET, "/api/worker/meters", None).await;
+    let reply = as_worker(client, &manager, Method::GET, "/api/worker/meters", None).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
     let listed = reply.body["meters"].as_array().expect("meters");
     let uuids: Vec<&str> = listed.iter().filter_map(|m| m["meter"].as_str()).collect();
@@ -232,10 +300,13 @@ async fn workers_read_power_and_store_results_once() {
     let power =
         |from: &str, to: &str| format!("/api/worker/meter/{meter}/power?from={from}&to={to}");
     let path = power("2026-11-23T16:00:00Z", "2026-11-23T17:00:00Z");
-    let reply = as_worker(client, &worker, Method::GET, &path, None).await;
+    let reply = as_worker(client, &manager, Method::GET, &path, None).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let key = key_of(&reply);
+    let mut body = reply.body.clone();
+    body.as_object_mut().map(|b| b.remove("key"));
     assert_eq!(
-        reply.body,
+        body,
         json!({
             "meter": meter,
             "before": { "at": "2026-11-23T15:30:00Z", "power_w": 300.0 },
@@ -247,8 +318,9 @@ async fn workers_read_power_and_store_results_once() {
     );
     // Nothing before the meter's first measurement: `before` is null. Offsets are accepted.
     let path = power("2026-11-23T15:00:00Z", "2026-11-23T16:30:00%2B00:00");
-    let reply = as_worker(client, &worker, Method::GET, &path, None).await;
+    let reply = as_worker(client, &manager, Method::GET, &path, None).await;
     assert_eq!(reply.body["before"], Value::Null, "{}", reply.text);
+    assert_eq!(key_of(&reply), key, "one key per household");
     assert_eq!(reply.body["readings"].as_array().map(Vec::len), Some(3));
 
     // Bounds: to after from, at most 7 days, both given; unknown or malformed meters.
@@ -272,12 +344,12 @@ async fn workers_read_power_and_store_results_once() {
             "limit",
         ),
     ] {
-        let reply = as_worker(client, &worker, Method::GET, &path, None).await;
+        let reply = as_worker(client, &manager, Method::GET, &path, None).await;
         assert_refused(&reply, RefusalCode::InvalidRequest, needle);
     }
     let reply = as_worker(
         client,
-        &worker,
+        &manager,
         Method::GET,
         &power("2026-11-23T00:00:00Z", "2026-11-30T00:00:00Z"),
         None,
@@ -293,7 +365,7 @@ async fn workers_read_power_and_store_results_once() {
         let path = format!(
             "/api/worker/meter/{unknown}/power?from=2026-11-23T16:00:00Z&to=2026-11-23T17:00:00Z"
         );
-        let reply = as_worker(client, &worker, Method::GET, &path, None).await;
+        let reply = as_worker(client, &manager, Method::GET, &path, None).await;
         assert_refused(&reply, RefusalCode::NotFound, "no such meter");
     }
 
@@ -302,11 +374,14 @@ async fn workers_read_power_and_store_results_once() {
     let stored = |item: &str| format!("/api/worker/disaggregation/{item}");
     let reply = as_worker(client, &worker, Method::GET, &stored(&first), None).await;
     assert_refused(&reply, RefusalCode::NotFound, "no such result");
-    let body = json!({ "results": [
-        result(&first, &meter, &[0.0, 1500.5, 2000.0]),
-        result(&second, &meter.to_uppercase(), &[3.0]),
-        result(&first, &meter, &[9.0]),
-    ] });
+    let body = sealed_body(
+        &key,
+        &[
+            result(&first, &meter, &[0.0, 1500.5, 2000.0]),
+            result(&second, &meter.to_uppercase(), &[3.0]),
+            result(&first, &meter, &[9.0]),
+        ],
+    );
     let store = |body: &Value| {
         let body = body.clone();
         let worker = worker.clone();
@@ -329,8 +404,13 @@ async fn workers_read_power_and_store_results_once() {
             outcome(&first, "duplicate", None),
         ]
     );
-    let again =
-        json!({ "results": [result(&second, &meter, &[7.0]), result(&first, &meter, &[7.0])] });
+    let again = sealed_body(
+        &key,
+        &[
+            result(&second, &meter, &[7.0]),
+            result(&first, &meter, &[7.0]),
+        ],
+    );
     assert_eq!(
         outcomes(&store(&again).await),
         [
@@ -365,13 +445,13 @@ async fn workers_read_power_and_store_results_once() {
 
     // Malformed results are refused as a whole, storing nothing.
     let fresh = unique("item");
-    let with = |key: &str, value: Value| {
+    let with = |field: &str, value: Value| {
         let mut r = result(&fresh, &meter, &[1.0]);
-        r[key] = value;
-        json!({ "results": [r] })
+        r[field] = value;
+        sealed_body(&key, &[r])
     };
     let many: Vec<Value> = (0..101)
-        .map(|i| result(&format!("{fresh}-{i}"), &meter, &[1.0]))
+        .map(|i| sealed(&key, &result(&format!("{fresh}-{i}"), &meter, &[1.0])))
         .collect();
     for (body, needle) in [
         (json!({ "results": [] }), "results"),
@@ -389,6 +469,10 @@ async fn workers_read_power_and_store_results_once() {
         (with("power_w", json!(vec![1.0; 1441])), "power_w"),
         (with("power_w", json!([1e300])), "power_w[0]"),
         (with("extra", json!(1)), "unknown field"),
+        (
+            json!({ "results": [result(&fresh, &meter, &[1.0])] }),
+            "plaintext_results",
+        ),
     ] {
         let reply = store(&body).await;
         assert_refused(&reply, RefusalCode::InvalidRequest, needle);
@@ -402,6 +486,7 @@ async fn worker_results_are_refused_without_consent_and_after_revocation() {
     let (household, device) = register_device().await;
     let (waiting, _) = register_device().await;
     let meter = household.meters[0].clone();
+    let manager = mint(ADMIN_TOKEN, json!({ "role": "manager" })).await;
     let worker = mint(ADMIN_TOKEN, json!({ "role": "worker" })).await;
     let client = tls_admin();
     let store = |results: Vec<Value>| {
@@ -433,11 +518,11 @@ async fn worker_results_are_refused_without_consent_and_after_revocation() {
     )
     .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let key = key_of(&as_worker(client, &manager, Method::GET, &power(&meter), None).await);
     let (kept, late, unknown, never) = (unique("r"), unique("r"), unique("r"), unique("r"));
     let reply = store(vec![
-        result(&kept, &meter, &[1.0]),
-        result(&unknown, &uuid4(), &[1.0]),
-        result(&never, &waiting.meters[0], &[1.0]),
+        sealed(&key, &result(&kept, &meter, &[1.0])),
+        sealed(&key, &result(&unknown, &uuid4(), &[1.0])),
     ])
     .await;
     assert_eq!(
@@ -445,12 +530,23 @@ async fn worker_results_are_refused_without_consent_and_after_revocation() {
         [
             outcome(&kept, "stored", None),
             outcome(&unknown, "refused", Some("not_found")),
-            outcome(&never, "refused", Some("consent_not_granted")),
         ]
     );
+    // A household's key opens only its own meters' results.
+    let reply = store(vec![sealed(
+        &key,
+        &result(&never, &waiting.meters[0], &[1.0]),
+    )])
+    .await;
+    assert_refused(
+        &reply,
+        RefusalCode::InvalidRequest,
+        "not a meter of the household",
+    );
+    // No key for a household without consent.
     let reply = as_worker(
         client,
-        &worker,
+        &manager,
         Method::GET,
         &power(&waiting.meters[0]),
         None,
@@ -477,9 +573,10 @@ async fn worker_results_are_refused_without_consent_and_after_revocation() {
     )
     .await;
     assert_refused(&reply, RefusalCode::NotFound, "no such result");
+    // Sealed under the key that revocation shredded: refused for good (the items are done).
     let reply = store(vec![
-        result(&late, &meter, &[1.0]),
-        result(&kept, &meter, &[1.0]),
+        sealed(&key, &result(&late, &meter, &[1.0])),
+        sealed(&key, &result(&kept, &meter, &[1.0])),
     ])
     .await;
     assert_eq!(
@@ -489,8 +586,8 @@ async fn worker_results_are_refused_without_consent_and_after_revocation() {
             outcome(&kept, "refused", Some("consent_revoked")),
         ]
     );
-    let reply = as_worker(client, &worker, Method::GET, "/api/worker/meters", None).await;
+    let reply = as_worker(client, &manager, Method::GET, "/api/worker/meters", None).await;
     assert!(!reply.text.contains(&meter), "{}", reply.text);
-    let reply = as_worker(client, &worker, Method::GET, &power(&meter), None).await;
+    let reply = as_worker(client, &manager, Method::GET, &power(&meter), None).await;
     assert_refused(&reply, RefusalCode::ConsentRevoked, "consent revoked");
 }

@@ -12,8 +12,8 @@ use wattlet_survey::identity::{DEVICE, EMAIL, MAX_SKEW_SECONDS, PROOF, SERIAL};
 use wattlet_testkit::clock::unix_now;
 use wattlet_testkit::http::{Client, Reply};
 use wattlet_testkit::{
-    ADMIN_TOKEN, APP_VARIABLES, Cloud, NO_SPIN, SpinUp, household, ingress_identity,
-    ingress_identity_at, repo, serve, spin_cli, unique, uuid4,
+    ADMIN_TOKEN, APP_VARIABLES, Cloud, KEY_ENCRYPTION_KEY, NO_SPIN, SpinUp, household,
+    ingress_identity, ingress_identity_at, repo, serve, spin_cli, unique, uuid4,
 };
 
 const CONSENT: &str = "/api/household/consent";
@@ -156,6 +156,7 @@ fn a_weak_client_identity_key_keeps_wattlet_serve_from_starting() {
         let error = wattlet_serve::server::App::load_with_env(&options, |name| match name {
             "SPIN_VARIABLE_ADMIN_TOKEN" => Some(ADMIN_TOKEN.to_owned()),
             "SPIN_VARIABLE_CLIENT_IDENTITY_KEY" => Some(weak.to_owned()),
+            "SPIN_VARIABLE_KEY_ENCRYPTION_KEY" => Some(KEY_ENCRYPTION_KEY.to_owned()),
             _ => None,
         })
         .err()
@@ -166,8 +167,10 @@ fn a_weak_client_identity_key_keeps_wattlet_serve_from_starting() {
             "{message}"
         );
     }
-    let error = wattlet_serve::server::App::load_with_env(&options, |name| {
-        (name == "SPIN_VARIABLE_ADMIN_TOKEN").then(|| ADMIN_TOKEN.to_owned())
+    let error = wattlet_serve::server::App::load_with_env(&options, |name| match name {
+        "SPIN_VARIABLE_ADMIN_TOKEN" => Some(ADMIN_TOKEN.to_owned()),
+        "SPIN_VARIABLE_KEY_ENCRYPTION_KEY" => Some(KEY_ENCRYPTION_KEY.to_owned()),
+        _ => None,
     })
     .err()
     .expect("the key is required");

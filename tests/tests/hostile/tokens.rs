@@ -11,7 +11,7 @@ use wattlet_survey::RefusalCode;
 use wattlet_testkit::clock::{rfc3339, unix_now};
 use wattlet_testkit::http::{Client, Reply};
 use wattlet_testkit::serve::{self, Served};
-use wattlet_testkit::{ADMIN_TOKEN, APP_VARIABLES, IDENTITY_KEY};
+use wattlet_testkit::{ADMIN_TOKEN, APP_VARIABLES, IDENTITY_KEY, KEY_ENCRYPTION_KEY};
 
 const DAY: u64 = 24 * 3600;
 const HOUSEHOLDS: &str = "/api/management/household";
@@ -140,7 +140,11 @@ async fn a_weak_admin_token_answers_nothing_but_5xx() {
         let state = tempfile::tempdir().expect("temp dir");
         let served = serve::start(
             &serve::app_options(state.path()),
-            &[("admin_token", weak), ("client_identity_key", IDENTITY_KEY)],
+            &[
+                ("admin_token", weak),
+                ("client_identity_key", IDENTITY_KEY),
+                ("key_encryption_key", KEY_ENCRYPTION_KEY),
+            ],
         );
         let health = wattlet_testkit::http::get(served.addr, "/api/health").await;
         assert_eq!(health.status.as_u16(), 503, "{}", health.text);

@@ -30,7 +30,7 @@ struct MintRequest {
     read_only: bool,
 }
 
-/// Body `{"role":"researcher"|"administrator"|"participant"|"worker","expires_at"?,"household"?,
+/// Body `{"role":"researcher"|"administrator"|"participant"|"worker"|"manager","expires_at"?,"household"?,
 /// "read_only"?}` → 201 `{"token","id","expires_at","caveats":[…]}`. The token expires at
 /// `expires_at` (at most [`auth::MAX_TOKEN_SECONDS`] ahead; default
 /// [`auth::DEFAULT_TOKEN_SECONDS`]), and never after the caller's own token.
@@ -48,7 +48,7 @@ pub fn mint(req: &Request, env: &Env) -> ApiResult<Response> {
     let body: MintRequest = json_body(req.body())?;
     let role = Role::parse(&body.role).ok_or_else(|| {
         bad(format!(
-            "role: {:?} is not administrator, researcher, participant or worker",
+            "role: {:?} is not administrator, researcher, participant, worker or manager",
             body.role
         ))
     })?;

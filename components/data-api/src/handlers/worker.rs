@@ -1,5 +1,13 @@
-//! The endpoints of the NIALM manager and workers (`/api/worker/...`, access tokens of role
-//! `worker` only): which meters may be processed, their power series, and the results.
+//! The endpoints of the NIALM work manager and workers (`/api/worker/...`): which meters may be
+//! processed and their power series with the household's data key (role `manager`, the trusted
+//! control plane), and the results (role `worker`, untrusted hosts: they never read readings).
+//!
+//! Results arrive sealed under the household's data key (`wattlet_sealing::Sealed`, purpose
+//! `result`): the Data API opens them with the key their `key_id` names, so a result can only
+//! come from a holder of the key (a confidential function the key broker released it to) and
+//! only for that household's meters. A key that is gone (the household revoked its consent,
+//! which shreds the key) refuses the result with `consent_revoked`: the item is done. Results
+//! in the clear are accepted only where the Spin variable `plaintext_results` is `"allowed"`.
 //!
 //! Everything here is personal processing, which a household's consent must permit
 //! (`Use::ProcessPersonal`): the reads select only rows of permitting households, and a
@@ -12,6 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use wattlet_access_token::{Grant, Operation, Role, Scope};
+use wattlet_sealing::{Purpose, SealError, Sealed};
 use wattlet_survey::{ConsentState, RefusalCode, Use};
 
 use crate::auth;
@@ -20,6 +29,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::handlers::consent;
 use crate::handlers::measurement::query_pairs;
 use crate::http::{Request, Response, json_response};
+use crate::keys;
 use crate::services::Env;
 use crate::timestamp;
 use crate::validate::{self, bad, json_body};
@@ -46,7 +56,7 @@ fn restricted_to(grant: &Grant, sql: &mut String, params: &mut Vec<Sql>) {
 /// are the times of the earliest and latest measurement.
 pub fn meters(req: &Request, env: &Env) -> ApiResult<Response> {
     let db = &env.db;
-    let grant = auth::worker(req, env, false, Scope::Households)?;
+    let grant = auth::worker(req, env, Role::Manager, false, Scope::Households)?;
     let (permitting, mut params) = consent::permitting("c.state", Use::ProcessPersonal);
     let mut sql = format!(
         "SELECT x.meter, MIN(x.measured_at), MAX(x.measured_at)
@@ -75,6 +85,7 @@ fn meter_household(
     grant: &Grant,
     db: &Db,
     meter: &str,
+    needs: Role,
     write: bool,
 ) -> ApiResult<(String, String)> {
     let not_found = || ApiError::not_found("no such meter");
@@ -90,7 +101,7 @@ fn meter_household(
         grant,
         &Operation {
             write,
-            needs: Role::Worker,
+            needs,
             scope: Scope::Household(&household),
         },
     )?;
@@ -113,13 +124,14 @@ fn power_watts(data: &str) -> Option<f64> {
 }
 
 /// `GET /api/worker/meter/:uuid/power?from=&to=`: `{"meter","before":{"at","power_w"}|null,
-/// "readings":[{"at","power_w"}]}`: every measurement with a power value and
+/// "readings":[{"at","power_w"}],"key":{"id","key"}}`: the household's data key (made now if it
+/// has none, `keys`) and every measurement with a power value and
 /// `from` ≤ measured_at < `to` (at most 7 days), by time then uuid, and the latest one before
 /// `from` (among the 8 measurements before it). 403 `consent_not_granted` / `consent_revoked`
 /// when the household does not permit personal processing.
 pub fn power(req: &Request, env: &Env, meter: &str) -> ApiResult<Response> {
     let db = &env.db;
-    let grant = auth::worker(req, env, false, Scope::Households)?;
+    let grant = auth::worker(req, env, Role::Manager, false, Scope::Households)?;
     let (mut from, mut to) = (None, None);
     for (key, value) in query_pairs(req.query())? {
         let at = match key.as_str() {
@@ -139,7 +151,8 @@ pub fn power(req: &Request, env: &Env, meter: &str) -> ApiResult<Response> {
     if (to - from).whole_seconds() > MAX_SPAN_SECONDS {
         return Err(bad("to: at most 7 days after from"));
     }
-    let (meter, _) = meter_household(&grant, db, meter, false)?;
+    let (meter, household) = meter_household(&grant, db, meter, Role::Manager, false)?;
+    let key = keys::for_household(env, &household)?;
 
     // The consent condition again in each read: a revocation after the check above yields
     // nothing rather than data that may no longer be processed personally.
@@ -181,14 +194,21 @@ pub fn power(req: &Request, env: &Env, meter: &str) -> ApiResult<Response> {
     let readings: Vec<Value> = within.rows.iter().filter_map(reading).collect();
     Ok(json_response(
         200,
-        &json!({ "meter": meter, "before": before, "readings": readings }),
+        &json!({ "meter": meter, "before": before, "readings": readings, "key": key.json() }),
     ))
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Results {
-    results: Vec<Incoming>,
+    /// Each `{"sealed": <Sealed>}` or (where allowed) a plaintext [`Incoming`].
+    results: Vec<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SealedResult {
+    sealed: Sealed,
 }
 
 #[derive(Deserialize)]
@@ -321,24 +341,142 @@ fn refusals(
     Ok(codes)
 }
 
-/// `POST /api/worker/disaggregation`: body `{"results":[{"item","meter","model","model_sha256",
-/// "window_start","step_seconds","power_w"}]}` (1–100) → 200 `{"results":[{"item","outcome",
-/// "code"?}]}` in request order; `outcome` is `stored`, `duplicate` (the item was stored before,
-/// or earlier in the request: nothing changes) or `refused` with the `code`.
+/// One entry of a `POST /api/worker/disaggregation`, opened and checked.
+enum Entry {
+    Result(Checked),
+    /// A sealed result whose key is gone (shredded on revocation, or never made).
+    KeyGone(String),
+}
+
+impl Checked {
+    /// The stand-in of a result whose key is gone: only its item is known.
+    fn gone(item: String) -> Checked {
+        Checked {
+            item,
+            meter: String::new(),
+            model: String::new(),
+            model_sha256: String::new(),
+            window_start: String::new(),
+            step_seconds: 0,
+            power_w: String::new(),
+        }
+    }
+}
+
+/// Opens and checks every entry (module documentation); the first that fails refuses the
+/// request.
+fn open_all(env: &Env, entries: Vec<Value>) -> ApiResult<Vec<Entry>> {
+    let plaintext_allowed = keys::plaintext_allowed(env);
+    let mut opened = Vec::with_capacity(entries.len());
+    // (index, meter, key id, household of the key) of every opened result.
+    let mut owners: Vec<(usize, String, String, String)> = Vec::new();
+    for (i, entry) in entries.into_iter().enumerate() {
+        let at = |field: &str| format!("results[{i}].{field}");
+        if entry.get("sealed").is_none() {
+            if !plaintext_allowed {
+                return Err(bad(format!(
+                    "results[{i}]: a plaintext result is refused here: seal it under the household's data key ({{\"sealed\": …}}); the Spin variable {} is not \"allowed\"",
+                    keys::PLAINTEXT_VARIABLE
+                )));
+            }
+            let r: Incoming =
+                serde_json::from_value(entry).map_err(|e| bad(format!("results[{i}]: {e}")))?;
+            opened.push(Entry::Result(check(i, r)?));
+            continue;
+        }
+        let SealedResult { sealed } =
+            serde_json::from_value(entry).map_err(|e| bad(format!("results[{i}]: {e}")))?;
+        if sealed.purpose != Purpose::Result {
+            return Err(bad(format!("{}: must be \"result\"", at("sealed.purpose"))));
+        }
+        let item = item_id(&at("sealed.item"), &sealed.item)?;
+        let key_id = sealed
+            .key_id()
+            .map_err(|e| bad(format!("{}: {e}", at("sealed.key_id"))))?;
+        let Some((household, key)) = keys::by_id(env, &key_id)? else {
+            opened.push(Entry::KeyGone(item));
+            continue;
+        };
+        let plaintext = sealed.open(&key, Purpose::Result).map_err(|e| match e {
+            SealError::NotAuthentic => bad(format!(
+                "{}: not authentic (not sealed under key {key_id} for this item, or changed)",
+                at("sealed")
+            )),
+            other => bad(format!("{}: {other}", at("sealed"))),
+        })?;
+        let r: Incoming = serde_json::from_slice(&plaintext)
+            .map_err(|e| bad(format!("{}: the opened result: {e}", at("sealed"))))?;
+        let checked = check(i, r)?;
+        if checked.item != item {
+            return Err(bad(format!(
+                "{}: the sealed result is for item {:?}, its envelope for {item:?}",
+                at("sealed"),
+                checked.item
+            )));
+        }
+        owners.push((i, checked.meter.clone(), key_id.to_string(), household));
+        opened.push(Entry::Result(checked));
+    }
+    // A key opens only its own household's results.
+    if !owners.is_empty() {
+        let meters: BTreeSet<&str> = owners.iter().map(|o| o.1.as_str()).collect();
+        let params: Vec<Sql> = meters.iter().map(|m| text(*m)).collect();
+        let rows = env.db.query(
+            &format!(
+                "SELECT uuid, household FROM meter WHERE uuid IN ({})",
+                placeholders(params.len())
+            ),
+            &params,
+        )?;
+        let mut household_of = BTreeMap::new();
+        for row in &rows.rows {
+            household_of.insert(col_required(row, 0)?, col_required(row, 1)?);
+        }
+        for (i, meter, key_id, household) in &owners {
+            // An unknown meter is refused per result (`not_found`) as for any result.
+            if household_of.get(meter).is_some_and(|h| h != household) {
+                return Err(bad(format!(
+                    "results[{i}].meter: {meter} is not a meter of the household of key {key_id}"
+                )));
+            }
+        }
+    }
+    Ok(opened)
+}
+
+/// `POST /api/worker/disaggregation`: body `{"results":[{"sealed":<Sealed, purpose "result">}]}`
+/// (1–100), each sealed under the household's data key; its plaintext is the result
+/// `{"item","meter","model","model_sha256","window_start","step_seconds","power_w"}`, whose
+/// `item` must be the envelope's and whose meter must be the key's household's (400
+/// `invalid_request` otherwise, as for an envelope that is not authentic: nothing of the request
+/// is stored). The plaintext result object itself is accepted only with `plaintext_results =
+/// "allowed"` (400 `invalid_request` otherwise). → 200 `{"results":[{"item","outcome","code"?}]}`
+/// in request order; `outcome` is `stored`, `duplicate` (the item was stored before, or earlier
+/// in the request: nothing changes) or `refused` with the `code` (`consent_revoked` when the
+/// key is gone: the household revoked its consent).
 ///
 /// The new results are one multi-row `INSERT OR IGNORE … SELECT … JOIN meter … JOIN consent …
 /// WHERE state IN (<permitting personal processing>) RETURNING item`: the consent check and
 /// the write are one statement.
 pub fn store(req: &Request, env: &Env) -> ApiResult<Response> {
     let db = &env.db;
-    let grant = auth::worker(req, env, true, Scope::Households)?;
+    let grant = auth::worker(req, env, Role::Worker, true, Scope::Households)?;
     let body: Results = json_body(req.body())?;
     if body.results.is_empty() || body.results.len() > MAX_RESULTS {
         return Err(bad(format!("results: 1–{MAX_RESULTS} results")));
     }
-    let mut results = Vec::with_capacity(body.results.len());
-    for (i, r) in body.results.into_iter().enumerate() {
-        results.push(check(i, r)?);
+    let opened = open_all(env, body.results)?;
+    let mut results = Vec::with_capacity(opened.len());
+    // Items whose key is gone, refused with `consent_revoked` (nothing else is checked).
+    let mut shredded = BTreeSet::new();
+    for entry in opened {
+        match entry {
+            Entry::Result(checked) => results.push(checked),
+            Entry::KeyGone(item) => {
+                shredded.insert(item.clone());
+                results.push(Checked::gone(item));
+            }
+        }
     }
     let items: Vec<&str> = results.iter().map(|r| r.item.as_str()).collect();
     let before = stored(db, &items)?;
@@ -347,7 +485,9 @@ pub fn store(req: &Request, env: &Env) -> ApiResult<Response> {
     let mut seen = BTreeSet::new();
     let fresh: Vec<&Checked> = results
         .iter()
-        .filter(|r| !before.contains(&r.item) && seen.insert(r.item.as_str()))
+        .filter(|r| {
+            !shredded.contains(&r.item) && !before.contains(&r.item) && seen.insert(r.item.as_str())
+        })
         .collect();
     let mut inserted = BTreeSet::new();
     if !fresh.is_empty() {
@@ -406,7 +546,10 @@ pub fn store(req: &Request, env: &Env) -> ApiResult<Response> {
     let mut outcomes = Vec::with_capacity(results.len());
     for r in &results {
         let first = answered.insert(r.item.as_str());
-        let outcome = if inserted.contains(&r.item) {
+        let outcome = if shredded.contains(&r.item) && !inserted.contains(&r.item) {
+            let code = RefusalCode::ConsentRevoked;
+            json!({ "item": r.item, "outcome": "refused", "code": code.as_str() })
+        } else if inserted.contains(&r.item) {
             json!({ "item": r.item, "outcome": if first { "stored" } else { "duplicate" } })
         } else if before.contains(&r.item) || meanwhile.contains(&r.item) {
             json!({ "item": r.item, "outcome": "duplicate" })
@@ -428,7 +571,7 @@ pub fn store(req: &Request, env: &Env) -> ApiResult<Response> {
 /// results; 404 `not_found` when none is stored.
 pub fn result(req: &Request, env: &Env, item: &str) -> ApiResult<Response> {
     let db = &env.db;
-    let grant = auth::worker(req, env, false, Scope::Households)?;
+    let grant = auth::worker(req, env, Role::Worker, false, Scope::Households)?;
     let not_found = || ApiError::not_found("no such result");
     let item = item_id("item", item).map_err(|_| not_found())?;
     let rows = db.query(

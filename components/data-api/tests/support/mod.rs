@@ -20,6 +20,8 @@ use wattlet_data_api::{
 pub const ADMIN_TOKEN: &str = "admin-token-for-native-tests-5c1e9a0f27d84b63";
 /// The `client_identity_key`: what the tests' "TLS terminator" proves identities with.
 pub const IDENTITY_KEY: &str = "identity-key-for-native-tests-8d2f6b41e07a93c5";
+/// The `key_encryption_key`: wraps the households' data keys at rest.
+pub const KEY_ENCRYPTION_KEY: &str = "kek-for-native-tests-4a7d1e93c06b2f85e1d9";
 
 /// When [`Api::register`]'s devices were registered: long before the fixed times the tests
 /// upload, as for a household in the survey for years (the Data API accepts measurements from
@@ -82,6 +84,9 @@ impl Storage for Sqlite {
 pub struct Secret {
     pub admin_token: RefCell<Result<String, String>>,
     pub identity_key: RefCell<Result<String, String>>,
+    pub key_encryption_key: RefCell<Result<String, String>>,
+    /// The `plaintext_results` variable (unset: plaintext results refused).
+    pub plaintext_results: RefCell<Option<String>>,
 }
 
 impl Secrets for Secret {
@@ -91,6 +96,14 @@ impl Secrets for Secret {
 
     fn client_identity_key(&self) -> Result<String, String> {
         self.identity_key.borrow().clone()
+    }
+
+    fn key_encryption_key(&self) -> Result<String, String> {
+        self.key_encryption_key.borrow().clone()
+    }
+
+    fn plaintext_results(&self) -> Option<String> {
+        self.plaintext_results.borrow().clone()
     }
 }
 
@@ -238,6 +251,8 @@ impl Api {
             secrets: Secret {
                 admin_token: RefCell::new(Ok(ADMIN_TOKEN.to_owned())),
                 identity_key: RefCell::new(Ok(IDENTITY_KEY.to_owned())),
+                key_encryption_key: RefCell::new(Ok(KEY_ENCRYPTION_KEY.to_owned())),
+                plaintext_results: RefCell::new(None),
             },
             _dir: dir,
         }
