@@ -146,12 +146,19 @@ pub struct Cloud {
 impl Cloud {
     /// Makes a CA in `dir` and serves the application with its state in `dir/cloud`.
     pub fn start(dir: &Path) -> Cloud {
+        Cloud::start_with(dir, &[])
+    }
+
+    /// [`Cloud::start`] with more application variables (`attestation_policy`,
+    /// `plaintext_results`, …) besides [`APP_VARIABLES`].
+    pub fn start_with(dir: &Path, variables: &[(&str, &str)]) -> Cloud {
         let (ca, tls) = pki::server_ca(dir, ClientAuth::Optional);
         let options = ServeOptions {
             tls: Some(tls),
             ..serve::app_options(&dir.join("cloud"))
         };
-        let served = serve::start(&options, &APP_VARIABLES);
+        let all: Vec<(&str, &str)> = APP_VARIABLES.iter().chain(variables).copied().collect();
+        let served = serve::start(&options, &all);
         Cloud {
             addr: served.addr,
             dir: dir.to_path_buf(),
@@ -271,4 +278,28 @@ impl Cloud {
         uuids.sort();
         uuids
     }
+}
+
+/// The measurement (`wattlet_attestation::wattlet_measurement`) of a NIALM worker whose
+/// executable is `binary` and whose nialm component is the built one the tests use.
+pub fn worker_measurement(binary: &Path) -> String {
+    let component =
+        wattlet_runtime::locate::locate("wattlet-nialm", None).expect("the nialm component");
+    let sha256 = |path: &Path| {
+        wattlet_attestation::sha256_hex(&std::fs::read(path).expect("read a measured file"))
+    };
+    let claims = wattlet_attestation::RuntimeClaims {
+        host_sha256: sha256(binary),
+        components: [(
+            wattlet_workers::tee::NIALM_CLAIM.to_owned(),
+            sha256(&component),
+        )]
+        .into(),
+    };
+    wattlet_attestation::wattlet_measurement(&claims)
+}
+
+/// A key broker `attestation_policy` accepting simulated evidence of exactly `measurement`.
+pub fn simulated_policy(measurement: &str) -> String {
+    format!("allowed_tees = [\"simulated\"]\nmeasurements = [\"{measurement}\"]\n")
 }
