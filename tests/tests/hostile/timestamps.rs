@@ -123,7 +123,7 @@ fn implausible_times_are_refused_and_the_planner_plans_the_other_households() {
 
     // One pass of the NIALM manager, which must end (and soon) having planned the others.
     let nats = nats(dir.path());
-    let token = cloud.mint("worker");
+    let token = cloud.mint("manager");
     let options = ApiOptions {
         url: cloud.url(),
         ca: Some(cloud.ca.ca_cert_path()),
