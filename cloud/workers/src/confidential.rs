@@ -23,9 +23,13 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use wattlet_api_client::ApiClient;
+use wattlet_attestation::{Evidence, Tee};
+use wattlet_key_broker::protocol::{
+    ATTEST_PATH, AUTH_PATH, AttestRequest, AttestResponse, AuthRequest, AuthResponse,
+    household_key_path,
+};
 use wattlet_sealing::release::{Recipient, Released};
 use wattlet_sealing::{DataKey, KeyId};
 
@@ -35,11 +39,11 @@ const TOKEN_MARGIN: i64 = 30;
 /// What produces attestation evidence: the TEE the worker runs in (or the simulated one).
 pub trait Attest: Send + Sync {
     /// The TEE's name in the broker's protocol (`snp`, `tdx`, `sgx`, `simulated`).
-    fn tee(&self) -> String;
+    fn tee(&self) -> Tee;
     /// The report data binding `nonce` and `public_key` (SHA-512 of their concatenation).
     fn report_data(&self, nonce: &[u8], public_key: &[u8]) -> [u8; 64];
-    /// Evidence (the attestation crate's `Evidence`, as JSON) carrying `report_data`.
-    fn evidence(&self, report_data: &[u8; 64]) -> anyhow::Result<Value>;
+    /// Evidence carrying `report_data`.
+    fn evidence(&self, report_data: &[u8; 64]) -> anyhow::Result<Evidence>;
 }
 
 /// Why a key could not be had.
@@ -55,34 +59,6 @@ pub enum ConfidentialError {
     /// The broker cannot be reached or failed: worth trying again later.
     #[error("the key broker is unavailable: {0:#}")]
     Unavailable(anyhow::Error),
-}
-
-// The protocol of the key broker (DESIGN.md "Confidential functions", like Confidential
-// Containers' KBS).
-#[derive(Serialize)]
-struct AuthRequest<'a> {
-    tee: &'a str,
-}
-
-#[derive(Deserialize)]
-struct AuthResponse {
-    session: String,
-    nonce: String,
-}
-
-#[derive(Serialize)]
-struct AttestRequest<'a> {
-    session: &'a str,
-    evidence: Value,
-    public_key: String,
-}
-
-#[derive(Deserialize)]
-struct AttestResponse {
-    token: String,
-    expires_at: i64,
-    measurement: String,
-    simulated: bool,
 }
 
 struct Token {
@@ -103,7 +79,7 @@ pub struct Confidential {
 impl std::fmt::Debug for Confidential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Confidential")
-            .field("tee", &self.attester.tee())
+            .field("tee", &self.attester.tee().name())
             .finish_non_exhaustive()
     }
 }
@@ -136,9 +112,13 @@ impl Confidential {
     /// auth → evidence → attest.
     async fn attest(&self) -> Result<Token, ConfidentialError> {
         let tee = self.attester.tee();
+        let tee_name = tee.name();
         let started = Instant::now();
         let auth: AuthResponse = self
-            .post("/kbs/v0/auth", &serde_json::to_value(AuthRequest { tee: &tee }).map_err(unavailable)?)
+            .post(
+                AUTH_PATH,
+                &serde_json::to_value(AuthRequest { tee }).map_err(unavailable)?,
+            )
             .await?;
         self.metrics.observe("auth", started);
         let nonce = base64::engine::general_purpose::STANDARD
@@ -155,23 +135,23 @@ impl Confidential {
             .map_err(ConfidentialError::Unavailable)?;
         self.metrics.observe("evidence", started);
         let request = AttestRequest {
-            session: &auth.session,
+            session: auth.session,
             evidence,
             public_key: base64::engine::general_purpose::STANDARD.encode(&public_key),
         };
         let started = Instant::now();
         let answer = self
             .post::<AttestResponse>(
-                "/kbs/v0/attest",
+                ATTEST_PATH,
                 &serde_json::to_value(request).map_err(unavailable)?,
             )
             .await;
         self.metrics.observe("attest", started);
         match answer {
             Ok(accepted) => {
-                self.metrics.attestation(&tee, "accepted", "");
+                self.metrics.attestation(tee_name, "accepted", "");
                 tracing::info!(
-                    tee,
+                    tee = tee_name,
                     measurement = accepted.measurement,
                     simulated = accepted.simulated,
                     "attested with the key broker"
@@ -182,11 +162,11 @@ impl Confidential {
                 }
                 Ok(Token {
                     bearer: accepted.token,
-                    expires_at: accepted.expires_at,
+                    expires_at: i64::try_from(accepted.expires_at).unwrap_or(i64::MAX),
                 })
             }
             Err(ConfidentialError::Refused { reason, message }) => {
-                self.metrics.attestation(&tee, "refused", &reason);
+                self.metrics.attestation(tee_name, "refused", &reason);
                 Err(ConfidentialError::Refused { reason, message })
             }
             Err(other) => Err(other),
@@ -222,7 +202,7 @@ impl Confidential {
         }
         self.metrics.cache("miss");
         let started = Instant::now();
-        let path = format!("/kbs/v0/resource/household-key/{id}");
+        let path = household_key_path(id.as_str());
         let mut renew = false;
         let released: Released = loop {
             let bearer = self.bearer(renew).await?;

@@ -5,9 +5,8 @@
 use std::path::Path;
 
 use anyhow::Context as _;
-use serde_json::Value;
 use wattlet_attestation::attester::Attester;
-use wattlet_attestation::{RuntimeClaims, report_data};
+use wattlet_attestation::{Evidence, RuntimeClaims, report_data};
 
 use crate::confidential::Attest;
 
@@ -20,17 +19,16 @@ struct Tee {
 }
 
 impl Attest for Tee {
-    fn tee(&self) -> String {
-        self.attester.tee().name().to_owned()
+    fn tee(&self) -> wattlet_attestation::Tee {
+        self.attester.tee()
     }
 
     fn report_data(&self, nonce: &[u8], public_key: &[u8]) -> [u8; 64] {
         report_data(nonce, public_key)
     }
 
-    fn evidence(&self, report_data: &[u8; 64]) -> anyhow::Result<Value> {
-        let evidence = self.attester.evidence(*report_data, self.claims.clone())?;
-        Ok(serde_json::to_value(evidence)?)
+    fn evidence(&self, report_data: &[u8; 64]) -> anyhow::Result<Evidence> {
+        Ok(self.attester.evidence(*report_data, self.claims.clone())?)
     }
 }
 
