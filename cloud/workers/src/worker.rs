@@ -333,6 +333,18 @@ impl Lane {
             if deliveries > 1 {
                 self.metrics.redeliveries.inc();
             }
+            // Checked first: an item that cannot even be opened for long (the broker down) is
+            // dead-lettered too, not left behind once JetStream stops delivering it.
+            if deliveries > i64::from(self.settings.max_attempts) {
+                let id = match decode(&message.payload) {
+                    Ok(Incoming::Plain(item)) => item.id(),
+                    Ok(Incoming::Sealed(sealed)) => sealed.item,
+                    Err(_) => "(undecodable)".to_owned(),
+                };
+                let reason = format!("item {id} failed {} deliveries", deliveries - 1);
+                self.dead_letter(&message, &reason).await?;
+                continue;
+            }
             let (item, key) = match self.open(&message.payload).await? {
                 Opened::Item(item, key) => (item, key),
                 Opened::Dead(reason) => {
@@ -348,11 +360,6 @@ impl Lane {
             if let Err(reason) = item.validate() {
                 self.dead_letter(&message, &format!("invalid item {}: {reason}", item.id()))
                     .await?;
-                continue;
-            }
-            if deliveries > i64::from(self.settings.max_attempts) {
-                let reason = format!("item {} failed {} deliveries", item.id(), deliveries - 1);
-                self.dead_letter(&message, &reason).await?;
                 continue;
             }
             work.push((message, item, key));
