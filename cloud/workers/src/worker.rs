@@ -48,7 +48,7 @@ use prometheus_client::registry::Registry;
 use wattlet_runtime::nialm::{NialmComponent, NialmInstance};
 use wattlet_runtime::sandbox::Limits;
 
-use wattlet_sealing::{KeyId, Purpose, Sealed};
+use wattlet_sealing::{Purpose, Sealed};
 
 use crate::api::{ApiOptions, ComputedResult, DataApi, HouseholdKey, Stored, Submission};
 use crate::confidential::{Attest, Confidential, ConfidentialError, ConfidentialMetrics};
