@@ -1071,7 +1071,7 @@ fn run_worker_to_exit(
     api: &Api,
     args: &[&str],
 ) -> (std::process::ExitStatus, String) {
-    let output = wattlet_testkit::command(binary)
+    let output = wattlet_testkit::command(&binary.display().to_string())
         .args(["worker", "nialm", "--nats", &nats.url])
         .args(api.args())
         .args(["--concurrency", "1", "--ack-wait", "1s"])
@@ -1153,13 +1153,14 @@ fn nialm_workers_refused_by_attestation_complete_no_item() {
     let evidence = wattlet_attestation::attester::Attester::simulated()
         .evidence(report_data, wattlet_attestation::RuntimeClaims::default())
         .expect("simulated evidence");
+    let public_key = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(recipient.public_key())
+    };
     let attest = json!({
         "session": auth["session"],
         "evidence": evidence,
-        "public_key": {
-            use base64::Engine as _;
-            base64::engine::general_purpose::STANDARD.encode(recipient.public_key())
-        },
+        "public_key": public_key,
     });
     let (first, answer) = cloud
         .runtime()
