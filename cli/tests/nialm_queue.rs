@@ -993,7 +993,7 @@ fn admin_results(cloud: &Cloud, meter: &str) -> BTreeMap<String, Vec<f32>> {
 #[test]
 fn nialm_sealed_items_leave_no_readings_in_the_jetstream_store() {
     let (dir, cloud, nats, _db, api) = set_up_with(&[("plaintext_results", "allowed")]);
-    let store = dir.path().join("nats");
+    let store = dir.path().join("jetstream");
     assert!(store.is_dir(), "the JetStream store is {}", store.display());
     let models = ["--models", "kettle"];
     let mut needles = Vec::new();
@@ -1119,7 +1119,18 @@ fn nialm_workers_refused_by_attestation_complete_no_item() {
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .expect("chmod");
-    let (status, log) = run_worker_to_exit(&altered, &nats, &api, &["--tee", "simulated"]);
+    let components = wattlet_runtime::locate::locate("wattlet-nialm", None)
+        .expect("the nialm component")
+        .parent()
+        .expect("its directory")
+        .display()
+        .to_string();
+    let (status, log) = run_worker_to_exit(
+        &altered,
+        &nats,
+        &api,
+        &["--tee", "simulated", "--components", &components],
+    );
     assert!(!status.success(), "an altered worker must not start: {log}");
     assert!(log.contains("measurement_not_allowed"), "{log}");
     assert!(log.contains("SIMULATED TEE"), "{log}");
