@@ -31,7 +31,10 @@ use wattlet_survey::RefusalCode;
 use wattlet_survey::obis::{ENERGY_IMPORT, POWER_SUM, survey_code};
 use wattlet_workers::api::ApiOptions;
 use wattlet_workers::{
-    QueueSettings, item::DEFAULT_MODELS, manager::ManagerOptions, server::LocalNats,
+    QueueSettings,
+    item::DEFAULT_MODELS,
+    manager::ManagerOptions,
+    server::LocalNats,
     worker::{ConfidentialOptions, WorkerOptions},
 };
 

@@ -187,7 +187,14 @@ fn spawn_worker(
     command
         .args(["worker", "nialm", "--nats", &nats.url])
         .args(api.args())
-        .args(["--concurrency", "1", "--ack-wait", "1s", "--tee", "simulated"])
+        .args([
+            "--concurrency",
+            "1",
+            "--ack-wait",
+            "1s",
+            "--tee",
+            "simulated",
+        ])
         .args(args)
         .env("WATTLET_LOG", "wattlet=info")
         .env_remove("FAILPOINTS")
@@ -298,7 +305,9 @@ fn set_up() -> (tempfile::TempDir, Cloud, LocalNats, PathBuf, Api) {
 /// The key broker's `attestation_policy` for the tests' workers: simulated evidence of the
 /// `wattlet` binary under test and the built nialm component, nothing else.
 fn worker_policy() -> String {
-    simulated_policy(&worker_measurement(Path::new(env!("CARGO_BIN_EXE_wattlet"))))
+    simulated_policy(&worker_measurement(Path::new(env!(
+        "CARGO_BIN_EXE_wattlet"
+    ))))
 }
 
 /// [`set_up`] with more application variables besides the workers' attestation policy.
@@ -957,7 +966,10 @@ fn reading_needles(items: &[WorkItem]) -> Vec<(String, Vec<u8>)> {
         .collect();
     values.sort_by(f32::total_cmp);
     values.dedup();
-    assert!(values.len() >= 10, "distinctive readings planned: {values:?}");
+    assert!(
+        values.len() >= 10,
+        "distinctive readings planned: {values:?}"
+    );
     let mut needles: Vec<(String, Vec<u8>)> = values
         .iter()
         .map(|v| {
@@ -1143,14 +1155,23 @@ fn nialm_workers_refused_by_attestation_complete_no_item() {
     );
     assert!(!status.success(), "--tee auto without a TEE: {log}");
     assert!(log.contains("no TEE"), "{log}");
-    assert_eq!(queued(&cloud, &js), expected as u64, "the items stay queued");
+    assert_eq!(
+        queued(&cloud, &js),
+        expected as u64,
+        "the items stay queued"
+    );
     assert_eq!(admin_results(&cloud, &meter).len(), 0, "no item completed");
 
     // The protocol: a nonce is good for one attest call only.
     let broker = ApiClient::new(&cloud.url(), Some(cloud.anonymous_tls())).expect("client");
     let (status, auth) = cloud
         .runtime()
-        .block_on(broker.send("POST", "/kbs/v0/auth", Some(&json!({"tee": "simulated"})), &[]))
+        .block_on(broker.send(
+            "POST",
+            "/kbs/v0/auth",
+            Some(&json!({"tee": "simulated"})),
+            &[],
+        ))
         .expect("auth");
     assert_eq!(status, 200, "{auth}");
     let recipient = wattlet_sealing::release::Recipient::generate();
@@ -1269,11 +1290,11 @@ fn nialm_forged_items_are_dead_lettered_as_not_authentic() {
     // The household's key as the manager gets it, to seal a real item to tamper with.
     let key = cloud
         .runtime()
-        .block_on(
-            DataApi::connect(&api.options)
-                .expect("Data API")
-                .power(&meter, item.window_start - 3600, item.window_start),
-        )
+        .block_on(DataApi::connect(&api.options).expect("Data API").power(
+            &meter,
+            item.window_start - 3600,
+            item.window_start,
+        ))
         .expect("power")
         .expect("consent")
         .key
@@ -1332,7 +1353,10 @@ fn nialm_forged_items_are_dead_lettered_as_not_authentic() {
             dead.info().await.expect("info").state.messages == 2
         })
     });
-    assert!(worker.try_wait().expect("poll").is_none(), "forgeries do not stop the worker");
+    assert!(
+        worker.try_wait().expect("poll").is_none(),
+        "forgeries do not stop the worker"
+    );
     worker.kill().expect("stop worker");
     worker.wait().expect("reap worker");
     let reasons: Vec<String> = cloud.runtime().block_on(async {
@@ -1354,6 +1378,10 @@ fn nialm_forged_items_are_dead_lettered_as_not_authentic() {
         assert!(reason.contains("not authentic"), "{reasons:?}");
     }
     assert_eq!(queued(&cloud, &js), 0);
-    assert_eq!(count_for(&results(&db), &meter), 0, "nothing stored for forgeries");
+    assert_eq!(
+        count_for(&results(&db), &meter),
+        0,
+        "nothing stored for forgeries"
+    );
     assert_eq!(admin_results(&cloud, &meter).len(), 0);
 }
