@@ -149,15 +149,16 @@ impl Cloud {
         Cloud::start_with(dir, &[])
     }
 
-    /// [`Cloud::start`] with more application variables (`attestation_policy`,
-    /// `plaintext_results`, …) besides [`APP_VARIABLES`].
+    /// [`Cloud::start`] with variables besides [`APP_VARIABLES`] (e.g. the key broker's
+    /// `attestation_policy`).
     pub fn start_with(dir: &Path, variables: &[(&str, &str)]) -> Cloud {
         let (ca, tls) = pki::server_ca(dir, ClientAuth::Optional);
         let options = ServeOptions {
             tls: Some(tls),
             ..serve::app_options(&dir.join("cloud"))
         };
-        let all: Vec<(&str, &str)> = APP_VARIABLES.iter().chain(variables).copied().collect();
+        let mut all = APP_VARIABLES.to_vec();
+        all.extend_from_slice(variables);
         let served = serve::start(&options, &all);
         Cloud {
             addr: served.addr,

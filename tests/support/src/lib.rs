@@ -14,6 +14,7 @@
 //! - [`process`]: the binaries as child processes (under an emulator when cross-built), commands
 //!   run to their end, `nats-server`;
 //! - [`spin`]: the real Spin CLI;
+//! - [`kbs`]: the key broker's client side (attest with simulated evidence), household keys;
 //! - [`scan`]: byte scans of files for personal data left behind;
 //! - waiting with patience, free ports, unique names, UUIDs, settings from the environment,
 //!   metrics scrapes and a reproducible PRNG ([`Rng`]).
@@ -28,6 +29,7 @@ pub mod cloud;
 pub mod edge;
 pub mod flood;
 pub mod http;
+pub mod kbs;
 pub mod metrics;
 pub mod pki;
 pub mod process;
