@@ -24,7 +24,8 @@
 //! * **AMD SEV-SNP** (verified by [`sev`] without OpenSSL): AMD's ARK and ASK certificates for
 //!   Milan, Genoa and Turin built into `sev`. The evidence carries the VCEK certificate (DER); it
 //!   must be signed by one of those ASKs, and the 1184-byte attestation report must be signed by
-//!   the VCEK. The report's measurement is the launch measurement of the image; the policy's
+//!   the VCEK; the VCEK must be within its validity period ([`Reason::CollateralExpired`]) and
+//!   certify the report's reported TCB and chip ID (its AMD extensions). The report's measurement is the launch measurement of the image; the policy's
 //!   measurement list holds the launch measurement that the image build records for the image
 //!   holding exactly the wattlet host and components of [`RuntimeClaims`] (the report does not
 //!   carry those claims, so nothing ties them to the report beyond the measurement).
@@ -57,6 +58,13 @@ use sha2::{Digest, Sha256, Sha384, Sha512};
 
 mod policy;
 mod verify;
+
+// The unit tests share the integration tests' vendor-sample helper, which names this crate.
+#[cfg(test)]
+extern crate self as wattlet_attestation;
+#[cfg(test)]
+#[path = "../tests/common/mod.rs"]
+mod test_samples;
 
 #[cfg(not(target_family = "wasm"))]
 pub mod attester;

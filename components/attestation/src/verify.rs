@@ -83,6 +83,12 @@ fn dcap_reason(message: &str) -> Reason {
     } else if lower.contains("unsupported")
         || lower.contains("unknown qe vendor")
         || lower.contains("must have version")
+        // TD attributes dcap-qvl refuses whatever the policy (migratable TD, SEPT_VE_DISABLE
+        // off, reserved bits, service TDs): a TD wattlet cannot trust, described in the detail.
+        || lower.contains("is enabled")
+        || lower.contains("is not enabled")
+        || lower.contains("reserved bits")
+        || lower.contains("service td")
     {
         Reason::Malformed
     } else {
@@ -195,9 +201,8 @@ fn verify_snp(evidence: &Evidence, now_unix: u64) -> Result<Verified, Refused> {
                 "VCEK certificate is not signed by AMD's Milan, Genoa or Turin ASK",
             )
         })?;
-    let validity = x509_cert::Certificate::from(chain.vek.clone())
-        .tbs_certificate
-        .validity;
+    let vcek_x509 = x509_cert::Certificate::from(chain.vek.clone());
+    let validity = vcek_x509.tbs_certificate.validity;
     let not_before = validity.not_before.to_unix_duration().as_secs();
     let not_after = validity.not_after.to_unix_duration().as_secs();
     if now_unix < not_before || now_unix > not_after {
@@ -222,6 +227,7 @@ fn verify_snp(evidence: &Evidence, now_unix: u64) -> Result<Verified, Refused> {
     (&chain, &report)
         .verify()
         .map_err(|e| Refused::new(Reason::BadSignature, format!("SNP report signature: {e}")))?;
+    check_vcek_binds_report(&vcek_x509, &report)?;
     let tcb = report.reported_tcb;
     Ok(Verified {
         tee: Tee::Snp,
@@ -239,4 +245,117 @@ fn verify_snp(evidence: &Evidence, now_unix: u64) -> Result<Verified, Refused> {
         }),
         simulated: false,
     })
+}
+
+/// AMD's VCEK certificate extensions (VCEK specification, 57230): the TCB the VCEK was derived
+/// for and the chip it belongs to.
+const VCEK_BOOTLOADER: &str = "1.3.6.1.4.1.3704.1.3.1";
+const VCEK_TEE: &str = "1.3.6.1.4.1.3704.1.3.2";
+const VCEK_SNP: &str = "1.3.6.1.4.1.3704.1.3.3";
+const VCEK_MICROCODE: &str = "1.3.6.1.4.1.3704.1.3.8";
+const VCEK_HWID: &str = "1.3.6.1.4.1.3704.1.4";
+
+/// Checks that the VCEK is the one for the report's reported TCB and chip (as AMD's `snpguest`
+/// does): the signature already binds the report to the VCEK's key, this makes the TCB the
+/// policy judges the one AMD certified.
+fn check_vcek_binds_report(
+    vcek: &x509_cert::Certificate,
+    report: &AttestationReport,
+) -> Result<(), Refused> {
+    let extensions = vcek.tbs_certificate.extensions.as_deref().unwrap_or(&[]);
+    let value = |oid: &str| {
+        extensions
+            .iter()
+            .find(|e| e.extn_id.to_string() == oid)
+            .map(|e| e.extn_value.as_bytes())
+    };
+    let tcb = report.reported_tcb;
+    for (oid, name, reported) in [
+        (VCEK_BOOTLOADER, "bootloader", tcb.bootloader),
+        (VCEK_TEE, "tee", tcb.tee),
+        (VCEK_SNP, "snp", tcb.snp),
+        (VCEK_MICROCODE, "microcode", tcb.microcode),
+    ] {
+        // A DER INTEGER: 0x02, length, big-endian value.
+        let certified = match value(oid) {
+            Some([0x02, len, rest @ ..]) if usize::from(*len) == rest.len() && !rest.is_empty() => {
+                rest.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b))
+            }
+            _ => continue, // not a VCEK extension we know (e.g. a VLEK): the signature decides
+        };
+        if certified != u64::from(reported) {
+            return Err(Refused::new(
+                Reason::BadSignature,
+                format!("VCEK certifies {name} SVN {certified}, the report says {reported}"),
+            ));
+        }
+    }
+    // The chip ID is zero when the guest policy masks it.
+    if report.chip_id != [0u8; 64] {
+        let hwid = match value(VCEK_HWID) {
+            Some([0x04, 0x40, rest @ ..]) => Some(rest),
+            Some(raw) => Some(raw),
+            None => None,
+        };
+        if let Some(hwid) = hwid
+            && hwid != report.chip_id.as_slice()
+        {
+            return Err(Refused::new(
+                Reason::BadSignature,
+                "VCEK is for another chip than the report's",
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_samples as common;
+
+    #[test]
+    fn dcap_errors_are_sorted_into_reasons() {
+        for (message, reason) in [
+            ("Failed to decode quote: bad length", Reason::Malformed),
+            (
+                "Failed to decode TcbInfo: unknown variant `X`, expected one of `Revoked`",
+                Reason::Malformed,
+            ),
+            ("TCBInfo expired", Reason::CollateralExpired),
+            (
+                "Failed to verify certificate chain: CrlExpired { .. }",
+                Reason::CollateralExpired,
+            ),
+            ("TCB status is invalid: Revoked", Reason::TcbOutdated),
+            ("No matching TCB level found", Reason::TcbOutdated),
+            ("TD migration is enabled", Reason::Malformed),
+            ("SEPT_VE_DISABLE is not enabled", Reason::Malformed),
+            (
+                "Signature is invalid for ISV enclave report",
+                Reason::BadSignature,
+            ),
+        ] {
+            assert_eq!(dcap_reason(message), reason, "{message}");
+        }
+    }
+
+    /// The Milan VCEK is the one for the Milan report's TCB and chip; another TCB or chip is
+    /// refused (checked on the parsed report: changing the bytes would break the signature first).
+    #[test]
+    fn vcek_must_certify_the_reported_tcb_and_chip() {
+        let (report, vcek) = common::snp();
+        let report = AttestationReport::from_bytes(&report).unwrap();
+        let vcek = x509_cert::Certificate::from(Certificate::from_der(&vcek).unwrap());
+        check_vcek_binds_report(&vcek, &report).expect("matching VCEK");
+        let mut other_tcb = report;
+        other_tcb.reported_tcb.microcode += 1;
+        let err = check_vcek_binds_report(&vcek, &other_tcb).unwrap_err();
+        assert_eq!(err.reason, Reason::BadSignature);
+        assert!(err.detail.contains("microcode"), "{err}");
+        let mut other_chip = report;
+        other_chip.chip_id[0] ^= 1;
+        let err = check_vcek_binds_report(&vcek, &other_chip).unwrap_err();
+        assert!(err.detail.contains("chip"), "{err}");
+    }
 }
