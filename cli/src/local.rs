@@ -31,8 +31,11 @@ use wattlet_survey::RefusalCode;
 use wattlet_survey::obis::{ENERGY_IMPORT, POWER_SUM, survey_code};
 use wattlet_workers::api::ApiOptions;
 use wattlet_workers::{
-    QueueSettings, item::DEFAULT_MODELS, manager::ManagerOptions, server::LocalNats,
-    worker::WorkerOptions,
+    QueueSettings,
+    item::DEFAULT_MODELS,
+    manager::ManagerOptions,
+    server::LocalNats,
+    worker::{ConfidentialOptions, WorkerOptions},
 };
 
 /// A simulated household: participant, device and meter.
@@ -48,6 +51,35 @@ struct Household {
     start_wh: u64,
     power_w: i64,
     grants_consent: bool,
+}
+
+/// The local worker's simulated TEE: its component, its measurement (this executable and the
+/// component), and the key broker's policy allowing exactly that.
+struct LocalTee {
+    component: PathBuf,
+    measurement: String,
+    policy: String,
+}
+
+impl LocalTee {
+    fn measure(options: &UpOptions) -> anyhow::Result<LocalTee> {
+        let component =
+            wattlet_runtime::locate::locate("wattlet-nialm", options.components.as_deref())?;
+        // The worker runs in this process: /proc/self/exe is its host binary.
+        let claims = wattlet_workers::tee::claims(&component)?;
+        let measurement = wattlet_attestation::wattlet_measurement(&claims);
+        let policy = format!(
+            "# wattlet up: simulated evidence of this executable and nialm component only\n\
+             allowed_tees = [\"simulated\"]\nmeasurements = [\"{measurement}\"]\n"
+        );
+        wattlet_attestation::Policy::from_toml(&policy)
+            .context("the local attestation policy does not parse")?;
+        Ok(LocalTee {
+            component,
+            measurement,
+            policy,
+        })
+    }
 }
 
 /// Fixed ids, so a second `wattlet up` finds the households of the first.
@@ -120,6 +152,12 @@ pub async fn run(
     let key_encryption_key = kept_secret(&state.join("key-encryption-key"))?;
     // Only this process signs and checks identity proofs: a fresh key each run, kept nowhere.
     let identity_key = random_hex()?;
+    // The NIALM worker runs in this process with the simulated TEE (no TEE here): the key
+    // broker's policy allows simulated evidence of exactly this executable and nialm component.
+    let confidential = match options.nats_listen {
+        Some(_) => Some(LocalTee::measure(&options)?),
+        None => None,
+    };
 
     let serve_options = ServeOptions {
         manifest: options.manifest.clone(),
@@ -139,6 +177,7 @@ pub async fn run(
         "SPIN_VARIABLE_ADMIN_TOKEN" => Some(admin_token.clone()),
         "SPIN_VARIABLE_CLIENT_IDENTITY_KEY" => Some(identity_key.clone()),
         "SPIN_VARIABLE_KEY_ENCRYPTION_KEY" => Some(key_encryption_key.clone()),
+        "SPIN_VARIABLE_ATTESTATION_POLICY" => confidential.as_ref().map(|c| c.policy.clone()),
         _ => std::env::var(name).ok(),
     })?);
     let listener = wattlet_runtime::accept::bind(options.listen)
@@ -281,9 +320,18 @@ pub async fn run(
             },
         )?;
     }
-    let nialm = match options.nats_listen {
-        Some(listen) => Some(Nialm::start(&options, listen, &admin, &cloud, &ca).await?),
-        None => None,
+    let nialm = match (options.nats_listen, &confidential) {
+        (Some(listen), Some(tee)) => {
+            writeln!(
+                out,
+                "  SIMULATED TEE: the NIALM worker attests with simulated evidence (no TEE on \
+                 this machine; it proves nothing); the key broker's policy here allows \
+                 simulated evidence of measurement {} only",
+                tee.measurement
+            )?;
+            Some(Nialm::start(&options, listen, &admin, &cloud, &ca, tee).await?)
+        }
+        _ => None,
     };
     writeln!(out)?;
     writeln!(
@@ -410,6 +458,7 @@ impl Nialm {
         admin: &ApiClient,
         cloud: &str,
         ca: &CaDir,
+        tee: &LocalTee,
     ) -> anyhow::Result<Self> {
         let state = &options.state_dir;
         // The longest a token may live (90 days): `wattlet up` runs as long as it is left on.
@@ -443,8 +492,15 @@ impl Nialm {
             anyhow::bail!("no NIALM access tokens");
         };
         let nats = LocalNats::start(listen, &state.join("nats"), &state.join("nats-server.log"))?;
-        let component =
-            wattlet_runtime::locate::locate("wattlet-nialm", options.components.as_deref())?;
+        let component = tee.component.clone();
+        tracing::warn!(
+            "SIMULATED TEE: the local NIALM worker attests with simulated evidence, which proves \
+             nothing (wattlet up opts into it; a real deployment runs workers in SEV-SNP or TDX)"
+        );
+        let confidential = ConfidentialOptions {
+            broker: api.clone(),
+            attester: wattlet_workers::tee::simulated(&component)?,
+        };
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
             let _ = stopped.wait_for(|stop| *stop).await;
@@ -456,6 +512,7 @@ impl Nialm {
                 models: DEFAULT_MODELS.map(String::from).to_vec(),
                 settings: QueueSettings::default(),
                 interval: Some(NIALM_PASS_EVERY),
+                plaintext: false,
             },
             until_stopped(stopped.clone()),
         ));
@@ -469,6 +526,8 @@ impl Nialm {
                 batch: 16,
                 concurrency: 1,
                 metrics_listen: None,
+                confidential: Some(confidential),
+                plaintext: false,
             },
             until_stopped(stopped),
         ));

@@ -24,7 +24,7 @@ use wattlet_runtime::nialm::{NialmComponent, NialmInstance};
 use wattlet_testkit::cloud::mint;
 use wattlet_testkit::{
     ADMIN_TOKEN, APP_VARIABLES, Cloud, Device, NO_SPIN, SpinUp, env_or, household,
-    ingress_identity, metric, run, scrape, uuid4, wait_for,
+    ingress_identity, metric, run, scrape, simulated_policy, uuid4, wait_for, worker_measurement,
 };
 use wattlet_workers::api::{ApiOptions, DataApi, unix_seconds};
 use wattlet_workers::item::{DEFAULT_MODELS, WorkItem};
@@ -84,10 +84,14 @@ fn upload_minutes(cloud: &Cloud, device: &Device, meter: &str, minutes: i64) {
     }
 }
 
-/// How the manager and workers reach the Data API: its URL, its CA and a worker token (minted
-/// by `admin`, an administrator's client of the API at `url`), written to a file in `dir`.
+/// How the manager and workers reach the Data API: its URL, its CA, a `manager` token (readings
+/// and household keys) and a `worker` token (results only), each minted by `admin`, an
+/// administrator's client of the API at `url`, and written to a file in `dir`. The key broker
+/// is served by the same application at the same URL.
 struct Api {
+    /// The manager's connection (the planner of the single-process reference uses it too).
     options: ApiOptions,
+    manager_token_file: PathBuf,
     token_file: PathBuf,
 }
 
@@ -99,26 +103,39 @@ impl Api {
         ca: Option<PathBuf>,
         dir: &Path,
     ) -> Api {
-        let token = runtime.block_on(mint(admin, "worker"));
+        let manager = runtime.block_on(mint(admin, "manager"));
+        let worker = runtime.block_on(mint(admin, "worker"));
+        let manager_token_file = dir.join("manager-token");
         let token_file = dir.join("worker-token");
-        std::fs::write(&token_file, &token).expect("write the token file");
+        std::fs::write(&manager_token_file, &manager).expect("write the token file");
+        std::fs::write(&token_file, &worker).expect("write the token file");
         Api {
             options: ApiOptions {
                 url: url.to_owned(),
                 ca,
-                token,
+                token: manager,
             },
+            manager_token_file,
             token_file,
         }
     }
 
-    /// The `--api`, `--ca` and `--token-file` arguments.
+    /// The worker's `--api`, `--ca` and `--token-file` arguments.
     fn args(&self) -> Vec<String> {
+        self.args_with(&self.token_file)
+    }
+
+    /// The manager's.
+    fn manager_args(&self) -> Vec<String> {
+        self.args_with(&self.manager_token_file)
+    }
+
+    fn args_with(&self, token_file: &Path) -> Vec<String> {
         let mut args = vec![
             "--api".to_owned(),
             self.options.url.clone(),
             "--token-file".to_owned(),
-            self.token_file.display().to_string(),
+            token_file.display().to_string(),
         ];
         if let Some(ca) = &self.options.ca {
             args.extend(["--ca".to_owned(), ca.display().to_string()]);
@@ -143,7 +160,7 @@ fn run_manager(nats: &LocalNats, api: &Api, args: &[&str]) {
     run(
         wattlet_testkit::binary!("wattlet")
             .args(["manager", "nialm", "--once", "--nats", &nats.url])
-            .args(api.args())
+            .args(api.manager_args())
             .args(args)
             .env("WATTLET_LOG", "wattlet=info"),
         None,
@@ -151,7 +168,9 @@ fn run_manager(nats: &LocalNats, api: &Api, args: &[&str]) {
     .expect_success("wattlet manager nialm");
 }
 
-/// A worker with a 1 s ack wait and one lane; `args` add to (not replace) these.
+/// A worker with a 1 s ack wait and one lane, attesting with the simulated TEE (the test
+/// cloud's `attestation_policy` allows exactly this binary and component); `args` add to (not
+/// replace) these.
 fn spawn_worker(
     nats: &LocalNats,
     api: &Api,
@@ -168,7 +187,14 @@ fn spawn_worker(
     command
         .args(["worker", "nialm", "--nats", &nats.url])
         .args(api.args())
-        .args(["--concurrency", "1", "--ack-wait", "1s"])
+        .args([
+            "--concurrency",
+            "1",
+            "--ack-wait",
+            "1s",
+            "--tee",
+            "simulated",
+        ])
         .args(args)
         .env("WATTLET_LOG", "wattlet=info")
         .env_remove("FAILPOINTS")
@@ -273,8 +299,24 @@ fn lines_containing(log: &Path, needle: &str) -> usize {
 /// The cloud, a nats-server and the worker endpoints, all in a temporary directory; and the
 /// Data API's database file.
 fn set_up() -> (tempfile::TempDir, Cloud, LocalNats, PathBuf, Api) {
+    set_up_with(&[])
+}
+
+/// The key broker's `attestation_policy` for the tests' workers: simulated evidence of the
+/// `wattlet` binary under test and the built nialm component, nothing else.
+fn worker_policy() -> String {
+    simulated_policy(&worker_measurement(Path::new(env!(
+        "CARGO_BIN_EXE_wattlet"
+    ))))
+}
+
+/// [`set_up`] with more application variables besides the workers' attestation policy.
+fn set_up_with(variables: &[(&str, &str)]) -> (tempfile::TempDir, Cloud, LocalNats, PathBuf, Api) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cloud = Cloud::start(dir.path());
+    let policy = worker_policy();
+    let mut all = vec![("attestation_policy", policy.as_str())];
+    all.extend_from_slice(variables);
+    let cloud = Cloud::start_with(dir.path(), &all);
     let nats = wattlet_testkit::nats(dir.path());
     let db = cloud.database();
     let api = cloud_api(&cloud, dir.path());
@@ -552,7 +594,15 @@ fn nialm_queue_dead_letters_progress_and_api() {
                 .expect("ack");
         }
     });
-    let mut worker = spawn_worker(&nats, &api, &log, None, &["--batch", "16"]);
+    // Plaintext items: a worker told --plaintext computes them (still attested, for sealed ones).
+    let plaintext = ["--plaintext", "--key-broker", api.options.url.as_str()];
+    let mut worker = spawn_worker(
+        &nats,
+        &api,
+        &log,
+        None,
+        &[&["--batch", "16"][..], &plaintext[..]].concat(),
+    );
     wait_for(Duration::from_secs(120), "four dead letters", || {
         cloud.runtime().block_on(async {
             let mut dead = js.get_stream("NIALM_DEAD").await.expect("dead stream");
@@ -610,7 +660,15 @@ fn nialm_queue_dead_letters_progress_and_api() {
         .expect("ack");
     });
     let always_kill = Some("nialm::before-step=return");
-    let attempts = ["--batch", "1", "--max-attempts", "2"];
+    let attempts = [
+        "--batch",
+        "1",
+        "--max-attempts",
+        "2",
+        "--plaintext",
+        "--key-broker",
+        api.options.url.as_str(),
+    ];
     let mut worker = spawn_worker(&nats, &api, &log, always_kill, &attempts);
     let mut deaths = 0;
     wait_for(
@@ -765,12 +823,18 @@ fn nialm_pipeline_runs_against_the_app_on_real_spin() {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
+    let policy = worker_policy();
+    let variables: Vec<(&str, &str)> = APP_VARIABLES
+        .iter()
+        .copied()
+        .chain([("attestation_policy", policy.as_str())])
+        .collect();
     let app = SpinUp::start(
         &spin,
         &wattlet_testkit::repo().join("spin.toml"),
         None,
         &dir.path().join("spin"),
-        &APP_VARIABLES,
+        &variables,
     );
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let runtime = runtime.handle();
@@ -853,4 +917,471 @@ fn nialm_pipeline_runs_against_the_app_on_real_spin() {
         spin.display(),
         stored.len()
     );
+}
+
+// Confidential functions (DESIGN.md): items and results sealed under the household's key, keys
+// released by the key broker to attested workers only.
+
+/// Power values no other test uses (W; exact in f32, so the item carries them as written):
+/// 4321.0625 W, 4321.125 W, … in turn, one a minute.
+fn distinctive_w(minute: i64) -> f64 {
+    4321.0 + 0.0625 * (1 + minute % 15) as f64
+}
+
+/// Uploads one reading a minute of [`distinctive_w`] for `minutes` minutes from [`START`].
+fn upload_distinctive(cloud: &Cloud, device: &Device, meter: &str, minutes: i64) {
+    let all: Vec<Value> = (0..minutes)
+        .map(|minute| {
+            let at = START + minute * 60 + 7;
+            json!({
+                "uuid": uuid4(),
+                "meter": meter,
+                "measured_at": humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + Duration::from_secs(at as u64)).to_string(),
+                "data": [
+                    {"0100010800ff": 2000.0 + minute as f64 / 60.0},
+                    {"0100010700ff": distinctive_w(minute) / 1000.0},
+                ],
+            })
+        })
+        .collect();
+    for batch in all.chunks(1000) {
+        let (status, body) = cloud.as_device(
+            device,
+            "POST",
+            "/api/household/meter/measurement",
+            Some(json!({ "measurements": batch })),
+        );
+        assert_eq!(status, 200, "upload: {body}");
+    }
+}
+
+/// What the byte scan looks for: the readings of `items` as a plaintext item carries them (the
+/// JSON text of each distinct value), and as f32 little-endian bytes (two consecutive values).
+fn reading_needles(items: &[WorkItem]) -> Vec<(String, Vec<u8>)> {
+    let mut values: Vec<f32> = items
+        .iter()
+        .flat_map(|i| i.aggregate.iter().copied())
+        .filter(|v| *v > 4321.0 && *v < 4322.0)
+        .collect();
+    values.sort_by(f32::total_cmp);
+    values.dedup();
+    assert!(
+        values.len() >= 10,
+        "distinctive readings planned: {values:?}"
+    );
+    let mut needles: Vec<(String, Vec<u8>)> = values
+        .iter()
+        .map(|v| {
+            let text = serde_json::to_string(v).expect("json");
+            (format!("{text} (JSON)"), text.into_bytes())
+        })
+        .collect();
+    let first = &items[0].aggregate;
+    for pair in first.windows(2).take(8) {
+        let bytes = [pair[0].to_le_bytes(), pair[1].to_le_bytes()].concat();
+        needles.push((format!("{pair:?} (f32 LE)"), bytes));
+    }
+    needles
+}
+
+/// The needles found in any file of the JetStream store under `store`.
+fn scan_store(store: &Path, needles: &[(String, Vec<u8>)]) -> Vec<String> {
+    let needles: Vec<(&str, Vec<u8>)> = needles
+        .iter()
+        .map(|(what, bytes)| (what.as_str(), bytes.clone()))
+        .collect();
+    wattlet_testkit::scan::traces(&[store], &needles)
+}
+
+/// Results of `meter` through the Data API (administrator's view).
+fn admin_results(cloud: &Cloud, meter: &str) -> BTreeMap<String, Vec<f32>> {
+    api_results(cloud.runtime(), &cloud.admin_client(), meter)
+}
+
+/// Sealed, nothing on NATS or its disks reads as the household's readings; with `--plaintext`
+/// (manager, worker, and `plaintext_results = allowed` in the app) the same scan finds them —
+/// the control that shows the scan would see them.
+#[test]
+fn nialm_sealed_items_leave_no_readings_in_the_jetstream_store() {
+    let (dir, cloud, nats, _db, api) = set_up_with(&[("plaintext_results", "allowed")]);
+    let store = dir.path().join("jetstream");
+    assert!(store.is_dir(), "the JetStream store is {}", store.display());
+    let models = ["--models", "kettle"];
+    let mut needles = Vec::new();
+    let mut counts = Vec::new();
+    for (i, plaintext) in [false, true].into_iter().enumerate() {
+        let meter = uuid4();
+        let device = cloud.register(
+            &format!("Scan {i}"),
+            &format!("scan{i}@example.org"),
+            &format!("dev-scan-{i}"),
+            &meter,
+        );
+        cloud.grant(&device);
+        upload_distinctive(&cloud, &device, &meter, 6 * 60);
+        let items: Vec<WorkItem> = planned(cloud.runtime(), &api, &meter)
+            .into_iter()
+            .filter(|i| i.model == "kettle")
+            .collect();
+        assert_eq!(items.len(), 5);
+        let these = reading_needles(&items);
+        let mode: &[&str] = if plaintext { &["--plaintext"] } else { &[] };
+        run_manager(&nats, &api, &[&models[..], mode].concat());
+        // Queued: the items are on the server's disk now.
+        let queued_traces = scan_store(&store, &these);
+        let log = dir.path().join(format!("worker-scan-{i}.log"));
+        let broker = ["--plaintext", "--key-broker", api.options.url.as_str()];
+        let worker_mode: &[&str] = if plaintext { &broker } else { &[] };
+        let mut worker = spawn_worker(
+            &nats,
+            &api,
+            &log,
+            None,
+            &[&["--batch", "4"][..], worker_mode].concat(),
+        );
+        wait_for(Duration::from_secs(600), "the results", || {
+            admin_results(&cloud, &meter).len() == items.len()
+        });
+        worker.kill().expect("stop worker");
+        worker.wait().expect("reap worker");
+        let done_traces = scan_store(&store, &these);
+        if plaintext {
+            assert!(
+                !queued_traces.is_empty(),
+                "the control: plaintext items on NATS must show their readings to the scan"
+            );
+        } else {
+            assert_eq!(
+                (queued_traces.clone(), done_traces.clone()),
+                (vec![], vec![]),
+                "sealed items: readings found in the JetStream store"
+            );
+        }
+        counts.push((plaintext, queued_traces.len(), done_traces.len()));
+        needles.push(these);
+    }
+    // The sealed meter's readings stay absent after the plaintext run too.
+    assert_eq!(scan_store(&store, &needles[0]), Vec::<String>::new());
+    eprintln!(
+        "byte scan of {} (needles per meter: {}): sealed run found {} then {}, plaintext run \
+         found {} then {}",
+        store.display(),
+        needles[0].len(),
+        counts[0].1,
+        counts[0].2,
+        counts[1].1,
+        counts[1].2
+    );
+}
+
+/// A worker that runs `binary` (a copy of `wattlet`, perhaps altered) with the given args,
+/// until it exits; its status and log.
+fn run_worker_to_exit(
+    binary: &Path,
+    nats: &LocalNats,
+    api: &Api,
+    args: &[&str],
+) -> (std::process::ExitStatus, String) {
+    let output = wattlet_testkit::command(&binary.display().to_string())
+        .args(["worker", "nialm", "--nats", &nats.url])
+        .args(api.args())
+        .args(["--concurrency", "1", "--ack-wait", "1s"])
+        .args(args)
+        .env("WATTLET_LOG", "wattlet=info")
+        .env_remove("FAILPOINTS")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run a worker");
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Refused evidence gets no key and completes no item: a worker whose binary is not the one the
+/// policy names, and a simulated worker under the default policy, exit non-zero with the
+/// reason before fetching any item; a replayed nonce is refused by the broker. The items stay
+/// queued, and a worker that passes completes every one: 0 lost, 0 duplicated.
+#[test]
+fn nialm_workers_refused_by_attestation_complete_no_item() {
+    let (dir, cloud, nats, db, api) = set_up();
+    let meter = uuid4();
+    let device = cloud.register("Attested", "attested@example.org", "dev-attested", &meter);
+    cloud.grant(&device);
+    upload_minutes(&cloud, &device, &meter, 12 * 60);
+    run_manager(&nats, &api, &["--models", "kettle,fridge"]);
+    let expected = planned(cloud.runtime(), &api, &meter)
+        .into_iter()
+        .filter(|i| i.model == "kettle" || i.model == "fridge")
+        .count();
+    let js = cloud
+        .runtime()
+        .block_on(wattlet_workers::connect(&nats.url))
+        .expect("connect to NATS");
+    assert_eq!(queued(&cloud, &js), expected as u64);
+
+    // An altered worker binary: another measurement than the policy's.
+    let altered = dir.path().join("wattlet-altered");
+    let mut bytes = std::fs::read(env!("CARGO_BIN_EXE_wattlet")).expect("read wattlet");
+    bytes.extend_from_slice(b"\0not the measured build");
+    std::fs::write(&altered, bytes).expect("write the altered binary");
+    std::fs::set_permissions(
+        &altered,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let components = wattlet_runtime::locate::locate("wattlet-nialm", None)
+        .expect("the nialm component")
+        .parent()
+        .expect("its directory")
+        .display()
+        .to_string();
+    let (status, log) = run_worker_to_exit(
+        &altered,
+        &nats,
+        &api,
+        &["--tee", "simulated", "--components", &components],
+    );
+    assert!(!status.success(), "an altered worker must not start: {log}");
+    assert!(log.contains("measurement_not_allowed"), "{log}");
+    assert!(log.contains("SIMULATED TEE"), "{log}");
+    // No TEE here and no opt-in: `--tee auto` refuses to simulate.
+    let (status, log) = run_worker_to_exit(
+        Path::new(env!("CARGO_BIN_EXE_wattlet")),
+        &nats,
+        &api,
+        &["--tee", "auto"],
+    );
+    assert!(!status.success(), "--tee auto without a TEE: {log}");
+    assert!(log.contains("no TEE"), "{log}");
+    assert_eq!(
+        queued(&cloud, &js),
+        expected as u64,
+        "the items stay queued"
+    );
+    assert_eq!(admin_results(&cloud, &meter).len(), 0, "no item completed");
+
+    // The protocol: a nonce is good for one attest call only.
+    let broker = ApiClient::new(&cloud.url(), Some(cloud.anonymous_tls())).expect("client");
+    let (status, auth) = cloud
+        .runtime()
+        .block_on(broker.send(
+            "POST",
+            "/kbs/v0/auth",
+            Some(&json!({"tee": "simulated"})),
+            &[],
+        ))
+        .expect("auth");
+    assert_eq!(status, 200, "{auth}");
+    let recipient = wattlet_sealing::release::Recipient::generate();
+    let nonce = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .decode(auth["nonce"].as_str().expect("nonce"))
+            .expect("base64 nonce")
+    };
+    let report_data = wattlet_attestation::report_data(&nonce, &recipient.public_key());
+    let evidence = wattlet_attestation::attester::Attester::simulated()
+        .evidence(report_data, wattlet_attestation::RuntimeClaims::default())
+        .expect("simulated evidence");
+    let public_key = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(recipient.public_key())
+    };
+    let attest = json!({
+        "session": auth["session"],
+        "evidence": evidence,
+        "public_key": public_key,
+    });
+    let (first, answer) = cloud
+        .runtime()
+        .block_on(broker.send("POST", "/kbs/v0/attest", Some(&attest), &[]))
+        .expect("attest");
+    assert_eq!(first, 403, "claims of no worker: {answer}");
+    assert_eq!(answer["error"]["code"], "attestation_refused", "{answer}");
+    let (replayed, answer) = cloud
+        .runtime()
+        .block_on(broker.send("POST", "/kbs/v0/attest", Some(&attest), &[]))
+        .expect("attest again");
+    assert_eq!(replayed, 401, "a replayed nonce: {answer}");
+    assert_eq!(answer["error"]["code"], "nonce_unknown_or_used", "{answer}");
+
+    // A worker that passes completes every item once.
+    let log = dir.path().join("worker.log");
+    let metrics = wattlet_testkit::free_port();
+    let mut worker = spawn_worker(
+        &nats,
+        &api,
+        &log,
+        None,
+        &["--batch", "4", "--metrics-listen", &metrics.to_string()],
+    );
+    wait_for(Duration::from_secs(600), "every result", || {
+        admin_results(&cloud, &meter).len() == expected && queued(&cloud, &js) == 0
+    });
+    let page = scrape(metrics);
+    worker.kill().expect("stop worker");
+    worker.wait().expect("reap worker");
+    let through_api = admin_results(&cloud, &meter);
+    assert_eq!(through_api.len(), expected, "0 lost");
+    assert_eq!(count_for(&results(&db), &meter), expected, "0 duplicated");
+    assert_eq!(
+        metric(
+            &page,
+            r#"wattlet_worker_attestations_total{tee="simulated",outcome="accepted",reason=""}"#
+        ),
+        1.0,
+        "{page}"
+    );
+    assert_eq!(
+        metric(&page, r#"wattlet_worker_key_cache_total{outcome="miss"}"#),
+        1.0,
+        "one household, one key release: {page}"
+    );
+    assert!(
+        metric(&page, r#"wattlet_worker_key_cache_total{outcome="hit"}"#) >= 1.0,
+        "{page}"
+    );
+}
+
+/// Under the default policy (no `attestation_policy`) simulated evidence is refused: the worker
+/// exits non-zero with the reason and the item stays queued.
+#[test]
+fn nialm_simulated_worker_is_refused_under_the_default_policy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cloud = Cloud::start(dir.path());
+    let nats = wattlet_testkit::nats(dir.path());
+    let api = cloud_api(&cloud, dir.path());
+    let meter = uuid4();
+    let device = cloud.register("Default", "default@example.org", "dev-default", &meter);
+    cloud.grant(&device);
+    upload_minutes(&cloud, &device, &meter, 6 * 60);
+    run_manager(&nats, &api, &["--models", "kettle"]);
+    let js = cloud
+        .runtime()
+        .block_on(wattlet_workers::connect(&nats.url))
+        .expect("connect to NATS");
+    let before = queued(&cloud, &js);
+    assert_eq!(before, 5);
+    let (status, log) = run_worker_to_exit(
+        Path::new(env!("CARGO_BIN_EXE_wattlet")),
+        &nats,
+        &api,
+        &["--tee", "simulated"],
+    );
+    assert!(!status.success(), "{log}");
+    assert!(log.contains("reason: simulated"), "{log}");
+    assert!(log.contains("no item was fetched"), "{log}");
+    assert_eq!(queued(&cloud, &js), before, "the items stay queued");
+    assert_eq!(admin_results(&cloud, &meter).len(), 0);
+}
+
+/// Items forged on NATS (a random key id; a real item's ciphertext with one bit flipped) are
+/// dead-lettered as not authentic and nothing is stored for them.
+#[test]
+fn nialm_forged_items_are_dead_lettered_as_not_authentic() {
+    let (dir, cloud, nats, db, api) = set_up();
+    let meter = uuid4();
+    let device = cloud.register("Forged", "forged@example.org", "dev-forged", &meter);
+    cloud.grant(&device);
+    upload_minutes(&cloud, &device, &meter, 6 * 60);
+    let item = planned(cloud.runtime(), &api, &meter).remove(0);
+    // The household's key as the manager gets it, to seal a real item to tamper with.
+    let key = cloud
+        .runtime()
+        .block_on(DataApi::connect(&api.options).expect("Data API").power(
+            &meter,
+            item.window_start - 3600,
+            item.window_start,
+        ))
+        .expect("power")
+        .expect("consent")
+        .key
+        .expect("the manager gets the household key");
+    let json = serde_json::to_vec(&item).expect("json");
+    let real = wattlet_sealing::Sealed::seal(
+        &key.key,
+        &key.id,
+        &item.id(),
+        wattlet_sealing::Purpose::Item,
+        &json,
+    )
+    .expect("seal");
+    let flipped = {
+        use base64::Engine as _;
+        let engine = base64::engine::general_purpose::STANDARD;
+        let mut bytes = engine.decode(&real.ciphertext).expect("base64");
+        bytes[3] ^= 0x01;
+        wattlet_sealing::Sealed {
+            ciphertext: engine.encode(bytes),
+            ..real.clone()
+        }
+    };
+    let random_key = wattlet_sealing::Sealed::seal(
+        &wattlet_sealing::DataKey::generate().expect("key"),
+        &wattlet_sealing::KeyId::generate().expect("key id"),
+        &item.id(),
+        wattlet_sealing::Purpose::Item,
+        &json,
+    )
+    .expect("seal");
+    let js = cloud
+        .runtime()
+        .block_on(wattlet_workers::connect(&nats.url))
+        .expect("connect to NATS");
+    cloud.runtime().block_on(async {
+        wattlet_workers::ensure_streams(&js, &Default::default())
+            .await
+            .expect("streams");
+        for forged in [&flipped, &random_key] {
+            js.publish(
+                "nialm.work.kettle",
+                serde_json::to_vec(forged).expect("json").into(),
+            )
+            .await
+            .expect("publish")
+            .await
+            .expect("ack");
+        }
+    });
+    let log = dir.path().join("worker.log");
+    let mut worker = spawn_worker(&nats, &api, &log, None, &["--batch", "4"]);
+    wait_for(Duration::from_secs(300), "two dead letters", || {
+        cloud.runtime().block_on(async {
+            let mut dead = js.get_stream("NIALM_DEAD").await.expect("dead stream");
+            dead.info().await.expect("info").state.messages == 2
+        })
+    });
+    assert!(
+        worker.try_wait().expect("poll").is_none(),
+        "forgeries do not stop the worker"
+    );
+    worker.kill().expect("stop worker");
+    worker.wait().expect("reap worker");
+    let reasons: Vec<String> = cloud.runtime().block_on(async {
+        let dead = js.get_stream("NIALM_DEAD").await.expect("dead stream");
+        let mut reasons = Vec::new();
+        for sequence in 1..=2 {
+            let message = dead.get_raw_message(sequence).await.expect("dead letter");
+            reasons.push(
+                message
+                    .headers
+                    .get("Wattlet-Dead-Reason")
+                    .map(|v| v.as_str().to_owned())
+                    .unwrap_or_default(),
+            );
+        }
+        reasons
+    });
+    for reason in &reasons {
+        assert!(reason.contains("not authentic"), "{reasons:?}");
+    }
+    assert_eq!(queued(&cloud, &js), 0);
+    assert_eq!(
+        count_for(&results(&db), &meter),
+        0,
+        "nothing stored for forgeries"
+    );
+    assert_eq!(admin_results(&cloud, &meter).len(), 0);
 }

@@ -66,6 +66,10 @@ fn up_shows_readings_of_the_consenting_household_only() {
         "{output}"
     );
     assert!(output.contains("https://127.0.0.1:"), "{output}");
+    assert!(
+        output.contains("SIMULATED TEE: the NIALM worker attests with simulated evidence"),
+        "wattlet up says it opted into the simulated TEE: {output}"
+    );
     assert_eq!(readings(&lines, "pi-grace"), 0, "{output}");
     assert!(
         output.contains(&format!("NIALM      nats://{nats} (JetStream)")),

@@ -12,20 +12,33 @@ use wattlet_workers::QueueSettings;
 use wattlet_workers::api::ApiOptions;
 use wattlet_workers::item::DEFAULT_MODELS;
 use wattlet_workers::manager::{self, ManagerOptions};
-use wattlet_workers::worker::{self, WorkerOptions};
+use wattlet_workers::worker::{self, ConfidentialOptions, WorkerOptions};
 
 const QUEUE_HELP: &str = "\
 Items: one meter, one hour of 60 s output, one appliance model (kettle, fridge, washing_machine,
 dishwasher, microwave), carrying the 158 minutes of aggregate power the model needs. They go to
 the JetStream WorkQueue stream NIALM (subjects nialm.work.<model>) with Nats-Msg-Id = the item's
-id. The manager reads meters and power readings, and workers store results, through the Data
-API's worker endpoints (/api/worker/...) with a worker access token: mint one as an
-administrator with `POST /api/management/token {\"role\":\"worker\"}` and keep it in a file
-(--token-file) or in WATTLET_API_TOKEN. Only households whose consent permits personal
-processing are planned, and a result is stored only while it still does. Results are read
-through the Data API (GET /api/household/meter/:uuid/disaggregation). Items that cannot be
-computed go to the stream NIALM_DEAD (subject nialm.dead) with the reason in the
-Wattlet-Dead-Reason header.
+id, sealed under the household's data key (XChaCha20-Poly1305, bound to key id, item id and
+purpose): NATS and its disks never hold readings. The manager reads meters, power readings and
+household keys with a manager access token; workers store results, sealed with the same key,
+with a worker access token (results only). Mint them as an administrator with
+`POST /api/management/token {\"role\":\"manager\"}` (or \"worker\") and keep each in a file
+(--token-file) or in WATTLET_API_TOKEN.
+
+A worker attests with the key broker (/kbs/v0, --key-broker, default the --api URL) before it
+fetches any item: its TEE's evidence (--tee auto: SEV-SNP or TDX; --tee simulated only where the
+broker's attestation_policy allows simulated evidence) binds a fresh nonce, its ephemeral public
+key and the SHA-256 of its executable and the nialm component. Refused, it exits with the
+reason and the items stay queued; accepted, the broker releases household keys to it only
+(HPKE). Items that are not authentic (forged or altered on NATS, or sealed under a key the
+broker no longer has: the household revoked consent) are dead-lettered. --plaintext (manager
+and workers, and plaintext_results = allowed in the Data API) runs the queue in the clear, for
+measurements and controls only.
+
+Only households whose consent permits personal processing are planned, and a result is stored
+only while it still does. Results are read through the Data API
+(GET /api/household/meter/:uuid/disaggregation). Items that cannot be computed go to the stream
+NIALM_DEAD (subject nialm.dead) with the reason in the Wattlet-Dead-Reason header.
 
 The NATS server must have JetStream enabled (nats-server -js). Set WATTLET_LOG=info to see
 every pass and item.";
@@ -56,7 +69,8 @@ struct Connection {
     /// The CA of the Data API's server certificate (PEM); needed for https.
     #[arg(long, value_name = "FILE")]
     ca: Option<PathBuf>,
-    /// A file holding a worker access token [default: the WATTLET_API_TOKEN variable].
+    /// A file holding the access token: role manager for the manager, worker for workers
+    /// [default: the WATTLET_API_TOKEN variable].
     #[arg(long, value_name = "FILE")]
     token_file: Option<PathBuf>,
 }
@@ -68,15 +82,16 @@ impl Connection {
                 .with_context(|| format!("cannot read the token file {}", path.display()))?,
             None => std::env::var("WATTLET_API_TOKEN").map_err(|_| {
                 anyhow::anyhow!(
-                    "no worker token: give --token-file FILE or set WATTLET_API_TOKEN \
+                    "no access token: give --token-file FILE or set WATTLET_API_TOKEN \
                      (an administrator mints one with POST /api/management/token \
-                     {{\"role\":\"worker\"}})"
+                     {{\"role\":\"manager\"}} for the manager, {{\"role\":\"worker\"}} \
+                     for workers)"
                 )
             })?,
         };
         let token = token.trim();
         if token.is_empty() {
-            anyhow::bail!("the worker token is empty");
+            anyhow::bail!("the access token is empty");
         }
         Ok(ApiOptions {
             url: self.api.clone(),
@@ -119,6 +134,20 @@ pub struct ManagerArgs {
     /// Run one pass and exit.
     #[arg(long)]
     once: bool,
+    /// Publish items in the clear instead of sealed under each household's data key. For
+    /// measurements and controls only: NATS and its disks then hold the readings.
+    #[arg(long)]
+    plaintext: bool,
+}
+
+/// Which TEE the worker attests with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TeeArg {
+    /// The machine's TEE: AMD SEV-SNP (/dev/sev-guest) or Intel TDX (configfs-tsm).
+    Auto,
+    /// A simulated TEE, for development and tests: its evidence proves nothing, and a key
+    /// broker on its default policy refuses it.
+    Simulated,
 }
 
 #[derive(Debug, Args)]
@@ -147,6 +176,19 @@ pub struct WorkerArgs {
     /// Most memory one component instance may use, in MiB (past it, as past the time limit).
     #[arg(long, value_name = "MIB", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(16..=65536))]
     item_memory_limit: u32,
+    /// The key broker (its /kbs/v0 endpoints; the same --ca as the Data API): the worker
+    /// attests there before it fetches any item and gets household keys to open sealed items
+    /// [default: the --api URL].
+    #[arg(long, value_name = "URL")]
+    key_broker: Option<String>,
+    /// The TEE the worker attests with.
+    #[arg(long, value_enum, default_value = "auto")]
+    tee: TeeArg,
+    /// Also compute plaintext items (published by `wattlet manager nialm --plaintext`; for
+    /// measurements and controls only). Without --key-broker the worker does not attest and
+    /// computes plaintext items only.
+    #[arg(long)]
+    plaintext: bool,
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -164,6 +206,7 @@ pub fn run_manager(command: ManagerCommand) -> anyhow::Result<ExitCode> {
         models: args.models,
         settings: QueueSettings::default(),
         interval: (!args.once).then_some(args.interval),
+        plaintext: args.plaintext,
     };
     runtime()?.block_on(manager::run(options, super::shutdown_signal()))?;
     Ok(ExitCode::SUCCESS)
@@ -181,8 +224,32 @@ pub fn run_worker(command: WorkerCommand) -> anyhow::Result<ExitCode> {
         || std::thread::available_parallelism().map_or(1, usize::from),
         usize::from,
     );
+    let api = args.connection.api()?;
+    let confidential = if args.plaintext && args.key_broker.is_none() {
+        None
+    } else {
+        let attester = match args.tee {
+            TeeArg::Auto => wattlet_workers::tee::detect(&component)?,
+            TeeArg::Simulated => {
+                tracing::warn!(
+                    "SIMULATED TEE: --tee simulated attests with evidence that proves nothing; \
+                     only a key broker whose policy allows `simulated` releases keys to it"
+                );
+                wattlet_workers::tee::simulated(&component)?
+            }
+        };
+        Some(ConfidentialOptions {
+            broker: ApiOptions {
+                url: args.key_broker.clone().unwrap_or_else(|| api.url.clone()),
+                ..api.clone()
+            },
+            attester,
+        })
+    };
     let options = WorkerOptions {
-        api: args.connection.api()?,
+        api,
+        confidential,
+        plaintext: args.plaintext,
         nats_url: args.connection.nats,
         component,
         limits: Limits {

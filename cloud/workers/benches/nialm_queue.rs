@@ -34,7 +34,7 @@ use wattlet_testkit::{ADMIN_TOKEN, env_or};
 use wattlet_workers::QueueSettings;
 use wattlet_workers::api::{ApiOptions, DataApi};
 use wattlet_workers::item::{self, DEFAULT_MODELS, WorkItem};
-use wattlet_workers::manager;
+use wattlet_workers::manager::{self, Sealing};
 use wattlet_workers::plan::{MAX_WINDOWS_PER_STEP, Planner};
 use wattlet_workers::worker::{self, WorkerOptions};
 
@@ -49,23 +49,38 @@ fn db_time(unix: i64) -> String {
 }
 
 /// Serves the Data API on `runtime` for the whole run (dropping it stops it), asks it something
-/// so that it creates and migrates its database, and mints a worker token.
-fn serve_data_api(state: &Path, runtime: &tokio::runtime::Runtime) -> (Served, ApiOptions) {
+/// so that it creates and migrates its database, and mints a manager and a worker token. The
+/// queue runs in the clear here (`--plaintext`: the key broker needs attestation); the cost of
+/// sealing is measured per item in step 2.
+fn serve_data_api(
+    state: &Path,
+    runtime: &tokio::runtime::Runtime,
+) -> (Served, ApiOptions, ApiOptions) {
     let options = ServeOptions {
         max_request_bytes: 1 << 20,
         ..serve::app_options(state)
     };
-    let served = serve::start_on(runtime.handle(), &options, &wattlet_testkit::APP_VARIABLES);
+    let variables: Vec<(&str, &str)> = wattlet_testkit::APP_VARIABLES
+        .iter()
+        .copied()
+        .chain([("plaintext_results", "allowed")])
+        .collect();
+    let served = serve::start_on(runtime.handle(), &options, &variables);
     let url = served.url();
     let admin = ApiClient::new(&url, None)
         .expect("client")
         .with_bearer(ADMIN_TOKEN);
+    let manager = ApiOptions {
+        url: url.clone(),
+        ca: None,
+        token: runtime.block_on(mint(&admin, "manager")),
+    };
     let api = ApiOptions {
         url,
         ca: None,
         token: runtime.block_on(mint(&admin, "worker")),
     };
-    (served, api)
+    (served, manager, api)
 }
 
 /// Power in kW at `minute` for meter `m` (a deterministic household-like profile).
@@ -161,7 +176,7 @@ fn main() {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
-    let (served, api) = serve_data_api(&dir.path().join("cloud"), &runtime);
+    let (served, manager_api, api) = serve_data_api(&dir.path().join("cloud"), &runtime);
     let db = served.database();
     let started = Instant::now();
     fill(&db, meters, days);
@@ -182,9 +197,9 @@ fn main() {
             .await
             .expect("streams");
         let cursors = wattlet_workers::Cursors::open(&js).await.expect("cursors");
-        let planner = Planner::new(DataApi::connect(&api).expect("Data API"));
+        let planner = Planner::new(DataApi::connect(&manager_api).expect("Data API"));
         let started = Instant::now();
-        let report = manager::pass(&js, &planner, &cursors, &models)
+        let report = manager::pass(&js, &planner, &cursors, &models, Sealing::Plaintext)
             .await
             .expect("manager pass");
         (report.published, started.elapsed().as_secs_f64())
@@ -198,7 +213,7 @@ fn main() {
     }
 
     // 2. No queue: the same items, one thread, native tract vs the component.
-    let planner = Planner::new(DataApi::connect(&api).expect("Data API"));
+    let planner = Planner::new(DataApi::connect(&manager_api).expect("Data API"));
     let items: Vec<WorkItem> = runtime.block_on(async {
         let mut items = Vec::new();
         for span in planner.meters().await.expect("meters") {
@@ -255,6 +270,7 @@ fn main() {
         sample.len(),
         wasm_rate / native_rate
     );
+    sealing_cost(&sample, wasm_rate);
 
     let worker_options = |concurrency: usize| WorkerOptions {
         nats_url: nats.url.clone(),
@@ -265,6 +281,8 @@ fn main() {
         batch: 16,
         concurrency,
         metrics_listen: None,
+        confidential: None,
+        plaintext: true,
     };
 
     // 3. Workers draining the queue: one lane, then one per core (fresh items each time).
@@ -377,4 +395,55 @@ fn main() {
     );
     drop(nats);
     drop(served);
+}
+
+/// 2b. What sealing adds per item, against the component's compute in the same run: the
+/// manager seals the item, the worker opens it and seals the result, the Data API opens the
+/// result (XChaCha20-Poly1305 under the household key). Items/s sealed vs plaintext is
+/// `1 / (compute + crypto)` vs `1 / compute` (key releases are cached per household: one per
+/// household and token lifetime, not per item).
+fn sealing_cost(sample: &[&WorkItem], wasm_rate: f64) {
+    use wattlet_sealing::{DataKey, KeyId, Purpose, Sealed};
+    let key = DataKey::generate().expect("key");
+    let id = KeyId::generate().expect("key id");
+    let result = wattlet_workers::api::ComputedResult {
+        item: String::new(),
+        meter: String::new(),
+        model: String::new(),
+        model_sha256: "0".repeat(64),
+        window_start: START,
+        power_w: vec![123.456; item::OUTPUT_SAMPLES],
+    };
+    let rounds = 5;
+    let started = Instant::now();
+    for _ in 0..rounds {
+        for item in sample {
+            let id_text = item.id();
+            let json = serde_json::to_vec(item).expect("json");
+            let sealed = Sealed::seal(&key, &id, &id_text, Purpose::Item, &json).expect("seal");
+            let wire = serde_json::to_vec(&sealed).expect("json");
+            let back: Sealed = serde_json::from_slice(&wire).expect("sealed");
+            let opened = back.open(&key, Purpose::Item).expect("open");
+            let item: WorkItem = serde_json::from_slice(&opened).expect("item");
+            let result = wattlet_workers::api::ComputedResult {
+                item: item.id(),
+                meter: item.meter.clone(),
+                model: item.model.clone(),
+                ..result.clone()
+            };
+            let plaintext = serde_json::to_vec(&result.to_json()).expect("json");
+            let sealed = Sealed::seal(&key, &id, &result.item, Purpose::Result, &plaintext)
+                .expect("seal result");
+            std::hint::black_box(sealed.open(&key, Purpose::Result).expect("open result"));
+        }
+    }
+    let per_item = started.elapsed().as_secs_f64() / (rounds * sample.len()) as f64;
+    let compute = 1.0 / wasm_rate;
+    let sealed_rate = 1.0 / (compute + per_item);
+    println!(
+        "sealing per item (seal item, open item, seal result, open result, with their JSON):          {:.1} us vs compute {:.1} us: sealed {sealed_rate:.0} items/s vs plaintext {wasm_rate:.0}          items/s = {:.3}x",
+        per_item * 1e6,
+        compute * 1e6,
+        sealed_rate / wasm_rate
+    );
 }

@@ -11,9 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 use wattlet_api_client::{ApiClient, ClientError};
+use wattlet_sealing::{DataKey, KeyId, Sealed};
 use wattlet_survey::RefusalCode;
 
 use crate::item::STEP_SECONDS;
@@ -45,6 +46,37 @@ pub struct PowerReadings {
     pub before: Option<(i64, f64)>,
     /// The readings inside the span, in time order.
     pub readings: Vec<(i64, f64)>,
+    /// The household's data key (only a `manager` token gets it), which seals the items.
+    pub key: Option<HouseholdKey>,
+}
+
+/// A household's data key and its id, as the Data API hands them to the work manager.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HouseholdKey {
+    pub id: KeyId,
+    pub key: DataKey,
+}
+
+impl HouseholdKey {
+    /// `{"id":"<32 hex>","key":"<base64 of 32 bytes>"}` of the power answer.
+    pub fn from_json(value: &serde_json::Value) -> anyhow::Result<HouseholdKey> {
+        use base64::Engine as _;
+        let id = value["id"]
+            .as_str()
+            .context("the household key has no id")?;
+        let key = value["key"]
+            .as_str()
+            .context("the household key has no key")?;
+        let mut bytes = base64::engine::general_purpose::STANDARD
+            .decode(key)
+            .context("the household key is not base64")?;
+        let key = DataKey::from_bytes(&bytes);
+        bytes.iter_mut().for_each(|b| *b = 0);
+        Ok(HouseholdKey {
+            id: KeyId::parse(id)?,
+            key: key?,
+        })
+    }
 }
 
 /// One computed item, as it is stored.
@@ -61,15 +93,55 @@ pub struct ComputedResult {
 }
 
 /// What the Data API did with one result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stored {
     /// Stored now.
     New,
     /// Stored before (a redelivered or twice-computed item): nothing changed.
     Duplicate,
     /// Not stored, for good: the household's consent no longer permits it (or the meter is
-    /// gone). The item is done.
-    Refused(Option<RefusalCode>),
+    /// gone, or the household's key was destroyed: `key_destroyed`). The item is done. The
+    /// Data API's refusal code, as it wrote it.
+    Refused(Option<String>),
+}
+
+/// A result on its way to the Data API: sealed under the household's key (what confidential
+/// workers send), or in the clear (accepted only where the Data API allows plaintext results).
+#[derive(Debug, Clone)]
+pub enum Submission {
+    Sealed(Sealed),
+    Plain(ComputedResult),
+}
+
+impl Submission {
+    pub fn item(&self) -> &str {
+        match self {
+            Submission::Sealed(sealed) => &sealed.item,
+            Submission::Plain(result) => &result.item,
+        }
+    }
+
+    fn to_json(&self) -> anyhow::Result<serde_json::Value> {
+        Ok(match self {
+            Submission::Sealed(sealed) => json!({ "sealed": sealed }),
+            Submission::Plain(result) => result.to_json(),
+        })
+    }
+}
+
+impl ComputedResult {
+    /// The result object the Data API stores (also the plaintext of a sealed result).
+    pub fn to_json(&self) -> serde_json::Value {
+        json!({
+            "item": self.item,
+            "meter": self.meter,
+            "model": self.model,
+            "model_sha256": self.model_sha256,
+            "window_start": rfc3339(self.window_start),
+            "step_seconds": STEP_SECONDS,
+            "power_w": self.power_w,
+        })
+    }
 }
 
 /// The most results one store call carries (the Data API's limit).
@@ -85,19 +157,7 @@ pub struct DataApi {
 
 impl DataApi {
     pub fn connect(options: &ApiOptions) -> anyhow::Result<Self> {
-        let tls = match &options.ca {
-            Some(ca) => Some(Arc::new(
-                wattlet_tls::anonymous_client_tls_config(ca)
-                    .with_context(|| format!("--ca {}", ca.display()))?,
-            )),
-            None if options.url.starts_with("https://") => {
-                anyhow::bail!("the Data API is https: give --ca, the CA of its server certificate")
-            }
-            None => None,
-        };
-        let client = ApiClient::new(&options.url, tls)?
-            .with_bearer(options.token.clone())
-            .with_timeout(Duration::from_secs(60));
+        let client = client(options)?.with_bearer(options.token.clone());
         Ok(DataApi { client })
     }
 
@@ -120,6 +180,8 @@ impl DataApi {
         struct Power {
             before: Option<Reading>,
             readings: Vec<Reading>,
+            #[serde(default)]
+            key: Option<serde_json::Value>,
         }
         #[derive(Deserialize)]
         struct Reading {
@@ -145,22 +207,17 @@ impl DataApi {
                 .into_iter()
                 .map(reading)
                 .collect::<anyhow::Result<_>>()?,
+            key: answer
+                .key
+                .as_ref()
+                .map(HouseholdKey::from_json)
+                .transpose()?,
         }))
     }
 
     /// Stores results (each write checked against consent in the same statement), in calls of
     /// at most [`MAX_RESULTS_PER_CALL`]; one outcome per result, in order.
-    pub async fn store(&self, results: &[ComputedResult]) -> anyhow::Result<Vec<Stored>> {
-        #[derive(Serialize)]
-        struct Result<'a> {
-            item: &'a str,
-            meter: &'a str,
-            model: &'a str,
-            model_sha256: &'a str,
-            window_start: String,
-            step_seconds: i64,
-            power_w: &'a [f32],
-        }
+    pub async fn store(&self, results: &[Submission]) -> anyhow::Result<Vec<Stored>> {
         #[derive(Deserialize)]
         struct Answer {
             results: Vec<Outcome>,
@@ -174,18 +231,10 @@ impl DataApi {
         }
         let mut stored = Vec::with_capacity(results.len());
         for chunk in results.chunks(MAX_RESULTS_PER_CALL) {
-            let body: Vec<_> = chunk
+            let body: Vec<serde_json::Value> = chunk
                 .iter()
-                .map(|r| Result {
-                    item: &r.item,
-                    meter: &r.meter,
-                    model: &r.model,
-                    model_sha256: &r.model_sha256,
-                    window_start: rfc3339(r.window_start),
-                    step_seconds: STEP_SECONDS,
-                    power_w: &r.power_w,
-                })
-                .collect();
+                .map(Submission::to_json)
+                .collect::<anyhow::Result<_>>()?;
             let answer = self
                 .client
                 .call(
@@ -201,7 +250,7 @@ impl DataApi {
                     .results
                     .iter()
                     .zip(chunk)
-                    .any(|(a, r)| a.item != r.item)
+                    .any(|(a, r)| a.item != r.item())
             {
                 anyhow::bail!("the Data API answered for other results than were sent");
             }
@@ -209,7 +258,7 @@ impl DataApi {
                 stored.push(match outcome.outcome.as_str() {
                     "stored" => Stored::New,
                     "duplicate" => Stored::Duplicate,
-                    "refused" => Stored::Refused(outcome.code.and_then(|c| c.parse().ok())),
+                    "refused" => Stored::Refused(outcome.code),
                     other => anyhow::bail!("unknown outcome {other:?} for item {}", outcome.item),
                 });
             }
@@ -221,6 +270,25 @@ impl DataApi {
         let answer = self.client.call("GET", path, None).await?;
         serde_json::from_value(answer).with_context(|| format!("unreadable answer of GET {path}"))
     }
+}
+
+/// A client of `options.url` with its TLS options, without a bearer token (the key broker's
+/// client: it authenticates by attestation).
+pub fn client(options: &ApiOptions) -> anyhow::Result<ApiClient> {
+    let tls = match &options.ca {
+        Some(ca) => Some(Arc::new(
+            wattlet_tls::anonymous_client_tls_config(ca)
+                .with_context(|| format!("--ca {}", ca.display()))?,
+        )),
+        None if options.url.starts_with("https://") => {
+            anyhow::bail!(
+                "{} is https: give --ca, the CA of its server certificate",
+                options.url
+            )
+        }
+        None => None,
+    };
+    Ok(ApiClient::new(&options.url, tls)?.with_timeout(Duration::from_secs(60)))
 }
 
 /// The meters of a `GET /api/worker/meters` answer whose times can be read; the others are

@@ -17,10 +17,12 @@
 //! key of the Data API's results).
 
 pub mod api;
+pub mod confidential;
 pub mod item;
 pub mod manager;
 pub mod plan;
 pub mod server;
+pub mod tee;
 pub mod worker;
 
 use std::time::Duration;

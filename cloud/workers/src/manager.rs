@@ -18,8 +18,10 @@ use async_nats::jetstream::Context;
 use async_nats::jetstream::message::PublishMessage;
 use bytes::Bytes;
 
-use crate::api::{ApiOptions, DataApi};
-use crate::item::{self, WINDOW_SECONDS};
+use wattlet_sealing::{Purpose, Sealed};
+
+use crate::api::{ApiOptions, DataApi, HouseholdKey};
+use crate::item::{self, WINDOW_SECONDS, WorkItem};
 use crate::plan::{MAX_WINDOWS_PER_STEP, MeterSpan, Planner};
 use crate::{Cursors, QueueSettings};
 
@@ -31,6 +33,9 @@ pub struct ManagerOptions {
     pub settings: QueueSettings,
     /// Time between passes; `None` runs one pass and returns.
     pub interval: Option<Duration>,
+    /// Publish items in the clear instead of sealed under the household's key: for
+    /// measurements and controls only (workers must be told `--plaintext` too).
+    pub plaintext: bool,
 }
 
 /// What one pass did.
@@ -51,6 +56,12 @@ pub async fn run(
     options: ManagerOptions,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    if options.plaintext {
+        tracing::warn!(
+            "PLAINTEXT ITEMS: --plaintext publishes the readings in the clear on NATS \
+             (measurements and controls only)"
+        );
+    }
     let planner = Planner::new(DataApi::connect(&options.api)?);
     // A wrong URL or token is reported before anything else.
     planner
@@ -63,7 +74,14 @@ pub async fn run(
     tokio::pin!(shutdown);
     loop {
         let started = Instant::now();
-        let report = pass(&js, &planner, &cursors, &options.models).await?;
+        let report = pass(
+            &js,
+            &planner,
+            &cursors,
+            &options.models,
+            Sealing::of(options.plaintext),
+        )
+        .await?;
         let seconds = started.elapsed().as_secs_f64();
         tracing::info!(
             meters = report.meters,
@@ -84,12 +102,52 @@ pub async fn run(
     }
 }
 
+/// How items go on the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sealing {
+    /// Sealed under the household's data key (`Purpose::Item`, bound to the item id).
+    Sealed,
+    /// In the clear (`--plaintext`).
+    Plaintext,
+}
+
+impl Sealing {
+    pub fn of(plaintext: bool) -> Sealing {
+        if plaintext {
+            Sealing::Plaintext
+        } else {
+            Sealing::Sealed
+        }
+    }
+}
+
+/// The payload of `item` on the queue: the item's JSON, sealed under `key` unless plaintext.
+pub fn payload(
+    item: &WorkItem,
+    sealing: Sealing,
+    key: Option<&HouseholdKey>,
+) -> anyhow::Result<Bytes> {
+    let json = serde_json::to_vec(item)?;
+    match sealing {
+        Sealing::Plaintext => Ok(Bytes::from(json)),
+        Sealing::Sealed => {
+            let key = key.context(
+                "the Data API sent no household key with the readings: the manager needs a \
+                 `manager` access token (or --plaintext, for measurements only)",
+            )?;
+            let sealed = Sealed::seal(&key.key, &key.id, &item.id(), Purpose::Item, &json)?;
+            Ok(Bytes::from(serde_json::to_vec(&sealed)?))
+        }
+    }
+}
+
 /// One pass over every consenting meter with data.
 pub async fn pass(
     js: &Context,
     planner: &Planner,
     cursors: &Cursors,
     models: &[String],
+    sealing: Sealing,
 ) -> anyhow::Result<PassReport> {
     let mut report = PassReport::default();
     if models.is_empty() {
@@ -116,21 +174,31 @@ pub async fn pass(
             let to = (from + windows_per_chunk * WINDOW_SECONDS).min(end);
             // Consent may have been revoked since the meter list was read: the Data API then
             // refuses the meter's readings.
-            let items = match planner.items(&span.meter, models, from, to).await {
-                Ok(Some(items)) => items,
+            let (items, key) = match planner.planned(&span.meter, models, from, to).await {
+                Ok(Some(planned)) => (planned.items, planned.key),
                 Ok(None) => break,
                 Err(error) => {
                     skip(&span, &mut report, &error);
                     break;
                 }
             };
-            let mut acks = Vec::with_capacity(items.len());
+            // Every item of the step is sealed before any is published: a meter whose key is
+            // missing publishes nothing and keeps its cursor.
+            let mut payloads = Vec::with_capacity(items.len());
             for item in items {
                 let position = models.iter().position(|m| *m == item.model);
                 if position.is_some_and(|p| item.window_start < next[p]) {
                     continue;
                 }
-                let payload = Bytes::from(serde_json::to_vec(&item)?);
+                payloads.push((payload(&item, sealing, key.as_ref()), item));
+            }
+            if let Some(Err(error)) = payloads.iter().map(|(p, _)| p).find(|p| p.is_err()) {
+                skip(&span, &mut report, error);
+                break;
+            }
+            let mut acks = Vec::with_capacity(payloads.len());
+            for (payload, item) in payloads {
+                let payload = payload?;
                 let ack = js
                     .send_publish(
                         item::subject(&item.model),

@@ -17,7 +17,7 @@
 use std::ops::Range;
 
 pub use crate::api::MeterSpan;
-use crate::api::{DataApi, MAX_POWER_SPAN, PowerReadings};
+use crate::api::{DataApi, HouseholdKey, MAX_POWER_SPAN, PowerReadings};
 use crate::item::{CONTEXT, INPUT_SAMPLES, STEP_SECONDS, WINDOW_SECONDS, WorkItem};
 
 impl MeterSpan {
@@ -98,8 +98,23 @@ impl Planner {
         from: i64,
         to: i64,
     ) -> anyhow::Result<Option<Vec<WorkItem>>> {
+        Ok(self
+            .planned(meter, models, from, to)
+            .await?
+            .map(|planned| planned.items))
+    }
+
+    /// [`Planner::items`] with the household's data key that came with the readings (a
+    /// `manager` token gets it): what the manager seals the items with.
+    pub async fn planned(
+        &self,
+        meter: &str,
+        models: &[String],
+        from: i64,
+        to: i64,
+    ) -> anyhow::Result<Option<Planned>> {
         if to <= from {
-            return Ok(Some(Vec::new()));
+            return Ok(Some(Planned::default()));
         }
         let windows = ((to - from) / WINDOW_SECONDS) as usize;
         anyhow::ensure!(
@@ -112,8 +127,12 @@ impl Planner {
         let Some(readings) = self.api.power(meter, start, end).await? else {
             return Ok(None);
         };
+        let key = readings.key.clone();
         let Some(series) = series(&readings, start, samples) else {
-            return Ok(Some(Vec::new()));
+            return Ok(Some(Planned {
+                items: Vec::new(),
+                key,
+            }));
         };
         let per_window = (WINDOW_SECONDS / STEP_SECONDS) as usize;
         let mut items = Vec::with_capacity(windows * models.len());
@@ -128,8 +147,15 @@ impl Planner {
                 });
             }
         }
-        Ok(Some(items))
+        Ok(Some(Planned { items, key }))
     }
+}
+
+/// The items of one planning step and the household's data key, if the Data API sent it.
+#[derive(Debug, Default)]
+pub struct Planned {
+    pub items: Vec<WorkItem>,
+    pub key: Option<HouseholdKey>,
 }
 
 /// The aggregate series in W of `samples` minutes from `start` (a minute boundary) from the
@@ -230,6 +256,7 @@ mod tests {
                 (start + 90, 400.0),
                 (start + 250, 50.0),
             ],
+            key: None,
         };
         assert_eq!(
             series(&power, start, 6).unwrap(),
@@ -239,6 +266,7 @@ mod tests {
         let fresh = PowerReadings {
             before: None,
             readings: vec![(start + 120, 10.0)],
+            key: None,
         };
         assert_eq!(series(&fresh, start, 4).unwrap(), [10.0, 10.0, 10.0, 10.0]);
         assert_eq!(series(&PowerReadings::default(), start, 4), None);
@@ -252,6 +280,7 @@ mod tests {
             &PowerReadings {
                 before: None,
                 readings: readings.clone(),
+                key: None,
             },
             start,
             30,
@@ -267,6 +296,7 @@ mod tests {
                     .filter(|(at, _)| *at >= cut_at)
                     .copied()
                     .collect(),
+                key: None,
             };
             let part = series(&tail, cut_at, 30 - cut as usize).unwrap();
             assert_eq!(part, whole[cut as usize..], "cut at minute {cut}");

@@ -48,7 +48,10 @@ use prometheus_client::registry::Registry;
 use wattlet_runtime::nialm::{NialmComponent, NialmInstance};
 use wattlet_runtime::sandbox::Limits;
 
-use crate::api::{ApiOptions, ComputedResult, DataApi, Stored};
+use wattlet_sealing::{Purpose, Sealed};
+
+use crate::api::{ApiOptions, ComputedResult, DataApi, HouseholdKey, Stored, Submission};
+use crate::confidential::{Attest, Confidential, ConfidentialError, ConfidentialMetrics};
 use crate::item::{OUTPUT_SAMPLES, WorkItem};
 use crate::{DEAD_REASON_HEADER, DEAD_SUBJECT, QueueSettings};
 
@@ -68,6 +71,18 @@ pub struct WorkerOptions {
     /// Items computed at once, each by its own component instance.
     pub concurrency: usize,
     pub metrics_listen: Option<SocketAddr>,
+    /// The key broker and the attester: a confidential worker opens sealed items. `None` runs
+    /// without keys (then only `plaintext` items can be computed).
+    pub confidential: Option<ConfidentialOptions>,
+    /// Accept plaintext items too (measurements and controls only; `--plaintext`).
+    pub plaintext: bool,
+}
+
+/// How a worker reaches the key broker and proves what it runs.
+pub struct ConfidentialOptions {
+    /// The broker (`/kbs/v0/...`), with the same TLS options as the Data API connection.
+    pub broker: ApiOptions,
+    pub attester: Box<dyn Attest>,
 }
 
 /// Runs until `shutdown` resolves (then finishes the batch in hand) or an error stops it.
@@ -79,10 +94,36 @@ pub async fn run(
     let component =
         Arc::new(NialmComponent::load(&engine, &options.component)?.with_limits(options.limits));
     let api = DataApi::connect(&options.api)?;
+    let metrics = Arc::new(WorkerMetrics::new());
+    // Attestation comes first: a worker the broker refuses fetches no item.
+    let confidential = match options.confidential {
+        Some(confidential) => {
+            let broker = crate::api::client(&confidential.broker)?;
+            match Confidential::start(broker, confidential.attester, metrics.confidential.clone())
+                .await
+            {
+                Ok(attested) => Some(Arc::new(attested)),
+                Err(error @ ConfidentialError::Refused { .. }) => {
+                    tracing::error!("{error}; stopping before fetching any item");
+                    return Err(anyhow::Error::new(error)
+                        .context("the key broker refused this worker; no item was fetched"));
+                }
+                Err(error) => {
+                    return Err(anyhow::Error::new(error)
+                        .context("cannot attest with the key broker; no item was fetched"));
+                }
+            }
+        }
+        None => {
+            tracing::warn!(
+                "no key broker: sealed items cannot be opened; only plaintext items are computed"
+            );
+            None
+        }
+    };
     let js = crate::connect(&options.nats_url).await?;
     crate::ensure_streams(&js, &options.settings).await?;
     let consumer = crate::ensure_consumer(&js, &options.settings).await?;
-    let metrics = Arc::new(WorkerMetrics::new());
     if let Some(addr) = options.metrics_listen {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -103,6 +144,8 @@ pub async fn run(
             settings: options.settings.clone(),
             batch: options.batch.max(1),
             metrics: metrics.clone(),
+            confidential: confidential.clone(),
+            plaintext: options.plaintext,
         };
         let stop = stop_rx.clone();
         tasks.spawn(async move { lane.run(stop).await });
@@ -169,6 +212,36 @@ struct Lane {
     settings: QueueSettings,
     batch: usize,
     metrics: Arc<WorkerMetrics>,
+    confidential: Option<Arc<Confidential>>,
+    plaintext: bool,
+}
+
+/// An item as it came off the queue.
+enum Incoming {
+    Sealed(Sealed),
+    Plain(WorkItem),
+}
+
+fn decode(payload: &[u8]) -> Result<Incoming, String> {
+    let value: serde_json::Value = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
+    if value.get("ciphertext").is_some() {
+        serde_json::from_value(value)
+            .map(Incoming::Sealed)
+            .map_err(|e| format!("sealed item: {e}"))
+    } else {
+        serde_json::from_value(value)
+            .map(Incoming::Plain)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// What [`Lane::open`] made of one message.
+enum Opened {
+    Item(WorkItem, Option<HouseholdKey>),
+    /// Dead-letter it with this reason.
+    Dead(String),
+    /// Give it back for later (the broker is unavailable, or this worker has no keys).
+    Later(String),
 }
 
 /// Per item, what the blocking step decided.
@@ -260,11 +333,27 @@ impl Lane {
             if deliveries > 1 {
                 self.metrics.redeliveries.inc();
             }
-            let item = match serde_json::from_slice::<WorkItem>(&message.payload) {
-                Ok(item) => item,
-                Err(e) => {
-                    self.dead_letter(&message, &format!("undecodable item: {e}"))
-                        .await?;
+            // Checked first: an item that cannot even be opened for long (the broker down) is
+            // dead-lettered too, not left behind once JetStream stops delivering it.
+            if deliveries > i64::from(self.settings.max_attempts) {
+                let id = match decode(&message.payload) {
+                    Ok(Incoming::Plain(item)) => item.id(),
+                    Ok(Incoming::Sealed(sealed)) => sealed.item,
+                    Err(_) => "(undecodable)".to_owned(),
+                };
+                let reason = format!("item {id} failed {} deliveries", deliveries - 1);
+                self.dead_letter(&message, &reason).await?;
+                continue;
+            }
+            let (item, key) = match self.open(&message.payload).await? {
+                Opened::Item(item, key) => (item, key),
+                Opened::Dead(reason) => {
+                    self.dead_letter(&message, &reason).await?;
+                    continue;
+                }
+                Opened::Later(reason) => {
+                    tracing::warn!("{reason}; the item will be delivered again");
+                    let _ = message.ack_with(AckKind::Nak(Some(API_RETRY))).await;
                     continue;
                 }
             };
@@ -273,19 +362,17 @@ impl Lane {
                     .await?;
                 continue;
             }
-            if deliveries > i64::from(self.settings.max_attempts) {
-                let reason = format!("item {} failed {} deliveries", item.id(), deliveries - 1);
-                self.dead_letter(&message, &reason).await?;
-                continue;
-            }
-            work.push((message, item));
+            work.push((message, item, key));
         }
         if work.is_empty() {
             return Ok(engine);
         }
         crash_point("nialm::before-step");
 
-        let items: Vec<WorkItem> = work.iter().map(|(_, item)| item.clone()).collect();
+        let items: Vec<(WorkItem, Option<HouseholdKey>)> = work
+            .iter()
+            .map(|(_, item, key)| (item.clone(), key.clone()))
+            .collect();
         let step = self.step(items, engine);
         tokio::pin!(step);
         // Long batches tell the server they are alive, so it does not redeliver them meanwhile.
@@ -296,7 +383,7 @@ impl Lane {
             tokio::select! {
                 done = &mut step => break done?,
                 _ = progress.tick() => {
-                    for (message, _) in &work {
+                    for (message, ..) in &work {
                         let _ = message.ack_with(AckKind::Progress).await;
                     }
                 }
@@ -310,7 +397,7 @@ impl Lane {
                     items = work.len(),
                     "the Data API failed; the batch will be delivered again"
                 );
-                for (message, _) in &work {
+                for (message, ..) in &work {
                     let _ = message.ack_with(AckKind::Nak(Some(API_RETRY))).await;
                 }
                 return Ok(engine);
@@ -319,7 +406,7 @@ impl Lane {
         crash_point("nialm::after-persist");
 
         let mut acks = Vec::new();
-        for ((message, item), outcome) in work.iter().zip(outcomes) {
+        for ((message, item, _), outcome) in work.iter().zip(outcomes) {
             match outcome {
                 Outcome::Stored => {
                     self.metrics.count("stored");
@@ -412,12 +499,85 @@ where
 }
 
 impl Lane {
+    /// Decodes a message and, for a sealed item, gets its household key from the broker and
+    /// opens it. An item that is not authentic (forged or altered on NATS) is dead-lettered;
+    /// the outer error stops the worker (the broker refused a re-attestation).
+    async fn open(&self, payload: &[u8]) -> anyhow::Result<Opened> {
+        let sealed = match decode(payload) {
+            Err(e) => return Ok(Opened::Dead(format!("undecodable item: {e}"))),
+            Ok(Incoming::Plain(item)) if self.plaintext => return Ok(Opened::Item(item, None)),
+            Ok(Incoming::Plain(item)) => {
+                return Ok(Opened::Dead(format!(
+                    "plaintext item {} refused: this worker takes sealed items only \
+                     (--plaintext is for measurements)",
+                    item.id()
+                )));
+            }
+            Ok(Incoming::Sealed(sealed)) => sealed,
+        };
+        let Some(confidential) = &self.confidential else {
+            return Ok(Opened::Later(format!(
+                "sealed item {}: this worker has no key broker",
+                sealed.item
+            )));
+        };
+        let Ok(id) = sealed.key_id() else {
+            return Ok(Opened::Dead(format!(
+                "not authentic: item {} names no valid key id",
+                sealed.item
+            )));
+        };
+        let key = match confidential.key(&id).await {
+            Ok(key) => key,
+            Err(ConfidentialError::KeyNotFound(_)) => {
+                // Shredded when the household revoked consent, or never made: either way the
+                // item can never be opened, and it is done.
+                return Ok(Opened::Dead(format!(
+                    "not authentic or revoked: item {} is sealed under key {id}, which the key \
+                     broker does not have (destroyed on consent revocation, or never issued)",
+                    sealed.item
+                )));
+            }
+            Err(error @ ConfidentialError::Refused { .. }) => {
+                return Err(anyhow::Error::new(error)
+                    .context("the key broker refused this worker's re-attestation"));
+            }
+            Err(error @ ConfidentialError::Unavailable(_)) => {
+                return Ok(Opened::Later(format!("item {}: {error}", sealed.item)));
+            }
+        };
+        let started = Instant::now();
+        let opened = sealed.open(&key, Purpose::Item);
+        confidential.metrics().observe("open_item", started);
+        let plaintext = match opened {
+            Ok(plaintext) => plaintext,
+            Err(e) => {
+                return Ok(Opened::Dead(format!(
+                    "not authentic: item {}: {e}",
+                    sealed.item
+                )));
+            }
+        };
+        let item: WorkItem = match serde_json::from_slice(&plaintext) {
+            Ok(item) => item,
+            Err(e) => return Ok(Opened::Dead(format!("undecodable sealed item: {e}"))),
+        };
+        if item.id() != sealed.item {
+            return Ok(Opened::Dead(format!(
+                "not authentic: sealed as item {}, holds item {}",
+                sealed.item,
+                item.id()
+            )));
+        }
+        Ok(Opened::Item(item, Some(HouseholdKey { id, key })))
+    }
+
     /// Computes the items (on a blocking thread), then stores the new results. The engine comes
     /// back whatever happens; the outer error is the worker's own failure, the inner one the
     /// Data API's (the batch is then handed back).
     async fn step(
         &self,
-        items: Vec<WorkItem>,
+        items: Vec<(WorkItem, Option<HouseholdKey>)>,
         engine: LaneState,
     ) -> anyhow::Result<(LaneState, anyhow::Result<Vec<Outcome>>)> {
         let component = self.component.clone();
@@ -464,14 +624,14 @@ impl Lane {
 fn compute(
     engine: &mut LaneState,
     component: &NialmComponent,
-    items: &[WorkItem],
+    items: &[(WorkItem, Option<HouseholdKey>)],
     metrics: &WorkerMetrics,
-) -> (anyhow::Result<Vec<Outcome>>, Vec<ComputedResult>) {
+) -> (anyhow::Result<Vec<Outcome>>, Vec<Submission>) {
     // `FAILPOINTS=nialm::compute=sleep(MS)` makes a batch slow (the progress-signal test).
     fail::fail_point!("nialm::compute");
     let mut outcomes = Vec::with_capacity(items.len());
     let mut computed = Vec::new();
-    for item in items {
+    for (item, key) in items {
         let Some(sha256) = engine.model_sha256.get(&item.model).cloned() else {
             outcomes.push(Outcome::Poison(format!(
                 "unknown model {:?} (the component has {:?})",
@@ -486,15 +646,23 @@ fn compute(
                 metrics
                     .compute_seconds
                     .observe(started.elapsed().as_secs_f64());
-                computed.push(ComputedResult {
+                let result = ComputedResult {
                     item: item.id(),
                     meter: item.meter.clone(),
                     model: item.model.clone(),
                     model_sha256: sha256,
                     window_start: item.window_start,
                     power_w: power,
-                });
-                outcomes.push(Outcome::Stored);
+                };
+                match seal_result(result, key.as_ref(), metrics) {
+                    Ok(submission) => {
+                        computed.push(submission);
+                        outcomes.push(Outcome::Stored);
+                    }
+                    Err(error) => outcomes.push(Outcome::Failed(format!(
+                        "cannot seal the result: {error:#}"
+                    ))),
+                }
             }
             Ok(Ok(power)) => outcomes.push(Outcome::Poison(format!(
                 "the component returned {} values, expected {OUTPUT_SAMPLES}",
@@ -516,6 +684,23 @@ fn compute(
     (Ok(outcomes), computed)
 }
 
+/// The result as the Data API gets it: sealed under the item's household key (the key the item
+/// was sealed with), or in the clear for a plaintext item.
+fn seal_result(
+    result: ComputedResult,
+    key: Option<&HouseholdKey>,
+    metrics: &WorkerMetrics,
+) -> anyhow::Result<Submission> {
+    let Some(key) = key else {
+        return Ok(Submission::Plain(result));
+    };
+    let started = Instant::now();
+    let plaintext = serde_json::to_vec(&result.to_json())?;
+    let sealed = Sealed::seal(&key.key, &key.id, &result.item, Purpose::Result, &plaintext)?;
+    metrics.confidential.observe("seal_result", started);
+    Ok(Submission::Sealed(sealed))
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     /// `stored`, `already_stored`, `refused` (consent revoked meanwhile), `failed` (redelivered
@@ -526,6 +711,9 @@ struct OutcomeLabels {
 /// Prometheus metrics of a worker.
 struct WorkerMetrics {
     registry: Registry,
+    /// `wattlet_worker_…`: the confidential-function metrics ([`ConfidentialMetrics`]).
+    confidential_registry: Registry,
+    confidential: ConfidentialMetrics,
     items: Family<OutcomeLabels, Counter>,
     redeliveries: Counter,
     pending: Gauge,
@@ -536,6 +724,8 @@ impl WorkerMetrics {
     fn new() -> Self {
         let mut metrics = WorkerMetrics {
             registry: Registry::with_prefix("wattlet_nialm_worker"),
+            confidential_registry: Registry::with_prefix("wattlet_worker"),
+            confidential: ConfidentialMetrics::default(),
             items: Family::default(),
             redeliveries: Counter::default(),
             pending: Gauge::default(),
@@ -563,6 +753,9 @@ impl WorkerMetrics {
             metrics.compute_seconds.clone(),
         );
         metrics
+            .confidential
+            .register(&mut metrics.confidential_registry);
+        metrics
     }
 
     fn count(&self, outcome: &'static str) {
@@ -572,6 +765,14 @@ impl WorkerMetrics {
 
 impl wattlet_runtime::metrics::MetricsSource for WorkerMetrics {
     fn encode(&self) -> String {
-        wattlet_runtime::metrics::encode_registry(&self.registry)
+        // One exposition of both registries: one `# EOF`, at the end.
+        let mut text = wattlet_runtime::metrics::encode_registry(&self.registry);
+        if let Some(stripped) = text.strip_suffix("# EOF\n") {
+            text.truncate(stripped.len());
+        }
+        text.push_str(&wattlet_runtime::metrics::encode_registry(
+            &self.confidential_registry,
+        ));
+        text
     }
 }

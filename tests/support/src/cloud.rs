@@ -280,3 +280,27 @@ impl Cloud {
         uuids
     }
 }
+
+/// The measurement (`wattlet_attestation::wattlet_measurement`) of a NIALM worker whose
+/// executable is `binary` and whose nialm component is the built one the tests use.
+pub fn worker_measurement(binary: &Path) -> String {
+    let component =
+        wattlet_runtime::locate::locate("wattlet-nialm", None).expect("the nialm component");
+    let sha256 = |path: &Path| {
+        wattlet_attestation::sha256_hex(&std::fs::read(path).expect("read a measured file"))
+    };
+    let claims = wattlet_attestation::RuntimeClaims {
+        host_sha256: sha256(binary),
+        components: [(
+            wattlet_workers::tee::NIALM_CLAIM.to_owned(),
+            sha256(&component),
+        )]
+        .into(),
+    };
+    wattlet_attestation::wattlet_measurement(&claims)
+}
+
+/// A key broker `attestation_policy` accepting simulated evidence of exactly `measurement`.
+pub fn simulated_policy(measurement: &str) -> String {
+    format!("allowed_tees = [\"simulated\"]\nmeasurements = [\"{measurement}\"]\n")
+}

@@ -139,7 +139,13 @@ fn implausible_times_are_refused_and_the_planner_plans_the_other_households() {
         let planner = Planner::new(DataApi::connect(&options).expect("Data API"));
         let report = tokio::time::timeout(
             Duration::from_secs(120),
-            manager::pass(&js, &planner, &cursors, &models),
+            manager::pass(
+                &js,
+                &planner,
+                &cursors,
+                &models,
+                wattlet_workers::manager::Sealing::Sealed,
+            ),
         )
         .await
         .expect("the pass ends within two minutes")
