@@ -11,14 +11,17 @@
 //! 2. the same items computed without a queue in one thread: native tract (the `wattlet-nialm`
 //!    library) and the nialm component in wasmtime: items/s and the wasm/native ratio;
 //! 3. `wattlet worker nialm` (in-process, `--concurrency 1` and then one per core) draining the
-//!    queue: fetch, compute, store through the Data API, double ack: items/s and per core;
+//!    queue: fetch, compute, store through the Data API, double ack: items/s and per core, with
+//!    plaintext items and with sealed ones (an attested worker, simulated TEE, opening items and
+//!    sealing results; the Data API opening them): the sealed/plaintext ratio;
 //! 4. end-to-end latency of single items with idle workers: publish → result committed.
 //!
 //! `BENCH_ONLY=manager` stops after the manager.
 //!
-//! Run: `cargo build --profile component --target wasm32-wasip2 -p wattlet-nialm -p
-//!       wattlet-data-api && cargo bench -p wattlet --bench nialm_queue`
+//! Run (after `./dev test` or `./dev run` built the components):
+//!       `cargo bench -p wattlet-workers --bench nialm_queue`
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -32,11 +35,11 @@ use wattlet_testkit::cloud::mint;
 use wattlet_testkit::serve::{self, Served};
 use wattlet_testkit::{ADMIN_TOKEN, env_or};
 use wattlet_workers::QueueSettings;
-use wattlet_workers::api::{ApiOptions, DataApi};
+use wattlet_workers::api::{ApiOptions, DataApi, HouseholdKey};
 use wattlet_workers::item::{self, DEFAULT_MODELS, WorkItem};
 use wattlet_workers::manager::{self, Sealing};
 use wattlet_workers::plan::{MAX_WINDOWS_PER_STEP, Planner};
-use wattlet_workers::worker::{self, WorkerOptions};
+use wattlet_workers::worker::{self, ConfidentialOptions, WorkerOptions};
 
 /// Midnight UTC, 1 November 2026.
 const START: i64 = 1_793_491_200;
@@ -63,7 +66,11 @@ fn serve_data_api(
     let variables: Vec<(&str, &str)> = wattlet_testkit::APP_VARIABLES
         .iter()
         .copied()
-        .chain([("plaintext_results", "allowed")])
+        .chain([
+            ("plaintext_results", "allowed"),
+            // The sealed drains attest with the simulated TEE (no TEE on a bench machine).
+            ("attestation_policy", wattlet_testkit::kbs::SIMULATED_POLICY),
+        ])
         .collect();
     let served = serve::start_on(runtime.handle(), &options, &variables);
     let url = served.url();
@@ -214,23 +221,26 @@ fn main() {
 
     // 2. No queue: the same items, one thread, native tract vs the component.
     let planner = Planner::new(DataApi::connect(&manager_api).expect("Data API"));
-    let items: Vec<WorkItem> = runtime.block_on(async {
+    let (items, keys): (Vec<WorkItem>, HashMap<String, HouseholdKey>) = runtime.block_on(async {
         let mut items = Vec::new();
+        let mut keys = HashMap::new();
         for span in planner.meters().await.expect("meters") {
             let mut from = span.first_window();
             while from < span.ready_end() {
                 let to = (from + MAX_WINDOWS_PER_STEP as i64 * 3600).min(span.ready_end());
-                items.extend(
-                    planner
-                        .items(&span.meter, &models, from, to)
-                        .await
-                        .expect("items")
-                        .expect("consent permits planning"),
-                );
+                let planned = planner
+                    .planned(&span.meter, &models, from, to)
+                    .await
+                    .expect("items")
+                    .expect("consent permits planning");
+                items.extend(planned.items);
+                if let Some(key) = planned.key {
+                    keys.insert(span.meter.clone(), key);
+                }
                 from = to;
             }
         }
-        items
+        (items, keys)
     });
     assert_eq!(items.len(), published, "the manager published the plan");
     let sample: Vec<&WorkItem> = items.iter().take(2000).collect();
@@ -272,7 +282,12 @@ fn main() {
     );
     sealing_cost(&sample, wasm_rate);
 
-    let worker_options = |concurrency: usize| WorkerOptions {
+    let worker_options = |concurrency: usize, sealing: Sealing| WorkerOptions {
+        confidential: (sealing == Sealing::Sealed).then(|| ConfidentialOptions {
+            broker: api.clone(),
+            attester: wattlet_workers::tee::simulated(&component_path).expect("simulated TEE"),
+        }),
+        plaintext: sealing == Sealing::Plaintext,
         nats_url: nats.url.clone(),
         api: api.clone(),
         component: component_path.clone(),
@@ -281,27 +296,33 @@ fn main() {
         batch: 16,
         concurrency,
         metrics_listen: None,
-        confidential: None,
-        plaintext: true,
     };
 
-    // 3. Workers draining the queue: one lane, then one per core (fresh items each time).
-    let drain = |concurrency: usize| -> f64 {
+    // 3. Workers draining the queue: one lane, then one per core (fresh items each time), each
+    // with plaintext items and then with sealed ones (the manager's sealing, an attested worker
+    // that opens items and seals results, the Data API opening them), in this same run.
+    let drain = |concurrency: usize, sealing: Sealing| -> f64 {
         clear_results(&db);
-        if concurrency > 1 {
+        let label = match sealing {
+            Sealing::Sealed => "sealed",
+            Sealing::Plaintext => "plaintext",
+        };
+        // The first drain takes the manager's (plaintext) items; the others publish them again.
+        if concurrency > 1 || sealing == Sealing::Sealed {
             // Publish the same items again; their results were cleared, so they are new work.
             runtime.block_on(async {
                 let js = wattlet_workers::connect(&nats.url).await.expect("connect");
                 let mut acks = Vec::new();
                 for item in &items {
-                    let payload = Bytes::from(serde_json::to_vec(item).expect("json"));
+                    let key = keys.get(&item.meter);
+                    let payload = manager::payload(item, sealing, key).expect("payload");
                     acks.push(
                         js.send_publish(
                             item::subject(&item.model),
                             // A new id: the first copies are still in the dedup window.
                             PublishMessage::build()
                                 .payload(payload)
-                                .message_id(format!("{}-{concurrency}", item.id())),
+                                .message_id(format!("{}-{concurrency}-{label}", item.id())),
                         )
                         .await
                         .expect("publish"),
@@ -317,7 +338,7 @@ fn main() {
                 }
             });
         }
-        let options = worker_options(concurrency);
+        let options = worker_options(concurrency, sealing);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let started = Instant::now();
         let handle = runtime.spawn(worker::run(options, async {
@@ -334,24 +355,29 @@ fn main() {
             .expect("worker");
         let rate = items.len() as f64 / seconds;
         println!(
-            "workers, {concurrency} lane(s) on {cores} core(s): {} items in {seconds:.2} s = \
-             {rate:.0} items/s, {:.0} items/s per core used",
+            "workers ({label}), {concurrency} lane(s) on {cores} core(s): {} items in \
+             {seconds:.2} s = {rate:.0} items/s, {:.0} items/s per core used",
             items.len(),
             rate / concurrency.min(cores) as f64
         );
         rate
     };
-    let one_lane = drain(1);
-    drain(cores);
+    let one_lane = drain(1, Sealing::Plaintext);
+    let one_lane_sealed = drain(1, Sealing::Sealed);
+    let all_lanes = drain(cores, Sealing::Plaintext);
+    let all_lanes_sealed = drain(cores, Sealing::Sealed);
     println!(
-        "worker (1 lane) vs compute-only component: {:.2}x",
-        one_lane / wasm_rate
+        "worker (1 lane) vs compute-only component: {:.2}x; sealed vs plaintext: {:.2}x (1 lane), \
+         {:.2}x ({cores} lanes)",
+        one_lane / wasm_rate,
+        one_lane_sealed / one_lane,
+        all_lanes_sealed / all_lanes
     );
 
     // 4. Latency: one item at a time through an idle worker.
     clear_results(&db);
     let samples = env_or("BENCH_LATENCY_ITEMS", 100usize);
-    let options = worker_options(1);
+    let options = worker_options(1, Sealing::Plaintext);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let handle = runtime.spawn(worker::run(options, async {
         let _ = stopped.await;
