@@ -179,7 +179,10 @@ fn schemathesis_finds_no_server_error_and_no_schema_violation() {
         .filter(|(_, path)| path.starts_with("/api/worker/meter"))
         .count();
     assert!(workers >= 4, "the worker operations are tagged and counted");
-    assert!(managers >= 2, "the manager operations are tagged and counted");
+    assert!(
+        managers >= 2,
+        "the manager operations are tagged and counted"
+    );
     let schemathesis = |selection: &[&str], token: &str| {
         let ran = run(
             Command::new(&st)

@@ -467,7 +467,9 @@ fn sealing_cost(sample: &[&WorkItem], wasm_rate: f64) {
     let compute = 1.0 / wasm_rate;
     let sealed_rate = 1.0 / (compute + per_item);
     println!(
-        "sealing per item (seal item, open item, seal result, open result, with their JSON):          {:.1} us vs compute {:.1} us: sealed {sealed_rate:.0} items/s vs plaintext {wasm_rate:.0}          items/s = {:.3}x",
+        "sealing per item (seal item, open item, seal result, open result, with their JSON): \
+         {:.1} us vs compute {:.1} us: sealed {sealed_rate:.0} items/s vs plaintext \
+         {wasm_rate:.0} items/s = {:.3}x",
         per_item * 1e6,
         compute * 1e6,
         sealed_rate / wasm_rate
