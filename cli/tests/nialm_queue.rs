@@ -288,6 +288,29 @@ fn queued(cloud: &Cloud, js: &async_nats::jetstream::Context) -> u64 {
     })
 }
 
+/// The `Wattlet-Dead-Reason` of the dead letters with these stream sequence numbers.
+fn dead_reasons(
+    cloud: &Cloud,
+    js: &async_nats::jetstream::Context,
+    sequences: std::ops::RangeInclusive<u64>,
+) -> Vec<String> {
+    cloud.runtime().block_on(async {
+        let dead = js.get_stream("NIALM_DEAD").await.expect("dead stream");
+        let mut reasons = Vec::new();
+        for sequence in sequences {
+            let message = dead.get_raw_message(sequence).await.expect("dead letter");
+            reasons.push(
+                message
+                    .headers
+                    .get(wattlet_workers::DEAD_REASON_HEADER)
+                    .map(|v| v.as_str().to_owned())
+                    .unwrap_or_default(),
+            );
+        }
+        reasons
+    })
+}
+
 fn lines_containing(log: &Path, needle: &str) -> usize {
     std::fs::read_to_string(log)
         .unwrap_or_default()
@@ -609,21 +632,7 @@ fn nialm_queue_dead_letters_progress_and_api() {
             dead.info().await.expect("info").state.messages == 4
         })
     });
-    let reasons: Vec<String> = cloud.runtime().block_on(async {
-        let dead = js.get_stream("NIALM_DEAD").await.expect("dead stream");
-        let mut reasons = Vec::new();
-        for sequence in 1..=4 {
-            let message = dead.get_raw_message(sequence).await.expect("dead letter");
-            reasons.push(
-                message
-                    .headers
-                    .get("Wattlet-Dead-Reason")
-                    .map(|v| v.as_str().to_owned())
-                    .unwrap_or_default(),
-            );
-        }
-        reasons
-    });
+    let reasons = dead_reasons(&cloud, &js, 1..=4);
     for (_, needle) in &poison {
         assert!(
             reasons.iter().any(|r| r.contains(needle)),
@@ -694,15 +703,7 @@ fn nialm_queue_dead_letters_progress_and_api() {
         (1..=2).contains(&deaths),
         "{deaths} workers killed by two failed deliveries"
     );
-    let reason = cloud.runtime().block_on(async {
-        let dead = js.get_stream("NIALM_DEAD").await.expect("dead stream");
-        let message = dead.get_raw_message(5).await.expect("dead letter");
-        message
-            .headers
-            .get("Wattlet-Dead-Reason")
-            .map(|v| v.as_str().to_owned())
-            .unwrap_or_default()
-    });
+    let reason = dead_reasons(&cloud, &js, 5..=5).remove(0);
     assert!(
         reason.contains(&format!("item {} failed 2 deliveries", deadly.id())),
         "{reason}"
@@ -1359,21 +1360,7 @@ fn nialm_forged_items_are_dead_lettered_as_not_authentic() {
     );
     worker.kill().expect("stop worker");
     worker.wait().expect("reap worker");
-    let reasons: Vec<String> = cloud.runtime().block_on(async {
-        let dead = js.get_stream("NIALM_DEAD").await.expect("dead stream");
-        let mut reasons = Vec::new();
-        for sequence in 1..=2 {
-            let message = dead.get_raw_message(sequence).await.expect("dead letter");
-            reasons.push(
-                message
-                    .headers
-                    .get("Wattlet-Dead-Reason")
-                    .map(|v| v.as_str().to_owned())
-                    .unwrap_or_default(),
-            );
-        }
-        reasons
-    });
+    let reasons = dead_reasons(&cloud, &js, 1..=2);
     for reason in &reasons {
         assert!(reason.contains("not authentic"), "{reasons:?}");
     }

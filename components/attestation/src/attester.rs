@@ -20,7 +20,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::{Evidence, RuntimeClaims, SimulatedQuote, Tee, sha256_hex};
+use crate::{Evidence, RuntimeClaims, SimulatedQuote, Tee};
 
 /// Where Linux's configfs-tsm report interface lives.
 pub const TSM_REPORT_ROOT: &str = "/sys/kernel/config/tsm/report";
@@ -243,22 +243,41 @@ impl RuntimeClaims {
         components: &[(N, P)],
     ) -> std::io::Result<RuntimeClaims> {
         let exe = std::env::current_exe()?;
-        let host_sha256 = sha256_hex(&std::fs::read(exe)?);
+        let host_sha256 = file_sha256_hex(&exe)?;
         let mut claims = RuntimeClaims {
             host_sha256,
             components: Default::default(),
         };
         for (name, path) in components {
-            let digest = sha256_hex(&std::fs::read(path)?);
+            let digest = file_sha256_hex(path.as_ref())?;
             claims.components.insert(name.as_ref().to_string(), digest);
         }
         Ok(claims)
     }
 }
 
+/// SHA-256 of a file, read in chunks. ring's assembly rather than `sha2` here: a host measures
+/// its executable at every start, and a debug build of `wattlet` is 400 MB, which unoptimised
+/// `sha2` took about ten seconds to hash (every restart of a worker in the crash tests).
+fn file_sha256_hex(path: &Path) -> std::io::Result<String> {
+    use std::io::Read as _;
+    let mut file = std::fs::File::open(path)?;
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let read = file.read(&mut buffer)?;
+        if read == 0 {
+            break;
+        }
+        context.update(&buffer[..read]);
+    }
+    Ok(hex::encode(context.finish()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sha256_hex;
 
     #[test]
     fn detect_without_a_tee_asks_for_an_explicit_opt_in() {
