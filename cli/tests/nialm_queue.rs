@@ -51,6 +51,17 @@ fn power_kw(minute: i64) -> f64 {
 /// One measurement per minute for `minutes` minutes from [`START`], 7 s into each minute, in
 /// upload batches.
 fn minutes_of(meter: &str, minutes: i64) -> Vec<Value> {
+    readings(meter, minutes, 1000.0, power_kw)
+}
+
+/// Upload batches of one reading a minute for `minutes` minutes from [`START`]: energy from
+/// `energy_kwh` upwards, power `power_kw(minute)`.
+fn readings(
+    meter: &str,
+    minutes: i64,
+    energy_kwh: f64,
+    power_kw: impl Fn(i64) -> f64,
+) -> Vec<Value> {
     let all: Vec<_> = (0..minutes)
         .map(|minute| {
             let at = START + minute * 60 + 7;
@@ -60,7 +71,7 @@ fn minutes_of(meter: &str, minutes: i64) -> Vec<Value> {
                 "measured_at": humantime::format_rfc3339_seconds(
                     std::time::UNIX_EPOCH + Duration::from_secs(at as u64)).to_string(),
                 "data": [
-                    {"0100010800ff": 1000.0 + minute as f64 / 60.0},
+                    {"0100010800ff": energy_kwh + minute as f64 / 60.0},
                     {"0100010700ff": power_kw(minute)},
                 ],
             })
@@ -73,7 +84,11 @@ fn minutes_of(meter: &str, minutes: i64) -> Vec<Value> {
 
 /// Uploads [`minutes_of`] through the device's mutual-TLS connection.
 fn upload_minutes(cloud: &Cloud, device: &Device, meter: &str, minutes: i64) {
-    for batch in minutes_of(meter, minutes) {
+    upload_batches(cloud, device, minutes_of(meter, minutes));
+}
+
+fn upload_batches(cloud: &Cloud, device: &Device, batches: Vec<Value>) {
+    for batch in batches {
         let (status, body) = cloud.as_device(
             device,
             "POST",
@@ -931,30 +946,10 @@ fn distinctive_w(minute: i64) -> f64 {
 
 /// Uploads one reading a minute of [`distinctive_w`] for `minutes` minutes from [`START`].
 fn upload_distinctive(cloud: &Cloud, device: &Device, meter: &str, minutes: i64) {
-    let all: Vec<Value> = (0..minutes)
-        .map(|minute| {
-            let at = START + minute * 60 + 7;
-            json!({
-                "uuid": uuid4(),
-                "meter": meter,
-                "measured_at": humantime::format_rfc3339_seconds(
-                    std::time::UNIX_EPOCH + Duration::from_secs(at as u64)).to_string(),
-                "data": [
-                    {"0100010800ff": 2000.0 + minute as f64 / 60.0},
-                    {"0100010700ff": distinctive_w(minute) / 1000.0},
-                ],
-            })
-        })
-        .collect();
-    for batch in all.chunks(1000) {
-        let (status, body) = cloud.as_device(
-            device,
-            "POST",
-            "/api/household/meter/measurement",
-            Some(json!({ "measurements": batch })),
-        );
-        assert_eq!(status, 200, "upload: {body}");
-    }
+    let batches = readings(meter, minutes, 2000.0, |minute| {
+        distinctive_w(minute) / 1000.0
+    });
+    upload_batches(cloud, device, batches);
 }
 
 /// What the byte scan looks for: the readings of `items` as a plaintext item carries them (the
