@@ -173,18 +173,11 @@ pub fn parse_line(text: &str, line: u64) -> Result<Event, ParseError> {
             }
         }
     };
-    let id = next(0)?;
-    let ts = next(1)?;
-    let value = next(2)?;
-    let property = next(3)?;
-    let plug = next(4)?;
-    let household = next(5)?;
-    let house = next(6)?;
-    let extra = cols.count();
-    if extra > 0 {
-        return Err(err(Field::HouseId, Problem::TooManyColumns(7 + extra)));
-    }
-    let property = match property {
+    // Field by field, so the first bad column is the one reported.
+    let id = parse_uint(next(0)?).map_err(|p| err(Field::Id, p))?;
+    let ts = parse_uint(next(1)?).map_err(|p| err(Field::Timestamp, p))?;
+    let value_mw = parse_milli(next(2)?).map_err(|p| err(Field::Value, p))?;
+    let property = match next(3)? {
         "0" => Property::Work,
         "1" => Property::Load,
         other => {
@@ -194,14 +187,21 @@ pub fn parse_line(text: &str, line: u64) -> Result<Event, ParseError> {
             ));
         }
     };
+    let plug = parse_uint(next(4)?).map_err(|p| err(Field::PlugId, p))?;
+    let household = parse_uint(next(5)?).map_err(|p| err(Field::HouseholdId, p))?;
+    let house = parse_uint(next(6)?).map_err(|p| err(Field::HouseId, p))?;
+    let extra = cols.count();
+    if extra > 0 {
+        return Err(err(Field::HouseId, Problem::TooManyColumns(7 + extra)));
+    }
     Ok(Event {
-        id: parse_uint(id).map_err(|p| err(Field::Id, p))?,
-        ts: parse_uint(ts).map_err(|p| err(Field::Timestamp, p))?,
-        value_mw: parse_milli(value).map_err(|p| err(Field::Value, p))?,
+        id,
+        ts,
+        value_mw,
         property,
-        plug: parse_uint(plug).map_err(|p| err(Field::PlugId, p))?,
-        household: parse_uint(household).map_err(|p| err(Field::HouseholdId, p))?,
-        house: parse_uint(house).map_err(|p| err(Field::HouseId, p))?,
+        plug,
+        household,
+        house,
     })
 }
 

@@ -66,6 +66,9 @@ pub struct GenConfig {
     pub duration: u32,
     /// Seconds between a plug's loads, uniform in [min, max].
     pub interval: (u32, u32),
+    /// Timestamps are multiples of this (1: any second; REFIT-like data: 30). Coarser ticks put
+    /// many plugs on one timestamp.
+    pub tick: u32,
     /// A work event after every this many loads of a plug.
     pub work_every: u32,
     /// Per load event: the chance that the plug then goes silent for 5 min to 2 h.
@@ -88,6 +91,7 @@ impl Default for GenConfig {
             start: 1_377_986_400,
             duration: 3_600,
             interval: (1, 2),
+            tick: 1,
             work_every: 10,
             gap_chance: 1e-5,
             late_within: 0.01,
@@ -168,6 +172,11 @@ impl Plug {
     }
 }
 
+fn round_up(ts: u32, tick: u32) -> u32 {
+    let tick = tick.max(1);
+    ts.div_ceil(tick).saturating_mul(tick)
+}
+
 /// An iterator of events in arrival order.
 pub struct Generator {
     config: GenConfig,
@@ -225,7 +234,10 @@ impl Generator {
             let plug = *slot;
             *slot += 1;
             let class = classes[rng.range(0, classes.len() as u64 - 1) as usize];
-            let first = config.start + rng.range(0, u64::from(config.interval.1)) as u32;
+            let first = round_up(
+                config.start + rng.range(0, u64::from(config.interval.1)) as u32,
+                config.tick,
+            );
             due.push(Reverse((first, plugs.len() as u32)));
             plugs.push(Plug {
                 house,
@@ -304,7 +316,7 @@ impl Generator {
         if self.rng.chance(c.gap_chance) {
             next += self.rng.range(300, 7_200) as u32;
         }
-        self.due.push(Reverse((next, i)));
+        self.due.push(Reverse((round_up(next, c.tick), i)));
         true
     }
 }

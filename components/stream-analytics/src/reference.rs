@@ -46,14 +46,39 @@ fn range(loads: &[Event], lo: u64, hi: u64) -> &[Event] {
     &loads[a..b]
 }
 
-fn averages(events: &[Event]) -> BTreeMap<PlugKey, f64> {
-    let mut acc: BTreeMap<PlugKey, (i64, u64)> = BTreeMap::new();
+/// Groups by plug with a linear search: test data has few plugs, and this is quicker than a tree
+/// in the unoptimised test build. Sorted by key at the end.
+fn group<T>(
+    events: &[Event],
+    init: impl Fn() -> T,
+    mut add: impl FnMut(&mut T, &Event),
+) -> Vec<(PlugKey, T)> {
+    let mut groups: Vec<(PlugKey, T)> = Vec::new();
     for e in events {
-        let a = acc.entry(e.key()).or_default();
-        a.0 += e.value_mw;
-        a.1 += 1;
+        let key = e.key();
+        let i = match groups.iter().position(|(k, _)| *k == key) {
+            Some(i) => i,
+            None => {
+                groups.push((key, init()));
+                groups.len() - 1
+            }
+        };
+        add(&mut groups[i].1, e);
     }
-    acc.into_iter()
+    groups.sort_by_key(|(k, _)| *k);
+    groups
+}
+
+fn averages(events: &[Event]) -> BTreeMap<PlugKey, f64> {
+    let sums = group(
+        events,
+        || (0i64, 0u64),
+        |a, e| {
+            a.0 += e.value_mw;
+            a.1 += 1;
+        },
+    );
+    sums.into_iter()
         .map(|(k, (s, c))| (k, s as f64 / (c as f64 * 1000.0)))
         .collect()
 }
@@ -174,6 +199,21 @@ fn median2(v: &mut [i64]) -> Option<i128> {
 fn q2(sorted: &[Event], out: &mut Outputs) {
     let loads = loads(sorted);
     let times: BTreeSet<u32> = loads.iter().map(|e| e.ts).collect();
+    // Timestamps and values as flat columns, all plugs and per plug, so that a window's values
+    // are one slice copy (quick even unoptimised); the medians are still taken from scratch.
+    let all_ts: Vec<u32> = loads.iter().map(|e| e.ts).collect();
+    let all_values: Vec<i64> = loads.iter().map(|e| e.value_mw).collect();
+    let mut per_plug: BTreeMap<PlugKey, (Vec<u32>, Vec<i64>)> = BTreeMap::new();
+    for e in &loads {
+        let (ts, values) = per_plug.entry(e.key()).or_default();
+        ts.push(e.ts);
+        values.push(e.value_mw);
+    }
+    let window = |ts: &[u32], t: u32, w: u32| {
+        let a = ts.partition_point(|&x| u64::from(x) + u64::from(w) <= u64::from(t));
+        let b = ts.partition_point(|&x| x <= t);
+        a..b
+    };
     let mut last: BTreeMap<(u32, u32), (u32, u32)> = BTreeMap::new();
     let mut houses_seen: BTreeSet<u32> = BTreeSet::new();
     let mut seen_upto = 0;
@@ -183,19 +223,16 @@ fn q2(sorted: &[Event], out: &mut Outputs) {
             seen_upto += 1;
         }
         for w in WINDOWS {
-            let lo = (u64::from(t) + 1).saturating_sub(u64::from(w));
-            let window = range(&loads, lo, u64::from(t) + 1);
-            let mut all: Vec<i64> = window.iter().map(|e| e.value_mw).collect();
-            let mut per_plug: BTreeMap<PlugKey, Vec<i64>> = BTreeMap::new();
-            for e in window {
-                per_plug.entry(e.key()).or_default().push(e.value_mw);
-            }
-            let global = median2(&mut all);
+            let global = median2(&mut all_values[window(&all_ts, t, w)].to_vec());
             let mut counts: BTreeMap<u32, (u32, u32)> = BTreeMap::new();
-            for (key, mut values) in per_plug {
+            for (key, (ts, values)) in &per_plug {
+                let r = window(ts, t, w);
+                if r.is_empty() {
+                    continue;
+                }
                 let c = counts.entry(key.house).or_default();
                 c.1 += 1;
-                if median2(&mut values) > global {
+                if median2(&mut values[r].to_vec()) > global {
                     c.0 += 1;
                 }
             }
