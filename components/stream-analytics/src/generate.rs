@@ -71,8 +71,8 @@ pub struct GenConfig {
     pub tick: u32,
     /// A work event after every this many loads of a plug.
     pub work_every: u32,
-    /// Per load event: the chance that the plug then goes silent for 5 min to 2 h.
-    pub gap_chance: f64,
+    /// Missing stretches (the plug silent for 5 min to 2 h) per plug and day, on average.
+    pub gaps_per_day: f64,
     /// Per event: the chance it is delayed by 1..=lateness s (still accepted).
     pub late_within: f64,
     /// Per event: the chance it is delayed by more than the lateness (most get dropped).
@@ -93,7 +93,7 @@ impl Default for GenConfig {
             interval: (1, 2),
             tick: 1,
             work_every: 10,
-            gap_chance: 1e-5,
+            gaps_per_day: 1.0,
             late_within: 0.01,
             late_beyond: 0.0005,
             lateness: crate::reorder::DEFAULT_LATENESS,
@@ -309,11 +309,11 @@ impl Generator {
             });
             self.next_id += 1;
         }
-        let mut next = ts
-            + self
-                .rng
-                .range(u64::from(c.interval.0), u64::from(c.interval.1)) as u32;
-        if self.rng.chance(c.gap_chance) {
+        let step = self
+            .rng
+            .range(u64::from(c.interval.0), u64::from(c.interval.1)) as u32;
+        let mut next = ts + step;
+        if self.rng.chance(c.gaps_per_day * f64::from(step) / 86_400.0) {
             next += self.rng.range(300, 7_200) as u32;
         }
         self.due.push(Reverse((round_up(next, c.tick), i)));

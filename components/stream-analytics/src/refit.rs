@@ -185,13 +185,20 @@ impl<R: BufRead> RefitReader<R> {
             self.done = true;
             return Ok(());
         }
+        // The whole row first: a bad cell must not leave half a row of events behind.
+        let mut values = Vec::with_capacity(self.plugs);
         for (p, text) in cols[2..].iter().enumerate() {
             let text = text.trim();
             if text.is_empty() {
+                values.push(None);
                 continue;
             }
             let mw = parse_milli(text)
                 .map_err(|e| cell(&format!("{} (plug {p})", p + 2), e.to_string()))?;
+            values.push(Some(mw));
+        }
+        for (p, mw) in values.into_iter().enumerate() {
+            let Some(mw) = mw else { continue };
             let base = Event {
                 id: 0,
                 ts,

@@ -64,7 +64,7 @@ pub fn small(
         interval,
         tick,
         work_every: 5,
-        gap_chance: 0.002,
+        gaps_per_day: 6.0,
         late_within: 0.05,
         late_beyond: 0.01,
         ..GenConfig::default()
