@@ -11,8 +11,7 @@
 //! least the watermark, so the output is sorted by (ts, id) across calls (ties on (ts, id) keep
 //! arrival order). An event exactly `lateness` seconds old is accepted. `finish` releases the rest.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -21,39 +20,22 @@ use crate::event::Event;
 /// The default bound on lateness, seconds.
 pub const DEFAULT_LATENESS: u32 = 10;
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-struct Pending {
-    ts: u32,
-    id: u64,
-    seq: u64,
-    event: Event,
-}
-
-impl Ord for Pending {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.ts, self.id, self.seq).cmp(&(other.ts, other.id, other.seq))
-    }
-}
-
-impl PartialOrd for Pending {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
 /// Whether an event `ts` is late when the newest accepted timestamp is `max` (the one rule the
 /// operator and the reference share by definition).
 pub fn is_late(ts: u32, max: Option<u32>, lateness: u32) -> bool {
     max.is_some_and(|max| u64::from(ts) + u64::from(lateness) < u64::from(max))
 }
 
+/// The buffer is one bucket per timestamp (at most `lateness + 1` of them, a small tree): an
+/// event costs a tiny tree lookup and a push; a released bucket is sorted by id, in one pass when
+/// ids arrive in order (a binary heap of events cost a sixth of the pipeline's time).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Reorder {
     lateness: u32,
     max: Option<u32>,
-    seq: u64,
     late: u64,
-    buffer: BinaryHeap<Reverse<Pending>>,
+    buffered: usize,
+    buckets: BTreeMap<u32, Vec<Event>>,
 }
 
 impl Reorder {
@@ -61,9 +43,9 @@ impl Reorder {
         Reorder {
             lateness,
             max: None,
-            seq: 0,
             late: 0,
-            buffer: BinaryHeap::new(),
+            buffered: 0,
+            buckets: BTreeMap::new(),
         }
     }
 
@@ -74,7 +56,7 @@ impl Reorder {
 
     /// Events held back.
     pub fn buffered(&self) -> usize {
-        self.buffer.len()
+        self.buffered
     }
 
     /// Takes one arriving event; appends what it releases to `out`. False if it was late.
@@ -84,20 +66,15 @@ impl Reorder {
             return false;
         }
         let max = self.max.map_or(event.ts, |m| m.max(event.ts));
-        self.max = Some(max);
-        self.seq += 1;
-        self.buffer.push(Reverse(Pending {
-            ts: event.ts,
-            id: event.id,
-            seq: self.seq,
-            event: *event,
-        }));
-        while let Some(Reverse(p)) = self.buffer.peek() {
-            if u64::from(p.ts) + u64::from(self.lateness) >= u64::from(max) {
-                break;
-            }
-            if let Some(Reverse(p)) = self.buffer.pop() {
-                out.push(p.event);
+        self.buckets.entry(event.ts).or_default().push(*event);
+        self.buffered += 1;
+        if self.max != Some(max) {
+            self.max = Some(max);
+            while let Some(entry) = self.buckets.first_entry() {
+                if u64::from(*entry.key()) + u64::from(self.lateness) >= u64::from(max) {
+                    break;
+                }
+                self.buffered -= release(entry.remove(), out);
             }
         }
         true
@@ -105,8 +82,17 @@ impl Reorder {
 
     /// Releases everything still held, in order.
     pub fn finish(&mut self, out: &mut Vec<Event>) {
-        while let Some(Reverse(p)) = self.buffer.pop() {
-            out.push(p.event);
+        while let Some((_, bucket)) = self.buckets.pop_first() {
+            self.buffered -= release(bucket, out);
         }
     }
+}
+
+/// Appends a bucket sorted by id; returns its size.
+fn release(mut bucket: Vec<Event>, out: &mut Vec<Event>) -> usize {
+    // Stable: equal ids keep their arrival order.
+    bucket.sort_by_key(|e| e.id);
+    let n = bucket.len();
+    out.append(&mut bucket);
+    n
 }
