@@ -8,7 +8,7 @@
 //! point further). A point b is emitted when the stream reaches an event with `ts >= b` (all
 //! events with `ts < b` are then in) or at `finish`. At b, per slice length, the current slice is
 //! `i = (b − 1) div len`, and for each plug with at least one load in s_i:
-//! `avg(s_i) = sum / count` (exact integer sum, then `sum_mw as f64 / (count as f64 · 1000)`, W);
+//! `avg(s_i) = sum / count` (exact integer sum (i128: no overflow on hostile values), then `sum_mw as f64 / (count as f64 · 1000)`, W);
 //! a house's avg is the sum of its plugs' averages, added in (household, plug) order (the house
 //! load is the sum of its plugs' loads); the forecast for s_{i+2} is `avg(s_i)` when no earlier
 //! slice at the same time of day (s_{i+2−n·k}, n ≥ 1) has data, else `(avg(s_i) + median)/2`
@@ -62,7 +62,7 @@ pub struct PlugForecast {
 }
 
 /// The average load of a slice, W, from its exact sum (mW) and count: the one rounding rule.
-pub fn mean_w(sum_mw: i64, count: u64) -> f64 {
+pub fn mean_w(sum_mw: i128, count: u64) -> f64 {
     sum_mw as f64 / (count as f64 * 1000.0)
 }
 
@@ -106,7 +106,7 @@ struct Sliced {
     /// The slice the sums are for.
     cur: Option<u64>,
     /// (sum mW, count) by plug index.
-    acc: Vec<(i64, u64)>,
+    acc: Vec<(i128, u64)>,
     /// Plugs with data in `cur`; sorted by key when `sorted`.
     touched: Vec<u32>,
     sorted: bool,
@@ -187,7 +187,7 @@ impl Sliced {
             self.touched.push(plug);
             self.sorted = false;
         }
-        a.0 += value;
+        a.0 += i128::from(value);
         a.1 += 1;
     }
 
@@ -307,7 +307,7 @@ impl Forecast {
                 .unwrap_or(0)
         });
         while b <= limit {
-            if data_end.is_none_or(|end| b - 1 >= end) {
+            if data_end.is_none_or(|end| b > end) {
                 break;
             }
             for s in &mut self.lengths {

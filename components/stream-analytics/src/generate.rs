@@ -299,7 +299,7 @@ impl Generator {
             ..base
         });
         self.next_id += 1;
-        if c.work_every > 0 && p.loads % c.work_every == 0 {
+        if c.work_every > 0 && p.loads.is_multiple_of(c.work_every) {
             let wh = (p.energy / 3_600_000) as i64;
             self.made.push_back(Event {
                 id: self.next_id,
@@ -312,9 +312,9 @@ impl Generator {
         let step = self
             .rng
             .range(u64::from(c.interval.0), u64::from(c.interval.1)) as u32;
-        let mut next = ts + step;
+        let mut next = ts.saturating_add(step);
         if self.rng.chance(c.gaps_per_day * f64::from(step) / 86_400.0) {
-            next += self.rng.range(300, 7_200) as u32;
+            next = next.saturating_add(self.rng.range(300, 7_200) as u32);
         }
         self.due.push(Reverse((round_up(next, c.tick), i)));
         true

@@ -72,9 +72,9 @@ fn group<T>(
 fn averages(events: &[Event]) -> BTreeMap<PlugKey, f64> {
     let sums = group(
         events,
-        || (0i64, 0u64),
+        || (0i128, 0u64),
         |a, e| {
-            a.0 += e.value_mw;
+            a.0 += i128::from(e.value_mw);
             a.1 += 1;
         },
     );

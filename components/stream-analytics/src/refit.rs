@@ -216,7 +216,7 @@ impl<R: BufRead> RefitReader<R> {
             let s = &mut self.state[p];
             s.0 += i128::from(mw) * 30;
             s.1 += 1;
-            if self.config.work_every > 0 && s.1 % self.config.work_every == 0 {
+            if self.config.work_every > 0 && s.1.is_multiple_of(self.config.work_every) {
                 let wh = i64::try_from(s.0 / 3_600_000).unwrap_or(i64::MAX);
                 self.queue.push_back(Event {
                     id: self.next_id,

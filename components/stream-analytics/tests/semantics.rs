@@ -81,12 +81,7 @@ fn forecast_with_past_days_takes_the_median() {
     }
     events.push(load(9, T0 + 3 * DAY + 10, 1000, 1, 0));
     let (out, _) = run_pipeline(&events, 10);
-    let last = out
-        .plugs
-        .iter()
-        .filter(|f| f.slice_len == 60)
-        .last()
-        .unwrap();
+    let last = out.plugs.iter().rfind(|f| f.slice_len == 60).unwrap();
     assert_eq!(last.ts, u64::from(T0 + 3 * DAY + 120));
     assert_eq!(last.load_w, (1000.0 + 200.0) / 2.0);
     // On day 2 the slice two minutes before has no load: no forecast row for the slice at all.
@@ -243,4 +238,28 @@ fn work_only_streams_emit_nothing() {
         .collect();
     let (out, _) = run_pipeline(&events, 10);
     assert!(out.is_empty());
+}
+
+#[test]
+fn extreme_values_do_not_overflow_the_sums() {
+    let huge = Event {
+        value_mw: i64::MAX,
+        ..load(0, T0 + 1, 0, 1, 0)
+    };
+    let events = [
+        huge,
+        Event { id: 1, ..huge },
+        Event {
+            id: 2,
+            ts: T0 + 2,
+            ..huge
+        },
+    ];
+    let (out, _) = run_pipeline(&events, 10);
+    assert_eq!(out, wattlet_stream_analytics::reference::run(&events, 10));
+    assert!(
+        out.plugs
+            .iter()
+            .all(|f| f.load_w == i64::MAX as f64 / 1000.0)
+    );
 }
