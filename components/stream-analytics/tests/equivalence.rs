@@ -117,3 +117,28 @@ fn refit_houses_2_and_20_together() {
     }
     check(&events, 10);
 }
+
+#[test]
+#[ignore = "a minute unoptimised: cargo test --release -p wattlet-stream-analytics -- --ignored"]
+fn larger_generated_data() {
+    // 26 h, 5 houses, 40 plugs, several seeds, ticks and lateness bounds.
+    for (seed, interval, tick, lateness) in [
+        (100, (30, 90), 1, 10),
+        (101, (20, 60), 5, 3),
+        (102, (60, 120), 30, 60),
+    ] {
+        let events = small(seed, 5, 40, 26 * 60, interval, tick);
+        check(&events, lateness);
+    }
+}
+
+#[test]
+#[ignore = "unoptimised it takes minutes: cargo test --release -p wattlet-stream-analytics -- --ignored"]
+fn refit_five_days_of_each_house() {
+    for (name, house) in [("house2.csv.gz", 2), ("house20.csv.gz", 20)] {
+        let Some(events) = refit(name, house, 5 * 24) else {
+            return;
+        };
+        check(&events, 10);
+    }
+}
