@@ -213,7 +213,7 @@ fn parse_uint<T: TryFrom<u64>>(s: &str) -> Result<T, Problem> {
     T::try_from(v).map_err(|_| Problem::OutOfRange(s.to_string()))
 }
 
-/// A decimal (`-12.3456`, `7`, `.5`, `5.`) times 1000, exactly; see the module comment for rounding.
+/// A decimal (`-12.3456`, `7`, `.5`, `5.`) times 1000, exactly (rounding: the module comment).
 pub fn parse_milli(s: &str) -> Result<i64, Problem> {
     let bad = || Problem::NotDecimal(s.to_string());
     let range = || Problem::OutOfRange(s.to_string());

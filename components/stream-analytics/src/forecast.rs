@@ -8,9 +8,10 @@
 //! point further). A point b is emitted when the stream reaches an event with `ts >= b` (all
 //! events with `ts < b` are then in) or at `finish`. At b, per slice length, the current slice is
 //! `i = (b − 1) div len`, and for each plug with at least one load in s_i:
-//! `avg(s_i) = sum / count` (exact integer sum (i128: no overflow on hostile values), then `sum_mw as f64 / (count as f64 · 1000)`, W);
-//! a house's avg is the sum of its plugs' averages, added in (household, plug) order (the house
-//! load is the sum of its plugs' loads); the forecast for s_{i+2} is `avg(s_i)` when no earlier
+//! `avg(s_i) = sum / count` (an exact i128 sum, no overflow even on hostile values, then
+//! `sum_mw as f64 / (count as f64 · 1000)`, W); a house's avg is the sum of its plugs'
+//! averages, added in (household, plug) order (the house load is the sum of its plugs' loads);
+//! the forecast for s_{i+2} is `avg(s_i)` when no earlier
 //! slice at the same time of day (s_{i+2−n·k}, n ≥ 1) has data, else `(avg(s_i) + median)/2`
 //! over those slices' averages (even count: mean of the two middle ones).
 //!
@@ -19,9 +20,10 @@
 //! walking the gap's points (which would all be empty), so a months-long gap costs nothing.
 //!
 //! State: per entity and slice length, a map slot-of-day → the sorted averages of that slot on
-//! past days: Σ k = 1,860 slots a day for the five lengths, 8 bytes per value, so one plug costs
-//! about 15 KB per day of history (2,125 plugs: ~32 MB a day, ~1 GB over the challenge's 30
-//! days) plus the current slices' sums. The definition uses every past day, so nothing is dropped.
+//! past days: Σ k = 1,860 slots a day for the five lengths. Per plug that is a fixed ~100 KB once
+//! every slot has been seen (hash entry, list header and allocation per slot; an estimate, not
+//! measured) plus 8 bytes per slot and day, ~15 KB a day: 2,125 plugs ≈ 0.2 GB + 32 MB a day,
+//! ~1.2 GB after the challenge's 30 days. The definition uses every past day, so none is dropped.
 
 use std::collections::HashMap;
 

@@ -60,7 +60,7 @@ impl MedianSet {
         self.low_len == 0
     }
 
-    /// Tree entries held (the memory cost): the distinct values, one of them possibly in both halves.
+    /// Tree entries held (the memory cost): the distinct values, one possibly in both halves.
     pub fn distinct(&self) -> usize {
         self.low.len() + self.high.len()
     }

@@ -133,7 +133,7 @@ fn larger_generated_data() {
 }
 
 #[test]
-#[ignore = "unoptimised it takes minutes: cargo test --release -p wattlet-stream-analytics -- --ignored"]
+#[ignore = "minutes unoptimised: cargo test --release -p wattlet-stream-analytics -- --ignored"]
 fn refit_five_days_of_each_house() {
     for (name, house) in [("house2.csv.gz", 2), ("house20.csv.gz", 20)] {
         let Some(events) = refit(name, house, 5 * 24) else {
