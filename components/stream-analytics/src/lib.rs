@@ -1,0 +1,164 @@
+//! The DEBS 2014 Grand Challenge queries over smart-plug events, as pure deterministic operators:
+//! bounded-lateness reordering ([`reorder`]), Q1 the load forecast ([`forecast`]) and Q2 the
+//! outliers ([`outliers`]), composed by [`Pipeline`]. Every module's comment states its reading of
+//! the challenge's ambiguous points. No threads, files or clocks in the operators: they build for
+//! `wasm32-wasip2` and all their state serializes, so that a worker can checkpoint it.
+//!
+//! Also: the event CSV format ([`event`]), the exact sliding median ([`median`]), a generator of
+//! challenge-shaped data ([`generate`]), a converter from REFIT ([`refit`]) and the slow
+//! from-scratch implementation the operators are tested against ([`reference`]).
+
+pub mod entities;
+pub mod event;
+pub mod forecast;
+pub mod generate;
+pub mod median;
+pub mod outliers;
+pub mod reference;
+pub mod refit;
+pub mod reorder;
+
+use serde::{Deserialize, Serialize};
+
+pub use event::{Event, PlugKey, Property};
+pub use forecast::{HouseForecast, PlugForecast};
+pub use outliers::Outlier;
+
+/// What the queries emitted, each list in its deterministic order.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Outputs {
+    /// Q1 per house, by (output point, slice length, house).
+    pub houses: Vec<HouseForecast>,
+    /// Q1 per plug, by (output point, slice length, house, household, plug).
+    pub plugs: Vec<PlugForecast>,
+    /// Q2, by (ts, window, house).
+    pub outliers: Vec<Outlier>,
+}
+
+impl Outputs {
+    pub fn len(&self) -> usize {
+        self.houses.len() + self.plugs.len() + self.outliers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn append(&mut self, other: &mut Outputs) {
+        self.houses.append(&mut other.houses);
+        self.plugs.append(&mut other.plugs);
+        self.outliers.append(&mut other.outliers);
+    }
+
+    pub fn clear(&mut self) {
+        self.houses.clear();
+        self.plugs.clear();
+        self.outliers.clear();
+    }
+}
+
+/// Counts since the start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Events pushed.
+    pub events: u64,
+    /// Events dropped as late.
+    pub late: u64,
+    /// Rows emitted.
+    pub outputs: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Config {
+    /// Seconds an event may be older than the newest one (see [`reorder`]).
+    pub lateness: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            lateness: reorder::DEFAULT_LATENESS,
+        }
+    }
+}
+
+/// Reordering, then Q1 and Q2, over events in arrival order.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Pipeline {
+    reorder: reorder::Reorder,
+    entities: entities::Entities,
+    forecast: forecast::Forecast,
+    outliers: outliers::Outliers,
+    stats: Stats,
+    // Scratch: events released by the reorder buffer.
+    #[serde(skip)]
+    released: Vec<Event>,
+}
+
+impl Default for Pipeline {
+    fn default() -> Self {
+        Self::new(Config::default())
+    }
+}
+
+impl Pipeline {
+    pub fn new(config: Config) -> Self {
+        Pipeline {
+            reorder: reorder::Reorder::new(config.lateness),
+            entities: entities::Entities::default(),
+            forecast: forecast::Forecast::new(),
+            outliers: outliers::Outliers::new(),
+            stats: Stats::default(),
+            released: Vec::new(),
+        }
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Takes one event in arrival order; returns the rows it caused.
+    pub fn push(&mut self, event: &Event) -> Outputs {
+        let mut out = Outputs::default();
+        self.push_into(event, &mut out);
+        out
+    }
+
+    /// As [`Pipeline::push`], appending to `out` (no allocation when nothing is emitted).
+    pub fn push_into(&mut self, event: &Event, out: &mut Outputs) {
+        let before = out.len();
+        self.stats.events += 1;
+        let mut released = std::mem::take(&mut self.released);
+        if !self.reorder.push(event, &mut released) {
+            self.stats.late += 1;
+        }
+        for e in released.drain(..) {
+            self.process(&e, out);
+        }
+        self.released = released;
+        self.stats.outputs += (out.len() - before) as u64;
+    }
+
+    /// Ends the stream: releases the reorder buffer and emits the last points.
+    pub fn finish(&mut self) -> Outputs {
+        let mut out = Outputs::default();
+        let mut released = std::mem::take(&mut self.released);
+        self.reorder.finish(&mut released);
+        for e in released.drain(..) {
+            self.process(&e, &mut out);
+        }
+        self.released = released;
+        self.forecast.finish(&self.entities, &mut out);
+        self.outliers.finish(&self.entities, &mut out);
+        self.stats.outputs += out.len() as u64;
+        out
+    }
+
+    fn process(&mut self, e: &Event, out: &mut Outputs) {
+        let plug = e.is_load().then(|| self.entities.intern(e.key()));
+        self.forecast.push(e, plug, &self.entities, out);
+        if let Some(p) = plug {
+            self.outliers.push(e.ts, p, e.value_mw, &self.entities, out);
+        }
+    }
+}
