@@ -14,7 +14,8 @@
 //! one evaluation are in (window, house) order.
 //!
 //! State: per window a FIFO of (ts, plug, value), 16 bytes per value in the window, and per plug
-//! plus one global [`MedianSet`] (O(distinct values) each).
+//! a [`MedianSet`] (O(distinct values)), and one global [`BlockedMedianSet`] (counts per value in
+//! blocks: the global set holds every value of the window).
 
 use std::collections::VecDeque;
 
@@ -22,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Outputs;
 use crate::entities::Entities;
-use crate::median::MedianSet;
+use crate::median::{BlockedMedianSet, MedianSet};
 
 /// Window lengths, seconds.
 pub const WINDOWS: [u32; 2] = [3_600, 86_400];
@@ -49,7 +50,7 @@ struct Window {
     fifo: VecDeque<(u32, u32, i64)>,
     /// By plug index.
     plugs: Vec<MedianSet>,
-    global: MedianSet,
+    global: BlockedMedianSet,
     /// The last (above, plugs) emitted, by house index.
     last: Vec<Option<(u32, u32)>>,
 }
@@ -60,7 +61,7 @@ impl Window {
             len,
             fifo: VecDeque::new(),
             plugs: Vec::new(),
-            global: MedianSet::new(),
+            global: BlockedMedianSet::new(),
             last: Vec::new(),
         }
     }
