@@ -17,6 +17,7 @@ pub mod outliers;
 pub mod reference;
 pub mod refit;
 pub mod reorder;
+pub mod snapshot;
 
 use serde::{Deserialize, Serialize};
 
@@ -115,6 +116,25 @@ impl Pipeline {
 
     pub fn stats(&self) -> Stats {
         self.stats
+    }
+
+    /// The whole operator state as bytes, for [`Pipeline::restore`]: a checkpoint a worker
+    /// stores beside its input position. See [`snapshot`] for the format.
+    pub fn snapshot(&self) -> Vec<u8> {
+        snapshot::encode(self)
+    }
+
+    /// The pipeline a [`Pipeline::snapshot`] was taken of. Bytes that are not a snapshot of this
+    /// format (garbage, truncated, altered) are an error, never a panic.
+    pub fn restore(bytes: &[u8]) -> Result<Pipeline, snapshot::RestoreError> {
+        snapshot::decode(bytes)
+    }
+
+    /// Structural invariants a decoded state must hold before the operators index with it.
+    fn check(&self) -> Result<(), String> {
+        self.entities.check()?;
+        self.forecast.check(&self.entities)?;
+        self.outliers.check(&self.entities)
     }
 
     /// Takes one event in arrival order; returns the rows it caused.
