@@ -7,7 +7,15 @@
 //! Also: the event CSV format ([`event`]), the exact sliding median ([`median`]), a generator of
 //! challenge-shaped data ([`generate`]), a converter from REFIT ([`refit`]) and the slow
 //! from-scratch implementation the operators are tested against ([`reference`]).
+//!
+//! Built for `wasm32-wasip2`, the crate is also the WIT component `wattlet:stream/operators`
+//! (`wit/stream/stream.wit`): `component` is the thin export over [`Pipeline`], `conversions` its
+//! `From` impls. [`Pipeline::snapshot`] is the same bytes on both sides.
 
+#[cfg(target_family = "wasm")]
+mod component;
+#[cfg(target_family = "wasm")]
+mod conversions;
 pub mod entities;
 pub mod event;
 pub mod forecast;
