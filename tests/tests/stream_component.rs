@@ -149,7 +149,8 @@ fn snapshots_restore_in_a_new_instance_and_natively() {
         assert_same(&component, &want);
 
         // The same bytes natively: the encoding is the same on both sides.
-        let mut native = Pipeline::restore(&snapshot).expect("component snapshot restores natively");
+        let mut native =
+            Pipeline::restore(&snapshot).expect("component snapshot restores natively");
         let mut continued = got.clone();
         for e in tail {
             native.push_into(e, &mut continued);
@@ -205,16 +206,56 @@ fn bad_snapshots_are_errors_not_traps() {
         let message = answer.expect_err(what);
         assert_eq!(
             Err(message.clone()),
-            Pipeline::restore(bytes).map(|_| ()).map_err(|e| e.to_string()),
+            Pipeline::restore(bytes)
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
             "{what}: the native library gives the same reason"
         );
         println!("{what}: {message}");
     }
+    // Altered bytes under a recomputed checksum reach the decoder and the invariant check: an
+    // answer either way, the same as the native library's, and a restored state runs as natively.
+    let mut x = 7u64;
+    let mut restored = 0;
+    for _ in 0..60 {
+        x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        let mut bytes = good[..good.len() - 8].to_vec();
+        let at = 4 + (x >> 33) as usize % (bytes.len() - 4);
+        bytes[at] = (x >> 24) as u8;
+        let sum = fnv1a(&bytes);
+        bytes.extend_from_slice(&sum.to_le_bytes());
+        let mut other = stream_component().instantiate().expect("instance");
+        let answer = other.restore(&bytes).expect("altered state is no trap");
+        let native = Pipeline::restore(&bytes);
+        assert_eq!(answer.is_ok(), native.is_ok(), "byte {at}: {answer:?}");
+        if let Ok(mut native) = native {
+            let mut want = Outputs::default();
+            for e in &events[10_000..] {
+                native.push_into(e, &mut want);
+            }
+            want.append(&mut native.finish());
+            let mut got = Outputs::default();
+            for batch in events[10_000..].chunks(1000) {
+                got.append(&mut other.push(batch).expect("no trap"));
+            }
+            got.append(&mut other.finish().expect("no trap"));
+            assert_same(&got, &want);
+            restored += 1;
+        }
+    }
+    println!("altered under a valid checksum: {restored} of 60 restored, as natively");
     // The pipeline held before the failed restores is intact.
     let (want, _) = native_run(events);
     push_all(&mut instance, &events[10_000..], &mut got);
     got.append(&mut instance.finish().expect("finish"));
     assert_same(&got, &want);
+}
+
+/// The snapshot's checksum (`wattlet_stream_analytics::snapshot`).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h: u64, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 #[test]
@@ -238,13 +279,29 @@ fn absurd_values_neither_trap_nor_differ() {
         event(3, t + 1, i64::MAX, Property::Load, 0, 0, 0),
         event(4, t + 1, i64::MAX, Property::Load, 0, 0, 0),
         event(5, t + 2, i64::MIN, Property::Load, 2, 1, 3),
-        event(u64::MAX, u32::MAX - 100_000, i64::MAX, Property::Load, 0, 0, 0),
+        event(
+            u64::MAX,
+            u32::MAX - 100_000,
+            i64::MAX,
+            Property::Load,
+            0,
+            0,
+            0,
+        ),
         event(6, 0, 0, Property::Load, 0, 0, 0),
         event(7, u32::MAX, i64::MAX, Property::Load, 7, 7, 7),
         event(8, u32::MAX, i64::MIN, Property::Load, 7, 7, 7),
         event(9, u32::MAX, i64::MAX, Property::Work, 7, 7, 7),
         event(10, u32::MAX - 5, -1, Property::Load, 8, 0, 7),
-        event(11, u32::MAX, i64::MAX, Property::Load, u32::MAX, u32::MAX, u32::MAX),
+        event(
+            11,
+            u32::MAX,
+            i64::MAX,
+            Property::Load,
+            u32::MAX,
+            u32::MAX,
+            u32::MAX,
+        ),
     ]);
     let (want, native) = native_run(&events);
     for size in [1, 13, events.len()] {
