@@ -69,6 +69,48 @@ impl Entities {
             .collect();
     }
 
+    /// The invariants of a decoded state: parallel vectors of equal length, indices in range,
+    /// `house_order` a permutation sorted by house id, no key twice.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if self.plugs.len() != self.plug_house.len() {
+            return Err("plug vectors differ in length".into());
+        }
+        if self.houses.len() != self.house_order.len() {
+            return Err("house vectors differ in length".into());
+        }
+        if self
+            .plug_house
+            .iter()
+            .any(|&h| h as usize >= self.houses.len())
+        {
+            return Err("a plug's house index is out of range".into());
+        }
+        let mut seen = vec![false; self.houses.len()];
+        for &h in &self.house_order {
+            match seen.get_mut(h as usize) {
+                Some(s) if !*s => *s = true,
+                _ => return Err("house order is not a permutation".into()),
+            }
+        }
+        if self
+            .house_order
+            .windows(2)
+            .any(|w| self.houses[w[0] as usize] >= self.houses[w[1] as usize])
+        {
+            return Err("house order is not strictly by house id".into());
+        }
+        let keys: std::collections::HashSet<_> = self.plugs.iter().collect();
+        if keys.len() != self.plugs.len() {
+            return Err("a plug key appears twice".into());
+        }
+        for (p, key) in self.plugs.iter().enumerate() {
+            if self.houses[self.plug_house[p] as usize] != key.house {
+                return Err("a plug's house index names another house".into());
+            }
+        }
+        Ok(())
+    }
+
     pub fn plug(&self, i: u32) -> PlugKey {
         self.plugs[i as usize]
     }

@@ -290,6 +290,27 @@ impl Forecast {
         self.last_ts = Some(event.ts);
     }
 
+    /// The invariants of a decoded state (see `Pipeline::check`).
+    pub(crate) fn check(&self, ent: &Entities) -> Result<(), String> {
+        let lengths: Vec<u32> = self.lengths.iter().map(|s| s.len).collect();
+        if lengths != SLICE_LENGTHS {
+            return Err(format!("Q1 slice lengths {lengths:?}"));
+        }
+        let plugs = ent.plug_count();
+        for s in &self.lengths {
+            if s.k != DAY / u64::from(s.len) {
+                return Err(format!("Q1 slices of {} s: {} a day", s.len, s.k));
+            }
+            if s.acc.len() > plugs || s.plug_hist.len() > plugs {
+                return Err(format!("Q1 slices of {} s: more plugs than known", s.len));
+            }
+            if s.touched.iter().any(|&p| p as usize >= s.acc.len()) {
+                return Err(format!("Q1 slices of {} s: plug index out of range", s.len));
+            }
+        }
+        Ok(())
+    }
+
     /// Emits the remaining points, through the first one after the last event.
     pub fn finish(&mut self, ent: &Entities, out: &mut Outputs) {
         if let Some(t) = self.last_ts {

@@ -7,7 +7,15 @@
 //! Also: the event CSV format ([`event`]), the exact sliding median ([`median`]), a generator of
 //! challenge-shaped data ([`generate`]), a converter from REFIT ([`refit`]) and the slow
 //! from-scratch implementation the operators are tested against ([`reference`]).
+//!
+//! Built for `wasm32-wasip2`, the crate is also the WIT component `wattlet:stream/operators`
+//! (`wit/stream/stream.wit`): `component` is the thin export over [`Pipeline`], `conversions` its
+//! `From` impls. [`Pipeline::snapshot`] is the same bytes on both sides.
 
+#[cfg(target_family = "wasm")]
+mod component;
+#[cfg(target_family = "wasm")]
+mod conversions;
 pub mod entities;
 pub mod event;
 pub mod forecast;
@@ -17,6 +25,7 @@ pub mod outliers;
 pub mod reference;
 pub mod refit;
 pub mod reorder;
+pub mod snapshot;
 
 use serde::{Deserialize, Serialize};
 
@@ -115,6 +124,25 @@ impl Pipeline {
 
     pub fn stats(&self) -> Stats {
         self.stats
+    }
+
+    /// The whole operator state as bytes, for [`Pipeline::restore`]: a checkpoint a worker
+    /// stores beside its input position. See [`snapshot`] for the format.
+    pub fn snapshot(&self) -> Vec<u8> {
+        snapshot::encode(self)
+    }
+
+    /// The pipeline a [`Pipeline::snapshot`] was taken of. Bytes that are not a snapshot of this
+    /// format (garbage, truncated, altered) are an error, never a panic.
+    pub fn restore(bytes: &[u8]) -> Result<Pipeline, snapshot::RestoreError> {
+        snapshot::decode(bytes)
+    }
+
+    /// Structural invariants a decoded state must hold before the operators index with it.
+    fn check(&self) -> Result<(), String> {
+        self.entities.check()?;
+        self.forecast.check(&self.entities)?;
+        self.outliers.check(&self.entities)
     }
 
     /// Takes one event in arrival order; returns the rows it caused.

@@ -177,6 +177,26 @@ impl Outliers {
         }
     }
 
+    /// The invariants of a decoded state (see `Pipeline::check`).
+    pub(crate) fn check(&self, ent: &Entities) -> Result<(), String> {
+        let lengths: Vec<u32> = self.windows.iter().map(|w| w.len).collect();
+        if lengths != WINDOWS {
+            return Err(format!("Q2 windows {lengths:?}"));
+        }
+        for w in &self.windows {
+            if w.plugs.len() > ent.plug_count() || w.last.len() > ent.house_count() {
+                return Err(format!(
+                    "Q2 window of {} s: more entities than known",
+                    w.len
+                ));
+            }
+            if w.fifo.iter().any(|&(_, p, _)| p as usize >= w.plugs.len()) {
+                return Err(format!("Q2 window of {} s: plug index out of range", w.len));
+            }
+        }
+        Ok(())
+    }
+
     /// Values held in the 24 h window (the memory driver).
     pub fn values_held(&self) -> usize {
         self.windows.iter().map(|w| w.fifo.len()).max().unwrap_or(0)

@@ -263,3 +263,34 @@ fn extreme_values_do_not_overflow_the_sums() {
             .all(|f| f.load_w == i64::MAX as f64 / 1000.0)
     );
 }
+
+#[test]
+fn extreme_timestamps_and_keys_do_not_panic() {
+    let big = |id: u64, ts: u32, value_mw: i64, property, key: u32| Event {
+        id,
+        ts,
+        value_mw,
+        property,
+        plug: key,
+        household: key,
+        house: key,
+    };
+    let mut events = vec![load(0, T0, 5, 1, 0), load(1, T0 + 1, 7, 2, 0)];
+    events.extend([
+        big(u64::MAX, T0 + 1, i64::MAX, Property::Load, u32::MAX),
+        big(2, T0 + 2, i64::MIN, Property::Load, 0),
+        big(3, T0 + 2, i64::MAX, Property::Work, u32::MAX),
+        big(u64::MAX, u32::MAX - 100_000, i64::MAX, Property::Load, 0),
+        big(4, 0, 0, Property::Load, 0),
+        big(5, u32::MAX, i64::MAX, Property::Load, 7),
+        big(6, u32::MAX, i64::MIN, Property::Load, 7),
+        big(7, u32::MAX, i64::MAX, Property::Work, 7),
+        big(8, u32::MAX - 5, -1, Property::Load, 8),
+        big(u64::MAX, u32::MAX, i64::MAX, Property::Load, u32::MAX),
+    ]);
+    for lateness in [0, 10, u32::MAX] {
+        // Only the operators: the reference walks every 30 s point up to u32::MAX.
+        let (_, p) = run_pipeline(&events, lateness);
+        assert_eq!(p.stats().events, events.len() as u64);
+    }
+}

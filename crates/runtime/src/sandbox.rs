@@ -36,6 +36,15 @@ impl Limits {
         call: Duration::from_secs(60),
         memory: 1 << 30,
     };
+    /// The stream operators: one call is a batch of events (10,000 take about 10–20 ms) or a
+    /// snapshot or restore of the whole state, which grows with the history Q1 keeps (natively
+    /// ~0.2 GB + 32 MB a day for 2,125 plugs, ~1.2 GB after 30 days; a snapshot is a second copy
+    /// while it is made). So: seconds per call with a wide margin, and memory up to 3 GiB of
+    /// wasm32's 4.
+    pub const STREAM: Limits = Limits {
+        call: Duration::from_secs(30),
+        memory: 3 << 30,
+    };
 
     /// wasmtime's limiter for a store with these limits.
     pub fn store_limits(&self) -> StoreLimits {

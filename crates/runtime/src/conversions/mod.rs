@@ -4,4 +4,5 @@
 mod edge;
 mod meter;
 mod nialm;
+mod stream;
 mod survey;
