@@ -214,14 +214,15 @@ fn stream_survives_killed_workers_and_a_joining_leaving_one() {
     let dir = tempfile::tempdir().unwrap();
     // 4 houses, 24 plugs, 60 min, replayed at 80× event time: ~45 s of arriving input.
     let file = generate(dir.path(), "events.csv.gz", 4, 24, 60);
-    let want = in_process(&file, 3);
+    // 6 tasks: 3 a worker for two, 2 for three, so the third worker's arrival moves tasks.
+    let want = in_process(&file, 5);
     let server = nats(dir.path());
     let log = dir.path().join("workers.log");
     let mut workers: Vec<(String, Child)> = vec![
         ("w1".into(), spawn_worker(&server, "w1", &log)),
         ("w2".into(), spawn_worker(&server, "w2", &log)),
     ];
-    let mut args = replay_args(&server, &file, "3");
+    let mut args = replay_args(&server, &file, "5");
     args.extend(["--rate", "80"]);
     let mut replay = wattlet_testkit::binary!("wattlet")
         .args(&args)
@@ -237,6 +238,8 @@ fn stream_survives_killed_workers_and_a_joining_leaving_one() {
         std::thread::sleep(Duration::from_millis(100 + rng.below(300)));
         if killed == kills / 3 && third.is_none() {
             third = Some(spawn_worker(&server, "w3", &log));
+            // No kill for a moment: w1 and w2 see the third member and hand a task each over.
+            std::thread::sleep(Duration::from_millis(2500));
         }
         if killed == 2 * kills / 3
             && let Some(mut w3) = third.take()
@@ -260,12 +263,12 @@ fn stream_survives_killed_workers_and_a_joining_leaving_one() {
     assert!(status.success(), "replay: {status}");
     let (got, stderr) = results(&server, dir.path(), "got.csv");
     stop(workers.into_iter().map(|(_, c)| c).chain(third));
-    assert!(stderr.contains("4 of 4 tasks complete"), "{stderr}");
+    assert!(stderr.contains("6 of 6 tasks complete"), "{stderr}");
     // `results` checked every task's indexes are 0..n, each once (else it fails); the rows are
     // those of the uninterrupted run.
     assert_same_rows(&got, &want, "after kills vs in-process run");
     let log_text = std::fs::read_to_string(&log).unwrap();
-    let released = log_text.matches("releasing a task").count();
+    let released = log_text.matches("releases a task").count();
     eprintln!(
         "{killed} SIGKILLs in {:.1} s, {released} tasks handed over to a joining worker, {} rows \
          equal; total {:.1} s",
@@ -273,7 +276,11 @@ fn stream_survives_killed_workers_and_a_joining_leaving_one() {
         got.lines().count(),
         started.elapsed().as_secs_f64()
     );
-    assert!(released > 0, "the joining worker got no task");
+    assert!(released > 0, "no worker handed a task over to the joining one");
+    assert!(
+        log_text.contains("worker w3 took the task"),
+        "the joining worker got no task"
+    );
 }
 
 #[test]

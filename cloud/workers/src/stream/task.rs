@@ -191,7 +191,7 @@ pub async fn run(
                 .collect();
             for kind in extra {
                 let h = held.remove(&kind).expect("held");
-                tracing::info!(task = %kind.name(), share, members, "releasing a task (a worker joined)");
+                tracing::info!(task = %kind.name(), share, members, "worker {} releases a task (a worker joined)", options.id);
                 stop_and_release(&leases, kind, h, options.lease_time).await;
             }
         } else {
@@ -216,7 +216,7 @@ pub async fn run(
                 }
                 match leases.write(&name, read.seq, &mine).await {
                     Ok(Some(seq)) => {
-                        tracing::info!(task = %name, "took the task");
+                        tracing::info!(task = %name, "worker {} took the task", options.id);
                         let valid = Arc::new(AtomicU64::new(valid_until(now, lease_ms)));
                         let (stop, stopped) = watch::channel(false);
                         let runner = Runner {
