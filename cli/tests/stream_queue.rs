@@ -61,8 +61,23 @@ fn in_process(file: &Path, partitions: u32) -> String {
     std::fs::read_to_string(out).unwrap()
 }
 
-/// A worker with fast checkpoints, its log appended to `log`.
+/// A worker with frequent checkpoints (every 500 input messages or 300 ms: many restarts land
+/// between two), its log appended to `log`.
 fn spawn_worker(nats: &LocalNats, id: &str, log: &Path) -> Child {
+    spawn_worker_with(
+        nats,
+        id,
+        log,
+        &[
+            "--checkpoint-every",
+            "500",
+            "--checkpoint-interval",
+            "300ms",
+        ],
+    )
+}
+
+fn spawn_worker_with(nats: &LocalNats, id: &str, log: &Path, args: &[&str]) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -70,7 +85,7 @@ fn spawn_worker(nats: &LocalNats, id: &str, log: &Path) -> Child {
         .expect("worker log");
     wattlet_testkit::binary!("wattlet")
         .args(["worker", "stream", "--nats", &nats.url, "--id", id])
-        .args(["--checkpoint-every", "500", "--checkpoint-interval", "300ms"])
+        .args(args)
         .env("WATTLET_LOG", "wattlet=info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -134,8 +149,13 @@ fn subdir(dir: &Path, name: &str) -> PathBuf {
     sub
 }
 
+/// Two workers checkpointing at the default pace (nobody is killed).
 fn two_workers(nats: &LocalNats, log: &Path) -> [Child; 2] {
-    [spawn_worker(nats, "w1", log), spawn_worker(nats, "w2", log)]
+    let args = ["--checkpoint-every", "10000", "--checkpoint-interval", "5s"];
+    [
+        spawn_worker_with(nats, "w1", log, &args),
+        spawn_worker_with(nats, "w2", log, &args),
+    ]
 }
 
 fn stop(workers: impl IntoIterator<Item = Child>) {
@@ -162,7 +182,10 @@ fn stream_results_equal_the_in_process_run_and_the_reference() {
     assert!(stderr.contains("5 of 5 tasks complete"), "{stderr}");
     assert_same_rows(&got, &want, "workers vs in-process run");
     let rows = got.lines().count();
-    eprintln!("main file: {rows} rows equal, {:.1} s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "main file: {rows} rows equal, {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 
     // A smaller file against the from-scratch reference: Q1 per house, Q2 over all events.
     let small = generate(dir.path(), "small.csv.gz", 3, 12, 40);
@@ -176,10 +199,16 @@ fn stream_results_equal_the_in_process_run_and_the_reference() {
     let mut push = |task: String, mut out: wattlet_stream_analytics::Outputs| {
         let mut rows = Vec::new();
         Row::extend_from(&mut rows, &mut out);
-        want.entry(task).or_default().extend(rows.iter().map(Row::to_csv));
+        want.entry(task)
+            .or_default()
+            .extend(rows.iter().map(Row::to_csv));
     };
     for house in 0..3 {
-        let mine: Vec<Event> = events.iter().filter(|e| e.house == house).copied().collect();
+        let mine: Vec<Event> = events
+            .iter()
+            .filter(|e| e.house == house)
+            .copied()
+            .collect();
         let mut out = reference::run(&mine, 10);
         out.outliers.clear();
         push(format!("q1-{}", house % 2), out);
@@ -193,16 +222,24 @@ fn stream_results_equal_the_in_process_run_and_the_reference() {
         let mut parts = line.splitn(3, ',');
         let task = parts.next().unwrap().to_owned();
         let _index = parts.next().unwrap();
-        have.entry(task).or_default().push(parts.next().unwrap().to_owned());
+        have.entry(task)
+            .or_default()
+            .push(parts.next().unwrap().to_owned());
     }
     // The reference lists rows in output order, a task in emission order: compare sorted.
     for rows in want.values_mut().chain(have.values_mut()) {
         rows.sort();
     }
-    assert_eq!(have.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>());
+    assert_eq!(
+        have.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>()
+    );
     for (task, rows) in &want {
         assert!(!rows.is_empty(), "{task}");
-        assert!(have[task] == *rows, "{task}: workers differ from reference::run");
+        assert!(
+            have[task] == *rows,
+            "{task}: workers differ from reference::run"
+        );
     }
     eprintln!("total {:.1} s", started.elapsed().as_secs_f64());
 }
@@ -251,7 +288,10 @@ fn stream_survives_killed_workers_and_a_joining_leaving_one() {
         let i = rng.below(workers.len() as u64) as usize;
         let (id, worker) = &mut workers[i];
         if let Ok(Some(status)) = worker.try_wait() {
-            panic!("worker {id} exited by itself ({status}); see {}", log.display());
+            panic!(
+                "worker {id} exited by itself ({status}); see {}",
+                log.display()
+            );
         }
         worker.kill().unwrap();
         worker.wait().unwrap();
@@ -276,7 +316,10 @@ fn stream_survives_killed_workers_and_a_joining_leaving_one() {
         got.lines().count(),
         started.elapsed().as_secs_f64()
     );
-    assert!(released > 0, "no worker handed a task over to the joining one");
+    assert!(
+        released > 0,
+        "no worker handed a task over to the joining one"
+    );
     assert!(
         log_text.contains("worker w3 took the task"),
         "the joining worker got no task"
@@ -291,7 +334,9 @@ fn stream_dead_letters_bad_input_and_survives_a_corrupt_checkpoint() {
     let server = nats(dir.path());
     let log = dir.path().join("workers.log");
     let tokio = tokio::runtime::Runtime::new().unwrap();
-    let js = tokio.block_on(wattlet_workers::connect(&server.url)).unwrap();
+    let js = tokio
+        .block_on(wattlet_workers::connect(&server.url))
+        .unwrap();
     // Malformed messages ahead of the events, on partition 0 (read by q1-0 and outliers).
     tokio.block_on(async {
         wattlet_workers::stream::ensure_events_stream(
@@ -324,7 +369,9 @@ fn stream_dead_letters_bad_input_and_survives_a_corrupt_checkpoint() {
     // Once `outliers` has a checkpoint with progress, kill the worker and corrupt its chunk 0.
     let manifest = || {
         tokio.block_on(async {
-            let checkpoints = wattlet_workers::stream::checkpoint::Checkpoints::open(&js).await.ok()?;
+            let checkpoints = wattlet_workers::stream::checkpoint::Checkpoints::open(&js)
+                .await
+                .ok()?;
             checkpoints.manifest("outliers").await.ok().flatten()
         })
     };
@@ -335,22 +382,33 @@ fn stream_dead_letters_bad_input_and_survives_a_corrupt_checkpoint() {
     worker.wait().unwrap();
     let m = manifest().unwrap();
     assert!(!m.done);
+    // The same length, one bit flipped: only the SHA-256 can tell.
     tokio.block_on(async {
-        js.publish(
-            wattlet_workers::stream::checkpoint::chunk_subject("outliers", &m.generation, 0),
-            b"{\"corrupt\": true}".to_vec().into(),
-        )
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+        let subject =
+            wattlet_workers::stream::checkpoint::chunk_subject("outliers", &m.generation, 0);
+        let state = js.get_stream("DEBS_STATE").await.unwrap();
+        let chunk = state
+            .get_last_raw_message_by_subject(&subject)
+            .await
+            .unwrap();
+        let mut bytes = chunk.payload.to_vec();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 1;
+        js.publish(subject, bytes.into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
     });
     let worker = spawn_worker(&server, "w1", &log);
     assert!(replay.wait().unwrap().success());
     let (got, stderr) = results(&server, dir.path(), "got.csv");
     stop([worker]);
     assert!(stderr.contains("3 of 3 tasks complete"), "{stderr}");
-    assert!(stderr.contains("4 input messages dead-lettered"), "{stderr}");
+    assert!(
+        stderr.contains("4 input messages dead-lettered"),
+        "{stderr}"
+    );
     assert_same_rows(&got, &want, "after a corrupt checkpoint vs in-process run");
     let log_text = std::fs::read_to_string(&log).unwrap();
     assert!(
@@ -372,7 +430,23 @@ fn stream_dead_letters_bad_input_and_survives_a_corrupt_checkpoint() {
         }
         reasons
     });
-    assert_eq!(reasons.iter().filter(|r| r.contains("is not an event")).count(), 2, "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.contains("field value") || r.contains("not a decimal")), "{reasons:?}");
-    assert_eq!(reasons.iter().filter(|r| r.contains("not UTF-8")).count(), 2, "{reasons:?}");
+    assert_eq!(
+        reasons
+            .iter()
+            .filter(|r| r.contains("is not an event"))
+            .count(),
+        2,
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("field value") || r.contains("not a decimal")),
+        "{reasons:?}"
+    );
+    assert_eq!(
+        reasons.iter().filter(|r| r.contains("not UTF-8")).count(),
+        2,
+        "{reasons:?}"
+    );
 }
