@@ -59,7 +59,10 @@ fn batches(events: &[Event]) -> impl Iterator<Item = &[Event]> {
 }
 
 fn native_run(events: &[Event]) -> (Outputs, Pipeline) {
-    let mut p = Pipeline::new(Config { lateness: LATENESS });
+    let mut p = Pipeline::new(Config {
+        lateness: LATENESS,
+        ..Config::default()
+    });
     let mut out = Outputs::default();
     for e in events {
         p.push_into(e, &mut out);
@@ -71,7 +74,10 @@ fn native_run(events: &[Event]) -> (Outputs, Pipeline) {
 fn instance() -> StreamInstance {
     let mut instance = stream_component().instantiate().expect("instance");
     instance
-        .new_pipeline(Config { lateness: LATENESS })
+        .new_pipeline(Config {
+            lateness: LATENESS,
+            ..Config::default()
+        })
         .expect("pipeline");
     instance
 }
@@ -159,7 +165,10 @@ fn snapshots_restore_in_a_new_instance_and_natively() {
         assert_same(&continued, &want);
 
         // And a native snapshot in the component.
-        let mut native = Pipeline::new(Config { lateness: LATENESS });
+        let mut native = Pipeline::new(Config {
+            lateness: LATENESS,
+            ..Config::default()
+        });
         for e in head {
             native.push(e);
         }

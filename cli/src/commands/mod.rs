@@ -4,6 +4,7 @@ mod ca;
 mod meter;
 mod queue;
 mod serve;
+mod stream;
 mod token;
 mod up;
 
@@ -39,6 +40,9 @@ enum Command {
     /// Take analysis work items from NATS JetStream and compute them.
     #[command(subcommand)]
     Worker(queue::WorkerCommand),
+    /// The DEBS 2014 stream queries on NATS JetStream: data, replay, results.
+    #[command(subcommand)]
+    Stream(stream::StreamCommand),
     /// Access tokens of researchers and administrators: restrict or inspect them.
     #[command(subcommand)]
     Token(token::TokenCommand),
@@ -52,7 +56,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::run(args),
         Command::Up(args) => up::run(args),
         Command::Manager(command) => queue::run_manager(command),
+        Command::Worker(queue::WorkerCommand::Stream(args)) => stream::run_worker(args),
         Command::Worker(command) => queue::run_worker(command),
+        Command::Stream(command) => stream::run(command),
         Command::Token(command) => token::run(command),
     }
 }

@@ -55,6 +55,10 @@ pub enum WorkerCommand {
     /// Compute NIALM work items with the nialm component and store the results.
     #[command(after_help = QUEUE_HELP)]
     Nialm(WorkerArgs),
+    /// Run the DEBS stream query tasks (wattlet stream): take a fair share, checkpoint, hand
+    /// over.
+    #[command(after_help = super::stream::STREAM_HELP)]
+    Stream(super::stream::WorkerArgs),
 }
 
 #[derive(Debug, Args)]
@@ -213,7 +217,9 @@ pub fn run_manager(command: ManagerCommand) -> anyhow::Result<ExitCode> {
 }
 
 pub fn run_worker(command: WorkerCommand) -> anyhow::Result<ExitCode> {
-    let WorkerCommand::Nialm(args) = command;
+    let WorkerCommand::Nialm(args) = command else {
+        unreachable!("wattlet worker stream runs in commands::stream")
+    };
     if args.queue.ack_wait < Duration::from_millis(100) {
         anyhow::bail!("--ack-wait must be at least 100ms");
     }

@@ -22,13 +22,14 @@ pub mod item;
 pub mod manager;
 pub mod plan;
 pub mod server;
+pub mod stream;
 pub mod tee;
 pub mod worker;
 
 use std::time::Duration;
 
 use anyhow::Context as _;
-use async_nats::jetstream::{self, Context, consumer, stream};
+use async_nats::jetstream::{self, Context, consumer};
 
 /// The WorkQueue stream of NIALM items and the subject its items are published on.
 pub const STREAM: &str = "NIALM";
@@ -82,20 +83,20 @@ pub async fn connect(url: &str) -> anyhow::Result<Context> {
 
 /// Creates (or updates) the work and dead-letter streams. Idempotent.
 pub async fn ensure_streams(js: &Context, settings: &QueueSettings) -> anyhow::Result<()> {
-    js.create_or_update_stream(stream::Config {
+    js.create_or_update_stream(jetstream::stream::Config {
         name: STREAM.to_owned(),
         subjects: vec![format!("{WORK_SUBJECT}.>")],
-        retention: stream::RetentionPolicy::WorkQueue,
-        storage: stream::StorageType::File,
+        retention: jetstream::stream::RetentionPolicy::WorkQueue,
+        storage: jetstream::stream::StorageType::File,
         duplicate_window: settings.duplicate_window,
         ..Default::default()
     })
     .await
     .context("cannot create the NIALM work stream (does the server have JetStream enabled?)")?;
-    js.create_or_update_stream(stream::Config {
+    js.create_or_update_stream(jetstream::stream::Config {
         name: DEAD_STREAM.to_owned(),
         subjects: vec![DEAD_SUBJECT.to_owned()],
-        storage: stream::StorageType::File,
+        storage: jetstream::stream::StorageType::File,
         duplicate_window: settings.duplicate_window,
         ..Default::default()
     })
@@ -135,17 +136,17 @@ pub async fn ensure_consumer(
 /// on the bucket API's replies, the stream API they agree on.)
 pub struct Cursors {
     js: Context,
-    stream: stream::Stream,
+    stream: jetstream::stream::Stream,
 }
 
 impl Cursors {
     pub async fn open(js: &Context) -> anyhow::Result<Self> {
         let stream = js
-            .create_or_update_stream(stream::Config {
+            .create_or_update_stream(jetstream::stream::Config {
                 name: CURSOR_STREAM.to_owned(),
                 subjects: vec![format!("{CURSOR_SUBJECT}.>")],
                 max_messages_per_subject: 1,
-                storage: stream::StorageType::File,
+                storage: jetstream::stream::StorageType::File,
                 ..Default::default()
             })
             .await
@@ -165,7 +166,9 @@ impl Cursors {
                 .and_then(|v| v.parse().ok())
                 .map(Some)
                 .with_context(|| format!("cursor {subject} holds no Unix time")),
-            Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) if e.kind() == jetstream::stream::LastRawMessageErrorKind::NoMessageFound => {
+                Ok(None)
+            }
             Err(e) => Err(e).with_context(|| format!("cannot read cursor {subject}")),
         }
     }

@@ -31,6 +31,10 @@ impl From<wit::Config> for Config {
     fn from(config: wit::Config) -> Self {
         Config {
             lateness: config.lateness,
+            queries: crate::Queries {
+                forecast: config.forecast,
+                outliers: config.outliers,
+            },
         }
     }
 }

@@ -81,12 +81,37 @@ pub struct Stats {
 pub struct Config {
     /// Seconds an event may be older than the newest one (see [`reorder`]).
     pub lateness: u32,
+    /// Which queries run (both by default).
+    #[serde(default)]
+    pub queries: Queries,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             lateness: reorder::DEFAULT_LATENESS,
+            queries: Queries::default(),
+        }
+    }
+}
+
+/// Which queries a [`Pipeline`] runs. A query that is off keeps no state and emits nothing; the
+/// other's rows are exactly those of a run with both (the queries share only the reordering).
+/// A distributed run uses this: Q1 depends on a house's events only, so it runs per house; Q2
+/// compares every plug with all plugs, so it runs once over all events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Queries {
+    /// Q1, the load forecast.
+    pub forecast: bool,
+    /// Q2, the outliers.
+    pub outliers: bool,
+}
+
+impl Default for Queries {
+    fn default() -> Self {
+        Queries {
+            forecast: true,
+            outliers: true,
         }
     }
 }
@@ -99,6 +124,8 @@ pub struct Pipeline {
     forecast: forecast::Forecast,
     outliers: outliers::Outliers,
     stats: Stats,
+    #[serde(default)]
+    queries: Queries,
     // Scratch: events released by the reorder buffer.
     #[serde(skip)]
     released: Vec<Event>,
@@ -118,6 +145,7 @@ impl Pipeline {
             forecast: forecast::Forecast::new(),
             outliers: outliers::Outliers::new(),
             stats: Stats::default(),
+            queries: config.queries,
             released: Vec::new(),
         }
     }
@@ -176,16 +204,22 @@ impl Pipeline {
             self.process(&e, &mut out);
         }
         self.released = released;
-        self.forecast.finish(&self.entities, &mut out);
-        self.outliers.finish(&self.entities, &mut out);
+        if self.queries.forecast {
+            self.forecast.finish(&self.entities, &mut out);
+        }
+        if self.queries.outliers {
+            self.outliers.finish(&self.entities, &mut out);
+        }
         self.stats.outputs += out.len() as u64;
         out
     }
 
     fn process(&mut self, e: &Event, out: &mut Outputs) {
         let plug = e.is_load().then(|| self.entities.intern(e.key()));
-        self.forecast.push(e, plug, &self.entities, out);
-        if let Some(p) = plug {
+        if self.queries.forecast {
+            self.forecast.push(e, plug, &self.entities, out);
+        }
+        if let (Some(p), true) = (plug, self.queries.outliers) {
             self.outliers.push(e.ts, p, e.value_mw, &self.entities, out);
         }
     }

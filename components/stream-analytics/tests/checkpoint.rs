@@ -11,7 +11,10 @@ fn restored_pipelines_continue_identically() {
     // Two days so that past-day histories and the 24 h window are in the state.
     let events = small(11, 3, 10, 49 * 60, (20, 60), 1);
     let (want, _) = run_pipeline(&events, 10);
-    let mut p = Pipeline::new(Config { lateness: 10 });
+    let mut p = Pipeline::new(Config {
+        lateness: 10,
+        ..Config::default()
+    });
     let mut got = Outputs::default();
     // Save and restore at irregular points (the reorder buffer is usually non-empty).
     let cuts: Vec<usize> = (1..12).map(|i| i * events.len() / 12 + i).collect();

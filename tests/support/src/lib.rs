@@ -49,7 +49,7 @@ pub use edge::{
 };
 pub use metrics::{metric, sample, scrape};
 pub use pki::Device;
-pub use process::{Ran, command, nats, run};
+pub use process::{Ran, command, nats, run, terminate};
 pub use rng::Rng;
 pub use serve::{PROBE_TOKEN, Served};
 pub use serve_child::ServeChild;

@@ -99,3 +99,9 @@ pub fn nats(dir: &Path) -> wattlet_workers::server::LocalNats {
     )
     .expect("nats-server starts (./dev test installs it)")
 }
+
+/// Sends SIGTERM to a child process (a graceful stop, as a service manager does).
+pub fn terminate(child: &std::process::Child) {
+    let pid = rustix::process::Pid::from_child(child);
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM");
+}

@@ -11,7 +11,10 @@ use wattlet_stream_analytics::{Config, Event, Outputs, Pipeline};
 
 /// All outputs of the pipeline over `events` (arrival order), then finish.
 pub fn run_pipeline(events: &[Event], lateness: u32) -> (Outputs, Pipeline) {
-    let mut p = Pipeline::new(Config { lateness });
+    let mut p = Pipeline::new(Config {
+        lateness,
+        ..Config::default()
+    });
     let mut out = Outputs::default();
     for e in events {
         p.push_into(e, &mut out);

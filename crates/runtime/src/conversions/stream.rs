@@ -31,6 +31,8 @@ impl From<native::Config> for wit::Config {
     fn from(config: native::Config) -> Self {
         wit::Config {
             lateness: config.lateness,
+            forecast: config.queries.forecast,
+            outliers: config.queries.outliers,
         }
     }
 }

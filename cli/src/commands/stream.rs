@@ -1,0 +1,349 @@
+//! `wattlet stream …` and `wattlet worker stream`: the DEBS 2014 queries on NATS JetStream.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use wattlet_stream_analytics::Event;
+use wattlet_stream_analytics::event::EventReader;
+use wattlet_stream_analytics::generate::{GenConfig, Generator, write_csv};
+use wattlet_stream_analytics::refit::{RefitConfig, RefitReader};
+use wattlet_workers::stream::operator::native_run;
+use wattlet_workers::stream::task::StreamWorkerOptions;
+use wattlet_workers::stream::{self as debs, StreamMeta};
+
+pub const STREAM_HELP: &str = "\
+The DEBS 2014 Grand Challenge queries (Q1: load forecast per house and plug; Q2: outliers) over
+smart-plug events, on NATS JetStream, exactly once and elastic.
+
+A run: `wattlet stream generate -o events.csv.gz` (or `convert-refit` a REFIT house), start
+workers (`wattlet worker stream --id w1`, as many as wanted, any time), `wattlet stream replay
+events.csv.gz`, then `wattlet stream results --wait 10m -o results.csv`. `wattlet stream
+reference events.csv.gz -o want.csv` computes the same file in process, for comparison.
+
+Streams: DEBS_EVENTS (input, subjects debs.events.<house % P>; P and the lateness bound are
+fixed by the first replay and kept in the stream's description), DEBS_OUT (rows, subject
+debs.out.<task>, Nats-Msg-Id <task>-<index>, header Debs-Index), DEBS_STATE (checkpoints),
+DEBS_COORD (leases debs.lease.<task>, members debs.member.<id>), DEBS_DEAD (input messages that
+are not events, reason in Wattlet-Dead-Reason). Tasks: q1-<p> (Q1 of the houses of partition p,
+one pipeline per house) and outliers (Q2 over all events in arrival order).
+
+Every row is published once: a task's rows are a deterministic function of its input; a task
+restarts from its checkpoint and skips the rows already in DEBS_OUT. Workers hold tasks through
+leases (3 s, renewed every second) and share them fairly; kill one and the others (or its
+restart with the same --id) take its tasks over. For a new run delete the DEBS_* streams
+(e.g. `nats stream rm`) or use a fresh server. The NATS server needs JetStream (nats-server -js).
+Results CSV: task,index,kind,... with kind house (at,ts,house,slice_len,load_w), plug
+(at,ts,house,household,plug,slice_len,load_w) or outlier (ts,window,house,above,plugs,percent).";
+
+#[derive(Debug, Subcommand)]
+pub enum StreamCommand {
+    /// Write challenge-shaped events (CSV; gzip when FILE ends in .gz).
+    #[command(after_help = STREAM_HELP)]
+    Generate(GenerateArgs),
+    /// Convert a REFIT house file (CSV, .gz allowed) to challenge events.
+    #[command(after_help = STREAM_HELP)]
+    ConvertRefit(ConvertArgs),
+    /// Publish an event file onto the input stream, in order, then the end markers.
+    #[command(after_help = STREAM_HELP)]
+    Replay(ReplayArgs),
+    /// Write every task's rows from the output stream, sorted per task by index.
+    #[command(after_help = STREAM_HELP)]
+    Results(ResultsArgs),
+    /// Compute the rows the workers must publish, in this process (same CSV as `results`).
+    #[command(after_help = STREAM_HELP)]
+    Reference(ReferenceArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    #[arg(long, default_value_t = 40)]
+    houses: u32,
+    /// Plugs in all, spread over the houses.
+    #[arg(long, default_value_t = 2125)]
+    plugs: u32,
+    /// Minutes of data.
+    #[arg(long, default_value_t = 60)]
+    minutes: u32,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Output file (gzip when it ends in .gz).
+    #[arg(short, long, value_name = "FILE")]
+    output: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// A REFIT house file: `timestamp_utc,mains_w,<appliance>...` (gzip when it ends in .gz).
+    input: PathBuf,
+    /// The house id the events get.
+    #[arg(long, default_value_t = 0)]
+    house: u32,
+    /// The first event id.
+    #[arg(long, default_value_t = 0)]
+    first_id: u64,
+    #[arg(short, long, value_name = "FILE")]
+    output: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct Nats {
+    /// The NATS server (JetStream enabled).
+    #[arg(long, value_name = "URL", default_value = "nats://127.0.0.1:4222")]
+    nats: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Event file (challenge CSV, gzip when it ends in .gz), in arrival order.
+    input: PathBuf,
+    #[command(flatten)]
+    nats: Nats,
+    /// Event time runs X times faster than wall time [default: as fast as NATS takes them].
+    #[arg(long, value_name = "X")]
+    rate: Option<f64>,
+    /// Input partitions P (Q1 tasks); fixed when the input stream is created.
+    #[arg(long, value_name = "P", default_value_t = debs::DEFAULT_PARTITIONS, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    partitions: u32,
+    /// Seconds an event may be older than the newest (of its house, for Q1).
+    #[arg(long, value_name = "S", default_value_t = wattlet_stream_analytics::reorder::DEFAULT_LATENESS)]
+    lateness: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct ResultsArgs {
+    #[command(flatten)]
+    nats: Nats,
+    /// Wait up to this long for every task to complete.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    wait: Option<Duration>,
+    #[arg(short, long, value_name = "FILE")]
+    output: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ReferenceArgs {
+    /// Event file (challenge CSV, gzip when it ends in .gz).
+    input: PathBuf,
+    #[arg(long, value_name = "P", default_value_t = debs::DEFAULT_PARTITIONS, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    partitions: u32,
+    #[arg(long, value_name = "S", default_value_t = wattlet_stream_analytics::reorder::DEFAULT_LATENESS)]
+    lateness: u32,
+    #[arg(short, long, value_name = "FILE")]
+    output: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    nats: Nats,
+    /// This worker's id, unique among live workers (a NATS subject token); a restart with the
+    /// same id takes its tasks back at once [default: host name and process id].
+    #[arg(long)]
+    id: Option<String>,
+    /// Checkpoint a task after this many input messages …
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    checkpoint_every: u64,
+    /// … or after this long, whichever first.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
+    checkpoint_interval: Duration,
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn is_gz(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "gz")
+}
+
+fn open(path: &Path) -> anyhow::Result<Box<dyn BufRead>> {
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    Ok(if is_gz(path) {
+        Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(file)))
+    } else {
+        Box::new(BufReader::new(file))
+    })
+}
+
+fn create(path: &Path) -> anyhow::Result<Box<dyn Write>> {
+    let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    Ok(if is_gz(path) {
+        Box::new(BufWriter::new(flate2::write::GzEncoder::new(
+            file,
+            flate2::Compression::default(),
+        )))
+    } else {
+        Box::new(BufWriter::new(file))
+    })
+}
+
+fn events(path: &Path) -> anyhow::Result<impl Iterator<Item = anyhow::Result<Event>>> {
+    let name = path.display().to_string();
+    Ok(EventReader::new(open(path)?).map(move |e| e.with_context(|| name.clone())))
+}
+
+pub fn run(command: StreamCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        StreamCommand::Generate(args) => {
+            let config = GenConfig {
+                seed: args.seed,
+                houses: args.houses,
+                plugs: args.plugs,
+                duration: args.minutes.saturating_mul(60),
+                ..GenConfig::default()
+            };
+            let mut out = create(&args.output)?;
+            let n = write_csv(Generator::new(config), &mut out)?;
+            drop(out);
+            eprintln!("{n} events written to {}", args.output.display());
+        }
+        StreamCommand::ConvertRefit(args) => {
+            let reader = RefitReader::new(
+                open(&args.input)?,
+                RefitConfig {
+                    house: args.house,
+                    first_id: args.first_id,
+                    ..RefitConfig::default()
+                },
+            );
+            let mut out = create(&args.output)?;
+            let mut n = 0u64;
+            for event in reader {
+                let event = event.with_context(|| args.input.display().to_string())?;
+                writeln!(out, "{}", event.to_csv())?;
+                n += 1;
+            }
+            out.flush()?;
+            drop(out);
+            eprintln!("{n} events written to {}", args.output.display());
+        }
+        StreamCommand::Replay(args) => {
+            let meta = StreamMeta {
+                partitions: args.partitions,
+                lateness: args.lateness,
+            };
+            let events = events(&args.input)?;
+            let started = Instant::now();
+            let stats = runtime()?.block_on(async {
+                let js = wattlet_workers::connect(&args.nats.nats).await?;
+                debs::replay::replay(&js, events, meta, args.rate, |stats| {
+                    let secs = started.elapsed().as_secs_f64().max(1e-3);
+                    eprintln!(
+                        "replay: {} published ({} already there), {:.0} events/s",
+                        stats.sent - stats.duplicates,
+                        stats.duplicates,
+                        stats.sent as f64 / secs
+                    );
+                })
+                .await
+            })?;
+            eprintln!(
+                "replay done: {} messages in {:.1} s, {} new",
+                stats.sent,
+                started.elapsed().as_secs_f64(),
+                stats.sent - stats.duplicates
+            );
+        }
+        StreamCommand::Results(args) => return results(args),
+        StreamCommand::Reference(args) => {
+            let events: Vec<Event> = events(&args.input)?.collect::<anyhow::Result<_>>()?;
+            let rows = native_run(events, args.partitions, args.lateness);
+            let mut out = create(&args.output)?;
+            for (task, rows) in &rows {
+                for (index, row) in rows.iter().enumerate() {
+                    writeln!(out, "{task},{index},{}", row.to_csv())?;
+                }
+            }
+            out.flush()?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn results(args: ResultsArgs) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async {
+        let js = wattlet_workers::connect(&args.nats.nats).await?;
+        let deadline = args.wait.map(|w| Instant::now() + w);
+        loop {
+            let status = debs::results::status(&js).await?;
+            let done = status
+                .iter()
+                .filter(|(_, m)| m.as_ref().is_some_and(|m| m.done))
+                .count();
+            let dead: u64 = status
+                .iter()
+                .filter_map(|(_, m)| m.as_ref())
+                .map(|m| m.dead)
+                .sum();
+            let complete = !status.is_empty() && done == status.len();
+            match deadline {
+                Some(deadline) if !complete => {
+                    if Instant::now() >= deadline {
+                        anyhow::bail!("{done} of {} tasks complete after --wait", status.len());
+                    }
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                _ => {
+                    eprintln!(
+                        "{done} of {} tasks complete; {dead} input messages dead-lettered",
+                        status.len()
+                    );
+                    break;
+                }
+            }
+        }
+        let all = debs::results::read_outputs(&js).await?;
+        let mut problems = Vec::new();
+        let mut out = create(&args.output)?;
+        let mut counts = BTreeMap::new();
+        for (task, rows) in &all {
+            problems.extend(debs::results::check(task, rows));
+            let sorted = debs::results::sorted(rows);
+            counts.insert(task.clone(), sorted.len());
+            for (index, row) in sorted {
+                writeln!(out, "{task},{index},{row}")?;
+            }
+        }
+        out.flush()?;
+        for (task, n) in &counts {
+            eprintln!("{task}: {n} rows");
+        }
+        if problems.is_empty() {
+            Ok(ExitCode::SUCCESS)
+        } else {
+            for p in &problems {
+                eprintln!("wattlet: {p}");
+            }
+            Ok(ExitCode::from(1))
+        }
+    })
+}
+
+pub fn run_worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    let id = match args.id {
+        Some(id) => id,
+        None => {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .unwrap_or_else(|_| "worker".into())
+                .trim()
+                .replace(['.', '*', '>', ' '], "_");
+            format!("{host}-{}", std::process::id())
+        }
+    };
+    let options = StreamWorkerOptions {
+        checkpoint_every: args.checkpoint_every,
+        checkpoint_interval: args.checkpoint_interval,
+        ..StreamWorkerOptions::new(&args.nats.nats, &id)
+    };
+    runtime()?.block_on(debs::task::run(options, super::shutdown_signal()))?;
+    Ok(ExitCode::SUCCESS)
+}

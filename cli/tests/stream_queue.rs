@@ -1,0 +1,452 @@
+//! The DEBS queries on NATS JetStream end to end, all real: `nats-server -js`, the `wattlet
+//! stream replay` and `wattlet worker stream` binaries as child processes, results read back
+//! with `wattlet stream results` and compared with the in-process run (`wattlet stream
+//! reference`) and with the crate's from-scratch `reference::run`.
+//!
+//! - equality: two workers; rows per task equal the in-process run row for row (and, on a
+//!   smaller file, the from-scratch reference per house for Q1 and globally for Q2);
+//! - crashes: `WATTLET_STREAM_KILLS` (default 100) SIGKILLs of workers at random instants while
+//!   the input arrives, each restarted; a third worker joins and leaves (SIGTERM) mid-run; every
+//!   task's rows are indexes 0..n each once and equal the uninterrupted run;
+//! - hostile input: malformed input messages are dead-lettered with their reason and counted;
+//!   a corrupted checkpoint chunk makes the task replay from the start, still exactly once.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use wattlet_stream_analytics::event::EventReader;
+use wattlet_stream_analytics::{Event, reference};
+use wattlet_testkit::{Rng, env_or, nats, run, terminate, wait_for};
+use wattlet_workers::server::LocalNats;
+use wattlet_workers::stream::operator::Row;
+
+fn wattlet(args: &[&str]) -> String {
+    run(wattlet_testkit::binary!("wattlet").args(args), None)
+        .expect_success(&format!("wattlet {}", args.join(" ")))
+}
+
+fn generate(dir: &Path, name: &str, houses: u32, plugs: u32, minutes: u32) -> PathBuf {
+    let file = dir.join(name);
+    wattlet(&[
+        "stream",
+        "generate",
+        "--houses",
+        &houses.to_string(),
+        "--plugs",
+        &plugs.to_string(),
+        "--minutes",
+        &minutes.to_string(),
+        "--seed",
+        "7",
+        "-o",
+        file.to_str().unwrap(),
+    ]);
+    file
+}
+
+/// `wattlet stream reference` into `<file>.want.csv`.
+fn in_process(file: &Path, partitions: u32) -> String {
+    let out = file.with_extension("want.csv");
+    wattlet(&[
+        "stream",
+        "reference",
+        file.to_str().unwrap(),
+        "--partitions",
+        &partitions.to_string(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    std::fs::read_to_string(out).unwrap()
+}
+
+/// A worker with frequent checkpoints (every 500 input messages or 300 ms: many restarts land
+/// between two), its log appended to `log`.
+fn spawn_worker(nats: &LocalNats, id: &str, log: &Path) -> Child {
+    spawn_worker_with(
+        nats,
+        id,
+        log,
+        &[
+            "--checkpoint-every",
+            "500",
+            "--checkpoint-interval",
+            "300ms",
+        ],
+    )
+}
+
+fn spawn_worker_with(nats: &LocalNats, id: &str, log: &Path, args: &[&str]) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("worker log");
+    wattlet_testkit::binary!("wattlet")
+        .args(["worker", "stream", "--nats", &nats.url, "--id", id])
+        .args(args)
+        .env("WATTLET_LOG", "wattlet=info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn wattlet worker stream")
+}
+
+fn replay_args<'a>(nats: &'a LocalNats, file: &'a Path, partitions: &'a str) -> Vec<&'a str> {
+    vec![
+        "stream",
+        "replay",
+        file.to_str().unwrap(),
+        "--nats",
+        &nats.url,
+        "--partitions",
+        partitions,
+    ]
+}
+
+/// `wattlet stream results --wait` into `dir/<name>`: the file and the command's stderr.
+fn results(nats: &LocalNats, dir: &Path, name: &str) -> (String, String) {
+    let out = dir.join(name);
+    let ran = run(
+        wattlet_testkit::binary!("wattlet").args([
+            "stream",
+            "results",
+            "--nats",
+            &nats.url,
+            "--wait",
+            "240s",
+            "-o",
+            out.to_str().unwrap(),
+        ]),
+        None,
+    );
+    let stderr = ran.stderr.clone();
+    ran.expect_success("wattlet stream results (every index once)");
+    (std::fs::read_to_string(out).unwrap(), stderr)
+}
+
+/// Line by line, naming the first difference.
+fn assert_same_rows(got: &str, want: &str, what: &str) {
+    let (g, w): (Vec<&str>, Vec<&str>) = (got.lines().collect(), want.lines().collect());
+    if let Some(i) = g.iter().zip(&w).position(|(a, b)| a != b) {
+        panic!("{what}: line {i} differs:\n got: {}\nwant: {}", g[i], w[i]);
+    }
+    assert_eq!(g.len(), w.len(), "{what}: row counts differ");
+    assert!(!g.is_empty(), "{what}: no rows");
+}
+
+fn read_events(file: &Path) -> Vec<Event> {
+    let gz = std::fs::File::open(file).unwrap();
+    let reader = std::io::BufReader::new(flate2::read::MultiGzDecoder::new(gz));
+    EventReader::new(reader).map(|e| e.unwrap()).collect()
+}
+
+fn subdir(dir: &Path, name: &str) -> PathBuf {
+    let sub = dir.join(name);
+    std::fs::create_dir_all(&sub).unwrap();
+    sub
+}
+
+/// Two workers checkpointing at the default pace (nobody is killed).
+fn two_workers(nats: &LocalNats, log: &Path) -> [Child; 2] {
+    let args = ["--checkpoint-every", "10000", "--checkpoint-interval", "5s"];
+    [
+        spawn_worker_with(nats, "w1", log, &args),
+        spawn_worker_with(nats, "w2", log, &args),
+    ]
+}
+
+fn stop(workers: impl IntoIterator<Item = Child>) {
+    for mut w in workers {
+        let _ = w.kill();
+        let _ = w.wait();
+    }
+}
+
+#[test]
+fn stream_results_equal_the_in_process_run_and_the_reference() {
+    let started = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    // The main file: 6 houses, 60 plugs, 90 min, with late events (the generator's defaults:
+    // 1 % delayed within the bound, 0.05 % beyond), through two workers.
+    let file = generate(dir.path(), "events.csv.gz", 6, 60, 90);
+    let want = in_process(&file, 4);
+    let server = nats(&subdir(dir.path(), "a"));
+    let log = dir.path().join("workers.log");
+    let workers = two_workers(&server, &log);
+    wattlet(&replay_args(&server, &file, "4"));
+    let (got, stderr) = results(&server, dir.path(), "got.csv");
+    stop(workers);
+    assert!(stderr.contains("5 of 5 tasks complete"), "{stderr}");
+    assert_same_rows(&got, &want, "workers vs in-process run");
+    let rows = got.lines().count();
+    eprintln!(
+        "main file: {rows} rows equal, {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    // A smaller file against the from-scratch reference: Q1 per house, Q2 over all events.
+    let small = generate(dir.path(), "small.csv.gz", 3, 12, 40);
+    let server = nats(&subdir(dir.path(), "b"));
+    let workers = two_workers(&server, &log);
+    wattlet(&replay_args(&server, &small, "2"));
+    let (got, _) = results(&server, dir.path(), "small.csv");
+    stop(workers);
+    let events = read_events(&small);
+    let mut want: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut push = |task: String, mut out: wattlet_stream_analytics::Outputs| {
+        let mut rows = Vec::new();
+        Row::extend_from(&mut rows, &mut out);
+        want.entry(task)
+            .or_default()
+            .extend(rows.iter().map(Row::to_csv));
+    };
+    for house in 0..3 {
+        let mine: Vec<Event> = events
+            .iter()
+            .filter(|e| e.house == house)
+            .copied()
+            .collect();
+        let mut out = reference::run(&mine, 10);
+        out.outliers.clear();
+        push(format!("q1-{}", house % 2), out);
+    }
+    let mut all = reference::run(&events, 10);
+    all.houses.clear();
+    all.plugs.clear();
+    push("outliers".into(), all);
+    let mut have: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for line in got.lines() {
+        let mut parts = line.splitn(3, ',');
+        let task = parts.next().unwrap().to_owned();
+        let _index = parts.next().unwrap();
+        have.entry(task)
+            .or_default()
+            .push(parts.next().unwrap().to_owned());
+    }
+    // The reference lists rows in output order, a task in emission order: compare sorted.
+    for rows in want.values_mut().chain(have.values_mut()) {
+        rows.sort();
+    }
+    assert_eq!(
+        have.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>()
+    );
+    for (task, rows) in &want {
+        assert!(!rows.is_empty(), "{task}");
+        assert!(
+            have[task] == *rows,
+            "{task}: workers differ from reference::run"
+        );
+    }
+    eprintln!("total {:.1} s", started.elapsed().as_secs_f64());
+}
+
+#[test]
+fn stream_survives_killed_workers_and_a_joining_leaving_one() {
+    let started = Instant::now();
+    let kills: u32 = env_or("WATTLET_STREAM_KILLS", 100);
+    let dir = tempfile::tempdir().unwrap();
+    // 4 houses, 24 plugs, 60 min, replayed at 80× event time: ~45 s of arriving input.
+    let file = generate(dir.path(), "events.csv.gz", 4, 24, 60);
+    // 6 tasks: 3 a worker for two, 2 for three, so the third worker's arrival moves tasks.
+    let want = in_process(&file, 5);
+    let server = nats(dir.path());
+    let log = dir.path().join("workers.log");
+    let mut workers: Vec<(String, Child)> = vec![
+        ("w1".into(), spawn_worker(&server, "w1", &log)),
+        ("w2".into(), spawn_worker(&server, "w2", &log)),
+    ];
+    let mut args = replay_args(&server, &file, "5");
+    args.extend(["--rate", "80"]);
+    let mut replay = wattlet_testkit::binary!("wattlet")
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn replay");
+    let mut rng = Rng::new(16);
+    let mut killed = 0;
+    let mut third: Option<Child> = None;
+    while killed < kills {
+        std::thread::sleep(Duration::from_millis(100 + rng.below(300)));
+        if killed == kills / 3 && third.is_none() {
+            third = Some(spawn_worker(&server, "w3", &log));
+            // No kill for a moment: w1 and w2 see the third member and hand a task each over.
+            std::thread::sleep(Duration::from_millis(2500));
+        }
+        if killed == 2 * kills / 3
+            && let Some(mut w3) = third.take()
+        {
+            terminate(&w3);
+            let status = w3.wait().unwrap();
+            assert!(status.success(), "w3 stops gracefully on SIGTERM: {status}");
+        }
+        let i = rng.below(workers.len() as u64) as usize;
+        let (id, worker) = &mut workers[i];
+        if let Ok(Some(status)) = worker.try_wait() {
+            panic!(
+                "worker {id} exited by itself ({status}); see {}",
+                log.display()
+            );
+        }
+        worker.kill().unwrap();
+        worker.wait().unwrap();
+        killed += 1;
+        *worker = spawn_worker(&server, id, &log);
+    }
+    let kill_time = started.elapsed();
+    let status = replay.wait().unwrap();
+    assert!(status.success(), "replay: {status}");
+    let (got, stderr) = results(&server, dir.path(), "got.csv");
+    stop(workers.into_iter().map(|(_, c)| c).chain(third));
+    assert!(stderr.contains("6 of 6 tasks complete"), "{stderr}");
+    // `results` checked every task's indexes are 0..n, each once (else it fails); the rows are
+    // those of the uninterrupted run.
+    assert_same_rows(&got, &want, "after kills vs in-process run");
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    let released = log_text.matches("releases a task").count();
+    eprintln!(
+        "{killed} SIGKILLs in {:.1} s, {released} tasks handed over to a joining worker, {} rows \
+         equal; total {:.1} s",
+        kill_time.as_secs_f64(),
+        got.lines().count(),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        released > 0,
+        "no worker handed a task over to the joining one"
+    );
+    assert!(
+        log_text.contains("worker w3 took the task"),
+        "the joining worker got no task"
+    );
+}
+
+#[test]
+fn stream_dead_letters_bad_input_and_survives_a_corrupt_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = generate(dir.path(), "events.csv.gz", 2, 10, 30);
+    let want = in_process(&file, 2);
+    let server = nats(dir.path());
+    let log = dir.path().join("workers.log");
+    let tokio = tokio::runtime::Runtime::new().unwrap();
+    let js = tokio
+        .block_on(wattlet_workers::connect(&server.url))
+        .unwrap();
+    // Malformed messages ahead of the events, on partition 0 (read by q1-0 and outliers).
+    tokio.block_on(async {
+        wattlet_workers::stream::ensure_events_stream(
+            &js,
+            wattlet_workers::stream::StreamMeta {
+                partitions: 2,
+                lateness: 10,
+            },
+        )
+        .await
+        .unwrap();
+        for payload in [&b"1,2,not-a-number,1,0,0,0"[..], &b"\xff\xfe"[..]] {
+            js.publish("debs.events.0", payload.to_vec().into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+    });
+    let mut worker = spawn_worker(&server, "w1", &log);
+    let mut args = replay_args(&server, &file, "2");
+    args.extend(["--rate", "100"]);
+    let mut replay = wattlet_testkit::binary!("wattlet")
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn replay");
+    // Once `outliers` has a checkpoint with progress, kill the worker and corrupt its chunk 0.
+    let manifest = || {
+        tokio.block_on(async {
+            let checkpoints = wattlet_workers::stream::checkpoint::Checkpoints::open(&js)
+                .await
+                .ok()?;
+            checkpoints.manifest("outliers").await.ok().flatten()
+        })
+    };
+    wait_for(Duration::from_secs(60), "a checkpoint of outliers", || {
+        manifest().is_some_and(|m| m.events > 2000)
+    });
+    worker.kill().unwrap();
+    worker.wait().unwrap();
+    let m = manifest().unwrap();
+    assert!(!m.done);
+    // The same length, one bit flipped: only the SHA-256 can tell.
+    tokio.block_on(async {
+        let subject =
+            wattlet_workers::stream::checkpoint::chunk_subject("outliers", &m.generation, 0);
+        let state = js.get_stream("DEBS_STATE").await.unwrap();
+        let chunk = state
+            .get_last_raw_message_by_subject(&subject)
+            .await
+            .unwrap();
+        let mut bytes = chunk.payload.to_vec();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 1;
+        js.publish(subject, bytes.into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    });
+    let worker = spawn_worker(&server, "w1", &log);
+    assert!(replay.wait().unwrap().success());
+    let (got, stderr) = results(&server, dir.path(), "got.csv");
+    stop([worker]);
+    assert!(stderr.contains("3 of 3 tasks complete"), "{stderr}");
+    assert!(
+        stderr.contains("4 input messages dead-lettered"),
+        "{stderr}"
+    );
+    assert_same_rows(&got, &want, "after a corrupt checkpoint vs in-process run");
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        log_text.contains("checkpoint unusable (the checkpoint's SHA-256 is"),
+        "the corrupt chunk was noticed: {log_text}"
+    );
+    // Each malformed message once per task reading partition 0, with its reason.
+    let reasons: Vec<String> = tokio.block_on(async {
+        let dead = js.get_stream("DEBS_DEAD").await.unwrap();
+        let mut reasons = Vec::new();
+        for seq in 1..=4 {
+            let m = dead.get_raw_message(seq).await.unwrap();
+            reasons.push(
+                m.headers
+                    .get(wattlet_workers::DEAD_REASON_HEADER)
+                    .map(|v| v.as_str().to_owned())
+                    .unwrap_or_default(),
+            );
+        }
+        reasons
+    });
+    assert_eq!(
+        reasons
+            .iter()
+            .filter(|r| r.contains("is not an event"))
+            .count(),
+        2,
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("field value") || r.contains("not a decimal")),
+        "{reasons:?}"
+    );
+    assert_eq!(
+        reasons.iter().filter(|r| r.contains("not UTF-8")).count(),
+        2,
+        "{reasons:?}"
+    );
+}

@@ -1,0 +1,573 @@
+//! `wattlet worker stream`: the coordinator (membership, leases, fair share) and the task
+//! runner (restore, replay, publish each row once, checkpoint). See the module above.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use async_nats::HeaderMap;
+use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
+use async_nats::jetstream::context::PublishAckFuture;
+use async_nats::jetstream::{self, Context, stream};
+use futures::StreamExt as _;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use wattlet_stream_analytics::event::parse_line;
+
+use super::checkpoint::{Checkpoints, Manifest};
+use super::lease::{Lease, Leases, fair_share};
+use super::operator::{Native, Operator, Row};
+use super::{
+    DEAD_SUBJECT, END_HEADER, EVENTS_STREAM, INDEX_HEADER, OUT_STREAM, OUT_SUBJECT, StreamMeta,
+    TaskKind, ensure_streams, events_meta, now_ms, partition_of, tasks,
+};
+
+/// Rows (and dead letters) awaiting their acknowledgement before the runner waits for them.
+const MAX_PENDING: usize = 4096;
+
+#[derive(Clone, Debug)]
+pub struct StreamWorkerOptions {
+    pub nats_url: String,
+    /// Unique among live workers; a restarted worker with the same id takes its leases back at
+    /// once.
+    pub id: String,
+    /// A checkpoint after this many input messages …
+    pub checkpoint_every: u64,
+    /// … or this long after the last one, whichever first.
+    pub checkpoint_interval: Duration,
+    /// A lease not renewed for this long is free.
+    pub lease_time: Duration,
+    /// Leases and membership are renewed (and the share rebalanced) this often.
+    pub renew_every: Duration,
+}
+
+impl StreamWorkerOptions {
+    pub fn new(nats_url: &str, id: &str) -> Self {
+        StreamWorkerOptions {
+            nats_url: nats_url.to_owned(),
+            id: id.to_owned(),
+            checkpoint_every: 10_000,
+            checkpoint_interval: Duration::from_secs(5),
+            lease_time: Duration::from_secs(3),
+            renew_every: Duration::from_secs(1),
+        }
+    }
+}
+
+/// How a task runner ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every row is published and the final checkpoint written.
+    Done,
+    /// Asked to stop: checkpointed.
+    Stopped,
+}
+
+struct Held {
+    lease_seq: u64,
+    valid_until: Arc<AtomicU64>,
+    stop: watch::Sender<bool>,
+    handle: JoinHandle<anyhow::Result<Outcome>>,
+}
+
+/// Runs a worker until `shutdown`, then checkpoints and releases its tasks.
+pub async fn run(
+    options: StreamWorkerOptions,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !options.id.is_empty() && !options.id.contains(['.', '*', '>', ' ']),
+        "the worker id {:?} must be a non-empty NATS subject token",
+        options.id
+    );
+    let js = crate::connect(&options.nats_url).await?;
+    ensure_streams(&js).await?;
+    let leases = Leases::open(&js).await?;
+    tokio::pin!(shutdown);
+    let meta = loop {
+        if let Some(meta) = events_meta(&js).await? {
+            break meta;
+        }
+        tracing::info!("waiting for the input stream {EVENTS_STREAM} (wattlet stream replay)");
+        tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    };
+    let checkpoints = Arc::new(Checkpoints::open(&js).await?);
+    let all = tasks(meta.partitions);
+    // Where this worker starts looking for free tasks: spread by its id.
+    let offset = options
+        .id
+        .bytes()
+        .fold(0usize, |h, b| h.wrapping_mul(31) + b as usize);
+    let lease_ms = options.lease_time.as_millis() as u64;
+    let mut held: BTreeMap<TaskKind, Held> = BTreeMap::new();
+    let mut tick = tokio::time::interval(options.renew_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tracing::info!(id = %options.id, partitions = meta.partitions, "stream worker started");
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = tick.tick() => {}
+        }
+        let now = now_ms();
+        if let Err(e) = leases.heartbeat(&options.id, now + lease_ms).await {
+            tracing::warn!("cannot announce the worker: {e:#}");
+            continue;
+        }
+        // Runners that ended.
+        let ended: Vec<TaskKind> = held
+            .iter()
+            .filter(|(_, h)| h.handle.is_finished())
+            .map(|(k, _)| *k)
+            .collect();
+        for kind in ended {
+            let h = held.remove(&kind).expect("held");
+            let done = match h.handle.await {
+                Ok(Ok(Outcome::Done)) => {
+                    tracing::info!(task = %kind.name(), "task complete");
+                    true
+                }
+                Ok(Ok(Outcome::Stopped)) => false,
+                Ok(Err(e)) => {
+                    tracing::warn!(task = %kind.name(), "task failed: {e:#}");
+                    false
+                }
+                Err(e) => {
+                    tracing::warn!(task = %kind.name(), "task ended: {e}");
+                    false
+                }
+            };
+            let lease = Lease {
+                done,
+                ..Lease::default()
+            };
+            if let Err(e) = leases.write(&kind.name(), h.lease_seq, &lease).await {
+                tracing::warn!(task = %kind.name(), "cannot release the lease: {e:#}");
+            }
+        }
+        // Renewals.
+        let mine = Lease {
+            owner: options.id.clone(),
+            expires_ms: now + lease_ms,
+            done: false,
+        };
+        let kinds: Vec<TaskKind> = held.keys().copied().collect();
+        for kind in kinds {
+            let h = held.get_mut(&kind).expect("held");
+            match leases.write(&kind.name(), h.lease_seq, &mine).await {
+                Ok(Some(seq)) => {
+                    h.lease_seq = seq;
+                    h.valid_until
+                        .store(valid_until(now, lease_ms), Ordering::SeqCst);
+                }
+                Ok(None) => {
+                    tracing::warn!(task = %kind.name(), "lost the lease: stopping the task");
+                    h.handle.abort();
+                    held.remove(&kind);
+                }
+                // The runner stops by itself when the lease would have expired.
+                Err(e) => tracing::warn!(task = %kind.name(), "cannot renew the lease: {e:#}"),
+            }
+        }
+        // The fair share.
+        let members = match leases.members(now).await {
+            Ok(members) => members.len().max(1),
+            Err(e) => {
+                tracing::warn!("cannot list the members: {e:#}");
+                continue;
+            }
+        };
+        let share = fair_share(all.len(), members);
+        if held.len() > share {
+            let extra: Vec<TaskKind> = held
+                .keys()
+                .rev()
+                .take(held.len() - share)
+                .copied()
+                .collect();
+            for kind in extra {
+                let h = held.remove(&kind).expect("held");
+                tracing::info!(task = %kind.name(), share, members, "worker {} releases a task (a worker joined)", options.id);
+                stop_and_release(&leases, kind, h, options.lease_time).await;
+            }
+        } else {
+            for i in 0..all.len() {
+                if held.len() >= share {
+                    break;
+                }
+                let kind = all[(offset + i) % all.len()];
+                if held.contains_key(&kind) {
+                    continue;
+                }
+                let name = kind.name();
+                let read = match leases.read(&name).await {
+                    Ok(read) => read,
+                    Err(e) => {
+                        tracing::warn!(task = %name, "cannot read the lease: {e:#}");
+                        continue;
+                    }
+                };
+                if !read.lease.takeable(&options.id, now) {
+                    continue;
+                }
+                match leases.write(&name, read.seq, &mine).await {
+                    Ok(Some(seq)) => {
+                        tracing::info!(task = %name, "worker {} took the task", options.id);
+                        let valid = Arc::new(AtomicU64::new(valid_until(now, lease_ms)));
+                        let (stop, stopped) = watch::channel(false);
+                        let runner = Runner {
+                            js: js.clone(),
+                            checkpoints: checkpoints.clone(),
+                            kind,
+                            meta,
+                            options: options.clone(),
+                            valid_until: valid.clone(),
+                            lease_seq: seq,
+                        };
+                        let handle = tokio::spawn(runner.run(stopped));
+                        held.insert(
+                            kind,
+                            Held {
+                                lease_seq: seq,
+                                valid_until: valid,
+                                stop,
+                                handle,
+                            },
+                        );
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(task = %name, "cannot take the lease: {e:#}"),
+                }
+            }
+        }
+    }
+    tracing::info!(
+        tasks = held.len(),
+        "stopping: checkpointing and releasing every task"
+    );
+    for (kind, h) in std::mem::take(&mut held) {
+        stop_and_release(&leases, kind, h, options.lease_time).await;
+    }
+    let _ = leases.heartbeat(&options.id, 0).await;
+    Ok(())
+}
+
+/// Stops publishing half a second before the lease expires, so that a successor never overlaps.
+fn valid_until(now: u64, lease_ms: u64) -> u64 {
+    now + lease_ms.saturating_sub(500)
+}
+
+async fn stop_and_release(leases: &Leases, kind: TaskKind, h: Held, limit: Duration) {
+    let _ = h.stop.send(true);
+    let mut handle = h.handle;
+    let outcome = match tokio::time::timeout(limit, &mut handle).await {
+        Ok(Ok(Ok(outcome))) => Some(outcome),
+        Ok(Ok(Err(e))) => {
+            tracing::warn!(task = %kind.name(), "task failed while stopping: {e:#}");
+            None
+        }
+        Ok(Err(_)) => None,
+        Err(_) => {
+            handle.abort();
+            tracing::warn!(task = %kind.name(), "the task did not stop in time");
+            None
+        }
+    };
+    let lease = Lease {
+        done: outcome == Some(Outcome::Done),
+        ..Lease::default()
+    };
+    if let Err(e) = leases.write(&kind.name(), h.lease_seq, &lease).await {
+        tracing::warn!(task = %kind.name(), "cannot release the lease: {e:#}");
+    }
+}
+
+/// One task's run under one lease.
+struct Runner {
+    js: Context,
+    checkpoints: Arc<Checkpoints>,
+    kind: TaskKind,
+    meta: StreamMeta,
+    options: StreamWorkerOptions,
+    valid_until: Arc<AtomicU64>,
+    lease_seq: u64,
+}
+
+/// The runner's position and output state.
+struct Progress {
+    name: String,
+    pos: Manifest,
+    /// Rows with an index up to this are already in the output stream.
+    published: Option<u64>,
+    pending: Vec<PublishAckFuture>,
+    previous_generation: Option<String>,
+    generation: u64,
+    since_checkpoint: u64,
+}
+
+impl Runner {
+    async fn run(self, mut stop: watch::Receiver<bool>) -> anyhow::Result<Outcome> {
+        let name = self.kind.name();
+        let mut op = Native::new(self.kind, self.meta.lateness);
+        let mut pos = Manifest::default();
+        let mut previous_generation = None;
+        match self.checkpoints.load(&name).await {
+            Ok(Some((manifest, state))) => match op.restore(&state) {
+                Ok(()) => {
+                    previous_generation = Some(manifest.generation.clone());
+                    pos = manifest;
+                }
+                Err(e) => {
+                    tracing::warn!(task = %name, "checkpoint unusable ({e:#}); replaying the task's input from the start");
+                    op = Native::new(self.kind, self.meta.lateness);
+                }
+            },
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(task = %name, "checkpoint unusable ({e}); replaying the task's input from the start");
+            }
+        }
+        if pos.done {
+            return Ok(Outcome::Done);
+        }
+        let published = last_index(&self.js, &name).await?;
+        tracing::info!(task = %name, from = pos.input_seq, produced = pos.produced, ?published, "task starts");
+        let input = self.js.get_stream(EVENTS_STREAM).await?;
+        let consumer = input
+            .create_consumer(OrderedConfig {
+                filter_subject: self.kind.filter(),
+                deliver_policy: if pos.input_seq == 0 {
+                    DeliverPolicy::All
+                } else {
+                    DeliverPolicy::ByStartSequence {
+                        start_sequence: pos.input_seq + 1,
+                    }
+                },
+                ..Default::default()
+            })
+            .await
+            .context("cannot read the input stream")?;
+        let mut messages = consumer.messages().await?;
+        let mut progress = Progress {
+            name,
+            pos,
+            published,
+            pending: Vec::new(),
+            previous_generation,
+            generation: 0,
+            since_checkpoint: 0,
+        };
+        let mut rows = Vec::new();
+        let mut timer = tokio::time::interval(self.options.checkpoint_interval);
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                _ = stop.changed() => {
+                    self.checkpoint(&mut op, &mut progress).await?;
+                    return Ok(Outcome::Stopped);
+                }
+                _ = timer.tick() => {
+                    if progress.since_checkpoint > 0 {
+                        self.checkpoint(&mut op, &mut progress).await?;
+                    }
+                }
+                message = messages.next() => {
+                    let message = message.context("the input stream's consumer ended")??;
+                    let seq = message.info().map_err(|e| anyhow::anyhow!("{e}"))?.stream_sequence;
+                    if let Some(end) = message.headers.as_ref().and_then(|h| h.get(END_HEADER)) {
+                        if let Ok(p) = end.as_str().parse::<u32>()
+                            && !progress.pos.ends.contains(&p)
+                        {
+                            progress.pos.ends.push(p);
+                            progress.pos.ends.sort_unstable();
+                        }
+                        progress.pos.input_seq = seq;
+                        progress.since_checkpoint += 1;
+                        if self.complete(&progress.pos.ends) {
+                            op.finish(&mut rows);
+                            self.publish(&mut rows, &mut progress).await?;
+                            progress.pos.done = true;
+                            self.checkpoint(&mut op, &mut progress).await?;
+                            return Ok(Outcome::Done);
+                        }
+                        continue;
+                    }
+                    match self.event(&message.subject, &message.payload, seq) {
+                        Ok(event) => {
+                            op.push(std::slice::from_ref(&event), &mut rows);
+                            progress.pos.events += 1;
+                            self.publish(&mut rows, &mut progress).await?;
+                        }
+                        Err(reason) => {
+                            self.dead_letter(&message.payload, seq, &reason, &mut progress).await?;
+                        }
+                    }
+                    progress.pos.input_seq = seq;
+                    progress.since_checkpoint += 1;
+                    if progress.since_checkpoint >= self.options.checkpoint_every {
+                        self.checkpoint(&mut op, &mut progress).await?;
+                    }
+                }
+            }
+        }
+    }
+
+    fn complete(&self, ends: &[u32]) -> bool {
+        match self.kind {
+            TaskKind::Forecast { partition } => ends.contains(&partition),
+            TaskKind::Outliers => (0..self.meta.partitions).all(|p| ends.contains(&p)),
+        }
+    }
+
+    /// The event in an input message, or why it is none.
+    fn event(
+        &self,
+        subject: &str,
+        payload: &[u8],
+        seq: u64,
+    ) -> Result<wattlet_stream_analytics::Event, String> {
+        let text = std::str::from_utf8(payload)
+            .map_err(|_| format!("input message {seq} on {subject} is not UTF-8 text"))?;
+        let event = parse_line(text.trim_end(), seq).map_err(|e| {
+            format!(
+                "input message {seq} on {subject} is not an event (line = stream sequence): {e}"
+            )
+        })?;
+        if let TaskKind::Forecast { partition } = self.kind {
+            let p = partition_of(event.house, self.meta.partitions);
+            if p != partition {
+                return Err(format!(
+                    "input message {seq}: house {} belongs to partition {p}, not {subject}",
+                    event.house
+                ));
+            }
+        }
+        Ok(event)
+    }
+
+    fn check_lease(&self, name: &str) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            now_ms() < self.valid_until.load(Ordering::SeqCst),
+            "the lease of {name} was not renewed in time: stopping the task"
+        );
+        Ok(())
+    }
+
+    /// Publishes `rows` (drained) with their indexes, skipping those already published.
+    async fn publish(&self, rows: &mut Vec<Row>, progress: &mut Progress) -> anyhow::Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.check_lease(&progress.name)?;
+        let subject = format!("{OUT_SUBJECT}.{}", progress.name);
+        for row in rows.drain(..) {
+            let index = progress.pos.produced;
+            progress.pos.produced += 1;
+            if progress.published.is_some_and(|p| index <= p) {
+                continue;
+            }
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                async_nats::header::NATS_MESSAGE_ID,
+                format!("{}-{index}", progress.name).as_str(),
+            );
+            headers.insert(INDEX_HEADER, index.to_string().as_str());
+            let ack = self
+                .js
+                .publish_with_headers(subject.clone(), headers, row.to_csv().into())
+                .await?;
+            progress.pending.push(ack);
+            if progress.pending.len() >= MAX_PENDING {
+                settle(progress).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn dead_letter(
+        &self,
+        payload: &[u8],
+        seq: u64,
+        reason: &str,
+        progress: &mut Progress,
+    ) -> anyhow::Result<()> {
+        tracing::warn!(task = %progress.name, "dead-lettered: {reason}");
+        self.check_lease(&progress.name)?;
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            async_nats::header::NATS_MESSAGE_ID,
+            format!("{}-{seq}", progress.name).as_str(),
+        );
+        headers.insert(crate::DEAD_REASON_HEADER, reason);
+        let ack = self
+            .js
+            .publish_with_headers(
+                format!("{DEAD_SUBJECT}.{}", progress.name),
+                headers,
+                payload.to_vec().into(),
+            )
+            .await?;
+        progress.pending.push(ack);
+        progress.pos.dead += 1;
+        Ok(())
+    }
+
+    /// Waits for every row's acknowledgement, then writes the state with the position.
+    async fn checkpoint(&self, op: &mut Native, progress: &mut Progress) -> anyhow::Result<()> {
+        settle(progress).await?;
+        self.check_lease(&progress.name)?;
+        let started = Instant::now();
+        let state = op.snapshot()?;
+        progress.generation += 1;
+        let generation = format!("{}-{}", self.lease_seq, progress.generation);
+        let manifest = Manifest {
+            generation: generation.clone(),
+            ..progress.pos.clone()
+        };
+        self.checkpoints
+            .save(
+                &progress.name,
+                manifest,
+                &state,
+                progress.previous_generation.as_deref(),
+            )
+            .await
+            .with_context(|| format!("cannot checkpoint {}", progress.name))?;
+        tracing::debug!(task = %progress.name, input = progress.pos.input_seq, bytes = state.len(), ms = started.elapsed().as_millis() as u64, "checkpoint");
+        progress.previous_generation = Some(generation);
+        progress.since_checkpoint = 0;
+        Ok(())
+    }
+}
+
+async fn settle(progress: &mut Progress) -> anyhow::Result<()> {
+    for ack in progress.pending.drain(..) {
+        ack.await.context("a row was not stored")?;
+    }
+    Ok(())
+}
+
+/// The highest row index in `debs.out.<task>`, from its last message.
+pub async fn last_index(js: &Context, task: &str) -> anyhow::Result<Option<u64>> {
+    let out: jetstream::stream::Stream = js.get_stream(OUT_STREAM).await?;
+    match out
+        .get_last_raw_message_by_subject(&format!("{OUT_SUBJECT}.{task}"))
+        .await
+    {
+        Ok(m) => {
+            let index = m
+                .headers
+                .get(INDEX_HEADER)
+                .and_then(|v| v.as_str().parse().ok())
+                .with_context(|| format!("the last row of {task} has no {INDEX_HEADER}"))?;
+            Ok(Some(index))
+        }
+        Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Ok(None),
+        Err(e) => Err(e).context("cannot read the output stream"),
+    }
+}
