@@ -51,7 +51,10 @@ fn a_restored_pipeline_serializes_to_the_same_state() {
 fn snapshots_restore_to_an_identical_continuation() {
     let events = small(13, 3, 10, 26 * 60, (20, 60), 1);
     let (want, _) = run_pipeline(&events, 10);
-    let mut p = Pipeline::new(Config { lateness: 10 });
+    let mut p = Pipeline::new(Config {
+        lateness: 10,
+        ..Config::default()
+    });
     let mut got = Outputs::default();
     for (n, e) in events.iter().enumerate() {
         if n % (events.len() / 5 + 1) == 7 {
