@@ -56,7 +56,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::run(args),
         Command::Up(args) => up::run(args),
         Command::Manager(command) => queue::run_manager(command),
-        Command::Worker(queue::WorkerCommand::Stream(args)) => stream::run_worker(args),
         Command::Worker(command) => queue::run_worker(command),
         Command::Stream(command) => stream::run(command),
         Command::Token(command) => token::run(command),

@@ -217,8 +217,9 @@ pub fn run_manager(command: ManagerCommand) -> anyhow::Result<ExitCode> {
 }
 
 pub fn run_worker(command: WorkerCommand) -> anyhow::Result<ExitCode> {
-    let WorkerCommand::Nialm(args) = command else {
-        unreachable!("wattlet worker stream runs in commands::stream")
+    let args = match command {
+        WorkerCommand::Nialm(args) => args,
+        WorkerCommand::Stream(args) => return super::stream::run_worker(args),
     };
     if args.queue.ack_wait < Duration::from_millis(100) {
         anyhow::bail!("--ack-wait must be at least 100ms");
