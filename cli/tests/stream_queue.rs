@@ -106,6 +106,19 @@ fn replay_args<'a>(nats: &'a LocalNats, file: &'a Path, partitions: &'a str) -> 
     ]
 }
 
+/// `wattlet stream replay` in the background, event time `rate` times wall time.
+fn spawn_replay(nats: &LocalNats, file: &Path, partitions: &str, rate: &str) -> Child {
+    let mut args = replay_args(nats, file, partitions);
+    args.extend(["--rate", rate]);
+    wattlet_testkit::binary!("wattlet")
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn replay")
+}
+
 /// `wattlet stream results --wait` into `dir/<name>`: the file and the command's stderr.
 fn results(nats: &LocalNats, dir: &Path, name: &str) -> (String, String) {
     let out = dir.join(name);
@@ -259,15 +272,7 @@ fn stream_survives_killed_workers_and_a_joining_leaving_one() {
         ("w1".into(), spawn_worker(&server, "w1", &log)),
         ("w2".into(), spawn_worker(&server, "w2", &log)),
     ];
-    let mut args = replay_args(&server, &file, "5");
-    args.extend(["--rate", "80"]);
-    let mut replay = wattlet_testkit::binary!("wattlet")
-        .args(&args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn replay");
+    let mut replay = spawn_replay(&server, &file, "5", "80");
     let mut rng = Rng::new(16);
     let mut killed = 0;
     let mut third: Option<Child> = None;
@@ -357,15 +362,7 @@ fn stream_dead_letters_bad_input_and_survives_a_corrupt_checkpoint() {
         }
     });
     let mut worker = spawn_worker(&server, "w1", &log);
-    let mut args = replay_args(&server, &file, "2");
-    args.extend(["--rate", "100"]);
-    let mut replay = wattlet_testkit::binary!("wattlet")
-        .args(&args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn replay");
+    let mut replay = spawn_replay(&server, &file, "2", "100");
     // Once `outliers` has a checkpoint with progress, kill the worker and corrupt its chunk 0.
     let manifest = || {
         tokio.block_on(async {

@@ -60,40 +60,16 @@ impl Default for RefitConfig {
     }
 }
 
-/// Unix seconds of `YYYY-MM-DDTHH:MM:SSZ`.
+/// Unix seconds of `YYYY-MM-DDTHH:MM:SSZ` (REFIT's form: whole seconds, UTC), through humantime's
+/// RFC 3339 parser; other forms (fractions, offsets, a space for the `T`) and times before 1970
+/// or after 2106 are None.
 pub fn parse_iso(s: &str) -> Option<u32> {
-    let b = s.as_bytes();
-    if b.len() != 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || b[10] != b'T'
-        || b[13] != b':'
-        || b[16] != b':'
-        || b[19] != b'Z'
-    {
+    if s.len() != 20 {
         return None;
     }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let t = s.get(r)?;
-        if !t.bytes().all(|c| c.is_ascii_digit()) {
-            return None;
-        }
-        t.parse().ok()
-    };
-    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
-        return None;
-    }
-    // Days from civil (H. Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    u32::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).ok()
+    let time = humantime::parse_rfc3339(s).ok()?;
+    let seconds = time.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+    u32::try_from(seconds).ok()
 }
 
 /// Events of a REFIT file, in time order.
