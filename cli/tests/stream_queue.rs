@@ -64,18 +64,15 @@ fn in_process(file: &Path, partitions: u32) -> String {
 /// A worker with frequent checkpoints (every 500 input messages or 300 ms: many restarts land
 /// between two), its log appended to `log`.
 fn spawn_worker(nats: &LocalNats, id: &str, log: &Path) -> Child {
-    spawn_worker_with(
-        nats,
-        id,
-        log,
-        &[
-            "--checkpoint-every",
-            "500",
-            "--checkpoint-interval",
-            "300ms",
-        ],
-    )
+    spawn_worker_with(nats, id, log, WORKER_ARGS)
 }
+
+const WORKER_ARGS: &[&str] = &[
+    "--checkpoint-every",
+    "500",
+    "--checkpoint-interval",
+    "300ms",
+];
 
 fn spawn_worker_with(nats: &LocalNats, id: &str, log: &Path, args: &[&str]) -> Child {
     let log = std::fs::OpenOptions::new()
@@ -279,7 +276,18 @@ fn stream_survives_killed_workers_and_a_joining_leaving_one() {
     while killed < kills {
         std::thread::sleep(Duration::from_millis(100 + rng.below(300)));
         if killed == kills / 3 && third.is_none() {
-            third = Some(spawn_worker(&server, "w3", &log));
+            // The operators compiled in, beside the others' component: the two share
+            // checkpoints (the same snapshot format) and give the same rows.
+            third = Some(spawn_worker_with(
+                &server,
+                "w3",
+                &log,
+                &WORKER_ARGS
+                    .iter()
+                    .chain(&["--operators", "native"])
+                    .copied()
+                    .collect::<Vec<_>>(),
+            ));
             // No kill for a moment: w1 and w2 see the third member and hand a task each over.
             std::thread::sleep(Duration::from_millis(2500));
         }

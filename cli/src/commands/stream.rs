@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use wattlet_runtime::stream::StreamComponent;
 use wattlet_stream_analytics::Event;
 use wattlet_stream_analytics::event::EventReader;
 use wattlet_stream_analytics::generate::{GenConfig, Generator, write_csv};
 use wattlet_stream_analytics::refit::{RefitConfig, RefitReader};
-use wattlet_workers::stream::operator::native_run;
+use wattlet_workers::stream::operator::{Operators, run_tasks};
 use wattlet_workers::stream::task::StreamWorkerOptions;
 use wattlet_workers::stream::{self as debs, StreamMeta};
 
@@ -152,6 +153,20 @@ pub struct WorkerArgs {
     /// … or after this long, whichever first.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
     checkpoint_interval: Duration,
+    /// Run the operators as the WIT component (wasmtime) or compiled into this binary. Both
+    /// give the same rows and checkpoints, so workers of either kind can share a run.
+    #[arg(long, value_enum, default_value = "component")]
+    operators: OperatorsArg,
+    /// Directory holding the built components [default: $WATTLET_COMPONENTS, then the build's
+    /// target/wasm32-wasip2/component].
+    #[arg(long, value_name = "DIR")]
+    components: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OperatorsArg {
+    Component,
+    Native,
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -256,7 +271,7 @@ pub fn run(command: StreamCommand) -> anyhow::Result<ExitCode> {
         StreamCommand::Results(args) => return results(args),
         StreamCommand::Reference(args) => {
             let events: Vec<Event> = events(&args.input)?.collect::<anyhow::Result<_>>()?;
-            let rows = native_run(events, args.partitions, args.lateness);
+            let rows = run_tasks(&Operators::Native, events, args.partitions, args.lateness)?;
             let mut out = create(&args.output)?;
             for (task, rows) in &rows {
                 for (index, row) in rows.iter().enumerate() {
@@ -339,9 +354,21 @@ pub fn run_worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
             format!("{host}-{}", std::process::id())
         }
     };
+    let operators = match args.operators {
+        OperatorsArg::Native => Operators::Native,
+        OperatorsArg::Component => {
+            let path = wattlet_runtime::locate::locate(
+                "wattlet-stream-analytics",
+                args.components.as_deref(),
+            )?;
+            let engine = wattlet_runtime::engine::engine()?;
+            Operators::Component(StreamComponent::load(&engine, &path)?)
+        }
+    };
     let options = StreamWorkerOptions {
         checkpoint_every: args.checkpoint_every,
         checkpoint_interval: args.checkpoint_interval,
+        operators,
         ..StreamWorkerOptions::new(&args.nats.nats, &id)
     };
     runtime()?.block_on(debs::task::run(options, super::shutdown_signal()))?;

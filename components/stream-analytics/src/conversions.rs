@@ -35,6 +35,7 @@ impl From<wit::Config> for Config {
                 forecast: config.forecast,
                 outliers: config.outliers,
             },
+            per_house: config.per_house,
         }
     }
 }

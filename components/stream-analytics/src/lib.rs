@@ -27,6 +27,8 @@ pub mod refit;
 pub mod reorder;
 pub mod snapshot;
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 pub use event::{Event, PlugKey, Property};
@@ -84,6 +86,12 @@ pub struct Config {
     /// Which queries run (both by default).
     #[serde(default)]
     pub queries: Queries,
+    /// One reordering and one set of operators per house, each house's lateness measured against
+    /// its own newest event: Q1 as a distributed run reads it (a house's forecasts then do not
+    /// depend on which other houses share its pipeline). Rows are those of one pipeline per house
+    /// fed that house's events, emitted in arrival order of the events that caused them.
+    #[serde(default)]
+    pub per_house: bool,
 }
 
 impl Default for Config {
@@ -91,6 +99,7 @@ impl Default for Config {
         Config {
             lateness: reorder::DEFAULT_LATENESS,
             queries: Queries::default(),
+            per_house: false,
         }
     }
 }
@@ -126,6 +135,10 @@ pub struct Pipeline {
     stats: Stats,
     #[serde(default)]
     queries: Queries,
+    /// With [`Config::per_house`]: a pipeline per house (created at its first event), and this
+    /// one's own operators stay empty.
+    #[serde(default)]
+    houses: Option<BTreeMap<u32, Pipeline>>,
     // Scratch: events released by the reorder buffer.
     #[serde(skip)]
     released: Vec<Event>,
@@ -146,12 +159,29 @@ impl Pipeline {
             outliers: outliers::Outliers::new(),
             stats: Stats::default(),
             queries: config.queries,
+            houses: config.per_house.then(BTreeMap::new),
             released: Vec::new(),
         }
     }
 
+    /// The configuration this pipeline was made with.
+    pub fn config(&self) -> Config {
+        Config {
+            lateness: self.reorder.lateness(),
+            queries: self.queries,
+            per_house: self.houses.is_some(),
+        }
+    }
+
     pub fn stats(&self) -> Stats {
-        self.stats
+        match &self.houses {
+            None => self.stats,
+            Some(houses) => houses.values().fold(Stats::default(), |sum, p| Stats {
+                events: sum.events + p.stats.events,
+                late: sum.late + p.stats.late,
+                outputs: sum.outputs + p.stats.outputs,
+            }),
+        }
     }
 
     /// The whole operator state as bytes, for [`Pipeline::restore`]: a checkpoint a worker
@@ -168,6 +198,25 @@ impl Pipeline {
 
     /// Structural invariants a decoded state must hold before the operators index with it.
     fn check(&self) -> Result<(), String> {
+        if let Some(houses) = &self.houses {
+            for (&house, p) in houses {
+                if p.config()
+                    != (Config {
+                        per_house: false,
+                        ..self.config()
+                    })
+                {
+                    return Err(format!(
+                        "house {house}'s pipeline is configured differently"
+                    ));
+                }
+                let entities = &p.entities;
+                if (0..entities.house_count()).any(|i| entities.house_id(i as u32) != house) {
+                    return Err(format!("house {house}'s pipeline holds another house"));
+                }
+                p.check()?;
+            }
+        }
         self.entities.check()?;
         self.forecast.check(&self.entities)?;
         self.outliers.check(&self.entities)
@@ -182,6 +231,17 @@ impl Pipeline {
 
     /// As [`Pipeline::push`], appending to `out` (no allocation when nothing is emitted).
     pub fn push_into(&mut self, event: &Event, out: &mut Outputs) {
+        if let Some(houses) = &mut self.houses {
+            let config = Config {
+                lateness: self.reorder.lateness(),
+                queries: self.queries,
+                per_house: false,
+            };
+            let house = houses
+                .entry(event.house)
+                .or_insert_with(|| Pipeline::new(config));
+            return house.push_into(event, out);
+        }
         let before = out.len();
         self.stats.events += 1;
         let mut released = std::mem::take(&mut self.released);
@@ -197,6 +257,13 @@ impl Pipeline {
 
     /// Ends the stream: releases the reorder buffer and emits the last points.
     pub fn finish(&mut self) -> Outputs {
+        if let Some(houses) = &mut self.houses {
+            let mut out = Outputs::default();
+            for p in houses.values_mut() {
+                out.append(&mut p.finish());
+            }
+            return out;
+        }
         let mut out = Outputs::default();
         let mut released = std::mem::take(&mut self.released);
         self.reorder.finish(&mut released);

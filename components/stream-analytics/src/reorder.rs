@@ -49,6 +49,11 @@ impl Reorder {
         }
     }
 
+    /// The bound it was made with, seconds.
+    pub fn lateness(&self) -> u32 {
+        self.lateness
+    }
+
     /// Events dropped as late so far.
     pub fn late(&self) -> u64 {
         self.late

@@ -11,19 +11,20 @@
 //! [`END_HEADER`], empty payload) lets a finite replay finish.
 //!
 //! **Tasks.** Q1 depends on a house's events only (and a house's lateness is measured against its
-//! own newest event), so it runs as one Q1-only `Pipeline` per house, grouped in the tasks
-//! `q1-<p>` that read `debs.events.<p>`; Q2 compares every plug with all plugs and runs as one
+//! own newest event), so it runs as a Q1-only pipeline with `per_house` (one reordering and one
+//! forecast per house inside) in the tasks `q1-<p>` that read `debs.events.<p>`; Q2 compares every plug with all plugs and runs as one
 //! Q2-only pipeline in the task [`OUTLIERS_TASK`], reading `debs.events.>` in stream order
 //! (= arrival order). A task completes at its end markers (Q1: its partition's; Q2: all P): it
 //! calls `finish()`, publishes the last rows and writes a final checkpoint marked done.
 //!
 //! **Exactly once.** A task's rows are a deterministic function of its input sequence. Row `i`
 //! of task `t` goes to [`OUT_STREAM`], subject `debs.out.<t>`, with `Nats-Msg-Id: <t>-<i>` and
-//! header [`INDEX_HEADER`] = i. A task (re)starts from its last checkpoint (operator state, the
-//! input stream sequence it covers, rows produced so far; [`checkpoint`]), replays its input from
-//! there and publishes no row whose index is ≤ the highest index already in `debs.out.<t>` (read
-//! from its last message at start); JetStream's duplicate window is only the second guard (a
-//! stale owner still publishing produces the same rows under the same ids). A checkpoint is
+//! header [`INDEX_HEADER`] = i; rows come in an order that does not depend on how events were
+//! batched ([`operator::Row::extend_from`]). A task (re)starts from its last checkpoint
+//! (operator state, the input stream sequence it covers, rows produced so far; [`checkpoint`]),
+//! replays its input from there and publishes no row whose index is ≤ the highest index already
+//! in `debs.out.<t>` (read from its last message at start); JetStream's duplicate window is only
+//! the second guard (a stale owner still publishing produces the same rows under the same ids). A checkpoint is
 //! written only after every row it counts is acknowledged, so nothing is lost.
 //!
 //! **Ownership** ([`lease`]): a task belongs to one worker at a time through a lease message

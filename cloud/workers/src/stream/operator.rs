@@ -1,9 +1,10 @@
-//! The operators a task runs, behind a small trait so that the WIT component version can be
-//! plugged in beside the native one: events in, rows out, `finish`, `snapshot`, `restore`.
+//! The operators a task runs, natively or as the WIT component, behind one small trait: events
+//! in, rows out, `finish`, `snapshot`, `restore`.
 
 use std::collections::BTreeMap;
 
 use anyhow::Context as _;
+use wattlet_runtime::stream::{StreamComponent, StreamInstance};
 use wattlet_stream_analytics::{Config, Event, Outputs, Pipeline, Queries};
 
 use super::{TaskKind, partition_of, tasks};
@@ -37,55 +38,45 @@ impl Row {
         }
     }
 
-    /// Appends `outputs`' rows in their order (house forecasts, plug forecasts, outliers).
+    /// Appends `outputs`' rows, emptying it. Q1's rows go by output group, a group being one
+    /// house's rows of one output point: its house rows, then its plug rows (a plug has a row
+    /// only where its house has one, so the groups of both lists align). The house and the plug
+    /// lists of a batch are the concatenations of those of its events, so this order does not
+    /// depend on how events were batched: row `i` of a task is the same row in every replay.
+    /// Q2's rows follow (a task runs one query or the other).
     pub fn extend_from(rows: &mut Vec<Row>, outputs: &mut Outputs) {
-        rows.extend(outputs.houses.drain(..).map(Row::House));
-        rows.extend(outputs.plugs.drain(..).map(Row::Plug));
+        let mut plugs = outputs.plugs.drain(..).peekable();
+        let mut houses = outputs.houses.drain(..).peekable();
+        while let Some(first) = houses.next() {
+            let group = (first.house, first.at);
+            rows.push(Row::House(first));
+            while let Some(h) = houses.next_if(|h| (h.house, h.at) == group) {
+                rows.push(Row::House(h));
+            }
+            while let Some(p) = plugs.next_if(|p| (p.house, p.at) == group) {
+                rows.push(Row::Plug(p));
+            }
+        }
+        rows.extend(plugs.map(Row::Plug));
         rows.extend(outputs.outliers.drain(..).map(Row::Outlier));
     }
 }
 
 /// A task's operators: rows are a deterministic function of the events pushed (split into
-/// batches any way).
+/// batches any way). After an error the operator must not be used again: the task restarts from
+/// its last checkpoint.
 pub trait Operator: Send {
-    fn push(&mut self, events: &[Event], out: &mut Vec<Row>);
-    fn finish(&mut self, out: &mut Vec<Row>);
-    fn snapshot(&self) -> anyhow::Result<Vec<u8>>;
+    fn push(&mut self, events: &[Event], out: &mut Vec<Row>) -> anyhow::Result<()>;
+    fn finish(&mut self, out: &mut Vec<Row>) -> anyhow::Result<()>;
+    /// The state in `wattlet_stream_analytics`' snapshot format, the same for both kinds: a
+    /// checkpoint written by one restores in the other.
+    fn snapshot(&mut self) -> anyhow::Result<Vec<u8>>;
     fn restore(&mut self, state: &[u8]) -> anyhow::Result<()>;
 }
 
-/// The native operators: per house Q1-only pipelines (a forecast task) or one Q2-only pipeline.
-pub struct Native {
-    kind: TaskKind,
-    lateness: u32,
-    state: NativeState,
-    scratch: Outputs,
-}
-
-#[derive(serde::Serialize, serde::Deserialize)]
-struct NativeState {
-    /// Q1: one pipeline per house, in house order.
-    houses: BTreeMap<u32, Pipeline>,
-    /// Q2: one pipeline over all events.
-    all: Option<Pipeline>,
-}
-
-impl Native {
-    pub fn new(kind: TaskKind, lateness: u32) -> Self {
-        let all = (kind == TaskKind::Outliers).then(|| Pipeline::new(config(kind, lateness)));
-        Native {
-            kind,
-            lateness,
-            state: NativeState {
-                houses: BTreeMap::new(),
-                all,
-            },
-            scratch: Outputs::default(),
-        }
-    }
-}
-
-fn config(kind: TaskKind, lateness: u32) -> Config {
+/// The pipeline a task runs: Q1 per house over its partition's houses (each house's lateness
+/// against its own newest event), or Q2 over all events.
+pub fn config(kind: TaskKind, lateness: u32) -> Config {
     let forecast = kind != TaskKind::Outliers;
     Config {
         lateness,
@@ -93,76 +84,146 @@ fn config(kind: TaskKind, lateness: u32) -> Config {
             forecast,
             outliers: !forecast,
         },
+        per_house: forecast,
+    }
+}
+
+/// Which implementation of the operators a worker runs.
+#[derive(Clone)]
+pub enum Operators {
+    /// The library, compiled into the worker.
+    Native,
+    /// The WIT component `wattlet:stream/operators` on wasmtime: what a confidential worker
+    /// runs and an attestation can name by digest.
+    Component(StreamComponent),
+}
+
+impl std::fmt::Debug for Operators {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Operators::Native => "Native",
+            Operators::Component(_) => "Component",
+        })
+    }
+}
+
+impl Operators {
+    /// A fresh operator for `kind`.
+    pub fn start(&self, kind: TaskKind, lateness: u32) -> anyhow::Result<Box<dyn Operator>> {
+        let config = config(kind, lateness);
+        Ok(match self {
+            Operators::Native => Box::new(Native::new(config)),
+            Operators::Component(component) => Box::new(Component::new(component, config)?),
+        })
+    }
+}
+
+/// The native operators.
+pub struct Native {
+    pipeline: Pipeline,
+    scratch: Outputs,
+}
+
+impl Native {
+    pub fn new(config: Config) -> Self {
+        Native {
+            pipeline: Pipeline::new(config),
+            scratch: Outputs::default(),
+        }
     }
 }
 
 impl Operator for Native {
-    fn push(&mut self, events: &[Event], out: &mut Vec<Row>) {
+    fn push(&mut self, events: &[Event], out: &mut Vec<Row>) -> anyhow::Result<()> {
         for e in events {
-            let pipeline = match &mut self.state.all {
-                Some(all) => all,
-                None => {
-                    let (kind, lateness) = (self.kind, self.lateness);
-                    self.state
-                        .houses
-                        .entry(e.house)
-                        .or_insert_with(|| Pipeline::new(config(kind, lateness)))
-                }
-            };
-            pipeline.push_into(e, &mut self.scratch);
-            // Per event, so the row order does not depend on how events are batched.
-            Row::extend_from(out, &mut self.scratch);
+            self.pipeline.push_into(e, &mut self.scratch);
         }
+        Row::extend_from(out, &mut self.scratch);
+        Ok(())
     }
 
-    fn finish(&mut self, out: &mut Vec<Row>) {
-        let pipelines = self
-            .state
-            .all
-            .iter_mut()
-            .chain(self.state.houses.values_mut());
-        for pipeline in pipelines {
-            let mut last = pipeline.finish();
-            Row::extend_from(out, &mut last);
-        }
+    fn finish(&mut self, out: &mut Vec<Row>) -> anyhow::Result<()> {
+        Row::extend_from(out, &mut self.pipeline.finish());
+        Ok(())
     }
 
-    fn snapshot(&self) -> anyhow::Result<Vec<u8>> {
-        serde_json::to_vec(&self.state).context("cannot serialize the operator state")
+    fn snapshot(&mut self) -> anyhow::Result<Vec<u8>> {
+        Ok(self.pipeline.snapshot())
     }
 
     fn restore(&mut self, state: &[u8]) -> anyhow::Result<()> {
-        self.state = serde_json::from_slice(state).context("cannot decode the operator state")?;
+        let pipeline = Pipeline::restore(state).context("cannot restore the operator state")?;
+        anyhow::ensure!(
+            pipeline.config() == self.pipeline.config(),
+            "the checkpoint was made with {:?}, the task runs {:?}",
+            pipeline.config(),
+            self.pipeline.config()
+        );
+        self.pipeline = pipeline;
         Ok(())
     }
 }
 
+/// The operators as the WIT component, one instance per task.
+pub struct Component {
+    instance: StreamInstance,
+}
+
+impl Component {
+    pub fn new(component: &StreamComponent, config: Config) -> anyhow::Result<Self> {
+        let mut instance = component.instantiate()?;
+        instance.new_pipeline(config)?;
+        Ok(Component { instance })
+    }
+}
+
+impl Operator for Component {
+    fn push(&mut self, events: &[Event], out: &mut Vec<Row>) -> anyhow::Result<()> {
+        Row::extend_from(out, &mut self.instance.push(events)?);
+        Ok(())
+    }
+
+    fn finish(&mut self, out: &mut Vec<Row>) -> anyhow::Result<()> {
+        Row::extend_from(out, &mut self.instance.finish()?);
+        Ok(())
+    }
+
+    fn snapshot(&mut self) -> anyhow::Result<Vec<u8>> {
+        self.instance.snapshot()
+    }
+
+    fn restore(&mut self, state: &[u8]) -> anyhow::Result<()> {
+        self.instance
+            .restore(state)?
+            .map_err(|reason| anyhow::anyhow!("cannot restore the operator state: {reason}"))
+    }
+}
+
 /// Every task's rows over `events` (arrival order), in process: what the workers must publish.
-pub fn native_run(
+pub fn run_tasks(
+    operators: &Operators,
     events: impl IntoIterator<Item = Event>,
     partitions: u32,
     lateness: u32,
-) -> BTreeMap<String, Vec<Row>> {
+) -> anyhow::Result<BTreeMap<String, Vec<Row>>> {
     let all = tasks(partitions);
-    let mut operators: Vec<(Native, Vec<Row>)> = all
-        .iter()
-        .map(|&kind| (Native::new(kind, lateness), Vec::new()))
-        .collect();
+    // `tasks` lists the outliers task first, then q1-0, q1-1, …
+    let mut inputs: Vec<Vec<Event>> = vec![Vec::new(); all.len()];
     for e in events {
-        let p = partition_of(e.house, partitions);
-        let batch = std::slice::from_ref(&e);
-        let (q2, rest) = operators.split_at_mut(1);
-        q2[0].0.push(batch, &mut q2[0].1);
-        let (op, rows) = &mut rest[p as usize];
-        op.push(batch, rows);
+        inputs[0].push(e);
+        inputs[1 + partition_of(e.house, partitions) as usize].push(e);
     }
-    all.iter()
-        .zip(operators)
-        .map(|(kind, (mut op, mut rows))| {
-            op.finish(&mut rows);
-            (kind.name(), rows)
-        })
-        .collect()
+    let mut rows = BTreeMap::new();
+    for (kind, input) in all.iter().zip(inputs) {
+        let mut op = operators.start(*kind, lateness)?;
+        let mut out = Vec::new();
+        for batch in input.chunks(4096) {
+            op.push(batch, &mut out)?;
+        }
+        op.finish(&mut out)?;
+        rows.insert(kind.name(), out);
+    }
+    Ok(rows)
 }
 
 #[cfg(test)]
@@ -188,7 +249,7 @@ mod tests {
     #[test]
     fn tasks_equal_the_reference_per_house_and_globally() {
         let events = events();
-        let got = native_run(events.iter().copied(), 2, 10);
+        let got = run_tasks(&Operators::Native, events.iter().copied(), 2, 10).unwrap();
         assert_eq!(got.len(), 3);
         // Q2 over everything.
         let mut want = Vec::new();
@@ -233,21 +294,21 @@ mod tests {
                 .filter(|e| kind == TaskKind::Outliers || e.house % 2 == 1)
                 .copied()
                 .collect();
-            let mut whole = Native::new(kind, 10);
+            let mut whole = Native::new(config(kind, 10));
             let mut want = Vec::new();
-            whole.push(&mine, &mut want);
-            whole.finish(&mut want);
+            whole.push(&mine, &mut want).unwrap();
+            whole.finish(&mut want).unwrap();
             let mut got = Vec::new();
-            let mut op = Native::new(kind, 10);
+            let mut op = Native::new(config(kind, 10));
             for (n, batch) in mine.chunks(777).enumerate() {
                 if n % 2 == 1 {
                     let state = op.snapshot().unwrap();
-                    op = Native::new(kind, 10);
+                    op = Native::new(config(kind, 10));
                     op.restore(&state).unwrap();
                 }
-                op.push(batch, &mut got);
+                op.push(batch, &mut got).unwrap();
             }
-            op.finish(&mut got);
+            op.finish(&mut got).unwrap();
             assert!(!want.is_empty());
             assert_eq!(got, want, "{kind:?}");
         }

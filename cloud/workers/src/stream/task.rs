@@ -11,14 +11,14 @@ use async_nats::HeaderMap;
 use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
 use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::{self, Context, stream};
-use futures::StreamExt as _;
+use futures::{FutureExt as _, StreamExt as _};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use wattlet_stream_analytics::event::parse_line;
 
 use super::checkpoint::{Checkpoints, Manifest};
 use super::lease::{Lease, Leases, fair_share};
-use super::operator::{Native, Operator, Row};
+use super::operator::{Operator, Operators, Row};
 use super::{
     DEAD_SUBJECT, END_HEADER, EVENTS_STREAM, INDEX_HEADER, OUT_STREAM, OUT_SUBJECT, StreamMeta,
     TaskKind, ensure_streams, events_meta, now_ms, partition_of, tasks,
@@ -26,6 +26,8 @@ use super::{
 
 /// Rows (and dead letters) awaiting their acknowledgement before the runner waits for them.
 const MAX_PENDING: usize = 4096;
+/// Most input messages pushed to the operators in one call.
+const MAX_BATCH: usize = 1024;
 
 #[derive(Clone, Debug)]
 pub struct StreamWorkerOptions {
@@ -41,6 +43,8 @@ pub struct StreamWorkerOptions {
     pub lease_time: Duration,
     /// Leases and membership are renewed (and the share rebalanced) this often.
     pub renew_every: Duration,
+    /// The operators' implementation.
+    pub operators: Operators,
 }
 
 impl StreamWorkerOptions {
@@ -52,6 +56,7 @@ impl StreamWorkerOptions {
             checkpoint_interval: Duration::from_secs(5),
             lease_time: Duration::from_secs(3),
             renew_every: Duration::from_secs(1),
+            operators: Operators::Native,
         }
     }
 }
@@ -107,7 +112,7 @@ pub async fn run(
     let mut held: BTreeMap<TaskKind, Held> = BTreeMap::new();
     let mut tick = tokio::time::interval(options.renew_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tracing::info!(id = %options.id, partitions = meta.partitions, "stream worker started");
+    tracing::info!(id = %options.id, partitions = meta.partitions, operators = ?options.operators, "stream worker started");
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
@@ -312,7 +317,10 @@ struct Progress {
 impl Runner {
     async fn run(self, mut stop: watch::Receiver<bool>) -> anyhow::Result<Outcome> {
         let name = self.kind.name();
-        let mut op = Native::new(self.kind, self.meta.lateness);
+        let mut op = self
+            .options
+            .operators
+            .start(self.kind, self.meta.lateness)?;
         let mut pos = Manifest::default();
         let mut previous_generation = None;
         match self.checkpoints.load(&name).await {
@@ -323,7 +331,10 @@ impl Runner {
                 }
                 Err(e) => {
                     tracing::warn!(task = %name, "checkpoint unusable ({e:#}); replaying the task's input from the start");
-                    op = Native::new(self.kind, self.meta.lateness);
+                    op = self
+                        .options
+                        .operators
+                        .start(self.kind, self.meta.lateness)?;
                 }
             },
             Ok(None) => {}
@@ -368,49 +379,61 @@ impl Runner {
             tokio::select! {
                 biased;
                 _ = stop.changed() => {
-                    self.checkpoint(&mut op, &mut progress).await?;
+                    self.checkpoint(&mut *op, &mut progress).await?;
                     return Ok(Outcome::Stopped);
                 }
                 _ = timer.tick() => {
                     if progress.since_checkpoint > 0 {
-                        self.checkpoint(&mut op, &mut progress).await?;
+                        self.checkpoint(&mut *op, &mut progress).await?;
                     }
                 }
                 message = messages.next() => {
-                    let message = message.context("the input stream's consumer ended")??;
-                    let seq = message.info().map_err(|e| anyhow::anyhow!("{e}"))?.stream_sequence;
-                    if let Some(end) = message.headers.as_ref().and_then(|h| h.get(END_HEADER)) {
-                        if let Ok(p) = end.as_str().parse::<u32>()
-                            && !progress.pos.ends.contains(&p)
-                        {
-                            progress.pos.ends.push(p);
-                            progress.pos.ends.sort_unstable();
+                    // Messages already received go to the operators as one batch (a call into the
+                    // component per event would cost more than the operators); rows do not
+                    // depend on the batching.
+                    let mut message = Some(message.context("the input stream's consumer ended")??);
+                    let mut batch = Vec::new();
+                    while let Some(m) = message.take() {
+                        let seq = m.info().map_err(|e| anyhow::anyhow!("{e}"))?.stream_sequence;
+                        if let Some(end) = m.headers.as_ref().and_then(|h| h.get(END_HEADER)) {
+                            if let Ok(p) = end.as_str().parse::<u32>()
+                                && !progress.pos.ends.contains(&p)
+                            {
+                                progress.pos.ends.push(p);
+                                progress.pos.ends.sort_unstable();
+                            }
+                            if self.complete(&progress.pos.ends) {
+                                op.push(&batch, &mut rows)?;
+                                op.finish(&mut rows)?;
+                                self.publish(&mut rows, &mut progress).await?;
+                                progress.pos.input_seq = seq;
+                                progress.pos.done = true;
+                                self.checkpoint(&mut *op, &mut progress).await?;
+                                return Ok(Outcome::Done);
+                            }
+                        } else {
+                            match self.event(&m.subject, &m.payload, seq) {
+                                Ok(event) => {
+                                    batch.push(event);
+                                    progress.pos.events += 1;
+                                }
+                                Err(reason) => {
+                                    self.dead_letter(&m.payload, seq, &reason, &mut progress).await?;
+                                }
+                            }
                         }
                         progress.pos.input_seq = seq;
                         progress.since_checkpoint += 1;
-                        if self.complete(&progress.pos.ends) {
-                            op.finish(&mut rows);
-                            self.publish(&mut rows, &mut progress).await?;
-                            progress.pos.done = true;
-                            self.checkpoint(&mut op, &mut progress).await?;
-                            return Ok(Outcome::Done);
-                        }
-                        continue;
-                    }
-                    match self.event(&message.subject, &message.payload, seq) {
-                        Ok(event) => {
-                            op.push(std::slice::from_ref(&event), &mut rows);
-                            progress.pos.events += 1;
-                            self.publish(&mut rows, &mut progress).await?;
-                        }
-                        Err(reason) => {
-                            self.dead_letter(&message.payload, seq, &reason, &mut progress).await?;
+                        if batch.len() < MAX_BATCH
+                            && let Some(next) = messages.next().now_or_never()
+                        {
+                            message = Some(next.context("the input stream's consumer ended")??);
                         }
                     }
-                    progress.pos.input_seq = seq;
-                    progress.since_checkpoint += 1;
+                    op.push(&batch, &mut rows)?;
+                    self.publish(&mut rows, &mut progress).await?;
                     if progress.since_checkpoint >= self.options.checkpoint_every {
-                        self.checkpoint(&mut op, &mut progress).await?;
+                        self.checkpoint(&mut *op, &mut progress).await?;
                     }
                 }
             }
@@ -518,7 +541,11 @@ impl Runner {
     }
 
     /// Waits for every row's acknowledgement, then writes the state with the position.
-    async fn checkpoint(&self, op: &mut Native, progress: &mut Progress) -> anyhow::Result<()> {
+    async fn checkpoint(
+        &self,
+        op: &mut dyn Operator,
+        progress: &mut Progress,
+    ) -> anyhow::Result<()> {
         settle(progress).await?;
         self.check_lease(&progress.name)?;
         let started = Instant::now();

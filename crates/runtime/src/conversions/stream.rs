@@ -33,6 +33,7 @@ impl From<native::Config> for wit::Config {
             lateness: config.lateness,
             forecast: config.queries.forecast,
             outliers: config.queries.outliers,
+            per_house: config.per_house,
         }
     }
 }
