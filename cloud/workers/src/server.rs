@@ -59,6 +59,11 @@ impl LocalNats {
             child,
         })
     }
+
+    /// The server's process id (benchmarks read its CPU time).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for LocalNats {
