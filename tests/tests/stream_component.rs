@@ -1,7 +1,7 @@
 //! The DEBS operators component under wasmtime gives the native library's rows, row for row, on
 //! generated data pushed in batches of every size; its snapshots restore in a new instance and
-//! natively (and native ones in the component); bad snapshots and absurd values give an answer,
-//! not a trap.
+//! natively (and native ones in the component), also for the per-house Q1 a stream worker runs;
+//! bad snapshots and absurd values give an answer, not a trap.
 
 use std::fmt::Debug;
 use std::sync::OnceLock;
@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use wattlet_runtime::stream::{StreamComponent, StreamInstance};
 use wattlet_runtime::{engine as runtime, locate as components};
 use wattlet_stream_analytics::generate::{GenConfig, Generator};
-use wattlet_stream_analytics::{Config, Event, Outputs, Pipeline, Property};
+use wattlet_stream_analytics::{Config, Event, Outputs, Pipeline, Property, Queries};
 
 const LATENESS: u32 = 10;
 
@@ -58,11 +58,16 @@ fn batches(events: &[Event]) -> impl Iterator<Item = &[Event]> {
     })
 }
 
-fn native_run(events: &[Event]) -> (Outputs, Pipeline) {
-    let mut p = Pipeline::new(Config {
+/// Both queries over all events, the lateness of the generated data.
+fn both() -> Config {
+    Config {
         lateness: LATENESS,
         ..Config::default()
-    });
+    }
+}
+
+fn native_run(config: Config, events: &[Event]) -> (Outputs, Pipeline) {
+    let mut p = Pipeline::new(config);
     let mut out = Outputs::default();
     for e in events {
         p.push_into(e, &mut out);
@@ -71,14 +76,9 @@ fn native_run(events: &[Event]) -> (Outputs, Pipeline) {
     (out, p)
 }
 
-fn instance() -> StreamInstance {
+fn instance(config: Config) -> StreamInstance {
     let mut instance = stream_component().instantiate().expect("instance");
-    instance
-        .new_pipeline(Config {
-            lateness: LATENESS,
-            ..Config::default()
-        })
-        .expect("pipeline");
+    instance.new_pipeline(config).expect("pipeline");
     instance
 }
 
@@ -110,11 +110,11 @@ fn assert_same(got: &Outputs, want: &Outputs) {
 #[test]
 fn component_equals_native_row_for_row() {
     let events = events();
-    let (want, native) = native_run(events);
+    let (want, native) = native_run(both(), events);
     assert!(native.stats().late > 0, "the data has late events");
     assert!(!want.houses.is_empty() && !want.plugs.is_empty() && !want.outliers.is_empty());
 
-    let mut instance = instance();
+    let mut instance = instance(both());
     let mut got = Outputs::default();
     push_all(&mut instance, events, &mut got);
     got.append(&mut instance.finish().expect("finish"));
@@ -131,13 +131,52 @@ fn component_equals_native_row_for_row() {
 }
 
 #[test]
+fn per_house_q1_equals_native_and_restores_across() {
+    // What a stream worker's Q1 task runs: several houses in one pipeline, each with its own
+    // reordering.
+    let config = Config {
+        queries: Queries {
+            forecast: true,
+            outliers: false,
+        },
+        per_house: true,
+        ..both()
+    };
+    let events = events();
+    let (want, native) = native_run(config, events);
+    assert!(!want.houses.is_empty() && want.outliers.is_empty());
+    let (head, tail) = events.split_at(events.len() / 2 + 3);
+    let mut first = instance(config);
+    let mut got = Outputs::default();
+    push_all(&mut first, head, &mut got);
+    // The component's snapshot continues natively, and the native one in the component.
+    let mut continued = Pipeline::restore(&first.snapshot().expect("snapshot")).expect("restore");
+    assert_eq!(continued.config(), config);
+    let mut natively = got.clone();
+    for e in tail {
+        continued.push_into(e, &mut natively);
+    }
+    natively.append(&mut continued.finish());
+    assert_same(&natively, &want);
+    let mut second = stream_component().instantiate().expect("instance");
+    second
+        .restore(&continued.snapshot())
+        .expect("no trap")
+        .expect("restores");
+    assert_eq!(second.stats().expect("stats"), native.stats());
+    push_all(&mut first, tail, &mut got);
+    got.append(&mut first.finish().expect("finish"));
+    assert_same(&got, &want);
+}
+
+#[test]
 fn snapshots_restore_in_a_new_instance_and_natively() {
     let events = events();
-    let (want, _) = native_run(events);
+    let (want, _) = native_run(both(), events);
     // Cut at irregular points (the reorder buffer is usually not empty there).
     for cut in [1, events.len() / 3 + 5, 2 * events.len() / 3 + 11] {
         let (head, tail) = events.split_at(cut);
-        let mut first = instance();
+        let mut first = instance(both());
         let mut got = Outputs::default();
         push_all(&mut first, head, &mut got);
         let snapshot = first.snapshot().expect("snapshot");
@@ -184,7 +223,7 @@ fn snapshots_restore_in_a_new_instance_and_natively() {
 #[test]
 fn bad_snapshots_are_errors_not_traps() {
     let events = &events()[..20_000];
-    let mut instance = instance();
+    let mut instance = instance(both());
     let mut got = Outputs::default();
     push_all(&mut instance, &events[..10_000], &mut got);
     let good = instance.snapshot().expect("snapshot");
@@ -254,7 +293,7 @@ fn bad_snapshots_are_errors_not_traps() {
     }
     println!("altered under a valid checksum: {restored} of 60 restored, as natively");
     // The pipeline held before the failed restores is intact.
-    let (want, _) = native_run(events);
+    let (want, _) = native_run(both(), events);
     push_all(&mut instance, &events[10_000..], &mut got);
     got.append(&mut instance.finish().expect("finish"));
     assert_same(&got, &want);
@@ -312,9 +351,9 @@ fn absurd_values_neither_trap_nor_differ() {
             u32::MAX,
         ),
     ]);
-    let (want, native) = native_run(&events);
+    let (want, native) = native_run(both(), &events);
     for size in [1, 13, events.len()] {
-        let mut instance = instance();
+        let mut instance = instance(both());
         let mut got = Outputs::default();
         for batch in events.chunks(size) {
             got.append(&mut instance.push(batch).expect("absurd values are no trap"));
