@@ -142,6 +142,10 @@ pub struct ManagerArgs {
     /// measurements and controls only: NATS and its disks then hold the readings.
     #[arg(long)]
     plaintext: bool,
+    /// Plan no load forecast items (by default each meter gets one whenever its data moved on
+    /// by 5 minutes).
+    #[arg(long)]
+    no_forecast: bool,
 }
 
 /// Which TEE the worker attests with.
@@ -211,6 +215,7 @@ pub fn run_manager(command: ManagerCommand) -> anyhow::Result<ExitCode> {
         settings: QueueSettings::default(),
         interval: (!args.once).then_some(args.interval),
         plaintext: args.plaintext,
+        forecast: !args.no_forecast,
     };
     runtime()?.block_on(manager::run(options, super::shutdown_signal()))?;
     Ok(ExitCode::SUCCESS)
@@ -227,6 +232,12 @@ pub fn run_worker(command: WorkerCommand) -> anyhow::Result<ExitCode> {
     // Armed only by the crash tests (FAILPOINTS=nialm::after-persist=5%return, …).
     let _failpoints = fail::FailScenario::setup();
     let component = wattlet_runtime::locate::locate("wattlet-nialm", args.components.as_deref())?;
+    let stream_component =
+        wattlet_runtime::locate::locate("wattlet-stream-analytics", args.components.as_deref())?;
+    let measured = wattlet_workers::tee::Measured {
+        nialm: &component,
+        stream: &stream_component,
+    };
     let concurrency = args.concurrency.map_or_else(
         || std::thread::available_parallelism().map_or(1, usize::from),
         usize::from,
@@ -236,13 +247,13 @@ pub fn run_worker(command: WorkerCommand) -> anyhow::Result<ExitCode> {
         None
     } else {
         let attester = match args.tee {
-            TeeArg::Auto => wattlet_workers::tee::detect(&component)?,
+            TeeArg::Auto => wattlet_workers::tee::detect(measured)?,
             TeeArg::Simulated => {
                 tracing::warn!(
                     "SIMULATED TEE: --tee simulated attests with evidence that proves nothing; \
                      only a key broker whose policy allows `simulated` releases keys to it"
                 );
-                wattlet_workers::tee::simulated(&component)?
+                wattlet_workers::tee::simulated(measured)?
             }
         };
         Some(ConfidentialOptions {
@@ -259,6 +270,7 @@ pub fn run_worker(command: WorkerCommand) -> anyhow::Result<ExitCode> {
         plaintext: args.plaintext,
         nats_url: args.connection.nats,
         component,
+        stream_component,
         limits: Limits {
             call: args.item_time_limit,
             memory: (args.item_memory_limit as usize) << 20,

@@ -18,6 +18,7 @@
 
 pub mod api;
 pub mod confidential;
+pub mod forecast;
 pub mod item;
 pub mod manager;
 pub mod plan;
