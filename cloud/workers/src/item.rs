@@ -278,7 +278,7 @@ mod tests {
     fn forecast() -> ForecastItem {
         ForecastItem {
             meter: "6f1c2a4e-0000-4000-8000-000000000001".to_owned(),
-            at: 1_764_000_000 - 1_764_000_000 % 60,
+            at: 1_764_000_000,
             series: vec![500.0; 120],
         }
     }
