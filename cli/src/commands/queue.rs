@@ -129,7 +129,7 @@ impl Queue {
 pub struct ManagerArgs {
     #[command(flatten)]
     connection: Connection,
-    /// Models to plan for (comma-separated).
+    /// Models to plan for (comma-separated; "" plans load forecasts only).
     #[arg(long, value_delimiter = ',', default_values_t = DEFAULT_MODELS.map(String::from))]
     models: Vec<String>,
     /// Time between passes.
@@ -211,7 +211,7 @@ pub fn run_manager(command: ManagerCommand) -> anyhow::Result<ExitCode> {
     let options = ManagerOptions {
         api: args.connection.api()?,
         nats_url: args.connection.nats,
-        models: args.models,
+        models: args.models.into_iter().filter(|m| !m.is_empty()).collect(),
         settings: QueueSettings::default(),
         interval: (!args.once).then_some(args.interval),
         plaintext: args.plaintext,
