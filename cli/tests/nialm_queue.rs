@@ -175,7 +175,17 @@ fn cloud_api(cloud: &Cloud, dir: &Path) -> Api {
     )
 }
 
+/// One manager pass planning NIALM items only (the item counts of the NIALM tests).
 fn run_manager(nats: &LocalNats, api: &Api, args: &[&str]) {
+    manager_pass(nats, api, &[args, &["--no-forecast"][..]].concat());
+}
+
+/// One manager pass planning load forecast items only.
+fn run_forecast_manager(nats: &LocalNats, api: &Api) {
+    manager_pass(nats, api, &["--models", ""]);
+}
+
+fn manager_pass(nats: &LocalNats, api: &Api, args: &[&str]) {
     run(
         wattlet_testkit::binary!("wattlet")
             .args(["manager", "nialm", "--once", "--nats", &nats.url])
@@ -1431,8 +1441,7 @@ fn forecast_items_are_computed_served_and_deleted_on_revocation() {
     cloud.grant(&device);
     let days = 3 * 24 * 60;
     upload_minutes(&cloud, &device, &meter, days);
-    let forecasts_only = ["--models", ""];
-    run_manager(&nats, &api, &forecasts_only);
+    run_forecast_manager(&nats, &api);
     let expected = planned_forecast(cloud.runtime(), &api, &meter);
     // The last reading is 7 s into the last minute: `at` is that minute's start.
     assert_eq!(expected.at, START + (days - 1) * 60);
@@ -1476,7 +1485,7 @@ fn forecast_items_are_computed_served_and_deleted_on_revocation() {
         .block_on(wattlet_workers::connect(&nats.url))
         .expect("nats");
     assert_eq!(published(&cloud, &js), 1);
-    run_manager(&nats, &api, &forecasts_only);
+    run_forecast_manager(&nats, &api);
     assert_eq!(published(&cloud, &js), 1);
 
     // Ten more minutes would make a new item, but the household revokes its consent first.
@@ -1499,7 +1508,7 @@ fn forecast_items_are_computed_served_and_deleted_on_revocation() {
         (404, &json!("not_found")),
         "{body}"
     );
-    run_manager(&nats, &api, &forecasts_only);
+    run_forecast_manager(&nats, &api);
     assert_eq!(
         published(&cloud, &js),
         1,
