@@ -359,6 +359,12 @@ pub async fn run(
             nialm.nats.url,
             humantime::format_duration(NIALM_PASS_EVERY)
         )?;
+        writeln!(
+            out,
+            "Forecast   the load forecast of a consenting meter once it has 1 h of data, \
+             renewed as its data moves on 5 min: \
+             GET {cloud}/api/management/meter/<uuid>/forecast"
+        )?;
     }
     writeln!(
         out,

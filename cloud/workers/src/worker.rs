@@ -5,9 +5,10 @@
 //! The order is what makes a crash harmless at any instant:
 //! 1. fetch a batch (the items stay in the stream until acknowledged);
 //! 2. compute them (progress signals keep the batch from being redelivered meanwhile);
-//! 3. store the results through the Data API (`POST /api/worker/disaggregation`: idempotent by
-//!    item, each write checked against consent in the same statement); a redelivered item whose
-//!    result is stored already comes back as a duplicate and changes nothing;
+//! 3. store the results through the Data API (`POST /api/worker/disaggregation`, forecasts
+//!    `POST /api/worker/forecast`: idempotent by item, each write checked against consent in
+//!    the same statement); a redelivered item whose result is stored already comes back as a
+//!    duplicate and changes nothing;
 //! 4. double-ack each item (the server confirms the ack, so a lost ack is seen and the item,
 //!    coming back, is found stored in step 2).
 //!
@@ -833,7 +834,7 @@ impl WorkerMetrics {
         );
         metrics.registry.register(
             "compute_seconds",
-            "Time the nialm component took per item",
+            "Time the component (nialm, or stream for a forecast) took per item",
             metrics.compute_seconds.clone(),
         );
         metrics
