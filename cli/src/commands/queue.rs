@@ -28,12 +28,18 @@ with a worker access token (results only). Mint them as an administrator with
 A worker attests with the key broker (/kbs/v0, --key-broker, default the --api URL) before it
 fetches any item: its TEE's evidence (--tee auto: SEV-SNP or TDX; --tee simulated only where the
 broker's attestation_policy allows simulated evidence) binds a fresh nonce, its ephemeral public
-key and the SHA-256 of its executable and the nialm component. Refused, it exits with the
+key and the SHA-256 of its executable and the nialm and stream components. Refused, it exits with the
 reason and the items stay queued; accepted, the broker releases household keys to it only
 (HPKE). Items that are not authentic (forged or altered on NATS, or sealed under a key the
 broker no longer has: the household revoked consent) are dead-lettered. --plaintext (manager
 and workers, and plaintext_results = allowed in the Data API) runs the queue in the clear, for
 measurements and controls only.
+
+The same queue carries load forecast items (subject nialm.work.forecast): per meter, whenever
+the end of its last complete minute of data moved on by 5 minutes, its 60 s series of up to the
+7 days before it, which a worker runs through Q1 of the stream component (DEBS 2014 load
+forecast, slices of 1, 5, 15, 60 and 120 minutes); the latest forecast per meter is read with
+GET /api/household/meter/:uuid/forecast. --models \"\" plans forecasts only, --no-forecast none.
 
 Only households whose consent permits personal processing are planned, and a result is stored
 only while it still does. Results are read through the Data API
@@ -45,14 +51,16 @@ every pass and item.";
 
 #[derive(Debug, Subcommand)]
 pub enum ManagerCommand {
-    /// Publish NIALM work items for every consenting meter with unprocessed data.
+    /// Publish NIALM and load forecast work items for every consenting meter with unprocessed
+    /// data.
     #[command(after_help = QUEUE_HELP)]
     Nialm(ManagerArgs),
 }
 
 #[derive(Debug, Subcommand)]
 pub enum WorkerCommand {
-    /// Compute NIALM work items with the nialm component and store the results.
+    /// Compute NIALM work items with the nialm component (load forecast items with the stream
+    /// component) and store the results.
     #[command(after_help = QUEUE_HELP)]
     Nialm(WorkerArgs),
     /// Run the DEBS stream query tasks (wattlet stream): take a fair share, checkpoint, hand
