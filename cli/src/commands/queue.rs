@@ -28,9 +28,9 @@ with a worker access token (results only). Mint them as an administrator with
 A worker attests with the key broker (/kbs/v0, --key-broker, default the --api URL) before it
 fetches any item: its TEE's evidence (--tee auto: SEV-SNP or TDX; --tee simulated only where the
 broker's attestation_policy allows simulated evidence) binds a fresh nonce, its ephemeral public
-key and the SHA-256 of its executable and the nialm and stream components. Refused, it exits with the
-reason and the items stay queued; accepted, the broker releases household keys to it only
-(HPKE). Items that are not authentic (forged or altered on NATS, or sealed under a key the
+key and the SHA-256 of its executable and the nialm and stream components. Refused, it exits
+with the reason and the items stay queued; accepted, the broker releases household keys to it
+only (HPKE). Items that are not authentic (forged or altered on NATS, or sealed under a key the
 broker no longer has: the household revoked consent) are dead-lettered. --plaintext (manager
 and workers, and plaintext_results = allowed in the Data API) runs the queue in the clear, for
 measurements and controls only.
