@@ -1429,7 +1429,7 @@ fn planned_forecast(runtime: &Handle, api: &Api, meter: &str) -> ForecastItem {
     })
 }
 
-/// Forecast items end to end: a consenting household's three days of readings, the manager
+/// Forecast items end to end: a consenting household's eight days of readings, the manager
 /// (forecasts only) and a worker (simulated TEE), sealed on the queue; the Data API serves the
 /// forecast this process computes natively from the same plan. A pass without new data plans
 /// nothing; after revocation the forecast is gone and the next pass stores none.
@@ -1439,13 +1439,14 @@ fn forecast_items_are_computed_served_and_deleted_on_revocation() {
     let meter = uuid4();
     let device = cloud.register("Forecast", "forecast@example.org", "dev-forecast", &meter);
     cloud.grant(&device);
-    let days = 3 * 24 * 60;
+    // Eight days: the item holds the last seven, read in two pieces.
+    let days = 8 * 24 * 60;
     upload_minutes(&cloud, &device, &meter, days);
     run_forecast_manager(&nats, &api);
     let expected = planned_forecast(cloud.runtime(), &api, &meter);
     // The last reading is 7 s into the last minute: `at` is that minute's start.
     assert_eq!(expected.at, START + (days - 1) * 60);
-    assert_eq!(expected.series.len(), 3 * 24 * 60 - 1);
+    assert_eq!(expected.series.len(), 7 * 24 * 60);
     let log = dir.path().join("worker-forecast.log");
     let mut worker = spawn_worker(&nats, &api, &log, None, &[]);
     wait_for(Duration::from_secs(300), "the forecast", || {
