@@ -53,10 +53,11 @@ struct Household {
     grants_consent: bool,
 }
 
-/// The local worker's simulated TEE: its component, its measurement (this executable and the
-/// component), and the key broker's policy allowing exactly that.
+/// The local worker's simulated TEE: its components, its measurement (this executable and the
+/// components), and the key broker's policy allowing exactly that.
 struct LocalTee {
     component: PathBuf,
+    stream_component: PathBuf,
     measurement: String,
     policy: String,
 }
@@ -65,17 +66,26 @@ impl LocalTee {
     fn measure(options: &UpOptions) -> anyhow::Result<LocalTee> {
         let component =
             wattlet_runtime::locate::locate("wattlet-nialm", options.components.as_deref())?;
+        let stream_component = wattlet_runtime::locate::locate(
+            "wattlet-stream-analytics",
+            options.components.as_deref(),
+        )?;
         // The worker runs in this process: /proc/self/exe is its host binary.
-        let claims = wattlet_workers::tee::claims(&component)?;
+        let claims = wattlet_workers::tee::claims(wattlet_workers::tee::Measured {
+            nialm: &component,
+            stream: &stream_component,
+        })?;
         let measurement = wattlet_attestation::wattlet_measurement(&claims);
         let policy = format!(
-            "# wattlet up: simulated evidence of this executable and nialm component only\n\
+            "# wattlet up: simulated evidence of this executable and its nialm and stream \
+             components only\n\
              allowed_tees = [\"simulated\"]\nmeasurements = [\"{measurement}\"]\n"
         );
         wattlet_attestation::Policy::from_toml(&policy)
             .context("the local attestation policy does not parse")?;
         Ok(LocalTee {
             component,
+            stream_component,
             measurement,
             policy,
         })
@@ -349,6 +359,12 @@ pub async fn run(
             nialm.nats.url,
             humantime::format_duration(NIALM_PASS_EVERY)
         )?;
+        writeln!(
+            out,
+            "Forecast   the load forecast of a consenting meter once it has 1 h of data, \
+             renewed as its data moves on 5 min: \
+             GET {cloud}/api/management/meter/<uuid>/forecast"
+        )?;
     }
     writeln!(
         out,
@@ -493,13 +509,17 @@ impl Nialm {
         };
         let nats = LocalNats::start(listen, &state.join("nats"), &state.join("nats-server.log"))?;
         let component = tee.component.clone();
+        let stream_component = tee.stream_component.clone();
         tracing::warn!(
             "SIMULATED TEE: the local NIALM worker attests with simulated evidence, which proves \
              nothing (wattlet up opts into it; a real deployment runs workers in SEV-SNP or TDX)"
         );
         let confidential = ConfidentialOptions {
             broker: api.clone(),
-            attester: wattlet_workers::tee::simulated(&component)?,
+            attester: wattlet_workers::tee::simulated(wattlet_workers::tee::Measured {
+                nialm: &component,
+                stream: &stream_component,
+            })?,
         };
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
@@ -513,6 +533,7 @@ impl Nialm {
                 settings: QueueSettings::default(),
                 interval: Some(NIALM_PASS_EVERY),
                 plaintext: false,
+                forecast: true,
             },
             until_stopped(stopped.clone()),
         ));
@@ -521,6 +542,7 @@ impl Nialm {
                 nats_url: nats.url.clone(),
                 api,
                 component,
+                stream_component,
                 limits: wattlet_runtime::sandbox::Limits::NIALM,
                 settings: QueueSettings::default(),
                 batch: 16,

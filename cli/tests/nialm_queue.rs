@@ -10,6 +10,10 @@
 //! then checks that every item has exactly one result and that the results equal a
 //! single-process run over the same data. (The tests read the Data API's database file only to
 //! check what it holds.)
+//!
+//! The queue's load forecast items run the same way: the forecast a worker stored equals the
+//! forecast computed in this process from the same plan, and a revocation deletes it and stops
+//! the next ones.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::process::ExitStatusExt;
@@ -27,7 +31,7 @@ use wattlet_testkit::{
     ingress_identity, metric, run, scrape, simulated_policy, uuid4, wait_for, worker_measurement,
 };
 use wattlet_workers::api::{ApiOptions, DataApi, unix_seconds};
-use wattlet_workers::item::{DEFAULT_MODELS, WorkItem};
+use wattlet_workers::item::{DEFAULT_MODELS, ForecastItem, WorkItem};
 use wattlet_workers::plan::{MAX_WINDOWS_PER_STEP, Planner};
 use wattlet_workers::server::LocalNats;
 
@@ -171,7 +175,17 @@ fn cloud_api(cloud: &Cloud, dir: &Path) -> Api {
     )
 }
 
+/// One manager pass planning NIALM items only (the item counts of the NIALM tests).
 fn run_manager(nats: &LocalNats, api: &Api, args: &[&str]) {
+    manager_pass(nats, api, &[args, &["--no-forecast"][..]].concat());
+}
+
+/// One manager pass planning load forecast items only.
+fn run_forecast_manager(nats: &LocalNats, api: &Api) {
+    manager_pass(nats, api, &["--models", ""]);
+}
+
+fn manager_pass(nats: &LocalNats, api: &Api, args: &[&str]) {
     run(
         wattlet_testkit::binary!("wattlet")
             .args(["manager", "nialm", "--once", "--nats", &nats.url])
@@ -1366,4 +1380,149 @@ fn nialm_forged_items_are_dead_lettered_as_not_authentic() {
         "nothing stored for forgeries"
     );
     assert_eq!(admin_results(&cloud, &meter).len(), 0);
+}
+
+/// Items ever published to the work stream (its last sequence number).
+fn published(cloud: &Cloud, js: &async_nats::jetstream::Context) -> u64 {
+    cloud.runtime().block_on(async {
+        let mut stream = js.get_stream("NIALM").await.expect("work stream");
+        stream
+            .info()
+            .await
+            .expect("stream info")
+            .state
+            .last_sequence
+    })
+}
+
+/// The forecast the Data API serves for `meter` (administrator): status and body.
+fn served_forecast(cloud: &Cloud, meter: &str) -> (u16, Value) {
+    cloud.admin(
+        "GET",
+        &format!("/api/management/meter/{meter}/forecast"),
+        None,
+    )
+}
+
+/// The single-process reference of a forecast item: the manager's plan for `meter` now.
+fn planned_forecast(runtime: &Handle, api: &Api, meter: &str) -> ForecastItem {
+    let planner = Planner::new(DataApi::connect(&api.options).expect("Data API"));
+    runtime.block_on(async {
+        let span = planner
+            .meters()
+            .await
+            .expect("meters")
+            .into_iter()
+            .find(|s| s.meter == meter)
+            .expect("the meter is planned");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("a clock after 1970")
+            .as_secs() as i64;
+        let range = span.forecast_range(None, now).expect("enough data");
+        planner
+            .forecast(meter, range)
+            .await
+            .expect("the readings")
+            .expect("consent permits planning")
+            .0
+    })
+}
+
+/// Forecast items end to end: a consenting household's eight days of readings, the manager
+/// (forecasts only) and a worker (simulated TEE), sealed on the queue; the Data API serves the
+/// forecast this process computes natively from the same plan. A pass without new data plans
+/// nothing; after revocation the forecast is gone and the next pass stores none.
+#[test]
+fn forecast_items_are_computed_served_and_deleted_on_revocation() {
+    let (dir, cloud, nats, db, api) = set_up();
+    let meter = uuid4();
+    let device = cloud.register("Forecast", "forecast@example.org", "dev-forecast", &meter);
+    cloud.grant(&device);
+    // Eight days: the item holds the last seven, read in two pieces.
+    let days = 8 * 24 * 60;
+    upload_minutes(&cloud, &device, &meter, days);
+    run_forecast_manager(&nats, &api);
+    let expected = planned_forecast(cloud.runtime(), &api, &meter);
+    // The last reading is 7 s into the last minute: `at` is that minute's start.
+    assert_eq!(expected.at, START + (days - 1) * 60);
+    assert_eq!(expected.series.len(), 7 * 24 * 60);
+    let log = dir.path().join("worker-forecast.log");
+    let mut worker = spawn_worker(&nats, &api, &log, None, &[]);
+    wait_for(Duration::from_secs(300), "the forecast", || {
+        served_forecast(&cloud, &meter).0 == 200
+    });
+    let (_, body) = served_forecast(&cloud, &meter);
+    let native = wattlet_workers::forecast::compute_natively(&expected);
+    let native: Vec<Value> = native
+        .iter()
+        .map(|f| {
+            json!({
+                "slice_seconds": f.slice_seconds,
+                "slice_start": wattlet_workers::api::rfc3339(f.slice_start),
+                "load_w": f.load_w,
+            })
+        })
+        .collect();
+    assert_eq!(
+        body,
+        json!({
+            "meter": meter,
+            "at": wattlet_workers::api::rfc3339(expected.at),
+            "forecasts": native,
+        })
+    );
+    // The household sees its own forecast.
+    let (status, own) = cloud.as_device(
+        &device,
+        "GET",
+        &format!("/api/household/meter/{meter}/forecast"),
+        None,
+    );
+    assert_eq!((status, &own), (200, &body));
+    // No new data: no new item (the cursor).
+    let js = cloud
+        .runtime()
+        .block_on(wattlet_workers::connect(&nats.url))
+        .expect("nats");
+    assert_eq!(published(&cloud, &js), 1);
+    run_forecast_manager(&nats, &api);
+    assert_eq!(published(&cloud, &js), 1);
+
+    // Ten more minutes would make a new item, but the household revokes its consent first.
+    let later: Vec<Value> = readings(&meter, days + 10, 1000.0, power_kw)
+        .iter()
+        .flat_map(|batch| {
+            batch["measurements"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .skip(days as usize)
+        .collect();
+    upload_batches(&cloud, &device, vec![json!({ "measurements": later })]);
+    let (status, body) = cloud.as_device(&device, "DELETE", "/api/household/consent", None);
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = served_forecast(&cloud, &meter);
+    assert_eq!(
+        (status, &body["code"]),
+        (404, &json!("not_found")),
+        "{body}"
+    );
+    run_forecast_manager(&nats, &api);
+    assert_eq!(
+        published(&cloud, &js),
+        1,
+        "an item was planned after revocation"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let rows: i64 =
+        rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open database")
+            .query_row("SELECT COUNT(*) FROM forecasts", [], |row| row.get(0))
+            .expect("count");
+    assert_eq!(rows, 0);
+    assert_eq!(served_forecast(&cloud, &meter).0, 404);
+    worker.kill().expect("stop worker");
+    worker.wait().expect("reap worker");
 }

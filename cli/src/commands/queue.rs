@@ -28,12 +28,18 @@ with a worker access token (results only). Mint them as an administrator with
 A worker attests with the key broker (/kbs/v0, --key-broker, default the --api URL) before it
 fetches any item: its TEE's evidence (--tee auto: SEV-SNP or TDX; --tee simulated only where the
 broker's attestation_policy allows simulated evidence) binds a fresh nonce, its ephemeral public
-key and the SHA-256 of its executable and the nialm component. Refused, it exits with the
-reason and the items stay queued; accepted, the broker releases household keys to it only
-(HPKE). Items that are not authentic (forged or altered on NATS, or sealed under a key the
+key and the SHA-256 of its executable and the nialm and stream components. Refused, it exits
+with the reason and the items stay queued; accepted, the broker releases household keys to it
+only (HPKE). Items that are not authentic (forged or altered on NATS, or sealed under a key the
 broker no longer has: the household revoked consent) are dead-lettered. --plaintext (manager
 and workers, and plaintext_results = allowed in the Data API) runs the queue in the clear, for
 measurements and controls only.
+
+The same queue carries load forecast items (subject nialm.work.forecast): per meter, whenever
+the end of its last complete minute of data moved on by 5 minutes, its 60 s series of up to the
+7 days before it, which a worker runs through Q1 of the stream component (DEBS 2014 load
+forecast, slices of 1, 5, 15, 60 and 120 minutes); the latest forecast per meter is read with
+GET /api/household/meter/:uuid/forecast. --models \"\" plans forecasts only, --no-forecast none.
 
 Only households whose consent permits personal processing are planned, and a result is stored
 only while it still does. Results are read through the Data API
@@ -45,14 +51,16 @@ every pass and item.";
 
 #[derive(Debug, Subcommand)]
 pub enum ManagerCommand {
-    /// Publish NIALM work items for every consenting meter with unprocessed data.
+    /// Publish NIALM and load forecast work items for every consenting meter with unprocessed
+    /// data.
     #[command(after_help = QUEUE_HELP)]
     Nialm(ManagerArgs),
 }
 
 #[derive(Debug, Subcommand)]
 pub enum WorkerCommand {
-    /// Compute NIALM work items with the nialm component and store the results.
+    /// Compute NIALM work items with the nialm component (load forecast items with the stream
+    /// component) and store the results.
     #[command(after_help = QUEUE_HELP)]
     Nialm(WorkerArgs),
     /// Run the DEBS stream query tasks (wattlet stream): take a fair share, checkpoint, hand
@@ -129,7 +137,7 @@ impl Queue {
 pub struct ManagerArgs {
     #[command(flatten)]
     connection: Connection,
-    /// Models to plan for (comma-separated).
+    /// Models to plan for (comma-separated; "" plans load forecasts only).
     #[arg(long, value_delimiter = ',', default_values_t = DEFAULT_MODELS.map(String::from))]
     models: Vec<String>,
     /// Time between passes.
@@ -142,6 +150,10 @@ pub struct ManagerArgs {
     /// measurements and controls only: NATS and its disks then hold the readings.
     #[arg(long)]
     plaintext: bool,
+    /// Plan no load forecast items (by default each meter gets one whenever its data moved on
+    /// by 5 minutes).
+    #[arg(long)]
+    no_forecast: bool,
 }
 
 /// Which TEE the worker attests with.
@@ -207,10 +219,11 @@ pub fn run_manager(command: ManagerCommand) -> anyhow::Result<ExitCode> {
     let options = ManagerOptions {
         api: args.connection.api()?,
         nats_url: args.connection.nats,
-        models: args.models,
+        models: args.models.into_iter().filter(|m| !m.is_empty()).collect(),
         settings: QueueSettings::default(),
         interval: (!args.once).then_some(args.interval),
         plaintext: args.plaintext,
+        forecast: !args.no_forecast,
     };
     runtime()?.block_on(manager::run(options, super::shutdown_signal()))?;
     Ok(ExitCode::SUCCESS)
@@ -227,6 +240,12 @@ pub fn run_worker(command: WorkerCommand) -> anyhow::Result<ExitCode> {
     // Armed only by the crash tests (FAILPOINTS=nialm::after-persist=5%return, …).
     let _failpoints = fail::FailScenario::setup();
     let component = wattlet_runtime::locate::locate("wattlet-nialm", args.components.as_deref())?;
+    let stream_component =
+        wattlet_runtime::locate::locate("wattlet-stream-analytics", args.components.as_deref())?;
+    let measured = wattlet_workers::tee::Measured {
+        nialm: &component,
+        stream: &stream_component,
+    };
     let concurrency = args.concurrency.map_or_else(
         || std::thread::available_parallelism().map_or(1, usize::from),
         usize::from,
@@ -236,13 +255,13 @@ pub fn run_worker(command: WorkerCommand) -> anyhow::Result<ExitCode> {
         None
     } else {
         let attester = match args.tee {
-            TeeArg::Auto => wattlet_workers::tee::detect(&component)?,
+            TeeArg::Auto => wattlet_workers::tee::detect(measured)?,
             TeeArg::Simulated => {
                 tracing::warn!(
                     "SIMULATED TEE: --tee simulated attests with evidence that proves nothing; \
                      only a key broker whose policy allows `simulated` releases keys to it"
                 );
-                wattlet_workers::tee::simulated(&component)?
+                wattlet_workers::tee::simulated(measured)?
             }
         };
         Some(ConfidentialOptions {
@@ -259,6 +278,7 @@ pub fn run_worker(command: WorkerCommand) -> anyhow::Result<ExitCode> {
         plaintext: args.plaintext,
         nats_url: args.connection.nats,
         component,
+        stream_component,
         limits: Limits {
             call: args.item_time_limit,
             memory: (args.item_memory_limit as usize) << 20,

@@ -17,7 +17,7 @@ measurement device and a simulated SML meter on a pseudo-terminal, grants consen
 and prints readings as they reach the cloud. The second household never granted consent, so
 nothing of it is measured. A local nats-server (JetStream) carries the NIALM work queue, with a
 work manager and one worker: hourly appliance estimates of consenting meters appear in the Data
-API once 1 h 49 min of a meter's data are in. State (CA, certificates, databases, buffers) stays in --state-dir,
+API once 1 h 49 min of a meter's data are in, and its load forecast once 1 h is. State (CA, certificates, databases, buffers) stays in --state-dir,
 so running it again continues where it stopped.")]
 pub struct UpArgs {
     /// The cloud application's Spin manifest.

@@ -254,6 +254,8 @@ fn main() {
     }
     let native_rate = sample.len() as f64 / started.elapsed().as_secs_f64();
     let engine = wattlet_runtime::engine::engine().expect("engine");
+    let stream_path = wattlet_runtime::locate::locate("wattlet-stream-analytics", None)
+        .expect("the stream component");
     let component_path = wattlet_runtime::locate::locate("wattlet-nialm", None)
         .expect("the nialm component is built");
     let component = NialmComponent::load(&engine, &component_path).expect("load component");
@@ -285,12 +287,17 @@ fn main() {
     let worker_options = |concurrency: usize, sealing: Sealing| WorkerOptions {
         confidential: (sealing == Sealing::Sealed).then(|| ConfidentialOptions {
             broker: api.clone(),
-            attester: wattlet_workers::tee::simulated(&component_path).expect("simulated TEE"),
+            attester: wattlet_workers::tee::simulated(wattlet_workers::tee::Measured {
+                nialm: &component_path,
+                stream: &stream_path,
+            })
+            .expect("simulated TEE"),
         }),
         plaintext: sealing == Sealing::Plaintext,
         nats_url: nats.url.clone(),
         api: api.clone(),
         component: component_path.clone(),
+        stream_component: stream_path.clone(),
         limits: wattlet_runtime::sandbox::Limits::NIALM,
         settings: settings.clone(),
         batch: 16,

@@ -92,12 +92,46 @@ pub struct ComputedResult {
     pub power_w: Vec<f32>,
 }
 
+/// One computed forecast item, as it is stored (`POST /api/worker/forecast`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ComputedForecast {
+    pub item: String,
+    pub meter: String,
+    /// Unix seconds: the end of the data the forecast was made from.
+    pub at: i64,
+    pub forecasts: Vec<crate::forecast::SliceForecast>,
+}
+
+impl ComputedForecast {
+    /// The result object the Data API stores (also the plaintext of a sealed result).
+    pub fn to_json(&self) -> serde_json::Value {
+        let forecasts: Vec<serde_json::Value> = self
+            .forecasts
+            .iter()
+            .map(|f| {
+                json!({
+                    "slice_seconds": f.slice_seconds,
+                    "slice_start": rfc3339(f.slice_start),
+                    "load_w": f.load_w,
+                })
+            })
+            .collect();
+        json!({
+            "item": self.item,
+            "meter": self.meter,
+            "at": rfc3339(self.at),
+            "forecasts": forecasts,
+        })
+    }
+}
+
 /// What the Data API did with one result.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stored {
     /// Stored now.
     New,
-    /// Stored before (a redelivered or twice-computed item): nothing changed.
+    /// Stored before (a redelivered or twice-computed item), or, for a forecast, superseded by
+    /// a later one: nothing changed.
     Duplicate,
     /// Not stored, for good: the household's consent no longer permits it (or the meter is
     /// gone, or the household's key was destroyed: `key_destroyed`). The item is done. The
@@ -111,6 +145,7 @@ pub enum Stored {
 pub enum Submission {
     Sealed(Sealed),
     Plain(ComputedResult),
+    PlainForecast(ComputedForecast),
 }
 
 impl Submission {
@@ -118,6 +153,7 @@ impl Submission {
         match self {
             Submission::Sealed(sealed) => &sealed.item,
             Submission::Plain(result) => &result.item,
+            Submission::PlainForecast(result) => &result.item,
         }
     }
 
@@ -125,6 +161,7 @@ impl Submission {
         Ok(match self {
             Submission::Sealed(sealed) => json!({ "sealed": sealed }),
             Submission::Plain(result) => result.to_json(),
+            Submission::PlainForecast(result) => result.to_json(),
         })
     }
 }
@@ -218,6 +255,16 @@ impl DataApi {
     /// Stores results (each write checked against consent in the same statement), in calls of
     /// at most [`MAX_RESULTS_PER_CALL`]; one outcome per result, in order.
     pub async fn store(&self, results: &[Submission]) -> anyhow::Result<Vec<Stored>> {
+        self.store_at("/api/worker/disaggregation", results).await
+    }
+
+    /// Stores forecasts ([`ComputedForecast`], or sealed ones) as [`DataApi::store`] stores
+    /// NIALM results.
+    pub async fn store_forecasts(&self, results: &[Submission]) -> anyhow::Result<Vec<Stored>> {
+        self.store_at("/api/worker/forecast", results).await
+    }
+
+    async fn store_at(&self, path: &str, results: &[Submission]) -> anyhow::Result<Vec<Stored>> {
         #[derive(Deserialize)]
         struct Answer {
             results: Vec<Outcome>,
@@ -237,14 +284,10 @@ impl DataApi {
                 .collect::<anyhow::Result<_>>()?;
             let answer = self
                 .client
-                .call(
-                    "POST",
-                    "/api/worker/disaggregation",
-                    Some(&json!({ "results": body })),
-                )
+                .call("POST", path, Some(&json!({ "results": body })))
                 .await?;
             let answer: Answer = serde_json::from_value(answer)
-                .context("unreadable answer of POST /api/worker/disaggregation")?;
+                .with_context(|| format!("unreadable answer of POST {path}"))?;
             if answer.results.len() != chunk.len()
                 || answer
                     .results
@@ -257,7 +300,7 @@ impl DataApi {
             for outcome in answer.results {
                 stored.push(match outcome.outcome.as_str() {
                     "stored" => Stored::New,
-                    "duplicate" => Stored::Duplicate,
+                    "duplicate" | "superseded" => Stored::Duplicate,
                     "refused" => Stored::Refused(outcome.code),
                     other => anyhow::bail!("unknown outcome {other:?} for item {}", outcome.item),
                 });

@@ -4,11 +4,13 @@
 //! - [`api`] is the Data API as the manager and workers use it: its `/api/worker/...`
 //!   endpoints, with a `worker` access token. Nothing here opens the Data API's database.
 //! - [`plan`] reads each meter's power readings through it and cuts the 60 s aggregate series
-//!   into items: one meter, one hour of output minutes, one appliance model.
+//!   into items: one meter, one hour of output minutes, one appliance model; and a meter's load
+//!   forecast item, up to a week of the same series ([`item::ForecastItem`]).
 //! - [`manager`] publishes the items not yet published with `Nats-Msg-Id` = the item's id and
 //!   keeps a cursor per meter and model in JetStream ([`Cursors`]).
-//! - [`worker`] fetches items, runs the component, stores the result keyed by the item through
-//!   the Data API and only then acknowledges (double ack); after
+//! - [`worker`] fetches items, runs the component (nialm, or the stream operators' Q1 for a
+//!   forecast item: [`forecast`]), stores the result keyed by the item through the Data API
+//!   and only then acknowledges (double ack); after
 //!   [`QueueSettings::max_attempts`] deliveries an item goes to the dead-letter stream instead.
 //!
 //! Nothing is lost or duplicated whenever a process dies: an item is removed from the WorkQueue
@@ -18,6 +20,7 @@
 
 pub mod api;
 pub mod confidential;
+pub mod forecast;
 pub mod item;
 pub mod manager;
 pub mod plan;
@@ -31,7 +34,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use async_nats::jetstream::{self, Context, consumer};
 
-/// The WorkQueue stream of NIALM items and the subject its items are published on.
+/// The WorkQueue stream of NIALM items and the subject its items are published on: one subject
+/// per model, `nialm.work.<model>`, and `nialm.work.forecast` for load forecast items (both
+/// kinds share the stream, the consumer and the workers; [`item::Job`] tells them apart).
 pub const STREAM: &str = "NIALM";
 pub const WORK_SUBJECT: &str = "nialm.work";
 /// Items that could not be processed, with the reason in [`DEAD_REASON_HEADER`].
@@ -131,7 +136,8 @@ pub async fn ensure_consumer(
 }
 
 /// The manager's cursors, one per meter and model: the next window start (Unix seconds) as the
-/// last message of subject `nialm.cursor.<meter>.<model>` in a stream keeping one per subject.
+/// last message of subject `nialm.cursor.<meter>.<model>` in a stream keeping one per subject;
+/// for forecasts (`<model>` = `forecast`) the `at` of the last item published.
 /// (What a JetStream key-value bucket is; Debian's nats-server 2.9 and async-nats 0.46 disagree
 /// on the bucket API's replies, the stream API they agree on.)
 pub struct Cursors {

@@ -9,6 +9,11 @@
 //! A pass is bounded ([`MeterSpan::pass_range`]: nothing after the present, at most a month of
 //! windows per meter) and a meter the planner cannot plan (its data unreadable, its reads
 //! refused) is skipped with a log line while the others are planned.
+//!
+//! Load forecasts ([`forecast_pass`]) share the queue: per meter at most one forecast item a
+//! pass, for the end of the last complete minute of data once it moved on by five minutes
+//! since the last one published (the cursor `nialm.cursor.<meter>.forecast` holds that `at`),
+//! carrying up to a week of the meter's 60 s series ([`MeterSpan::forecast_range`]).
 
 use std::future::IntoFuture;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -21,7 +26,7 @@ use bytes::Bytes;
 use wattlet_sealing::{Purpose, Sealed};
 
 use crate::api::{ApiOptions, DataApi, HouseholdKey};
-use crate::item::{self, WINDOW_SECONDS, WorkItem};
+use crate::item::{self, FORECAST, Job, WINDOW_SECONDS, WorkItem};
 use crate::plan::{MAX_WINDOWS_PER_STEP, MeterSpan, Planner};
 use crate::{Cursors, QueueSettings};
 
@@ -36,6 +41,8 @@ pub struct ManagerOptions {
     /// Publish items in the clear instead of sealed under the household's key: for
     /// measurements and controls only (workers must be told `--plaintext` too).
     pub plaintext: bool,
+    /// Also plan a load forecast item per meter ([`forecast_pass`]).
+    pub forecast: bool,
 }
 
 /// What one pass did.
@@ -82,7 +89,19 @@ pub async fn run(
             Sealing::of(options.plaintext),
         )
         .await?;
+        let forecasts = if options.forecast {
+            forecast_pass(&js, &planner, &cursors, Sealing::of(options.plaintext)).await?
+        } else {
+            PassReport::default()
+        };
         let seconds = started.elapsed().as_secs_f64();
+        tracing::info!(
+            meters = forecasts.meters,
+            published = forecasts.published,
+            duplicates = forecasts.duplicates,
+            skipped = forecasts.skipped,
+            "manager pass: forecast items"
+        );
         tracing::info!(
             meters = report.meters,
             published = report.published,
@@ -127,7 +146,16 @@ pub fn payload(
     sealing: Sealing,
     key: Option<&HouseholdKey>,
 ) -> anyhow::Result<Bytes> {
-    let json = serde_json::to_vec(item)?;
+    job_payload(&Job::Nialm(item.clone()), sealing, key)
+}
+
+/// [`payload`] of an item of any kind.
+pub fn job_payload(
+    job: &Job,
+    sealing: Sealing,
+    key: Option<&HouseholdKey>,
+) -> anyhow::Result<Bytes> {
+    let json = job.to_json()?;
     match sealing {
         Sealing::Plaintext => Ok(Bytes::from(json)),
         Sealing::Sealed => {
@@ -135,7 +163,7 @@ pub fn payload(
                 "the Data API sent no household key with the readings: the manager needs a \
                  `manager` access token (or --plaintext, for measurements only)",
             )?;
-            let sealed = Sealed::seal(&key.key, &key.id, &item.id(), Purpose::Item, &json)?;
+            let sealed = Sealed::seal(&key.key, &key.id, &job.id(), Purpose::Item, &json)?;
             Ok(Bytes::from(serde_json::to_vec(&sealed)?))
         }
     }
@@ -228,6 +256,61 @@ pub async fn pass(
             }
             from = to;
         }
+    }
+    Ok(report)
+}
+
+/// One pass of forecast items over every consenting meter with data (module documentation):
+/// each published item is acknowledged by JetStream before the meter's cursor moves to its
+/// `at`, so a manager that dies in between publishes the same item (the same id) again.
+pub async fn forecast_pass(
+    js: &Context,
+    planner: &Planner,
+    cursors: &Cursors,
+    sealing: Sealing,
+) -> anyhow::Result<PassReport> {
+    let mut report = PassReport::default();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    for span in planner.meters().await? {
+        report.meters += 1;
+        let cursor = cursors.get(&span.meter, FORECAST).await?;
+        let Some(range) = span.forecast_range(cursor, now) else {
+            continue;
+        };
+        let (item, key) = match planner.forecast(&span.meter, range).await {
+            Ok(Some(planned)) => planned,
+            // Consent revoked since the meter list was read: nothing to plan.
+            Ok(None) => continue,
+            Err(error) => {
+                skip(&span, &mut report, &error);
+                continue;
+            }
+        };
+        let at = item.at;
+        let job = Job::Forecast(item);
+        let payload = match job_payload(&job, sealing, key.as_ref()) {
+            Ok(payload) => payload,
+            Err(error) => {
+                skip(&span, &mut report, &error);
+                continue;
+            }
+        };
+        let ack = js
+            .send_publish(
+                job.subject(),
+                PublishMessage::build()
+                    .payload(payload)
+                    .message_id(job.id()),
+            )
+            .await
+            .context("cannot publish a forecast item")?
+            .await
+            .context("JetStream did not acknowledge a forecast item")?;
+        report.published += 1;
+        report.duplicates += usize::from(ack.duplicate);
+        cursors.set(&span.meter, FORECAST, at).await?;
     }
     Ok(report)
 }

@@ -18,7 +18,10 @@ use std::ops::Range;
 
 pub use crate::api::MeterSpan;
 use crate::api::{DataApi, HouseholdKey, MAX_POWER_SPAN, PowerReadings};
-use crate::item::{CONTEXT, INPUT_SAMPLES, STEP_SECONDS, WINDOW_SECONDS, WorkItem};
+use crate::item::{
+    CONTEXT, FORECAST_EVERY_SECONDS, FORECAST_HISTORY_DAYS, FORECAST_MIN_SECONDS, ForecastItem,
+    INPUT_SAMPLES, STEP_SECONDS, WINDOW_SECONDS, WorkItem,
+};
 
 impl MeterSpan {
     /// The first window: the hour the first measurement falls in.
@@ -56,6 +59,24 @@ impl MeterSpan {
             .ready_end()
             .min(cursor.saturating_add(MAX_WINDOWS_PER_PASS * WINDOW_SECONDS));
         cursor..end.max(cursor)
+    }
+}
+
+impl MeterSpan {
+    /// The span of a forecast item planned at `now` after the last one published for `at` =
+    /// `cursor`: `at` is the end of the last complete minute (the minute before the one holding
+    /// the latest measurement, at most `now`), the history the [`FORECAST_HISTORY_DAYS`] before
+    /// it from the meter's first minute on. `None`: `at` moved on less than
+    /// [`FORECAST_EVERY_SECONDS`] since `cursor`, or the meter has less than
+    /// [`FORECAST_MIN_SECONDS`] of data.
+    pub fn forecast_range(&self, cursor: Option<i64>, now: i64) -> Option<Range<i64>> {
+        let at = self.last.min(now).div_euclid(STEP_SECONDS) * STEP_SECONDS;
+        if cursor.is_some_and(|c| at < c.saturating_add(FORECAST_EVERY_SECONDS)) {
+            return None;
+        }
+        let first = self.first.div_euclid(STEP_SECONDS) * STEP_SECONDS;
+        let start = first.max(at.saturating_sub(FORECAST_HISTORY_DAYS * 86_400));
+        (at.saturating_sub(start) >= FORECAST_MIN_SECONDS).then_some(start..at)
     }
 }
 
@@ -148,6 +169,44 @@ impl Planner {
             }
         }
         Ok(Some(Planned { items, key }))
+    }
+}
+
+impl Planner {
+    /// The forecast item of `meter` for the minutes `span` ([`MeterSpan::forecast_range`]),
+    /// read in pieces of at most one power read, and the household's key. `None`: the
+    /// household's consent no longer permits processing, or no reading lies in or before it.
+    pub async fn forecast(
+        &self,
+        meter: &str,
+        span: Range<i64>,
+    ) -> anyhow::Result<Option<(ForecastItem, Option<HouseholdKey>)>> {
+        let mut values = Vec::with_capacity(((span.end - span.start) / STEP_SECONDS) as usize);
+        let mut key = None;
+        let mut from = span.start;
+        while from < span.end {
+            // Whole minutes per read: a series cut at a minute equals the whole.
+            let to = span
+                .end
+                .min(from + MAX_POWER_SPAN / STEP_SECONDS * STEP_SECONDS);
+            let Some(readings) = self.api.power(meter, from, to).await? else {
+                return Ok(None);
+            };
+            let Some(piece) = series(&readings, from, ((to - from) / STEP_SECONDS) as usize) else {
+                return Ok(None);
+            };
+            values.extend(piece);
+            key = key.or(readings.key);
+            from = to;
+        }
+        Ok(Some((
+            ForecastItem {
+                meter: meter.to_owned(),
+                at: span.end,
+                series: values,
+            },
+            key,
+        )))
     }
 }
 
@@ -244,6 +303,54 @@ mod tests {
         assert!(current.pass_range(hour + WINDOW_SECONDS, now).is_empty());
         let odd = span(i64::MIN, i64::MIN);
         assert!(odd.pass_range(odd.first_window(), now).is_empty());
+    }
+
+    #[test]
+    fn forecasts_are_planned_every_five_minutes_over_at_most_a_week() {
+        let now = 1_796_000_000 - 1_796_000_000 % 60 + 20;
+        let minute = now - 20;
+        let span = |first: i64, last: i64| MeterSpan {
+            meter: "m".into(),
+            first,
+            last,
+        };
+        // `at`: the end of the last complete minute (the one before the latest measurement's).
+        let young = span(minute - 2 * 86_400 + 7, minute + 31);
+        assert_eq!(
+            young.forecast_range(None, now),
+            Some(minute - 2 * 86_400..minute)
+        );
+        // A week of history at most.
+        let old = span(minute - 30 * 86_400, minute);
+        assert_eq!(
+            old.forecast_range(None, now),
+            Some(minute - 7 * 86_400..minute)
+        );
+        // Nothing after the present.
+        let future = span(minute - 3600, 253_402_300_799);
+        assert_eq!(
+            future.forecast_range(None, now),
+            Some(minute - 3600..minute)
+        );
+        // At least an hour of minutes (the first one counts from its start).
+        assert_eq!(span(minute - 3540, minute).forecast_range(None, now), None);
+        assert_eq!(
+            span(minute - 3599, minute).forecast_range(None, now),
+            Some(minute - 3600..minute)
+        );
+        assert_eq!(
+            span(minute - 3600, minute).forecast_range(None, now),
+            Some(minute - 3600..minute)
+        );
+        // The cursor: `at` must have moved on by five minutes since the last item.
+        assert_eq!(old.forecast_range(Some(minute - 299), now), None);
+        assert_eq!(old.forecast_range(Some(minute), now), None);
+        assert_eq!(
+            old.forecast_range(Some(minute - 300), now),
+            Some(minute - 7 * 86_400..minute)
+        );
+        // A span that shrank (the cursor ahead of the data) plans nothing, never backwards.
+        assert_eq!(old.forecast_range(Some(minute + 3600), now), None);
     }
 
     #[test]

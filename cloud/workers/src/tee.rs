@@ -1,6 +1,7 @@
 //! The worker's attesters ([`Attest`]) on `wattlet_attestation`: the machine's TEE
 //! (`--tee auto`: SEV-SNP or TDX) or, by explicit opt-in, the simulated one. The runtime claims
-//! are the SHA-256 of this process's executable and of the nialm component it runs.
+//! are the SHA-256 of this process's executable and of the components it runs (nialm, and the
+//! stream operators for forecast items).
 
 use std::path::Path;
 
@@ -12,6 +13,15 @@ use crate::confidential::Attest;
 
 /// The name of the nialm component in the runtime claims.
 pub const NIALM_CLAIM: &str = "nialm";
+/// The name of the stream operators component (forecast items) in the runtime claims.
+pub const STREAM_CLAIM: &str = "stream";
+
+/// The component files a worker runs, as they are measured.
+#[derive(Debug, Clone, Copy)]
+pub struct Measured<'a> {
+    pub nialm: &'a Path,
+    pub stream: &'a Path,
+}
 
 struct Tee {
     attester: Attester,
@@ -32,29 +42,34 @@ impl Attest for Tee {
     }
 }
 
-/// The claims of this process running `component`.
-pub fn claims(component: &Path) -> anyhow::Result<RuntimeClaims> {
-    RuntimeClaims::of_this_host(&[(NIALM_CLAIM, component)]).with_context(|| {
+/// The claims of this process running `components`.
+pub fn claims(components: Measured<'_>) -> anyhow::Result<RuntimeClaims> {
+    RuntimeClaims::of_this_host(&[
+        (NIALM_CLAIM, components.nialm),
+        (STREAM_CLAIM, components.stream),
+    ])
+    .with_context(|| {
         format!(
-            "cannot measure this executable and the component {}",
-            component.display()
+            "cannot measure this executable and the components {} and {}",
+            components.nialm.display(),
+            components.stream.display()
         )
     })
 }
 
 /// The machine's TEE (`--tee auto`); no TEE is an error, never a silent simulation.
-pub fn detect(component: &Path) -> anyhow::Result<Box<dyn Attest>> {
+pub fn detect(components: Measured<'_>) -> anyhow::Result<Box<dyn Attest>> {
     let attester = Attester::detect().context("--tee auto")?;
     Ok(Box::new(Tee {
         attester,
-        claims: claims(component)?,
+        claims: claims(components)?,
     }))
 }
 
 /// The simulated TEE (`--tee simulated`): evidence that proves nothing.
-pub fn simulated(component: &Path) -> anyhow::Result<Box<dyn Attest>> {
+pub fn simulated(components: Measured<'_>) -> anyhow::Result<Box<dyn Attest>> {
     Ok(Box::new(Tee {
         attester: Attester::simulated(),
-        claims: claims(component)?,
+        claims: claims(components)?,
     }))
 }

@@ -1,12 +1,14 @@
-//! `wattlet worker nialm`: fetch items, compute them with the nialm component, persist the
-//! results, and only then acknowledge.
+//! `wattlet worker nialm`: fetch items, compute them with the nialm component (NIALM items) or
+//! the stream component (load forecast items, [`crate::forecast`]), persist the results, and
+//! only then acknowledge.
 //!
 //! The order is what makes a crash harmless at any instant:
 //! 1. fetch a batch (the items stay in the stream until acknowledged);
 //! 2. compute them (progress signals keep the batch from being redelivered meanwhile);
-//! 3. store the results through the Data API (`POST /api/worker/disaggregation`: idempotent by
-//!    item, each write checked against consent in the same statement); a redelivered item whose
-//!    result is stored already comes back as a duplicate and changes nothing;
+//! 3. store the results through the Data API (`POST /api/worker/disaggregation`, forecasts
+//!    `POST /api/worker/forecast`: idempotent by item, each write checked against consent in
+//!    the same statement); a redelivered item whose result is stored already comes back as a
+//!    duplicate and changes nothing;
 //! 4. double-ack each item (the server confirms the ack, so a lost ack is seen and the item,
 //!    coming back, is found stored in step 2).
 //!
@@ -47,12 +49,15 @@ use prometheus_client::registry::Registry;
 
 use wattlet_runtime::nialm::{NialmComponent, NialmInstance};
 use wattlet_runtime::sandbox::Limits;
+use wattlet_runtime::stream::{StreamComponent, StreamInstance};
 
 use wattlet_sealing::{Purpose, Sealed};
 
-use crate::api::{ApiOptions, ComputedResult, DataApi, HouseholdKey, Stored, Submission};
+use crate::api::{
+    ApiOptions, ComputedForecast, ComputedResult, DataApi, HouseholdKey, Stored, Submission,
+};
 use crate::confidential::{Attest, Confidential, ConfidentialError, ConfidentialMetrics};
-use crate::item::{OUTPUT_SAMPLES, WorkItem};
+use crate::item::{ForecastItem, Job, OUTPUT_SAMPLES, WorkItem};
 use crate::{DEAD_REASON_HEADER, DEAD_SUBJECT, QueueSettings};
 
 /// How long a batch waits before it is delivered again when the Data API could not be reached.
@@ -63,6 +68,8 @@ pub struct WorkerOptions {
     /// The Data API's worker endpoints (results are stored there).
     pub api: ApiOptions,
     pub component: PathBuf,
+    /// The stream operators component (`wattlet-stream-analytics`): forecast items.
+    pub stream_component: PathBuf,
     /// What one item's call into the component may use (time, memory).
     pub limits: Limits,
     pub settings: QueueSettings,
@@ -91,8 +98,11 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let engine = wattlet_runtime::engine::engine()?;
-    let component =
-        Arc::new(NialmComponent::load(&engine, &options.component)?.with_limits(options.limits));
+    let component = Arc::new(Components {
+        nialm: NialmComponent::load(&engine, &options.component)?.with_limits(options.limits),
+        stream: StreamComponent::load(&engine, &options.stream_component)?
+            .with_limits(options.limits),
+    });
     let api = DataApi::connect(&options.api)?;
     let metrics = Arc::new(WorkerMetrics::new());
     // Attestation comes first: a worker the broker refuses fetches no item.
@@ -203,11 +213,17 @@ fn kill_soon() {
     });
 }
 
-/// One fetch–compute–store–ack loop with its own component instance.
+/// The components a worker computes with.
+struct Components {
+    nialm: NialmComponent,
+    stream: StreamComponent,
+}
+
+/// One fetch–compute–store–ack loop with its own component instances.
 struct Lane {
     js: Context,
     consumer: PullConsumer,
-    component: Arc<NialmComponent>,
+    component: Arc<Components>,
     api: DataApi,
     settings: QueueSettings,
     batch: usize,
@@ -219,7 +235,7 @@ struct Lane {
 /// An item as it came off the queue.
 enum Incoming {
     Sealed(Sealed),
-    Plain(WorkItem),
+    Plain(Job),
 }
 
 fn decode(payload: &[u8]) -> Result<Incoming, String> {
@@ -229,15 +245,13 @@ fn decode(payload: &[u8]) -> Result<Incoming, String> {
             .map(Incoming::Sealed)
             .map_err(|e| format!("sealed item: {e}"))
     } else {
-        serde_json::from_value(value)
-            .map(Incoming::Plain)
-            .map_err(|e| e.to_string())
+        Job::from_json(value).map(Incoming::Plain)
     }
 }
 
 /// What [`Lane::open`] made of one message.
 enum Opened {
-    Item(WorkItem, Option<HouseholdKey>),
+    Item(Job, Option<HouseholdKey>),
     /// Dead-letter it with this reason.
     Dead(String),
     /// Give it back for later (the broker is unavailable, or this worker has no keys).
@@ -259,6 +273,7 @@ enum Outcome {
 /// What the blocking step owns, handed to it and back for every batch.
 struct LaneState {
     instance: NialmInstance,
+    stream: StreamInstance,
     model_sha256: HashMap<String, String>,
 }
 
@@ -267,7 +282,7 @@ impl Lane {
         let component = self.component.clone();
         let mut engine = Some(
             tokio::task::spawn_blocking(move || -> anyhow::Result<LaneState> {
-                let mut instance = component.instantiate()?;
+                let mut instance = component.nialm.instantiate()?;
                 let model_sha256 = instance
                     .models()?
                     .into_iter()
@@ -275,6 +290,7 @@ impl Lane {
                     .collect();
                 Ok(LaneState {
                     instance,
+                    stream: component.stream.instantiate()?,
                     model_sha256,
                 })
             })
@@ -369,7 +385,7 @@ impl Lane {
         }
         crash_point("nialm::before-step");
 
-        let items: Vec<(WorkItem, Option<HouseholdKey>)> = work
+        let items: Vec<(Job, Option<HouseholdKey>)> = work
             .iter()
             .map(|(_, item, key)| (item.clone(), key.clone()))
             .collect();
@@ -558,7 +574,7 @@ impl Lane {
                 )));
             }
         };
-        let item: WorkItem = match serde_json::from_slice(&plaintext) {
+        let item = match Job::from_slice(&plaintext) {
             Ok(item) => item,
             Err(e) => return Ok(Opened::Dead(format!("undecodable sealed item: {e}"))),
         };
@@ -577,7 +593,7 @@ impl Lane {
     /// Data API's (the batch is then handed back).
     async fn step(
         &self,
-        items: Vec<(WorkItem, Option<HouseholdKey>)>,
+        items: Vec<(Job, Option<HouseholdKey>)>,
         engine: LaneState,
     ) -> anyhow::Result<(LaneState, anyhow::Result<Vec<Outcome>>)> {
         let component = self.component.clone();
@@ -594,16 +610,33 @@ impl Lane {
             return Ok((engine, Ok(outcomes)));
         }
         crash_point_in_flight("nialm::mid-step");
-        let stored = match self.api.store(&computed).await {
+        // Each kind to its endpoint; the outcomes come back in order per kind.
+        let kinds: Vec<bool> = computed.iter().map(|(forecast, _)| *forecast).collect();
+        let (forecasts, results): (Vec<_>, Vec<_>) =
+            computed.into_iter().partition(|(forecast, _)| *forecast);
+        let results: Vec<Submission> = results.into_iter().map(|(_, s)| s).collect();
+        let forecasts: Vec<Submission> = forecasts.into_iter().map(|(_, s)| s).collect();
+        let stored = match self.api.store(&results).await {
+            Ok(stored) => stored,
+            Err(error) => return Ok((engine, Err(error))),
+        };
+        let stored_forecasts = match self.api.store_forecasts(&forecasts).await {
             Ok(stored) => stored,
             Err(error) => return Ok((engine, Err(error))),
         };
         // Another worker stored the same item between our check and our call, or the household
         // revoked its consent meanwhile (then nothing is stored; the item is done).
         let mut stored = stored.into_iter();
+        let mut stored_forecasts = stored_forecasts.into_iter();
+        let mut kinds = kinds.into_iter();
         for outcome in &mut outcomes {
             if matches!(outcome, Outcome::Stored) {
-                match stored.next() {
+                let next = if kinds.next().unwrap_or(false) {
+                    stored_forecasts.next()
+                } else {
+                    stored.next()
+                };
+                match next {
                     Some(Stored::New) => {}
                     Some(Stored::Duplicate) => *outcome = Outcome::AlreadyStored,
                     Some(Stored::Refused(code)) => {
@@ -620,83 +653,135 @@ impl Lane {
     }
 }
 
-/// The blocking part of a step: each item through the component.
+/// The blocking part of a step: each item through its component. The submissions come with
+/// their kind (`true`: a forecast), one per [`Outcome::Stored`], in order.
 fn compute(
     engine: &mut LaneState,
-    component: &NialmComponent,
-    items: &[(WorkItem, Option<HouseholdKey>)],
+    component: &Components,
+    items: &[(Job, Option<HouseholdKey>)],
     metrics: &WorkerMetrics,
-) -> (anyhow::Result<Vec<Outcome>>, Vec<Submission>) {
+) -> (anyhow::Result<Vec<Outcome>>, Vec<(bool, Submission)>) {
     // `FAILPOINTS=nialm::compute=sleep(MS)` makes a batch slow (the progress-signal test).
     fail::fail_point!("nialm::compute");
     let mut outcomes = Vec::with_capacity(items.len());
     let mut computed = Vec::new();
-    for (item, key) in items {
-        let Some(sha256) = engine.model_sha256.get(&item.model).cloned() else {
-            outcomes.push(Outcome::Poison(format!(
-                "unknown model {:?} (the component has {:?})",
-                item.model,
-                engine.model_sha256.keys().collect::<Vec<_>>()
-            )));
-            continue;
-        };
+    for (job, key) in items {
         let started = Instant::now();
-        match engine.instance.run(&item.model, &item.aggregate) {
-            Ok(Ok(power)) if power.len() == OUTPUT_SAMPLES => {
-                metrics
-                    .compute_seconds
-                    .observe(started.elapsed().as_secs_f64());
-                let result = ComputedResult {
-                    item: item.id(),
-                    meter: item.meter.clone(),
-                    model: item.model.clone(),
-                    model_sha256: sha256,
-                    window_start: item.window_start,
-                    power_w: power,
-                };
-                match seal_result(result, key.as_ref(), metrics) {
-                    Ok(submission) => {
-                        computed.push(submission);
-                        outcomes.push(Outcome::Stored);
-                    }
-                    Err(error) => outcomes.push(Outcome::Failed(format!(
-                        "cannot seal the result: {error:#}"
-                    ))),
-                }
+        let result = match job {
+            Job::Nialm(item) => compute_nialm(engine, &component.nialm, item),
+            Job::Forecast(item) => compute_forecast(engine, &component.stream, item),
+        };
+        let result = match result {
+            Ok(Ok(result)) => result,
+            Ok(Err(outcome)) => {
+                outcomes.push(outcome);
+                continue;
             }
-            Ok(Ok(power)) => outcomes.push(Outcome::Poison(format!(
-                "the component returned {} values, expected {OUTPUT_SAMPLES}",
-                power.len()
+            Err(error) => return (Err(error), computed),
+        };
+        metrics
+            .compute_seconds
+            .observe(started.elapsed().as_secs_f64());
+        let forecast = matches!(result, Submission::PlainForecast(_));
+        match seal_result(result, key.as_ref(), metrics) {
+            Ok(submission) => {
+                computed.push((forecast, submission));
+                outcomes.push(Outcome::Stored);
+            }
+            Err(error) => outcomes.push(Outcome::Failed(format!(
+                "cannot seal the result: {error:#}"
             ))),
-            Ok(Err(refused)) => outcomes.push(Outcome::Poison(refused.to_string())),
-            Err(trap) => {
-                // A trapped instance (past its time or memory limit among them) is not reused.
-                match component.instantiate() {
-                    Ok(fresh) => engine.instance = fresh,
-                    Err(error) => return (Err(error), computed),
-                }
-                outcomes.push(Outcome::Failed(format!(
-                    "the nialm component trapped: {trap:#}"
-                )));
-            }
         }
     }
     (Ok(outcomes), computed)
 }
 
+/// One NIALM item: its result in the clear, or the outcome instead. Outer error: a fresh
+/// instance could not be made.
+fn compute_nialm(
+    engine: &mut LaneState,
+    component: &NialmComponent,
+    item: &WorkItem,
+) -> anyhow::Result<Result<Submission, Outcome>> {
+    let Some(sha256) = engine.model_sha256.get(&item.model).cloned() else {
+        return Ok(Err(Outcome::Poison(format!(
+            "unknown model {:?} (the component has {:?})",
+            item.model,
+            engine.model_sha256.keys().collect::<Vec<_>>()
+        ))));
+    };
+    Ok(match engine.instance.run(&item.model, &item.aggregate) {
+        Ok(Ok(power)) if power.len() == OUTPUT_SAMPLES => Ok(Submission::Plain(ComputedResult {
+            item: item.id(),
+            meter: item.meter.clone(),
+            model: item.model.clone(),
+            model_sha256: sha256,
+            window_start: item.window_start,
+            power_w: power,
+        })),
+        Ok(Ok(power)) => Err(Outcome::Poison(format!(
+            "the component returned {} values, expected {OUTPUT_SAMPLES}",
+            power.len()
+        ))),
+        Ok(Err(refused)) => Err(Outcome::Poison(refused.to_string())),
+        Err(trap) => {
+            // A trapped instance (past its time or memory limit among them) is not reused.
+            engine.instance = component.instantiate()?;
+            Err(Outcome::Failed(format!(
+                "the nialm component trapped: {trap:#}"
+            )))
+        }
+    })
+}
+
+/// One forecast item through Q1 in the stream component ([`crate::forecast`]).
+fn compute_forecast(
+    engine: &mut LaneState,
+    component: &StreamComponent,
+    item: &ForecastItem,
+) -> anyhow::Result<Result<Submission, Outcome>> {
+    Ok(match crate::forecast::compute(&mut engine.stream, item) {
+        Ok(forecasts) if forecasts.len() == crate::forecast::SLICES => {
+            Ok(Submission::PlainForecast(ComputedForecast {
+                item: item.id(),
+                meter: item.meter.clone(),
+                at: item.at,
+                forecasts,
+            }))
+        }
+        // A valid item always reaches every slice length; the component disagrees for good.
+        Ok(forecasts) => Err(Outcome::Poison(format!(
+            "the stream component forecast {} slice lengths, expected {}",
+            forecasts.len(),
+            crate::forecast::SLICES
+        ))),
+        Err(trap) => {
+            engine.stream = component.instantiate()?;
+            Err(Outcome::Failed(format!(
+                "the stream component trapped: {trap:#}"
+            )))
+        }
+    })
+}
+
 /// The result as the Data API gets it: sealed under the item's household key (the key the item
 /// was sealed with), or in the clear for a plaintext item.
 fn seal_result(
-    result: ComputedResult,
+    result: Submission,
     key: Option<&HouseholdKey>,
     metrics: &WorkerMetrics,
 ) -> anyhow::Result<Submission> {
     let Some(key) = key else {
-        return Ok(Submission::Plain(result));
+        return Ok(result);
     };
     let started = Instant::now();
-    let plaintext = serde_json::to_vec(&result.to_json())?;
-    let sealed = Sealed::seal(&key.key, &key.id, &result.item, Purpose::Result, &plaintext)?;
+    let (item, json) = match &result {
+        Submission::Plain(r) => (r.item.clone(), r.to_json()),
+        Submission::PlainForecast(r) => (r.item.clone(), r.to_json()),
+        Submission::Sealed(_) => return Ok(result),
+    };
+    let plaintext = serde_json::to_vec(&json)?;
+    let sealed = Sealed::seal(&key.key, &key.id, &item, Purpose::Result, &plaintext)?;
     metrics.confidential.observe("seal_result", started);
     Ok(Submission::Sealed(sealed))
 }
@@ -749,7 +834,7 @@ impl WorkerMetrics {
         );
         metrics.registry.register(
             "compute_seconds",
-            "Time the nialm component took per item",
+            "Time the component (nialm, or stream for a forecast) took per item",
             metrics.compute_seconds.clone(),
         );
         metrics

@@ -107,6 +107,8 @@ fn a_hung_item_is_stopped_retried_and_dead_lettered_while_others_complete() {
         nats_url: nats.url.clone(),
         api,
         component: component(),
+        stream_component: wattlet_runtime::locate::locate("wattlet-stream-analytics", None)
+            .expect("the stream component"),
         limits: Limits {
             call: CALL_LIMIT,
             ..Limits::NIALM

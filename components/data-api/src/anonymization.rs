@@ -14,7 +14,8 @@
 //! 3. store the rounded PV systems, then the displaced location together with its displacement
 //!    (only while the stored point is still the true one: it moves once);
 //! 4. delete the postal address, the contact (`household.user` → NULL; a trigger deletes the
-//!    user row) and the household's NIALM results, which came from personalised processing;
+//!    user row) and the household's NIALM results and load forecasts, which came from
+//!    personalised processing;
 //!    replace its devices' ids (`pi-ada`) by pseudonyms (`auth::device_pseudonym`), under
 //!    which their certificates still find them; delete its data key if it is still there;
 //! 5. checkpoint the WAL into the database file and truncate it.
@@ -171,6 +172,10 @@ pub fn anonymize_household(env: &Env, household: &str) -> ApiResult<()> {
     )?;
     db.exec(
         "DELETE FROM disaggregation WHERE meter IN (SELECT uuid FROM meter WHERE household = ?)",
+        &[text(household)],
+    )?;
+    db.exec(
+        "DELETE FROM forecasts WHERE meter IN (SELECT uuid FROM meter WHERE household = ?)",
         &[text(household)],
     )?;
     pseudonymise_devices(env, household)?;

@@ -29,8 +29,8 @@
 //! **The NIALM work manager** sends an access token of role `manager`, which reaches
 //! `GET /api/worker/meters` and `GET /api/worker/meter/:uuid/power` (readings and the
 //! household's data key) and nothing else. **Workers** (untrusted hosts) send one of role
-//! `worker`, which reaches `POST /api/worker/disaggregation` and
-//! `GET /api/worker/disaggregation/:item` and nothing else: never plaintext readings. No other
+//! `worker`, which reaches `POST /api/worker/disaggregation`,
+//! `GET /api/worker/disaggregation/:item` and `POST /api/worker/forecast` and nothing else: never plaintext readings. No other
 //! role reaches those ([`worker`]).
 
 use hmac::{Hmac, Mac};

@@ -27,10 +27,13 @@
 //! | GET | /api/household/meter/:uuid/measurement \[7\] | participant |
 //! | GET | /api/household/meter/:uuid/disaggregation | participant |
 //! | GET | /api/management/meter/:uuid/disaggregation | researcher, administrator |
+//! | GET | /api/household/meter/:uuid/forecast | participant |
+//! | GET | /api/management/meter/:uuid/forecast | researcher, administrator |
 //! | GET | /api/worker/meters | manager |
 //! | GET | /api/worker/meter/:uuid/power | manager |
 //! | POST | /api/worker/disaggregation | worker |
 //! | GET | /api/worker/disaggregation/:item | worker |
+//! | POST | /api/worker/forecast | worker |
 //!
 //! Authentication is described in [`auth`]. Unknown paths get a JSON 404, a known path with the
 //! wrong method a JSON 405 with `allow`. Errors are `{"error": "<message>", "code": "<code>"}`,
@@ -69,8 +72,8 @@ pub use crate::services::{Secrets, Services};
 use crate::db::Db;
 use crate::error::{ApiError, ApiResult};
 use crate::handlers::{
-    consent, disaggregation, household, management, measurement, participants, regions, service,
-    tokens, worker,
+    consent, disaggregation, forecast, household, management, measurement, participants, regions,
+    service, tokens, worker,
 };
 use crate::services::Env;
 
@@ -110,10 +113,13 @@ enum Endpoint<'a> {
     ReadMeasurements(&'a str),
     OwnDisaggregation(&'a str),
     AnyDisaggregation(&'a str),
+    OwnForecast(&'a str),
+    AnyForecast(&'a str),
     WorkerMeters,
     WorkerPower(&'a str),
     WorkerResults,
     WorkerResult(&'a str),
+    WorkerForecasts,
 }
 
 impl Endpoint<'_> {
@@ -129,6 +135,8 @@ impl Endpoint<'_> {
             | Endpoint::ReadMeasurements(_)
             | Endpoint::OwnDisaggregation(_)
             | Endpoint::AnyDisaggregation(_)
+            | Endpoint::OwnForecast(_)
+            | Endpoint::AnyForecast(_)
             | Endpoint::WorkerMeters
             | Endpoint::WorkerPower(_)
             | Endpoint::WorkerResult(_) => "GET",
@@ -139,7 +147,8 @@ impl Endpoint<'_> {
             | Endpoint::UploadMeasurements
             | Endpoint::MintToken
             | Endpoint::ParticipantToken
-            | Endpoint::WorkerResults => "POST",
+            | Endpoint::WorkerResults
+            | Endpoint::WorkerForecasts => "POST",
             Endpoint::Consent => "GET, POST, DELETE",
             Endpoint::DeviceStatus | Endpoint::Regions => "PUT",
         }
@@ -176,10 +185,15 @@ fn resolve(path: &str) -> Option<Endpoint<'_>> {
         ["management", "meter", uuid, "disaggregation"] if !uuid.is_empty() => {
             Endpoint::AnyDisaggregation(uuid)
         }
+        ["household", "meter", uuid, "forecast"] if !uuid.is_empty() => Endpoint::OwnForecast(uuid),
+        ["management", "meter", uuid, "forecast"] if !uuid.is_empty() => {
+            Endpoint::AnyForecast(uuid)
+        }
         ["worker", "meters"] => Endpoint::WorkerMeters,
         ["worker", "meter", uuid, "power"] if !uuid.is_empty() => Endpoint::WorkerPower(uuid),
         ["worker", "disaggregation"] => Endpoint::WorkerResults,
         ["worker", "disaggregation", item] if !item.is_empty() => Endpoint::WorkerResult(item),
+        ["worker", "forecast"] => Endpoint::WorkerForecasts,
         _ => return None,
     })
 }
@@ -251,10 +265,13 @@ fn route(req: &Request, services: &Services<'_>) -> ApiResult<Response> {
         (Endpoint::ReadMeasurements(uuid), _) => measurement::read(req, &env, uuid),
         (Endpoint::OwnDisaggregation(uuid), _) => disaggregation::read_own(req, &env, uuid),
         (Endpoint::AnyDisaggregation(uuid), _) => disaggregation::read_any(req, &env, uuid),
+        (Endpoint::OwnForecast(uuid), _) => forecast::read_own(req, &env, uuid),
+        (Endpoint::AnyForecast(uuid), _) => forecast::read_any(req, &env, uuid),
         (Endpoint::WorkerMeters, _) => worker::meters(req, &env),
         (Endpoint::WorkerPower(uuid), _) => worker::power(req, &env, uuid),
         (Endpoint::WorkerResults, _) => worker::store(req, &env),
         (Endpoint::WorkerResult(item), _) => worker::result(req, &env, item),
+        (Endpoint::WorkerForecasts, _) => forecast::store(req, &env),
         (Endpoint::Health | Endpoint::Version, _) => Err(not_allowed()),
     }
 }

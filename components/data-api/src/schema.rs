@@ -24,7 +24,7 @@ pub struct Migration {
 }
 
 /// The version the code expects.
-pub const CURRENT_VERSION: i64 = 6;
+pub const CURRENT_VERSION: i64 = 7;
 
 /// `'name'` of a consent state, for SQL text.
 fn quoted(state: ConsentState) -> String {
@@ -254,6 +254,24 @@ pub fn migrations() -> Vec<Migration> {
                 BEGIN
                     DELETE FROM household_key WHERE household = NEW.household;
                 END"#),
+            ],
+        },
+        Migration {
+            version: 7,
+            statements: vec![
+                // The latest load forecast of each meter (`handlers::forecast`): one row per
+                // slice length, all of a meter's rows from one work item (`item`) made from the
+                // data up to `at`; ts: the forecast slice's start. Deleted on anonymization.
+                r#"CREATE TABLE IF NOT EXISTS forecasts (
+                meter TEXT NOT NULL REFERENCES meter(uuid),
+                slice_len INTEGER NOT NULL,
+                at TEXT NOT NULL,
+                ts TEXT NOT NULL,
+                load_w REAL NOT NULL,
+                item TEXT NOT NULL,
+                computed_at TEXT NOT NULL,
+                PRIMARY KEY (meter, slice_len)
+            )"#.to_owned(),
             ],
         },
     ]

@@ -8,28 +8,12 @@ mod support;
 
 use base64::Engine as _;
 use serde_json::{Value, json};
-use support::{Api, Household, Reply, assert_refused, measurement, unique};
+use support::{Api, Reply, assert_refused, key_of, measured, seal, unique};
 use wattlet_data_api::Method;
-use wattlet_sealing::{DataKey, KeyId, Purpose, Sealed};
-use wattlet_survey::{ConsentState, RefusalCode};
+use wattlet_sealing::{DataKey, Purpose, Sealed};
+use wattlet_survey::RefusalCode;
 
 const POWER_SPAN: &str = "from=2026-11-23T16:00:00Z&to=2026-11-23T17:00:00Z";
-
-/// A household with consent and a power reading.
-fn measured(api: &Api) -> Household {
-    let household = api.register();
-    api.set_consent(&household, ConsentState::Granted);
-    let reply = api.upload(
-        &household,
-        &[measurement(
-            &household.meters[0],
-            "2026-11-23T16:00:00Z",
-            json!([{ "0100010700ff": 0.5 }]),
-        )],
-    );
-    assert_eq!(reply.0, 200, "{}", reply.1);
-    household
-}
 
 fn power(api: &Api, token: &str, meter: &str) -> Reply {
     api.with_token(
@@ -40,35 +24,11 @@ fn power(api: &Api, token: &str, meter: &str) -> Reply {
     )
 }
 
-/// The household's key as the manager receives it with the power readings.
-fn key_of(api: &Api, manager: &str, household: &Household) -> (KeyId, DataKey) {
-    let (status, body) = power(api, manager, &household.meters[0]);
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["readings"][0]["power_w"], 500.0, "{body}");
-    let id = KeyId::parse(body["key"]["id"].as_str().expect("key id")).expect("a key id");
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(body["key"]["key"].as_str().expect("key"))
-        .expect("base64");
-    (id, DataKey::from_bytes(&bytes).expect("32 bytes"))
-}
-
 fn result(item: &str, meter: &str) -> Value {
     json!({
         "item": item, "meter": meter, "model": "fridge", "model_sha256": "0f".repeat(32),
         "window_start": "2026-11-23T16:00:00Z", "step_seconds": 60, "power_w": [0.0, 80.5],
     })
-}
-
-fn seal(key: &(KeyId, DataKey), item: &str, plaintext: &Value) -> Value {
-    let sealed = Sealed::seal(
-        &key.1,
-        &key.0,
-        item,
-        Purpose::Result,
-        plaintext.to_string().as_bytes(),
-    )
-    .expect("sealed");
-    json!({ "sealed": sealed })
 }
 
 fn store(api: &Api, worker: &str, results: Vec<Value>) -> Reply {

@@ -282,19 +282,28 @@ impl Cloud {
 }
 
 /// The measurement (`wattlet_attestation::wattlet_measurement`) of a NIALM worker whose
-/// executable is `binary` and whose nialm component is the built one the tests use.
+/// executable is `binary` and whose nialm and stream components are the built ones the tests
+/// use.
 pub fn worker_measurement(binary: &Path) -> String {
     let component =
         wattlet_runtime::locate::locate("wattlet-nialm", None).expect("the nialm component");
+    let stream = wattlet_runtime::locate::locate("wattlet-stream-analytics", None)
+        .expect("the stream component");
     let sha256 = |path: &Path| {
         wattlet_attestation::sha256_hex(&std::fs::read(path).expect("read a measured file"))
     };
     let claims = wattlet_attestation::RuntimeClaims {
         host_sha256: sha256(binary),
-        components: [(
-            wattlet_workers::tee::NIALM_CLAIM.to_owned(),
-            sha256(&component),
-        )]
+        components: [
+            (
+                wattlet_workers::tee::NIALM_CLAIM.to_owned(),
+                sha256(&component),
+            ),
+            (
+                wattlet_workers::tee::STREAM_CLAIM.to_owned(),
+                sha256(&stream),
+            ),
+        ]
         .into(),
     };
     wattlet_attestation::wattlet_measurement(&claims)

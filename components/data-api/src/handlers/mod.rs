@@ -2,6 +2,7 @@
 
 pub mod consent;
 pub mod disaggregation;
+pub mod forecast;
 pub mod household;
 pub mod management;
 pub mod measurement;

@@ -39,12 +39,12 @@ const MAX_SPAN_SECONDS: i64 = 7 * 24 * 3600;
 /// How many measurements before `from` are searched for the one that carries into the span.
 const LOOK_BACK: i64 = 8;
 /// At most this many results per `POST /api/worker/disaggregation`.
-const MAX_RESULTS: usize = 100;
+pub(crate) const MAX_RESULTS: usize = 100;
 /// At most this many values per result (a day of minutes).
 const MAX_VALUES: usize = 1440;
 
 /// `AND m.household = ?` for each household the token is restricted to (all must hold).
-fn restricted_to(grant: &Grant, sql: &mut String, params: &mut Vec<Sql>) {
+pub(crate) fn restricted_to(grant: &Grant, sql: &mut String, params: &mut Vec<Sql>) {
     for household in grant.households() {
         sql.push_str(" AND m.household = ?");
         params.push(text(household));
@@ -200,9 +200,9 @@ pub fn power(req: &Request, env: &Env, meter: &str) -> ApiResult<Response> {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Results {
+pub(crate) struct Results {
     /// Each `{"sealed": <Sealed>}` or (where allowed) a plaintext [`Incoming`].
-    results: Vec<Value>,
+    pub(crate) results: Vec<Value>,
 }
 
 #[derive(Deserialize)]
@@ -238,7 +238,7 @@ struct Checked {
 }
 
 /// A work item's id: 1–128 characters of `A-Z a-z 0-9 . _ -`.
-fn item_id(field: &str, s: &str) -> ApiResult<String> {
+pub(crate) fn item_id(field: &str, s: &str) -> ApiResult<String> {
     let ok = (1..=128).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
@@ -306,7 +306,7 @@ fn stored(db: &Db, items: &[&str]) -> ApiResult<BTreeSet<String>> {
 /// Why the results of `meters` were not stored: the meter is unknown (`not_found`), outside
 /// the token's households (`token_restricted`), or its household's consent does not permit
 /// personal processing.
-fn refusals(
+pub(crate) fn refusals(
     grant: &Grant,
     db: &Db,
     meters: &BTreeSet<&str>,
@@ -363,84 +363,132 @@ impl Checked {
     }
 }
 
+/// One entry of a `POST /api/worker/...` results body, its envelope opened (not yet checked as
+/// a result of any kind).
+pub(crate) enum Envelope {
+    /// A plaintext result (only where allowed).
+    Plain(Value),
+    /// A sealed result opened with its household's key.
+    Opened {
+        item: String,
+        plaintext: Vec<u8>,
+        key_id: String,
+        household: String,
+    },
+    /// A sealed result whose key is gone (shredded on revocation, or never made).
+    KeyGone(String),
+}
+
+/// Opens `entry` (`results[i]`): a `{"sealed": …}` with purpose `result` is opened with the key
+/// its `key_id` names; a plaintext entry is passed on only where plaintext results are allowed.
+pub(crate) fn open_envelope(
+    env: &Env,
+    i: usize,
+    entry: Value,
+    plaintext_allowed: bool,
+) -> ApiResult<Envelope> {
+    let at = |field: &str| format!("results[{i}].{field}");
+    if entry.get("sealed").is_none() {
+        if !plaintext_allowed {
+            return Err(bad(format!(
+                "results[{i}]: a plaintext result is refused here: seal it under the household's data key ({{\"sealed\": …}}); the Spin variable {} is not \"allowed\"",
+                keys::PLAINTEXT_VARIABLE
+            )));
+        }
+        return Ok(Envelope::Plain(entry));
+    }
+    let SealedResult { sealed } =
+        serde_json::from_value(entry).map_err(|e| bad(format!("results[{i}]: {e}")))?;
+    if sealed.purpose != Purpose::Result {
+        return Err(bad(format!("{}: must be \"result\"", at("sealed.purpose"))));
+    }
+    let item = item_id(&at("sealed.item"), &sealed.item)?;
+    let key_id = sealed
+        .key_id()
+        .map_err(|e| bad(format!("{}: {e}", at("sealed.key_id"))))?;
+    let Some((household, key)) = keys::by_id(env, &key_id)? else {
+        return Ok(Envelope::KeyGone(item));
+    };
+    let plaintext = sealed.open(&key, Purpose::Result).map_err(|e| match e {
+        SealError::NotAuthentic => bad(format!(
+            "{}: not authentic (not sealed under key {key_id} for this item, or changed)",
+            at("sealed")
+        )),
+        other => bad(format!("{}: {other}", at("sealed"))),
+    })?;
+    Ok(Envelope::Opened {
+        item,
+        plaintext,
+        key_id: key_id.to_string(),
+        household,
+    })
+}
+
+/// A key opens only its own household's results: each `(index, meter, key id, household of
+/// the key)` must name a meter of that household (an unknown meter is refused per result,
+/// `not_found`, as for any result).
+pub(crate) fn check_owners(env: &Env, owners: &[(usize, String, String, String)]) -> ApiResult<()> {
+    if owners.is_empty() {
+        return Ok(());
+    }
+    let meters: BTreeSet<&str> = owners.iter().map(|o| o.1.as_str()).collect();
+    let params: Vec<Sql> = meters.iter().map(|m| text(*m)).collect();
+    let rows = env.db.query(
+        &format!(
+            "SELECT uuid, household FROM meter WHERE uuid IN ({})",
+            placeholders(params.len())
+        ),
+        &params,
+    )?;
+    let mut household_of = BTreeMap::new();
+    for row in &rows.rows {
+        household_of.insert(col_required(row, 0)?, col_required(row, 1)?);
+    }
+    for (i, meter, key_id, household) in owners {
+        if household_of.get(meter).is_some_and(|h| h != household) {
+            return Err(bad(format!(
+                "results[{i}].meter: {meter} is not a meter of the household of key {key_id}"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Opens and checks every entry (module documentation); the first that fails refuses the
 /// request.
 fn open_all(env: &Env, entries: Vec<Value>) -> ApiResult<Vec<Entry>> {
     let plaintext_allowed = keys::plaintext_allowed(env);
     let mut opened = Vec::with_capacity(entries.len());
-    // (index, meter, key id, household of the key) of every opened result.
     let mut owners: Vec<(usize, String, String, String)> = Vec::new();
     for (i, entry) in entries.into_iter().enumerate() {
-        let at = |field: &str| format!("results[{i}].{field}");
-        if entry.get("sealed").is_none() {
-            if !plaintext_allowed {
-                return Err(bad(format!(
-                    "results[{i}]: a plaintext result is refused here: seal it under the household's data key ({{\"sealed\": …}}); the Spin variable {} is not \"allowed\"",
-                    keys::PLAINTEXT_VARIABLE
-                )));
+        match open_envelope(env, i, entry, plaintext_allowed)? {
+            Envelope::Plain(entry) => {
+                let r: Incoming =
+                    serde_json::from_value(entry).map_err(|e| bad(format!("results[{i}]: {e}")))?;
+                opened.push(Entry::Result(check(i, r)?));
             }
-            let r: Incoming =
-                serde_json::from_value(entry).map_err(|e| bad(format!("results[{i}]: {e}")))?;
-            opened.push(Entry::Result(check(i, r)?));
-            continue;
-        }
-        let SealedResult { sealed } =
-            serde_json::from_value(entry).map_err(|e| bad(format!("results[{i}]: {e}")))?;
-        if sealed.purpose != Purpose::Result {
-            return Err(bad(format!("{}: must be \"result\"", at("sealed.purpose"))));
-        }
-        let item = item_id(&at("sealed.item"), &sealed.item)?;
-        let key_id = sealed
-            .key_id()
-            .map_err(|e| bad(format!("{}: {e}", at("sealed.key_id"))))?;
-        let Some((household, key)) = keys::by_id(env, &key_id)? else {
-            opened.push(Entry::KeyGone(item));
-            continue;
-        };
-        let plaintext = sealed.open(&key, Purpose::Result).map_err(|e| match e {
-            SealError::NotAuthentic => bad(format!(
-                "{}: not authentic (not sealed under key {key_id} for this item, or changed)",
-                at("sealed")
-            )),
-            other => bad(format!("{}: {other}", at("sealed"))),
-        })?;
-        let r: Incoming = serde_json::from_slice(&plaintext)
-            .map_err(|e| bad(format!("{}: the opened result: {e}", at("sealed"))))?;
-        let checked = check(i, r)?;
-        if checked.item != item {
-            return Err(bad(format!(
-                "{}: the sealed result is for item {:?}, its envelope for {item:?}",
-                at("sealed"),
-                checked.item
-            )));
-        }
-        owners.push((i, checked.meter.clone(), key_id.to_string(), household));
-        opened.push(Entry::Result(checked));
-    }
-    // A key opens only its own household's results.
-    if !owners.is_empty() {
-        let meters: BTreeSet<&str> = owners.iter().map(|o| o.1.as_str()).collect();
-        let params: Vec<Sql> = meters.iter().map(|m| text(*m)).collect();
-        let rows = env.db.query(
-            &format!(
-                "SELECT uuid, household FROM meter WHERE uuid IN ({})",
-                placeholders(params.len())
-            ),
-            &params,
-        )?;
-        let mut household_of = BTreeMap::new();
-        for row in &rows.rows {
-            household_of.insert(col_required(row, 0)?, col_required(row, 1)?);
-        }
-        for (i, meter, key_id, household) in &owners {
-            // An unknown meter is refused per result (`not_found`) as for any result.
-            if household_of.get(meter).is_some_and(|h| h != household) {
-                return Err(bad(format!(
-                    "results[{i}].meter: {meter} is not a meter of the household of key {key_id}"
-                )));
+            Envelope::KeyGone(item) => opened.push(Entry::KeyGone(item)),
+            Envelope::Opened {
+                item,
+                plaintext,
+                key_id,
+                household,
+            } => {
+                let r: Incoming = serde_json::from_slice(&plaintext)
+                    .map_err(|e| bad(format!("results[{i}].sealed: the opened result: {e}")))?;
+                let checked = check(i, r)?;
+                if checked.item != item {
+                    return Err(bad(format!(
+                        "results[{i}].sealed: the sealed result is for item {:?}, its envelope for {item:?}",
+                        checked.item
+                    )));
+                }
+                owners.push((i, checked.meter.clone(), key_id, household));
+                opened.push(Entry::Result(checked));
             }
         }
     }
+    check_owners(env, &owners)?;
     Ok(opened)
 }
 

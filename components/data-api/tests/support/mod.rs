@@ -509,3 +509,66 @@ impl Api {
         }
     }
 }
+
+/// A registered household with consent and one power reading (500 W at 2026-11-23T16:00:00Z).
+pub fn measured(api: &Api) -> Household {
+    let household = api.register();
+    api.set_consent(&household, wattlet_survey::ConsentState::Granted);
+    let reply = api.upload(
+        &household,
+        &[measurement(
+            &household.meters[0],
+            "2026-11-23T16:00:00Z",
+            json!([{ "0100010700ff": 0.5 }]),
+        )],
+    );
+    assert_eq!(reply.0, 200, "{}", reply.1);
+    household
+}
+
+/// The household's data key as the manager (token `manager`) receives it with the power
+/// readings of a [`measured`] household.
+pub fn key_of(
+    api: &Api,
+    manager: &str,
+    household: &Household,
+) -> (wattlet_sealing::KeyId, wattlet_sealing::DataKey) {
+    use base64::Engine as _;
+    let (status, body) = api.with_token(
+        manager,
+        Method::Get,
+        &format!(
+            "/api/worker/meter/{}/power?from=2026-11-23T16:00:00Z&to=2026-11-23T17:00:00Z",
+            household.meters[0]
+        ),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["readings"][0]["power_w"], 500.0, "{body}");
+    let id = wattlet_sealing::KeyId::parse(body["key"]["id"].as_str().expect("key id"))
+        .expect("a key id");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(body["key"]["key"].as_str().expect("key"))
+        .expect("base64");
+    (
+        id,
+        wattlet_sealing::DataKey::from_bytes(&bytes).expect("32 bytes"),
+    )
+}
+
+/// `plaintext` sealed as a result of `item` under `key`: an entry of a `POST /api/worker/...`.
+pub fn seal(
+    key: &(wattlet_sealing::KeyId, wattlet_sealing::DataKey),
+    item: &str,
+    plaintext: &Json,
+) -> Json {
+    let sealed = wattlet_sealing::Sealed::seal(
+        &key.1,
+        &key.0,
+        item,
+        wattlet_sealing::Purpose::Result,
+        plaintext.to_string().as_bytes(),
+    )
+    .expect("sealed");
+    json!({ "sealed": sealed })
+}
