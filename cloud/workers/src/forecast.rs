@@ -20,6 +20,7 @@ pub const CONFIG: Config = Config {
         forecast: true,
         outliers: false,
     },
+    per_house: false,
 };
 
 /// Slice lengths per forecast (Q1's 1, 5, 15, 60 and 120 minutes).
