@@ -191,6 +191,17 @@ fn stream_results_equal_the_in_process_run_and_the_reference() {
     stop(workers);
     assert!(stderr.contains("5 of 5 tasks complete"), "{stderr}");
     assert_same_rows(&got, &want, "workers vs in-process run");
+    // The same file again: the same batches under the same ids, all dropped by JetStream.
+    let again = run(
+        wattlet_testkit::binary!("wattlet").args(replay_args(&server, &file, "4")),
+        None,
+    );
+    assert!(again.success(), "{}", again.stderr);
+    assert!(
+        again.stderr.contains(" messages new") && again.stderr.contains(", 0 messages new"),
+        "a repeated replay publishes nothing: {}",
+        again.stderr
+    );
     let rows = got.lines().count();
     eprintln!(
         "main file: {rows} rows equal, {:.1} s",

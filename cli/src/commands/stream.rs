@@ -253,16 +253,18 @@ pub fn run(command: StreamCommand) -> anyhow::Result<ExitCode> {
                 debs::replay::replay(&js, events, meta, args.rate, |stats| {
                     let secs = started.elapsed().as_secs_f64().max(1e-3);
                     eprintln!(
-                        "replay: {} published ({} already there), {:.0} events/s",
-                        stats.sent - stats.duplicates,
+                        "replay: {} events in {} messages ({} of them already there), {:.0} events/s",
+                        stats.events,
+                        stats.sent,
                         stats.duplicates,
-                        stats.sent as f64 / secs
+                        stats.events as f64 / secs
                     );
                 })
                 .await
             })?;
             eprintln!(
-                "replay done: {} messages in {:.1} s, {} new",
+                "replay done: {} events in {} messages in {:.1} s, {} messages new",
+                stats.events,
                 stats.sent,
                 started.elapsed().as_secs_f64(),
                 stats.sent - stats.duplicates

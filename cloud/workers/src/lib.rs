@@ -73,6 +73,13 @@ impl Default for QueueSettings {
 
 /// Connects to NATS and returns the JetStream context.
 pub async fn connect(url: &str) -> anyhow::Result<Context> {
+    // Up to this many publishes await their acknowledgement at once: the manager pipelines.
+    connect_with_inflight(url, 16_384).await
+}
+
+/// [`connect`], at most `max_ack_inflight` publishes awaiting their acknowledgement at once
+/// (past it, a publish waits for one).
+pub async fn connect_with_inflight(url: &str, max_ack_inflight: usize) -> anyhow::Result<Context> {
     let client = async_nats::ConnectOptions::new()
         .name("wattlet")
         .connect(url)
@@ -80,9 +87,8 @@ pub async fn connect(url: &str) -> anyhow::Result<Context> {
         .with_context(|| {
             format!("cannot connect to NATS at {url} (is nats-server -js running?)")
         })?;
-    // Up to this many publishes await their acknowledgement at once: the manager pipelines.
     Ok(jetstream::ContextBuilder::new()
-        .max_ack_inflight(16_384)
+        .max_ack_inflight(max_ack_inflight)
         .build(client))
 }
 

@@ -3,11 +3,14 @@
 //! **Input.** `wattlet stream replay` publishes the events, in the file's (arrival) order, to the
 //! stream [`EVENTS_STREAM`] (limits retention, file storage), subject `debs.events.<p>` with
 //! `p = house % P`. `P` (default [`DEFAULT_PARTITIONS`]) and the lateness bound are fixed when the
-//! stream is created and kept in its description ([`StreamMeta`]). The payload is the
-//! challenge's CSV line: the same parser as the files, so a malformed message is refused with the
-//! line format's own reason, and at ~50 bytes an event it is not worth a binary format; the
-//! message id (`Nats-Msg-Id`) is `e<event id>`, so a replay repeated within the duplicate window
-//! publishes nothing twice. After the events, one end marker per partition (header
+//! stream is created and kept in its description ([`StreamMeta`]). A message carries a batch of
+//! a partition's events, one challenge CSV line each ([`replay`]: at most
+//! [`replay::MAX_EVENTS_PER_MESSAGE`], and none waits past the next second of event time): a
+//! message per event cost the queue and the workers ten times the operators. The same parser as
+//! the files, so a malformed message is refused with the line format's own reason; at ~50 bytes
+//! an event is not worth a binary format. The batches depend on the file alone and the message
+//! id (`Nats-Msg-Id`) is `e<first event id>.<count>`, so a replay repeated within the duplicate
+//! window publishes nothing twice. After the events, one end marker per partition (header
 //! [`END_HEADER`], empty payload) lets a finite replay finish.
 //!
 //! **Tasks.** Q1 depends on a house's events only (and a house's lateness is measured against its
@@ -33,7 +36,8 @@
 //! taking expired leases when one dies. A worker whose lease renewal fails stops that task at
 //! once; a task also stops by itself when its lease would have expired without renewal.
 //!
-//! **Bad input.** A message that is not an event (or a Q1 event on another partition's subject)
+//! **Bad input.** A message that is not a batch of events (a line that is not an event, or a Q1
+//! event on another partition's subject: the whole message, none of its events are taken)
 //! goes to [`DEAD_STREAM`] (`debs.dead.<task>`, reason in [`crate::DEAD_REASON_HEADER`],
 //! `Nats-Msg-Id: <task>-<input seq>`), is counted, and the task goes on. A checkpoint that fails
 //! its checks (a chunk missing, a SHA-256 mismatch, undecodable) is ignored: the task replays

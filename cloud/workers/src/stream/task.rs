@@ -26,8 +26,8 @@ use super::{
 
 /// Rows (and dead letters) awaiting their acknowledgement before the runner waits for them.
 const MAX_PENDING: usize = 4096;
-/// Most input messages pushed to the operators in one call.
-const MAX_BATCH: usize = 1024;
+/// Events past which no further received message joins a call into the operators.
+const MAX_BATCH_EVENTS: usize = 4096;
 
 #[derive(Clone, Debug)]
 pub struct StreamWorkerOptions {
@@ -87,7 +87,10 @@ pub async fn run(
         "the worker id {:?} must be a non-empty NATS subject token",
         options.id
     );
-    let js = crate::connect(&options.nats_url).await?;
+    // Each task bounds its own unacknowledged publishes (MAX_PENDING). A limit shared by the
+    // tasks would deadlock them: a task holding part of it awaits nothing while another waits
+    // for it (the awaiting-acknowledgement futures hold their permits until awaited).
+    let js = crate::connect_with_inflight(&options.nats_url, 1 << 24).await?;
     ensure_streams(&js).await?;
     let leases = Leases::open(&js).await?;
     tokio::pin!(shutdown);
@@ -388,9 +391,8 @@ impl Runner {
                     }
                 }
                 message = messages.next() => {
-                    // Messages already received go to the operators as one batch (a call into the
-                    // component per event would cost more than the operators); rows do not
-                    // depend on the batching.
+                    // Messages already received go to the operators together (fewer calls into
+                    // the component); rows do not depend on the batching.
                     let mut message = Some(message.context("the input stream's consumer ended")??);
                     let mut batch = Vec::new();
                     while let Some(m) = message.take() {
@@ -412,11 +414,9 @@ impl Runner {
                                 return Ok(Outcome::Done);
                             }
                         } else {
-                            match self.event(&m.subject, &m.payload, seq) {
-                                Ok(event) => {
-                                    batch.push(event);
-                                    progress.pos.events += 1;
-                                }
+                            let before = batch.len();
+                            match self.events(&m.subject, &m.payload, seq, &mut batch) {
+                                Ok(()) => progress.pos.events += (batch.len() - before) as u64,
                                 Err(reason) => {
                                     self.dead_letter(&m.payload, seq, &reason, &mut progress).await?;
                                 }
@@ -424,7 +424,7 @@ impl Runner {
                         }
                         progress.pos.input_seq = seq;
                         progress.since_checkpoint += 1;
-                        if batch.len() < MAX_BATCH
+                        if batch.len() < MAX_BATCH_EVENTS
                             && let Some(next) = messages.next().now_or_never()
                         {
                             message = Some(next.context("the input stream's consumer ended")??);
@@ -447,30 +447,48 @@ impl Runner {
         }
     }
 
-    /// The event in an input message, or why it is none.
-    fn event(
+    /// Appends the events of an input message (a batch of CSV lines, see [`super::replay`]) to
+    /// `batch`; or, appending nothing, why the message is not one. A message is taken whole or
+    /// not at all: one bad line makes the rest suspect too.
+    fn events(
         &self,
         subject: &str,
         payload: &[u8],
         seq: u64,
-    ) -> Result<wattlet_stream_analytics::Event, String> {
+        batch: &mut Vec<wattlet_stream_analytics::Event>,
+    ) -> Result<(), String> {
         let text = std::str::from_utf8(payload)
             .map_err(|_| format!("input message {seq} on {subject} is not UTF-8 text"))?;
-        let event = parse_line(text.trim_end(), seq).map_err(|e| {
-            format!(
-                "input message {seq} on {subject} is not an event (line = stream sequence): {e}"
-            )
-        })?;
-        if let TaskKind::Forecast { partition } = self.kind {
-            let p = partition_of(event.house, self.meta.partitions);
-            if p != partition {
-                return Err(format!(
-                    "input message {seq}: house {} belongs to partition {p}, not {subject}",
-                    event.house
-                ));
+        let before = batch.len();
+        for (i, line) in text.lines().enumerate() {
+            let event = match parse_line(line.trim_end(), i as u64 + 1) {
+                Ok(event) => event,
+                Err(e) => {
+                    batch.truncate(before);
+                    return Err(format!(
+                        "input message {seq} on {subject} is not an event batch (lines \
+                         numbered within the message): {e}"
+                    ));
+                }
+            };
+            if let TaskKind::Forecast { partition } = self.kind {
+                let p = partition_of(event.house, self.meta.partitions);
+                if p != partition {
+                    batch.truncate(before);
+                    return Err(format!(
+                        "input message {seq}, line {}: house {} belongs to partition {p}, not \
+                         {subject}",
+                        i + 1,
+                        event.house
+                    ));
+                }
             }
+            batch.push(event);
         }
-        Ok(event)
+        if batch.len() == before {
+            return Err(format!("input message {seq} on {subject} holds no event"));
+        }
+        Ok(())
     }
 
     fn check_lease(&self, name: &str) -> anyhow::Result<()> {
