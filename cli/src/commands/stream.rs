@@ -27,12 +27,14 @@ workers (`wattlet worker stream --id w1`, as many as wanted, any time), `wattlet
 events.csv.gz`, then `wattlet stream results --wait 10m -o results.csv`. `wattlet stream
 reference events.csv.gz -o want.csv` computes the same file in process, for comparison.
 
-Streams: DEBS_EVENTS (input, subjects debs.events.<house % P>; P and the lateness bound are
-fixed by the first replay and kept in the stream's description), DEBS_OUT (rows, subject
-debs.out.<task>, Nats-Msg-Id <task>-<index>, header Debs-Index), DEBS_STATE (checkpoints),
-DEBS_COORD (leases debs.lease.<task>, members debs.member.<id>), DEBS_DEAD (input messages that
-are not events, reason in Wattlet-Dead-Reason). Tasks: q1-<p> (Q1 of the houses of partition p,
-one pipeline per house) and outliers (Q2 over all events in arrival order).
+Streams: DEBS_EVENTS (input, subjects debs.events.<house % P>, a message a batch of up to 1,024
+events of at most one second, one CSV line each; P and the lateness bound are fixed by the first
+replay and kept in the stream's description), DEBS_OUT (rows, subject debs.out.<task>, up to 256
+rows a message, one CSV line each; Nats-Msg-Id <task>-<index> and header Debs-Index name the
+first row's index), DEBS_STATE (checkpoints), DEBS_COORD (leases debs.lease.<task>, members
+debs.member.<id>), DEBS_DEAD (input messages that are not batches of events, reason in
+Wattlet-Dead-Reason). Tasks: q1-<p> (Q1 of the houses of partition p, one pipeline per house)
+and outliers (Q2 over all events in arrival order).
 
 Every row is published once: a task's rows are a deterministic function of its input; a task
 restarts from its checkpoint and skips the rows already in DEBS_OUT. Workers hold tasks through

@@ -333,11 +333,15 @@ fn main() {
     let mut latencies = Vec::new();
     let mut at_finish = 0;
     let q1_subject = format!("{OUT_SUBJECT}.q1-");
-    for (_, payload, published) in outputs
+    let rows = outputs
         .iter()
         .filter(|(s, _, _)| s.starts_with(&q1_subject))
-    {
-        let row = String::from_utf8_lossy(payload);
+        .flat_map(|(_, payload, published)| {
+            let text = String::from_utf8_lossy(payload).into_owned();
+            let rows: Vec<String> = text.split('\n').map(str::to_owned).collect();
+            rows.into_iter().map(move |row| (row, *published))
+        });
+    for (row, published) in rows {
         let fields: Vec<&str> = row.split(',').collect();
         if fields[0] != "house" {
             continue;

@@ -20,15 +20,18 @@
 //! (= arrival order). A task completes at its end markers (Q1: its partition's; Q2: all P): it
 //! calls `finish()`, publishes the last rows and writes a final checkpoint marked done.
 //!
-//! **Exactly once.** A task's rows are a deterministic function of its input sequence. Row `i`
-//! of task `t` goes to [`OUT_STREAM`], subject `debs.out.<t>`, with `Nats-Msg-Id: <t>-<i>` and
-//! header [`INDEX_HEADER`] = i; rows come in an order that does not depend on how events were
-//! batched ([`operator::Row::extend_from`]). A task (re)starts from its last checkpoint
-//! (operator state, the input stream sequence it covers, rows produced so far; [`checkpoint`]),
-//! replays its input from there and publishes no row whose index is ≤ the highest index already
-//! in `debs.out.<t>` (read from its last message at start); JetStream's duplicate window is only
-//! the second guard (a stale owner still publishing produces the same rows under the same ids). A checkpoint is
-//! written only after every row it counts is acknowledged, so nothing is lost.
+//! **Exactly once.** A task's rows are a deterministic function of its input sequence, numbered
+//! from 0, in an order that does not depend on how events were batched
+//! ([`operator::Row::extend_from`]). They go to [`OUT_STREAM`], subject `debs.out.<t>`, up to 256
+//! a message (one CSV line each; a message per row cost the queue more than the operators), the
+//! message carrying the index `i` of its first row in header [`INDEX_HEADER`] and
+//! `Nats-Msg-Id: <t>-<i>`. A task (re)starts from its last checkpoint (operator state, the input
+//! stream sequence it covers, rows produced so far; [`checkpoint`]), replays its input from
+//! there and publishes no row whose index is ≤ the highest index already in `debs.out.<t>` (read
+//! from its last message at start). JetStream's duplicate window is only the second guard (a
+//! stale owner still publishing from the same first index is dropped); the first is that an
+//! owner stops publishing before its lease can expire. A checkpoint is written only after every
+//! row it counts is acknowledged, so nothing is lost.
 //!
 //! **Ownership** ([`lease`]): a task belongs to one worker at a time through a lease message
 //! written compare-and-set; workers heartbeat a membership message and aim at a fair share
@@ -69,7 +72,7 @@ pub const LEASE_SUBJECT: &str = "debs.lease";
 pub const MEMBER_SUBJECT: &str = "debs.member";
 pub const DEAD_STREAM: &str = "DEBS_DEAD";
 pub const DEAD_SUBJECT: &str = "debs.dead";
-/// The row index within its task, on every output message.
+/// The index within its task of an output message's first row (the others follow, one a line).
 pub const INDEX_HEADER: &str = "Debs-Index";
 /// On an end marker: its partition.
 pub const END_HEADER: &str = "Debs-End";

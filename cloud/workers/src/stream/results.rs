@@ -11,7 +11,7 @@ use futures::StreamExt as _;
 use super::checkpoint::{Checkpoints, Manifest};
 use super::{INDEX_HEADER, OUT_STREAM, OUT_SUBJECT, TaskKind, events_meta, tasks};
 
-/// Every output message: task → (index, row) in stream order (duplicates included).
+/// Every output row: task → (index, row) in stream order (duplicates included).
 pub async fn read_outputs(js: &Context) -> anyhow::Result<BTreeMap<String, Vec<(u64, String)>>> {
     let mut stream = js.get_stream(OUT_STREAM).await?;
     let last = stream.info().await?.state.last_sequence;
@@ -34,14 +34,17 @@ pub async fn read_outputs(js: &Context) -> anyhow::Result<BTreeMap<String, Vec<(
             .map_err(|e| anyhow::anyhow!("{e}"))?
             .stream_sequence;
         let task = message.subject[OUT_SUBJECT.len() + 1..].to_owned();
-        let index = message
+        let first: u64 = message
             .headers
             .as_ref()
             .and_then(|h| h.get(INDEX_HEADER))
             .and_then(|v| v.as_str().parse().ok())
             .with_context(|| format!("output message {seq} has no {INDEX_HEADER}"))?;
-        let row = String::from_utf8_lossy(&message.payload).into_owned();
-        all.entry(task).or_default().push((index, row));
+        let rows = all.entry(task).or_default();
+        let text = String::from_utf8_lossy(&message.payload);
+        for (i, row) in text.split('\n').enumerate() {
+            rows.push((first + i as u64, row.to_owned()));
+        }
         if seq >= last {
             break;
         }

@@ -26,6 +26,8 @@ use super::{
 
 /// Rows (and dead letters) awaiting their acknowledgement before the runner waits for them.
 const MAX_PENDING: usize = 4096;
+/// Rows in one output message: a message per row cost the queue more than the operators.
+const ROWS_PER_MESSAGE: usize = 256;
 /// Events past which no further received message joins a call into the operators.
 const MAX_BATCH_EVENTS: usize = 4096;
 
@@ -499,18 +501,30 @@ impl Runner {
         Ok(())
     }
 
-    /// Publishes `rows` (drained) with their indexes, skipping those already published.
+    /// Publishes `rows` (drained) with their indexes, skipping those already published: up to
+    /// [`ROWS_PER_MESSAGE`] rows a message, one CSV line each, the first one's index in
+    /// [`INDEX_HEADER`] and in the message id.
     async fn publish(&self, rows: &mut Vec<Row>, progress: &mut Progress) -> anyhow::Result<()> {
-        if rows.is_empty() {
+        let first = progress.pos.produced;
+        progress.pos.produced += rows.len() as u64;
+        // Rows up to `published` are in the output stream already (a restart replays them).
+        let skip = progress
+            .published
+            .map_or(0, |p| (p + 1).saturating_sub(first).min(rows.len() as u64));
+        if skip as usize == rows.len() {
+            rows.clear();
             return Ok(());
         }
         self.check_lease(&progress.name)?;
         let subject = format!("{OUT_SUBJECT}.{}", progress.name);
-        for row in rows.drain(..) {
-            let index = progress.pos.produced;
-            progress.pos.produced += 1;
-            if progress.published.is_some_and(|p| index <= p) {
-                continue;
+        let mut index = first + skip;
+        for chunk in rows[skip as usize..].chunks(ROWS_PER_MESSAGE) {
+            let mut payload = String::with_capacity(chunk.len() * 48);
+            for (i, row) in chunk.iter().enumerate() {
+                if i > 0 {
+                    payload.push('\n');
+                }
+                payload.push_str(&row.to_csv());
             }
             let mut headers = HeaderMap::new();
             headers.insert(
@@ -520,13 +534,15 @@ impl Runner {
             headers.insert(INDEX_HEADER, index.to_string().as_str());
             let ack = self
                 .js
-                .publish_with_headers(subject.clone(), headers, row.to_csv().into())
+                .publish_with_headers(subject.clone(), headers, payload.into())
                 .await?;
             progress.pending.push(ack);
             if progress.pending.len() >= MAX_PENDING {
                 settle(progress).await?;
             }
+            index += chunk.len() as u64;
         }
+        rows.clear();
         Ok(())
     }
 
@@ -605,12 +621,13 @@ pub async fn last_index(js: &Context, task: &str) -> anyhow::Result<Option<u64>>
         .await
     {
         Ok(m) => {
-            let index = m
+            let first: u64 = m
                 .headers
                 .get(INDEX_HEADER)
                 .and_then(|v| v.as_str().parse().ok())
-                .with_context(|| format!("the last row of {task} has no {INDEX_HEADER}"))?;
-            Ok(Some(index))
+                .with_context(|| format!("the last rows of {task} have no {INDEX_HEADER}"))?;
+            let rows = m.payload.split(|&b| b == b'\n').count() as u64;
+            Ok(Some(first + rows - 1))
         }
         Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Ok(None),
         Err(e) => Err(e).context("cannot read the output stream"),
