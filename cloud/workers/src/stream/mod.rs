@@ -143,13 +143,16 @@ pub fn partition_of(house: u32, partitions: u32) -> u32 {
 /// Creates (or updates) the output, checkpoint, coordination and dead-letter streams.
 /// Idempotent.
 pub async fn ensure_streams(js: &Context) -> anyhow::Result<()> {
-    js.create_or_update_stream(stream::Config {
-        name: OUT_STREAM.to_owned(),
-        subjects: vec![format!("{OUT_SUBJECT}.>")],
-        storage: stream::StorageType::File,
-        duplicate_window: DUPLICATE_WINDOW,
-        ..Default::default()
-    })
+    create_or_update(
+        js,
+        stream::Config {
+            name: OUT_STREAM.to_owned(),
+            subjects: vec![format!("{OUT_SUBJECT}.>")],
+            storage: stream::StorageType::File,
+            duplicate_window: DUPLICATE_WINDOW,
+            ..Default::default()
+        },
+    )
     .await
     .context("cannot create the DEBS output stream (does the server have JetStream enabled?)")?;
     for (name, subjects) in [
@@ -159,25 +162,42 @@ pub async fn ensure_streams(js: &Context) -> anyhow::Result<()> {
             vec![format!("{LEASE_SUBJECT}.>"), format!("{MEMBER_SUBJECT}.>")],
         ),
     ] {
-        js.create_or_update_stream(stream::Config {
+        let config = stream::Config {
             name: name.to_owned(),
             subjects,
             max_messages_per_subject: 1,
             storage: stream::StorageType::File,
             ..Default::default()
-        })
-        .await
-        .with_context(|| format!("cannot create the stream {name}"))?;
+        };
+        create_or_update(js, config)
+            .await
+            .with_context(|| format!("cannot create the stream {name}"))?;
     }
-    js.create_or_update_stream(stream::Config {
-        name: DEAD_STREAM.to_owned(),
-        subjects: vec![format!("{DEAD_SUBJECT}.>")],
-        storage: stream::StorageType::File,
-        duplicate_window: DUPLICATE_WINDOW,
-        ..Default::default()
-    })
+    create_or_update(
+        js,
+        stream::Config {
+            name: DEAD_STREAM.to_owned(),
+            subjects: vec![format!("{DEAD_SUBJECT}.>")],
+            storage: stream::StorageType::File,
+            duplicate_window: DUPLICATE_WINDOW,
+            ..Default::default()
+        },
+    )
     .await
     .context("cannot create the DEBS dead-letter stream")?;
+    Ok(())
+}
+
+/// `create_or_update_stream`, tried again once: workers starting together on a fresh server race
+/// to create the same stream, and the loser's create fails although the stream now exists.
+async fn create_or_update(js: &Context, config: stream::Config) -> anyhow::Result<()> {
+    if js.create_or_update_stream(config.clone()).await.is_ok() {
+        return Ok(());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    js.create_or_update_stream(config)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e} ({:?})", e.kind()))?;
     Ok(())
 }
 
