@@ -6,11 +6,12 @@
 //! stream is created and kept in its description ([`StreamMeta`]). A message carries a batch of
 //! a partition's events, one challenge CSV line each ([`replay`]: at most
 //! [`replay::MAX_EVENTS_PER_MESSAGE`], and none waits past the next second of event time): a
-//! message per event cost the queue and the workers ten times the operators. The same parser as
-//! the files, so a malformed message is refused with the line format's own reason; at ~50 bytes
-//! an event is not worth a binary format. The batches depend on the file alone and the message
-//! id (`Nats-Msg-Id`) is `e<first event id>.<count>`, so a replay repeated within the duplicate
-//! window publishes nothing twice. After the events, one end marker per partition (header
+//! message per event cost the server and the workers 30 times the operators' CPU
+//! (BENCHMARKS.md). The same parser as the files, so a malformed message is refused with the
+//! line format's own reason; at ~50 bytes an event is not worth a binary format. The batches
+//! depend on the file alone and the message id (`Nats-Msg-Id`) is `e<first event id>.<count>`,
+//! so a replay repeated within the duplicate window publishes nothing twice. After the events,
+//! one end marker per partition (header
 //! [`END_HEADER`], empty payload) lets a finite replay finish.
 //!
 //! **Tasks.** Q1 depends on a house's events only (and a house's lateness is measured against its
