@@ -11,8 +11,8 @@
 //! line format's own reason; at ~50 bytes an event is not worth a binary format. The batches
 //! depend on the file alone and the message id (`Nats-Msg-Id`) is `e<first event id>.<count>`,
 //! so a replay repeated within the duplicate window publishes nothing twice. After the events,
-//! one end marker per partition (header
-//! [`END_HEADER`], empty payload) lets a finite replay finish.
+//! one end marker per partition (header [`END_HEADER`], empty payload) lets a finite replay
+//! finish.
 //!
 //! **Tasks.** Q1 depends on a house's events only (and a house's lateness is measured against its
 //! own newest event), so it runs as a Q1-only pipeline with `per_house` (one reordering and one
