@@ -925,6 +925,19 @@ fn nialm_pipeline_runs_against_the_app_on_real_spin() {
     wait_for(Duration::from_secs(600), "results on Spin", || {
         api_results(runtime, &admin, &meter).len() == items.len()
     });
+    // A load forecast item through the same worker, stored and served by the app on Spin.
+    let forecast = planned_forecast(runtime, &api, &meter);
+    run_forecast_manager(&nats, &api);
+    let path = format!("/api/management/meter/{meter}/forecast");
+    let served = || {
+        runtime
+            .block_on(admin.send("GET", &path, None, &[]))
+            .expect("forecast")
+    };
+    wait_for(Duration::from_secs(300), "the forecast on Spin", || {
+        served().0 == 200
+    });
+    assert_eq!(served().1, expected_forecast(&forecast));
     worker.kill().expect("stop worker");
     worker.wait().expect("reap worker");
 
@@ -943,7 +956,8 @@ fn nialm_pipeline_runs_against_the_app_on_real_spin() {
         );
     }
     eprintln!(
-        "nialm on real Spin ({}): {} results, each equal to the single-process run",
+        "nialm on real Spin ({}): {} results and the load forecast, each equal to the \
+         single-process run",
         spin.display(),
         stored.len()
     );
@@ -1404,6 +1418,25 @@ fn served_forecast(cloud: &Cloud, meter: &str) -> (u16, Value) {
     )
 }
 
+/// What `GET …/meter/:uuid/forecast` must serve for `item`: its native computation.
+fn expected_forecast(item: &ForecastItem) -> Value {
+    let forecasts: Vec<Value> = wattlet_workers::forecast::compute_natively(item)
+        .iter()
+        .map(|f| {
+            json!({
+                "slice_seconds": f.slice_seconds,
+                "slice_start": wattlet_workers::api::rfc3339(f.slice_start),
+                "load_w": f.load_w,
+            })
+        })
+        .collect();
+    json!({
+        "meter": item.meter,
+        "at": wattlet_workers::api::rfc3339(item.at),
+        "forecasts": forecasts,
+    })
+}
+
 /// The single-process reference of a forecast item: the manager's plan for `meter` now.
 fn planned_forecast(runtime: &Handle, api: &Api, meter: &str) -> ForecastItem {
     let planner = Planner::new(DataApi::connect(&api.options).expect("Data API"));
@@ -1453,25 +1486,7 @@ fn forecast_items_are_computed_served_and_deleted_on_revocation() {
         served_forecast(&cloud, &meter).0 == 200
     });
     let (_, body) = served_forecast(&cloud, &meter);
-    let native = wattlet_workers::forecast::compute_natively(&expected);
-    let native: Vec<Value> = native
-        .iter()
-        .map(|f| {
-            json!({
-                "slice_seconds": f.slice_seconds,
-                "slice_start": wattlet_workers::api::rfc3339(f.slice_start),
-                "load_w": f.load_w,
-            })
-        })
-        .collect();
-    assert_eq!(
-        body,
-        json!({
-            "meter": meter,
-            "at": wattlet_workers::api::rfc3339(expected.at),
-            "forecasts": native,
-        })
-    );
+    assert_eq!(body, expected_forecast(&expected));
     // The household sees its own forecast.
     let (status, own) = cloud.as_device(
         &device,
