@@ -38,7 +38,9 @@
 //! written compare-and-set; workers heartbeat a membership message and aim at a fair share
 //! ceil(tasks / live members), releasing extra tasks (after a checkpoint) when a worker joins and
 //! taking expired leases when one dies. A worker whose lease renewal fails stops that task at
-//! once; a task also stops by itself when its lease would have expired without renewal.
+//! once; a task also stops by itself when its lease would have expired without renewal. A task
+//! that fails releases its lease, and the worker leaves it alone for a while (1 s, doubling with
+//! each failure in a row, at most a minute), so a task that always fails does not spin.
 //!
 //! **Bad input.** A message that is not a batch of events (a line that is not an event, or a Q1
 //! event on another partition's subject: the whole message, none of its events are taken)

@@ -115,6 +115,8 @@ pub async fn run(
         .fold(0usize, |h, b| h.wrapping_mul(31) + b as usize);
     let lease_ms = options.lease_time.as_millis() as u64;
     let mut held: BTreeMap<TaskKind, Held> = BTreeMap::new();
+    // Tasks that failed here: consecutive failures and when this worker may take it again.
+    let mut failed: BTreeMap<TaskKind, (u32, u64)> = BTreeMap::new();
     let mut tick = tokio::time::interval(options.renew_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tracing::info!(id = %options.id, partitions = meta.partitions, operators = ?options.operators, "stream worker started");
@@ -139,11 +141,18 @@ pub async fn run(
             let done = match h.handle.await {
                 Ok(Ok(Outcome::Done)) => {
                     tracing::info!(task = %kind.name(), "task complete");
+                    failed.remove(&kind);
                     true
                 }
-                Ok(Ok(Outcome::Stopped)) => false,
+                Ok(Ok(Outcome::Stopped)) => {
+                    failed.remove(&kind);
+                    false
+                }
                 Ok(Err(e)) => {
-                    tracing::warn!(task = %kind.name(), "task failed: {e:#}");
+                    let failures = failed.get(&kind).map_or(0, |f| f.0) + 1;
+                    let wait = retry_after(failures);
+                    failed.insert(kind, (failures, now + wait.as_millis() as u64));
+                    tracing::warn!(task = %kind.name(), failures, "task failed: {e:#}; this worker takes it again in {} s at the earliest", wait.as_secs());
                     false
                 }
                 Err(e) => {
@@ -210,7 +219,7 @@ pub async fn run(
                     break;
                 }
                 let kind = all[(offset + i) % all.len()];
-                if held.contains_key(&kind) {
+                if held.contains_key(&kind) || failed.get(&kind).is_some_and(|f| now < f.1) {
                     continue;
                 }
                 let name = kind.name();
@@ -264,6 +273,13 @@ pub async fn run(
     }
     let _ = leases.heartbeat(&options.id, 0).await;
     Ok(())
+}
+
+/// How long a worker leaves a task alone after its `failures`-th consecutive failure there (a
+/// component trap, a store error): 1 s, doubling, at most a minute, so that a task that fails
+/// every time (its state past the component's memory limit, say) does not spin.
+fn retry_after(failures: u32) -> Duration {
+    Duration::from_secs(1u64 << failures.saturating_sub(1).min(6)).min(Duration::from_secs(60))
 }
 
 /// Stops publishing half a second before the lease expires, so that a successor never overlaps.
@@ -631,5 +647,17 @@ pub async fn last_index(js: &Context, task: &str) -> anyhow::Result<Option<u64>>
         }
         Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Ok(None),
         Err(e) => Err(e).context("cannot read the output stream"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_task_is_retried_later_and_later_up_to_a_minute() {
+        let waits: Vec<u64> = (1..=9).map(|n| retry_after(n).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+        assert_eq!(retry_after(u32::MAX), Duration::from_secs(60));
     }
 }
