@@ -271,6 +271,27 @@ pub fn own_meter(req: &Request, env: &Env, meter: &str) -> ApiResult<String> {
     Ok(meter)
 }
 
+/// Authenticates a researcher or an administrator and resolves `meter` (a path segment) to a
+/// meter they may read: any meter, or one of the token's household when it is restricted to
+/// one. A malformed or unknown meter is 404.
+pub fn readable_meter(req: &Request, env: &Env, meter: &str) -> ApiResult<String> {
+    let grant = management(req, env)?;
+    let meter =
+        crate::validate::uuid("meter", meter).map_err(|_| ApiError::not_found("no such meter"))?;
+    allow_household_of(
+        &grant,
+        &env.db,
+        (
+            "SELECT household FROM meter WHERE uuid = ?",
+            &meter,
+            "no such meter",
+        ),
+        false,
+        Role::Researcher,
+    )?;
+    Ok(meter)
+}
+
 /// Authenticates a request to `/api/management/...`: `authorization: Bearer <admin_token>` (an
 /// administrator without restrictions) or `Bearer wt1.…`, an access token signed with the key
 /// derived from `admin_token` ([`wattlet_access_token`]). Says nothing yet about what the

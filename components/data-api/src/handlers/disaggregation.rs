@@ -2,11 +2,10 @@
 //! meter, per appliance model and per one-hour window.
 
 use serde_json::{Value, json};
-use wattlet_access_token::Role;
 
 use crate::auth;
 use crate::db::{Db, Value as Sql, col_json, col_required, col_text, text};
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::handlers::measurement::query_pairs;
 use crate::http::{Request, Response, json_response};
 use crate::services::Env;
@@ -24,22 +23,8 @@ pub fn read_own(req: &Request, env: &Env, meter: &str) -> ApiResult<Response> {
 /// `GET /api/management/meter/:uuid/disaggregation` (researcher, administrator): results of any
 /// meter (of the token's household only, when it is restricted to one).
 pub fn read_any(req: &Request, env: &Env, meter: &str) -> ApiResult<Response> {
-    let db = &env.db;
-    let grant = auth::management(req, env)?;
-    let not_found = || ApiError::not_found("no such meter");
-    let meter = validate::uuid("meter", meter).map_err(|_| not_found())?;
-    auth::allow_household_of(
-        &grant,
-        db,
-        (
-            "SELECT household FROM meter WHERE uuid = ?",
-            &meter,
-            "no such meter",
-        ),
-        false,
-        Role::Researcher,
-    )?;
-    list(req, db, &meter)
+    let meter = auth::readable_meter(req, env, meter)?;
+    list(req, &env.db, &meter)
 }
 
 /// Query: `appliance` (a model id), `from` ≤ window start < `to` (RFC 3339), `limit` windows

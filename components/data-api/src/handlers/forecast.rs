@@ -19,10 +19,9 @@ use crate::db::{Db, Value as Sql, col_required, col_text, placeholders, text};
 use crate::error::{ApiError, ApiResult};
 use crate::handlers::consent;
 use crate::handlers::worker::{
-    Envelope, MAX_RESULTS, Results, check_owners, item_id, open_envelope, refusals, restricted_to,
+    MAX_RESULTS, Results, Vouched, item_id, open_all, refusals, restricted_to,
 };
 use crate::http::{Request, Response, json_response};
-use crate::keys;
 use crate::services::Env;
 use crate::timestamp;
 use crate::validate::{self, bad, json_body};
@@ -57,6 +56,15 @@ struct Checked {
     at: String,
     /// (slice length, slice start, load in W), one per [`SLICE_SECONDS`], in that order.
     slices: Vec<(i64, String, f64)>,
+}
+
+impl Vouched for Checked {
+    fn item(&self) -> &str {
+        &self.item
+    }
+    fn meter(&self) -> &str {
+        &self.meter
+    }
 }
 
 fn check(i: usize, r: Incoming) -> ApiResult<Checked> {
@@ -115,43 +123,8 @@ pub fn store(req: &Request, env: &Env) -> ApiResult<Response> {
     if body.results.is_empty() || body.results.len() > MAX_RESULTS {
         return Err(bad(format!("results: 1–{MAX_RESULTS} results")));
     }
-    let plaintext_allowed = keys::plaintext_allowed(env);
     // Each entry opened and checked; `Err(item)`: its key is gone.
-    let mut entries: Vec<Result<Checked, String>> = Vec::with_capacity(body.results.len());
-    let mut owners = Vec::new();
-    for (i, entry) in body.results.into_iter().enumerate() {
-        let checked = match open_envelope(env, i, entry, plaintext_allowed)? {
-            Envelope::KeyGone(item) => {
-                entries.push(Err(item));
-                continue;
-            }
-            Envelope::Plain(entry) => {
-                let r: Incoming =
-                    serde_json::from_value(entry).map_err(|e| bad(format!("results[{i}]: {e}")))?;
-                check(i, r)?
-            }
-            Envelope::Opened {
-                item,
-                plaintext,
-                key_id,
-                household,
-            } => {
-                let r: Incoming = serde_json::from_slice(&plaintext)
-                    .map_err(|e| bad(format!("results[{i}].sealed: the opened forecast: {e}")))?;
-                let checked = check(i, r)?;
-                if checked.item != item {
-                    return Err(bad(format!(
-                        "results[{i}].sealed: the sealed forecast is for item {:?}, its envelope for {item:?}",
-                        checked.item
-                    )));
-                }
-                owners.push((i, checked.meter.clone(), key_id, household));
-                checked
-            }
-        };
-        entries.push(Ok(checked));
-    }
-    check_owners(env, &owners)?;
+    let entries = open_all(env, body.results, "forecast", check)?;
 
     let mut outcomes = Vec::with_capacity(entries.len());
     for entry in &entries {
@@ -238,22 +211,8 @@ pub fn read_own(req: &Request, env: &Env, meter: &str) -> ApiResult<Response> {
 /// `GET /api/management/meter/:uuid/forecast` (researcher, administrator): the latest forecast
 /// of any meter (of the token's household only, when it is restricted to one).
 pub fn read_any(req: &Request, env: &Env, meter: &str) -> ApiResult<Response> {
-    let db = &env.db;
-    let grant = auth::management(req, env)?;
-    let not_found = || ApiError::not_found("no such meter");
-    let meter = validate::uuid("meter", meter).map_err(|_| not_found())?;
-    auth::allow_household_of(
-        &grant,
-        db,
-        (
-            "SELECT household FROM meter WHERE uuid = ?",
-            &meter,
-            "no such meter",
-        ),
-        false,
-        Role::Researcher,
-    )?;
-    latest(db, &meter)
+    let meter = auth::readable_meter(req, env, meter)?;
+    latest(&env.db, &meter)
 }
 
 /// `{"meter","at","forecasts":[{"slice_seconds","slice_start","load_w"}]}` ordered by slice

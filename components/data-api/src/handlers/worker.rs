@@ -18,6 +18,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use wattlet_access_token::{Grant, Operation, Role, Scope};
 use wattlet_sealing::{Purpose, SealError, Sealed};
@@ -341,13 +342,6 @@ pub(crate) fn refusals(
     Ok(codes)
 }
 
-/// One entry of a `POST /api/worker/disaggregation`, opened and checked.
-enum Entry {
-    Result(Checked),
-    /// A sealed result whose key is gone (shredded on revocation, or never made).
-    KeyGone(String),
-}
-
 impl Checked {
     /// The stand-in of a result whose key is gone: only its item is known.
     fn gone(item: String) -> Checked {
@@ -365,7 +359,7 @@ impl Checked {
 
 /// One entry of a `POST /api/worker/...` results body, its envelope opened (not yet checked as
 /// a result of any kind).
-pub(crate) enum Envelope {
+enum Envelope {
     /// A plaintext result (only where allowed).
     Plain(Value),
     /// A sealed result opened with its household's key.
@@ -381,7 +375,7 @@ pub(crate) enum Envelope {
 
 /// Opens `entry` (`results[i]`): a `{"sealed": …}` with purpose `result` is opened with the key
 /// its `key_id` names; a plaintext entry is passed on only where plaintext results are allowed.
-pub(crate) fn open_envelope(
+fn open_envelope(
     env: &Env,
     i: usize,
     entry: Value,
@@ -427,7 +421,7 @@ pub(crate) fn open_envelope(
 /// A key opens only its own household's results: each `(index, meter, key id, household of
 /// the key)` must name a meter of that household (an unknown meter is refused per result,
 /// `not_found`, as for any result).
-pub(crate) fn check_owners(env: &Env, owners: &[(usize, String, String, String)]) -> ApiResult<()> {
+fn check_owners(env: &Env, owners: &[(usize, String, String, String)]) -> ApiResult<()> {
     if owners.is_empty() {
         return Ok(());
     }
@@ -454,37 +448,59 @@ pub(crate) fn check_owners(env: &Env, owners: &[(usize, String, String, String)]
     Ok(())
 }
 
-/// Opens and checks every entry (module documentation); the first that fails refuses the
-/// request.
-fn open_all(env: &Env, entries: Vec<Value>) -> ApiResult<Vec<Entry>> {
+/// A checked result as its envelope and its key must vouch for it.
+pub(crate) trait Vouched {
+    fn item(&self) -> &str;
+    fn meter(&self) -> &str;
+}
+
+impl Vouched for Checked {
+    fn item(&self) -> &str {
+        &self.item
+    }
+    fn meter(&self) -> &str {
+        &self.meter
+    }
+}
+
+/// Opens every entry of a results body and checks it with `check` (`what` names the kind in
+/// errors: "result", "forecast"); the first that fails refuses the request. A sealed entry's
+/// plaintext must name its envelope's item and a meter of its key's household. `Err(item)`: a
+/// sealed entry whose key is gone (shredded on revocation, or never made).
+pub(crate) fn open_all<I: DeserializeOwned, C: Vouched>(
+    env: &Env,
+    entries: Vec<Value>,
+    what: &str,
+    check: impl Fn(usize, I) -> ApiResult<C>,
+) -> ApiResult<Vec<Result<C, String>>> {
     let plaintext_allowed = keys::plaintext_allowed(env);
     let mut opened = Vec::with_capacity(entries.len());
     let mut owners: Vec<(usize, String, String, String)> = Vec::new();
     for (i, entry) in entries.into_iter().enumerate() {
         match open_envelope(env, i, entry, plaintext_allowed)? {
             Envelope::Plain(entry) => {
-                let r: Incoming =
+                let r: I =
                     serde_json::from_value(entry).map_err(|e| bad(format!("results[{i}]: {e}")))?;
-                opened.push(Entry::Result(check(i, r)?));
+                opened.push(Ok(check(i, r)?));
             }
-            Envelope::KeyGone(item) => opened.push(Entry::KeyGone(item)),
+            Envelope::KeyGone(item) => opened.push(Err(item)),
             Envelope::Opened {
                 item,
                 plaintext,
                 key_id,
                 household,
             } => {
-                let r: Incoming = serde_json::from_slice(&plaintext)
-                    .map_err(|e| bad(format!("results[{i}].sealed: the opened result: {e}")))?;
+                let r: I = serde_json::from_slice(&plaintext)
+                    .map_err(|e| bad(format!("results[{i}].sealed: the opened {what}: {e}")))?;
                 let checked = check(i, r)?;
-                if checked.item != item {
+                if checked.item() != item {
                     return Err(bad(format!(
-                        "results[{i}].sealed: the sealed result is for item {:?}, its envelope for {item:?}",
-                        checked.item
+                        "results[{i}].sealed: the sealed {what} is for item {:?}, its envelope for {item:?}",
+                        checked.item()
                     )));
                 }
-                owners.push((i, checked.meter.clone(), key_id, household));
-                opened.push(Entry::Result(checked));
+                owners.push((i, checked.meter().to_owned(), key_id, household));
+                opened.push(Ok(checked));
             }
         }
     }
@@ -513,14 +529,14 @@ pub fn store(req: &Request, env: &Env) -> ApiResult<Response> {
     if body.results.is_empty() || body.results.len() > MAX_RESULTS {
         return Err(bad(format!("results: 1–{MAX_RESULTS} results")));
     }
-    let opened = open_all(env, body.results)?;
+    let opened = open_all(env, body.results, "result", check)?;
     let mut results = Vec::with_capacity(opened.len());
     // Items whose key is gone, refused with `consent_revoked` (nothing else is checked).
     let mut shredded = BTreeSet::new();
     for entry in opened {
         match entry {
-            Entry::Result(checked) => results.push(checked),
-            Entry::KeyGone(item) => {
+            Ok(checked) => results.push(checked),
+            Err(item) => {
                 shredded.insert(item.clone());
                 results.push(Checked::gone(item));
             }
