@@ -71,7 +71,7 @@ impl LocalTee {
             options.components.as_deref(),
         )?;
         // The worker runs in this process: /proc/self/exe is its host binary.
-        let claims = wattlet_workers::tee::claims(wattlet_workers::tee::Measured {
+        let claims = wattlet_workers::tee::claims(wattlet_workers::tee::Measured::NialmWorker {
             nialm: &component,
             stream: &stream_component,
         })?;
@@ -516,10 +516,12 @@ impl Nialm {
         );
         let confidential = ConfidentialOptions {
             broker: api.clone(),
-            attester: wattlet_workers::tee::simulated(wattlet_workers::tee::Measured {
-                nialm: &component,
-                stream: &stream_component,
-            })?,
+            attester: wattlet_workers::tee::simulated(
+                wattlet_workers::tee::Measured::NialmWorker {
+                    nialm: &component,
+                    stream: &stream_component,
+                },
+            )?,
         };
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {

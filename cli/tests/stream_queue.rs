@@ -9,7 +9,10 @@
 //!   the input arrives, each restarted; a third worker joins and leaves (SIGTERM) mid-run; every
 //!   task's rows are indexes 0..n each once and equal the uninterrupted run;
 //! - hostile input: malformed input messages are dead-lettered with their reason and counted;
-//!   a corrupted checkpoint chunk makes the task replay from the start, still exactly once.
+//!   a corrupted checkpoint chunk makes the task replay from the start, still exactly once;
+//! - a sealed run: a dataset key from the real key broker (`wattlet serve`), workers attesting
+//!   with the simulated TEE; no reading on NATS, the same rows, forged, moved and replayed
+//!   messages dead-lettered, refused workers and a deleted key stop with their reason.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -118,18 +121,25 @@ fn spawn_replay(nats: &LocalNats, file: &Path, partitions: &str, rate: &str) -> 
 
 /// `wattlet stream results --wait` into `dir/<name>`: the file and the command's stderr.
 fn results(nats: &LocalNats, dir: &Path, name: &str) -> (String, String) {
+    results_with(nats, dir, name, &[])
+}
+
+/// [`results`] with more arguments (`--key FILE`).
+fn results_with(nats: &LocalNats, dir: &Path, name: &str, more: &[&str]) -> (String, String) {
     let out = dir.join(name);
     let ran = run(
-        wattlet_testkit::binary!("wattlet").args([
-            "stream",
-            "results",
-            "--nats",
-            &nats.url,
-            "--wait",
-            "240s",
-            "-o",
-            out.to_str().unwrap(),
-        ]),
+        wattlet_testkit::binary!("wattlet")
+            .args([
+                "stream",
+                "results",
+                "--nats",
+                &nats.url,
+                "--wait",
+                "240s",
+                "-o",
+                out.to_str().unwrap(),
+            ])
+            .args(more),
         None,
     );
     let stderr = ran.stderr.clone();
@@ -365,9 +375,10 @@ fn stream_dead_letters_bad_input_and_survives_a_corrupt_checkpoint() {
     tokio.block_on(async {
         wattlet_workers::stream::ensure_events_stream(
             &js,
-            wattlet_workers::stream::StreamMeta {
+            &wattlet_workers::stream::StreamMeta {
                 partitions: 2,
                 lateness: 10,
+                key_id: None,
             },
         )
         .await
@@ -464,5 +475,333 @@ fn stream_dead_letters_bad_input_and_survives_a_corrupt_checkpoint() {
         reasons.iter().filter(|r| r.contains("not UTF-8")).count(),
         2,
         "{reasons:?}"
+    );
+}
+
+/// Every payload of `stream`: (subject, headers' message id, payload).
+fn payloads(
+    tokio: &tokio::runtime::Runtime,
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+) -> Vec<(String, String, Vec<u8>)> {
+    tokio.block_on(async {
+        let s = js.get_stream(stream).await.unwrap();
+        let last = s.get_info().await.unwrap().state.last_sequence;
+        let mut all = Vec::new();
+        for seq in 1..=last {
+            // Messages past a subject's limit (checkpoints, leases) are gone.
+            if let Ok(m) = s.get_raw_message(seq).await {
+                let id = m
+                    .headers
+                    .get(async_nats::header::NATS_MESSAGE_ID)
+                    .map(|v| v.as_str().to_owned())
+                    .unwrap_or_default();
+                all.push((m.subject.to_string(), id, m.payload.to_vec()));
+            }
+        }
+        all
+    })
+}
+
+#[test]
+fn stream_sealed_run_keeps_readings_off_nats_and_refuses_forgeries() {
+    use wattlet_testkit::{ADMIN_TOKEN, Cloud, simulated_policy, stream_worker_measurement};
+    let dir = tempfile::tempdir().unwrap();
+    let wattlet_bin = Path::new(env!("CARGO_BIN_EXE_wattlet"));
+    let policy = simulated_policy(&stream_worker_measurement(wattlet_bin));
+    let cloud = Cloud::start_with(dir.path(), &[("attestation_policy", policy.as_str())]);
+    let broker = cloud.url();
+    let ca = cloud.ca.ca_cert_path();
+    let ca = ca.to_str().unwrap();
+    let token_file = dir.path().join("admin.token");
+    std::fs::write(&token_file, ADMIN_TOKEN).unwrap();
+    let token_file = token_file.to_str().unwrap();
+    let broker_args = ["--key-broker", broker.as_str(), "--ca", ca];
+
+    // The dataset key, shown once and kept in a private file.
+    let key_file = dir.path().join("run.key");
+    let key = key_file.to_str().unwrap();
+    wattlet(&[
+        "stream",
+        "key",
+        "create",
+        "--key-broker",
+        &broker,
+        "--ca",
+        ca,
+        "--token-file",
+        token_file,
+        "--name",
+        "DEBS test run",
+        "-o",
+        key,
+    ]);
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let again = run(
+        wattlet_testkit::binary!("wattlet").args([
+            "stream",
+            "key",
+            "create",
+            "--key-broker",
+            &broker,
+            "--ca",
+            ca,
+            "--token-file",
+            token_file,
+            "--name",
+            "x",
+            "-o",
+            key,
+        ]),
+        None,
+    );
+    assert!(
+        !again.success() && again.stderr.contains("cannot create the key file"),
+        "{}",
+        again.stderr
+    );
+    let run_key = wattlet_workers::stream::sealed::RunKey::read(&key_file).unwrap();
+
+    let file = generate(dir.path(), "events.csv.gz", 2, 10, 30);
+    let want = in_process(&file, 2);
+    let events = read_events(&file);
+    let server = nats(&subdir(dir.path(), "nats"));
+    let log = dir.path().join("workers.log");
+    let tokio = tokio::runtime::Runtime::new().unwrap();
+    let js = tokio
+        .block_on(wattlet_workers::connect(&server.url))
+        .unwrap();
+    let sealed_meta = wattlet_workers::stream::StreamMeta {
+        partitions: 2,
+        lateness: wattlet_stream_analytics::reorder::DEFAULT_LATENESS,
+        key_id: Some(run_key.id.to_string()),
+    };
+    // Ahead of the events on partition 0: a batch in the clear and a forged end marker.
+    tokio.block_on(async {
+        wattlet_workers::stream::ensure_events_stream(&js, &sealed_meta)
+            .await
+            .unwrap();
+        let clear = format!("{}\n{}", events[0].to_csv(), events[1].to_csv());
+        js.publish("debs.events.0", clear.into_bytes().into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(wattlet_workers::stream::END_HEADER, "0");
+        js.publish_with_headers("debs.events.0", headers, Vec::new().into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    });
+
+    // A worker without the broker, and one the broker refuses (native operators: another
+    // measurement), stop before reading any event.
+    let plain = run(
+        wattlet_testkit::binary!("wattlet").args(["worker", "stream", "--nats", &server.url]),
+        None,
+    );
+    assert!(
+        !plain.success() && plain.stderr.contains("start the worker with --key-broker"),
+        "{}",
+        plain.stderr
+    );
+    let refused = run(
+        wattlet_testkit::binary!("wattlet")
+            .args([
+                "worker",
+                "stream",
+                "--nats",
+                &server.url,
+                "--operators",
+                "native",
+            ])
+            .args(broker_args)
+            .args(["--tee", "simulated"]),
+        None,
+    );
+    assert!(
+        !refused.success()
+            && refused.stderr.contains("measurement_not_allowed")
+            && refused.stderr.contains("no event was fetched"),
+        "{}",
+        refused.stderr
+    );
+
+    let mut worker_args = vec!["--tee", "simulated"];
+    worker_args.extend(broker_args);
+    worker_args.extend(WORKER_ARGS);
+    let workers = [
+        spawn_worker_with(&server, "w1", &log, &worker_args),
+        spawn_worker_with(&server, "w2", &log, &worker_args),
+    ];
+    let mut replay_args = replay_args(&server, &file, "2");
+    replay_args.extend(["--key", key, "--rate", "200"]);
+    let mut replay = wattlet_testkit::binary!("wattlet")
+        .args(&replay_args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("replay.log")).unwrap())
+        .spawn()
+        .expect("spawn replay");
+    // Mid-run: the first sealed batch again under a new message id (a replay), and under the
+    // place of another partition (moved).
+    let first_batch = || {
+        payloads(&tokio, &js, "DEBS_EVENTS")
+            .into_iter()
+            .find(|(_, id, _)| id.starts_with('e'))
+    };
+    wait_for(Duration::from_secs(60), "the first sealed batch", || {
+        first_batch().is_some()
+    });
+    let (subject, _, batch) = first_batch().unwrap();
+    let other = if subject.ends_with(".0") {
+        "debs.events.1"
+    } else {
+        "debs.events.0"
+    };
+    tokio.block_on(async {
+        for to in [subject.as_str(), other] {
+            js.publish(to.to_owned(), batch.clone().into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+    });
+    assert!(
+        replay.wait().unwrap().success(),
+        "{}",
+        std::fs::read_to_string(dir.path().join("replay.log")).unwrap()
+    );
+
+    // Without the key the rows cannot be read; with it they equal the in-process run.
+    let blind = run(
+        wattlet_testkit::binary!("wattlet").args([
+            "stream",
+            "results",
+            "--nats",
+            &server.url,
+            "-o",
+            dir.path().join("blind.csv").to_str().unwrap(),
+        ]),
+        None,
+    );
+    assert!(
+        !blind.success() && blind.stderr.contains("give --key FILE"),
+        "{}",
+        blind.stderr
+    );
+    let (got, stderr) = results_with(&server, dir.path(), "got.csv", &["--key", key]);
+    stop(workers);
+    assert!(stderr.contains("3 of 3 tasks complete"), "{stderr}");
+    assert_same_rows(&got, &want, "sealed run vs in-process run");
+
+    // No reading on NATS: every batch and row message is a sealed envelope, and no event's
+    // CSV line is anywhere in the run's streams.
+    let mut all = Vec::new();
+    for stream in ["DEBS_EVENTS", "DEBS_OUT", "DEBS_STATE", "DEBS_DEAD"] {
+        all.extend(payloads(&tokio, &js, stream));
+    }
+    let lines: Vec<String> = events.iter().step_by(97).map(|e| e.to_csv()).collect();
+    let forged_clear = format!("{}\n{}", events[0].to_csv(), events[1].to_csv());
+    for (subject, id, payload) in &all {
+        if payload == forged_clear.as_bytes() {
+            continue; // the forged clear batch, dead-lettered as it came
+        }
+        for line in &lines {
+            assert!(
+                !payload.windows(line.len()).any(|w| w == line.as_bytes()),
+                "{subject} {id} holds the event {line}"
+            );
+        }
+        if subject.starts_with("debs.events.") && !payload.is_empty()
+            || subject.starts_with("debs.out.")
+        {
+            let sealed: wattlet_sealing::Sealed = serde_json::from_slice(payload)
+                .unwrap_or_else(|e| panic!("{subject} {id} is not sealed: {e}"));
+            assert_eq!(sealed.key_id, run_key.id.as_str());
+        }
+    }
+    let checkpoint = tokio.block_on(async {
+        let checkpoints = wattlet_workers::stream::checkpoint::Checkpoints::open(&js)
+            .await
+            .unwrap();
+        checkpoints.load("outliers").await.unwrap().unwrap().1
+    });
+    let sealed: wattlet_sealing::Sealed =
+        serde_json::from_slice(&checkpoint).expect("the checkpoint is a sealed envelope");
+    assert_eq!(sealed.purpose, wattlet_sealing::Purpose::State);
+
+    // Dead letters, each with its reason: per task reading the partition, the clear batch and
+    // the forged end marker (partition 0: q1-0 and outliers), the replayed and the moved batch.
+    let reasons: Vec<String> = tokio.block_on(async {
+        let dead = js.get_stream("DEBS_DEAD").await.unwrap();
+        let last = dead.get_info().await.unwrap().state.last_sequence;
+        let mut reasons = Vec::new();
+        for seq in 1..=last {
+            let m = dead.get_raw_message(seq).await.unwrap();
+            reasons.push(
+                m.headers
+                    .get(wattlet_workers::DEAD_REASON_HEADER)
+                    .map(|v| v.as_str().to_owned())
+                    .unwrap_or_default(),
+            );
+        }
+        reasons
+    });
+    let count = |needle: &str| reasons.iter().filter(|r| r.contains(needle)).count();
+    assert_eq!(count("not sealed"), 2, "{reasons:?}");
+    assert_eq!(count("not an authentic end marker"), 2, "{reasons:?}");
+    assert_eq!(
+        count("replayed"),
+        3,
+        "again, for both tasks; moved, for outliers: {reasons:?}"
+    );
+    assert_eq!(
+        count("belongs to partition"),
+        1,
+        "moved, for its Q1 task: {reasons:?}"
+    );
+    assert!(
+        stderr.contains("8 input messages dead-lettered"),
+        "{stderr}"
+    );
+
+    // The key destroyed: a worker cannot have it any more.
+    wattlet(&[
+        "stream",
+        "key",
+        "delete",
+        "--key-broker",
+        &broker,
+        "--ca",
+        ca,
+        "--token-file",
+        token_file,
+        key,
+    ]);
+    let late = run(
+        wattlet_testkit::binary!("wattlet")
+            .args([
+                "worker",
+                "stream",
+                "--nats",
+                &server.url,
+                "--tee",
+                "simulated",
+            ])
+            .args(broker_args),
+        None,
+    );
+    assert!(
+        !late.success() && late.stderr.contains("cannot get the run's dataset key"),
+        "{}",
+        late.stderr
     );
 }

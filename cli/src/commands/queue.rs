@@ -242,7 +242,7 @@ pub fn run_worker(command: WorkerCommand) -> anyhow::Result<ExitCode> {
     let component = wattlet_runtime::locate::locate("wattlet-nialm", args.components.as_deref())?;
     let stream_component =
         wattlet_runtime::locate::locate("wattlet-stream-analytics", args.components.as_deref())?;
-    let measured = wattlet_workers::tee::Measured {
+    let measured = wattlet_workers::tee::Measured::NialmWorker {
         nialm: &component,
         stream: &stream_component,
     };

@@ -14,9 +14,14 @@ use wattlet_stream_analytics::Event;
 use wattlet_stream_analytics::event::EventReader;
 use wattlet_stream_analytics::generate::{GenConfig, Generator, write_csv};
 use wattlet_stream_analytics::refit::{RefitConfig, RefitReader};
+use wattlet_workers::api::ApiOptions;
+use wattlet_workers::confidential::ConfidentialOptions;
 use wattlet_workers::stream::operator::{Operators, run_tasks};
-use wattlet_workers::stream::task::StreamWorkerOptions;
+use wattlet_workers::stream::sealed::{Payloads, RunKey};
+use wattlet_workers::stream::task::{RunKeys, StreamWorkerOptions};
 use wattlet_workers::stream::{self as debs, StreamMeta};
+
+use super::queue::TeeArg;
 
 pub const STREAM_HELP: &str = "\
 The DEBS 2014 Grand Challenge queries (Q1: load forecast per house and plug; Q2: outliers) over
@@ -35,6 +40,17 @@ first row's index), DEBS_STATE (checkpoints), DEBS_COORD (leases debs.lease.<tas
 debs.member.<id>), DEBS_DEAD (input messages that are not batches of events, reason in
 Wattlet-Dead-Reason). Tasks: q1-<p> (Q1 of the houses of partition p, one pipeline per house)
 and outliers (Q2 over all events in arrival order).
+
+A sealed run (the way to run real data): an administrator makes the run's dataset key at the key
+broker (`wattlet stream key create --key-broker URL --ca CA --name NAME -o run.key`, the key is
+shown this once: keep the file private), `replay --key run.key` seals every batch under it
+(XChaCha20-Poly1305, bound to the batch), workers started with `--key-broker URL --ca CA` attest
+(--tee auto: SEV-SNP or TDX; --tee simulated only where the broker's policy allows it) and get
+the key released to them only, and seal rows and checkpoints under it; `results --key run.key`
+opens the rows. NATS and its disks then hold no reading. A payload that is not sealed under the
+run's key for its place (forged, moved, or a batch published again) is dead-lettered.
+`wattlet stream key delete run.key` destroys the key at the broker: every copy of the run is
+unreadable from then on, and running workers stop within a token's lifetime (10 min).
 
 Every row is published once: a task's rows are a deterministic function of its input; a task
 restarts from its checkpoint and skips the rows already in DEBS_OUT. Workers hold tasks through
@@ -61,6 +77,76 @@ pub enum StreamCommand {
     /// Compute the rows the workers must publish, in this process (same CSV as `results`).
     #[command(after_help = STREAM_HELP)]
     Reference(ReferenceArgs),
+    /// Make or destroy a sealed run's dataset key at the key broker (administrators).
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Make a dataset key and write it to a new file (mode 0600): the broker shows it this
+    /// once.
+    #[command(after_help = STREAM_HELP)]
+    Create(KeyCreateArgs),
+    /// Destroy a dataset key at the broker: the run it sealed becomes unreadable.
+    #[command(after_help = STREAM_HELP)]
+    Delete(KeyDeleteArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BrokerArgs {
+    /// The key broker (the Data API's host: https://host[:port]).
+    #[arg(long, value_name = "URL")]
+    key_broker: String,
+    /// The CA of the broker's server certificate (PEM); needed for https.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// A file holding the administrators' token [default: the WATTLET_API_TOKEN variable].
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+}
+
+impl BrokerArgs {
+    fn options(&self) -> anyhow::Result<ApiOptions> {
+        let token = match &self.token_file {
+            Some(path) => std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the token file {}", path.display()))?,
+            None => std::env::var("WATTLET_API_TOKEN").map_err(|_| {
+                anyhow::anyhow!(
+                    "no administrators' token: give --token-file FILE or set WATTLET_API_TOKEN"
+                )
+            })?,
+        };
+        anyhow::ensure!(
+            !token.trim().is_empty(),
+            "the administrators' token is empty"
+        );
+        Ok(ApiOptions {
+            url: self.key_broker.clone(),
+            ca: self.ca.clone(),
+            token: token.trim().to_owned(),
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct KeyCreateArgs {
+    #[command(flatten)]
+    broker: BrokerArgs,
+    /// What the data set is (shown to administrators).
+    #[arg(long)]
+    name: String,
+    /// The key file to write (must not exist).
+    #[arg(short, long, value_name = "FILE")]
+    output: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct KeyDeleteArgs {
+    #[command(flatten)]
+    broker: BrokerArgs,
+    /// The run's key file.
+    key: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -116,12 +202,18 @@ pub struct ReplayArgs {
     /// Seconds an event may be older than the newest (of its house, for Q1).
     #[arg(long, value_name = "S", default_value_t = wattlet_stream_analytics::reorder::DEFAULT_LATENESS)]
     lateness: u32,
+    /// Seal every batch under this dataset key (`wattlet stream key create`): a sealed run.
+    #[arg(long, value_name = "FILE")]
+    key: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
 pub struct ResultsArgs {
     #[command(flatten)]
     nats: Nats,
+    /// The run's dataset key file: needed to read a sealed run's rows.
+    #[arg(long, value_name = "FILE")]
+    key: Option<PathBuf>,
     /// Wait up to this long for every task to complete.
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     wait: Option<Duration>,
@@ -163,6 +255,16 @@ pub struct WorkerArgs {
     /// target/wasm32-wasip2/component].
     #[arg(long, value_name = "DIR")]
     components: Option<PathBuf>,
+    /// The key broker (https://host[:port], its /kbs/v0 endpoints): needed for a sealed run.
+    /// The worker attests there before it reads any event and gets the run's dataset key.
+    #[arg(long, value_name = "URL")]
+    key_broker: Option<String>,
+    /// The CA of the key broker's server certificate (PEM); needed for https.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// The TEE the worker attests with.
+    #[arg(long, value_enum, default_value = "auto")]
+    tee: TeeArg,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -247,12 +349,17 @@ pub fn run(command: StreamCommand) -> anyhow::Result<ExitCode> {
             let meta = StreamMeta {
                 partitions: args.partitions,
                 lateness: args.lateness,
+                key_id: None,
+            };
+            let payloads = match &args.key {
+                Some(path) => Payloads::sealed(RunKey::read(path)?),
+                None => Payloads::Plain,
             };
             let events = events(&args.input)?;
             let started = Instant::now();
             let stats = runtime()?.block_on(async {
                 let js = wattlet_workers::connect(&args.nats.nats).await?;
-                debs::replay::replay(&js, events, meta, args.rate, |stats| {
+                debs::replay::replay(&js, events, &meta, &payloads, args.rate, |stats| {
                     let secs = started.elapsed().as_secs_f64().max(1e-3);
                     eprintln!(
                         "replay: {} events in {} messages ({} of them already there), {:.0} events/s",
@@ -273,6 +380,7 @@ pub fn run(command: StreamCommand) -> anyhow::Result<ExitCode> {
             );
         }
         StreamCommand::Results(args) => return results(args),
+        StreamCommand::Key(command) => return key(command),
         StreamCommand::Reference(args) => {
             let events: Vec<Event> = events(&args.input)?.collect::<anyhow::Result<_>>()?;
             let rows = run_tasks(&Operators::Native, events, args.partitions, args.lateness)?;
@@ -288,9 +396,70 @@ pub fn run(command: StreamCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn key(command: KeyCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        KeyCommand::Create(args) => {
+            let options = args.broker.options()?;
+            // The file first: a key the broker made but nobody kept would seal nothing.
+            let mut file = std::fs::OpenOptions::new();
+            file.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut file, 0o600);
+            let mut file = file
+                .open(&args.output)
+                .with_context(|| format!("cannot create the key file {}", args.output.display()))?;
+            let made = runtime()?.block_on(debs::sealed::create_key(&options, &args.name));
+            let made = match made {
+                Ok(made) => made,
+                Err(e) => {
+                    drop(file);
+                    let _ = std::fs::remove_file(&args.output);
+                    return Err(e);
+                }
+            };
+            writeln!(file, "{}", serde_json::to_string_pretty(&made)?)?;
+            file.sync_all()?;
+            eprintln!(
+                "dataset key {} ({:?}) written to {}: keep it private; `wattlet stream replay \
+                 --key {}` seals a run under it",
+                made.key_id,
+                made.name,
+                args.output.display(),
+                args.output.display()
+            );
+        }
+        KeyCommand::Delete(args) => {
+            let key = RunKey::read(&args.key)?;
+            let options = args.broker.options()?;
+            runtime()?.block_on(debs::sealed::delete_key(&options, &key.id))?;
+            eprintln!(
+                "dataset key {} destroyed at the key broker: the run it sealed is unreadable",
+                key.id
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn results(args: ResultsArgs) -> anyhow::Result<ExitCode> {
+    let payloads = match &args.key {
+        Some(path) => Payloads::sealed(RunKey::read(path)?),
+        None => Payloads::Plain,
+    };
     runtime()?.block_on(async {
         let js = wattlet_workers::connect(&args.nats.nats).await?;
+        match (
+            debs::events_meta(&js).await?.and_then(|m| m.key_id),
+            payloads.key_id(),
+        ) {
+            (Some(run), None) => anyhow::bail!(
+                "the run is sealed under dataset key {run}: give --key FILE to read its rows"
+            ),
+            (Some(run), Some(given)) if run != given => {
+                anyhow::bail!("the run is sealed under dataset key {run}, --key holds {given}")
+            }
+            _ => {}
+        }
         let deadline = args.wait.map(|w| Instant::now() + w);
         loop {
             let status = debs::results::status(&js).await?;
@@ -320,7 +489,7 @@ fn results(args: ResultsArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        let all = debs::results::read_outputs(&js).await?;
+        let all = debs::results::read_outputs(&js, &payloads).await?;
         let mut problems = Vec::new();
         let mut out = create(&args.output)?;
         let mut counts = BTreeMap::new();
@@ -358,15 +527,45 @@ pub fn run_worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
             format!("{host}-{}", std::process::id())
         }
     };
-    let operators = match args.operators {
-        OperatorsArg::Native => Operators::Native,
-        OperatorsArg::Component => {
-            let path = wattlet_runtime::locate::locate(
-                "wattlet-stream-analytics",
-                args.components.as_deref(),
-            )?;
+    let component = match args.operators {
+        OperatorsArg::Native => None,
+        OperatorsArg::Component => Some(wattlet_runtime::locate::locate(
+            "wattlet-stream-analytics",
+            args.components.as_deref(),
+        )?),
+    };
+    let operators = match &component {
+        None => Operators::Native,
+        Some(path) => {
             let engine = wattlet_runtime::engine::engine()?;
-            Operators::Component(StreamComponent::load(&engine, &path)?)
+            Operators::Component(StreamComponent::load(&engine, path)?)
+        }
+    };
+    let keys = match &args.key_broker {
+        None => RunKeys::None,
+        Some(url) => {
+            let measured = wattlet_workers::tee::Measured::StreamWorker {
+                stream: component.as_deref(),
+            };
+            let attester = match args.tee {
+                TeeArg::Auto => wattlet_workers::tee::detect(measured)?,
+                TeeArg::Simulated => {
+                    tracing::warn!(
+                        "SIMULATED TEE: --tee simulated attests with evidence that proves \
+                         nothing; only a key broker whose policy allows `simulated` releases \
+                         keys to it"
+                    );
+                    wattlet_workers::tee::simulated(measured)?
+                }
+            };
+            RunKeys::Broker(ConfidentialOptions {
+                broker: ApiOptions {
+                    url: url.clone(),
+                    ca: args.ca.clone(),
+                    token: String::new(),
+                },
+                attester,
+            })
         }
     };
     let options = StreamWorkerOptions {
@@ -375,6 +574,6 @@ pub fn run_worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         operators,
         ..StreamWorkerOptions::new(&args.nats.nats, &id)
     };
-    runtime()?.block_on(debs::task::run(options, super::shutdown_signal()))?;
+    runtime()?.block_on(debs::task::run(options, keys, super::shutdown_signal()))?;
     Ok(ExitCode::SUCCESS)
 }

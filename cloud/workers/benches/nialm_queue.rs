@@ -287,10 +287,12 @@ fn main() {
     let worker_options = |concurrency: usize, sealing: Sealing| WorkerOptions {
         confidential: (sealing == Sealing::Sealed).then(|| ConfidentialOptions {
             broker: api.clone(),
-            attester: wattlet_workers::tee::simulated(wattlet_workers::tee::Measured {
-                nialm: &component_path,
-                stream: &stream_path,
-            })
+            attester: wattlet_workers::tee::simulated(
+                wattlet_workers::tee::Measured::NialmWorker {
+                    nialm: &component_path,
+                    stream: &stream_path,
+                },
+            )
             .expect("simulated TEE"),
         }),
         plaintext: sealing == Sealing::Plaintext,

@@ -12,6 +12,9 @@
 //!    fresh start, until every task is complete: events/s, this process's CPU seconds and the
 //!    nats-server's; 1 and 2 workers, the component and native operators. Every event goes to two
 //!    tasks (its house's Q1 task and Q2), so it is read twice from the stream;
+//!    Then the same input sealed under a dataset key (a sealed run: batches, rows and
+//!    checkpoints encrypted; the workers hold the key as if the broker had released it):
+//!    replay and drains with the component, 1 and 2 workers;
 //! 3. latency: 2 component workers running while `replay` paces the events at
 //!    `BENCH_LATENCY_LOAD` (default 0.5) of the 2-worker throughput. Per house forecast row, the
 //!    time from the publication of the house's first event with `ts ≥ at + lateness` (the event
@@ -33,13 +36,15 @@ use async_nats::jetstream::Context;
 use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
 use futures::StreamExt as _;
 use wattlet_runtime::stream::StreamComponent;
+use wattlet_sealing::{DataKey, KeyId};
 use wattlet_stream_analytics::generate::{GenConfig, Generator};
 use wattlet_stream_analytics::reorder::DEFAULT_LATENESS;
 use wattlet_stream_analytics::{Config, Event, Pipeline, Queries};
 use wattlet_testkit::env_or;
 use wattlet_workers::stream::operator::Operators;
 use wattlet_workers::stream::replay::replay;
-use wattlet_workers::stream::task::{self, StreamWorkerOptions};
+use wattlet_workers::stream::sealed::{Payloads, RunKey};
+use wattlet_workers::stream::task::{self, RunKeys, StreamWorkerOptions};
 use wattlet_workers::stream::{
     COORD_STREAM, DEAD_STREAM, EVENTS_STREAM, OUT_STREAM, OUT_SUBJECT, STATE_STREAM, StreamMeta,
     ensure_events_stream, results,
@@ -148,6 +153,7 @@ fn start_workers(
     url: &str,
     n: usize,
     operators: &Operators,
+    key: Option<&(KeyId, DataKey)>,
     tag: &str,
 ) -> Vec<(
     tokio::sync::oneshot::Sender<()>,
@@ -159,9 +165,13 @@ fn start_workers(
                 operators: operators.clone(),
                 ..StreamWorkerOptions::new(url, &format!("{tag}{i}"))
             };
+            let keys = match key {
+                Some((id, key)) => RunKeys::Held(RunKey::new(id.clone(), key.clone())),
+                None => RunKeys::None,
+            };
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
             let handle = runtime.spawn(async move {
-                task::run(options, async {
+                task::run(options, keys, async {
                     let _ = stopped.await;
                 })
                 .await
@@ -199,7 +209,13 @@ fn main() {
     let meta = StreamMeta {
         partitions,
         lateness,
+        key_id: None,
     };
+    let key = (
+        KeyId::generate().expect("key id"),
+        DataKey::generate().expect("key"),
+    );
+    let sealed = Payloads::sealed(RunKey::new(key.0.clone(), key.1.clone()));
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
@@ -224,56 +240,70 @@ fn main() {
         started.elapsed().as_secs_f64()
     );
 
-    // 1. The replay.
-    let started = Instant::now();
-    let stats = runtime
-        .block_on(replay(
-            &js,
-            events.iter().copied().map(Ok),
-            meta,
-            None,
-            |_| {},
-        ))
-        .expect("replay");
-    let secs = started.elapsed().as_secs_f64();
-    println!(
-        "replay: {} messages in {secs:.1} s: {:.0} events/s",
-        stats.sent,
-        n / secs
-    );
-
-    // 2. Draining the input.
+    // 1. and 2. The replay, then draining the input; in the clear, then sealed.
     let mut two_worker_rate = 0.0;
-    for (label, operators) in [
-        ("component", Operators::Component(component.clone())),
-        ("native", Operators::Native),
-    ] {
-        for workers in [1, 2] {
-            runtime.block_on(reset(&js));
-            let (cpu0, nats0) = (cpu_seconds("self"), cpu_seconds(&nats_pid));
-            let started = Instant::now();
-            let running = start_workers(&runtime, &nats.url, workers, &operators, label);
-            while !runtime.block_on(all_done(&js)) {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let secs = started.elapsed().as_secs_f64();
-            let (cpu, nats_cpu) = (cpu_seconds("self") - cpu0, cpu_seconds(&nats_pid) - nats0);
-            stop_workers(&runtime, running);
-            let rows: usize = runtime
-                .block_on(results::read_outputs(&js))
-                .expect("outputs")
-                .values()
-                .map(|rows| results::sorted(rows).len())
-                .sum();
-            println!(
-                "drain, {label}, {workers} worker(s): {secs:.1} s, {:.0} events/s; worker CPU \
-                 {cpu:.1} s ({:.0} events per CPU-second), nats-server CPU {nats_cpu:.1} s; \
+    let runs = [
+        ("plain", &Payloads::Plain, None),
+        ("sealed", &sealed, Some(&key)),
+    ];
+    for (run, payloads, key) in runs {
+        runtime.block_on(async {
+            reset(&js).await;
+            let _ = js.delete_stream(EVENTS_STREAM).await;
+        });
+        let started = Instant::now();
+        let stats = runtime
+            .block_on(replay(
+                &js,
+                events.iter().copied().map(Ok),
+                &meta,
+                payloads,
+                None,
+                |_| {},
+            ))
+            .expect("replay");
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "replay, {run}: {} messages in {secs:.1} s: {:.0} events/s",
+            stats.sent,
+            n / secs
+        );
+        let operators: &[(&str, Operators)] = if key.is_some() {
+            &[("component", Operators::Component(component.clone()))]
+        } else {
+            &[
+                ("component", Operators::Component(component.clone())),
+                ("native", Operators::Native),
+            ]
+        };
+        for (label, operators) in operators {
+            for workers in [1, 2] {
+                runtime.block_on(reset(&js));
+                let (cpu0, nats0) = (cpu_seconds("self"), cpu_seconds(&nats_pid));
+                let started = Instant::now();
+                let running = start_workers(&runtime, &nats.url, workers, operators, key, label);
+                while !runtime.block_on(all_done(&js)) {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                let secs = started.elapsed().as_secs_f64();
+                let (cpu, nats_cpu) = (cpu_seconds("self") - cpu0, cpu_seconds(&nats_pid) - nats0);
+                stop_workers(&runtime, running);
+                let rows: usize = runtime
+                    .block_on(results::read_outputs(&js, payloads))
+                    .expect("outputs")
+                    .values()
+                    .map(|rows| results::sorted(rows).len())
+                    .sum();
+                println!(
+                    "drain, {run}, {label}, {workers} worker(s): {secs:.1} s, {:.0} events/s; worker \
+                 CPU {cpu:.1} s ({:.0} events per CPU-second), nats-server CPU {nats_cpu:.1} s; \
                  {rows} rows",
-                n / secs,
-                n / cpu
-            );
-            if label == "component" && workers == 2 {
-                two_worker_rate = n / secs;
+                    n / secs,
+                    n / cpu
+                );
+                if run == "plain" && *label == "component" && workers == 2 {
+                    two_worker_rate = n / secs;
+                }
             }
         }
     }
@@ -285,13 +315,14 @@ fn main() {
     });
     // The input stream first and the tasks taken, so that no row waits for a worker to start.
     runtime
-        .block_on(ensure_events_stream(&js, meta))
+        .block_on(ensure_events_stream(&js, &meta))
         .expect("input stream");
     let running = start_workers(
         &runtime,
         &nats.url,
         2,
         &Operators::Component(component),
+        None,
         "l",
     );
     std::thread::sleep(Duration::from_secs(3));
@@ -301,7 +332,8 @@ fn main() {
         .block_on(replay(
             &js,
             events.iter().copied().map(Ok),
-            meta,
+            &meta,
+            &Payloads::Plain,
             Some(rate),
             |_| {},
         ))

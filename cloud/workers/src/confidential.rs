@@ -25,10 +25,12 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use serde_json::Value;
 use wattlet_api_client::ApiClient;
+
+use crate::api::ApiOptions;
 use wattlet_attestation::{Evidence, Tee};
 use wattlet_key_broker::protocol::{
     ATTEST_PATH, AUTH_PATH, AttestRequest, AttestResponse, AuthRequest, AuthResponse,
-    household_key_path,
+    dataset_key_path, household_key_path,
 };
 use wattlet_sealing::release::{Recipient, Released};
 use wattlet_sealing::{DataKey, KeyId};
@@ -59,6 +61,13 @@ pub enum ConfidentialError {
     /// The broker cannot be reached or failed: worth trying again later.
     #[error("the key broker is unavailable: {0:#}")]
     Unavailable(anyhow::Error),
+}
+
+/// How a worker reaches the key broker and proves what it runs.
+pub struct ConfidentialOptions {
+    /// The broker (`/kbs/v0/...`), with the same TLS options as the Data API connection.
+    pub broker: ApiOptions,
+    pub attester: Box<dyn Attest>,
 }
 
 struct Token {
@@ -103,6 +112,28 @@ impl Confidential {
         let token = confidential.attest().await?;
         *confidential.token.lock().await = Some(token);
         Ok(confidential)
+    }
+
+    /// [`Confidential::start`] for a worker that must not touch its input before it is
+    /// attested: the error says that no `what` was fetched (and a refusal is logged).
+    pub async fn start_or_refuse(
+        options: ConfidentialOptions,
+        metrics: ConfidentialMetrics,
+        what: &str,
+    ) -> anyhow::Result<Confidential> {
+        let broker = crate::api::client(&options.broker)?;
+        match Confidential::start(broker, options.attester, metrics).await {
+            Ok(attested) => Ok(attested),
+            Err(error @ ConfidentialError::Refused { .. }) => {
+                tracing::error!("{error}; stopping before fetching any {what}");
+                Err(anyhow::Error::new(error).context(format!(
+                    "the key broker refused this worker; no {what} was fetched"
+                )))
+            }
+            Err(error) => Err(anyhow::Error::new(error).context(format!(
+                "cannot attest with the key broker; no {what} was fetched"
+            ))),
+        }
     }
 
     pub fn metrics(&self) -> &ConfidentialMetrics {
@@ -190,6 +221,16 @@ impl Confidential {
 
     /// The household key `id`: from the cache, or released by the broker to this worker.
     pub async fn key(&self, id: &KeyId) -> Result<DataKey, ConfidentialError> {
+        self.released(id, household_key_path(id.as_str())).await
+    }
+
+    /// The dataset key `id` (a data set of no household, e.g. a DEBS stream run), likewise.
+    pub async fn dataset_key(&self, id: &KeyId) -> Result<DataKey, ConfidentialError> {
+        self.released(id, dataset_key_path(id.as_str())).await
+    }
+
+    /// Key `id` from the cache, or released at `path` by the broker to this worker.
+    async fn released(&self, id: &KeyId, path: String) -> Result<DataKey, ConfidentialError> {
         let fresh = self
             .token
             .lock()
@@ -202,7 +243,6 @@ impl Confidential {
         }
         self.metrics.cache("miss");
         let started = Instant::now();
-        let path = household_key_path(id.as_str());
         let mut renew = false;
         let released: Released = loop {
             let bearer = self.bearer(renew).await?;

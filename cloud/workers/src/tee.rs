@@ -18,9 +18,26 @@ pub const STREAM_CLAIM: &str = "stream";
 
 /// The component files a worker runs, as they are measured.
 #[derive(Debug, Clone, Copy)]
-pub struct Measured<'a> {
-    pub nialm: &'a Path,
-    pub stream: &'a Path,
+pub enum Measured<'a> {
+    /// `wattlet worker nialm`: the nialm component, and the stream operators for forecast items.
+    NialmWorker { nialm: &'a Path, stream: &'a Path },
+    /// `wattlet worker stream`: the stream operators' component, or none when they run
+    /// compiled into the executable (`--operators native`).
+    StreamWorker { stream: Option<&'a Path> },
+}
+
+impl<'a> Measured<'a> {
+    /// (claim name, file) of each component.
+    pub fn components(&self) -> Vec<(&'static str, &'a Path)> {
+        match *self {
+            Measured::NialmWorker { nialm, stream } => {
+                vec![(NIALM_CLAIM, nialm), (STREAM_CLAIM, stream)]
+            }
+            Measured::StreamWorker { stream } => {
+                stream.map(|s| (STREAM_CLAIM, s)).into_iter().collect()
+            }
+        }
+    }
 }
 
 struct Tee {
@@ -44,15 +61,15 @@ impl Attest for Tee {
 
 /// The claims of this process running `components`.
 pub fn claims(components: Measured<'_>) -> anyhow::Result<RuntimeClaims> {
-    RuntimeClaims::of_this_host(&[
-        (NIALM_CLAIM, components.nialm),
-        (STREAM_CLAIM, components.stream),
-    ])
-    .with_context(|| {
+    let components = components.components();
+    RuntimeClaims::of_this_host(&components).with_context(|| {
+        let files: Vec<String> = components
+            .iter()
+            .map(|(_, path)| path.display().to_string())
+            .collect();
         format!(
-            "cannot measure this executable and the components {} and {}",
-            components.nialm.display(),
-            components.stream.display()
+            "cannot measure this executable and the components {}",
+            files.join(", ")
         )
     })
 }

@@ -56,7 +56,7 @@ use wattlet_sealing::{Purpose, Sealed};
 use crate::api::{
     ApiOptions, ComputedForecast, ComputedResult, DataApi, HouseholdKey, Stored, Submission,
 };
-use crate::confidential::{Attest, Confidential, ConfidentialError, ConfidentialMetrics};
+use crate::confidential::{Confidential, ConfidentialError, ConfidentialMetrics};
 use crate::item::{ForecastItem, Job, OUTPUT_SAMPLES, WorkItem};
 use crate::{DEAD_REASON_HEADER, DEAD_SUBJECT, QueueSettings};
 
@@ -85,12 +85,7 @@ pub struct WorkerOptions {
     pub plaintext: bool,
 }
 
-/// How a worker reaches the key broker and proves what it runs.
-pub struct ConfidentialOptions {
-    /// The broker (`/kbs/v0/...`), with the same TLS options as the Data API connection.
-    pub broker: ApiOptions,
-    pub attester: Box<dyn Attest>,
-}
+pub use crate::confidential::ConfidentialOptions;
 
 /// Runs until `shutdown` resolves (then finishes the batch in hand) or an error stops it.
 pub async fn run(
@@ -107,23 +102,10 @@ pub async fn run(
     let metrics = Arc::new(WorkerMetrics::new());
     // Attestation comes first: a worker the broker refuses fetches no item.
     let confidential = match options.confidential {
-        Some(confidential) => {
-            let broker = crate::api::client(&confidential.broker)?;
-            match Confidential::start(broker, confidential.attester, metrics.confidential.clone())
-                .await
-            {
-                Ok(attested) => Some(Arc::new(attested)),
-                Err(error @ ConfidentialError::Refused { .. }) => {
-                    tracing::error!("{error}; stopping before fetching any item");
-                    return Err(anyhow::Error::new(error)
-                        .context("the key broker refused this worker; no item was fetched"));
-                }
-                Err(error) => {
-                    return Err(anyhow::Error::new(error)
-                        .context("cannot attest with the key broker; no item was fetched"));
-                }
-            }
-        }
+        Some(confidential) => Some(Arc::new(
+            Confidential::start_or_refuse(confidential, metrics.confidential.clone(), "item")
+                .await?,
+        )),
         None => {
             tracing::warn!(
                 "no key broker: sealed items cannot be opened; only plaintext items are computed"

@@ -7,9 +7,10 @@ use wattlet_sealing::release::release_to;
 use wattlet_sealing::{Kek, KeyId};
 
 use crate::protocol::{
-    self, ATTEST_PATH, AUTH_PATH, AttestRequest, AttestResponse, AuthRequest, ErrorBody, ErrorCode,
-    ErrorDetail, Grant, HOUSEHOLD_KEY_PATH, METRICS_PATH, NONCE_LEN, Session, SessionError,
-    TOKEN_LEN, TOKEN_LIFETIME_SECONDS,
+    self, ATTEST_PATH, AUTH_PATH, AttestRequest, AttestResponse, AuthRequest, DATASET_KEY_PATH,
+    DATASET_KEY_RESOURCE_PATH, DatasetKey, DatasetKeyRequest, ErrorBody, ErrorCode, ErrorDetail,
+    Grant, HOUSEHOLD_KEY_PATH, METRICS_PATH, NONCE_LEN, Session, SessionError, TOKEN_LEN,
+    TOKEN_LIFETIME_SECONDS,
 };
 use crate::store::{Store, StoreError};
 use crate::{Request, Response};
@@ -27,6 +28,22 @@ pub const SESSIONS: &str = "wattlet_kbs_sessions";
 /// The component's variables (Spin's, or a map in tests).
 pub trait Variables {
     fn get(&self, name: &str) -> Result<String, String>;
+}
+
+/// Which table a released key comes from.
+#[derive(Clone, Copy)]
+enum KeyKind {
+    Household,
+    Dataset,
+}
+
+impl KeyKind {
+    fn what(self) -> &'static str {
+        match self {
+            KeyKind::Household => "household key",
+            KeyKind::Dataset => "dataset key",
+        }
+    }
 }
 
 /// The broker for one request.
@@ -99,30 +116,54 @@ impl Broker<'_> {
     pub fn handle(&self, request: &Request) -> Response {
         let path = request.path.as_str();
         let method = request.method.as_str();
-        let result = if path == AUTH_PATH {
-            self.only(method, "POST").and_then(|()| self.auth(request))
+        let dataset_key = path
+            .strip_prefix(DATASET_KEY_PATH)
+            .and_then(|rest| rest.strip_prefix('/'));
+        let (allowed, result) = if path == AUTH_PATH {
+            (
+                "POST",
+                self.only(method, "POST").and_then(|()| self.auth(request)),
+            )
         } else if path == ATTEST_PATH {
-            self.only(method, "POST")
-                .and_then(|()| self.attest(request))
+            (
+                "POST",
+                self.only(method, "POST")
+                    .and_then(|()| self.attest(request)),
+            )
         } else if path == METRICS_PATH {
-            self.only(method, "GET")
-                .and_then(|()| self.metrics(request))
+            (
+                "GET",
+                self.only(method, "GET")
+                    .and_then(|()| self.metrics(request)),
+            )
         } else if let Some(key_id) = path.strip_prefix(HOUSEHOLD_KEY_PATH) {
-            self.only(method, "GET")
-                .and_then(|()| self.release(request, key_id))
+            let release = self
+                .only(method, "GET")
+                .and_then(|()| self.release(request, KeyKind::Household, key_id));
+            ("GET", release)
+        } else if let Some(key_id) = path.strip_prefix(DATASET_KEY_RESOURCE_PATH) {
+            let release = self
+                .only(method, "GET")
+                .and_then(|()| self.release(request, KeyKind::Dataset, key_id));
+            ("GET", release)
+        } else if path == DATASET_KEY_PATH {
+            let create = self
+                .only(method, "POST")
+                .and_then(|()| self.create_dataset_key(request));
+            ("POST", create)
+        } else if let Some(key_id) = dataset_key {
+            let delete = self
+                .only(method, "DELETE")
+                .and_then(|()| self.delete_dataset_key(request, key_id));
+            ("DELETE", delete)
         } else {
-            Err(Failure::new(ErrorCode::NotFound, "not found"))
+            ("", Err(Failure::new(ErrorCode::NotFound, "not found")))
         };
         match result {
             Ok(response) => response,
             Err(failure) if failure.code == ErrorCode::MethodNotAllowed => {
                 let mut response = failure.response();
-                let allow = if path == METRICS_PATH || path.starts_with(HOUSEHOLD_KEY_PATH) {
-                    "GET"
-                } else {
-                    "POST"
-                };
-                response.headers.push(("allow".into(), allow.into()));
+                response.headers.push(("allow".into(), allowed.into()));
                 response
             }
             Err(failure) => failure.response(),
@@ -271,8 +312,9 @@ impl Broker<'_> {
         }
     }
 
-    /// `GET /kbs/v0/resource/household-key/{key_id}`.
-    fn release(&self, request: &Request, key_id: &str) -> Result<Response, Failure> {
+    /// `GET /kbs/v0/resource/household-key/{key_id}` and
+    /// `GET /kbs/v0/resource/dataset-key/{key_id}`.
+    fn release(&self, request: &Request, kind: KeyKind, key_id: &str) -> Result<Response, Failure> {
         let key_id_shown: String = key_id.chars().take(64).collect();
         let grant = match protocol::bearer(request.header("authorization")) {
             Some(token) => self.store.grant(&protocol::token_hash(token))?,
@@ -287,14 +329,47 @@ impl Broker<'_> {
         };
         let not_found = || {
             self.key_release("not_found", &key_id_shown, Some(&grant));
-            Failure::new(ErrorCode::KeyNotFound, "no such household key")
+            Failure::new(ErrorCode::KeyNotFound, format!("no such {}", kind.what()))
         };
         let Ok(id) = KeyId::parse(key_id) else {
             return Err(not_found());
         };
-        let Some(wrapped) = self.store.wrapped_key(id.as_str())? else {
+        let wrapped = match kind {
+            KeyKind::Household => self.store.wrapped_key(id.as_str())?,
+            KeyKind::Dataset => self.store.wrapped_dataset_key(id.as_str())?,
+        };
+        let Some(wrapped) = wrapped else {
             return Err(not_found());
         };
+        let internal = |what: &str, e: &dyn std::fmt::Display| {
+            eprintln!("wattlet-key-broker: {what}: {e}");
+            Failure::new(ErrorCode::Internal, what.to_owned())
+        };
+        let key = self
+            .kek()?
+            .unwrap(&id, &wrapped)
+            .map_err(|e| internal("the key does not unwrap", &e))?;
+        let released = release_to(&grant.public_key, &id, &key)
+            .map_err(|e| internal("the key release failed", &e))?;
+        self.key_release("released", id.as_str(), Some(&grant));
+        Ok(Response::json(200, &released))
+    }
+
+    /// Refuses a request without the administrators' bearer token.
+    fn administrator(&self, request: &Request, what: &str) -> Result<(), Failure> {
+        let admin = self.variables.get(ADMIN_TOKEN).unwrap_or_default();
+        let given = protocol::bearer(request.header("authorization")).unwrap_or_default();
+        if admin.len() < 16 || !same(admin.as_bytes(), given.as_bytes()) {
+            return Err(Failure::new(
+                ErrorCode::Unauthorized,
+                format!("{what} need the administrators' bearer token"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The key-encryption key (Spin variable).
+    fn kek(&self) -> Result<Kek, Failure> {
         let internal = |what: &str, e: &dyn std::fmt::Display| {
             eprintln!("wattlet-key-broker: {what}: {e}");
             Failure::new(ErrorCode::Internal, what.to_owned())
@@ -303,27 +378,64 @@ impl Broker<'_> {
             .variables
             .get(KEY_ENCRYPTION_KEY)
             .map_err(|e| internal("key_encryption_key is not set", &e))?;
-        let kek = Kek::from_secret(&secret)
-            .map_err(|e| internal("key_encryption_key is unusable", &e))?;
-        let key = kek
-            .unwrap(&id, &wrapped)
-            .map_err(|e| internal("the household key does not unwrap", &e))?;
-        let released = release_to(&grant.public_key, &id, &key)
-            .map_err(|e| internal("the key release failed", &e))?;
-        self.key_release("released", id.as_str(), Some(&grant));
-        Ok(Response::json(200, &released))
+        Kek::from_secret(&secret).map_err(|e| internal("key_encryption_key is unusable", &e))
+    }
+
+    /// `POST /kbs/v0/dataset-key` (administrators): a new dataset key, answered once.
+    fn create_dataset_key(&self, request: &Request) -> Result<Response, Failure> {
+        self.administrator(request, "dataset keys")?;
+        let body: DatasetKeyRequest = serde_json::from_slice(&request.body).map_err(|e| {
+            Failure::new(ErrorCode::BadRequest, format!("dataset key request: {e}"))
+        })?;
+        let name = body.name.trim();
+        if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+            return Err(Failure::new(
+                ErrorCode::BadRequest,
+                "name: 1 to 200 printable characters",
+            ));
+        }
+        let failed = |e: wattlet_sealing::SealError| {
+            eprintln!("wattlet-key-broker: cannot make a dataset key: {e}");
+            Failure::new(ErrorCode::Internal, "cannot make a key")
+        };
+        let id = KeyId::generate().map_err(failed)?;
+        let key = wattlet_sealing::DataKey::generate().map_err(failed)?;
+        let wrapped = self.kek()?.wrap(&id, &key).map_err(failed)?;
+        self.store
+            .put_dataset_key(id.as_str(), name, &wrapped, self.now)?;
+        eprintln!(
+            "wattlet-key-broker: dataset key created key_id={} name={name:?}",
+            id.as_str()
+        );
+        Ok(Response::json(
+            201,
+            &DatasetKey {
+                key_id: id.to_string(),
+                name: name.to_owned(),
+                key: protocol::b64(key.as_bytes()),
+                created_at: self.now,
+            },
+        ))
+    }
+
+    /// `DELETE /kbs/v0/dataset-key/{key_id}` (administrators): destroys the key.
+    fn delete_dataset_key(&self, request: &Request, key_id: &str) -> Result<Response, Failure> {
+        self.administrator(request, "dataset keys")?;
+        if !self.store.delete_dataset_key(key_id)? {
+            return Err(Failure::new(ErrorCode::KeyNotFound, "no such dataset key"));
+        }
+        let key_id_shown: String = key_id.chars().take(64).collect();
+        eprintln!("wattlet-key-broker: dataset key destroyed key_id={key_id_shown}");
+        Ok(Response {
+            status: 204,
+            headers: Vec::new(),
+            body: Vec::new(),
+        })
     }
 
     /// `GET /kbs/v0/metrics` (administrators): OpenMetrics text.
     fn metrics(&self, request: &Request) -> Result<Response, Failure> {
-        let admin = self.variables.get(ADMIN_TOKEN).unwrap_or_default();
-        let given = protocol::bearer(request.header("authorization")).unwrap_or_default();
-        if admin.len() < 16 || !same(admin.as_bytes(), given.as_bytes()) {
-            return Err(Failure::new(
-                ErrorCode::Unauthorized,
-                "the metrics need the administrators' bearer token",
-            ));
-        }
+        self.administrator(request, "the metrics")?;
         let counters = self.store.counters()?;
         let live = self.store.live_grants(self.now)?;
         let mut text = String::new();
@@ -538,6 +650,86 @@ mod tests {
         assert!(metrics.contains("wattlet_kbs_key_releases_total{outcome=\"released\"} 1"));
         assert!(metrics.contains("\nwattlet_kbs_sessions 1\n"), "{metrics}");
         assert!(metrics.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn dataset_keys_are_made_by_administrators_released_to_attested_hosts_and_destroyed() {
+        let world = World::new(SIMULATED_POLICY);
+        let admin = |request: Request| {
+            world.call(request.with_header("authorization", &format!("Bearer {ADMIN}")))
+        };
+        let create = |name: &str| {
+            Request::new("POST", DATASET_KEY_PATH).with_body(json!({ "name": name }).to_string())
+        };
+        // Only administrators make keys, with a sensible name.
+        let (status, body) = world.call(create("debs"));
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (401, Some("unauthorized"))
+        );
+        for bad in ["", "  ", &"x".repeat(201), "a\nb"] {
+            let (status, body) = admin(create(bad));
+            assert_eq!(status, 400, "{bad:?}: {body}");
+        }
+        let (status, body) = admin(Request::new("POST", DATASET_KEY_PATH).with_body("{}"));
+        assert_eq!(status, 400, "{body}");
+        let (status, body) = admin(create("DEBS 2014, run 1"));
+        assert_eq!(status, 201, "{body}");
+        let made: DatasetKey = serde_json::from_value(body).unwrap();
+        assert_eq!(made.name, "DEBS 2014, run 1");
+        assert_eq!(made.created_at, world.now);
+        let id = KeyId::parse(&made.key_id).unwrap();
+        let key = DataKey::from_bytes(&protocol::decode_nonce(&made.key).unwrap()).unwrap();
+        let (_, other) = admin(create("another run"));
+        assert_ne!(other["key_id"], made.key_id);
+        assert_ne!(other["key"], made.key);
+
+        // Released to an attested host, like a household key; not by the household path.
+        let host = Recipient::generate();
+        let token = world.attest(&host);
+        let release = |path: String| {
+            world.call(
+                Request::new("GET", &path).with_header("authorization", &format!("Bearer {token}")),
+            )
+        };
+        let (status, body) = release(protocol::dataset_key_path(id.as_str()));
+        assert_eq!(status, 200, "{body}");
+        let released: Released = serde_json::from_value(body).unwrap();
+        assert_eq!(host.open(&id, &released).unwrap(), key);
+        let (status, _) = release(protocol::household_key_path(id.as_str()));
+        assert_eq!(status, 404);
+        let (status, _) = world.call(Request::new(
+            "GET",
+            &protocol::dataset_key_path(id.as_str()),
+        ));
+        assert_eq!(status, 401, "no token, no key");
+
+        // Destroyed by administrators only; then never released again.
+        let delete = Request::new("DELETE", &format!("{DATASET_KEY_PATH}/{}", id.as_str()));
+        let (status, _) = world.call(delete.clone());
+        assert_eq!(status, 401);
+        let (status, body) = admin(delete.clone());
+        assert_eq!(status, 204, "{body}");
+        let (status, body) = admin(delete);
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (404, Some("key_not_found"))
+        );
+        let (status, body) = release(protocol::dataset_key_path(id.as_str()));
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (404, Some("key_not_found"))
+        );
+
+        // Wrong methods name the right one.
+        let response = Broker {
+            store: &SqlStore::open(&world.db).unwrap(),
+            variables: &world.vars,
+            now: world.now,
+        }
+        .handle(&Request::new("GET", DATASET_KEY_PATH));
+        assert_eq!(response.status, 405);
+        assert!(response.headers.contains(&("allow".into(), "POST".into())));
     }
 
     #[test]

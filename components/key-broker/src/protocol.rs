@@ -12,6 +12,14 @@
 //!    [`Released`]: the household's data key encrypted to the attested public key.
 //! 4. `GET /kbs/v0/metrics` with the administrators' bearer token → OpenMetrics text.
 //!
+//! Dataset keys (a data set that belongs to no household, e.g. a DEBS stream run, sealed for
+//! the confidential functions that process it): `POST /kbs/v0/dataset-key`
+//! [`DatasetKeyRequest`] with the administrators' token → 201 [`DatasetKey`], the key itself,
+//! shown this once (the data owner seals with it and reads the results with it); the broker
+//! keeps it wrapped by the key-encryption key and releases it like a household key at
+//! `GET /kbs/v0/resource/dataset-key/{key_id}`. `DELETE /kbs/v0/dataset-key/{key_id}`
+//! (administrators) destroys it: every ciphertext under it is unreadable from then on.
+//!
 //! Errors are [`ErrorBody`]: `{"error":{"code","reason"?,"message"}}` with the code one of
 //! [`ErrorCode`].
 
@@ -31,6 +39,11 @@ pub const METRICS_PATH: &str = "/kbs/v0/metrics";
 /// The prefix of a household key's path; the key id follows.
 pub const HOUSEHOLD_KEY_PATH: &str = "/kbs/v0/resource/household-key/";
 
+/// Creating (POST) and destroying (`DELETE …/{key_id}`) dataset keys.
+pub const DATASET_KEY_PATH: &str = "/kbs/v0/dataset-key";
+/// The prefix of a dataset key's release path; the key id follows.
+pub const DATASET_KEY_RESOURCE_PATH: &str = "/kbs/v0/resource/dataset-key/";
+
 /// How long a token is good for after a successful attestation.
 pub const TOKEN_LIFETIME_SECONDS: u64 = 600;
 /// How long a session (its nonce) may wait for its evidence. The policy's
@@ -43,6 +56,41 @@ pub const TOKEN_LEN: usize = 32;
 /// The path of household key `key_id`.
 pub fn household_key_path(key_id: &str) -> String {
     format!("{HOUSEHOLD_KEY_PATH}{key_id}")
+}
+
+/// The release path of dataset key `key_id`.
+pub fn dataset_key_path(key_id: &str) -> String {
+    format!("{DATASET_KEY_RESOURCE_PATH}{key_id}")
+}
+
+/// `POST /kbs/v0/dataset-key`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetKeyRequest {
+    /// What the data set is, for the administrators (1–200 characters).
+    pub name: String,
+}
+
+/// A new dataset key, as `POST /kbs/v0/dataset-key` answers it (the only time the key itself
+/// leaves the broker other than to an attested host) and as its owner keeps it in a file.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetKey {
+    pub key_id: String,
+    pub name: String,
+    /// base64 of the 32-byte key.
+    pub key: String,
+    /// Seconds since 1970.
+    pub created_at: u64,
+}
+
+impl std::fmt::Debug for DatasetKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatasetKey")
+            .field("key_id", &self.key_id)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `POST /kbs/v0/auth`.

@@ -39,6 +39,18 @@ pub trait Store {
     fn grant(&self, token_hash: &str) -> Result<Option<Grant>, StoreError>;
     /// The wrapped household key `key_id` (`None`: shredded, never made, or no key table yet).
     fn wrapped_key(&self, key_id: &str) -> Result<Option<String>, StoreError>;
+    /// Keeps a new dataset key (wrapped) under `key_id`.
+    fn put_dataset_key(
+        &self,
+        key_id: &str,
+        name: &str,
+        wrapped: &str,
+        now: u64,
+    ) -> Result<(), StoreError>;
+    /// The wrapped dataset key `key_id` (`None`: deleted or never made).
+    fn wrapped_dataset_key(&self, key_id: &str) -> Result<Option<String>, StoreError>;
+    /// Destroys dataset key `key_id`; whether there was one.
+    fn delete_dataset_key(&self, key_id: &str) -> Result<bool, StoreError>;
     /// Adds one to counter `metric{labels}` (labels as written in the exposition).
     fn count(&self, metric: &str, labels: &str) -> Result<(), StoreError>;
     /// Every counter: (metric, labels, value), sorted.
@@ -49,7 +61,7 @@ pub trait Store {
     fn purge(&self, now: u64) -> Result<(), StoreError>;
 }
 
-const SCHEMA: [&str; 3] = [
+const SCHEMA: [&str; 4] = [
     "CREATE TABLE IF NOT EXISTS kbs_session (session TEXT PRIMARY KEY, nonce TEXT NOT NULL, \
      tee TEXT NOT NULL, created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS kbs_token (token_sha256 TEXT PRIMARY KEY, public_key TEXT NOT NULL, \
@@ -57,6 +69,8 @@ const SCHEMA: [&str; 3] = [
      expires_at INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS kbs_counter (metric TEXT NOT NULL, labels TEXT NOT NULL, \
      value INTEGER NOT NULL, PRIMARY KEY (metric, labels))",
+    "CREATE TABLE IF NOT EXISTS kbs_dataset_key (key_id TEXT PRIMARY KEY, name TEXT NOT NULL, \
+     wrapped TEXT NOT NULL, created_at INTEGER NOT NULL)",
 ];
 
 /// [`Store`] over one SQLite database.
@@ -197,6 +211,39 @@ impl Store for SqlStore<'_> {
             Err(StoreError(message)) if message.contains("no such table") => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    fn put_dataset_key(
+        &self,
+        key_id: &str,
+        name: &str,
+        wrapped: &str,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        self.sql.execute(
+            "INSERT INTO kbs_dataset_key (key_id, name, wrapped, created_at) VALUES (?, ?, ?, ?)",
+            &[text(key_id), text(name), text(wrapped), int(now)],
+        )?;
+        Ok(())
+    }
+
+    fn wrapped_dataset_key(&self, key_id: &str) -> Result<Option<String>, StoreError> {
+        self.sql
+            .execute(
+                "SELECT wrapped FROM kbs_dataset_key WHERE key_id = ?",
+                &[text(key_id)],
+            )?
+            .first()
+            .map(|row| get_text(row, 0))
+            .transpose()
+    }
+
+    fn delete_dataset_key(&self, key_id: &str) -> Result<bool, StoreError> {
+        let rows = self.sql.execute(
+            "DELETE FROM kbs_dataset_key WHERE key_id = ? RETURNING key_id",
+            &[text(key_id)],
+        )?;
+        Ok(!rows.is_empty())
     }
 
     fn count(&self, metric: &str, labels: &str) -> Result<(), StoreError> {
@@ -365,5 +412,31 @@ mod tests {
         .unwrap();
         assert_eq!(store.wrapped_key("k1").unwrap(), Some("wrapped".into()));
         assert_eq!(store.wrapped_key("k2").unwrap(), None);
+    }
+
+    #[test]
+    fn dataset_keys_are_kept_read_and_destroyed() {
+        let db = Sqlite::memory();
+        let store = SqlStore::open(&db).unwrap();
+        assert_eq!(store.wrapped_dataset_key("d1").unwrap(), None);
+        store.put_dataset_key("d1", "debs", "wrapped-1", 7).unwrap();
+        assert!(
+            store
+                .put_dataset_key("d1", "again", "wrapped-2", 8)
+                .is_err(),
+            "a key id is never reused"
+        );
+        assert_eq!(
+            store.wrapped_dataset_key("d1").unwrap(),
+            Some("wrapped-1".into())
+        );
+        assert_eq!(
+            store.wrapped_key("d1").unwrap(),
+            None,
+            "a dataset key is not a household key"
+        );
+        assert!(store.delete_dataset_key("d1").unwrap());
+        assert!(!store.delete_dataset_key("d1").unwrap());
+        assert_eq!(store.wrapped_dataset_key("d1").unwrap(), None);
     }
 }

@@ -13,8 +13,10 @@ const NONCE_LEN: usize = 24;
 pub enum Purpose {
     /// A work item, sealed by the manager for a confidential function.
     Item,
-    /// A result, sealed by the confidential function for the Data API.
+    /// A result, sealed by the confidential function for the Data API (or the data set's owner).
     Result,
+    /// A confidential function's own state (a checkpoint), sealed for its successor.
+    State,
 }
 
 impl Purpose {
@@ -22,6 +24,7 @@ impl Purpose {
         match self {
             Purpose::Item => "item",
             Purpose::Result => "result",
+            Purpose::State => "state",
         }
     }
 }

@@ -285,26 +285,45 @@ impl Cloud {
 /// executable is `binary` and whose nialm and stream components are the built ones the tests
 /// use.
 pub fn worker_measurement(binary: &Path) -> String {
-    let component =
-        wattlet_runtime::locate::locate("wattlet-nialm", None).expect("the nialm component");
-    let stream = wattlet_runtime::locate::locate("wattlet-stream-analytics", None)
-        .expect("the stream component");
+    measurement(
+        binary,
+        &[
+            (wattlet_workers::tee::NIALM_CLAIM, "wattlet-nialm"),
+            (
+                wattlet_workers::tee::STREAM_CLAIM,
+                "wattlet-stream-analytics",
+            ),
+        ],
+    )
+}
+
+/// The measurement of a DEBS stream worker (`wattlet worker stream`, the operators as the
+/// built stream component) whose executable is `binary`.
+pub fn stream_worker_measurement(binary: &Path) -> String {
+    measurement(
+        binary,
+        &[(
+            wattlet_workers::tee::STREAM_CLAIM,
+            "wattlet-stream-analytics",
+        )],
+    )
+}
+
+/// The measurement of `binary` running the built components (claim name, component name).
+fn measurement(binary: &Path, components: &[(&str, &str)]) -> String {
     let sha256 = |path: &Path| {
         wattlet_attestation::sha256_hex(&std::fs::read(path).expect("read a measured file"))
     };
     let claims = wattlet_attestation::RuntimeClaims {
         host_sha256: sha256(binary),
-        components: [
-            (
-                wattlet_workers::tee::NIALM_CLAIM.to_owned(),
-                sha256(&component),
-            ),
-            (
-                wattlet_workers::tee::STREAM_CLAIM.to_owned(),
-                sha256(&stream),
-            ),
-        ]
-        .into(),
+        components: components
+            .iter()
+            .map(|(claim, name)| {
+                let path = wattlet_runtime::locate::locate(name, None)
+                    .unwrap_or_else(|e| panic!("the built component {name}: {e:#}"));
+                ((*claim).to_owned(), sha256(&path))
+            })
+            .collect(),
     };
     wattlet_attestation::wattlet_measurement(&claims)
 }

@@ -41,7 +41,8 @@ pub mod spin;
 
 pub use cloud::{
     ADMIN_TOKEN, APP_VARIABLES, Cloud, IDENTITY_KEY, KEY_ENCRYPTION_KEY, household,
-    ingress_identity, ingress_identity_at, simulated_policy, worker_measurement,
+    ingress_identity, ingress_identity_at, simulated_policy, stream_worker_measurement,
+    worker_measurement,
 };
 pub use edge::{
     ConsentingEdge, InProcessEdge, Meter, add_meter, edge_config, edge_log, journal, journal_times,

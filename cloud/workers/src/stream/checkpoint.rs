@@ -36,6 +36,10 @@ pub struct Manifest {
     pub ends: Vec<u32>,
     /// The task has finished: every row is published.
     pub done: bool,
+    /// Sealed runs: per partition, the number of the last batch taken (a batch not past it is
+    /// refused as replayed).
+    #[serde(default)]
+    pub last_batches: std::collections::BTreeMap<u32, u64>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -42,6 +42,10 @@
 //! that fails releases its lease, and the worker leaves it alone for a while (1 s, doubling with
 //! each failure in a row, at most a minute), so a task that always fails does not spin.
 //!
+//! **Sealed runs** ([`sealed`]): when the input stream's description names a dataset key, every
+//! batch, end marker, row message and checkpoint is sealed under it, each for its place; workers
+//! get the key from the key broker after attestation ([`task::RunKeys`]).
+//!
 //! **Bad input.** A message that is not a batch of events (a line that is not an event, or a Q1
 //! event on another partition's subject: the whole message, none of its events are taken)
 //! goes to [`DEAD_STREAM`] (`debs.dead.<task>`, reason in [`crate::DEAD_REASON_HEADER`],
@@ -54,6 +58,7 @@ pub mod lease;
 pub mod operator;
 pub mod replay;
 pub mod results;
+pub mod sealed;
 pub mod task;
 
 use std::time::Duration;
@@ -77,6 +82,8 @@ pub const DEAD_STREAM: &str = "DEBS_DEAD";
 pub const DEAD_SUBJECT: &str = "debs.dead";
 /// The index within its task of an output message's first row (the others follow, one a line).
 pub const INDEX_HEADER: &str = "Debs-Index";
+/// The number of rows in an output message (readable without the key of a sealed run).
+pub const ROWS_HEADER: &str = "Debs-Rows";
 /// On an end marker: its partition.
 pub const END_HEADER: &str = "Debs-End";
 pub const DEFAULT_PARTITIONS: u32 = 8;
@@ -85,10 +92,13 @@ pub const OUTLIERS_TASK: &str = "outliers";
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(20 * 60);
 
 /// What the input stream was created with, kept as JSON in its description.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamMeta {
     pub partitions: u32,
     pub lateness: u32,
+    /// A sealed run: the dataset key every payload is sealed under ([`sealed`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
 }
 
 impl Default for StreamMeta {
@@ -96,6 +106,21 @@ impl Default for StreamMeta {
         StreamMeta {
             partitions: DEFAULT_PARTITIONS,
             lateness: wattlet_stream_analytics::reorder::DEFAULT_LATENESS,
+            key_id: None,
+        }
+    }
+}
+
+impl std::fmt::Display for StreamMeta {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} partitions, lateness {} s, ",
+            self.partitions, self.lateness
+        )?;
+        match &self.key_id {
+            Some(id) => write!(f, "sealed under dataset key {id}"),
+            None => write!(f, "in the clear"),
         }
     }
 }
@@ -205,22 +230,18 @@ async fn create_or_update(js: &Context, config: stream::Config) -> anyhow::Resul
 }
 
 /// Creates the input stream with `meta`, or checks that the existing one has it.
-pub async fn ensure_events_stream(js: &Context, meta: StreamMeta) -> anyhow::Result<()> {
+pub async fn ensure_events_stream(js: &Context, meta: &StreamMeta) -> anyhow::Result<()> {
     if let Some(existing) = events_meta(js).await? {
         anyhow::ensure!(
-            existing == meta,
-            "the stream {EVENTS_STREAM} exists with {} partitions and lateness {} s, not {} and \
-             {} s (delete the DEBS_* streams for a new run)",
-            existing.partitions,
-            existing.lateness,
-            meta.partitions,
-            meta.lateness
+            existing == *meta,
+            "the stream {EVENTS_STREAM} exists with {existing}, not {meta} (delete the DEBS_* \
+             streams for a new run)"
         );
         return Ok(());
     }
     js.create_stream(stream::Config {
         name: EVENTS_STREAM.to_owned(),
-        description: Some(serde_json::to_string(&meta)?),
+        description: Some(serde_json::to_string(meta)?),
         subjects: vec![format!("{EVENTS_SUBJECT}.>")],
         retention: stream::RetentionPolicy::Limits,
         storage: stream::StorageType::File,

@@ -6,8 +6,10 @@ use std::time::{Duration, Instant};
 use async_nats::HeaderMap;
 use async_nats::jetstream::Context;
 use async_nats::jetstream::context::PublishAckFuture;
+use wattlet_sealing::Purpose;
 use wattlet_stream_analytics::Event;
 
+use super::sealed::{BatchItem, Payloads};
 use super::{END_HEADER, EVENTS_SUBJECT, StreamMeta, ensure_events_stream, partition_of};
 
 /// Most events in one input message.
@@ -29,6 +31,8 @@ struct Batch {
     first_id: u64,
     count: usize,
     lines: String,
+    /// Batches of the partition sent so far.
+    sent: u64,
 }
 
 /// Publishes `events` (in order) to partition `house % P`, then one end marker per partition.
@@ -39,18 +43,26 @@ struct Batch {
 /// and, all batches, whenever the newest event time moves on to a later second: a batch waits
 /// at most one second of event time, and the batches are a function of the file alone, so a
 /// repeated replay sends the same messages under the same ids (`e<first event id>.<count>`)
-/// and JetStream drops them. `rate`: event time runs this many times faster than wall time
-/// (None: as fast as acknowledgements come). `progress` is called about once a second.
+/// and JetStream drops them. `payloads`: in the clear, or each batch sealed under the run's
+/// dataset key for its [`BatchItem`] (the run's key id goes into `meta`). `rate`: event time
+/// runs this many times faster than wall time (None: as fast as acknowledgements come).
+/// `progress` is called about once a second.
 pub async fn replay(
     js: &Context,
     events: impl Iterator<Item = anyhow::Result<Event>>,
-    meta: StreamMeta,
+    meta: &StreamMeta,
+    payloads: &Payloads,
     rate: Option<f64>,
     mut progress: impl FnMut(&ReplayStats),
 ) -> anyhow::Result<ReplayStats> {
-    ensure_events_stream(js, meta).await?;
+    let meta = StreamMeta {
+        key_id: payloads.key_id(),
+        ..meta.clone()
+    };
+    ensure_events_stream(js, &meta).await?;
     let mut out = Sender {
         js,
+        payloads,
         stats: ReplayStats::default(),
         pending: Vec::new(),
     };
@@ -100,12 +112,11 @@ pub async fn replay(
     }
     for p in 0..meta.partitions {
         let mut headers = HeaderMap::new();
-        headers.insert(
-            async_nats::header::NATS_MESSAGE_ID,
-            format!("end-{p}").as_str(),
-        );
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, end_item(p).as_str());
         headers.insert(END_HEADER, p.to_string().as_str());
-        out.send(format!("{EVENTS_SUBJECT}.{p}"), headers, String::new())
+        // Sealed too (empty), so that nobody else can end a sealed run's tasks early.
+        let payload = payloads.seal(&end_item(p), Purpose::Item, b"")?;
+        out.send(format!("{EVENTS_SUBJECT}.{p}"), headers, payload)
             .await?;
     }
     out.settle().await?;
@@ -113,9 +124,15 @@ pub async fn replay(
     Ok(out.stats)
 }
 
+/// The message id (and sealed item) of partition `p`'s end marker.
+pub fn end_item(p: u32) -> String {
+    format!("end-{p}")
+}
+
 /// Publishes with acknowledgements awaited in bulk.
 struct Sender<'a> {
     js: &'a Context,
+    payloads: &'a Payloads,
     stats: ReplayStats,
     pending: Vec<PublishAckFuture>,
 }
@@ -125,14 +142,24 @@ impl Sender<'_> {
         if batch.count == 0 {
             return Ok(());
         }
+        let item = BatchItem {
+            first_id: batch.first_id,
+            count: batch.count,
+            partition: partition as u32,
+            number: batch.sent,
+        };
         let mut headers = HeaderMap::new();
         headers.insert(
             async_nats::header::NATS_MESSAGE_ID,
-            format!("e{}.{}", batch.first_id, batch.count).as_str(),
+            format!("e{}.{}", item.first_id, item.count).as_str(),
         );
-        let lines = std::mem::take(&mut batch.lines);
+        let payload =
+            self.payloads
+                .seal(&item.to_string(), Purpose::Item, batch.lines.as_bytes())?;
+        batch.lines.clear();
         batch.count = 0;
-        self.send(format!("{EVENTS_SUBJECT}.{partition}"), headers, lines)
+        batch.sent += 1;
+        self.send(format!("{EVENTS_SUBJECT}.{partition}"), headers, payload)
             .await
     }
 
@@ -140,7 +167,7 @@ impl Sender<'_> {
         &mut self,
         subject: String,
         headers: HeaderMap,
-        payload: String,
+        payload: Vec<u8>,
     ) -> anyhow::Result<()> {
         self.pending.push(
             self.js

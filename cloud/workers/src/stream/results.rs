@@ -8,11 +8,19 @@ use async_nats::jetstream::Context;
 use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
 use futures::StreamExt as _;
 
+use wattlet_sealing::Purpose;
+
 use super::checkpoint::{Checkpoints, Manifest};
+use super::sealed::Payloads;
 use super::{INDEX_HEADER, OUT_STREAM, OUT_SUBJECT, TaskKind, events_meta, tasks};
 
-/// Every output row: task → (index, row) in stream order (duplicates included).
-pub async fn read_outputs(js: &Context) -> anyhow::Result<BTreeMap<String, Vec<(u64, String)>>> {
+/// Every output row: task → (index, row) in stream order (duplicates included). A sealed run's
+/// rows are opened with `payloads` (the run's key); a message that does not open, or that was
+/// sealed for another place of the run, is an error.
+pub async fn read_outputs(
+    js: &Context,
+    payloads: &Payloads,
+) -> anyhow::Result<BTreeMap<String, Vec<(u64, String)>>> {
     let mut stream = js.get_stream(OUT_STREAM).await?;
     let last = stream.info().await?.state.last_sequence;
     let mut all: BTreeMap<String, Vec<(u64, String)>> = BTreeMap::new();
@@ -40,8 +48,12 @@ pub async fn read_outputs(js: &Context) -> anyhow::Result<BTreeMap<String, Vec<(
             .and_then(|h| h.get(INDEX_HEADER))
             .and_then(|v| v.as_str().parse().ok())
             .with_context(|| format!("output message {seq} has no {INDEX_HEADER}"))?;
+        let item = format!("{task}-{first}");
+        let plaintext = payloads
+            .open_item(&item, Purpose::Result, &message.payload)
+            .map_err(|e| anyhow::anyhow!("output message {seq} ({item}): {e}"))?;
         let rows = all.entry(task).or_default();
-        let text = String::from_utf8_lossy(&message.payload);
+        let text = String::from_utf8_lossy(&plaintext);
         for (i, row) in text.split('\n').enumerate() {
             rows.push((first + i as u64, row.to_owned()));
         }

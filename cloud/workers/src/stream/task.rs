@@ -14,14 +14,21 @@ use async_nats::jetstream::{self, Context, stream};
 use futures::{FutureExt as _, StreamExt as _};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use wattlet_sealing::{KeyId, Purpose};
 use wattlet_stream_analytics::event::parse_line;
+
+use crate::confidential::{
+    Confidential, ConfidentialError, ConfidentialMetrics, ConfidentialOptions,
+};
 
 use super::checkpoint::{Checkpoints, Manifest};
 use super::lease::{Lease, Leases, fair_share};
 use super::operator::{Operator, Operators, Row};
+use super::replay::end_item;
+use super::sealed::{BatchItem, Payloads, RunKey};
 use super::{
-    DEAD_SUBJECT, END_HEADER, EVENTS_STREAM, INDEX_HEADER, OUT_STREAM, OUT_SUBJECT, StreamMeta,
-    TaskKind, ensure_streams, events_meta, now_ms, partition_of, tasks,
+    DEAD_SUBJECT, END_HEADER, EVENTS_STREAM, INDEX_HEADER, OUT_STREAM, OUT_SUBJECT, ROWS_HEADER,
+    StreamMeta, TaskKind, ensure_streams, events_meta, now_ms, partition_of, tasks,
 };
 
 /// Rows (and dead letters) awaiting their acknowledgement before the runner waits for them.
@@ -79,9 +86,24 @@ struct Held {
     handle: JoinHandle<anyhow::Result<Outcome>>,
 }
 
-/// Runs a worker until `shutdown`, then checkpoints and releases its tasks.
+/// Where a worker gets a sealed run's dataset key.
+pub enum RunKeys {
+    /// Nowhere: the worker takes part in runs in the clear only.
+    None,
+    /// From the key broker, after attestation (`wattlet worker stream --key-broker`).
+    Broker(ConfidentialOptions),
+    /// A key the caller holds already: how the benchmark measures the sealing without a
+    /// broker. A deployed worker gets keys from the broker only.
+    Held(RunKey),
+}
+
+/// Runs a worker until `shutdown`, then checkpoints and releases its tasks. A sealed run
+/// needs `keys`: with [`RunKeys::Broker`] the worker attests and gets the run's dataset key
+/// before it reads any event; when the broker no longer has the key (deleted: the run is to
+/// be unreadable), the worker stops its tasks and fails.
 pub async fn run(
     options: StreamWorkerOptions,
+    keys: RunKeys,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     anyhow::ensure!(
@@ -106,6 +128,7 @@ pub async fn run(
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     };
+    let (payloads, attested) = run_key(&meta, keys).await?;
     let checkpoints = Arc::new(Checkpoints::open(&js).await?);
     let all = tasks(meta.partitions);
     // Where this worker starts looking for free tasks: spread by its id.
@@ -119,11 +142,24 @@ pub async fn run(
     let mut failed: BTreeMap<TaskKind, (u32, u64)> = BTreeMap::new();
     let mut tick = tokio::time::interval(options.renew_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tracing::info!(id = %options.id, partitions = meta.partitions, operators = ?options.operators, "stream worker started");
+    tracing::info!(id = %options.id, run = %meta, operators = ?options.operators, "stream worker started");
+    let mut key_gone = None;
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
             _ = tick.tick() => {}
+        }
+        // The broker is asked again whenever the worker's token expires: a deleted key stops
+        // the run here within a token's lifetime.
+        if let Some((confidential, id)) = &attested {
+            match confidential.dataset_key(id).await {
+                Ok(_) => {}
+                Err(e @ ConfidentialError::KeyNotFound(_)) => {
+                    key_gone = Some(e);
+                    break;
+                }
+                Err(e) => tracing::warn!("cannot confirm the run's dataset key: {e}"),
+            }
         }
         let now = now_ms();
         if let Err(e) = leases.heartbeat(&options.id, now + lease_ms).await {
@@ -242,7 +278,8 @@ pub async fn run(
                             js: js.clone(),
                             checkpoints: checkpoints.clone(),
                             kind,
-                            meta,
+                            meta: meta.clone(),
+                            payloads: payloads.clone(),
                             options: options.clone(),
                             valid_until: valid.clone(),
                             lease_seq: seq,
@@ -272,7 +309,53 @@ pub async fn run(
         stop_and_release(&leases, kind, h, options.lease_time).await;
     }
     let _ = leases.heartbeat(&options.id, 0).await;
-    Ok(())
+    match key_gone {
+        Some(e) => Err(anyhow::Error::new(e).context(
+            "the run's dataset key was deleted at the key broker: its data is to be unreadable; \
+             the worker stopped its tasks",
+        )),
+        None => Ok(()),
+    }
+}
+
+/// How the run's payloads are opened: a sealed run attests (when the worker may) and gets the
+/// dataset key; the attested handle and key id stay to confirm the key later.
+async fn run_key(
+    meta: &StreamMeta,
+    keys: RunKeys,
+) -> anyhow::Result<(Payloads, Option<(Confidential, KeyId)>)> {
+    let Some(key_id) = &meta.key_id else {
+        if !matches!(keys, RunKeys::None) {
+            tracing::warn!("the run is not sealed: its events are in the clear on NATS");
+        }
+        return Ok((Payloads::Plain, None));
+    };
+    let key_id = KeyId::parse(key_id)
+        .with_context(|| format!("the run's key id {key_id:?} in {EVENTS_STREAM}"))?;
+    let options = match keys {
+        RunKeys::Broker(options) => options,
+        RunKeys::Held(key) if key.id == key_id => return Ok((Payloads::sealed(key), None)),
+        RunKeys::Held(key) => {
+            anyhow::bail!(
+                "the run is sealed under dataset key {key_id}, not {}",
+                key.id
+            )
+        }
+        RunKeys::None => anyhow::bail!(
+            "the run is sealed under dataset key {key_id}: start the worker with --key-broker \
+             (it attests there and gets the key)"
+        ),
+    };
+    let attested =
+        Confidential::start_or_refuse(options, ConfidentialMetrics::default(), "event").await?;
+    let key = attested.dataset_key(&key_id).await.with_context(|| {
+        format!("cannot get the run's dataset key {key_id} from the key broker")
+    })?;
+    tracing::info!(key_id = %key_id, "attested: the run's dataset key was released to this worker");
+    Ok((
+        Payloads::sealed(RunKey::new(key_id.clone(), key)),
+        Some((attested, key_id)),
+    ))
 }
 
 /// How long a worker leaves a task alone after its `failures`-th consecutive failure there (a
@@ -318,6 +401,7 @@ struct Runner {
     checkpoints: Arc<Checkpoints>,
     kind: TaskKind,
     meta: StreamMeta,
+    payloads: Payloads,
     options: StreamWorkerOptions,
     valid_until: Arc<AtomicU64>,
     lease_seq: u64,
@@ -345,7 +429,16 @@ impl Runner {
         let mut pos = Manifest::default();
         let mut previous_generation = None;
         match self.checkpoints.load(&name).await {
-            Ok(Some((manifest, state))) => match op.restore(&state) {
+            Ok(Some((manifest, state))) => match self
+                .payloads
+                .open_item(
+                    &state_item(&name, &manifest.generation),
+                    Purpose::State,
+                    &state,
+                )
+                .map_err(anyhow::Error::msg)
+                .and_then(|state| op.restore(&state))
+            {
                 Ok(()) => {
                     previous_generation = Some(manifest.generation.clone());
                     pos = manifest;
@@ -416,7 +509,13 @@ impl Runner {
                     while let Some(m) = message.take() {
                         let seq = m.info().map_err(|e| anyhow::anyhow!("{e}"))?.stream_sequence;
                         if let Some(end) = m.headers.as_ref().and_then(|h| h.get(END_HEADER)) {
-                            if let Ok(p) = end.as_str().parse::<u32>()
+                            let end = end.as_str().parse::<u32>().ok().filter(|p| {
+                                self.payloads.open_item(&end_item(*p), Purpose::Item, &m.payload).is_ok()
+                            });
+                            if end.is_none() {
+                                let reason = format!("input message {seq} is not an authentic end marker");
+                                self.dead_letter(&m.payload, seq, &reason, &mut progress).await?;
+                            } else if let Some(p) = end
                                 && !progress.pos.ends.contains(&p)
                             {
                                 progress.pos.ends.push(p);
@@ -433,7 +532,7 @@ impl Runner {
                             }
                         } else {
                             let before = batch.len();
-                            match self.events(&m.subject, &m.payload, seq, &mut batch) {
+                            match self.events(&m.subject, &m.payload, seq, &mut batch, &mut progress.pos.last_batches) {
                                 Ok(()) => progress.pos.events += (batch.len() - before) as u64,
                                 Err(reason) => {
                                     self.dead_letter(&m.payload, seq, &reason, &mut progress).await?;
@@ -465,17 +564,22 @@ impl Runner {
         }
     }
 
-    /// Appends the events of an input message (a batch of CSV lines, see [`super::replay`]) to
-    /// `batch`; or, appending nothing, why the message is not one. A message is taken whole or
-    /// not at all: one bad line makes the rest suspect too.
+    /// Appends the events of an input message (a batch of CSV lines, see [`super::replay`];
+    /// sealed in a sealed run) to `batch`; or, appending nothing, why the message is not one.
+    /// A message is taken whole or not at all: one bad line makes the rest suspect too.
     fn events(
         &self,
         subject: &str,
         payload: &[u8],
         seq: u64,
         batch: &mut Vec<wattlet_stream_analytics::Event>,
+        last_batches: &mut BTreeMap<u32, u64>,
     ) -> Result<(), String> {
-        let text = std::str::from_utf8(payload)
+        let (item, plaintext) = self
+            .payloads
+            .open(Purpose::Item, payload)
+            .map_err(|e| format!("input message {seq} on {subject}: {e}"))?;
+        let text = std::str::from_utf8(&plaintext)
             .map_err(|_| format!("input message {seq} on {subject} is not UTF-8 text"))?;
         let before = batch.len();
         for (i, line) in text.lines().enumerate() {
@@ -506,6 +610,51 @@ impl Runner {
         if batch.len() == before {
             return Err(format!("input message {seq} on {subject} holds no event"));
         }
+        if let Some(item) = item
+            && let Err(e) = self.check_sealed_batch(&item, &batch[before..], last_batches)
+        {
+            batch.truncate(before);
+            return Err(format!("input message {seq} on {subject}: {e}"));
+        }
+        Ok(())
+    }
+
+    /// A sealed batch must be the one the replay sealed (its [`BatchItem`]: these events, all
+    /// of its partition) and come after the partition's last batch taken ([`super::sealed`]).
+    fn check_sealed_batch(
+        &self,
+        item: &str,
+        events: &[wattlet_stream_analytics::Event],
+        last_batches: &mut BTreeMap<u32, u64>,
+    ) -> Result<(), String> {
+        let item: BatchItem = item.parse()?;
+        let first = events.first().ok_or("no event")?;
+        if (item.first_id, item.count) != (first.id, events.len()) {
+            return Err(format!(
+                "sealed as {item} but holds e{}.{}: not the batch that was sealed",
+                first.id,
+                events.len()
+            ));
+        }
+        if let Some(e) = events
+            .iter()
+            .find(|e| partition_of(e.house, self.meta.partitions) != item.partition)
+        {
+            return Err(format!(
+                "sealed as {item} but holds an event of house {}, not of partition {}",
+                e.house, item.partition
+            ));
+        }
+        if let Some(last) = last_batches
+            .get(&item.partition)
+            .filter(|last| item.number <= **last)
+        {
+            return Err(format!(
+                "replayed: batch {} of partition {} is not past batch {last}, the last taken",
+                item.number, item.partition
+            ));
+        }
+        last_batches.insert(item.partition, item.number);
         Ok(())
     }
 
@@ -542,12 +691,14 @@ impl Runner {
                 }
                 payload.push_str(&row.to_csv());
             }
+            let id = format!("{}-{index}", progress.name);
             let mut headers = HeaderMap::new();
-            headers.insert(
-                async_nats::header::NATS_MESSAGE_ID,
-                format!("{}-{index}", progress.name).as_str(),
-            );
+            headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
             headers.insert(INDEX_HEADER, index.to_string().as_str());
+            headers.insert(ROWS_HEADER, chunk.len().to_string().as_str());
+            let payload = self
+                .payloads
+                .seal(&id, Purpose::Result, payload.as_bytes())?;
             let ack = self
                 .js
                 .publish_with_headers(subject.clone(), headers, payload.into())
@@ -599,9 +750,13 @@ impl Runner {
         settle(progress).await?;
         self.check_lease(&progress.name)?;
         let started = Instant::now();
-        let state = op.snapshot()?;
         progress.generation += 1;
         let generation = format!("{}-{}", self.lease_seq, progress.generation);
+        let state = self.payloads.seal(
+            &state_item(&progress.name, &generation),
+            Purpose::State,
+            &op.snapshot()?,
+        )?;
         let manifest = Manifest {
             generation: generation.clone(),
             ..progress.pos.clone()
@@ -622,6 +777,11 @@ impl Runner {
     }
 }
 
+/// The sealed item of a task's checkpoint state.
+fn state_item(task: &str, generation: &str) -> String {
+    format!("{task}/{generation}")
+}
+
 async fn settle(progress: &mut Progress) -> anyhow::Result<()> {
     for ack in progress.pending.drain(..) {
         ack.await.context("a row was not stored")?;
@@ -637,12 +797,14 @@ pub async fn last_index(js: &Context, task: &str) -> anyhow::Result<Option<u64>>
         .await
     {
         Ok(m) => {
-            let first: u64 = m
-                .headers
-                .get(INDEX_HEADER)
-                .and_then(|v| v.as_str().parse().ok())
-                .with_context(|| format!("the last rows of {task} have no {INDEX_HEADER}"))?;
-            let rows = m.payload.split(|&b| b == b'\n').count() as u64;
+            let header = |name: &str| -> anyhow::Result<u64> {
+                m.headers
+                    .get(name)
+                    .and_then(|v| v.as_str().parse().ok())
+                    .with_context(|| format!("the last rows of {task} have no {name}"))
+            };
+            let (first, rows) = (header(INDEX_HEADER)?, header(ROWS_HEADER)?);
+            anyhow::ensure!(rows > 0, "the last rows of {task} are none");
             Ok(Some(first + rows - 1))
         }
         Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Ok(None),
