@@ -503,9 +503,29 @@ fn payloads(
     })
 }
 
+/// `wattlet stream key <args…>` against the broker of `broker_args` as an administrator.
+fn key_command(broker_args: &[&str], token_file: &str, args: &[&str]) -> wattlet_testkit::Ran {
+    let (action, rest) = args.split_first().expect("an action");
+    run(
+        wattlet_testkit::binary!("wattlet")
+            .args(["stream", "key", action])
+            .args(broker_args)
+            .args(["--token-file", token_file])
+            .args(rest),
+        None,
+    )
+}
+
+/// The administrators' token in `dir/admin.token`.
+fn admin_token_file(dir: &Path) -> String {
+    let file = dir.join("admin.token");
+    std::fs::write(&file, wattlet_testkit::ADMIN_TOKEN).unwrap();
+    file.to_str().unwrap().to_owned()
+}
+
 #[test]
 fn stream_sealed_run_keeps_readings_off_nats_and_refuses_forgeries() {
-    use wattlet_testkit::{ADMIN_TOKEN, Cloud, simulated_policy, stream_worker_measurement};
+    use wattlet_testkit::{Cloud, simulated_policy, stream_worker_measurement};
     let dir = tempfile::tempdir().unwrap();
     let wattlet_bin = Path::new(env!("CARGO_BIN_EXE_wattlet"));
     let policy = simulated_policy(&stream_worker_measurement(wattlet_bin));
@@ -513,51 +533,27 @@ fn stream_sealed_run_keeps_readings_off_nats_and_refuses_forgeries() {
     let broker = cloud.url();
     let ca = cloud.ca.ca_cert_path();
     let ca = ca.to_str().unwrap();
-    let token_file = dir.path().join("admin.token");
-    std::fs::write(&token_file, ADMIN_TOKEN).unwrap();
-    let token_file = token_file.to_str().unwrap();
+    let token_file = &admin_token_file(dir.path());
     let broker_args = ["--key-broker", broker.as_str(), "--ca", ca];
 
     // The dataset key, shown once and kept in a private file.
     let key_file = dir.path().join("run.key");
     let key = key_file.to_str().unwrap();
-    wattlet(&[
-        "stream",
-        "key",
-        "create",
-        "--key-broker",
-        &broker,
-        "--ca",
-        ca,
-        "--token-file",
+    key_command(
+        &broker_args,
         token_file,
-        "--name",
-        "DEBS test run",
-        "-o",
-        key,
-    ]);
+        &["create", "--name", "DEBS test run", "-o", key],
+    )
+    .expect_success("wattlet stream key create");
     use std::os::unix::fs::PermissionsExt as _;
     assert_eq!(
         std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
         0o600
     );
-    let again = run(
-        wattlet_testkit::binary!("wattlet").args([
-            "stream",
-            "key",
-            "create",
-            "--key-broker",
-            &broker,
-            "--ca",
-            ca,
-            "--token-file",
-            token_file,
-            "--name",
-            "x",
-            "-o",
-            key,
-        ]),
-        None,
+    let again = key_command(
+        &broker_args,
+        token_file,
+        &["create", "--name", "x", "-o", key],
     );
     assert!(
         !again.success() && again.stderr.contains("cannot create the key file"),
@@ -774,18 +770,87 @@ fn stream_sealed_run_keeps_readings_off_nats_and_refuses_forgeries() {
     );
 
     // The key destroyed: a worker cannot have it any more.
-    wattlet(&[
-        "stream",
-        "key",
-        "delete",
-        "--key-broker",
-        &broker,
-        "--ca",
-        ca,
-        "--token-file",
+    key_command(&broker_args, token_file, &["delete", key])
+        .expect_success("wattlet stream key delete");
+    let late = run(
+        wattlet_testkit::binary!("wattlet")
+            .args([
+                "worker",
+                "stream",
+                "--nats",
+                &server.url,
+                "--tee",
+                "simulated",
+            ])
+            .args(broker_args),
+        None,
+    );
+    assert!(
+        !late.success() && late.stderr.contains("cannot get the run's dataset key"),
+        "{}",
+        late.stderr
+    );
+}
+
+/// The sealed run against the app on the real Spin CLI: the key made, released to attested
+/// workers and destroyed by the same `spin.toml` as on `wattlet serve`.
+#[test]
+fn stream_sealed_run_against_the_app_on_real_spin() {
+    let Some(spin) = wattlet_testkit::spin_cli() else {
+        eprintln!("{}", wattlet_testkit::NO_SPIN);
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let policy = wattlet_testkit::simulated_policy(&wattlet_testkit::stream_worker_measurement(
+        Path::new(env!("CARGO_BIN_EXE_wattlet")),
+    ));
+    let variables: Vec<(&str, &str)> = wattlet_testkit::APP_VARIABLES
+        .iter()
+        .copied()
+        .chain([("attestation_policy", policy.as_str())])
+        .collect();
+    let app = wattlet_testkit::SpinUp::start(
+        &spin,
+        &wattlet_testkit::repo().join("spin.toml"),
+        None,
+        &dir.path().join("spin"),
+        &variables,
+    );
+    let broker = app.url();
+    let broker_args = ["--key-broker", broker.as_str()];
+    let token_file = &admin_token_file(dir.path());
+    let key_file = dir.path().join("run.key");
+    let key = key_file.to_str().unwrap();
+    key_command(
+        &broker_args,
         token_file,
-        key,
-    ]);
+        &["create", "--name", "on Spin", "-o", key],
+    )
+    .expect_success("wattlet stream key create on Spin");
+
+    let file = generate(dir.path(), "events.csv.gz", 2, 8, 20);
+    let want = in_process(&file, 2);
+    let server = nats(&subdir(dir.path(), "nats"));
+    let log = dir.path().join("workers.log");
+    let mut worker_args = vec!["--tee", "simulated"];
+    worker_args.extend(broker_args);
+    let worker = spawn_worker_with(&server, "w1", &log, &worker_args);
+    let mut replay = replay_args(&server, &file, "2");
+    replay.extend(["--key", key]);
+    wattlet(&replay);
+    let (got, stderr) = results_with(&server, dir.path(), "got.csv", &["--key", key]);
+    stop([worker]);
+    assert!(stderr.contains("3 of 3 tasks complete"), "{stderr}");
+    assert_same_rows(&got, &want, "sealed run on Spin vs in-process run");
+
+    key_command(&broker_args, token_file, &["delete", key])
+        .expect_success("wattlet stream key delete on Spin");
+    let again = key_command(&broker_args, token_file, &["delete", key]);
+    assert!(
+        !again.success() && again.stderr.contains("key_not_found"),
+        "{}",
+        again.stderr
+    );
     let late = run(
         wattlet_testkit::binary!("wattlet")
             .args([
