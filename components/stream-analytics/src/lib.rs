@@ -18,6 +18,7 @@ mod component;
 mod conversions;
 pub mod entities;
 pub mod event;
+pub mod fifo;
 pub mod forecast;
 pub mod generate;
 pub mod median;

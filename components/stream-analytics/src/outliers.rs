@@ -13,16 +13,16 @@
 //! last row: when it has values again, its first row is emitted as a first appearance. Rows of
 //! one evaluation are in (window, house) order.
 //!
-//! State: per window a FIFO of (ts, plug, value), 16 bytes per value in the window, and per plug
-//! a [`MedianSet`] (O(distinct values)), and one global [`BlockedMedianSet`] (counts per value in
-//! blocks: the global set holds every value of the window).
-
-use std::collections::VecDeque;
+//! State: per window a FIFO of (ts, plug, value), 16 bytes per value in the window (in blocks,
+//! [`BlockFifo`]: no doubling buffer), per plug a [`MedianSet`] (O(distinct values)), and one
+//! global [`BlockedMedianSet`] (counts per value in blocks: the global set holds every value of
+//! the window).
 
 use serde::{Deserialize, Serialize};
 
 use crate::Outputs;
 use crate::entities::Entities;
+use crate::fifo::BlockFifo;
 use crate::median::{BlockedMedianSet, MedianSet};
 
 /// Window lengths, seconds.
@@ -47,7 +47,7 @@ pub fn percent(above: u32, plugs: u32) -> f64 {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Window {
     len: u32,
-    fifo: VecDeque<(u32, u32, i64)>,
+    fifo: BlockFifo<(u32, u32, i64)>,
     /// By plug index.
     plugs: Vec<MedianSet>,
     global: BlockedMedianSet,
@@ -59,7 +59,7 @@ impl Window {
     fn new(len: u32) -> Self {
         Window {
             len,
-            fifo: VecDeque::new(),
+            fifo: BlockFifo::new(),
             plugs: Vec::new(),
             global: BlockedMedianSet::new(),
             last: Vec::new(),
@@ -192,6 +192,16 @@ impl Outliers {
             }
             if w.fifo.iter().any(|&(_, p, _)| p as usize >= w.plugs.len()) {
                 return Err(format!("Q2 window of {} s: plug index out of range", w.len));
+            }
+            let held: u64 = w.plugs.iter().map(MedianSet::len).sum();
+            if held != w.fifo.len() as u64 || w.global.len() != held {
+                return Err(format!(
+                    "Q2 window of {} s: {} values in the window, {held} in the plugs' sets, {} \
+                     in the global one",
+                    w.len,
+                    w.fifo.len(),
+                    w.global.len()
+                ));
             }
         }
         Ok(())
