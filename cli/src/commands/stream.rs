@@ -1,6 +1,5 @@
 //! `wattlet stream …` and `wattlet worker stream`: the DEBS 2014 queries on NATS JetStream.
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -489,22 +488,22 @@ fn results(args: ResultsArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        let all = debs::results::read_outputs(&js, &payloads).await?;
+        let mut names: Vec<String> = debs::results::status(&js)
+            .await?
+            .iter()
+            .map(|(kind, _)| kind.name())
+            .collect();
+        names.sort();
         let mut problems = Vec::new();
         let mut out = create(&args.output)?;
-        let mut counts = BTreeMap::new();
-        for (task, rows) in &all {
-            problems.extend(debs::results::check(task, rows));
-            let sorted = debs::results::sorted(rows);
-            counts.insert(task.clone(), sorted.len());
-            for (index, row) in sorted {
-                writeln!(out, "{task},{index},{row}")?;
+        for task in &names {
+            let rows = debs::results::write_task_rows(&js, &payloads, task, &mut out).await?;
+            problems.extend(rows.problems(task));
+            if rows.next > 0 {
+                eprintln!("{task}: {} rows", rows.next);
             }
         }
         out.flush()?;
-        for (task, n) in &counts {
-            eprintln!("{task}: {n} rows");
-        }
         if problems.is_empty() {
             Ok(ExitCode::SUCCESS)
         } else {

@@ -288,12 +288,21 @@ fn main() {
                 let secs = started.elapsed().as_secs_f64();
                 let (cpu, nats_cpu) = (cpu_seconds("self") - cpu0, cpu_seconds(&nats_pid) - nats0);
                 stop_workers(&runtime, running);
-                let rows: usize = runtime
-                    .block_on(results::read_outputs(&js, payloads))
-                    .expect("outputs")
-                    .values()
-                    .map(|rows| results::sorted(rows).len())
-                    .sum();
+                let rows: u64 = runtime.block_on(async {
+                    let mut rows = 0;
+                    for (kind, _) in results::status(&js).await.expect("status") {
+                        let task = results::write_task_rows(
+                            &js,
+                            payloads,
+                            &kind.name(),
+                            &mut std::io::sink(),
+                        )
+                        .await
+                        .expect("outputs");
+                        rows += task.next;
+                    }
+                    rows
+                });
                 println!(
                     "drain, {run}, {label}, {workers} worker(s): {secs:.1} s, {:.0} events/s; worker \
                  CPU {cpu:.1} s ({:.0} events per CPU-second), nats-server CPU {nats_cpu:.1} s; \

@@ -1,35 +1,95 @@
-//! Reading a run back: every task's rows from the output stream, checked (indexes 0..n, each
-//! once), and the tasks' status from their checkpoints.
+//! Reading a run back: a task's rows from the output stream, in index order, each checked to
+//! come once (indexes 0..n), written out as they are read (a month of the challenge is hundreds
+//! of millions of rows: nothing is held), and the tasks' status from their checkpoints.
 
-use std::collections::BTreeMap;
+use std::io::Write;
 
 use anyhow::Context as _;
 use async_nats::jetstream::Context;
 use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
+use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use futures::StreamExt as _;
-
 use wattlet_sealing::Purpose;
 
 use super::checkpoint::{Checkpoints, Manifest};
 use super::sealed::Payloads;
 use super::{INDEX_HEADER, OUT_STREAM, OUT_SUBJECT, TaskKind, events_meta, tasks};
 
-/// Every output row: task → (index, row) in stream order (duplicates included). A sealed run's
-/// rows are opened with `payloads` (the run's key); a message that does not open, or that was
-/// sealed for another place of the run, is an error.
-pub async fn read_outputs(
+/// One task's rows as they are read: a task publishes its rows in index order (a restart
+/// skips those already there), so a row whose index is below the next one is a duplicate and
+/// one above it means rows are missing.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct TaskRows {
+    /// Rows written: the next index expected.
+    pub next: u64,
+    /// Rows seen again.
+    pub duplicates: u64,
+    /// Rows missing, at the index where they were found missing.
+    pub missing: Vec<(u64, u64)>,
+}
+
+impl TaskRows {
+    /// Takes the rows of one message (one a line) whose first index is `first`, writing each
+    /// new one to `out` as `<task>,<index>,<row>`.
+    pub fn take(
+        &mut self,
+        task: &str,
+        first: u64,
+        text: &str,
+        out: &mut dyn Write,
+    ) -> std::io::Result<()> {
+        for (i, row) in text.split('\n').enumerate() {
+            let index = first + i as u64;
+            if index < self.next {
+                self.duplicates += 1;
+                continue;
+            }
+            if index > self.next {
+                self.missing.push((self.next, index - self.next));
+            }
+            writeln!(out, "{task},{index},{row}")?;
+            self.next = index + 1;
+        }
+        Ok(())
+    }
+
+    /// What is wrong with the task's rows, one line each.
+    pub fn problems(&self, task: &str) -> Vec<String> {
+        let mut problems: Vec<String> = self
+            .missing
+            .iter()
+            .map(|(at, n)| format!("{task}: {n} rows missing from index {at}"))
+            .collect();
+        if self.duplicates > 0 {
+            problems.push(format!(
+                "{task}: {} rows published more than once",
+                self.duplicates
+            ));
+        }
+        problems
+    }
+}
+
+/// Writes `task`'s rows from the output stream to `out` in index order. A sealed run's rows are
+/// opened with `payloads` (the run's key); a message that does not open, or that was sealed for
+/// another place of the run, is an error.
+pub async fn write_task_rows(
     js: &Context,
     payloads: &Payloads,
-) -> anyhow::Result<BTreeMap<String, Vec<(u64, String)>>> {
-    let mut stream = js.get_stream(OUT_STREAM).await?;
-    let last = stream.info().await?.state.last_sequence;
-    let mut all: BTreeMap<String, Vec<(u64, String)>> = BTreeMap::new();
-    if last == 0 {
-        return Ok(all);
-    }
+    task: &str,
+    out: &mut dyn Write,
+) -> anyhow::Result<TaskRows> {
+    let subject = format!("{OUT_SUBJECT}.{task}");
+    let stream = js.get_stream(OUT_STREAM).await?;
+    let mut rows = TaskRows::default();
+    let last = match stream.get_last_raw_message_by_subject(&subject).await {
+        Ok(m) => m.sequence,
+        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(rows),
+        Err(e) => return Err(e).context("cannot read the output stream"),
+    };
     let consumer = stream
         .create_consumer(OrderedConfig {
-            filter_subject: format!("{OUT_SUBJECT}.>"),
+            filter_subject: subject,
             deliver_policy: DeliverPolicy::All,
             ..Default::default()
         })
@@ -41,7 +101,6 @@ pub async fn read_outputs(
             .info()
             .map_err(|e| anyhow::anyhow!("{e}"))?
             .stream_sequence;
-        let task = message.subject[OUT_SUBJECT.len() + 1..].to_owned();
         let first: u64 = message
             .headers
             .as_ref()
@@ -52,47 +111,12 @@ pub async fn read_outputs(
         let plaintext = payloads
             .open_item(&item, Purpose::Result, &message.payload)
             .map_err(|e| anyhow::anyhow!("output message {seq} ({item}): {e}"))?;
-        let rows = all.entry(task).or_default();
-        let text = String::from_utf8_lossy(&plaintext);
-        for (i, row) in text.split('\n').enumerate() {
-            rows.push((first + i as u64, row.to_owned()));
-        }
+        rows.take(task, first, &String::from_utf8_lossy(&plaintext), out)?;
         if seq >= last {
             break;
         }
     }
-    Ok(all)
-}
-
-/// What is wrong with one task's rows: each index in 0..n exactly once.
-pub fn check(task: &str, rows: &[(u64, String)]) -> Vec<String> {
-    let mut seen: BTreeMap<u64, usize> = BTreeMap::new();
-    for (index, _) in rows {
-        *seen.entry(*index).or_default() += 1;
-    }
-    let mut problems = Vec::new();
-    for (index, count) in &seen {
-        if *count > 1 {
-            problems.push(format!("{task}: row {index} published {count} times"));
-        }
-    }
-    let n = seen.len() as u64;
-    if let Some((&max, _)) = seen.last_key_value()
-        && max + 1 != n
-    {
-        let missing = (0..=max).filter(|i| !seen.contains_key(i)).count();
-        problems.push(format!("{task}: {missing} rows missing below index {max}"));
-    }
-    problems
-}
-
-/// Rows sorted by index, one per index (the first seen).
-pub fn sorted(rows: &[(u64, String)]) -> Vec<(u64, String)> {
-    let mut by_index: BTreeMap<u64, String> = BTreeMap::new();
-    for (index, row) in rows {
-        by_index.entry(*index).or_insert_with(|| row.clone());
-    }
-    by_index.into_iter().collect()
+    Ok(rows)
 }
 
 /// Each task of the run and its last checkpoint's manifest (None: never checkpointed); empty
@@ -116,17 +140,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn gaps_and_repeats_are_found() {
-        let rows = |ix: &[u64]| -> Vec<(u64, String)> {
-            ix.iter().map(|&i| (i, format!("r{i}"))).collect()
-        };
-        assert!(check("t", &rows(&[0, 1, 2])).is_empty());
-        assert!(check("t", &rows(&[2, 0, 1])).is_empty());
-        assert_eq!(check("t", &rows(&[0, 1, 1, 2])).len(), 1);
+    fn rows_are_written_once_in_order_and_gaps_and_repeats_are_found() {
+        let mut out = Vec::new();
+        let mut rows = TaskRows::default();
+        rows.take("t", 0, "a\nb", &mut out).unwrap();
+        rows.take("t", 1, "b\nc", &mut out).unwrap(); // a restart published row 1 again
+        rows.take("t", 5, "f", &mut out).unwrap(); // rows 3..5 never came
         assert_eq!(
-            check("t", &rows(&[0, 2, 3])),
-            vec!["t: 1 rows missing below index 3"]
+            String::from_utf8(out).unwrap(),
+            "t,0,a\nt,1,b\nt,2,c\nt,5,f\n"
         );
-        assert_eq!(sorted(&rows(&[2, 0, 1, 0])).len(), 3);
+        assert_eq!(rows.next, 6);
+        assert_eq!(
+            rows.problems("t"),
+            vec![
+                "t: 2 rows missing from index 3",
+                "t: 1 rows published more than once"
+            ]
+        );
+        let mut clean = TaskRows::default();
+        clean.take("t", 0, "a", &mut Vec::new()).unwrap();
+        assert!(clean.problems("t").is_empty());
     }
 }
