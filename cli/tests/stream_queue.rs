@@ -523,6 +523,9 @@ fn admin_token_file(dir: &Path) -> String {
     file.to_str().unwrap().to_owned()
 }
 
+/// A row message in the clear, as someone with NATS access could publish it.
+const FORGED_ROW: &str = "house,0,0,0,1,0";
+
 #[test]
 fn stream_sealed_run_keeps_readings_off_nats_and_refuses_forgeries() {
     use wattlet_testkit::{Cloud, simulated_policy, stream_worker_measurement};
@@ -669,7 +672,22 @@ fn stream_sealed_run_keeps_readings_off_nats_and_refuses_forgeries() {
                 .await
                 .unwrap();
         }
+        // A forged row message far ahead on q1-0's output: a task that believed its index would
+        // skip every row up to it.
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(wattlet_workers::stream::INDEX_HEADER, "100000000");
+        js.publish_with_headers("debs.out.q1-0", headers, FORGED_ROW.into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
     });
+    // Every task restarts (SIGKILL, then the same ids): each reads back its last row index.
+    stop(workers);
+    let workers = [
+        spawn_worker_with(&server, "w1", &log, &worker_args),
+        spawn_worker_with(&server, "w2", &log, &worker_args),
+    ];
     assert!(
         replay.wait().unwrap().success(),
         "{}",
@@ -697,6 +715,15 @@ fn stream_sealed_run_keeps_readings_off_nats_and_refuses_forgeries() {
     stop(workers);
     assert!(stderr.contains("3 of 3 tasks complete"), "{stderr}");
     assert_same_rows(&got, &want, "sealed run vs in-process run");
+    assert!(
+        stderr.contains("q1-0: 1 output messages skipped"),
+        "the forged rows are not taken: {stderr}"
+    );
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        log_text.contains("the last output message is not authentic"),
+        "q1-0 restarted past the forged rows: {log_text}"
+    );
 
     // No reading on NATS: every batch and row message is a sealed envelope, and no event's
     // CSV line is anywhere in the run's streams.
@@ -707,8 +734,8 @@ fn stream_sealed_run_keeps_readings_off_nats_and_refuses_forgeries() {
     let lines: Vec<String> = events.iter().step_by(97).map(|e| e.to_csv()).collect();
     let forged_clear = format!("{}\n{}", events[0].to_csv(), events[1].to_csv());
     for (subject, id, payload) in &all {
-        if payload == forged_clear.as_bytes() {
-            continue; // the forged clear batch, dead-lettered as it came
+        if payload == forged_clear.as_bytes() || payload == FORGED_ROW.as_bytes() {
+            continue; // the forgeries, as they came
         }
         for line in &lines {
             assert!(

@@ -502,6 +502,13 @@ fn results(args: ResultsArgs) -> anyhow::Result<ExitCode> {
             if rows.next > 0 {
                 eprintln!("{task}: {} rows", rows.next);
             }
+            if rows.forged > 0 {
+                eprintln!(
+                    "wattlet: {task}: {} output messages skipped: not sealed for their place (forged \
+                     or moved on NATS)",
+                    rows.forged
+                );
+            }
         }
         out.flush()?;
         if problems.is_empty() {

@@ -26,6 +26,9 @@ pub struct TaskRows {
     pub duplicates: u64,
     /// Rows missing, at the index where they were found missing.
     pub missing: Vec<(u64, u64)>,
+    /// Messages skipped: not sealed for their place in a sealed run (forged, moved), or
+    /// without an index.
+    pub forged: u64,
 }
 
 impl TaskRows {
@@ -71,20 +74,59 @@ impl TaskRows {
 }
 
 /// Writes `task`'s rows from the output stream to `out` in index order. A sealed run's rows are
-/// opened with `payloads` (the run's key); a message that does not open, or that was sealed for
-/// another place of the run, is an error.
+/// opened with `payloads` (the run's key); a message that does not open for its place (forged
+/// on NATS, or moved) is skipped and counted in [`TaskRows::forged`].
 pub async fn write_task_rows(
     js: &Context,
     payloads: &Payloads,
     task: &str,
     out: &mut dyn Write,
 ) -> anyhow::Result<TaskRows> {
+    let mut rows = TaskRows::default();
+    scan(js, task, |seq, first, payload| {
+        match payloads.open_item(&format!("{task}-{first}"), Purpose::Result, payload) {
+            Ok(plaintext) => rows.take(task, first, &String::from_utf8_lossy(&plaintext), out)?,
+            Err(e) => {
+                tracing::warn!(task, seq, "output message skipped: {e}");
+                rows.forged += 1;
+            }
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(rows)
+}
+
+/// The highest row index of `task` among the output messages that open for their place.
+pub async fn last_authentic_index(
+    js: &Context,
+    payloads: &Payloads,
+    task: &str,
+) -> anyhow::Result<Option<u64>> {
+    let mut last = None;
+    scan(js, task, |_, first, payload| {
+        if let Ok(rows) = payloads.open_item(&format!("{task}-{first}"), Purpose::Result, payload) {
+            let end = first.saturating_add(rows.split(|&b| b == b'\n').count() as u64 - 1);
+            last = Some(last.map_or(end, |l: u64| l.max(end)));
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(last)
+}
+
+/// Calls `f(stream sequence, first row index, payload)` for each of `task`'s output messages,
+/// in stream order, up to the last one there now.
+async fn scan(
+    js: &Context,
+    task: &str,
+    mut f: impl FnMut(u64, u64, &[u8]) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let subject = format!("{OUT_SUBJECT}.{task}");
     let stream = js.get_stream(OUT_STREAM).await?;
-    let mut rows = TaskRows::default();
     let last = match stream.get_last_raw_message_by_subject(&subject).await {
         Ok(m) => m.sequence,
-        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(rows),
+        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(()),
         Err(e) => return Err(e).context("cannot read the output stream"),
     };
     let consumer = stream
@@ -101,22 +143,20 @@ pub async fn write_task_rows(
             .info()
             .map_err(|e| anyhow::anyhow!("{e}"))?
             .stream_sequence;
-        let first: u64 = message
+        match message
             .headers
             .as_ref()
             .and_then(|h| h.get(INDEX_HEADER))
             .and_then(|v| v.as_str().parse().ok())
-            .with_context(|| format!("output message {seq} has no {INDEX_HEADER}"))?;
-        let item = format!("{task}-{first}");
-        let plaintext = payloads
-            .open_item(&item, Purpose::Result, &message.payload)
-            .map_err(|e| anyhow::anyhow!("output message {seq} ({item}): {e}"))?;
-        rows.take(task, first, &String::from_utf8_lossy(&plaintext), out)?;
+        {
+            Some(first) => f(seq, first, &message.payload)?,
+            None => tracing::warn!(task, seq, "output message without {INDEX_HEADER} skipped"),
+        }
         if seq >= last {
             break;
         }
     }
-    Ok(rows)
+    Ok(())
 }
 
 /// Each task of the run and its last checkpoint's manifest (None: never checkpointed); empty

@@ -459,7 +459,7 @@ impl Runner {
         if pos.done {
             return Ok(Outcome::Done);
         }
-        let published = last_index(&self.js, &name).await?;
+        let published = last_index(&self.js, &self.payloads, &name).await?;
         tracing::info!(task = %name, from = pos.input_seq, produced = pos.produced, ?published, "task starts");
         let input = self.js.get_stream(EVENTS_STREAM).await?;
         let consumer = input
@@ -510,10 +510,12 @@ impl Runner {
                         let seq = m.info().map_err(|e| anyhow::anyhow!("{e}"))?.stream_sequence;
                         if let Some(end) = m.headers.as_ref().and_then(|h| h.get(END_HEADER)) {
                             let end = end.as_str().parse::<u32>().ok().filter(|p| {
-                                self.payloads.open_item(&end_item(*p), Purpose::Item, &m.payload).is_ok()
+                                let item = end_item(*p);
+                                self.payloads.open_item(&item, Purpose::Item, &m.payload).is_ok()
                             });
                             if end.is_none() {
-                                let reason = format!("input message {seq} is not an authentic end marker");
+                                let reason =
+                                    format!("input message {seq} is not an authentic end marker");
                                 self.dead_letter(&m.payload, seq, &reason, &mut progress).await?;
                             } else if let Some(p) = end
                                 && !progress.pos.ends.contains(&p)
@@ -532,7 +534,8 @@ impl Runner {
                             }
                         } else {
                             let before = batch.len();
-                            match self.events(&m.subject, &m.payload, seq, &mut batch, &mut progress.pos.last_batches) {
+                            let last_batches = &mut progress.pos.last_batches;
+                            match self.events(&m.subject, &m.payload, seq, &mut batch, last_batches) {
                                 Ok(()) => progress.pos.events += (batch.len() - before) as u64,
                                 Err(reason) => {
                                     self.dead_letter(&m.payload, seq, &reason, &mut progress).await?;
@@ -789,23 +792,43 @@ async fn settle(progress: &mut Progress) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The highest row index in `debs.out.<task>`, from its last message.
-pub async fn last_index(js: &Context, task: &str) -> anyhow::Result<Option<u64>> {
+/// The highest row index in `debs.out.<task>`, from its last message. In a sealed run that
+/// message must open under the run's key for its place: past a forged one (whose large index
+/// would make the task skip rows) the index comes from the last authentic message.
+pub async fn last_index(
+    js: &Context,
+    payloads: &Payloads,
+    task: &str,
+) -> anyhow::Result<Option<u64>> {
     let out: jetstream::stream::Stream = js.get_stream(OUT_STREAM).await?;
     match out
         .get_last_raw_message_by_subject(&format!("{OUT_SUBJECT}.{task}"))
         .await
     {
         Ok(m) => {
-            let header = |name: &str| -> anyhow::Result<u64> {
-                m.headers
-                    .get(name)
-                    .and_then(|v| v.as_str().parse().ok())
-                    .with_context(|| format!("the last rows of {task} have no {name}"))
+            let Some(first) = m
+                .headers
+                .get(INDEX_HEADER)
+                .and_then(|v| v.as_str().parse::<u64>().ok())
+            else {
+                tracing::warn!(
+                    task,
+                    "the last output message has no {INDEX_HEADER}: reading back to the last one that has"
+                );
+                return super::results::last_authentic_index(js, payloads, task).await;
             };
-            let (first, rows) = (header(INDEX_HEADER)?, header(ROWS_HEADER)?);
-            anyhow::ensure!(rows > 0, "the last rows of {task} are none");
-            Ok(Some(first + rows - 1))
+            match payloads.open_item(&format!("{task}-{first}"), Purpose::Result, &m.payload) {
+                Ok(rows) => Ok(Some(
+                    first.saturating_add(rows.split(|&b| b == b'\n').count() as u64 - 1),
+                )),
+                Err(e) => {
+                    tracing::warn!(
+                        task,
+                        "the last output message is not authentic ({e}): reading back to the last one that is"
+                    );
+                    super::results::last_authentic_index(js, payloads, task).await
+                }
+            }
         }
         Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Ok(None),
         Err(e) => Err(e).context("cannot read the output stream"),
