@@ -523,6 +523,28 @@ fn admin_token_file(dir: &Path) -> String {
     file.to_str().unwrap().to_owned()
 }
 
+/// After the run's key was deleted: a worker starting on the run fails, saying why.
+fn a_new_worker_cannot_get_the_key(server: &LocalNats, broker_args: &[&str]) {
+    let late = run(
+        wattlet_testkit::binary!("wattlet")
+            .args([
+                "worker",
+                "stream",
+                "--nats",
+                &server.url,
+                "--tee",
+                "simulated",
+            ])
+            .args(broker_args),
+        None,
+    );
+    assert!(
+        !late.success() && late.stderr.contains("cannot get the run's dataset key"),
+        "{}",
+        late.stderr
+    );
+}
+
 /// A row message in the clear, as someone with NATS access could publish it.
 const FORGED_ROW: &str = "house,0,0,0,1,0";
 
@@ -799,24 +821,7 @@ fn stream_sealed_run_keeps_readings_off_nats_and_refuses_forgeries() {
     // The key destroyed: a worker cannot have it any more.
     key_command(&broker_args, token_file, &["delete", key])
         .expect_success("wattlet stream key delete");
-    let late = run(
-        wattlet_testkit::binary!("wattlet")
-            .args([
-                "worker",
-                "stream",
-                "--nats",
-                &server.url,
-                "--tee",
-                "simulated",
-            ])
-            .args(broker_args),
-        None,
-    );
-    assert!(
-        !late.success() && late.stderr.contains("cannot get the run's dataset key"),
-        "{}",
-        late.stderr
-    );
+    a_new_worker_cannot_get_the_key(&server, &broker_args);
 }
 
 /// The sealed run against the app on the real Spin CLI: the key made, released to attested
@@ -878,22 +883,5 @@ fn stream_sealed_run_against_the_app_on_real_spin() {
         "{}",
         again.stderr
     );
-    let late = run(
-        wattlet_testkit::binary!("wattlet")
-            .args([
-                "worker",
-                "stream",
-                "--nats",
-                &server.url,
-                "--tee",
-                "simulated",
-            ])
-            .args(broker_args),
-        None,
-    );
-    assert!(
-        !late.success() && late.stderr.contains("cannot get the run's dataset key"),
-        "{}",
-        late.stderr
-    );
+    a_new_worker_cannot_get_the_key(&server, &broker_args);
 }

@@ -35,8 +35,8 @@ Streams: DEBS_EVENTS (input, subjects debs.events.<house % P>, a message a batch
 events of at most one second, one CSV line each; P and the lateness bound are fixed by the first
 replay and kept in the stream's description), DEBS_OUT (rows, subject debs.out.<task>, up to 256
 rows a message, one CSV line each; Nats-Msg-Id <task>-<index> and header Debs-Index name the
-first row's index, Debs-Rows their count), DEBS_STATE (checkpoints), DEBS_COORD (leases debs.lease.<task>, members
-debs.member.<id>), DEBS_DEAD (input messages that are not batches of events, reason in
+first row's index, Debs-Rows their count), DEBS_STATE (checkpoints), DEBS_COORD (leases
+debs.lease.<task>, members debs.member.<id>), DEBS_DEAD (input messages that are not batches of events, reason in
 Wattlet-Dead-Reason). Tasks: q1-<p> (Q1 of the houses of partition p, one pipeline per house)
 and outliers (Q2 over all events in arrival order).
 
