@@ -216,13 +216,18 @@ pub async fn ensure_streams(js: &Context) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `create_or_update_stream`, tried again once: workers starting together on a fresh server race
-/// to create the same stream, and the loser's create fails although the stream now exists.
+/// `create_or_update_stream`, tried again (up to 5 times, 100 ms doubling): workers starting
+/// together on a fresh server, and `wattlet stream results` polling beside them, race to create
+/// the same streams, and a loser's create fails although the stream now exists.
 async fn create_or_update(js: &Context, config: stream::Config) -> anyhow::Result<()> {
-    if js.create_or_update_stream(config.clone()).await.is_ok() {
-        return Ok(());
+    let mut wait = Duration::from_millis(100);
+    for _ in 1..5 {
+        if js.create_or_update_stream(config.clone()).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(wait).await;
+        wait *= 2;
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
     js.create_or_update_stream(config)
         .await
         .map_err(|e| anyhow::anyhow!("{e} ({:?})", e.kind()))?;
