@@ -256,7 +256,10 @@ mod tests {
         assert_eq!(check_model("kettle", 99, 60), Ok(()));
         for (window, step) in [(599, 60), (99, 8), (129, 30)] {
             let error = check_model("kettle", window, step).expect_err("does not fit");
-            assert!(error.contains(&format!("{window} samples {step} s apart")), "{error}");
+            assert!(
+                error.contains(&format!("{window} samples {step} s apart")),
+                "{error}"
+            );
         }
     }
 
