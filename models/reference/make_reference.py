@@ -7,7 +7,7 @@ exported ONNX model exactly as the runtime does (components/nialm/src/lib.rs):
     x(i) = 120 + 80 sin(2 pi i / 45) + 150 [i mod 25 < 10] + 2000 [i mod 60 in {20, 21, 22}]
            + 1800 [110 <= i mod 200 < 130]                      (W, f64, then rounded to f32)
     window j = x[j .. j + 99], normalised (x - mean) / std in float32
-    watts    = max(0, y * scale)                                 (float32)
+    watts    = y * scale, 0 where below the model's on_threshold_w (float32)
 
 and writes models/reference/<appliance>.json with the input, the raw model output and the watts.
 `synthetic_aggregate` in the Rust crate computes the same formula; the Rust test checks that its
@@ -58,7 +58,8 @@ def main():
         )
         (y,) = session.run(None, {meta["input"]["name"]: windows.astype(np.float32)})
         y = y.reshape(-1).astype(np.float32)
-        watts = np.maximum(np.float32(0), y * scale)
+        watts = y * scale
+        watts = np.where(watts >= np.float32(meta["on_threshold_w"]), watts, np.float32(0))
         reference = {
             "appliance": appliance,
             "formula": "x(i) = 120 + 80 sin(2 pi i / 45) + 150 [i mod 25 < 10] "

@@ -21,6 +21,22 @@ pub const INPUT_SAMPLES: usize = OUTPUT_SAMPLES + 2 * CONTEXT;
 /// Seconds covered by one item's output.
 pub const WINDOW_SECONDS: i64 = OUTPUT_SAMPLES as i64 * STEP_SECONDS;
 
+/// Checks a model of the NIALM component against the item format, by the window and step of the
+/// model's own metadata (the component's `models`): an item carries [`INPUT_SAMPLES`] samples
+/// [`STEP_SECONDS`] apart for [`OUTPUT_SAMPLES`] estimates, so it fits a model of window
+/// [`MODEL_WINDOW`] and that step only. A worker refuses to start with a model that does not fit
+/// rather than feed it input of the wrong resolution or get the wrong number of estimates.
+pub fn check_model(id: &str, window: u32, step_seconds: u32) -> Result<(), String> {
+    if i64::from(step_seconds) != STEP_SECONDS || window as usize != MODEL_WINDOW {
+        return Err(format!(
+            "model {id:?} takes windows of {window} samples {step_seconds} s apart; work items \
+             carry {INPUT_SAMPLES} samples {STEP_SECONDS} s apart for {OUTPUT_SAMPLES} estimates, \
+             which needs windows of {MODEL_WINDOW} samples"
+        ));
+    }
+    Ok(())
+}
+
 /// The appliance models the manager plans for unless told otherwise (the files in `models/`).
 pub const DEFAULT_MODELS: [&str; 5] = [
     "kettle",
@@ -232,6 +248,18 @@ mod tests {
             model: "kettle".to_owned(),
             window_start: 1_764_000_000 - 1_764_000_000 % WINDOW_SECONDS,
             aggregate: vec![100.0; INPUT_SAMPLES],
+        }
+    }
+
+    #[test]
+    fn models_must_fit_the_item_format() {
+        assert_eq!(check_model("kettle", 99, 60), Ok(()));
+        for (window, step) in [(599, 60), (99, 8), (129, 30)] {
+            let error = check_model("kettle", window, step).expect_err("does not fit");
+            assert!(
+                error.contains(&format!("{window} samples {step} s apart")),
+                "{error}"
+            );
         }
     }
 

@@ -57,7 +57,7 @@ use crate::api::{
     ApiOptions, ComputedForecast, ComputedResult, DataApi, HouseholdKey, Stored, Submission,
 };
 use crate::confidential::{Confidential, ConfidentialError, ConfidentialMetrics};
-use crate::item::{ForecastItem, Job, OUTPUT_SAMPLES, WorkItem};
+use crate::item::{self, ForecastItem, Job, OUTPUT_SAMPLES, WorkItem};
 use crate::{DEAD_REASON_HEADER, DEAD_SUBJECT, QueueSettings};
 
 /// How long a batch waits before it is delivered again when the Data API could not be reached.
@@ -265,11 +265,12 @@ impl Lane {
         let mut engine = Some(
             tokio::task::spawn_blocking(move || -> anyhow::Result<LaneState> {
                 let mut instance = component.nialm.instantiate()?;
-                let model_sha256 = instance
-                    .models()?
-                    .into_iter()
-                    .map(|m| (m.id, m.sha256))
-                    .collect();
+                let models = instance.models()?;
+                for m in &models {
+                    item::check_model(&m.id, m.window, m.step_seconds)
+                        .map_err(anyhow::Error::msg)?;
+                }
+                let model_sha256 = models.into_iter().map(|m| (m.id, m.sha256)).collect();
                 Ok(LaneState {
                     instance,
                     stream: component.stream.instantiate()?,

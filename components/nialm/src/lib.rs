@@ -1,13 +1,17 @@
 //! The NIALM component: a household's whole-house power → the power of single appliances.
 //!
-//! One seq2point CNN per appliance (`models/README.md`; trained on synthetic households only),
-//! embedded in the binary together with its metadata and run with tract. A model looks at
-//! [`ModelInfo::window`] = 99 consecutive 60 s mean-power samples and estimates the appliance's
-//! power at the window's midpoint. [`Disaggregator::run`] slides the window over the whole input
-//! and runs every window of a call as one batch:
+//! One seq2point CNN per appliance (`models/README.md`: kettle, dishwasher, washing machine and
+//! microwave trained on a real home, REFIT house 20, and scored on another, REFIT house 2; the
+//! fridge on synthetic households), embedded in the binary together with its metadata and run
+//! with tract. A model looks at [`ModelInfo::window`] consecutive mean-power samples, one per
+//! [`ModelInfo::step_seconds`] (99 × 60 s for every shipped model; both come from the model's
+//! JSON), and estimates the appliance's power at the window's midpoint. [`Disaggregator::run`]
+//! slides the window over the whole input and runs every window of a call as one batch:
 //!
 //! - input `x` in W is normalised to `(x − mean) / std` (the constants of the model's JSON);
-//! - the model's output `y` becomes `max(0, y · scale)` W;
+//! - the model's output `y` becomes `y · scale` W (`scale` from the JSON), and 0 W where that
+//!   is below the model's [`ModelInfo::on_threshold_w`] (so every value is "off" = 0 W or
+//!   "on" ≥ the threshold);
 //! - output `i` is the estimate for input sample `i + window / 2`, so `n` samples give
 //!   `n − window + 1` estimates.
 //!
@@ -45,11 +49,14 @@ pub struct ModelInfo {
     pub id: String,
     /// The appliance the model estimates, e.g. `washing_machine`.
     pub appliance: String,
-    /// Samples one estimate looks at (99: the sample itself and 49 either side).
+    /// Samples one estimate looks at (from the model's JSON; 99 for every shipped model: the
+    /// sample itself and 49 either side).
     pub window: u32,
-    /// Seconds between samples; each sample is the mean power over that step (60).
+    /// Seconds between samples; each sample is the mean power over that step (from the model's
+    /// JSON; 60 for every shipped model).
     pub step_seconds: u32,
     /// The appliance counts as "on" in a minute whose estimated power is at least this, in W.
+    /// [`Disaggregator::run`] already returns 0 W for every estimate below it.
     pub on_threshold_w: f32,
     /// SHA-256 of the ONNX model file, lowercase hex.
     pub sha256: String,

@@ -79,6 +79,18 @@ impl Model {
             .map_err(|message| self.failed(message.clone()))
     }
 
+    /// The model's raw output `y` as what [`Disaggregator::run`] returns: `y · scale` W, and
+    /// 0 W where that is below the model's on threshold (the appliance is off; the regression
+    /// leaves small non-zero values there, and can dip below 0 W). A NaN becomes 0 W too.
+    fn watts(&self, y: f32) -> f32 {
+        let watts = y * self.scale;
+        if watts >= self.info.on_threshold_w {
+            watts
+        } else {
+            0.0
+        }
+    }
+
     fn failed(&self, message: String) -> Error {
         Error::Model {
             model: self.info.id.clone(),
@@ -152,7 +164,9 @@ impl Disaggregator {
 
     /// The model's estimates of the appliance's power in W for every sample of `aggregate`
     /// (whole-house mean power in W, one sample per step) that has a full window around it:
-    /// `aggregate.len() − window + 1` values, value `i` for sample `i + window / 2`.
+    /// `aggregate.len() − window + 1` values, value `i` for sample `i + window / 2`. Each value
+    /// is 0 W (off) or at least the model's [`ModelInfo::on_threshold_w`] (on): the threshold
+    /// is applied here, callers need not.
     pub fn run(&self, model: &str, aggregate: &[f32]) -> Result<Vec<f32>, Error> {
         let m = self
             .models
@@ -178,9 +192,7 @@ impl Disaggregator {
             }
             let y =
                 run_batch(plan, &batch, count, window).map_err(|e| m.failed(format!("{e:#}")))?;
-            // ReLU on the rescaled output: the regression can dip below 0 W when the appliance
-            // is off. `f32::max` also maps a NaN to 0.
-            out.extend(y.into_iter().map(|y| (y * m.scale).max(0.0)));
+            out.extend(y.into_iter().map(|y| m.watts(y)));
         }
         Ok(out)
     }

@@ -3,7 +3,11 @@
 //! appliance and household: 158 samples (2 h 38 min at 60 s) in, 60 estimates out.
 //!
 //! Run: `cargo build --profile component --target wasm32-wasip2 -p wattlet-nialm &&
-//!       cargo bench -p wattlet --bench nialm`
+//!       cargo bench -p wattlet-runtime --bench nialm`
+//!
+//! `NIALM_BENCH_BASELINE=other/wattlet_nialm.wasm` (e.g. the component of an earlier commit,
+//! with other models embedded) also times that component in the same run, on the same input, and
+//! prints both rates and their ratio: what a change of models costs in items/s.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -149,6 +153,45 @@ fn bench(c: &mut Criterion) {
             black_box(wasm_item(&mut wasm, model, &aggregate));
         }
     });
+    if let Some(baseline) = std::env::var_os("NIALM_BENCH_BASELINE") {
+        let baseline = NialmComponent::load(&engine, std::path::Path::new(&baseline))
+            .unwrap_or_else(|e| panic!("NIALM_BENCH_BASELINE {baseline:?}: {e:#}"));
+        let mut old = baseline.instantiate().expect("baseline instance");
+        let digests = |instance: &mut NialmInstance| -> Vec<String> {
+            let models = instance.models().expect("models");
+            models
+                .into_iter()
+                .map(|m| format!("{} {}", m.id, &m.sha256[..12]))
+                .collect()
+        };
+        println!("this component's models: {:?}", digests(&mut wasm));
+        println!("baseline's models:       {:?}", digests(&mut old));
+        // Alternate the two, three rounds each, so that a neighbour's load hits both alike.
+        let (mut new_rates, mut old_rates) = (Vec::new(), Vec::new());
+        for _ in 0..3 {
+            new_rates.push(rate(MODELS.len(), || {
+                for model in MODELS {
+                    black_box(wasm_item(&mut wasm, model, &aggregate));
+                }
+            }));
+            old_rates.push(rate(MODELS.len(), || {
+                for model in MODELS {
+                    black_box(wasm_item(&mut old, model, &aggregate));
+                }
+            }));
+        }
+        new_rates.sort_by(f64::total_cmp);
+        old_rates.sort_by(f64::total_cmp);
+        println!(
+            "models: all five, wasm component: this build {:.0} items/s, baseline {:.0} items/s, \
+             ratio {:.2} (medians of 3 alternating rounds; rounds this {:?}, baseline {:?})",
+            new_rates[1],
+            old_rates[1],
+            new_rates[1] / old_rates[1],
+            new_rates.iter().map(|r| r.round()).collect::<Vec<_>>(),
+            old_rates.iter().map(|r| r.round()).collect::<Vec<_>>(),
+        );
+    }
     println!(
         "summary: kettle {kettle_native:.0} items/s native, {kettle_wasm:.0} items/s wasm, \
          ratio {:.2}; all five {five_native:.0} items/s native, {five_wasm:.0} items/s wasm, \
