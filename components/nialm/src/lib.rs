@@ -1,7 +1,7 @@
 //! The NIALM component: a household's whole-house power → the power of single appliances.
 //!
 //! One seq2point CNN per appliance (`models/README.md`: kettle, dishwasher, washing machine and
-//! microwave trained on a real home, REFIT house 20, and scored on another, REFIT house 2; the
+//! microwave each trained on one real home, REFIT house 2 or 20, and scored on the other; the
 //! fridge on synthetic households), embedded in the binary together with its metadata and run
 //! with tract. A model looks at [`ModelInfo::window`] consecutive mean-power samples, one per
 //! [`ModelInfo::step_seconds`] (99 × 60 s for every shipped model; both come from the model's
