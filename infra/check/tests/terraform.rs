@@ -534,3 +534,66 @@ fn what_cannot_be_evaluated_offline_fails() {
         show(&f)
     );
 }
+
+#[test]
+fn a_shared_database_allows_more_replicas() {
+    let f = broken(|r| {
+        replace(
+            r,
+            APP_ENV,
+            "  namespace = var.namespace\n  image     = var.app_image\n  replicas  = 1\n",
+            "  namespace  = var.namespace\n  image      = var.app_image\n  replicas   = 2\n  libsql_url = \"https://db.example.org\"\n",
+        )
+    });
+    assert!(f.is_empty(), "{}", show(&f));
+}
+
+/// Dashboards and rule files from infra/grafana and infra/prometheus reach Grafana and
+/// Prometheus; a rule file that is no Prometheus rule file fails.
+#[test]
+fn dashboards_and_rule_files_are_loaded_and_rule_files_checked() {
+    let tmp = tempfile::tempdir().expect("a temporary directory");
+    let root = tmp.path().join("infra/terraform");
+    copy(&terraform_dir(), &root);
+    let dashboards = tmp.path().join("infra/grafana/dashboards");
+    let rules = tmp.path().join("infra/prometheus/rules");
+    std::fs::create_dir_all(&dashboards).expect("mkdir");
+    std::fs::create_dir_all(&rules).expect("mkdir");
+    std::fs::write(
+        dashboards.join("fleet_health.json"),
+        "{\"title\": \"Fleet\"}\n",
+    )
+    .expect("written");
+    std::fs::write(
+        rules.join("edge.yml"),
+        "groups:\n  - name: edge\n    rules:\n      - alert: DeviceSilent\n        expr: up == 0\n",
+    )
+    .expect("written");
+    let findings = check(&root, &spin_toml()).expect("checks run");
+    assert!(findings.is_empty(), "{}", show(&findings));
+
+    let (tree, _) = tree::load(&root).expect("tree loads");
+    let eval = evaluate(&tree);
+    let kps = eval
+        .rendered
+        .iter()
+        .find_map(|r| match &r.what {
+            Rendered::Helm { chart, values, .. } if chart == "kube-prometheus-stack" => {
+                Some(values)
+            }
+            _ => None,
+        })
+        .expect("kube-prometheus-stack rendered");
+    assert_eq!(
+        kps.pointer("/additionalPrometheusRulesMap/wattlet-edge/groups/0/rules/0/alert"),
+        Some(&"DeviceSilent".into())
+    );
+
+    std::fs::write(
+        rules.join("broken.yml"),
+        "- alert: NoGroups\n  expr: up == 0\n",
+    )
+    .expect("written");
+    let findings = check(&root, &spin_toml()).expect("checks run");
+    assert_rule(&findings, "schema", "wattlet-broken");
+}

@@ -49,32 +49,37 @@ locals {
     }],
   )
 
-  database = local.local_database ? {
-    name = "default"
-    type = "spin"
-    options = [{
-      name  = "path"
-      value = "${local.data_dir}/wattlet.db"
-    }]
-    } : {
-    name = "default"
-    type = "libsql"
-    options = [
-      {
-        name  = "url"
-        value = var.libsql_url
-      },
-      {
-        name = "token"
-        valueFrom = {
-          secretKeyRef = {
-            name = var.spin_variables_secret_name
-            key  = "libsql_token"
+  # Indexed, not a conditional: the two bindings have different shapes.
+  databases = {
+    spin = {
+      name = "default"
+      type = "spin"
+      options = [{
+        name  = "path"
+        value = "${local.data_dir}/wattlet.db"
+      }]
+    }
+    libsql = {
+      name = "default"
+      type = "libsql"
+      options = [
+        {
+          name  = "url"
+          value = var.libsql_url
+        },
+        {
+          name = "token"
+          valueFrom = {
+            secretKeyRef = {
+              name = var.spin_variables_secret_name
+              key  = "libsql_token"
+            }
           }
-        }
-      },
-    ]
+        },
+      ]
+    }
   }
+  database = local.databases[local.local_database ? "spin" : "libsql"]
 
   database_claim = {
     apiVersion = "v1"
