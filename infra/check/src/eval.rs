@@ -361,7 +361,7 @@ fn render(resource: &Resource, scope: &Scope, label: &str, out: &mut Evaluation)
     if resource.mode != "resource"
         || !matches!(
             resource.kind.as_str(),
-            "kubernetes_manifest" | "helm_release"
+            "kubernetes_manifest" | "helm_release" | "kubernetes_config_map_v1"
         )
     {
         return;
@@ -398,6 +398,7 @@ fn render(resource: &Resource, scope: &Scope, label: &str, out: &mut Evaluation)
         let at = format!("{address}{suffix}");
         let what = match resource.kind.as_str() {
             "kubernetes_manifest" => render_manifest(resource, &ctx),
+            "kubernetes_config_map_v1" => render_config_map(resource, &ctx),
             _ => render_helm(resource, &ctx),
         };
         match what {
@@ -424,6 +425,30 @@ fn render_manifest(resource: &Resource, ctx: &Context) -> Result<Rendered, Strin
     let expr = attr(resource, "manifest").ok_or("no manifest attribute")?;
     let value = expr.evaluate(ctx).map_err(|e| e.to_string())?;
     Ok(Rendered::Manifest(to_json(&value)?))
+}
+
+/// A typed ConfigMap as the manifest it creates, so it is checked like one.
+fn render_config_map(resource: &Resource, ctx: &Context) -> Result<Rendered, String> {
+    let mut metadata = Map::new();
+    for block in resource
+        .body
+        .blocks()
+        .filter(|b| b.identifier() == "metadata")
+    {
+        for a in block.body().attributes() {
+            let v = a.expr().evaluate(ctx).map_err(|e| e.to_string())?;
+            metadata.insert(a.key().to_owned(), v);
+        }
+    }
+    let mut manifest = Map::new();
+    manifest.insert("apiVersion".to_owned(), Value::from("v1"));
+    manifest.insert("kind".to_owned(), Value::from("ConfigMap"));
+    manifest.insert("metadata".to_owned(), Value::Object(metadata));
+    if let Some(expr) = attr(resource, "data") {
+        let data = expr.evaluate(ctx).map_err(|e| e.to_string())?;
+        manifest.insert("data".to_owned(), data);
+    }
+    Ok(Rendered::Manifest(to_json(&Value::Object(manifest))?))
 }
 
 fn render_helm(resource: &Resource, ctx: &Context) -> Result<Rendered, String> {

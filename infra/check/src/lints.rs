@@ -575,6 +575,7 @@ pub fn rendered(eval: &Evaluation, spin_toml: &Path) -> Result<Vec<Finding>, Err
                     out.push(with_rule(at("a Secret in the state".to_owned()), "secrets"));
                 }
                 match kind {
+                    "ConfigMap" => config_map(r, m, &mut out),
                     "Deployment" => {
                         managers += deployment(r, m, &mut out);
                     }
@@ -810,6 +811,31 @@ fn deployment(r: &RenderedAt, m: &Json, out: &mut Vec<Finding>) -> usize {
         }
     }
     managers
+}
+
+/// What etcd stores of one object at most; a larger dashboard cannot be a ConfigMap.
+pub const MAX_CONFIG_MAP_BYTES: usize = 1024 * 1024;
+
+fn config_map(r: &RenderedAt, m: &Json, out: &mut Vec<Finding>) {
+    let size: usize = m
+        .get("data")
+        .and_then(Json::as_object)
+        .map(|d| {
+            d.iter()
+                .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
+                .sum()
+        })
+        .unwrap_or(0);
+    if size > MAX_CONFIG_MAP_BYTES {
+        out.push(Finding::new(
+            &r.file,
+            "render",
+            format!(
+                "{}: {}: {size} bytes of data, more than a ConfigMap holds ({MAX_CONFIG_MAP_BYTES})",
+                r.instance, r.address
+            ),
+        ));
+    }
 }
 
 /// A variable of `spin.toml`'s `[variables]`.

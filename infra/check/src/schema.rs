@@ -17,6 +17,7 @@ pub const MANIFESTS: &[(&str, &str, &str)] = &[
     ("apps/v1", "Deployment", "deployment.json"),
     ("v1", "PersistentVolumeClaim", "persistentvolumeclaim.json"),
     ("monitoring.coreos.com/v1", "PodMonitor", "podmonitor.json"),
+    ("v1", "ConfigMap", "configmap.json"),
 ];
 
 /// The directory of the schema files shipped with this crate.

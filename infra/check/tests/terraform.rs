@@ -35,9 +35,14 @@ fn the_envs_render_every_object_with_its_replicas() {
     assert!(findings.is_empty(), "{}", show(&findings));
     let eval = evaluate(&tree);
     assert!(eval.findings.is_empty(), "{}", show(&eval.findings));
+    // One ConfigMap per dashboard in infra/grafana/dashboards: however many there are.
     let mut seen: Vec<String> = eval
         .rendered
         .iter()
+        .filter(|r| {
+            !r.address
+                .starts_with("kubernetes_config_map_v1.dashboards[")
+        })
         .map(|r| format!("{}: {}", r.instance, r.address))
         .collect();
     seen.sort();
@@ -45,6 +50,7 @@ fn the_envs_render_every_object_with_its_replicas() {
         "envs/survey-small/app: module.app: kubernetes_manifest.app",
         "envs/survey-small/app: module.app: kubernetes_manifest.database_claim[0]",
         "envs/survey-small/app: module.app: kubernetes_manifest.executor",
+        "envs/survey-small/app: module.app: kubernetes_manifest.pod_monitor[0]",
         "envs/survey-small/app: module.workers: kubernetes_manifest.deployment[\"manager\"]",
         "envs/survey-small/app: module.workers: kubernetes_manifest.deployment[\"nialm-worker\"]",
         "envs/survey-small/app: module.workers: kubernetes_manifest.deployment[\"stream-worker\"]",
@@ -589,6 +595,12 @@ fn dashboards_and_rule_files_are_loaded_and_rule_files_checked() {
         Some(&"DeviceSilent".into())
     );
 
+    assert!(eval.rendered.iter().any(|r| {
+        r.address == "kubernetes_config_map_v1.dashboards[\"fleet_health.json\"]"
+            && matches!(&r.what, Rendered::Manifest(m)
+                if m.pointer("/metadata/name") == Some(&"wattlet-dashboard-fleet-health".into()))
+    }));
+
     std::fs::write(
         rules.join("broken.yml"),
         "- alert: NoGroups\n  expr: up == 0\n",
@@ -596,4 +608,13 @@ fn dashboards_and_rule_files_are_loaded_and_rule_files_checked() {
     .expect("written");
     let findings = check(&root, &spin_toml()).expect("checks run");
     assert_rule(&findings, "schema", "wattlet-broken");
+    std::fs::remove_file(rules.join("broken.yml")).expect("removed");
+
+    // A file name no ConfigMap key can be, and a dashboard larger than a ConfigMap holds.
+    std::fs::write(dashboards.join("fleet health.json"), "{}\n").expect("written");
+    let big = format!("{{\"panels\": \"{}\"}}\n", "x".repeat(1024 * 1024));
+    std::fs::write(dashboards.join("huge.json"), big).expect("written");
+    let findings = check(&root, &spin_toml()).expect("checks run");
+    assert_rule(&findings, "schema", "fleet health.json");
+    assert_rule(&findings, "render", "more than a ConfigMap holds");
 }

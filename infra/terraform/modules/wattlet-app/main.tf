@@ -150,6 +150,37 @@ locals {
   }
 }
 
+# Prometheus reads what only the database knows (consent states, silent devices, pending
+# anonymizations) from the app's pods (container port http-app, as spin-operator names it).
+locals {
+  pod_monitor = {
+    apiVersion = "monitoring.coreos.com/v1"
+    kind       = "PodMonitor"
+    metadata = {
+      name      = "${var.name}-app"
+      namespace = var.namespace
+    }
+    spec = {
+      selector = {
+        matchLabels = {
+          "core.spinkube.dev/app-name" = var.name
+        }
+      }
+      podMetricsEndpoints = [{
+        port = "http-app"
+        path = "/api/management/metrics"
+        authorization = {
+          type = "Bearer"
+          credentials = {
+            name = var.metrics_token_secret_name
+            key  = "token"
+          }
+        }
+      }]
+    }
+  }
+}
+
 resource "kubernetes_manifest" "executor" {
   manifest = local.executor
 }
@@ -171,4 +202,10 @@ resource "kubernetes_manifest" "app" {
   }
 
   depends_on = [kubernetes_manifest.executor, kubernetes_manifest.database_claim]
+}
+
+resource "kubernetes_manifest" "pod_monitor" {
+  count = var.pod_monitor ? 1 : 0
+
+  manifest = local.pod_monitor
 }

@@ -75,3 +75,15 @@ variable "resources" {
     memory_limit   = "1Gi"
   }
 }
+
+variable "pod_monitor" {
+  description = "Let Prometheus scrape the app's /api/management/metrics (needs the Prometheus operator's CRDs and the metrics token Secret)."
+  type        = bool
+  default     = true
+}
+
+variable "metrics_token_secret_name" {
+  description = "Name of the Secret whose key token is the read-only administrator token Prometheus scrapes the app with."
+  type        = string
+  default     = "wattlet-metrics-token"
+}
