@@ -550,6 +550,9 @@ pub fn rendered(eval: &Evaluation, spin_toml: &Path) -> Result<Vec<Finding>, Err
     let mut schemas: BTreeMap<PathBuf, Schema> = BTreeMap::new();
     let spin_vars = spin_variables(spin_toml)?;
     let (mut nats_releases, mut managers, mut apps) = (0, 0, 0);
+    // Per env (`envs/NAME`): its NATS cluster size, and the stream replicas its managers ask for.
+    let mut cluster_size: BTreeMap<String, u64> = BTreeMap::new();
+    let mut asked: Vec<(String, u64, Finding)> = Vec::new();
     for r in &eval.rendered {
         let at = |msg: String| {
             Finding::new(
@@ -578,6 +581,12 @@ pub fn rendered(eval: &Evaluation, spin_toml: &Path) -> Result<Vec<Finding>, Err
                     "ConfigMap" => config_map(r, m, &mut out),
                     "Deployment" => {
                         managers += deployment(r, m, &mut out);
+                        for c in containers(m) {
+                            let a = args(c);
+                            if let Some(n) = flag(&a, "--replicas").and_then(|n| n.parse().ok()) {
+                                asked.push((env_of(&r.instance), n, at(String::new())));
+                            }
+                        }
                     }
                     "SpinApp" => {
                         apps += 1;
@@ -635,9 +644,25 @@ pub fn rendered(eval: &Evaluation, spin_toml: &Path) -> Result<Vec<Finding>, Err
                 }
                 if chart == "nats" {
                     nats_releases += 1;
+                    if let Some(n) = ptr(values, "/config/cluster/replicas").and_then(Json::as_u64)
+                    {
+                        cluster_size.insert(env_of(&r.instance), n);
+                    }
                     nats(values, &mut |m| out.push(with_rule(at(m), "replicas")));
                 }
             }
+        }
+    }
+    for (env, n, mut f) in asked {
+        if let Some(&size) = cluster_size.get(&env)
+            && n > size
+        {
+            f.rule = "replicas";
+            f.message = format!(
+                "{}streams of {n} replicas on a NATS cluster of {size} servers in {env}",
+                f.message
+            );
+            out.push(f);
         }
     }
     let anywhere =
@@ -654,6 +679,12 @@ pub fn rendered(eval: &Evaluation, spin_toml: &Path) -> Result<Vec<Finding>, Err
         out.push(with_rule(anywhere("no env renders the SpinApp"), "render"));
     }
     Ok(out)
+}
+
+/// `envs/NAME` of an instance label such as `envs/NAME/app: module.workers`.
+fn env_of(instance: &str) -> String {
+    let path = instance.split(':').next().unwrap_or(instance);
+    path.split('/').take(2).collect::<Vec<_>>().join("/")
 }
 
 fn with_rule(mut f: Finding, rule: &'static str) -> Finding {

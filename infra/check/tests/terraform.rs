@@ -371,6 +371,23 @@ fn streams_with_fewer_than_three_replicas_fail() {
 }
 
 #[test]
+fn more_stream_replicas_than_nats_servers_fail() {
+    let f = broken(|r| {
+        replace(
+            r,
+            APP_ENV,
+            "stream_replicas            = 3",
+            "stream_replicas            = 5",
+        )
+    });
+    assert_rule(
+        &f,
+        "replicas",
+        "streams of 5 replicas on a NATS cluster of 3 servers",
+    );
+}
+
+#[test]
 fn a_secret_variable_in_plaintext_fails() {
     let f = broken(|r| {
         append(

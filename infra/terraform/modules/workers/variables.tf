@@ -30,8 +30,8 @@ variable "stream_replicas" {
   default     = 3
 
   validation {
-    condition     = var.stream_replicas >= 3
-    error_message = "Work streams need 3 replicas or more: one NATS server lost must lose no item."
+    condition     = var.stream_replicas >= 3 && var.stream_replicas <= 5
+    error_message = "Work streams need 3 to 5 replicas (JetStream's most): one NATS server lost must lose no item."
   }
 }
 
