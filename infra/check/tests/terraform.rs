@@ -120,11 +120,24 @@ fn terraform_fmt_check_passes() {
 }
 
 fn terraform(args: &[&str], dir: &Path) -> Option<std::process::Output> {
-    match Command::new("terraform")
-        .args(args)
+    terraform_with(args, dir, None)
+}
+
+/// Runs terraform without its update check (no network), optionally with a CLI config file.
+fn terraform_with(
+    args: &[&str],
+    dir: &Path,
+    config: Option<&Path>,
+) -> Option<std::process::Output> {
+    let mut cmd = Command::new("terraform");
+    cmd.args(args)
         .current_dir(dir)
-        .output()
-    {
+        .env("CHECKPOINT_DISABLE", "1")
+        .env("TF_IN_AUTOMATION", "1");
+    if let Some(config) = config {
+        cmd.env("TF_CLI_CONFIG_FILE", config);
+    }
+    match cmd.output() {
         Ok(out) => Some(out),
         Err(e) if std::env::var_os("WATTLET_REQUIRE_TERRAFORM").is_some() => {
             panic!("no terraform binary ({e}) and WATTLET_REQUIRE_TERRAFORM is set")
@@ -134,6 +147,71 @@ fn terraform(args: &[&str], dir: &Path) -> Option<std::process::Output> {
             None
         }
     }
+}
+
+/// `terraform init` against an empty provider mirror (so nothing is downloaded or asked of a
+/// registry): Terraform loads every env's configuration and module tree and accepts its lock
+/// file, and then fails only because the providers are not there. A syntax error fails sooner.
+#[test]
+fn terraform_loads_every_env_and_its_lock_file() {
+    let tmp = tempfile::tempdir().expect("a temporary directory");
+    let mirror = tmp.path().join("empty-mirror");
+    std::fs::create_dir_all(&mirror).expect("mkdir");
+    let rc = tmp.path().join("terraform.rc");
+    std::fs::write(
+        &rc,
+        format!(
+            "provider_installation {{\n  filesystem_mirror {{\n    path = {:?}\n  }}\n}}\n",
+            mirror.display().to_string()
+        ),
+    )
+    .expect("written");
+    let root = tmp.path().join("terraform");
+    copy(&terraform_dir(), &root);
+    let (tree, _) = tree::load(&root).expect("tree loads");
+    let envs = wattlet_infra_check::lints::roots(&tree);
+    assert!(!envs.is_empty());
+    let init = ["init", "-backend=false", "-input=false", "-no-color"];
+    for env in envs {
+        let Some(out) = terraform_with(&init, &env.dir, Some(&rc)) else {
+            return;
+        };
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let lock = tree.locks.get(&env.dir).expect("a lock file");
+        for block in lock.body.blocks() {
+            let source = block.labels()[0].as_str();
+            let name = source.trim_start_matches("registry.terraform.io/");
+            assert!(
+                text.contains(&format!(
+                    "Reusing previous version of {name} from the dependency lock file"
+                )),
+                "{}: {name} not taken from the lock file:\n{text}",
+                env.dir.display()
+            );
+        }
+        let errors: Vec<&str> = text.lines().filter(|l| l.starts_with("Error:")).collect();
+        assert!(
+            errors
+                .iter()
+                .all(|e| *e == "Error: Failed to query available provider packages"),
+            "{}: {text}",
+            env.dir.display()
+        );
+    }
+
+    // The same run stops at a broken file.
+    let env = root.join("envs/survey-small/app");
+    append(
+        &root,
+        "envs/survey-small/app/main.tf",
+        "resource \"x\" {\n}\n",
+    );
+    let out = terraform_with(&init, &env, Some(&rc)).expect("terraform ran before");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Missing name for resource"));
 }
 
 /// The built-in layout check gives the same verdict as terraform fmt on good and bad samples.
