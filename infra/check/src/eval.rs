@@ -15,7 +15,7 @@ use hcl::eval::{Context, Evaluate, FuncArgs, FuncDef, ParamType};
 use hcl::{Expression, Map, Value};
 
 use crate::Finding;
-use crate::tree::{Module, Resource, Tree, literal_str};
+use crate::tree::{Module, Resource, Tree};
 
 /// Resources whose content exists only at plan time, and why.
 pub const NOT_RENDERED_OFFLINE: &[(&str, &str)] = &[(
@@ -790,54 +790,6 @@ pub fn is_exact_version(v: &str) -> bool {
             .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
     });
     core_ok && parts.next().is_none()
-}
-
-/// Literal strings of an expression tree (for the secrets lint).
-pub fn strings(expr: &Expression, out: &mut Vec<String>) {
-    match expr {
-        Expression::String(s) => out.push(s.clone()),
-        Expression::TemplateExpr(t) => match t.as_ref() {
-            hcl::TemplateExpr::QuotedString(s) => out.push(s.clone()),
-            hcl::TemplateExpr::Heredoc(h) => out.push(h.template.clone()),
-        },
-        Expression::Array(items) => items.iter().for_each(|e| strings(e, out)),
-        Expression::Object(obj) => {
-            for (k, v) in obj {
-                if let hcl::ObjectKey::Expression(k) = k {
-                    strings(k, out);
-                }
-                strings(v, out);
-            }
-        }
-        Expression::FuncCall(f) => f.args.iter().for_each(|e| strings(e, out)),
-        Expression::Parenthesis(e) => strings(e, out),
-        Expression::Conditional(c) => {
-            strings(&c.cond_expr, out);
-            strings(&c.true_expr, out);
-            strings(&c.false_expr, out);
-        }
-        Expression::Operation(op) => match op.as_ref() {
-            hcl::expr::Operation::Unary(u) => strings(&u.expr, out),
-            hcl::expr::Operation::Binary(b) => {
-                strings(&b.lhs_expr, out);
-                strings(&b.rhs_expr, out);
-            }
-        },
-        Expression::ForExpr(f) => {
-            strings(&f.collection_expr, out);
-            if let Some(k) = &f.key_expr {
-                strings(k, out);
-            }
-            strings(&f.value_expr, out);
-        }
-        Expression::Traversal(t) => strings(&t.expr, out),
-        _ => {}
-    }
-}
-
-/// The literal value of an attribute, if it has one (used by lints that need no evaluation).
-pub fn literal(expr: &Expression) -> Option<&str> {
-    literal_str(expr)
 }
 
 /// Objects keyed by name, for lookups in rendered JSON.

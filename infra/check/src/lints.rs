@@ -10,7 +10,7 @@ use hcl::{Body, Expression};
 use regex::Regex;
 use serde_json::Value as Json;
 
-use crate::eval::{Evaluation, Rendered, RenderedAt, by_name, is_exact_version, strings};
+use crate::eval::{Evaluation, Rendered, RenderedAt, by_name, is_exact_version};
 use crate::schema::{self, Schema};
 use crate::tree::{Module, Tree, literal_str, object_key};
 use crate::{Error, Finding};
@@ -505,17 +505,6 @@ fn collect_objects<'a>(expr: &'a Expression, out: &mut Vec<(String, &'a Expressi
         }
         _ => {}
     }
-}
-
-/// All literal strings of a module (exposed for tests of the detectors).
-pub fn module_strings(module: &Module) -> Vec<String> {
-    let mut out = Vec::new();
-    for f in &module.files {
-        for a in f.body.attributes() {
-            strings(a.expr(), &mut out);
-        }
-    }
-    out
 }
 
 // ---------------------------------------------------------------------------------------------

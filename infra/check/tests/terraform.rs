@@ -342,6 +342,19 @@ fn a_provider_range_fails() {
 }
 
 #[test]
+fn a_module_without_required_version_fails() {
+    let f = broken(|r| {
+        replace(
+            r,
+            "modules/nats/versions.tf",
+            "  required_version = \">= 1.8.0\"\n",
+            "",
+        )
+    });
+    assert_rule(&f, "pinned-versions", "no terraform { required_version");
+}
+
+#[test]
 fn providers_pinned_differently_fail() {
     let f = broken(|r| replace(r, "modules/workers/versions.tf", "\"2.38.0\"", "\"2.37.0\""));
     assert_rule(&f, "pinned-versions", "different versions");
@@ -505,6 +518,15 @@ fn secret_values_in_the_repository_or_the_state_fail() {
         )
     });
     assert_rule(&f, "secrets", "stored in the Terraform state");
+    let f = broken(|r| {
+        replace(
+            r,
+            NATS,
+            "  values = [yamlencode(local.values)]\n",
+            "  values = [yamlencode(local.values)]\n\n  set_sensitive {\n    name  = \"config.merge.authorization.token\"\n    value = var.namespace\n  }\n",
+        )
+    });
+    assert_rule(&f, "secrets", "set_sensitive keeps the value in the state");
     let f = broken(|r| {
         append(
             r,
