@@ -1,0 +1,19 @@
+terraform {
+  # provider::kubernetes::manifest_decode_multi needs provider functions (Terraform 1.8).
+  required_version = ">= 1.8.0"
+
+  required_providers {
+    helm = {
+      source  = "hashicorp/helm"
+      version = "2.17.0"
+    }
+    http = {
+      source  = "hashicorp/http"
+      version = "3.4.0"
+    }
+    kubernetes = {
+      source  = "hashicorp/kubernetes"
+      version = "2.38.0"
+    }
+  }
+}
