@@ -33,7 +33,7 @@ use wattlet_testkit::{
 use wattlet_workers::api::{ApiOptions, DataApi, unix_seconds};
 use wattlet_workers::item::{DEFAULT_MODELS, ForecastItem, WorkItem};
 use wattlet_workers::plan::{MAX_WINDOWS_PER_STEP, Planner};
-use wattlet_workers::server::LocalNats;
+use wattlet_workers::server::{LocalCluster, LocalNats};
 
 /// Midnight UTC, 1 November 2026: the first measurement of every test meter.
 const START: i64 = 1_793_491_200;
@@ -175,20 +175,38 @@ fn cloud_api(cloud: &Cloud, dir: &Path) -> Api {
     )
 }
 
+/// A NATS server or cluster the manager and workers connect to.
+trait Nats {
+    /// What `--nats` takes.
+    fn url(&self) -> &str;
+}
+
+impl Nats for LocalNats {
+    fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl Nats for LocalCluster {
+    fn url(&self) -> &str {
+        &self.url
+    }
+}
+
 /// One manager pass planning NIALM items only (the item counts of the NIALM tests).
-fn run_manager(nats: &LocalNats, api: &Api, args: &[&str]) {
+fn run_manager(nats: &impl Nats, api: &Api, args: &[&str]) {
     manager_pass(nats, api, &[args, &["--no-forecast"][..]].concat());
 }
 
 /// One manager pass planning load forecast items only.
-fn run_forecast_manager(nats: &LocalNats, api: &Api) {
+fn run_forecast_manager(nats: &impl Nats, api: &Api) {
     manager_pass(nats, api, &["--models", ""]);
 }
 
-fn manager_pass(nats: &LocalNats, api: &Api, args: &[&str]) {
+fn manager_pass(nats: &impl Nats, api: &Api, args: &[&str]) {
     run(
         wattlet_testkit::binary!("wattlet")
-            .args(["manager", "nialm", "--once", "--nats", &nats.url])
+            .args(["manager", "nialm", "--once", "--nats", nats.url()])
             .args(api.manager_args())
             .args(args)
             .env("WATTLET_LOG", "wattlet=info"),
@@ -201,7 +219,7 @@ fn manager_pass(nats: &LocalNats, api: &Api, args: &[&str]) {
 /// cloud's `attestation_policy` allows exactly this binary and component); `args` add to (not
 /// replace) these.
 fn spawn_worker(
-    nats: &LocalNats,
+    nats: &impl Nats,
     api: &Api,
     log: &Path,
     failpoints: Option<&str>,
@@ -214,7 +232,7 @@ fn spawn_worker(
         .expect("worker log");
     let mut command = wattlet_testkit::binary!("wattlet");
     command
-        .args(["worker", "nialm", "--nats", &nats.url])
+        .args(["worker", "nialm", "--nats", nats.url()])
         .args(api.args())
         .args([
             "--concurrency",
@@ -296,6 +314,46 @@ fn planned(runtime: &Handle, api: &Api, meter: &str) -> Vec<WorkItem> {
         }
         items
     })
+}
+
+/// Checks that every planned item of `meters` has exactly one stored result, equal to the
+/// single-process run, and that no other result is stored; the results and how many were
+/// compared.
+fn exactly_once(cloud: &Cloud, api: &Api, db: &Path, meters: &[String]) -> (Results, usize) {
+    let stored = results(db);
+    let mut instance = reference();
+    let mut keys = BTreeSet::new();
+    let mut compared = 0;
+    for meter in meters {
+        let items = planned(cloud.runtime(), api, meter);
+        assert_eq!(count_for(&stored, meter), items.len(), "results of {meter}");
+        for item in items {
+            let (m, model, window_start, power) = stored
+                .get(&item.id())
+                .unwrap_or_else(|| panic!("no result for {item:?}"));
+            assert_eq!((m, model), (&item.meter, &item.model));
+            assert_eq!(*window_start, item.window_start);
+            let reference = instance
+                .run(&item.model, &item.aggregate)
+                .expect("component runs")
+                .expect("component computes");
+            assert_eq!(
+                *power,
+                reference,
+                "item {} differs from one process",
+                item.id()
+            );
+            compared += 1;
+        }
+    }
+    for (meter, model, window_start, _) in stored.values() {
+        assert!(
+            keys.insert((meter, model, window_start)),
+            "two results for {meter} {model} {window_start}"
+        );
+    }
+    assert_eq!(stored.len(), compared, "no result outside the plan");
+    (stored, compared)
 }
 
 /// The nialm component in this process: the single-process reference.
@@ -490,45 +548,13 @@ fn nialm_queue_survives_killed_workers() {
     }
 
     // Exactly one result per planned item, equal to the single-process run.
-    let stored = results(&db);
-    let mut instance = reference();
-    let mut keys = BTreeSet::new();
-    let mut compared = 0;
-    for (meter, _) in &meters {
-        let items = planned(cloud.runtime(), &api, meter);
-        assert_eq!(count_for(&stored, meter), items.len(), "results of {meter}");
-        for item in items {
-            let (m, model, window_start, power) = stored
-                .get(&item.id())
-                .unwrap_or_else(|| panic!("no result for {item:?}"));
-            assert_eq!((m, model), (&item.meter, &item.model));
-            assert_eq!(*window_start, item.window_start);
-            let reference = instance
-                .run(&item.model, &item.aggregate)
-                .expect("component runs")
-                .expect("component computes");
-            assert_eq!(
-                *power,
-                reference,
-                "item {} differs from one process",
-                item.id()
-            );
-            compared += 1;
-        }
-    }
-    for (meter, model, window_start, _) in stored.values() {
-        assert!(
-            keys.insert((meter, model, window_start)),
-            "two results for {meter} {model} {window_start}"
-        );
-    }
+    let meter_ids: Vec<String> = meters.iter().map(|(m, _)| m.clone()).collect();
+    let (stored, compared) = exactly_once(&cloud, &api, &db, &meter_ids);
     assert_eq!(
         count_for(&stored, &silent_meter),
         0,
         "a household without consent is not disaggregated"
     );
-    assert_eq!(stored.len(), compared, "no result outside the plan");
-
     // Nothing dead-lettered, nothing left in the queue.
     let dead = cloud.runtime().block_on(async {
         let mut dead = js.get_stream("NIALM_DEAD").await.expect("dead stream");
@@ -1108,7 +1134,7 @@ fn run_worker_to_exit(
     args: &[&str],
 ) -> (std::process::ExitStatus, String) {
     let output = wattlet_testkit::command(&binary.display().to_string())
-        .args(["worker", "nialm", "--nats", &nats.url])
+        .args(["worker", "nialm", "--nats", nats.url()])
         .args(api.args())
         .args(["--concurrency", "1", "--ack-wait", "1s"])
         .args(args)
@@ -1540,4 +1566,149 @@ fn forecast_items_are_computed_served_and_deleted_on_revocation() {
     assert_eq!(served_forecast(&cloud, &meter).0, 404);
     worker.kill().expect("stop worker");
     worker.wait().expect("reap worker");
+}
+
+/// The leader of the work stream's replicas, as the index of the cluster's server.
+fn work_stream_leader(cloud: &Cloud, js: &async_nats::jetstream::Context) -> Option<usize> {
+    cloud.runtime().block_on(async {
+        let mut stream = js.get_stream("NIALM").await.ok()?;
+        let leader = stream.info().await.ok()?.cluster.as_ref()?.leader.clone()?;
+        (0..3).find(|&i| LocalCluster::name(i) == leader)
+    })
+}
+
+/// The work queue on a three-server JetStream cluster with R3 streams: one server SIGKILLed and
+/// restarted mid-run, later the work stream's leader, while the workers go from 1 to 4. Every
+/// planned item gets exactly one result, equal to the single-process run; results per second
+/// while a server is down are reported.
+#[test]
+fn nialm_queue_on_a_three_server_cluster_survives_killed_servers_and_scales_workers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = worker_policy();
+    let cloud = Cloud::start_with(dir.path(), &[("attestation_policy", policy.as_str())]);
+    let db = cloud.database();
+    let api = cloud_api(&cloud, dir.path());
+    let mut cluster = wattlet_testkit::nats_cluster(&dir.path().join("nats"), 3);
+    let js = cloud
+        .runtime()
+        .block_on(cluster.connect_when_ready(Duration::from_secs(60)))
+        .expect("the cluster's JetStream");
+
+    let mut meters = Vec::new();
+    for i in 0..4 {
+        let meter = uuid4();
+        let device = cloud.register(
+            &format!("Cluster household {i}"),
+            &format!("c{i}@example.org"),
+            &format!("dev-c{i}"),
+            &meter,
+        );
+        cloud.grant(&device);
+        upload_minutes(&cloud, &device, &meter, 4 * 24 * 60);
+        meters.push(meter);
+    }
+    let expected: usize = meters
+        .iter()
+        .map(|m| planned(cloud.runtime(), &api, m).len())
+        .sum();
+    run_manager(&cluster, &api, &["--replicas", "3"]);
+    let replicas = cloud.runtime().block_on(async {
+        let mut stream = js.get_stream("NIALM").await.expect("work stream");
+        stream.info().await.expect("info").config.num_replicas
+    });
+    assert_eq!(replicas, 3, "the work stream has three replicas");
+
+    let log = dir.path().join("workers.log");
+    let batch = ["--batch", "4"];
+    let mut workers = vec![spawn_worker(&cluster, &api, &log, None, &batch)];
+    let done = || -> usize { meters.iter().map(|m| count_for(&results(&db), m)).sum() };
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(600) * wattlet_testkit::patience();
+    let mut report = Vec::new();
+    // Phases, each at least 2 s after the one before: at 10 % of the results a server that is
+    // not the leader dies; at 20 % three workers join; at 30 % it comes back; at 40 % the
+    // leader dies; at 55 % it comes back.
+    let mut phase = 0;
+    let mut last_phase = Instant::now();
+    let mut outage: Option<(usize, Instant, usize)> = None;
+    loop {
+        let n = done();
+        let share = n as f64 / expected as f64;
+        let due = [0.10, 0.20, 0.30, 0.40, 0.55]
+            .get(phase)
+            .is_some_and(|&at| share >= at && last_phase.elapsed() >= Duration::from_secs(2));
+        if due {
+            last_phase = Instant::now();
+            match phase {
+                0 | 3 => {
+                    let leader = work_stream_leader(&cloud, &js);
+                    let victim = if phase == 0 {
+                        (0..3).find(|&i| Some(i) != leader).expect("a follower")
+                    } else {
+                        leader.expect("the work stream has a leader")
+                    };
+                    cluster.kill(victim);
+                    eprintln!("{n} results: server n{victim} killed");
+                    outage = Some((victim, Instant::now(), n));
+                }
+                1 => {
+                    for _ in 0..3 {
+                        workers.push(spawn_worker(&cluster, &api, &log, None, &batch));
+                    }
+                    report.push(format!("{n} results: 3 workers joined (4 in all)"));
+                }
+                _ => {
+                    let (victim, since, before) = outage.take().expect("a server is down");
+                    let secs = since.elapsed().as_secs_f64();
+                    report.push(format!(
+                        "server n{victim}{} down {secs:.1} s: {} results, {:.1} results/s",
+                        if phase == 4 { " (the leader)" } else { "" },
+                        n - before,
+                        (n - before) as f64 / secs
+                    ));
+                    cluster.restart(victim).expect("restart the server");
+                }
+            }
+            phase += 1;
+        }
+        for worker in &mut workers {
+            if let Some(status) = worker.try_wait().expect("poll worker") {
+                panic!(
+                    "a worker ended ({status}) during the run; see {}",
+                    log.display()
+                );
+            }
+        }
+        // The test's own client may be on the server that died, or the leader being elected:
+        // its query then fails for a moment, like the workers' fetches.
+        let queued = cloud.runtime().block_on(async {
+            let mut stream = js.get_stream("NIALM").await.ok()?;
+            Some(stream.info().await.ok()?.state.messages)
+        });
+        if n >= expected && phase == 5 && queued == Some(0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{n} of {expected} results, phase {phase}; see {}",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let secs = started.elapsed().as_secs_f64();
+    for worker in &mut workers {
+        let _ = worker.kill();
+        let _ = worker.wait();
+    }
+    let (_, compared) = exactly_once(&cloud, &api, &db, &meters);
+    let dead = cloud.runtime().block_on(async {
+        let mut dead = js.get_stream("NIALM_DEAD").await.expect("dead stream");
+        dead.info().await.expect("info").state.messages
+    });
+    assert_eq!(dead, 0, "nothing dead-lettered");
+    eprintln!(
+        "nialm on a 3-server cluster, R3 streams: {expected} items in {secs:.1} s ({:.1} results/s)\n  {}\n  {compared} results, each equal to the single-process run; 0 lost, 0 duplicated",
+        expected as f64 / secs,
+        report.join("\n  ")
+    );
 }

@@ -71,7 +71,7 @@ pub enum WorkerCommand {
 
 #[derive(Debug, Args)]
 struct Connection {
-    /// The NATS server (JetStream enabled).
+    /// The NATS server (JetStream enabled); for a cluster, several servers separated by commas.
     #[arg(long, value_name = "URL", default_value = "nats://127.0.0.1:4222")]
     nats: String,
     /// The Data API: https://host[:port] (with --ca), or http://host[:port] where TLS ends in
@@ -154,6 +154,10 @@ pub struct ManagerArgs {
     /// by 5 minutes).
     #[arg(long)]
     no_forecast: bool,
+    /// Copies of the NIALM work and dead-letter streams on a JetStream cluster (3 survives the
+    /// loss of a server) [default: an existing stream keeps its count, a new one has 1].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=5))]
+    replicas: Option<u8>,
 }
 
 /// Which TEE the worker attests with.
@@ -220,7 +224,10 @@ pub fn run_manager(command: ManagerCommand) -> anyhow::Result<ExitCode> {
         api: args.connection.api()?,
         nats_url: args.connection.nats,
         models: args.models.into_iter().filter(|m| !m.is_empty()).collect(),
-        settings: QueueSettings::default(),
+        settings: QueueSettings {
+            replicas: args.replicas.map(usize::from),
+            ..QueueSettings::default()
+        },
         interval: (!args.once).then_some(args.interval),
         plaintext: args.plaintext,
         forecast: !args.no_forecast,

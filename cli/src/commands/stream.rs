@@ -181,7 +181,7 @@ pub struct ConvertArgs {
 
 #[derive(Debug, Args)]
 pub struct Nats {
-    /// The NATS server (JetStream enabled).
+    /// The NATS server (JetStream enabled); for a cluster, several servers separated by commas.
     #[arg(long, value_name = "URL", default_value = "nats://127.0.0.1:4222")]
     nats: String,
 }

@@ -14,7 +14,9 @@
 //!    queue: fetch, compute, store through the Data API, double ack: items/s and per core, with
 //!    plaintext items and with sealed ones (an attested worker, simulated TEE, opening items and
 //!    sealing results; the Data API opening them): the sealed/plaintext ratio;
-//! 4. end-to-end latency of single items with idle workers: publish → result committed.
+//! 4. end-to-end latency of single items with idle workers: publish → result committed;
+//! 5. workers draining `BENCH_CLUSTER_ITEMS` items (default 3,000) from a three-server JetStream
+//!    cluster with R3 streams and from the single server, with 1, 2 and 4 workers: the ratio.
 //!
 //! `BENCH_ONLY=manager` stops after the manager.
 //!
@@ -203,7 +205,9 @@ fn main() {
         wattlet_workers::ensure_streams(&js, &settings)
             .await
             .expect("streams");
-        let cursors = wattlet_workers::Cursors::open(&js).await.expect("cursors");
+        let cursors = wattlet_workers::Cursors::open(&js, &settings)
+            .await
+            .expect("cursors");
         let planner = Planner::new(DataApi::connect(&manager_api).expect("Data API"));
         let started = Instant::now();
         let report = manager::pass(&js, &planner, &cursors, &models, Sealing::Plaintext)
@@ -284,7 +288,7 @@ fn main() {
     );
     sealing_cost(&sample, wasm_rate);
 
-    let worker_options = |concurrency: usize, sealing: Sealing| WorkerOptions {
+    let worker_options = |nats_url: &str, concurrency: usize, sealing: Sealing| WorkerOptions {
         confidential: (sealing == Sealing::Sealed).then(|| ConfidentialOptions {
             broker: api.clone(),
             attester: wattlet_workers::tee::simulated(
@@ -296,7 +300,7 @@ fn main() {
             .expect("simulated TEE"),
         }),
         plaintext: sealing == Sealing::Plaintext,
-        nats_url: nats.url.clone(),
+        nats_url: nats_url.to_owned(),
         api: api.clone(),
         component: component_path.clone(),
         stream_component: stream_path.clone(),
@@ -318,50 +322,22 @@ fn main() {
         };
         // The first drain takes the manager's (plaintext) items; the others publish them again.
         if concurrency > 1 || sealing == Sealing::Sealed {
-            // Publish the same items again; their results were cleared, so they are new work.
-            runtime.block_on(async {
-                let js = wattlet_workers::connect(&nats.url).await.expect("connect");
-                let mut acks = Vec::new();
-                for item in &items {
-                    let key = keys.get(&item.meter);
-                    let payload = manager::payload(item, sealing, key).expect("payload");
-                    acks.push(
-                        js.send_publish(
-                            item::subject(&item.model),
-                            // A new id: the first copies are still in the dedup window.
-                            PublishMessage::build()
-                                .payload(payload)
-                                .message_id(format!("{}-{concurrency}-{label}", item.id())),
-                        )
-                        .await
-                        .expect("publish"),
-                    );
-                    if acks.len() == 8192 {
-                        for ack in acks.drain(..) {
-                            ack.await.expect("ack");
-                        }
-                    }
-                }
-                for ack in acks {
-                    ack.await.expect("ack");
-                }
-            });
+            // Their results were cleared, so they are new work.
+            publish_again(
+                &runtime,
+                &nats.url,
+                &items,
+                &keys,
+                sealing,
+                &format!("{concurrency}-{label}"),
+            );
         }
-        let options = worker_options(concurrency, sealing);
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let started = Instant::now();
-        let handle = runtime.spawn(worker::run(options, async {
-            let _ = stopped.await;
-        }));
-        while result_count(&db) < items.len() {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let seconds = started.elapsed().as_secs_f64();
-        let _ = stop.send(());
-        runtime
-            .block_on(handle)
-            .expect("worker task")
-            .expect("worker");
+        let seconds = run_until_stored(
+            &runtime,
+            vec![worker_options(&nats.url, concurrency, sealing)],
+            &db,
+            items.len(),
+        );
         let rate = items.len() as f64 / seconds;
         println!(
             "workers ({label}), {concurrency} lane(s) on {cores} core(s): {} items in \
@@ -386,7 +362,7 @@ fn main() {
     // 4. Latency: one item at a time through an idle worker.
     clear_results(&db);
     let samples = env_or("BENCH_LATENCY_ITEMS", 100usize);
-    let options = worker_options(1, Sealing::Plaintext);
+    let options = worker_options(&nats.url, 1, Sealing::Plaintext);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let handle = runtime.spawn(worker::run(options, async {
         let _ = stopped.await;
@@ -428,8 +404,126 @@ fn main() {
         percentile(&latencies, 0.5),
         percentile(&latencies, 0.99)
     );
+
+    // 5. The queue on a three-server JetStream cluster with R3 streams (every item and ack
+    // replicated to three servers, acknowledged by a quorum) against the single server, with 1,
+    // 2 and 4 workers of one lane each, the same items each time.
+    let sample = &items[..env_or("BENCH_CLUSTER_ITEMS", 3000usize).min(items.len())];
+    let cluster = wattlet_testkit::nats_cluster(&dir.path().join("cluster"), 3);
+    runtime.block_on(async {
+        let js = cluster
+            .connect_when_ready(Duration::from_secs(60))
+            .await
+            .expect("the cluster's JetStream");
+        let r3 = QueueSettings {
+            replicas: Some(3),
+            ..QueueSettings::default()
+        };
+        wattlet_workers::ensure_streams(&js, &r3)
+            .await
+            .expect("R3 streams");
+    });
+    let mut rates = HashMap::new();
+    let servers = [
+        ("single server, R1", "single", &nats.url),
+        ("3-server cluster, R3", "cluster", &cluster.url),
+    ];
+    for (label, short, url) in servers {
+        for workers in [1, 2, 4] {
+            clear_results(&db);
+            let tag = format!("{short}-{workers}");
+            publish_again(&runtime, url, sample, &keys, Sealing::Plaintext, &tag);
+            let options = (0..workers)
+                .map(|_| worker_options(url, 1, Sealing::Plaintext))
+                .collect();
+            let seconds = run_until_stored(&runtime, options, &db, sample.len());
+            let rate = sample.len() as f64 / seconds;
+            println!(
+                "{label}: {workers} worker(s) of 1 lane, {} items in {seconds:.2} s = {rate:.0} items/s",
+                sample.len()
+            );
+            rates.insert((label, workers), rate);
+        }
+    }
+    for workers in [1, 2, 4] {
+        println!(
+            "{workers} worker(s): cluster (R3) / single server (R1) = {:.2}x",
+            rates[&("3-server cluster, R3", workers)] / rates[&("single server, R1", workers)]
+        );
+    }
+    drop(cluster);
     drop(nats);
     drop(served);
+}
+
+/// Publishes `items` again with ids tagged `tag` (the first copies are still in the dedup
+/// window), sealed or not, awaiting every acknowledgement.
+fn publish_again(
+    runtime: &tokio::runtime::Runtime,
+    url: &str,
+    items: &[WorkItem],
+    keys: &HashMap<String, HouseholdKey>,
+    sealing: Sealing,
+    tag: &str,
+) {
+    runtime.block_on(async {
+        let js = wattlet_workers::connect(url).await.expect("connect");
+        let mut acks = Vec::new();
+        for item in items {
+            let payload = manager::payload(item, sealing, keys.get(&item.meter)).expect("payload");
+            acks.push(
+                js.send_publish(
+                    item::subject(&item.model),
+                    PublishMessage::build()
+                        .payload(payload)
+                        .message_id(format!("{}-{tag}", item.id())),
+                )
+                .await
+                .expect("publish"),
+            );
+            if acks.len() == 8192 {
+                for ack in acks.drain(..) {
+                    ack.await.expect("ack");
+                }
+            }
+        }
+        for ack in acks {
+            ack.await.expect("ack");
+        }
+    });
+}
+
+/// Runs one in-process worker per entry of `workers` until `expected` results are stored;
+/// the seconds it took.
+fn run_until_stored(
+    runtime: &tokio::runtime::Runtime,
+    workers: Vec<WorkerOptions>,
+    db: &Path,
+    expected: usize,
+) -> f64 {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let started = Instant::now();
+    let handles: Vec<_> = workers
+        .into_iter()
+        .map(|options| {
+            let mut stopped = stopped.clone();
+            runtime.spawn(worker::run(options, async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            }))
+        })
+        .collect();
+    while result_count(db) < expected {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let _ = stop.send(true);
+    for handle in handles {
+        runtime
+            .block_on(handle)
+            .expect("worker task")
+            .expect("worker");
+    }
+    seconds
 }
 
 /// 2b. What sealing adds per item, against the component's compute in the same run: the

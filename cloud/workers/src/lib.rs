@@ -59,6 +59,9 @@ pub struct QueueSettings {
     pub max_attempts: u32,
     /// A re-published item with the same id within this window is dropped by JetStream.
     pub duplicate_window: Duration,
+    /// Copies of the work and dead-letter streams on a JetStream cluster (`--replicas`, the
+    /// manager's): `None` keeps what an existing stream has (1 for a new one).
+    pub replicas: Option<usize>,
 }
 
 impl Default for QueueSettings {
@@ -67,6 +70,7 @@ impl Default for QueueSettings {
             ack_wait: Duration::from_secs(30),
             max_attempts: 5,
             duplicate_window: Duration::from_secs(600),
+            replicas: None,
         }
     }
 }
@@ -78,11 +82,18 @@ pub async fn connect(url: &str) -> anyhow::Result<Context> {
 }
 
 /// [`connect`], at most `max_ack_inflight` publishes awaiting their acknowledgement at once
-/// (past it, a publish waits for one).
+/// (past it, a publish waits for one). `url` may list several servers of a cluster, separated by
+/// commas: the client takes any that answers, and moves to another when it fails (it also
+/// learns the cluster's other servers from the one it reached).
 pub async fn connect_with_inflight(url: &str, max_ack_inflight: usize) -> anyhow::Result<Context> {
+    let servers = url
+        .split(',')
+        .map(|u| u.trim().parse::<async_nats::ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("{url} is not a NATS URL (or a comma-separated list of them)"))?;
     let client = async_nats::ConnectOptions::new()
         .name("wattlet")
-        .connect(url)
+        .connect(servers.as_slice())
         .await
         .with_context(|| {
             format!("cannot connect to NATS at {url} (is nats-server -js running?)")
@@ -92,27 +103,62 @@ pub async fn connect_with_inflight(url: &str, max_ack_inflight: usize) -> anyhow
         .build(client))
 }
 
+/// `create_or_update_stream`, tried again (up to 5 times, 100 ms doubling): workers starting
+/// together on a fresh server, and `wattlet stream results` polling beside them, race to create
+/// the same streams, and a loser's create fails although the stream now exists; a cluster whose
+/// servers have just (re)started answers JetStream requests only once it has elected leaders.
+pub(crate) async fn create_or_update_stream(
+    js: &Context,
+    config: jetstream::stream::Config,
+) -> anyhow::Result<()> {
+    let mut wait = Duration::from_millis(100);
+    for _ in 1..5 {
+        if js.create_or_update_stream(config.clone()).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(wait).await;
+        wait *= 2;
+    }
+    js.create_or_update_stream(config)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e} ({:?})", e.kind()))?;
+    Ok(())
+}
+
 /// Creates (or updates) the work and dead-letter streams. Idempotent.
 pub async fn ensure_streams(js: &Context, settings: &QueueSettings) -> anyhow::Result<()> {
-    js.create_or_update_stream(jetstream::stream::Config {
+    let work = jetstream::stream::Config {
         name: STREAM.to_owned(),
         subjects: vec![format!("{WORK_SUBJECT}.>")],
         retention: jetstream::stream::RetentionPolicy::WorkQueue,
         storage: jetstream::stream::StorageType::File,
         duplicate_window: settings.duplicate_window,
         ..Default::default()
-    })
-    .await
-    .context("cannot create the NIALM work stream (does the server have JetStream enabled?)")?;
-    js.create_or_update_stream(jetstream::stream::Config {
+    };
+    let dead = jetstream::stream::Config {
         name: DEAD_STREAM.to_owned(),
         subjects: vec![DEAD_SUBJECT.to_owned()],
         storage: jetstream::stream::StorageType::File,
         duplicate_window: settings.duplicate_window,
         ..Default::default()
-    })
-    .await
-    .context("cannot create the NIALM dead-letter stream")?;
+    };
+    for (config, what) in [(work, "work"), (dead, "dead-letter")] {
+        let replicas = replicas(js, &config.name, settings.replicas).await?;
+        create_or_update_stream(
+            js,
+            jetstream::stream::Config {
+                num_replicas: replicas,
+                ..config
+            },
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "cannot create the NIALM {what} stream with {replicas} replica(s) (does the \
+                 server have JetStream enabled, and as many servers in its cluster?)"
+            )
+        })?;
+    }
     Ok(())
 }
 
@@ -141,6 +187,18 @@ pub async fn ensure_consumer(
         .context("cannot create the NIALM consumer")
 }
 
+/// The copies a stream gets: `wanted`, or else whatever the stream has (1 for a new one), so
+/// that a worker does not scale down what the manager set up.
+async fn replicas(js: &Context, stream: &str, wanted: Option<usize>) -> anyhow::Result<usize> {
+    Ok(match wanted {
+        Some(n) => n,
+        None => match js.get_stream(stream).await {
+            Ok(mut stream) => stream.info().await?.config.num_replicas,
+            Err(_) => 1,
+        },
+    })
+}
+
 /// The manager's cursors, one per meter and model: the next window start (Unix seconds) as the
 /// last message of subject `nialm.cursor.<meter>.<model>` in a stream keeping one per subject;
 /// for forecasts (`<model>` = `forecast`) the `at` of the last item published.
@@ -152,18 +210,26 @@ pub struct Cursors {
 }
 
 impl Cursors {
-    pub async fn open(js: &Context) -> anyhow::Result<Self> {
-        let stream = js
-            .create_or_update_stream(jetstream::stream::Config {
+    /// Opens (creating) the cursor stream, with as many copies as the work stream
+    /// ([`QueueSettings::replicas`]).
+    pub async fn open(js: &Context, settings: &QueueSettings) -> anyhow::Result<Self> {
+        let replicas = replicas(js, CURSOR_STREAM, settings.replicas).await?;
+        create_or_update_stream(
+            js,
+            jetstream::stream::Config {
                 name: CURSOR_STREAM.to_owned(),
                 subjects: vec![format!("{CURSOR_SUBJECT}.>")],
                 max_messages_per_subject: 1,
                 storage: jetstream::stream::StorageType::File,
+                num_replicas: replicas,
                 ..Default::default()
-            })
-            .await
-            .context("cannot create the manager's cursor stream")?;
-        let stream = js.get_stream(stream.config.name).await?;
+            },
+        )
+        .await
+        .with_context(|| {
+            format!("cannot create the manager's cursor stream with {replicas} replica(s)")
+        })?;
+        let stream = js.get_stream(CURSOR_STREAM).await?;
         Ok(Cursors {
             js: js.clone(),
             stream,

@@ -77,7 +77,7 @@ pub async fn run(
         .context("cannot read the meters from the Data API")?;
     let js = crate::connect(&options.nats_url).await?;
     crate::ensure_streams(&js, &options.settings).await?;
-    let cursors = crate::Cursors::open(&js).await?;
+    let cursors = crate::Cursors::open(&js, &options.settings).await?;
     tokio::pin!(shutdown);
     loop {
         let started = Instant::now();

@@ -259,6 +259,8 @@ struct LaneState {
     model_sha256: HashMap<String, String>,
 }
 
+/// How long a lane waits for a fetch (a pull request of at most 5 s) before it gives up on it.
+const FETCH_DEADLINE: Duration = Duration::from_secs(15);
 impl Lane {
     async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<()> {
         let component = self.component.clone();
@@ -280,9 +282,26 @@ impl Lane {
             .await??,
         );
         while !*stop.borrow() {
+            // A pull request that went to a server of the cluster that then died is never
+            // answered (the client reconnects elsewhere, the request is not resent): a fetch
+            // has a deadline well past its own 5 s expiry.
             let batch = tokio::select! {
-                batch = self.fetch() => batch?,
+                batch = tokio::time::timeout(FETCH_DEADLINE, self.fetch()) => batch,
                 _ = stop.changed() => break,
+            };
+            // A server of the cluster going away, or its stream leader moving, fails a fetch
+            // for a moment; the client reconnects by itself. The lane waits and goes on.
+            let batch = match batch
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer in {FETCH_DEADLINE:?}")))
+            {
+                Ok(batch) => batch,
+                Err(e) => {
+                    tracing::warn!("cannot fetch work items ({e:#}); trying again in 1 s");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                        _ = stop.changed() => break,
+                    }
+                }
             };
             if batch.is_empty() {
                 continue;

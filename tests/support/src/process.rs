@@ -100,6 +100,14 @@ pub fn nats(dir: &Path) -> wattlet_workers::server::LocalNats {
     .expect("nats-server starts (./dev test installs it)")
 }
 
+/// `servers` local `nats-server -js` processes on free ports as one JetStream cluster, each
+/// server's store and log in `dir/n<i>`.
+pub fn nats_cluster(dir: &Path, servers: usize) -> wattlet_workers::server::LocalCluster {
+    let addresses: Vec<_> = (0..servers).map(|_| (free_port(), free_port())).collect();
+    wattlet_workers::server::LocalCluster::start(&addresses, dir)
+        .expect("nats-servers start as a cluster (./dev test installs nats-server)")
+}
+
 /// Sends SIGTERM to a child process (a graceful stop, as a service manager does).
 pub fn terminate(child: &std::process::Child) {
     let pid = rustix::process::Pid::from_child(child);

@@ -135,7 +135,9 @@ fn implausible_times_are_refused_and_the_planner_plans_the_other_households() {
         wattlet_workers::ensure_streams(&js, &QueueSettings::default())
             .await
             .expect("streams");
-        let cursors = Cursors::open(&js).await.expect("cursors");
+        let cursors = Cursors::open(&js, &Default::default())
+            .await
+            .expect("cursors");
         let planner = Planner::new(DataApi::connect(&options).expect("Data API"));
         let report = tokio::time::timeout(
             Duration::from_secs(120),

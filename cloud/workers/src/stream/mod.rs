@@ -171,7 +171,7 @@ pub fn partition_of(house: u32, partitions: u32) -> u32 {
 /// Creates (or updates) the output, checkpoint, coordination and dead-letter streams.
 /// Idempotent.
 pub async fn ensure_streams(js: &Context) -> anyhow::Result<()> {
-    create_or_update(
+    crate::create_or_update_stream(
         js,
         stream::Config {
             name: OUT_STREAM.to_owned(),
@@ -197,11 +197,11 @@ pub async fn ensure_streams(js: &Context) -> anyhow::Result<()> {
             storage: stream::StorageType::File,
             ..Default::default()
         };
-        create_or_update(js, config)
+        crate::create_or_update_stream(js, config)
             .await
             .with_context(|| format!("cannot create the stream {name}"))?;
     }
-    create_or_update(
+    crate::create_or_update_stream(
         js,
         stream::Config {
             name: DEAD_STREAM.to_owned(),
@@ -213,24 +213,6 @@ pub async fn ensure_streams(js: &Context) -> anyhow::Result<()> {
     )
     .await
     .context("cannot create the DEBS dead-letter stream")?;
-    Ok(())
-}
-
-/// `create_or_update_stream`, tried again (up to 5 times, 100 ms doubling): workers starting
-/// together on a fresh server, and `wattlet stream results` polling beside them, race to create
-/// the same streams, and a loser's create fails although the stream now exists.
-async fn create_or_update(js: &Context, config: stream::Config) -> anyhow::Result<()> {
-    let mut wait = Duration::from_millis(100);
-    for _ in 1..5 {
-        if js.create_or_update_stream(config.clone()).await.is_ok() {
-            return Ok(());
-        }
-        tokio::time::sleep(wait).await;
-        wait *= 2;
-    }
-    js.create_or_update_stream(config)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e} ({:?})", e.kind()))?;
     Ok(())
 }
 
