@@ -126,6 +126,11 @@ pub struct UpOptions {
     pub state_dir: PathBuf,
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
+    /// The first device's metrics listener; the next device's one port higher (port 0: each
+    /// device on a port of its own).
+    pub edge_metrics_listen: SocketAddr,
+    /// The NIALM worker's metrics listener.
+    pub worker_metrics_listen: SocketAddr,
     pub components: Option<PathBuf>,
     pub measure_every: Duration,
     pub report_every: Duration,
@@ -214,7 +219,9 @@ pub async fn run(
     let mut daemons = Vec::new();
     let (stop_daemons, _) = tokio::sync::broadcast::channel::<()>(1);
     let mut devices = Vec::new();
-    for household in &HOUSEHOLDS {
+    // Each device's metrics as a scraper sees them: (device id, address).
+    let mut device_metrics = Vec::new();
+    for (index, household) in HOUSEHOLDS.iter().enumerate() {
         let device_dir = state.join("devices").join(household.device);
         std::fs::create_dir_all(&device_dir)
             .with_context(|| format!("cannot create {}", device_dir.display()))?;
@@ -309,7 +316,14 @@ pub async fn run(
         }
         devices.push(device);
         let components = EdgeComponents::load(&engine, &config, options.components.as_deref())?;
-        let daemon = Daemon::new(config, components, Arc::new(EdgeMetrics::new()))?;
+        let edge_metrics = Arc::new(EdgeMetrics::new());
+        let metrics_at = edge_metrics_address(options.edge_metrics_listen, index)?;
+        let metrics_listener = TcpListener::bind(metrics_at)
+            .await
+            .with_context(|| format!("cannot listen on {metrics_at} (device metrics)"))?;
+        device_metrics.push((household.device, metrics_listener.local_addr()?));
+        tokio::spawn(serve_admin(edge_metrics.clone(), metrics_listener));
+        let daemon = Daemon::new(config, components, edge_metrics)?;
         let mut stop = stop_daemons.subscribe();
         daemons.push(tokio::spawn(daemon.run(async move {
             let _ = stop.recv().await;
@@ -349,7 +363,25 @@ pub async fn run(
         "Data API   {cloud}/api/health  (CA {}; devices use their certificates)",
         ca.ca_cert_path().display()
     )?;
-    writeln!(out, "Metrics    http://{metrics_address}/metrics")?;
+    writeln!(
+        out,
+        "Metrics    http://{metrics_address}/metrics (the cloud host)"
+    )?;
+    for (device, address) in &device_metrics {
+        writeln!(out, "Metrics    http://{address}/metrics (device {device})")?;
+    }
+    if nialm.is_some() {
+        writeln!(
+            out,
+            "Metrics    http://{}/metrics (NIALM worker)",
+            options.worker_metrics_listen
+        )?;
+    }
+    writeln!(
+        out,
+        "Metrics    {cloud}/api/management/metrics and {cloud}/kbs/v0/metrics (the Data API \
+         and the key broker; bearer: the admin token)"
+    )?;
     if let Some(nialm) = &nialm {
         writeln!(
             out,
@@ -549,7 +581,7 @@ impl Nialm {
                 settings: QueueSettings::default(),
                 batch: 16,
                 concurrency: 1,
-                metrics_listen: None,
+                metrics_listen: Some(options.worker_metrics_listen),
                 confidential: Some(confidential),
                 plaintext: false,
             },
@@ -574,6 +606,18 @@ impl Nialm {
         drop(self.nats);
         Ok(())
     }
+}
+
+/// The metrics address of device `index`: `first`'s port plus `index`, or port 0 for each.
+fn edge_metrics_address(first: SocketAddr, index: usize) -> anyhow::Result<SocketAddr> {
+    if first.port() == 0 {
+        return Ok(first);
+    }
+    let port = u16::try_from(index)
+        .ok()
+        .and_then(|i| first.port().checked_add(i))
+        .context("--edge-metrics-listen: no port left for every device")?;
+    Ok(SocketAddr::new(first.ip(), port))
 }
 
 /// Where the simulated meter's counter stands now: as if it had run at its mean power since

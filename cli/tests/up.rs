@@ -18,6 +18,11 @@ fn up_shows_readings_of_the_consenting_household_only() {
         .arg(state.path())
         .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
         .args(["--nats-listen", &nats.to_string()])
+        .args(["--edge-metrics-listen", "127.0.0.1:0"])
+        .args([
+            "--worker-metrics-listen",
+            &wattlet_testkit::free_port().to_string(),
+        ])
         .args([
             "--measure",
             "300ms",

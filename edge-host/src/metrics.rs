@@ -71,6 +71,11 @@ impl EdgeMetrics {
             last_measurement: Gauge::default(),
             last_upload: Gauge::default(),
         };
+        // Every outcome from 0, so the family is scraped before the first upload and an alert's
+        // `increase` sees the first failure.
+        for outcome in ["acknowledged", "set_aside", "refused", "failed"] {
+            let _ = metrics.uploads.get_or_create(&OutcomeLabels { outcome });
+        }
         metrics.registry.register(
             "telegrams",
             "Telegrams decoded from each meter's probe",

@@ -461,6 +461,10 @@ async fn metrics_count_requests_by_component_route_and_status() {
         "{text}"
     );
     assert!(
+        text.contains(r#"wattlet_http_request_duration_seconds_count{component="restricted",route="/restricted/..."} "#),
+        "latency by component and route: {text}"
+    );
+    assert!(
         text.contains(r#"wattlet_http_instantiation_seconds_count{component="restricted"}"#),
         "{text}"
     );

@@ -32,6 +32,13 @@ pub struct UpArgs {
     /// Address of the admin listener serving Prometheus /metrics.
     #[arg(long, default_value = "127.0.0.1:9464", value_name = "ADDR")]
     admin_listen: SocketAddr,
+    /// Where the devices' edge daemons serve Prometheus /metrics: the first device at ADDR, the
+    /// next one port higher; port 0 gives each a port of its own (printed).
+    #[arg(long, default_value = "127.0.0.1:9465", value_name = "ADDR")]
+    edge_metrics_listen: SocketAddr,
+    /// Where the NIALM worker serves Prometheus /metrics.
+    #[arg(long, default_value = "127.0.0.1:9467", value_name = "ADDR")]
+    worker_metrics_listen: SocketAddr,
     /// Directory holding the built components.
     #[arg(long, value_name = "DIR")]
     components: Option<PathBuf>,
@@ -59,6 +66,11 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     if !args.no_nialm && args.nats_listen.port() == 0 {
         anyhow::bail!("--nats-listen needs a fixed port (the workers connect to it)");
     }
+    if !args.no_nialm && args.worker_metrics_listen.port() == 0 {
+        anyhow::bail!(
+            "--worker-metrics-listen needs a fixed port (it is printed before it listens)"
+        );
+    }
     if args.report > Duration::from_secs(3600) {
         anyhow::bail!("--report is at most 60m: the survey reports at least hourly");
     }
@@ -67,6 +79,8 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         state_dir: args.state_dir,
         listen: args.listen,
         admin_listen: args.admin_listen,
+        edge_metrics_listen: args.edge_metrics_listen,
+        worker_metrics_listen: args.worker_metrics_listen,
         components: args.components,
         measure_every: args.measure,
         report_every: args.report,

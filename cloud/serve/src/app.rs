@@ -22,7 +22,7 @@ use crate::headers::{self, Connection, HeaderError};
 use crate::host::{Grants, SpinState};
 use crate::limits::Limits;
 use crate::manifest::{ComponentDecl, Manifest};
-use crate::metrics::{ComponentLabels, Metrics, RequestLabels};
+use crate::metrics::{Metrics, RequestLabels, RouteLabels};
 use crate::outbound::OutboundPolicy;
 use crate::response::{Body, plain};
 use crate::router::{RouteMatch, Router};
@@ -353,8 +353,9 @@ impl App {
     fn record(&self, matched: &RouteMatch<'_>, started: Instant, status: StatusCode) {
         self.metrics
             .duration
-            .get_or_create(&ComponentLabels {
+            .get_or_create(&RouteLabels {
                 component: matched.component.to_owned(),
+                route: matched.raw.to_owned(),
             })
             .observe(started.elapsed().as_secs_f64());
         self.metrics

@@ -16,6 +16,13 @@ pub struct RequestLabels {
     pub status: u16,
 }
 
+/// Latency by route as well as component: one component may serve several routes.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub component: String,
+    pub route: String,
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ComponentLabels {
     pub component: String,
@@ -24,7 +31,7 @@ pub struct ComponentLabels {
 pub struct Metrics {
     pub registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
-    pub duration: Family<ComponentLabels, Histogram>,
+    pub duration: Family<RouteLabels, Histogram>,
     pub instantiation: Family<ComponentLabels, Histogram>,
     pub live_instances: Family<ComponentLabels, Gauge>,
 }
@@ -33,7 +40,7 @@ impl Metrics {
     pub fn new() -> Self {
         let requests = Family::<RequestLabels, Counter>::default();
         // 50 µs … ~3 s: per-request latencies of components and their instantiation.
-        let duration = Family::<ComponentLabels, Histogram>::new_with_constructor(|| {
+        let duration = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.00005, 2.0, 17))
         });
         let instantiation = Family::<ComponentLabels, Histogram>::new_with_constructor(|| {
@@ -48,7 +55,7 @@ impl Metrics {
         );
         registry.register(
             "request_duration_seconds",
-            "Time from request to response headers, by component",
+            "Time from request to response headers, by component and route",
             duration.clone(),
         );
         registry.register(

@@ -372,6 +372,7 @@ impl Default for ConfidentialMetrics {
 impl ConfidentialMetrics {
     /// Registers the metrics in `registry` (prefix `wattlet_worker`).
     pub fn register(&self, registry: &mut Registry) {
+        self.init();
         registry.register(
             "key_cache",
             "Household keys looked up in the worker's cache, by outcome (hit, miss)",
@@ -392,6 +393,13 @@ impl ConfidentialMetrics {
             "Latency of the confidential steps (auth, evidence, attest, open_item, seal_result)",
             self.operation_seconds.clone(),
         );
+    }
+
+    /// Both outcomes from 0, so the family is scraped before the first lookup.
+    fn init(&self) {
+        for outcome in ["hit", "miss"] {
+            let _ = self.key_cache.get_or_create(&CacheLabels { outcome });
+        }
     }
 
     fn cache(&self, outcome: &'static str) {

@@ -842,6 +842,17 @@ impl WorkerMetrics {
         metrics
             .confidential
             .register(&mut metrics.confidential_registry);
+        // Every outcome from 0, so the family is scraped before its first item and an alert's
+        // `increase` sees the first dead letter.
+        for outcome in [
+            "stored",
+            "already_stored",
+            "refused",
+            "failed",
+            "dead_lettered",
+        ] {
+            let _ = metrics.items.get_or_create(&OutcomeLabels { outcome });
+        }
         metrics
     }
 

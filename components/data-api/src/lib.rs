@@ -15,6 +15,7 @@
 //! | PUT | /api/management/nuts3_region | administrator |
 //! | POST | /api/management/token | administrator |
 //! | POST | /api/management/token/:id/revoke | administrator |
+//! | GET | /api/management/metrics | administrator |
 //! | GET | /api/account \[1\] | participant |
 //! | GET | /api/household \[2\] | participant |
 //! | GET, POST \[3\], DELETE \[4\] | /api/household/consent | participant |
@@ -72,8 +73,8 @@ pub use crate::services::{Secrets, Services};
 use crate::db::Db;
 use crate::error::{ApiError, ApiResult};
 use crate::handlers::{
-    consent, disaggregation, forecast, household, management, measurement, participants, regions,
-    service, tokens, worker,
+    consent, disaggregation, forecast, household, management, measurement, metrics, participants,
+    regions, service, tokens, worker,
 };
 use crate::services::Env;
 
@@ -101,6 +102,7 @@ enum Endpoint<'a> {
     Regions,
     MintToken,
     RevokeToken(&'a str),
+    Metrics,
     Account,
     Household,
     ParticipantToken,
@@ -127,6 +129,7 @@ impl Endpoint<'_> {
         match self {
             Endpoint::Health
             | Endpoint::Version
+            | Endpoint::Metrics
             | Endpoint::Account
             | Endpoint::Household
             | Endpoint::Devices
@@ -167,6 +170,7 @@ fn resolve(path: &str) -> Option<Endpoint<'_>> {
         ["management", "nuts3_region"] => Endpoint::Regions,
         ["management", "token"] => Endpoint::MintToken,
         ["management", "token", id, "revoke"] if !id.is_empty() => Endpoint::RevokeToken(id),
+        ["management", "metrics"] => Endpoint::Metrics,
         ["account"] => Endpoint::Account,
         ["household"] => Endpoint::Household,
         ["household", "consent"] => Endpoint::Consent,
@@ -251,6 +255,7 @@ fn route(req: &Request, services: &Services<'_>) -> ApiResult<Response> {
         (Endpoint::Regions, _) => regions::import(req, &env),
         (Endpoint::MintToken, _) => tokens::mint(req, &env),
         (Endpoint::RevokeToken(id), _) => tokens::revoke(req, &env, id),
+        (Endpoint::Metrics, _) => metrics::metrics(req, &env),
         (Endpoint::Account, _) => household::account(req, &env),
         (Endpoint::Household, _) => household::get(req, &env),
         (Endpoint::ParticipantToken, _) => tokens::mint_participant(req, &env),

@@ -13,6 +13,7 @@
 //!   process or in this process), its buffer;
 //! - [`process`]: the binaries as child processes (under an emulator when cross-built), commands
 //!   run to their end, `nats-server`;
+//! - [`prometheus`]: a real Prometheus server scraping given targets, and `promtool`;
 //! - [`spin`]: the real Spin CLI;
 //! - [`kbs`]: the key broker's client side (attest with simulated evidence), household keys;
 //! - [`scan`]: byte scans of files for personal data left behind;
@@ -33,6 +34,7 @@ pub mod kbs;
 pub mod metrics;
 pub mod pki;
 pub mod process;
+pub mod prometheus;
 pub mod rng;
 pub mod scan;
 pub mod serve;

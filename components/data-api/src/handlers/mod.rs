@@ -6,6 +6,7 @@ pub mod forecast;
 pub mod household;
 pub mod management;
 pub mod measurement;
+pub mod metrics;
 pub mod participants;
 pub mod regions;
 pub mod service;
