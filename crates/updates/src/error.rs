@@ -85,14 +85,10 @@ pub enum Error {
 
     /// Not enough keys to sign a role.
     #[error(
-        "not enough {role} keys in {dir}: the role needs {needed} signatures; put the role's key \
-         files (<role>-<n>.pem) there"
+        "not enough {role} keys in {dir} to meet the role's threshold: put the role's key files \
+         ({role}-<n>.pem) there"
     )]
-    MissingKeys {
-        role: String,
-        dir: PathBuf,
-        needed: u64,
-    },
+    MissingKeys { role: String, dir: PathBuf },
 
     #[error("{path}: {source}")]
     Io {

@@ -14,6 +14,8 @@
 //!   newest component version it may install, as verified bytes with their metadata.
 
 pub mod error;
+#[cfg(feature = "https")]
+pub mod https;
 pub mod keys;
 mod publisher;
 mod verifier;

@@ -330,12 +330,6 @@ impl Publisher {
             root.keys.insert(id.clone(), public);
             keyids.push(id);
         }
-        for key in &retiring {
-            if let Some(file) = key.path.file_name() {
-                let to = retired_dir.join(file);
-                std::fs::rename(&key.path, &to).map_err(|e| Error::io(&key.path, e))?;
-            }
-        }
         root.roles.insert(
             role_type,
             RoleKeys {
@@ -378,7 +372,15 @@ impl Publisher {
                 release: false,
             },
         )
-        .await
+        .await?;
+        // Retired only now: the old root keys had to sign the new root.
+        for key in &retiring {
+            if let Some(file) = key.path.file_name() {
+                let to = retired_dir.join(file);
+                std::fs::rename(&key.path, &to).map_err(|e| Error::io(&key.path, e))?;
+            }
+        }
+        Ok(())
     }
 
     /// Loads the repository as it is on disk, verified from its newest root. Expiry is not
@@ -440,7 +442,12 @@ impl Publisher {
         let targets_version = repo.targets().signed.version;
         let targets_version = if what.targets {
             let keys = keys::sources(&keys::role_keys(&self.keys, KeyRole::Targets)?);
-            let mut editor = TargetsEditor::from_repo(repo.clone(), "targets")?;
+            // Checked against the root being published (a rotation's new targets keys).
+            let mut editor = TargetsEditor::from_targets(
+                "targets",
+                repo.targets().signed.clone(),
+                holder.clone(),
+            );
             editor
                 .version(bump(targets_version))
                 .expires(after(now, self.lifetimes.targets)?);
@@ -548,23 +555,19 @@ impl Publisher {
             return Err(Error::MissingKeys {
                 role: role.to_string(),
                 dir: self.keys.clone(),
-                needed: role_keys.threshold.get(),
             });
         }
         Ok(keys::sources(&found))
     }
 
-    /// tough says "signing keys not found"; say which directory lacks which role's keys.
+    /// tough says "signing keys not found" (or "no key matches root"); say which directory
+    /// lacks which role's keys.
     fn missing(&self, role: KeyRole, error: tough::error::Error) -> Error {
         match error {
-            tough::error::Error::SigningKeysNotFound { role: what } => Error::MissingKeys {
-                role: if what == "targets" && role == KeyRole::Release {
-                    RELEASE_ROLE.into()
-                } else {
-                    what
-                },
+            tough::error::Error::SigningKeysNotFound { .. }
+            | tough::error::Error::KeysNotFoundInRoot { .. } => Error::MissingKeys {
+                role: role.to_string(),
                 dir: self.keys.clone(),
-                needed: 1,
             },
             other => other.into(),
         }
