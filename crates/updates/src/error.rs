@@ -90,10 +90,11 @@ pub enum Error {
     )]
     MissingKeys { role: String, dir: PathBuf },
 
-    #[error("{path}: {source}")]
+    /// (The I/O error is in the message, not a source: `anyhow`'s chain would print it twice.)
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
 
     /// Any other failure inside tough (its message says what).
@@ -102,10 +103,10 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: &Path, error: std::io::Error) -> Self {
         Error::Io {
             path: path.to_owned(),
-            source,
+            error,
         }
     }
 

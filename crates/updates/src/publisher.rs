@@ -220,7 +220,14 @@ impl Publisher {
     pub fn root_path(&self) -> Result<PathBuf, Error> {
         let dir = self.metadata_dir();
         let mut newest: Option<(u64, PathBuf)> = None;
-        for entry in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(no_repository(&self.repo));
+            }
+            Err(e) => return Err(Error::io(&dir, e)),
+        };
+        for entry in entries {
             let entry = entry.map_err(|e| Error::io(&dir, e))?;
             let name = entry.file_name();
             let Some(version) = name
@@ -234,12 +241,9 @@ impl Publisher {
                 newest = Some((version, entry.path()));
             }
         }
-        newest.map(|(_, path)| path).ok_or_else(|| {
-            Error::Invalid(format!(
-                "{} holds no repository (no metadata/1.root.json): run `wattlet release init` first",
-                self.repo.display()
-            ))
-        })
+        newest
+            .map(|(_, path)| path)
+            .ok_or_else(|| no_repository(&self.repo))
     }
 
     /// Every component version in the repository.
@@ -572,6 +576,13 @@ impl Publisher {
             other => other.into(),
         }
     }
+}
+
+fn no_repository(repo: &Path) -> Error {
+    Error::Invalid(format!(
+        "{} holds no repository (no metadata/1.root.json): create one with `wattlet release init`",
+        repo.display()
+    ))
 }
 
 fn top_level(role: KeyRole) -> Option<RoleType> {
