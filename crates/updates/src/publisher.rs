@@ -130,6 +130,14 @@ impl Publisher {
             )));
         }
         create_private_dir(&publisher.keys)?;
+        for role in KeyRole::ALL {
+            if !keys::role_keys(&publisher.keys, role)?.is_empty() {
+                return Err(Error::Invalid(format!(
+                    "{} already holds {role} keys: give a new repository an empty key directory",
+                    publisher.keys.display()
+                )));
+            }
+        }
         for dir in [&metadata, &publisher.targets_dir()] {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }

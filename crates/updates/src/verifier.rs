@@ -182,10 +182,8 @@ impl Verifier {
 
         let tuf = self.tuf_dir();
         create_dir(&tuf)?;
-        // The newest root this device verified, not the one it shipped with: otherwise a
-        // restart would trust keys a later root revoked.
         let persisted = std::fs::read(tuf.join("root.json")).ok();
-        let root = persisted.as_deref().unwrap_or(&self.trusted_root);
+        let root = newest_root(persisted.as_deref(), &self.trusted_root);
         let repo =
             RepositoryLoader::new(&root, self.metadata_url.clone(), self.targets_url.clone())
                 .transport(self.transport.clone())
@@ -339,6 +337,23 @@ pub fn default_limits() -> Limits {
         max_timestamp_size: 16 * 1024,
         max_snapshot_size: 64 * 1024,
         max_root_updates: 64,
+    }
+}
+
+/// The root to start from: the newest root this device verified (kept by tough in its
+/// datastore), not the one it shipped with, or a restart would trust keys a later root revoked.
+/// The shipped root wins only if it is newer (new software) or the kept one is unreadable (tough
+/// writes it in place, and a power cut can truncate it): from there the chain is walked forward
+/// again.
+fn newest_root<'a>(persisted: Option<&'a [u8]>, shipped: &'a [u8]) -> &'a [u8] {
+    let version = |bytes: &[u8]| {
+        serde_json::from_slice::<Signed<tough::schema::Root>>(bytes)
+            .ok()
+            .map(|r| r.signed.version.get())
+    };
+    match persisted {
+        Some(kept) if version(kept) >= version(shipped) && version(kept).is_some() => kept,
+        _ => shipped,
     }
 }
 

@@ -56,6 +56,14 @@ async fn what_the_publisher_refuses() {
     .await
     .expect_err("a second repository over the first");
     assert!(e.to_string().contains("already holds a repository"), "{e}");
+    let e = Publisher::init(
+        fx.dir.path().join("repo2"),
+        &fx.keys,
+        InitOptions::default(),
+    )
+    .await
+    .expect_err("a second repository's keys among the first's");
+    assert!(e.to_string().contains("already holds"), "{e}");
 
     // Versions are immutable.
     let file = fx.dir.path().join("again.wasm");
@@ -145,4 +153,29 @@ async fn devices_follow_every_rotation() {
         fx.publisher.components().await.expect("list").len(),
         published.len()
     );
+}
+
+#[tokio::test]
+async fn a_kept_root_cut_short_by_a_power_failure_is_recovered_from() {
+    let fx = Fixture::new().await;
+    let device = fx.device("a");
+    fx.publisher
+        .rotate(KeyRole::Timestamp)
+        .await
+        .expect("rotate");
+    device.check(COMPONENT, None).await.expect("check");
+    assert_eq!(device.trusted().expect("trusted").root, 2);
+
+    // tough rewrites root.json in place: a power cut can leave it truncated.
+    let kept = fx.dir.path().join("device-a/tuf/root.json");
+    let bytes = std::fs::read(&kept).expect("kept root");
+    std::fs::write(&kept, &bytes[..bytes.len() / 2]).expect("truncate");
+    fx.publish("1.1.0", "0.1.0").await;
+    let update = device
+        .check(COMPONENT, None)
+        .await
+        .expect("walks the chain again from the shipped root")
+        .expect("update");
+    assert_eq!(update.meta.version, version("1.1.0"));
+    assert_eq!(device.trusted().expect("trusted").root, 2);
 }
