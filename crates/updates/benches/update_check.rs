@@ -124,7 +124,7 @@ async fn run(n: usize, component: PathBuf, bytes: Vec<u8>) {
     let (first_meta, first_target, first_files) = counting.take();
 
     let (mut update, mut poll, mut baseline) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut meta_bytes, mut target_bytes, mut files) = (0, 0, 0);
+    let (mut meta_bytes, mut target_bytes, mut files) = (Vec::new(), 0, 0);
     for round in 1..=n {
         publisher
             .add(&meta(round), &component)
@@ -139,7 +139,7 @@ async fn run(n: usize, component: PathBuf, bytes: Vec<u8>) {
         update.push(started.elapsed());
         assert_eq!(got.bytes.len(), bytes.len());
         let (m, t, f) = counting.take();
-        meta_bytes += m;
+        meta_bytes.push(m);
         target_bytes += t;
         files += f;
         device
@@ -180,9 +180,13 @@ async fn run(n: usize, component: PathBuf, bytes: Vec<u8>) {
         ms(b),
         u.as_secs_f64() / b.as_secs_f64()
     );
+    // Fetches include the probe for a next root (absent, 0 B) and the target itself.
     println!(
-        "per update: {} B metadata in {:.1} files, {} B target",
-        meta_bytes / n,
+        "per update: {} B metadata (first update {} B, update {n} {} B: the release metadata \
+         lists every version) in {:.0} fetches + {} B target",
+        meta_bytes.iter().sum::<u64>() / n,
+        meta_bytes.first().copied().unwrap_or(0),
+        meta_bytes.last().copied().unwrap_or(0),
         (files as f64 / n as f64) - 1.0,
         target_bytes / n
     );
