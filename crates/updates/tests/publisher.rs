@@ -179,3 +179,75 @@ async fn a_kept_root_cut_short_by_a_power_failure_is_recovered_from() {
     assert_eq!(update.meta.version, version("1.1.0"));
     assert_eq!(device.trusted().expect("trusted").root, 2);
 }
+
+#[tokio::test]
+async fn a_threshold_of_key_holders_is_enough_to_sign() {
+    // 2-of-3: each role's keys are with three people; any two of them can publish.
+    let fx = Fixture::with_threshold(2, 3).await;
+    let device = fx.device("a");
+    let away = fx.dir.path().join("away");
+    std::fs::create_dir(&away).expect("dir");
+    let take_away = |role: KeyRole| {
+        let key = fx.stolen(role).pop().expect("a key");
+        let name = key.path.file_name().expect("name").to_owned();
+        std::fs::rename(&key.path, away.join(name)).expect("move");
+    };
+    for role in [KeyRole::Release, KeyRole::Snapshot, KeyRole::Timestamp] {
+        take_away(role);
+    }
+    fx.publish("1.1.0", "0.1.0").await;
+    let update = device
+        .check(COMPONENT, None)
+        .await
+        .expect("check")
+        .expect("update");
+    assert_eq!(update.meta.version, version("1.1.0"));
+    let signatures = fx.timestamp().signatures.len();
+    assert_eq!(signatures, 2, "signed by the two keys present");
+
+    // One holder alone cannot.
+    take_away(KeyRole::Release);
+    let file = fx.dir.path().join("x.wasm");
+    std::fs::write(&file, b"\0asm").expect("write");
+    let e = fx
+        .publisher
+        .add(&meta("1.2.0", "0.1.0"), &file)
+        .await
+        .expect_err("one release key of a 2-of-3 role");
+    assert!(
+        matches!(&e, Error::MissingKeys { role, .. } if role == "release"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn a_target_whose_metadata_contradicts_its_path_is_never_offered() {
+    // Signed by the release role, but the metadata names another version than the path.
+    let fx = Fixture::new().await;
+    let device = fx.device("a");
+    device
+        .record_installed(COMPONENT, &version("1.0.0"))
+        .expect("record");
+    let bytes = component_bytes("9.0.0");
+    let file = fx.dir.path().join("9.wasm");
+    std::fs::write(&file, &bytes).expect("write");
+    let mut target = tough::schema::Target::from_path(&file)
+        .await
+        .expect("target");
+    target.custom = serde_json::from_value(serde_json::json!({
+        "name": COMPONENT, "version": "1.0.0", "world": WORLD, "min_host": "0.1.0"
+    }))
+    .expect("custom");
+    fx.forge_release(&fx.stolen(KeyRole::Release), |release| {
+        release.targets.insert(
+            tough::TargetName::new(format!("components/{COMPONENT}/9.0.0.wasm")).expect("name"),
+            target,
+        );
+    })
+    .await;
+    let none = device
+        .check(COMPONENT, None)
+        .await
+        .expect("the repository verifies");
+    assert!(none.is_none(), "offered {:?}", none.map(|u| u.target));
+}
