@@ -182,6 +182,15 @@ impl Verifier {
 
         let tuf = self.tuf_dir();
         create_dir(&tuf)?;
+        // tough keeps a clock floor of its own: the start time of every load, recorded even when
+        // the load then fails. One boot with a clock far ahead would lock the device out until
+        // that date. The floor above replaces it: it moves only on success, and never past the
+        // signed timestamp's expiry.
+        match std::fs::remove_file(tuf.join("latest_known_time.json")) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(&tuf, e)),
+        }
         let persisted = std::fs::read(tuf.join("root.json")).ok();
         let root = newest_root(persisted.as_deref(), &self.trusted_root);
         let repo =
@@ -193,6 +202,8 @@ impl Verifier {
                 .load()
                 .await?;
 
+        // A success means no role has expired, so this is at most the timestamp's expiry.
+        let seen = now.min(repo.timestamp().signed.expires);
         let mut floor_version = state.installed.get(component).cloned();
         if let Some(v) = installed
             && floor_version.as_ref().is_none_or(|f| v > f)
@@ -248,7 +259,7 @@ impl Verifier {
             }
         };
 
-        state.time_floor = Some(state.time_floor.map_or(now, |t| t.max(now)));
+        state.time_floor = Some(state.time_floor.map_or(seen, |t| t.max(seen)));
         self.write_state(&state)?;
         Ok(update)
     }

@@ -703,3 +703,43 @@ async fn one_key_below_the_threshold_is_not_enough() {
     fx.publish("1.1.0", "0.1.0").await;
     offered(&device, "1.1.0").await;
 }
+
+#[tokio::test]
+async fn a_clock_once_far_ahead_does_not_lock_the_device_out() {
+    let fx = Fixture::new().await;
+    let device = fx.device("a");
+    offered(&device, "1.0.0").await;
+
+    // A boot with the clock ten years ahead: the check succeeds or not, but the floor it
+    // leaves never passes the signed timestamp's expiry.
+    let ahead = Timestamp::now()
+        .checked_add(SignedDuration::from_hours(24 * 3650))
+        .expect("time");
+    let _ = fx
+        .device("a")
+        .clock(clock_at(ahead))
+        .check(COMPONENT, None)
+        .await;
+    let expires = fx.timestamp().signed.expires;
+    assert!(device.time_floor().expect("floor") <= expires);
+    // Nor does the start time tough records for every load, failed ones included.
+    std::fs::write(
+        fx.dir.path().join("device-a/tuf/latest_known_time.json"),
+        serde_json::to_vec(&ahead).expect("json"),
+    )
+    .expect("write");
+
+    // Once the clock reaches that floor (at most the timestamp's expiry away), the device
+    // updates again.
+    fx.publish("1.1.0", "0.1.0").await;
+    let floor = device.time_floor().expect("floor");
+    let at = floor.max(Timestamp::now());
+    let update = fx
+        .device("a")
+        .clock(clock_at(at))
+        .check(COMPONENT, None)
+        .await
+        .expect("not locked out")
+        .expect("update");
+    assert_eq!(update.meta.version, version("1.1.0"));
+}
