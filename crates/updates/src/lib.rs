@@ -22,7 +22,7 @@ mod verifier;
 
 pub use error::Error;
 pub use keys::KeyRole;
-pub use publisher::{InitOptions, Lifetimes, Publisher, Refresh};
+pub use publisher::{InitOptions, Lifetimes, Publisher, Refresh, metafile};
 pub use verifier::{Clock, TrustedVersions, Update, Verifier};
 
 use serde::{Deserialize, Serialize};

@@ -164,21 +164,7 @@ impl Publisher {
                 ))?);
             }
             if let Some(role_type) = top_level(role) {
-                let mut keyids = Vec::new();
-                for key in &role_keys {
-                    let public = key.public()?;
-                    let id = public.key_id()?;
-                    root.keys.insert(id.clone(), public);
-                    keyids.push(id);
-                }
-                root.roles.insert(
-                    role_type,
-                    RoleKeys {
-                        keyids,
-                        threshold: options.threshold,
-                        _extra: HashMap::new(),
-                    },
-                );
+                trust(&mut root, role_type, &role_keys, options.threshold)?;
             }
             generated.insert(role, role_keys);
         }
@@ -333,23 +319,12 @@ impl Publisher {
         let retiring = keys::role_keys(&self.keys, role)?;
         let retired_dir = self.keys.join("retired");
         create_private_dir(&retired_dir)?;
-        let mut keyids = Vec::new();
+        let mut new_keys = Vec::new();
         for _ in 0..current.keyids.len() {
             let index = keys::next_index(&self.keys, role)?;
-            let key = keys::generate(&keys::key_path(&self.keys, role, index))?;
-            let public = key.public()?;
-            let id = public.key_id()?;
-            root.keys.insert(id.clone(), public);
-            keyids.push(id);
+            new_keys.push(keys::generate(&keys::key_path(&self.keys, role, index))?);
         }
-        root.roles.insert(
-            role_type,
-            RoleKeys {
-                keyids,
-                threshold: current.threshold,
-                _extra: HashMap::new(),
-            },
-        );
+        trust(&mut root, role_type, &new_keys, current.threshold)?;
         // Keys no role names any more leave root.
         let used: Vec<_> = root.roles.values().flat_map(|r| r.keyids.clone()).collect();
         root.keys.retain(|id, _| used.contains(id));
@@ -434,41 +409,39 @@ impl Publisher {
             .map(|t| t.signed.version)
             .ok_or_else(|| Error::Invalid("the repository has no release role".into()))?;
         let release_version = if what.release || new_target.is_some() {
-            let keys = keys::sources(&keys::role_keys(&self.keys, KeyRole::Release)?);
             let mut editor = TargetsEditor::from_repo(repo.clone(), RELEASE_ROLE)?;
             if let Some((name, target)) = new_target {
                 editor.add_target(name, target)?;
             }
-            editor
-                .version(bump(release_version))
-                .expires(after(now, self.lifetimes.release)?);
-            let signed = editor
-                .sign(&keys)
-                .await
-                .map_err(|e| self.missing(KeyRole::Release, e))?;
-            signed.write(staging.path(), true).await?;
-            bump(release_version)
+            let lifetime = self.lifetimes.release;
+            self.sign_targets(
+                editor,
+                KeyRole::Release,
+                release_version,
+                lifetime,
+                staging.path(),
+            )
+            .await?
         } else {
             release_version
         };
         let targets_version = repo.targets().signed.version;
         let targets_version = if what.targets {
-            let keys = keys::sources(&keys::role_keys(&self.keys, KeyRole::Targets)?);
             // Checked against the root being published (a rotation's new targets keys).
-            let mut editor = TargetsEditor::from_targets(
+            let editor = TargetsEditor::from_targets(
                 "targets",
                 repo.targets().signed.clone(),
                 holder.clone(),
             );
-            editor
-                .version(bump(targets_version))
-                .expires(after(now, self.lifetimes.targets)?);
-            let signed = editor
-                .sign(&keys)
-                .await
-                .map_err(|e| self.missing(KeyRole::Targets, e))?;
-            signed.write(staging.path(), true).await?;
-            bump(targets_version)
+            let lifetime = self.lifetimes.targets;
+            self.sign_targets(
+                editor,
+                KeyRole::Targets,
+                targets_version,
+                lifetime,
+                staging.path(),
+            )
+            .await?
         } else {
             targets_version
         };
@@ -509,6 +482,28 @@ impl Publisher {
             .map_err(|e| self.missing(KeyRole::Timestamp, e))?;
         timestamp.write(staging.path(), true).await?;
         self.publish_staged(staging.path())
+    }
+
+    /// Signs a targets role (top-level or release) at the version after `current` with the
+    /// role's keys and stages it; returns the new version.
+    async fn sign_targets(
+        &self,
+        mut editor: TargetsEditor,
+        role: KeyRole,
+        current: NonZeroU64,
+        lifetime: SignedDuration,
+        staging: &Path,
+    ) -> Result<NonZeroU64, Error> {
+        let keys = keys::sources(&keys::role_keys(&self.keys, role)?);
+        editor
+            .version(bump(current))
+            .expires(after(Timestamp::now(), lifetime)?);
+        let signed = editor
+            .sign(&keys)
+            .await
+            .map_err(|e| self.missing(role, e))?;
+        signed.write(staging, true).await?;
+        Ok(bump(current))
     }
 
     /// The bytes of a metadata file just signed (staged) or already published.
@@ -586,6 +581,31 @@ impl Publisher {
     }
 }
 
+/// Makes `keys` (and only them) the keys of `role` in `root`.
+fn trust(
+    root: &mut Root,
+    role: RoleType,
+    keys: &[PemKeySource],
+    threshold: NonZeroU64,
+) -> Result<(), Error> {
+    let mut keyids = Vec::new();
+    for key in keys {
+        let public = key.public()?;
+        let id = public.key_id()?;
+        root.keys.insert(id.clone(), public);
+        keyids.push(id);
+    }
+    root.roles.insert(
+        role,
+        RoleKeys {
+            keyids,
+            threshold,
+            _extra: HashMap::new(),
+        },
+    );
+    Ok(())
+}
+
 fn no_repository(repo: &Path) -> Error {
     Error::Invalid(format!(
         "{} holds no repository (no metadata/1.root.json): create one with `wattlet release init`",
@@ -603,7 +623,9 @@ fn top_level(role: KeyRole) -> Option<RoleType> {
     }
 }
 
-fn metafile(version: NonZeroU64, bytes: &[u8]) -> Metafile {
+/// The entry with which snapshot pins a targets file, or timestamp the snapshot: its version,
+/// length and SHA-256.
+pub fn metafile(version: NonZeroU64, bytes: &[u8]) -> Metafile {
     Metafile {
         length: Some(bytes.len() as u64),
         hashes: Some(Hashes {

@@ -10,32 +10,6 @@ use jiff::{SignedDuration, Timestamp};
 use tough::schema::{Hashes, Target};
 use wattlet_updates::{Error, KeyRole, Refresh};
 
-/// The device refuses, with an error of `kind`; returns it for closer checks.
-async fn refused(device: &wattlet_updates::Verifier, kind: &str) -> Error {
-    match device.check(COMPONENT, None).await {
-        Ok(update) => panic!(
-            "expected a {kind} refusal, got an update: {:?}",
-            update.map(|u| u.meta.version)
-        ),
-        Err(e) => {
-            assert_eq!(e.kind(), kind, "refused, but for another reason: {e}");
-            e
-        }
-    }
-}
-
-/// The device accepts the repository and is offered `v`.
-async fn offered(device: &wattlet_updates::Verifier, v: &str) -> Vec<u8> {
-    let update = device
-        .check(COMPONENT, None)
-        .await
-        .unwrap_or_else(|e| panic!("a good repository was refused: {e}"))
-        .unwrap_or_else(|| panic!("no update offered, expected {v}"));
-    assert_eq!(update.meta.version, version(v));
-    assert_eq!(update.meta.world, WORLD);
-    update.bytes
-}
-
 #[tokio::test]
 async fn a_good_update_is_verified_and_the_version_floor_holds() {
     let fx = Fixture::new().await;
@@ -159,12 +133,7 @@ async fn arbitrary_software_with_stolen_online_keys_fails_the_release_signature(
     );
 
     fx.restore(&saved);
-    fx.publisher
-        .refresh(Refresh::default())
-        .await
-        .expect("refresh");
-    fx.publish("1.1.0", "0.1.0").await;
-    offered(&device, "1.1.0").await;
+    fx.recovers(&device, "1.1.0").await;
 }
 
 #[tokio::test]
@@ -208,10 +177,7 @@ async fn rollback_of_the_timestamp_is_refused() {
     let fx = Fixture::new().await;
     let device = fx.device("a");
     let old = fx.save();
-    fx.publisher
-        .refresh(Refresh::default())
-        .await
-        .expect("refresh");
+    fx.refresh().await;
     offered(&device, "1.0.0").await;
     let before = trusted(&device);
 
@@ -223,10 +189,7 @@ async fn rollback_of_the_timestamp_is_refused() {
     );
     assert_eq!(trusted(&device), before);
 
-    fx.publisher
-        .refresh(Refresh::default())
-        .await
-        .expect("refresh");
+    fx.refresh().await;
     offered(&device, "1.0.0").await;
 }
 
@@ -255,12 +218,7 @@ async fn rollback_of_the_snapshot_is_refused() {
     );
     assert_eq!(trusted(&device).snapshot, before.snapshot);
 
-    fx.publisher
-        .refresh(Refresh::default())
-        .await
-        .expect("refresh");
-    fx.publish("1.2.0", "0.1.0").await;
-    offered(&device, "1.2.0").await;
+    fx.recovers(&device, "1.2.0").await;
 }
 
 #[tokio::test]
@@ -304,12 +262,7 @@ async fn rollback_of_targets_and_release_is_refused() {
     );
     fx.restore(&current);
 
-    fx.publisher
-        .refresh(Refresh::default())
-        .await
-        .expect("refresh");
-    fx.publish("1.2.0", "0.1.0").await;
-    offered(&device, "1.2.0").await;
+    fx.recovers(&device, "1.2.0").await;
 }
 
 #[tokio::test]
@@ -353,12 +306,7 @@ async fn rollback_of_root_is_refused_also_after_a_restart() {
     assert_eq!(trusted(&restarted).root, 2);
 
     fx.restore(&saved);
-    fx.publisher
-        .refresh(Refresh::default())
-        .await
-        .expect("refresh");
-    fx.publish("1.1.0", "0.1.0").await;
-    offered(&restarted, "1.1.0").await;
+    fx.recovers(&restarted, "1.1.0").await;
 }
 
 #[tokio::test]
@@ -503,10 +451,7 @@ async fn fast_forward_recovery_after_a_timestamp_key_rotation() {
     fx.restore(&saved);
 
     // The repository's next honest timestamp now looks like a rollback to the device...
-    fx.publisher
-        .refresh(Refresh::default())
-        .await
-        .expect("refresh");
+    fx.refresh().await;
     refused(&device, "rollback").await;
 
     // ...until the timestamp key is rotated in root: the device drops the fast-forwarded
@@ -547,10 +492,7 @@ async fn fast_forward_recovery_after_a_snapshot_key_rotation() {
     assert_eq!(trusted(&device).snapshot, 1000);
     fx.restore(&saved);
     std::fs::remove_file(fx.metadata("1000.snapshot.json")).expect("remove");
-    fx.publisher
-        .refresh(Refresh::default())
-        .await
-        .expect("refresh");
+    fx.refresh().await;
     refused(&device, "rollback").await;
 
     fx.publisher
@@ -603,10 +545,7 @@ async fn a_clock_stepped_back_before_the_last_check_is_refused() {
 
     // Once the clock is right again, expiry is judged (and the frozen repository refused).
     refused(&fx.device("a"), "expired").await;
-    fx.publisher
-        .refresh(Refresh::default())
-        .await
-        .expect("refresh");
+    fx.refresh().await;
     fx.device("a")
         .check(COMPONENT, None)
         .await

@@ -125,12 +125,7 @@ async fn the_device_verifies_updates_over_mutual_tls() {
     let link = link(&fx).await;
     let device = device(&fx, &link, "a", &link.device_tls);
 
-    let update = device
-        .check(COMPONENT, None)
-        .await
-        .expect("verified over HTTPS")
-        .expect("an update");
-    assert_eq!(update.bytes, component_bytes("1.0.0"));
+    assert_eq!(offered(&device, "1.0.0").await, component_bytes("1.0.0"));
 
     // The root chain is followed over HTTPS too (a missing next root is a 404).
     fx.publisher
@@ -138,12 +133,7 @@ async fn the_device_verifies_updates_over_mutual_tls() {
         .await
         .expect("rotate");
     fx.publish("1.1.0", "0.1.0").await;
-    let update = device
-        .check(COMPONENT, None)
-        .await
-        .expect("verified")
-        .expect("update");
-    assert_eq!(update.meta.version, version("1.1.0"));
+    offered(&device, "1.1.0").await;
     assert_eq!(device.trusted().expect("trusted").root, 2);
 
     // Endless data over the network is cut off at the limit, not read to the end.

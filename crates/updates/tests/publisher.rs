@@ -133,22 +133,12 @@ async fn devices_follow_every_rotation() {
         let v = ["1.1.0", "1.2.0", "1.3.0", "1.4.0"][i];
         fx.publish(v, "0.1.0").await;
         published.push(v);
-        let update = device
-            .check(COMPONENT, None)
-            .await
-            .unwrap_or_else(|e| panic!("after rotating {role}: {e}"))
-            .expect("update");
-        assert_eq!(update.meta.version, version(v));
+        offered(&device, v).await;
         assert_eq!(device.trusted().expect("trusted").root, i as u64 + 2);
     }
     // A device that ships with the very first root follows the whole chain at once.
     let fresh = fx.device("fresh");
-    let update = fresh
-        .check(COMPONENT, None)
-        .await
-        .expect("chain")
-        .expect("update");
-    assert_eq!(update.meta.version, version("1.4.0"));
+    offered(&fresh, "1.4.0").await;
     assert_eq!(
         fx.publisher.components().await.expect("list").len(),
         published.len()
@@ -171,12 +161,7 @@ async fn a_kept_root_cut_short_by_a_power_failure_is_recovered_from() {
     let bytes = std::fs::read(&kept).expect("kept root");
     std::fs::write(&kept, &bytes[..bytes.len() / 2]).expect("truncate");
     fx.publish("1.1.0", "0.1.0").await;
-    let update = device
-        .check(COMPONENT, None)
-        .await
-        .expect("walks the chain again from the shipped root")
-        .expect("update");
-    assert_eq!(update.meta.version, version("1.1.0"));
+    offered(&device, "1.1.0").await;
     assert_eq!(device.trusted().expect("trusted").root, 2);
 }
 
@@ -196,12 +181,7 @@ async fn a_threshold_of_key_holders_is_enough_to_sign() {
         take_away(role);
     }
     fx.publish("1.1.0", "0.1.0").await;
-    let update = device
-        .check(COMPONENT, None)
-        .await
-        .expect("check")
-        .expect("update");
-    assert_eq!(update.meta.version, version("1.1.0"));
+    offered(&device, "1.1.0").await;
     let signatures = fx.timestamp().signatures.len();
     assert_eq!(signatures, 2, "signed by the two keys present");
 

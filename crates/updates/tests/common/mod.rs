@@ -9,9 +9,7 @@ use std::collections::HashMap;
 use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
 use tough::key_source::KeySource;
-use tough::schema::{
-    Hashes, Metafile, Signature, Signed, Snapshot, Targets, Timestamp as TimestampRole,
-};
+use tough::schema::{Metafile, Signature, Signed, Snapshot, Targets, Timestamp as TimestampRole};
 use wattlet_updates::keys::{self, PemKeySource};
 use wattlet_updates::{ComponentMeta, InitOptions, KeyRole, Lifetimes, Publisher, Verifier};
 
@@ -96,6 +94,21 @@ impl Fixture {
             .await
             .expect("publish");
         bytes
+    }
+
+    /// Re-signs snapshot and timestamp.
+    pub async fn refresh(&self) {
+        self.publisher
+            .refresh(wattlet_updates::Refresh::default())
+            .await
+            .expect("refresh");
+    }
+
+    /// After an attack: the honest repository, refreshed, publishes `v` and the device takes it.
+    pub async fn recovers(&self, device: &Verifier, v: &str) {
+        self.refresh().await;
+        self.publish(v, "0.1.0").await;
+        offered(device, v).await;
     }
 
     /// A device (host version 1.0.0) keeping its state in `device-<name>/`.
@@ -230,6 +243,32 @@ impl Fixture {
     }
 }
 
+/// The device refuses, with an error of `kind`; returns it for closer checks.
+pub async fn refused(device: &wattlet_updates::Verifier, kind: &str) -> wattlet_updates::Error {
+    match device.check(COMPONENT, None).await {
+        Ok(update) => panic!(
+            "expected a {kind} refusal, got an update: {:?}",
+            update.map(|u| u.meta.version)
+        ),
+        Err(e) => {
+            assert_eq!(e.kind(), kind, "refused, but for another reason: {e}");
+            e
+        }
+    }
+}
+
+/// The device accepts the repository and is offered `v`.
+pub async fn offered(device: &wattlet_updates::Verifier, v: &str) -> Vec<u8> {
+    let update = device
+        .check(COMPONENT, None)
+        .await
+        .unwrap_or_else(|e| panic!("a good repository was refused: {e}"))
+        .unwrap_or_else(|| panic!("no update offered, expected {v}"));
+    assert_eq!(update.meta.version, version(v));
+    assert_eq!(update.meta.world, WORLD);
+    update.bytes
+}
+
 /// Device state to compare before and after an attack.
 pub fn trusted(device: &Verifier) -> wattlet_updates::TrustedVersions {
     device.trusted().expect("trusted versions readable")
@@ -240,18 +279,7 @@ pub fn nonzero(v: u64) -> NonZeroU64 {
 }
 
 pub fn metafile(version: u64, bytes: &[u8]) -> Metafile {
-    Metafile {
-        length: Some(bytes.len() as u64),
-        hashes: Some(Hashes {
-            sha256: aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes)
-                .as_ref()
-                .to_vec()
-                .into(),
-            _extra: HashMap::new(),
-        }),
-        version: nonzero(version),
-        _extra: HashMap::new(),
-    }
+    wattlet_updates::metafile(nonzero(version), bytes)
 }
 
 /// Signs `value` as TUF does (over its canonical JSON) with each key, whatever role the keys
