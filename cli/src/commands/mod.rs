@@ -3,6 +3,7 @@
 mod ca;
 mod meter;
 mod queue;
+mod release;
 mod serve;
 mod stream;
 mod token;
@@ -46,6 +47,9 @@ enum Command {
     /// Access tokens of researchers and administrators: restrict or inspect them.
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Signed component updates (TUF): create the repository, publish, refresh, check.
+    #[command(subcommand)]
+    Release(release::ReleaseCommand),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -59,6 +63,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Worker(command) => queue::run_worker(command),
         Command::Stream(command) => stream::run(command),
         Command::Token(command) => token::run(command),
+        Command::Release(command) => release::run(command),
     }
 }
 
