@@ -9,10 +9,7 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     wattlet_edge::cli::init_logging();
-    // tough brings rustls's aws-lc-rs provider next to our ring one; with two compiled in,
-    // rustls has no default and `ClientConfig::builder()` (used by dependencies) would panic.
-    // Our own configurations name their provider; this only settles the default.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    wattlet_tls::install_default_provider();
     let args = commands::Cli::parse();
     match commands::run(args) {
         Ok(code) => code,

@@ -98,6 +98,8 @@ impl WasiHttpHooks for OutboundPolicy {
             return Box::new(async move { Err(ErrorCode::HttpRequestDenied.into()) });
         }
         let _ = fut;
+        // Outbound HTTPS builds its client configuration with rustls's default provider.
+        wattlet_tls::install_default_provider();
         Box::new(async move {
             use http_body_util::BodyExt;
             let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;

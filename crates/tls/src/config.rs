@@ -17,6 +17,15 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// Makes ring rustls's process-wide default. The update verifier's `tough` brings the aws-lc-rs
+/// provider into any build that links it (and features are unified across a workspace build),
+/// and with two providers compiled in rustls picks none: `ClientConfig::builder()`, which
+/// dependencies call (wasmtime-wasi-http's outbound HTTPS, async-nats), would panic. Our own
+/// configurations name their provider; this only settles the default. Idempotent.
+pub fn install_default_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
     load_all(path, "certificate")
 }

@@ -17,7 +17,10 @@ mod identity;
 
 use std::path::PathBuf;
 
-pub use config::{ClientAuth, anonymous_client_tls_config, client_tls_config, server_tls_config};
+pub use config::{
+    ClientAuth, anonymous_client_tls_config, client_tls_config, install_default_provider,
+    server_tls_config,
+};
 pub use identity::{
     ClientIdentity, DEVICE_URI_PREFIX, certificate_serial, crl_next_update, normalize_serial,
     not_after, revoked_serials, serial_hex, valid_dns_name, validate_device_id, validate_email,
