@@ -2,49 +2,15 @@
 //! household that granted consent arrive, none of the other, the NIALM queue's NATS server runs,
 //! and it all stops cleanly on SIGTERM.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 #[test]
 fn up_shows_readings_of_the_consenting_household_only() {
     let state = tempfile::tempdir().expect("temp dir");
-    let repo = wattlet_testkit::repo();
     let nats = wattlet_testkit::free_port();
-    let mut up = wattlet_testkit::binary!("wattlet")
-        .arg("up")
-        .arg("--state-dir")
-        .arg(state.path())
-        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-        .args(["--nats-listen", &nats.to_string()])
-        .args(["--edge-metrics-listen", "127.0.0.1:0"])
-        .args([
-            "--worker-metrics-listen",
-            &wattlet_testkit::free_port().to_string(),
-        ])
-        .args([
-            "--measure",
-            "300ms",
-            "--report",
-            "600ms",
-            "--consent",
-            "300ms",
-        ])
-        .current_dir(&repo)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn wattlet up");
-    let stdout = up.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let (mut up, rx) =
+        wattlet_testkit::start_up(wattlet_testkit::binary!("wattlet"), state.path(), nats);
 
     let mut lines = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(180) * wattlet_testkit::patience();
@@ -92,7 +58,11 @@ fn up_shows_readings_of_the_consenting_household_only() {
         .status()
         .expect("kill -TERM");
     let exit = up.wait().expect("wait");
-    assert!(exit.success(), "wattlet up exited with {exit:?}");
+    assert!(
+        exit.success(),
+        "wattlet up exited with {exit:?}; its log:\n{}",
+        std::fs::read_to_string(state.path().join("wattlet-up.log")).unwrap_or_default()
+    );
     assert!(
         std::net::TcpStream::connect(nats).is_err(),
         "nats-server stops with wattlet up"

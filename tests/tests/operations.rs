@@ -5,11 +5,8 @@
 //! when running it alone; Debian's `prometheus` package gives `prometheus` and `promtool`).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -357,42 +354,14 @@ fn address(line: &str) -> SocketAddr {
 fn dashboards_and_alerts_name_only_metrics_wattlet_exports() {
     let started = Instant::now();
     let state = tempfile::tempdir().expect("temp dir");
-    let mut child = wattlet_testkit::command(
-        &wattlet_testkit::serve_child::workspace_binary("wattlet").to_string_lossy(),
-    )
-    .arg("up")
-    .arg("--state-dir")
-    .arg(state.path())
-    .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-    .args(["--nats-listen", &wattlet_testkit::free_port().to_string()])
-    .args(["--edge-metrics-listen", "127.0.0.1:0"])
-    .args([
-        "--worker-metrics-listen",
-        &wattlet_testkit::free_port().to_string(),
-    ])
-    .args([
-        "--measure",
-        "300ms",
-        "--report",
-        "600ms",
-        "--consent",
-        "300ms",
-    ])
-    .current_dir(wattlet_testkit::repo())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null())
-    .spawn()
-    .expect("spawn wattlet up");
-    let stdout = child.stdout.take().expect("stdout");
+    let (child, rx) = wattlet_testkit::start_up(
+        wattlet_testkit::command(
+            &wattlet_testkit::serve_child::workspace_binary("wattlet").to_string_lossy(),
+        ),
+        state.path(),
+        wattlet_testkit::free_port(),
+    );
     let up = Up { child, state };
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
     // The metrics lines come before `Measuring every …`.
     let mut lines = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(180) * wattlet_testkit::patience();

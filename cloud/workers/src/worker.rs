@@ -100,6 +100,16 @@ pub async fn run(
     });
     let api = DataApi::connect(&options.api)?;
     let metrics = Arc::new(WorkerMetrics::new());
+    // The metrics address is taken before anything slow, so that a taken port is said at once.
+    if let Some(addr) = options.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen for metrics on {addr}"))?;
+        tokio::spawn(wattlet_runtime::metrics::serve_admin(
+            metrics.clone(),
+            listener,
+        ));
+    }
     // Attestation comes first: a worker the broker refuses fetches no item.
     let confidential = match options.confidential {
         Some(confidential) => Some(Arc::new(
@@ -116,15 +126,6 @@ pub async fn run(
     let js = crate::connect(&options.nats_url).await?;
     crate::ensure_streams(&js, &options.settings).await?;
     let consumer = crate::ensure_consumer(&js, &options.settings).await?;
-    if let Some(addr) = options.metrics_listen {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen for metrics on {addr}"))?;
-        tokio::spawn(wattlet_runtime::metrics::serve_admin(
-            metrics.clone(),
-            listener,
-        ));
-    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..options.concurrency.max(1) {

@@ -1,9 +1,11 @@
 //! Child processes: the workspace's binaries (under an emulator when cross-built), commands run
 //! to their end, `nats-server`.
 
-use std::io::Write as _;
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
 
 use crate::free_port;
 
@@ -112,4 +114,41 @@ pub fn nats_cluster(dir: &Path, servers: usize) -> wattlet_workers::server::Loca
 pub fn terminate(child: &std::process::Child) {
     let pid = rustix::process::Pid::from_child(child);
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM");
+}
+
+/// Starts `wattlet up` (`wattlet` is the binary's command) from the repository with its state in
+/// `state`, the NIALM queue's nats-server on `nats`, every other listener on a free port, and
+/// quick timings (a reading every 300 ms, uploads every 600 ms, consent polled every 300 ms);
+/// its stdout arrives line by line on the receiver, its log goes to `state/wattlet-up.log`.
+pub fn start_up(
+    mut wattlet: Command,
+    state: &Path,
+    nats: SocketAddr,
+) -> (Child, mpsc::Receiver<String>) {
+    let log = std::fs::File::create(state.join("wattlet-up.log")).expect("wattlet up's log");
+    let mut child = wattlet
+        .arg("up")
+        .arg("--state-dir")
+        .arg(state)
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .args(["--nats-listen", &nats.to_string()])
+        .args(["--edge-metrics-listen", "127.0.0.1:0"])
+        .args(["--worker-metrics-listen", &free_port().to_string()])
+        .args(["--measure", "300ms", "--report", "600ms"])
+        .args(["--consent", "300ms"])
+        .current_dir(crate::repo())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .expect("spawn wattlet up");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
 }
