@@ -187,7 +187,7 @@ fn instance(
                     let child = call
                         .source
                         .as_deref()
-                        .map(|s| normalize(&module.dir.join(s)))
+                        .map(|s| crate::tree::source_dir(&module.dir, s))
                         .and_then(|d| tree.modules.get(&d));
                     match child {
                         Some(child) if depth < 8 => {
@@ -250,21 +250,6 @@ fn instance(
         }
     }
     outputs
-}
-
-/// `a/b/../c` → `a/c`, without touching the file system.
-fn normalize(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for c in path.components() {
-        match c {
-            std::path::Component::ParentDir => {
-                out.pop();
-            }
-            std::path::Component::CurDir => {}
-            other => out.push(other),
-        }
-    }
-    out
 }
 
 struct Scope {

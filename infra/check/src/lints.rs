@@ -107,23 +107,9 @@ fn reach<'a>(tree: &'a Tree, module: &'a Module, seen: &mut BTreeSet<PathBuf>) -
     out.push(module);
     for call in &module.module_calls {
         let Some(source) = &call.source else { continue };
-        let dir = normalize(&module.dir.join(source));
+        let dir = crate::tree::source_dir(&module.dir, source);
         if let Some(child) = tree.modules.get(&dir) {
             out.extend(reach(tree, child, seen));
-        }
-    }
-    out
-}
-
-fn normalize(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for c in path.components() {
-        match c {
-            std::path::Component::ParentDir => {
-                out.pop();
-            }
-            std::path::Component::CurDir => {}
-            other => out.push(other),
         }
     }
     out

@@ -297,3 +297,20 @@ pub fn object_key(key: &hcl::ObjectKey) -> Option<String> {
         _ => None,
     }
 }
+
+/// The directory a module call's `source` names, from the calling module's `dir`, resolved
+/// lexically (`a/b/../c` → `a/c`) as Terraform resolves local sources, without touching the
+/// file system.
+pub fn source_dir(dir: &Path, source: &str) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in dir.join(source).components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
