@@ -257,6 +257,11 @@ fn keyed(key: &[u8], message: &[u8]) -> [u8; 32] {
 /// household's meters, as stored (lower-case hyphenated). Any other meter, malformed or not,
 /// is 404, so other households' meters do not leak.
 pub fn own_meter(req: &Request, env: &Env, meter: &str) -> ApiResult<String> {
+    own_meter_of(req, env, meter).map(|(meter, _)| meter)
+}
+
+/// [`own_meter`], with the participant it authenticated.
+pub fn own_meter_of(req: &Request, env: &Env, meter: &str) -> ApiResult<(String, Participant)> {
     let participant = participant(req, env)?;
     let db = &env.db;
     let not_found = || ApiError::not_found("no such meter");
@@ -268,7 +273,7 @@ pub fn own_meter(req: &Request, env: &Env, meter: &str) -> ApiResult<String> {
     if own.rows.is_empty() {
         return Err(not_found());
     }
-    Ok(meter)
+    Ok((meter, participant))
 }
 
 /// Authenticates a researcher or an administrator and resolves `meter` (a path segment) to a
@@ -520,4 +525,66 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         diff |= x ^ y;
     }
     std::hint::black_box(diff) == 0
+}
+
+/// The caller as the access log names it, without anything anonymization would remove: a
+/// device by its keyed pseudonym, a token by its random id, the admin secret as
+/// `administrator`. Call after the request is authenticated.
+pub fn actor(req: &Request, env: &Env) -> ApiResult<String> {
+    if let Some(device) = header(req, identity::DEVICE) {
+        let pseudonym = if device.starts_with(PSEUDONYM_PREFIX) {
+            device.to_owned()
+        } else {
+            device_pseudonym(env, device)?
+        };
+        return Ok(format!("device:{pseudonym}"));
+    }
+    Ok(match bearer(req).map(Token::decode) {
+        Some(Ok(token)) => format!("token:{}", token.id()),
+        _ => "administrator".to_owned(),
+    })
+}
+
+/// The role a policy sees for a management grant: the narrowest role caveat.
+pub fn policy_role(grant: &Grant) -> wattlet_policy::Role {
+    let roles: Vec<Role> = grant
+        .caveats()
+        .iter()
+        .filter_map(|c| match c {
+            wattlet_access_token::Caveat::Role(r) => Some(*r),
+            _ => None,
+        })
+        .collect();
+    if roles.contains(&Role::Participant) {
+        wattlet_policy::Role::Participant
+    } else if roles
+        .iter()
+        .any(|r| matches!(r, Role::Worker | Role::Manager))
+    {
+        wattlet_policy::Role::Service
+    } else if roles.contains(&Role::Researcher) {
+        wattlet_policy::Role::Researcher
+    } else {
+        wattlet_policy::Role::Administrator
+    }
+}
+
+/// The caveats as encoded, for a policy's context.
+pub fn encoded_caveats(grant: &Grant) -> Vec<String> {
+    grant
+        .caveats()
+        .iter()
+        .map(wattlet_access_token::Caveat::encode)
+        .collect()
+}
+
+/// The participant's token's caveats (empty for a device's certificate).
+pub fn participant_caveats(req: &Request, env: &Env) -> Vec<String> {
+    if header(req, identity::DEVICE).is_some() {
+        return Vec::new();
+    }
+    bearer(req)
+        .and_then(|t| verify_token(env, t).ok())
+        .map(|g| encoded_caveats(&g))
+        .unwrap_or_default()
 }

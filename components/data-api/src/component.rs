@@ -11,6 +11,7 @@ use spin_sdk::sqlite::{Connection, Error as SqliteError, Value as SqliteValue};
 use crate::anonymizer::{self as ours, Anonymizer};
 use crate::db::{Row, Rows, Storage, StorageError, Value};
 use crate::http::{Method, Request};
+use crate::policy::{self as ours_policy, Policies};
 use crate::services::{Secrets, Services};
 
 wit_bindgen::generate!({
@@ -27,6 +28,7 @@ fn handle(req: spin_sdk::http::Request) -> spin_sdk::http::Response {
         storage: &storage,
         secrets: &SpinVariables,
         anonymizer: &WitAnonymizer,
+        policies: &WitPolicies,
     };
     let response = crate::handle(&request(&req), &services);
     let mut answer = spin_sdk::http::Response::builder();
@@ -222,5 +224,144 @@ impl Anonymizer for WitAnonymizer {
                 bearing_deg: d.bearing_deg,
             },
         })
+    }
+}
+
+/// The shipped policies through their WIT imports (`wattlet:policy`), each composed in by
+/// `wac plug`: a call is an in-process call into the policy component's instance.
+mod chain {
+    wit_bindgen::generate!({
+        path: "../../wit/policy",
+        world: "policy-chain",
+    });
+}
+
+use chain::wattlet::policy::{pause_window, researchers_aggregate, retention, types as pw};
+
+struct WitPolicies;
+
+fn wit_object(o: ours_policy::ObjectKind) -> pw::ObjectKind {
+    match o {
+        ours_policy::ObjectKind::Measurements => pw::ObjectKind::Measurements,
+        ours_policy::ObjectKind::Registration => pw::ObjectKind::Registration,
+        ours_policy::ObjectKind::Disaggregation => pw::ObjectKind::Disaggregation,
+        ours_policy::ObjectKind::Forecast => pw::ObjectKind::Forecast,
+    }
+}
+
+fn wit_context(c: &ours_policy::Context) -> pw::Context {
+    pw::Context {
+        role: match c.role {
+            ours_policy::Role::Participant => pw::Role::Participant,
+            ours_policy::Role::Researcher => pw::Role::Researcher,
+            ours_policy::Role::Administrator => pw::Role::Administrator,
+            ours_policy::Role::Service => pw::Role::Service,
+        },
+        caveats: c.caveats.clone(),
+        purpose: c.purpose.clone(),
+        range: pw::TimeRange {
+            from: c.range.from,
+            to: c.range.to,
+        },
+        now: c.now,
+    }
+}
+
+fn wit_rows(rows: Vec<ours_policy::Row>) -> Vec<pw::Row> {
+    rows.into_iter()
+        .map(|r| pw::Row {
+            id: r.id,
+            at: r.at,
+            span: r.span,
+            samples: r.samples,
+            readings: r
+                .readings
+                .into_iter()
+                .map(|x| pw::Reading {
+                    obis: x.obis,
+                    value: x.value,
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+fn our_decision(d: pw::Decision) -> ours_policy::Decision {
+    match d {
+        pw::Decision::Allow => ours_policy::Decision::Allow,
+        pw::Decision::Deny(reason) => ours_policy::Decision::Deny(reason),
+        pw::Decision::Transform(rows) => ours_policy::Decision::Transform(
+            rows.into_iter()
+                .map(|r| ours_policy::Row {
+                    id: r.id,
+                    at: r.at,
+                    span: r.span,
+                    samples: r.samples,
+                    readings: r
+                        .readings
+                        .into_iter()
+                        .map(|x| ours_policy::Reading {
+                            obis: x.obis,
+                            value: x.value,
+                        })
+                        .collect(),
+                })
+                .collect(),
+        ),
+    }
+}
+
+/// Calls the hook `$hook` of the policy named `$policy`, with the same arguments for each.
+macro_rules! dispatch {
+    ($policy:expr, $unknown:expr, $hook:ident($($arg:expr),*)) => {
+        match $policy {
+            "researchers-aggregate" => researchers_aggregate::$hook($($arg),*),
+            "pause-window" => pause_window::$hook($($arg),*),
+            "retention" => retention::$hook($($arg),*),
+            _ => $unknown,
+        }
+    };
+}
+
+impl Policies for WitPolicies {
+    fn validate(&self, policy: &str, parameters: &str) -> Result<(), String> {
+        dispatch!(
+            policy,
+            Err(format!("unknown policy {policy}")),
+            validate(parameters)
+        )
+    }
+
+    fn at_least_as_strict(
+        &self,
+        policy: &str,
+        parameters: &str,
+        than: &str,
+    ) -> Result<bool, String> {
+        dispatch!(
+            policy,
+            Err(format!("unknown policy {policy}")),
+            at_least_as_strict(parameters, than)
+        )
+    }
+
+    fn read(
+        &self,
+        policy: &str,
+        parameters: &str,
+        object: ours_policy::ObjectKind,
+        context: &ours_policy::Context,
+        rows: Vec<ours_policy::Row>,
+    ) -> ours_policy::Decision {
+        let object = wit_object(object);
+        let context = wit_context(context);
+        let rows = wit_rows(rows);
+        let decision = dispatch!(
+            policy,
+            // Fail closed: an attachment naming no composed policy serves nothing.
+            pw::Decision::Deny(format!("policy {policy} is not part of this build")),
+            read(parameters, object, &context, &rows)
+        );
+        our_decision(decision)
     }
 }

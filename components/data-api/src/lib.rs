@@ -26,6 +26,13 @@
 //! | GET | /api/household/pv_system \[9\] | participant |
 //! | POST | /api/household/meter/measurement \[8\] | device |
 //! | GET | /api/household/meter/:uuid/measurement \[7\] | participant |
+//! | GET | /api/management/meter/:uuid/measurement | researcher, administrator |
+//! | GET, POST | /api/household/policies | participant |
+//! | DELETE | /api/household/policies/:id | participant |
+//! | GET, POST | /api/management/policies | researcher (GET), administrator |
+//! | DELETE | /api/management/policies/:id | administrator |
+//! | GET | /api/household/access_log | participant |
+//! | GET | /api/management/access_log | administrator |
 //! | GET | /api/household/meter/:uuid/disaggregation | participant |
 //! | GET | /api/management/meter/:uuid/disaggregation | researcher, administrator |
 //! | GET | /api/household/meter/:uuid/forecast | participant |
@@ -48,6 +55,7 @@
 //! Spin HTTP handler; native tests (`tests/`) use rusqlite on SQLite files and the
 //! `wattlet-anonymizer` library.
 
+mod access_log;
 mod anonymization;
 pub mod anonymizer;
 mod auth;
@@ -56,6 +64,7 @@ mod error;
 mod handlers;
 pub mod http;
 mod keys;
+pub mod policy;
 mod registration;
 mod schema;
 mod services;
@@ -68,13 +77,14 @@ mod component;
 pub use crate::anonymizer::Anonymizer;
 pub use crate::db::{Rows, Storage, StorageError, Value};
 pub use crate::http::{Method, Request, Response};
+pub use crate::policy::Policies;
 pub use crate::services::{Secrets, Services};
 
 use crate::db::Db;
 use crate::error::{ApiError, ApiResult};
 use crate::handlers::{
     consent, disaggregation, forecast, household, management, measurement, metrics, participants,
-    regions, service, tokens, worker,
+    policies, regions, service, tokens, worker,
 };
 use crate::services::Env;
 
@@ -113,6 +123,13 @@ enum Endpoint<'a> {
     PvSystems,
     UploadMeasurements,
     ReadMeasurements(&'a str),
+    AnyMeasurements(&'a str),
+    HouseholdPolicies,
+    HouseholdPolicy(&'a str),
+    StudyPolicies,
+    StudyPolicy(&'a str),
+    HouseholdLog,
+    StudyLog,
     OwnDisaggregation(&'a str),
     AnyDisaggregation(&'a str),
     OwnForecast(&'a str),
@@ -136,6 +153,9 @@ impl Endpoint<'_> {
             | Endpoint::Meters
             | Endpoint::PvSystems
             | Endpoint::ReadMeasurements(_)
+            | Endpoint::AnyMeasurements(_)
+            | Endpoint::HouseholdLog
+            | Endpoint::StudyLog
             | Endpoint::OwnDisaggregation(_)
             | Endpoint::AnyDisaggregation(_)
             | Endpoint::OwnForecast(_)
@@ -143,7 +163,10 @@ impl Endpoint<'_> {
             | Endpoint::WorkerMeters
             | Endpoint::WorkerPower(_)
             | Endpoint::WorkerResult(_) => "GET",
-            Endpoint::CreateOrListHouseholds => "GET, POST",
+            Endpoint::CreateOrListHouseholds
+            | Endpoint::HouseholdPolicies
+            | Endpoint::StudyPolicies => "GET, POST",
+            Endpoint::HouseholdPolicy(_) | Endpoint::StudyPolicy(_) => "DELETE",
             Endpoint::Participant(_) => "GET, PATCH",
             Endpoint::RevokeDevice(_)
             | Endpoint::RevokeToken(_)
@@ -183,6 +206,15 @@ fn resolve(path: &str) -> Option<Endpoint<'_>> {
         ["household", "meter", uuid, "measurement"] if !uuid.is_empty() => {
             Endpoint::ReadMeasurements(uuid)
         }
+        ["management", "meter", uuid, "measurement"] if !uuid.is_empty() => {
+            Endpoint::AnyMeasurements(uuid)
+        }
+        ["household", "policies"] => Endpoint::HouseholdPolicies,
+        ["household", "policies", id] if !id.is_empty() => Endpoint::HouseholdPolicy(id),
+        ["management", "policies"] => Endpoint::StudyPolicies,
+        ["management", "policies", id] if !id.is_empty() => Endpoint::StudyPolicy(id),
+        ["household", "access_log"] => Endpoint::HouseholdLog,
+        ["management", "access_log"] => Endpoint::StudyLog,
         ["household", "meter", uuid, "disaggregation"] if !uuid.is_empty() => {
             Endpoint::OwnDisaggregation(uuid)
         }
@@ -229,6 +261,7 @@ fn route(req: &Request, services: &Services<'_>) -> ApiResult<Response> {
         db: Db::open(services.storage)?,
         secrets: services.secrets,
         anonymizer: services.anonymizer,
+        policies: services.policies,
     };
     // Deleted and overwritten personal data (and shredded data keys) is zeroed, not left in
     // free pages. `wattlet serve` opens its connections with it; Spin leaves it off: the
@@ -268,6 +301,15 @@ fn route(req: &Request, services: &Services<'_>) -> ApiResult<Response> {
         (Endpoint::PvSystems, _) => household::list_pv_systems(req, &env),
         (Endpoint::UploadMeasurements, _) => measurement::upload(req, &env),
         (Endpoint::ReadMeasurements(uuid), _) => measurement::read(req, &env, uuid),
+        (Endpoint::AnyMeasurements(uuid), _) => measurement::read_any(req, &env, uuid),
+        (Endpoint::HouseholdPolicies, Method::Get) => policies::household_list(req, &env),
+        (Endpoint::HouseholdPolicies, _) => policies::household_attach(req, &env),
+        (Endpoint::HouseholdPolicy(id), _) => policies::household_detach(req, &env, id),
+        (Endpoint::StudyPolicies, Method::Get) => policies::study_list(req, &env),
+        (Endpoint::StudyPolicies, _) => policies::study_attach(req, &env),
+        (Endpoint::StudyPolicy(id), _) => policies::study_detach(req, &env, id),
+        (Endpoint::HouseholdLog, _) => policies::household_log(req, &env),
+        (Endpoint::StudyLog, _) => policies::study_log(req, &env),
         (Endpoint::OwnDisaggregation(uuid), _) => disaggregation::read_own(req, &env, uuid),
         (Endpoint::AnyDisaggregation(uuid), _) => disaggregation::read_any(req, &env, uuid),
         (Endpoint::OwnForecast(uuid), _) => forecast::read_own(req, &env, uuid),

@@ -24,7 +24,7 @@ pub struct Migration {
 }
 
 /// The version the code expects.
-pub const CURRENT_VERSION: i64 = 7;
+pub const CURRENT_VERSION: i64 = 9;
 
 /// `'name'` of a consent state, for SQL text.
 fn quoted(state: ConsentState) -> String {
@@ -271,6 +271,35 @@ pub fn migrations() -> Vec<Migration> {
                 item TEXT NOT NULL,
                 computed_at TEXT NOT NULL,
                 PRIMARY KEY (meter, slice_len)
+            )"#.to_owned(),
+            ],
+        },
+        // 8 is another change's.
+        Migration {
+            version: 9,
+            statements: vec![
+                // Policies attached to a data object (`policy`): household NULL for study-wide
+                // defaults (principal 'study'), else the participant's (principal
+                // 'participant'). The chain runs study-wide first, then by id.
+                r#"CREATE TABLE IF NOT EXISTS policy_attachment (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                household TEXT REFERENCES household(id),
+                object TEXT NOT NULL,
+                policy TEXT NOT NULL,
+                parameters TEXT NOT NULL,
+                principal TEXT NOT NULL CHECK (principal IN ('study', 'participant')),
+                attached_at TEXT NOT NULL
+            )"#.to_owned(),
+                "CREATE INDEX IF NOT EXISTS policy_attachment_object
+                 ON policy_attachment (object, household, id)".to_owned(),
+                // The access log (`access_log`): one hash chain per household (chain = its id)
+                // and `study`; entry is the canonical JSON that was hashed.
+                r#"CREATE TABLE IF NOT EXISTS access_log (
+                chain TEXT NOT NULL,
+                seq INTEGER NOT NULL,
+                entry TEXT NOT NULL,
+                hash TEXT NOT NULL,
+                PRIMARY KEY (chain, seq)
             )"#.to_owned(),
             ],
         },

@@ -5,6 +5,7 @@
 
 use crate::anonymizer::Anonymizer;
 use crate::db::{Db, Storage};
+use crate::policy::Policies;
 
 /// The Data API's secrets (Spin variables).
 pub trait Secrets {
@@ -33,6 +34,8 @@ pub struct Services<'a> {
     pub storage: &'a dyn Storage,
     pub secrets: &'a dyn Secrets,
     pub anonymizer: &'a dyn Anonymizer,
+    /// The shipped policies' hooks.
+    pub policies: &'a dyn Policies,
 }
 
 /// What a handler works with: the opened database and the services.
@@ -41,4 +44,6 @@ pub struct Env<'a> {
     pub db: Db<'a>,
     pub secrets: &'a dyn Secrets,
     pub anonymizer: &'a dyn Anonymizer,
+    /// The shipped policies' hooks.
+    pub policies: &'a dyn Policies,
 }

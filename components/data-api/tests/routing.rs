@@ -17,7 +17,7 @@ fn routes_methods_and_service_endpoints() {
     let (status, body) = api.send(Method::Get, "/api/health", &[], None);
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["database"], "ok");
-    assert_eq!(body["schema_version"], 7);
+    assert_eq!(body["schema_version"], 9);
     let (status, body) = api.send(Method::Get, "/api/version", &[], None);
     assert_eq!((status, body["version"].is_string()), (200, true));
     for path in [
@@ -88,6 +88,7 @@ fn failures_are_500_internal_and_health_says_503() {
         storage: &Broken,
         secrets: &api.secrets,
         anonymizer: &NoSecret,
+        policies: &api.policies,
     };
     let health = handle(&Request::new(Method::Get, "/api/health"), &services);
     assert_eq!(health.status, 503);
@@ -110,6 +111,7 @@ fn failures_are_500_internal_and_health_says_503() {
         storage: &api.storage,
         secrets: &NoSecret,
         anonymizer: &NoSecret,
+        policies: &api.policies,
     };
     let request = Request::new(Method::Get, "/api/management/household")
         .with_header("Authorization", "Bearer anything");

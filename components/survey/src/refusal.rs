@@ -50,6 +50,12 @@ macro_rules! for_each_refusal_code {
     NotFound = "not_found", 404;
     /// The path exists, the method does not (the `allow` header lists the methods).
     MethodNotAllowed = "method_not_allowed", 405;
+    /// A policy attached to the data (its chain) denies this access; the message says why.
+    PolicyDenied = "policy_denied", 403;
+    /// A participant's policy would be looser than the study's rule of the same policy.
+    PolicyNotStricter = "policy_not_stricter", 403;
+    /// A participant tried to detach a study-wide policy.
+    PolicyStudyRule = "policy_study_rule", 403;
     /// Consent is already granted.
     ConsentAlreadyGranted = "consent_already_granted", 409;
     /// The request conflicts with the stored state (a duplicate, a concurrent change).

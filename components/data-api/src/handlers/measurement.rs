@@ -8,11 +8,13 @@ use time::OffsetDateTime;
 use wattlet_survey::measurement::MAX_BATCH;
 use wattlet_survey::{RefusalCode, Use};
 
+use crate::access_log;
 use crate::auth;
 use crate::db::{Db, Value as Sql, col_json, col_required, col_text, placeholders, text};
 use crate::error::{ApiError, ApiResult};
 use crate::handlers::consent;
 use crate::http::{Request, Response, json_response};
+use crate::policy::{self, Role as PolicyRole};
 use crate::services::Env;
 use crate::timestamp::{self, SQL_NOW};
 use crate::validate::{self, bad, json_body};
@@ -390,53 +392,235 @@ fn check(i: usize, m: Value, bounds: &Bounds) -> ApiResult<Checked> {
 
 /// `GET /api/household/meter/:uuid/measurement` \[7\] (participant): the meter's measurements
 /// with `from` ≤ measured_at < `to` (both optional, RFC 3339, percent-encode a `+` offset),
-/// at most `limit` (default 1000, at most 10000), ordered by measured_at then uuid.
-/// `{"meter","measurements":[{"uuid","measured_at","data"}]}`; 404 for any meter that is not the
-/// caller's own, so other meters' existence does not leak.
+/// at most `limit` (default 1000, at most 10000) selected, ordered by measured_at then uuid,
+/// then the household's policy chain ([`crate::policy`]); `purpose` (optional) is logged and
+/// given to the policies. `{"meter","measurements":[{"uuid","measured_at","data"}],"policies"}`
+/// (an aggregate: `uuid` null, with `step_seconds` and `samples`); 403 `policy_denied` when a
+/// policy denies; 404 for any meter that is not the caller's own, so other meters' existence
+/// does not leak. Every read is appended to the household's access log.
 pub fn read(req: &Request, env: &Env, meter: &str) -> ApiResult<Response> {
-    let db = &env.db;
-    let meter = auth::own_meter(req, env, meter)?;
+    let query = Query::parse(req)?;
+    let (meter, participant) = auth::own_meter_of(req, env, meter)?;
+    let caller = Caller {
+        role: PolicyRole::Participant,
+        caveats: auth::participant_caveats(req, env),
+        actor: auth::actor(req, env)?,
+    };
+    serve(env, &meter, &participant.household, &caller, &query)
+}
 
-    let mut from = None;
-    let mut to = None;
-    let mut limit = validate::DEFAULT_LIMIT;
-    for (key, value) in query_pairs(req.query())? {
-        match key.as_str() {
-            "from" => from = Some(timestamp::parse(&value).map_err(|e| e.at("from"))?),
-            "to" => to = Some(timestamp::parse(&value).map_err(|e| e.at("to"))?),
-            "limit" => limit = validate::limit(&value)?,
-            other => {
-                return Err(bad(format!(
-                    "unknown query parameter {other:?} (from, to, limit)"
-                )));
+/// `GET /api/management/meter/:uuid/measurement` (researcher, administrator): as [`read`], for
+/// any meter (of the token's household only, when it is restricted to one); the policies see
+/// the caller's role, so researchers get what the chain allows them (e.g. aggregates).
+pub fn read_any(req: &Request, env: &Env, meter: &str) -> ApiResult<Response> {
+    let query = Query::parse(req)?;
+    let grant = auth::management(req, env)?;
+    let meter = validate::uuid("meter", meter).map_err(|_| ApiError::not_found("no such meter"))?;
+    let household = auth::allow_household_of(
+        &grant,
+        &env.db,
+        (
+            "SELECT household FROM meter WHERE uuid = ?",
+            &meter,
+            "no such meter",
+        ),
+        false,
+        wattlet_access_token::Role::Researcher,
+    )?;
+    let caller = Caller {
+        role: auth::policy_role(&grant),
+        caveats: auth::encoded_caveats(&grant),
+        actor: auth::actor(req, env)?,
+    };
+    serve(env, &meter, &household, &caller, &query)
+}
+
+struct Query {
+    from: Option<OffsetDateTime>,
+    to: Option<OffsetDateTime>,
+    limit: i64,
+    purpose: Option<String>,
+}
+
+impl Query {
+    fn parse(req: &Request) -> ApiResult<Query> {
+        let mut q = Query {
+            from: None,
+            to: None,
+            limit: validate::DEFAULT_LIMIT,
+            purpose: None,
+        };
+        for (key, value) in query_pairs(req.query())? {
+            match key.as_str() {
+                "from" => q.from = Some(timestamp::parse(&value).map_err(|e| e.at("from"))?),
+                "to" => q.to = Some(timestamp::parse(&value).map_err(|e| e.at("to"))?),
+                "limit" => q.limit = validate::limit(&value)?,
+                "purpose" => {
+                    if value.is_empty() || value.len() > 200 {
+                        return Err(bad("purpose: 1 to 200 bytes"));
+                    }
+                    q.purpose = Some(value);
+                }
+                other => {
+                    return Err(bad(format!(
+                        "unknown query parameter {other:?} (from, to, limit, purpose)"
+                    )));
+                }
             }
         }
+        Ok(q)
     }
+}
+
+struct Caller {
+    role: PolicyRole,
+    caveats: Vec<String>,
+    actor: String,
+}
+
+fn nanos(t: OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos()).unwrap_or(i64::MAX)
+}
+
+/// Selects the rows, runs the chain, logs the access and answers.
+fn serve(
+    env: &Env,
+    meter: &str,
+    household: &str,
+    caller: &Caller,
+    q: &Query,
+) -> ApiResult<Response> {
+    let db = &env.db;
     let mut sql = String::from("SELECT uuid, measured_at, data FROM measurement WHERE meter = ?");
-    let mut params = vec![text(&meter)];
-    if let Some(from) = from {
+    let mut params = vec![text(meter)];
+    if let Some(from) = q.from {
         sql.push_str(" AND measured_at >= ?");
         params.push(text(timestamp::to_db(from)));
     }
-    if let Some(to) = to {
+    if let Some(to) = q.to {
         sql.push_str(" AND measured_at < ?");
         params.push(text(timestamp::to_db(to)));
     }
     sql.push_str(" ORDER BY measured_at, uuid LIMIT ?");
-    params.push(Sql::Integer(limit));
+    params.push(Sql::Integer(q.limit));
     let rows = db.query(&sql, &params)?;
-    let mut measurements = Vec::with_capacity(rows.rows.len());
+    // Each measurement as stored, served verbatim when a policy lets it through unchanged.
+    let mut originals: HashMap<String, (Value, Vec<policy::Reading>)> =
+        HashMap::with_capacity(rows.rows.len());
+    let mut series = Vec::with_capacity(rows.rows.len());
     for row in &rows.rows {
-        measurements.push(json!({
-            "uuid": col_required(row, 0)?,
+        let uuid = col_required(row, 0)?;
+        let at = timestamp::from_db(row.get::<&str>(1))
+            .ok_or_else(|| ApiError::Database(format!("measurement {uuid}: bad measured_at")))?;
+        let data = col_json(row, 2);
+        let readings: Vec<policy::Reading> = data
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_object)
+            .flat_map(|o| o.iter())
+            .filter_map(|(obis, v)| {
+                Some(policy::Reading {
+                    obis: obis.clone(),
+                    value: v.as_f64()?,
+                })
+            })
+            .collect();
+        series.push(policy::Row {
+            id: uuid.clone(),
+            at: nanos(at),
+            span: 0,
+            samples: 1,
+            readings: readings.clone(),
+        });
+        let stored = json!({
+            "uuid": uuid,
             "measured_at": timestamp::db_to_api(col_text(row, 1)),
-            "data": col_json(row, 2),
-        }));
+            "data": data,
+        });
+        originals.insert(uuid, (stored, readings));
+    }
+    let selected = series.len();
+    let chain = policy::chain(db, Some(household), policy::ObjectKind::Measurements)?;
+    let context = policy::Context {
+        role: caller.role,
+        caveats: caller.caveats.clone(),
+        purpose: q.purpose.clone(),
+        range: policy::TimeRange {
+            from: q.from.map(nanos),
+            to: q.to.map(nanos),
+        },
+        now: nanos(timestamp::now()),
+    };
+    let outcome = policy::run_read(
+        env.policies,
+        &chain,
+        policy::ObjectKind::Measurements,
+        &context,
+        series,
+    );
+    let decision = match (&outcome.rows, outcome.transformed) {
+        (Err(_), _) => "deny",
+        (Ok(_), true) => "transform",
+        (Ok(_), false) => "allow",
+    };
+    let mut entry = json!({
+        "actor": caller.actor,
+        "role": caller.role.name(),
+        "object": format!("measurements:{meter}"),
+        "operation": "read",
+        "policies": outcome.ran,
+        "selected": selected,
+        "served": outcome.rows.as_ref().map_or(0, Vec::len),
+        "decision": decision,
+    });
+    if let Some(purpose) = &q.purpose {
+        entry["purpose"] = json!(purpose);
+    }
+    if let Err(reason) = &outcome.rows {
+        entry["reason"] = json!(reason);
+    }
+    access_log::append(db, household, entry)?;
+    let rows = outcome
+        .rows
+        .map_err(|reason| ApiError::refused(RefusalCode::PolicyDenied, reason))?;
+    let mut measurements = Vec::with_capacity(rows.len());
+    for row in rows {
+        match originals.remove(&row.id) {
+            Some((stored, readings))
+                if row.span == 0 && row.samples == 1 && row.readings == readings =>
+            {
+                measurements.push(stored)
+            }
+            _ => measurements.push(transformed_json(&row)),
+        }
     }
     Ok(json_response(
         200,
-        &json!({ "meter": meter, "measurements": measurements }),
+        &json!({ "meter": meter, "measurements": measurements, "policies": outcome.ran }),
     ))
+}
+
+/// A row a policy made or changed: an aggregate has no uuid, its step and sample count.
+fn transformed_json(row: &policy::Row) -> Value {
+    let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(row.at))
+        .map(timestamp::to_api)
+        .ok();
+    let data: Vec<Value> = row
+        .readings
+        .iter()
+        .map(|r| json!({ r.obis.clone(): r.value }))
+        .collect();
+    let mut out = json!({
+        "uuid": if row.id.is_empty() { Value::Null } else { json!(row.id) },
+        "measured_at": at,
+        "data": data,
+    });
+    if row.span > 0 {
+        out["step_seconds"] = json!(row.span / 1_000_000_000);
+        out["samples"] = json!(row.samples);
+    }
+    out
 }
 
 /// `a=1&b=2` with percent-decoding (`+` stays `+`, so RFC 3339 offsets survive unencoded).

@@ -8,6 +8,7 @@ pub mod management;
 pub mod measurement;
 pub mod metrics;
 pub mod participants;
+pub mod policies;
 pub mod regions;
 pub mod service;
 pub mod tokens;

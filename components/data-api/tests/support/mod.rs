@@ -12,9 +12,13 @@ use rusqlite::types::ValueRef;
 use serde_json::{Value as Json, json};
 use wattlet_data_api::anonymizer::{self as api, Anonymizer};
 use wattlet_data_api::db::Row;
+use wattlet_data_api::policy::{self, Policies};
 use wattlet_data_api::{
     Method, Request, Response, Rows, Secrets, Services, Storage, StorageError, Value,
 };
+use wattlet_policy_pause_window::PauseWindow;
+use wattlet_policy_researchers_aggregate::ResearchersAggregate;
+use wattlet_policy_retention::Retention;
 
 /// Strong enough for `wattlet_access_token::check_secret`.
 pub const ADMIN_TOKEN: &str = "admin-token-for-native-tests-5c1e9a0f27d84b63";
@@ -181,11 +185,63 @@ impl Anonymizer for Library {
     }
 }
 
+/// The shipped policy libraries, as the composed components run them.
+pub struct PolicyLibraries;
+
+impl Policies for PolicyLibraries {
+    fn validate(&self, policy: &str, parameters: &str) -> Result<(), String> {
+        use wattlet_policy::Policy;
+        match policy {
+            "researchers-aggregate" => ResearchersAggregate::validate(parameters),
+            "pause-window" => PauseWindow::validate(parameters),
+            "retention" => Retention::validate(parameters),
+            other => return Err(format!("unknown policy {other}")),
+        }
+        .map_err(|e| e.to_string())
+    }
+
+    fn at_least_as_strict(
+        &self,
+        policy: &str,
+        parameters: &str,
+        than: &str,
+    ) -> Result<bool, String> {
+        use wattlet_policy::Policy;
+        match policy {
+            "researchers-aggregate" => ResearchersAggregate::at_least_as_strict(parameters, than),
+            "pause-window" => PauseWindow::at_least_as_strict(parameters, than),
+            "retention" => Retention::at_least_as_strict(parameters, than),
+            other => return Err(format!("unknown policy {other}")),
+        }
+        .map_err(|e| e.to_string())
+    }
+
+    fn read(
+        &self,
+        policy: &str,
+        parameters: &str,
+        object: policy::ObjectKind,
+        context: &policy::Context,
+        rows: Vec<policy::Row>,
+    ) -> policy::Decision {
+        use wattlet_policy::Policy;
+        match policy {
+            "researchers-aggregate" => {
+                ResearchersAggregate::read(parameters, object, context, rows)
+            }
+            "pause-window" => PauseWindow::read(parameters, object, context, rows),
+            "retention" => Retention::read(parameters, object, context, rows),
+            other => policy::Decision::Deny(format!("unknown policy {other}")),
+        }
+    }
+}
+
 /// A Data API on its own database file.
 pub struct Api {
     pub path: PathBuf,
     pub storage: Sqlite,
     pub anonymizer: Library,
+    pub policies: PolicyLibraries,
     pub secrets: Secret,
     _dir: tempfile::TempDir,
 }
@@ -248,6 +304,7 @@ impl Api {
                 failing: Cell::new(false),
                 calls: Cell::new(0),
             },
+            policies: PolicyLibraries,
             secrets: Secret {
                 admin_token: RefCell::new(Ok(ADMIN_TOKEN.to_owned())),
                 identity_key: RefCell::new(Ok(IDENTITY_KEY.to_owned())),
@@ -263,6 +320,7 @@ impl Api {
             storage: &self.storage,
             secrets: &self.secrets,
             anonymizer: &self.anonymizer,
+            policies: &self.policies,
         };
         wattlet_data_api::handle(request, &services)
     }

@@ -1,0 +1,191 @@
+//! Policies attached to data objects (`wit/policy`): the shipped policies, the [`Policies`] the
+//! Data API calls them through (the composed components' WIT imports on wasm, the libraries in
+//! native tests), and the chain that runs a data object's attachments in order on each read.
+//!
+//! A chain runs the study-wide attachments (administrators') first, then the household's own
+//! (participant's), each in the order attached. A deny ends the chain; a transform hands its rows
+//! to the next policy. A policy that traps, loops or allocates without limit takes the request
+//! down with it (the host's per-request deadline and memory limit): nothing is served, which is
+//! the fail-closed answer; the next request gets a fresh instance.
+
+use serde_json::{Value, json};
+pub use wattlet_policy::{Context, Decision, ObjectKind, Reading, Role, Row, TimeRange};
+
+use crate::db::{Db, Value as Sql, col_required, col_text, text};
+use crate::error::{ApiError, ApiResult};
+
+/// The version every shipped policy has in this build.
+pub const VERSION: &str = "0.1.0";
+
+/// Who may attach a shipped policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shipped {
+    pub name: &'static str,
+    /// Administrators may attach it study-wide.
+    pub study: bool,
+    /// Participants may attach it to their household.
+    pub participant: bool,
+    pub summary: &'static str,
+}
+
+pub const SHIPPED: &[Shipped] = &[
+    Shipped {
+        name: "researchers-aggregate",
+        study: true,
+        participant: true,
+        summary: "every role but the participant sees aggregates of step_minutes (>= 15, dividing 1440); stricter: a larger step",
+    },
+    Shipped {
+        name: "pause-window",
+        study: false,
+        participant: true,
+        summary: "no one but the participant reads rows inside the windows (ranges: [{from, to}], 1 to 64); stricter: windows covering the other's",
+    },
+    Shipped {
+        name: "retention",
+        study: true,
+        participant: true,
+        summary: "rows older than months (1 to 600) calendar months are served to no one; stricter: fewer months",
+    },
+];
+
+pub fn shipped(name: &str) -> Option<&'static Shipped> {
+    SHIPPED.iter().find(|s| s.name == name)
+}
+
+/// The shipped policies' hooks. `policy` is always one of [`SHIPPED`].
+pub trait Policies {
+    /// `Err`: why the parameters are refused (for people).
+    fn validate(&self, policy: &str, parameters: &str) -> Result<(), String>;
+    fn at_least_as_strict(
+        &self,
+        policy: &str,
+        parameters: &str,
+        than: &str,
+    ) -> Result<bool, String>;
+    fn read(
+        &self,
+        policy: &str,
+        parameters: &str,
+        object: ObjectKind,
+        context: &Context,
+        rows: Vec<Row>,
+    ) -> Decision;
+}
+
+/// One attachment as stored.
+#[derive(Debug, Clone)]
+pub struct Attachment {
+    pub id: i64,
+    pub household: Option<String>,
+    pub object: String,
+    pub policy: String,
+    pub parameters: String,
+    pub principal: String,
+    pub attached_at: Option<String>,
+}
+
+impl Attachment {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "object": self.object,
+            "policy": self.policy,
+            "version": VERSION,
+            "parameters": serde_json::from_str::<Value>(&self.parameters).unwrap_or(Value::Null),
+            "principal": self.principal,
+            "attached_at": crate::timestamp::db_to_api(self.attached_at.clone()),
+        })
+    }
+}
+
+const COLUMNS: &str = "id, household, object, policy, parameters, principal, attached_at";
+
+fn attachment(row: &crate::db::Row) -> ApiResult<Attachment> {
+    Ok(Attachment {
+        id: row
+            .get::<i64>(0)
+            .ok_or_else(|| ApiError::Database("attachment without id".into()))?,
+        household: col_text(row, 1),
+        object: col_required(row, 2)?,
+        policy: col_required(row, 3)?,
+        parameters: col_required(row, 4)?,
+        principal: col_required(row, 5)?,
+        attached_at: col_text(row, 6),
+    })
+}
+
+/// The chain of `object` for `household` (`None`: the study-wide attachments only), in the
+/// order it runs: study-wide first, then the household's, each by id.
+pub fn chain(db: &Db, household: Option<&str>, object: ObjectKind) -> ApiResult<Vec<Attachment>> {
+    let rows = db.query(
+        &format!(
+            "SELECT {COLUMNS} FROM policy_attachment
+             WHERE object = ? AND (household IS NULL OR household = ?)
+             ORDER BY household IS NOT NULL, id"
+        ),
+        &[
+            text(object.name()),
+            household.map_or(Sql::Null, |h| text(h)),
+        ],
+    )?;
+    rows.rows.iter().map(attachment).collect()
+}
+
+pub fn find(db: &Db, id: i64) -> ApiResult<Option<Attachment>> {
+    let rows = db.query(
+        &format!("SELECT {COLUMNS} FROM policy_attachment WHERE id = ?"),
+        &[Sql::Integer(id)],
+    )?;
+    rows.rows.first().map(attachment).transpose()
+}
+
+/// What a chain decided and which attachments ran with what.
+pub struct Outcome {
+    /// `Err(reason)` when one denied.
+    pub rows: Result<Vec<Row>, String>,
+    /// Whether any policy transformed the rows.
+    pub transformed: bool,
+    /// `{"attachment","policy","parameters_sha256","decision"}` per attachment that ran.
+    pub ran: Vec<Value>,
+}
+
+/// Runs `chain`'s read hooks over `rows`.
+pub fn run_read(
+    policies: &dyn Policies,
+    chain: &[Attachment],
+    object: ObjectKind,
+    context: &Context,
+    mut rows: Vec<Row>,
+) -> Outcome {
+    let mut ran = Vec::with_capacity(chain.len());
+    let mut transformed = false;
+    for a in chain {
+        let decision = policies.read(&a.policy, &a.parameters, object, context, rows.clone());
+        ran.push(json!({
+            "attachment": a.id,
+            "policy": a.policy,
+            "parameters_sha256": wattlet_policy::log::sha256_hex(&a.parameters),
+            "decision": decision.name(),
+        }));
+        match decision {
+            Decision::Allow => {}
+            Decision::Deny(reason) => {
+                return Outcome {
+                    rows: Err(reason),
+                    transformed,
+                    ran,
+                };
+            }
+            Decision::Transform(new) => {
+                transformed = true;
+                rows = new;
+            }
+        }
+    }
+    Outcome {
+        rows: Ok(rows),
+        transformed,
+        ran,
+    }
+}
