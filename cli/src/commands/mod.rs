@@ -1,5 +1,6 @@
 //! Command-line interface: one module per command group.
 
+mod audit;
 mod ca;
 mod meter;
 mod queue;
@@ -50,6 +51,9 @@ enum Command {
     /// Signed component updates (TUF): create the repository, publish, refresh, check.
     #[command(subcommand)]
     Release(release::ReleaseCommand),
+    /// Access logs: verify a household's hash-chained log against its head.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -64,6 +68,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Stream(command) => stream::run(command),
         Command::Token(command) => token::run(command),
         Command::Release(command) => release::run(command),
+        Command::Audit(command) => audit::run(command),
     }
 }
 

@@ -152,10 +152,16 @@ impl Cloud {
     /// [`Cloud::start`] with variables besides [`APP_VARIABLES`] (e.g. the key broker's
     /// `attestation_policy`).
     pub fn start_with(dir: &Path, variables: &[(&str, &str)]) -> Cloud {
+        Cloud::start_from(dir, variables, serve::app_options(&dir.join("cloud")))
+    }
+
+    /// [`Cloud::start_with`] serving `options` (e.g. [`serve::app_options_with_data_api`] with
+    /// its own limits), on the cloud's TLS.
+    pub fn start_from(dir: &Path, variables: &[(&str, &str)], options: ServeOptions) -> Cloud {
         let (ca, tls) = pki::server_ca(dir, ClientAuth::Optional);
         let options = ServeOptions {
             tls: Some(tls),
-            ..serve::app_options(&dir.join("cloud"))
+            ..options
         };
         let mut all = APP_VARIABLES.to_vec();
         all.extend_from_slice(variables);

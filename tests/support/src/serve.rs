@@ -51,6 +51,36 @@ pub fn app_options(state_dir: &Path) -> ServeOptions {
     }
 }
 
+/// [`app_options`] with the Data API's component replaced by `wasm`, a file in the repository's
+/// `target/wasm32-wasip2/component` (e.g. `wattlet_data_api_trapping_policy.wasm`, a
+/// composition with a test policy, built by `./dev`): the manifest is copied into `state_dir`
+/// with that source, everything else as in `spin.toml`.
+pub fn app_options_with_data_api(state_dir: &Path, wasm: &str) -> ServeOptions {
+    const SHIPPED: &str = "target/wasm32-wasip2/component/wattlet_data_api_composed.wasm";
+    let manifest = std::fs::read_to_string(repo().join("spin.toml")).expect("spin.toml");
+    assert!(manifest.contains(SHIPPED), "spin.toml names {SHIPPED}");
+    let replaced = repo().join("target/wasm32-wasip2/component").join(wasm);
+    assert!(
+        replaced.is_file(),
+        "{} missing: run ./dev build",
+        replaced.display()
+    );
+    // Every other component's source made absolute too: the copy lives elsewhere.
+    let manifest = manifest
+        .replace(SHIPPED, &replaced.display().to_string())
+        .replace(
+            "source = \"target/",
+            &format!("source = \"{}/target/", repo().display()),
+        );
+    std::fs::create_dir_all(state_dir).expect("state dir");
+    let path = state_dir.join("spin.toml");
+    std::fs::write(&path, manifest).expect("write the manifest");
+    ServeOptions {
+        manifest: path,
+        ..app_options(state_dir)
+    }
+}
+
 /// An application served on loopback until dropped (a `static` one, for the whole test binary).
 pub struct Served {
     /// Where it listens (plain HTTP, or mutual TLS when its options had `tls`).

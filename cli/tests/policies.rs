@@ -1,0 +1,278 @@
+//! Policies and the access log through real HTTP (`wattlet serve` in the test's process, mutual
+//! TLS) and `wattlet audit verify` through the binary: what a researcher, a restricted token and
+//! the participant each get under the shipped policies; a participant cannot loosen or detach a
+//! study rule; a tampered log is detected; a policy component that traps, loops or allocates
+//! fails its request closed and the next request is served.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+use wattlet_access_token::{Caveat, Token};
+use wattlet_serve::server::Limits;
+use wattlet_testkit::cloud::Cloud;
+use wattlet_testkit::pki::Device;
+use wattlet_testkit::{run, serve, unique, uuid4};
+
+/// The start of the hour two days ago plus `minute` minutes, RFC 3339.
+fn recent(minute: u64) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let hour = (now - 2 * 86_400) / 3600 * 3600;
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(hour + minute * 60))
+        .to_string()
+}
+
+/// A household with consent and 30 one-minute measurements two days ago plus one from 2020;
+/// returns its device, household id and meter.
+fn household(cloud: &Cloud) -> (Device, String, String) {
+    let meter = uuid4();
+    let device = cloud.register(
+        "Erika Mustermann",
+        &format!("{}@example.org", unique("policy")),
+        &unique("pi"),
+        &meter,
+    );
+    cloud.grant(&device);
+    let mut batch: Vec<Value> = (0..30)
+        .map(|m| {
+            json!({ "uuid": uuid4(), "meter": meter, "measured_at": recent(m),
+                    "data": [{ "0100100700ff": m as f64, "0100010800ff": 1000.0 + m as f64 }] })
+        })
+        .collect();
+    batch.push(
+        json!({ "uuid": uuid4(), "meter": meter, "measured_at": "2020-01-01T00:00:00Z",
+                       "data": [{ "0100100700ff": 9.0 }] }),
+    );
+    let (status, body) = cloud.as_device(
+        &device,
+        "POST",
+        "/api/household/meter/measurement",
+        Some(json!({ "measurements": batch })),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = cloud.as_device(&device, "GET", "/api/household", None);
+    assert_eq!(status, 200, "{body}");
+    let id = body["household"].as_str().expect("household").to_owned();
+    (device, id, meter)
+}
+
+fn measurements(reply: (u16, Value)) -> Vec<Value> {
+    assert_eq!(reply.0, 200, "{}", reply.1);
+    reply.1["measurements"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn as_token(cloud: &Cloud, token: &str, path: &str) -> (u16, Value) {
+    cloud.call(&cloud.anonymous_tls(), "GET", path, Some(token), None)
+}
+
+fn attach(cloud: &Cloud, device: &Device, policy: &str, parameters: Value) -> (u16, Value) {
+    cloud.as_device(
+        device,
+        "POST",
+        "/api/household/policies",
+        Some(json!({ "policy": policy, "parameters": parameters })),
+    )
+}
+
+/// `wattlet audit verify --log FILE --head HEAD`: (success, stdout, stderr).
+fn audit(log: &std::path::Path, head: &str) -> (bool, String, String) {
+    let ran = run(
+        wattlet_testkit::binary!("wattlet").args([
+            "audit",
+            "verify",
+            "--log",
+            &log.display().to_string(),
+            "--head",
+            head,
+        ]),
+        None,
+    );
+    (ran.success(), ran.stdout, ran.stderr)
+}
+
+#[test]
+fn each_caller_gets_what_the_policies_allow_and_the_log_verifies() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cloud = Cloud::start(dir.path());
+    let (device, household_id, meter) = household(&cloud);
+    for (policy, parameters) in [
+        ("researchers-aggregate", json!({ "step_minutes": 15 })),
+        ("retention", json!({ "months": 24 })),
+    ] {
+        let (status, body) = cloud.admin(
+            "POST",
+            "/api/management/policies",
+            Some(json!({ "policy": policy, "parameters": parameters })),
+        );
+        assert_eq!(status, 201, "{body}");
+    }
+    let own_path = format!("/api/household/meter/{meter}/measurement");
+    let research_path = format!("/api/management/meter/{meter}/measurement?purpose=load");
+
+    // The participant: the 30 recent measurements as stored; the 2020 one is past retention.
+    let own = measurements(cloud.as_device(&device, "GET", &own_path, None));
+    assert_eq!(own.len(), 30);
+    assert!(own.iter().all(|m| m["uuid"].is_string()));
+    // A researcher: 15-minute aggregates (power the mean, energy the last value).
+    let researcher = cloud.mint("researcher");
+    let aggregates = measurements(as_token(&cloud, &researcher, &research_path));
+    assert_eq!(aggregates.len(), 2, "{aggregates:?}");
+    assert_eq!(
+        (
+            aggregates[0]["uuid"].clone(),
+            aggregates[0]["step_seconds"].clone()
+        ),
+        (Value::Null, json!(900))
+    );
+    assert_eq!(
+        aggregates[0]["data"],
+        json!([{ "0100010800ff": 1014.0 }, { "0100100700ff": 7.0 }])
+    );
+    // A token the researcher restricted to this household, read-only: the same aggregates.
+    let restricted = Token::decode(&researcher)
+        .expect("token")
+        .attenuate(Caveat::Household(household_id.clone()))
+        .attenuate(Caveat::ReadOnly)
+        .encode();
+    assert_eq!(
+        measurements(as_token(&cloud, &restricted, &research_path)),
+        aggregates
+    );
+
+    // The participant pauses the first 10 minutes and asks for hourly aggregates.
+    let pause = json!({ "ranges": [{ "from": recent(0), "to": recent(10) }] });
+    assert_eq!(attach(&cloud, &device, "pause-window", pause).0, 201);
+    assert_eq!(
+        attach(
+            &cloud,
+            &device,
+            "researchers-aggregate",
+            json!({ "step_minutes": 60 })
+        )
+        .0,
+        201
+    );
+    let hourly = measurements(as_token(&cloud, &restricted, &research_path));
+    assert_eq!(hourly.len(), 1, "{hourly:?}");
+    assert_eq!(
+        (
+            hourly[0]["step_seconds"].clone(),
+            hourly[0]["samples"].clone()
+        ),
+        (json!(3600), json!(15))
+    );
+    assert_eq!(
+        measurements(cloud.as_device(&device, "GET", &own_path, None)).len(),
+        30
+    );
+
+    // Loosening or detaching a study rule: 403 with its code.
+    let (status, body) = attach(&cloud, &device, "retention", json!({ "months": 36 }));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("policy_not_stricter")),
+        "{body}"
+    );
+    let (_, listing) = cloud.as_device(&device, "GET", "/api/household/policies", None);
+    let study_rule = listing["attachments"][0]["id"].as_i64().expect("id");
+    assert_eq!(listing["attachments"][0]["principal"], "study");
+    let (status, body) = cloud.as_device(
+        &device,
+        "DELETE",
+        &format!("/api/household/policies/{study_rule}"),
+        None,
+    );
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("policy_study_rule")),
+        "{body}"
+    );
+
+    // The access log: intact up to its head, and a changed entry is detected.
+    let (status, log) = cloud.as_device(&device, "GET", "/api/household/access_log", None);
+    assert_eq!(status, 200, "{log}");
+    let head = log["head"].as_str().expect("head").to_owned();
+    let entries = log["entries"].as_array().cloned().unwrap_or_default();
+    // 5 reads, 2 attachments (refused changes are not changes).
+    assert_eq!(entries.len(), 7, "{log}");
+    assert!(!log["entries"].to_string().contains(&household_id));
+    let file = dir.path().join("access_log.json");
+    std::fs::write(&file, log.to_string()).expect("write the log");
+    let (ok, out, err) = audit(&file, &head);
+    assert!(ok && out.contains("intact: 7 entries"), "{out}{err}");
+
+    let mut tampered = log.clone();
+    tampered["entries"][2]["entry"]["served"] = json!(0);
+    std::fs::write(&file, tampered.to_string()).expect("write the log");
+    let (ok, out, _) = audit(&file, &head);
+    assert!(
+        !ok && out.contains("entry 3") && out.contains("tampered"),
+        "{out}"
+    );
+    // Dropping the newest entries keeps the rest consistent: only the head tells.
+    let mut truncated = log.clone();
+    if let Some(items) = truncated["entries"].as_array_mut() {
+        items.truncate(5);
+    }
+    std::fs::write(&file, truncated.to_string()).expect("write the log");
+    let (ok, out, _) = audit(&file, &head);
+    assert!(!ok && out.contains("not at the head"), "{out}");
+    let (ok, _, err) = audit(&file, "not-a-hash");
+    assert!(!ok && err.contains("--head"), "{err}");
+}
+
+#[test]
+fn a_trapping_looping_or_allocating_policy_fails_closed_and_the_next_request_is_served() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut options = serve::app_options_with_data_api(
+        &dir.path().join("cloud"),
+        "wattlet_data_api_trapping_policy.wasm",
+    );
+    options.limits = Limits {
+        request_timeout: wattlet_serve::limits::PerComponent::new(Duration::from_secs(3)),
+        max_instance_memory: wattlet_serve::limits::PerComponent::new(96 << 20),
+        ..Limits::default()
+    };
+    let cloud = Cloud::start_from(dir.path(), &[], options);
+    let (device, _, meter) = household(&cloud);
+    let researcher = cloud.mint("researcher");
+    let research_path = format!("/api/management/meter/{meter}/measurement");
+    for (misbehave, status) in [("trap", 500), ("loop", 504), ("grow", 500)] {
+        let (code, attached) = attach(
+            &cloud,
+            &device,
+            "pause-window",
+            json!({ "misbehave": misbehave }),
+        );
+        assert_eq!(code, 201, "{attached}");
+        let started = std::time::Instant::now();
+        let (code, body) = as_token(&cloud, &researcher, &research_path);
+        assert_eq!(code, status, "{misbehave}: {body}");
+        assert!(
+            body["measurements"].is_null(),
+            "{misbehave}: nothing served: {body}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{misbehave} stalled"
+        );
+        // The next request is served: the participant detaches the rule, then reads.
+        let id = attached["id"].as_i64().expect("id");
+        let (code, body) = cloud.as_device(
+            &device,
+            "DELETE",
+            &format!("/api/household/policies/{id}"),
+            None,
+        );
+        assert_eq!(code, 204, "{misbehave}: {body}");
+        assert_eq!(
+            measurements(as_token(&cloud, &researcher, &research_path)).len(),
+            31
+        );
+    }
+}
