@@ -276,3 +276,83 @@ fn a_trapping_looping_or_allocating_policy_fails_closed_and_the_next_request_is_
         );
     }
 }
+
+/// On the real Spin CLI (`spin up`, Spin 3/4; skipped without it): a trapping policy answers its
+/// request 500 and the next request is served; a looping one holds only its own request (Spin
+/// has no per-request deadline: the client gives up), while other requests are served. Ignored
+/// in `./dev test` (Spin compiles the 12 MB component for each start, ~20 s):
+/// `cargo test -p wattlet --test policies -- --ignored on_spin`.
+#[test]
+#[ignore = "real Spin CLI, ~30 s: cargo test -p wattlet --test policies -- --ignored on_spin"]
+fn on_spin_a_trapping_policy_fails_its_request_and_the_next_is_served() {
+    use wattlet_testkit::cloud::{ADMIN_TOKEN, APP_VARIABLES, household, ingress_identity, mint};
+    let Some(spin) = wattlet_testkit::spin_cli() else {
+        eprintln!("{}", wattlet_testkit::NO_SPIN);
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let options = serve::app_options_with_data_api(
+        &dir.path().join("app"),
+        "wattlet_data_api_trapping_policy.wasm",
+    );
+    let spin_up =
+        wattlet_testkit::SpinUp::start(&spin, &options.manifest, None, dir.path(), &APP_VARIABLES);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let url = spin_up.url();
+    let client = |bearer: Option<&str>, timeout: u64| {
+        let c = wattlet_api_client::ApiClient::new(&url, None)
+            .expect("client")
+            .with_timeout(Duration::from_secs(timeout));
+        match bearer {
+            Some(t) => c.with_bearer(t),
+            None => c,
+        }
+    };
+    let admin = client(Some(ADMIN_TOKEN), 60);
+    let (device, email, meter) = (
+        unique("pi"),
+        format!("{}@example.org", unique("s")),
+        uuid4(),
+    );
+    runtime
+        .block_on(admin.call(
+            "POST",
+            "/api/management/household",
+            Some(&household("S", &email, &device, &meter)),
+        ))
+        .expect("register");
+    let researcher = runtime.block_on(mint(&admin, "researcher"));
+    let read = format!("/api/management/meter/{meter}/measurement");
+    let as_participant = |method: &str, path: &str, body: Option<Value>| {
+        let headers = ingress_identity(method, path, &device, &email, "0a");
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        runtime
+            .block_on(client(None, 60).send(method, path, body.as_ref(), &headers))
+            .expect("participant request")
+    };
+    for (misbehave, expect) in [("trap", Some(500)), ("loop", None)] {
+        let (status, attached) = as_participant(
+            "POST",
+            "/api/household/policies",
+            Some(json!({ "policy": "pause-window", "parameters": { "misbehave": misbehave } })),
+        );
+        assert_eq!(status, 201, "{attached}");
+        let answer = runtime.block_on(client(Some(&researcher), 5).send("GET", &read, None, &[]));
+        match (expect, answer) {
+            (Some(expected), Ok((status, body))) => {
+                assert_eq!(status, expected, "{misbehave}: {body}")
+            }
+            (None, Err(e)) => eprintln!("{misbehave}: the client gave up: {e}"),
+            (_, other) => panic!("{misbehave}: {other:?}"),
+        }
+        // Other requests are served meanwhile and after.
+        let id = attached["id"].as_i64().expect("id");
+        let (status, body) =
+            as_participant("DELETE", &format!("/api/household/policies/{id}"), None);
+        assert_eq!(status, 204, "{misbehave}: {body}");
+        let (status, body) = runtime
+            .block_on(client(Some(&researcher), 30).send("GET", &read, None, &[]))
+            .expect("read");
+        assert_eq!(status, 200, "{misbehave}: {body}");
+    }
+}
