@@ -124,10 +124,7 @@ pub fn chain(db: &Db, household: Option<&str>, object: ObjectKind) -> ApiResult<
              WHERE object = ? AND (household IS NULL OR household = ?)
              ORDER BY household IS NOT NULL, id"
         ),
-        &[
-            text(object.name()),
-            household.map_or(Sql::Null, |h| text(h)),
-        ],
+        &[text(object.name()), household.map_or(Sql::Null, text)],
     )?;
     rows.rows.iter().map(attachment).collect()
 }

@@ -35,7 +35,7 @@ struct Parameters {
 fn parameters(text: &str) -> Result<Parameters, ParamError> {
     let p: Parameters = wattlet_policy::parse_parameters(text)?;
     if !(MIN_STEP_MINUTES..=MAX_STEP_MINUTES).contains(&p.step_minutes)
-        || MAX_STEP_MINUTES % p.step_minutes != 0
+        || !MAX_STEP_MINUTES.is_multiple_of(p.step_minutes)
     {
         return Err(ParamError(format!(
             "step_minutes: {} is not a divisor of 1440 from {MIN_STEP_MINUTES} to {MAX_STEP_MINUTES}",
