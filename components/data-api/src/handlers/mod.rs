@@ -9,6 +9,7 @@ pub mod measurement;
 pub mod metrics;
 pub mod participants;
 pub mod regions;
+pub mod rollouts;
 pub mod service;
 pub mod tokens;
 pub mod worker;
