@@ -441,7 +441,7 @@ fn nialm_queue_survives_killed_workers() {
         "nialm::mid-step",
         "nialm::after-persist",
     ];
-    let trials: usize = env_or("WATTLET_QUEUE_KILLS", 50);
+    let trials: usize = env_or("WATTLET_QUEUE_KILLS", 34);
 
     // One household per failure point, all consenting, and one that never consented.
     let mut meters = Vec::new();

@@ -238,6 +238,10 @@ fn pseudonymise_devices(env: &Env, household: &str) -> ApiResult<()> {
             "UPDATE meter SET device = ? WHERE household = ? AND device = ?",
             &[text(&pseudonym), text(household), text(&id)],
         )?;
+        db.exec(
+            "UPDATE rollout_outcome SET device = ? WHERE device = ?",
+            &[text(&pseudonym), text(&id)],
+        )?;
         db.exec("DELETE FROM measurement_device WHERE id = ?", &[text(&id)])?;
     }
     Ok(())

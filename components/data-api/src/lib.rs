@@ -15,6 +15,8 @@
 //! | PUT | /api/management/nuts3_region | administrator |
 //! | POST | /api/management/token | administrator |
 //! | POST | /api/management/token/:id/revoke | administrator |
+//! | GET, POST | /api/management/rollout | administrator |
+//! | POST | /api/management/rollout/:id/{advance,resume,cancel} | administrator |
 //! | GET | /api/management/metrics | administrator |
 //! | GET | /api/account \[1\] | participant |
 //! | GET | /api/household \[2\] | participant |
@@ -22,6 +24,7 @@
 //! | POST | /api/household/token | device |
 //! | GET | /api/household/measurement_device \[5\] | participant |
 //! | PUT | /api/household/measurement_device/status | device |
+//! | GET, POST | /api/household/measurement_device/rollout | device |
 //! | GET | /api/household/meter \[6\] | participant |
 //! | GET | /api/household/pv_system \[9\] | participant |
 //! | POST | /api/household/meter/measurement \[8\] | device |
@@ -66,6 +69,7 @@ pub mod http;
 mod keys;
 pub mod policy;
 mod registration;
+pub mod rollout;
 mod schema;
 mod services;
 mod timestamp;
@@ -84,7 +88,7 @@ use crate::db::Db;
 use crate::error::{ApiError, ApiResult};
 use crate::handlers::{
     consent, disaggregation, forecast, household, management, measurement, metrics, participants,
-    policies, regions, service, tokens, worker,
+    policies, regions, rollouts, service, tokens, worker,
 };
 use crate::services::Env;
 
@@ -139,6 +143,9 @@ enum Endpoint<'a> {
     WorkerResults,
     WorkerResult(&'a str),
     WorkerForecasts,
+    Rollouts,
+    RolloutAction(&'a str, &'a str),
+    DeviceRollout,
 }
 
 impl Endpoint<'_> {
@@ -164,6 +171,8 @@ impl Endpoint<'_> {
             | Endpoint::WorkerPower(_)
             | Endpoint::WorkerResult(_) => "GET",
             Endpoint::CreateOrListHouseholds
+            | Endpoint::Rollouts
+            | Endpoint::DeviceRollout
             | Endpoint::HouseholdPolicies
             | Endpoint::StudyPolicies => "GET, POST",
             Endpoint::HouseholdPolicy(_) | Endpoint::StudyPolicy(_) => "DELETE",
@@ -174,7 +183,8 @@ impl Endpoint<'_> {
             | Endpoint::MintToken
             | Endpoint::ParticipantToken
             | Endpoint::WorkerResults
-            | Endpoint::WorkerForecasts => "POST",
+            | Endpoint::WorkerForecasts
+            | Endpoint::RolloutAction(..) => "POST",
             Endpoint::Consent => "GET, POST, DELETE",
             Endpoint::DeviceStatus | Endpoint::Regions => "PUT",
         }
@@ -194,12 +204,20 @@ fn resolve(path: &str) -> Option<Endpoint<'_>> {
         ["management", "token"] => Endpoint::MintToken,
         ["management", "token", id, "revoke"] if !id.is_empty() => Endpoint::RevokeToken(id),
         ["management", "metrics"] => Endpoint::Metrics,
+        ["management", "rollout"] => Endpoint::Rollouts,
+        [
+            "management",
+            "rollout",
+            id,
+            action @ ("advance" | "resume" | "cancel"),
+        ] if !id.is_empty() => Endpoint::RolloutAction(id, action),
         ["account"] => Endpoint::Account,
         ["household"] => Endpoint::Household,
         ["household", "consent"] => Endpoint::Consent,
         ["household", "token"] => Endpoint::ParticipantToken,
         ["household", "measurement_device"] => Endpoint::Devices,
         ["household", "measurement_device", "status"] => Endpoint::DeviceStatus,
+        ["household", "measurement_device", "rollout"] => Endpoint::DeviceRollout,
         ["household", "meter"] => Endpoint::Meters,
         ["household", "pv_system"] => Endpoint::PvSystems,
         ["household", "meter", "measurement"] => Endpoint::UploadMeasurements,
@@ -319,6 +337,11 @@ fn route(req: &Request, services: &Services<'_>) -> ApiResult<Response> {
         (Endpoint::WorkerResults, _) => worker::store(req, &env),
         (Endpoint::WorkerResult(item), _) => worker::result(req, &env, item),
         (Endpoint::WorkerForecasts, _) => forecast::store(req, &env),
+        (Endpoint::Rollouts, Method::Post) => rollouts::create(req, &env),
+        (Endpoint::Rollouts, _) => rollouts::list(req, &env),
+        (Endpoint::RolloutAction(id, action), _) => rollouts::act(req, &env, id, action),
+        (Endpoint::DeviceRollout, Method::Post) => rollouts::report(req, &env),
+        (Endpoint::DeviceRollout, _) => rollouts::admitted(req, &env),
         (Endpoint::Health | Endpoint::Version, _) => Err(not_allowed()),
     }
 }

@@ -274,7 +274,38 @@ pub fn migrations() -> Vec<Migration> {
             )"#.to_owned(),
             ],
         },
-        // 8 is another change's.
+        Migration {
+            version: 8,
+            statements: vec![
+                // Staged rollouts (`handlers::rollouts`, `crate::rollout`): the plan and the
+                // state the state machine returned; `stage` is NULL once cancelled.
+                r#"CREATE TABLE IF NOT EXISTS rollout (
+                id TEXT PRIMARY KEY,
+                component TEXT NOT NULL,
+                version TEXT NOT NULL,
+                stages TEXT NOT NULL,
+                max_failure_rate REAL NOT NULL,
+                min_reports INTEGER NOT NULL,
+                state TEXT NOT NULL,
+                stage INTEGER,
+                reason TEXT,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL,
+                UNIQUE (component, version)
+            )"#.to_owned(),
+                // Each device's latest outcome of a rollout, with the stage whose cohort it is
+                // in. Devices are renamed to their pseudonyms on anonymization.
+                r#"CREATE TABLE IF NOT EXISTS rollout_outcome (
+                rollout TEXT NOT NULL REFERENCES rollout(id),
+                device TEXT NOT NULL,
+                stage INTEGER NOT NULL,
+                outcome TEXT NOT NULL,
+                reason TEXT,
+                reported_at TEXT NOT NULL,
+                PRIMARY KEY (rollout, device)
+            )"#.to_owned(),
+            ],
+        },
         Migration {
             version: 9,
             statements: vec![

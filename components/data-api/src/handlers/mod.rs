@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod participants;
 pub mod policies;
 pub mod regions;
+pub mod rollouts;
 pub mod service;
 pub mod tokens;
 pub mod worker;
