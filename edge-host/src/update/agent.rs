@@ -44,8 +44,10 @@ pub enum Applied {
     /// No newer version this host can run.
     UpToDate,
     Committed(semver::Version),
-    /// Switched to; healthy once the daemon's first upload with it is acknowledged.
+    /// Switched to now; healthy once the daemon's first upload with it is acknowledged.
     OnTrial(semver::Version),
+    /// An upload switched to before, still waiting for its first acknowledged upload.
+    Waiting(semver::Version),
     /// Not switched to: it does not link, or its files could not be written.
     Refused {
         version: semver::Version,
@@ -131,7 +133,20 @@ impl Agent {
     /// Which component runs after a (re)start ([`slots::resolve`]), a parser trial decided at
     /// once by its health check.
     pub fn resolve(&self, kind: Kind) -> Resolved {
-        let resolved = slots::resolve(&self.store, kind, unix_now(), self.max_tries());
+        self.decide(kind, true)
+    }
+
+    /// What runs now, without counting a start (after an update while running).
+    pub fn current(&self, kind: Kind) -> Resolved {
+        self.decide(kind, false)
+    }
+
+    fn decide(&self, kind: Kind, start: bool) -> Resolved {
+        let resolved = if start {
+            slots::resolve(&self.store, kind, unix_now(), self.max_tries())
+        } else {
+            slots::current(&self.store, kind, unix_now())
+        };
         if kind == Kind::MeterParser && matches!(resolved.state.phase, Phase::Trial { .. }) {
             match self.check_parser(&resolved.state) {
                 Ok(_) => {}
@@ -142,7 +157,7 @@ impl Agent {
                     )
                 }
             }
-            return slots::resolve(&self.store, kind, unix_now(), self.max_tries());
+            return slots::current(&self.store, kind, unix_now());
         }
         // A commit whose version floor was not recorded before a crash.
         if let (Some(committed), Some(verifier)) = (&resolved.state.committed, &self.verifier)
@@ -172,7 +187,7 @@ impl Agent {
         match &state.phase {
             // An upload on trial waits for its first acknowledged batch.
             Phase::Trial { candidate, .. } if kind == Kind::Upload => {
-                return Ok(Applied::OnTrial(candidate.version.clone()));
+                return Ok(Applied::Waiting(candidate.version.clone()));
             }
             Phase::Trial { .. } => state = self.check_parser(&state)?,
             // What a crash left half staged is staged again.

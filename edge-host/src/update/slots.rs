@@ -206,6 +206,16 @@ pub struct Resolved {
 /// else the committed one, else the shipped component. Never neither: an unreadable state or
 /// failing files fall back, and the state is persisted before anything is loaded.
 pub fn resolve(store: &Store, kind: Kind, now: u64, max_tries: u32) -> Resolved {
+    choose(store, kind, Event::Restarted { now, max_tries })
+}
+
+/// What runs now, without counting a start (after a switch, commit or roll back while
+/// running); a trial past its deadline is rolled back.
+pub fn current(store: &Store, kind: Kind, now: u64) -> Resolved {
+    choose(store, kind, Event::Tick { now })
+}
+
+fn choose(store: &Store, kind: Kind, event: Event) -> Resolved {
     let state = match store.load(kind) {
         Ok(state) => state,
         Err(error) => {
@@ -222,7 +232,7 @@ pub fn resolve(store: &Store, kind: Kind, now: u64, max_tries: u32) -> Resolved 
             };
         }
     };
-    let mut state = match store.advance(kind, &state, Event::Restarted { now, max_tries }) {
+    let mut state = match store.advance(kind, &state, event) {
         Ok(next) => next,
         Err(error) => {
             tracing::error!(
