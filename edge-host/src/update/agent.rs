@@ -201,6 +201,16 @@ impl Agent {
             return Ok(Applied::UpToDate);
         };
         let version = update.meta.version.clone();
+        // A version refused or rolled back here is not tried again at every poll; a newer
+        // one is.
+        if let Some(
+            Outcome::Refused { version: bad, .. } | Outcome::RolledBack { version: bad, .. },
+        ) = &state.last
+            && *bad == version
+        {
+            tracing::debug!(component = kind.name(), %version, "newest version was rejected before; waiting for a newer one");
+            return Ok(Applied::UpToDate);
+        }
         tracing::info!(component = kind.name(), %version, "update found");
         state = self.stage(kind, &state, &update)?;
         if let Some(Outcome::Refused { reason, .. }) = &state.last

@@ -1,0 +1,102 @@
+//! A signed update repository on disk (written by `wattlet_updates::Publisher`) and devices
+//! whose update agent reads it: the edge's update tests.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use wattlet_edge::update::{Agent, UpdateSettings};
+use wattlet_updates::{ComponentMeta, InitOptions, Publisher};
+
+/// The WIT worlds the components are published for.
+pub const PARSER_WORLD: &str = "wattlet:meter/meter-parser";
+pub const UPLOAD_WORLD: &str = "wattlet:edge/upload";
+
+/// A repository and its keys in a temporary directory.
+pub struct UpdateRepo {
+    pub dir: tempfile::TempDir,
+    pub repo: PathBuf,
+    pub publisher: Publisher,
+    /// `1.root.json`, the root devices ship with.
+    pub root: PathBuf,
+}
+
+fn block_on<T>(future: impl Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(future)
+}
+
+impl UpdateRepo {
+    pub fn new() -> UpdateRepo {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let repo = dir.path().join("repo");
+        let keys = dir.path().join("keys");
+        let publisher = block_on(Publisher::init(&repo, &keys, InitOptions::default()))
+            .expect("repository created");
+        let root = repo.join("metadata/1.root.json");
+        assert!(root.is_file(), "{} written", root.display());
+        UpdateRepo {
+            dir,
+            repo,
+            publisher,
+            root,
+        }
+    }
+
+    /// Signs `wasm` as `version` of `name`, exporting `world`.
+    pub fn publish(&self, name: &str, version: &str, world: &str, wasm: &Path) {
+        let meta = ComponentMeta {
+            name: name.into(),
+            version: semver::Version::parse(version).expect("test version"),
+            world: world.into(),
+            min_host: semver::Version::new(0, 1, 0),
+        };
+        block_on(self.publisher.add(&meta, wasm)).expect("component published");
+    }
+
+    /// Update settings for a device reading this repository from its directory.
+    pub fn settings(&self) -> UpdateSettings {
+        UpdateSettings {
+            repository: url::Url::from_directory_path(&self.repo).expect("absolute path"),
+            root: self.root.clone(),
+            poll_every: Duration::from_secs(3600),
+            trial_deadline: Duration::from_secs(600),
+            max_tries: 3,
+        }
+    }
+
+    /// The `[updates]` section of an edge configuration for this repository.
+    pub fn config_section(&self) -> String {
+        format!(
+            "\n[updates]\nrepository = {:?}\nroot = {:?}\n",
+            self.repo.display().to_string(),
+            self.root.display().to_string()
+        )
+    }
+
+    /// The update agent of a device with state in `state_dir`, shipped components found by
+    /// the default search.
+    pub fn agent(&self, state_dir: &Path, settings: UpdateSettings) -> Agent {
+        let engine = wattlet_runtime::engine::engine().expect("engine");
+        Agent::new(&engine, state_dir, Some(settings), None, None).expect("agent")
+    }
+}
+
+impl Default for UpdateRepo {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A built component's file (`./dev` builds and composes them).
+pub fn component(package: &str) -> PathBuf {
+    wattlet_runtime::locate::locate(package, None)
+        .unwrap_or_else(|e| panic!("{e} (./dev test builds the components)"))
+}
+
+/// Runs `future` to its end on a fresh runtime.
+pub fn run<T>(future: impl Future<Output = T>) -> T {
+    block_on(future)
+}
