@@ -184,8 +184,16 @@ fn damaged_slot_files_are_never_run() {
         Applied::Committed(v("1.1.0"))
     );
     // An older version published later is never installed (the version floor).
-    repo.publish("meter-parser", "1.0.9", PARSER_WORLD, &component("wattlet-meter-parser"));
-    assert_eq!(run(agent.apply(Kind::MeterParser)).unwrap(), Applied::UpToDate);
+    repo.publish(
+        "meter-parser",
+        "1.0.9",
+        PARSER_WORLD,
+        &component("wattlet-meter-parser"),
+    );
+    assert_eq!(
+        run(agent.apply(Kind::MeterParser)).unwrap(),
+        Applied::UpToDate
+    );
     let Source::Slot(installed, files) = agent.resolve(Kind::MeterParser).source else {
         panic!("installed")
     };

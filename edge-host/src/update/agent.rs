@@ -258,9 +258,11 @@ impl Agent {
                     kind.worlds().join(" or ")
                 );
             }
-            let cwasm = self
-                .engine
-                .precompile_component(&update.bytes)
+            // Compiled through the engine's on-disk cache (`wattlet_runtime::engine`), so a
+            // staging interrupted by a power cut compiles again in milliseconds; `serialize`
+            // gives what `Engine::precompile_component` would, for this engine.
+            let cwasm = wasmtime::component::Component::new(&self.engine, &update.bytes)
+                .and_then(|component| component.serialize())
                 .map_err(anyhow::Error::from)
                 .context("it does not compile")?;
             tracing::info!(component = kind.name(), %version, phase = "precompiled", "update phase");
@@ -327,7 +329,7 @@ impl Agent {
         let Phase::Trial { candidate, .. } = &state.phase else {
             return Ok(state.clone());
         };
-        tracing::info!(version = %candidate.version, phase = "health-check", "update phase");
+        tracing::info!(version = %candidate.version, "health check: golden telegrams through the new parser");
         let new = self
             .store
             .verify(kind, candidate)

@@ -100,3 +100,36 @@ pub fn component(package: &str) -> PathBuf {
 pub fn run<T>(future: impl Future<Output = T>) -> T {
     block_on(future)
 }
+
+/// Copies a device's state directory `from` into `to` (created), hard-linking component files
+/// (`*.wasm`, `*.cwasm`): the update agent never writes a file in place, it replaces it.
+pub fn clone_state(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("state directory");
+    for entry in std::fs::read_dir(from).expect("state directory readable") {
+        let entry = entry.expect("directory entry");
+        let target = to.join(entry.file_name());
+        let path = entry.path();
+        if entry.file_type().expect("file type").is_dir() {
+            clone_state(&path, &target);
+        } else if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("wasm" | "cwasm")
+        ) {
+            std::fs::hard_link(&path, &target).expect("hard link");
+        } else {
+            std::fs::copy(&path, &target).expect("copy");
+        }
+    }
+}
+
+/// A device configuration for `state_dir` reading `repo`'s updates (no cloud is contacted).
+pub fn device_config(dir: &Path, state_dir: &Path, repo: &UpdateRepo) -> PathBuf {
+    let path = dir.join("edge.toml");
+    let text = format!(
+        "cloud = \"https://127.0.0.1:9\"\nstate_dir = {:?}\n[identity]\ncertificate = \"device.crt\"\nkey = \"device.key\"\ncloud_ca = \"ca.crt\"\n[[meter]]\nuuid = \"meter-1\"\ndevice = \"/dev/null\"\nprotocol = \"sml\"\n{}",
+        state_dir.display().to_string(),
+        repo.config_section()
+    );
+    std::fs::write(&path, text).expect("edge.toml written");
+    path
+}
