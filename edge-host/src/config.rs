@@ -212,7 +212,10 @@ impl EdgeConfig {
                         u.repository
                     )));
                 } else {
-                    let dir = resolve(Path::new(&u.repository));
+                    let dir =
+                        std::path::absolute(resolve(Path::new(&u.repository))).map_err(|e| {
+                            invalid(format!("updates.repository = {:?}: {e}", u.repository))
+                        })?;
                     url::Url::from_directory_path(&dir).map_err(|()| {
                         invalid(format!(
                             "updates.repository = {:?}: not a directory path",

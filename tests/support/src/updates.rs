@@ -67,10 +67,11 @@ impl UpdateRepo {
         }
     }
 
-    /// The `[updates]` section of an edge configuration for this repository.
+    /// The `[updates]` section of an edge configuration for this repository, polled every
+    /// second.
     pub fn config_section(&self) -> String {
         format!(
-            "\n[updates]\nrepository = {:?}\nroot = {:?}\n",
+            "\n[updates]\nrepository = {:?}\nroot = {:?}\npoll = \"1s\"\n",
             self.repo.display().to_string(),
             self.root.display().to_string()
         )
