@@ -404,14 +404,19 @@ impl Agent {
     }
 }
 
-/// Links `component` with the host's real linker for `kind`'s world.
+/// Links `component` with the host's real linker for `kind`'s world. A parser is also
+/// instantiated with a decoder (which checks the exports' types, not only their names); the
+/// upload component's calls are typed at their first use, so its trial catches the rest.
 pub fn link_check(
     engine: &Engine,
     kind: Kind,
     component: &wasmtime::component::Component,
 ) -> anyhow::Result<()> {
     match kind {
-        Kind::MeterParser => ParserComponent::from_component(engine, component).map(drop),
+        Kind::MeterParser => ParserComponent::from_component(engine, component)?
+            .decoder(&health::options())
+            .map(drop)
+            .context("the component does not instantiate as a parser"),
         Kind::Upload => Uplink::link_check(engine, component),
     }
 }
