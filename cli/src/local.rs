@@ -284,6 +284,7 @@ pub async fn run(
             consent_every: options.consent_every,
             journal: false,
             metrics_listen: None,
+            updates: None,
             meters: vec![MeterConfig {
                 uuid: household.meter.to_owned(),
                 device: device_path.clone(),

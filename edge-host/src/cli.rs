@@ -36,6 +36,8 @@ pub struct EdgeArgs {
 
 /// Runs the daemon until Ctrl-C, SIGTERM or the household's revocation.
 pub fn run(args: EdgeArgs, program: &str) -> anyhow::Result<ExitCode> {
+    // With the update verifier (tough) linked, rustls sees two crypto providers: pick one.
+    wattlet_tls::install_default_provider();
     let config = EdgeConfig::load(&args.config)?;
     let engine = wattlet_runtime::engine::engine()?;
     let components = EdgeComponents::load(&engine, &config, args.components.as_deref())?;
@@ -123,4 +125,120 @@ pub fn init_logging() {
         )
         .with_writer(std::io::stderr)
         .init();
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+The update agent fetches new versions of the parser and upload components from the signed
+repository in the configuration's [updates] section and verifies them through TUF. `apply`
+stages a verified version in the inactive slot (<state_dir>/components/<name>/a or b),
+precompiles it for this device's wasmtime, checks it links against this host, switches to it
+and checks its health: a parser must read golden telegrams exactly as the running one does, an
+upload component must have its first upload acknowledged (by the daemon) within the trial
+deadline. A healthy version is committed and never gone back from; otherwise the previous one
+runs again and the reason is kept (see `status`).
+
+The daemon (`run`) polls by itself every `poll`; these commands act at once.")]
+pub struct UpdateArgs {
+    #[command(subcommand)]
+    pub action: UpdateAction,
+    /// The device configuration (TOML) with an [updates] section.
+    #[arg(long, short = 'c', value_name = "FILE", global = true)]
+    config: Option<PathBuf>,
+    /// Directory holding the shipped components [default: $WATTLET_COMPONENTS, then the
+    /// build's target/wasm32-wasip2/component].
+    #[arg(long, value_name = "DIR", global = true)]
+    components: Option<PathBuf>,
+    /// Only this component (meter-parser or upload) [default: both].
+    #[arg(long, value_name = "NAME", global = true)]
+    component: Option<String>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum UpdateAction {
+    /// Verify the repository and show the newest version each component could move to.
+    Check,
+    /// Install what `check` finds: stage, link check, switch, health check, commit or roll back.
+    Apply,
+    /// Show each component's running version, a trial in progress and the last outcome.
+    Status,
+}
+
+/// `wattlet-edge update …`.
+pub fn update(args: UpdateArgs) -> anyhow::Result<ExitCode> {
+    use crate::update::{Agent, Applied, Kind};
+    wattlet_tls::install_default_provider();
+    let path = args
+        .config
+        .context("--config FILE is needed (the device configuration)")?;
+    let config = EdgeConfig::load(&path)?;
+    let kinds = match args.component.as_deref() {
+        None => Kind::ALL.to_vec(),
+        Some(name) => vec![Kind::parse(name).with_context(|| {
+            format!("--component {name:?}: the device updates meter-parser and upload")
+        })?],
+    };
+    let tls = match &config.updates {
+        Some(u) if u.repository.scheme() == "https" => Some(Arc::new(
+            wattlet_tls::client_tls_config(
+                &config.identity.certificate,
+                &config.identity.key,
+                &config.identity.cloud_ca,
+            )
+            .context("cannot load the device identity")?,
+        )),
+        _ => None,
+    };
+    let engine = wattlet_runtime::engine::engine()?;
+    let agent = Agent::new(
+        &engine,
+        &config.state_dir,
+        config.updates.clone(),
+        tls,
+        args.components.as_deref(),
+    )?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let mut failed = false;
+    for kind in kinds {
+        let name = kind.name();
+        match args.action {
+            UpdateAction::Status => {
+                let state = agent.store().load(kind)?;
+                println!("{name}: {}", serde_json::to_string(&state)?);
+            }
+            UpdateAction::Check => match runtime.block_on(agent.check(kind))? {
+                None => println!("{name}: up to date"),
+                Some(update) => println!(
+                    "{name}: {} available ({}, {} bytes, sha256 {})",
+                    update.meta.version,
+                    update.meta.world,
+                    update.bytes.len(),
+                    update.sha256
+                ),
+            },
+            UpdateAction::Apply => match runtime.block_on(agent.apply(kind))? {
+                Applied::UpToDate => println!("{name}: up to date"),
+                Applied::Committed(v) => println!("{name}: {v} committed"),
+                Applied::OnTrial(v) | Applied::Waiting(v) => println!(
+                    "{name}: {v} switched to; committed after the daemon's first acknowledged upload"
+                ),
+                Applied::Refused { version, reason } => {
+                    failed = true;
+                    println!("{name}: {version} refused: {reason}")
+                }
+                Applied::RolledBack { version, reason } => {
+                    failed = true;
+                    println!("{name}: {version} rolled back: {reason}")
+                }
+            },
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }

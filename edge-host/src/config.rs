@@ -8,6 +8,8 @@ use wattlet_meter_parser::Protocol;
 pub use wattlet_serial::Framing;
 use wattlet_survey::obis::{self, ENERGY_IMPORT};
 
+pub use crate::update::UpdateSettings;
+
 /// The survey's report cycle is at most an hour.
 const MAX_REPORT_INTERVAL: Duration = Duration::from_secs(3600);
 
@@ -38,6 +40,7 @@ struct RawConfig {
     #[serde(default)]
     journal: bool,
     metrics_listen: Option<std::net::SocketAddr>,
+    updates: Option<RawUpdates>,
     #[serde(rename = "meter", default)]
     meters: Vec<RawMeter>,
 }
@@ -48,6 +51,31 @@ struct RawIdentity {
     certificate: PathBuf,
     key: PathBuf,
     cloud_ca: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpdates {
+    repository: String,
+    root: PathBuf,
+    #[serde(default = "default_poll")]
+    poll: String,
+    #[serde(default = "default_trial_deadline")]
+    trial_deadline: String,
+    #[serde(default = "default_max_tries")]
+    max_tries: u32,
+}
+
+fn default_poll() -> String {
+    "6h".into()
+}
+
+fn default_trial_deadline() -> String {
+    "15m".into()
+}
+
+fn default_max_tries() -> u32 {
+    3
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -96,6 +124,8 @@ pub struct EdgeConfig {
     pub journal: bool,
     /// Where Prometheus metrics are served (`/metrics`); `None`: not served.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// The update agent (`[updates]`); `None`: no updates are fetched.
+    pub updates: Option<UpdateSettings>,
     pub meters: Vec<MeterConfig>,
 }
 
@@ -169,6 +199,55 @@ impl EdgeConfig {
                 raw.cycles.report
             )));
         }
+        let updates = match raw.updates {
+            None => None,
+            Some(u) => {
+                let repository = if u.repository.starts_with("https://") {
+                    url::Url::parse(&u.repository).map_err(|e| {
+                        invalid(format!("updates.repository = {:?}: {e}", u.repository))
+                    })?
+                } else if u.repository.contains("://") {
+                    return Err(invalid(format!(
+                        "updates.repository = {:?}: use https:// (over the device's mutual TLS) or a directory",
+                        u.repository
+                    )));
+                } else {
+                    let dir =
+                        std::path::absolute(resolve(Path::new(&u.repository))).map_err(|e| {
+                            invalid(format!("updates.repository = {:?}: {e}", u.repository))
+                        })?;
+                    url::Url::from_directory_path(&dir).map_err(|()| {
+                        invalid(format!(
+                            "updates.repository = {:?}: not a directory path",
+                            u.repository
+                        ))
+                    })?
+                };
+                let poll_every = duration("poll", &u.poll).map_err(|_| {
+                    invalid(format!(
+                        "updates.poll = {:?}: not a duration (e.g. \"6h\")",
+                        u.poll
+                    ))
+                })?;
+                let trial_deadline =
+                    duration("trial_deadline", &u.trial_deadline).map_err(|_| {
+                        invalid(format!(
+                            "updates.trial_deadline = {:?}: not a duration (e.g. \"15m\")",
+                            u.trial_deadline
+                        ))
+                    })?;
+                if u.max_tries == 0 {
+                    return Err(invalid("updates.max_tries must be at least 1".into()));
+                }
+                Some(UpdateSettings {
+                    repository,
+                    root: resolve(&u.root),
+                    poll_every,
+                    trial_deadline,
+                    max_tries: u.max_tries,
+                })
+            }
+        };
         if raw.meters.is_empty() {
             return Err(invalid(
                 "no [[meter]]: a device reads at least one meter".into(),
@@ -265,6 +344,7 @@ impl EdgeConfig {
             consent_every,
             journal: raw.journal,
             metrics_listen: raw.metrics_listen,
+            updates,
             meters,
         })
     }
@@ -305,6 +385,30 @@ mod tests {
         assert_eq!(config.report_every, Duration::from_secs(3600));
         assert_eq!(config.consent_every, Duration::from_secs(300));
         assert!(!config.journal);
+        assert_eq!(config.updates, None);
+        let text = format!(
+            "{GOOD}\n[updates]\nrepository = \"https://cloud.example:8443/updates/\"\nroot = \"1.root.json\"\ntrial_deadline = \"2m\"\n"
+        );
+        let updates = EdgeConfig::parse(&text, Path::new("/etc/wattlet/edge.toml"))
+            .unwrap()
+            .updates
+            .unwrap();
+        assert_eq!(
+            updates.repository.as_str(),
+            "https://cloud.example:8443/updates/"
+        );
+        assert_eq!(updates.root, Path::new("/etc/wattlet/1.root.json"));
+        assert_eq!(updates.poll_every, Duration::from_secs(6 * 3600));
+        assert_eq!(updates.trial_deadline, Duration::from_secs(120));
+        assert_eq!(updates.max_tries, 3);
+        let local = EdgeConfig::parse(
+            &format!("{GOOD}\n[updates]\nrepository = \"repo\"\nroot = \"r.json\"\n"),
+            Path::new("/etc/wattlet/edge.toml"),
+        )
+        .unwrap()
+        .updates
+        .unwrap();
+        assert_eq!(local.repository.as_str(), "file:///etc/wattlet/repo/");
         let [sml, iec] = &config.meters[..] else {
             panic!("two meters")
         };
@@ -334,6 +438,24 @@ mod tests {
             ),
             (GOOD.replace("0100020800FF", "1.8.0"), "meter 2 (expected)"),
             (GOOD.replace("[cycles]", "[cycles]\nturbo = true"), "turbo"),
+            (
+                format!(
+                    "{GOOD}\n[updates]\nrepository = \"http://cloud/updates\"\nroot = \"root.json\""
+                ),
+                "updates.repository",
+            ),
+            (
+                format!(
+                    "{GOOD}\n[updates]\nrepository = \"updates\"\nroot = \"r.json\"\nmax_tries = 0"
+                ),
+                "max_tries",
+            ),
+            (
+                format!(
+                    "{GOOD}\n[updates]\nrepository = \"updates\"\nroot = \"r.json\"\npoll = \"often\""
+                ),
+                "updates.poll",
+            ),
         ];
         for (text, needle) in cases {
             let error = EdgeConfig::parse(&text, Path::new("edge.toml"))

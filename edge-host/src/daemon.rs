@@ -23,7 +23,6 @@ use anyhow::Context;
 use tokio::time::{Instant, MissedTickBehavior};
 use wasmtime::Engine;
 
-use wattlet_runtime::locate;
 use wattlet_runtime::meter::ParserComponent;
 use wattlet_survey::measurement::MAX_BATCH;
 use wattlet_survey::{ConsentState, Measurement, RefusalCode, Use};
@@ -33,6 +32,8 @@ use crate::clock;
 use crate::config::EdgeConfig;
 use crate::metrics::{EdgeMetrics, MeterLabels, OutcomeLabels, unix_seconds};
 use crate::reader::{self, MeterFeed, ReaderCounters};
+use crate::update::slots::Source;
+use crate::update::{Agent, Applied, Kind};
 use crate::uplink::{DeviceStatus, MeterStatus, Uplink, UplinkError};
 
 /// Why the daemon returned.
@@ -49,32 +50,122 @@ pub struct EdgeComponents {
     pub parser: Arc<ParserComponent>,
     pub uplink: Uplink,
     pub versions: Vec<(String, String)>,
+    /// The update agent: which installed version runs, and new ones from the repository.
+    pub agent: Agent,
+    tls: Arc<rustls::ClientConfig>,
+    cloud: String,
 }
 
 impl EdgeComponents {
-    /// Loads the parser and upload components from `dir` (or the default search path) and the
-    /// device identity for the upload component's TLS.
+    /// Loads the parser and upload components — the installed versions the update agent
+    /// resolves ([`crate::update::slots::resolve`]), else the shipped ones from `dir` (or the
+    /// default search path) — and the device identity for the upload component's TLS.
     pub fn load(engine: &Engine, config: &EdgeConfig, dir: Option<&Path>) -> anyhow::Result<Self> {
-        let parser_path = locate::locate("wattlet-meter-parser", dir)?;
-        let upload_path = locate::locate("wattlet-upload", dir)?;
-        let tls = wattlet_tls::client_tls_config(
-            &config.identity.certificate,
-            &config.identity.key,
-            &config.identity.cloud_ca,
-        )
-        .context("cannot load the device identity")?;
-        let parser = Arc::new(ParserComponent::load(engine, &parser_path)?);
-        let uplink = Uplink::load(engine, &upload_path, &config.cloud, Arc::new(tls))?;
-        let versions = vec![
-            ("meter-parser".to_owned(), component_version(&parser_path)?),
-            ("upload".to_owned(), component_version(&upload_path)?),
-        ];
+        let tls = Arc::new(
+            wattlet_tls::client_tls_config(
+                &config.identity.certificate,
+                &config.identity.key,
+                &config.identity.cloud_ca,
+            )
+            .context("cannot load the device identity")?,
+        );
+        let agent = Agent::new(
+            engine,
+            &config.state_dir,
+            config.updates.clone(),
+            Some(tls.clone()),
+            dir,
+        )?;
+        // Resolving counts a start for a trial: once per component and start.
+        let (parser, parser_version) = load_parser(&agent, true)?;
+        let (uplink, upload_version) = load_uplink(&agent, &config.cloud, &tls, true)?;
         Ok(EdgeComponents {
-            parser,
+            parser: Arc::new(parser),
             uplink,
-            versions,
+            versions: vec![
+                (Kind::MeterParser.name().to_owned(), parser_version),
+                (Kind::Upload.name().to_owned(), upload_version),
+            ],
+            agent,
+            tls,
+            cloud: config.cloud.clone(),
         })
     }
+
+    /// Loads `kind` again as the agent resolves it now (after a switch, commit or roll back).
+    pub fn reload(&mut self, kind: Kind) -> anyhow::Result<()> {
+        let version = match kind {
+            Kind::MeterParser => {
+                let (parser, version) = load_parser(&self.agent, false)?;
+                self.parser = Arc::new(parser);
+                version
+            }
+            Kind::Upload => {
+                let (uplink, version) = load_uplink(&self.agent, &self.cloud, &self.tls, false)?;
+                self.uplink = uplink;
+                version
+            }
+        };
+        self.versions.retain(|(name, _)| name != kind.name());
+        self.versions.push((kind.name().to_owned(), version));
+        self.versions.sort();
+        Ok(())
+    }
+}
+
+/// The component of `kind` the agent resolves, loaded; the shipped one if an installed
+/// version cannot be loaded after all. Returns it with its version for the status report.
+fn load_resolved<T>(
+    agent: &Agent,
+    kind: Kind,
+    start: bool,
+    make: impl Fn(&wasmtime::component::Component) -> anyhow::Result<T>,
+) -> anyhow::Result<(T, String)> {
+    let resolved = if start {
+        agent.resolve(kind)
+    } else {
+        agent.current(kind)
+    };
+    if let Source::Slot(installed, _) = &resolved.source {
+        let loaded = resolved
+            .source
+            .load(agent.engine(), Path::new(""))
+            .and_then(|component| make(&component));
+        match loaded {
+            Ok(value) => {
+                tracing::info!(component = kind.name(), version = %installed.version, slot = installed.slot.dir_name(), "running an installed version");
+                let version = format!(
+                    "{}+sha256.{}",
+                    installed.version,
+                    installed.wasm_sha256.get(..12).unwrap_or_default()
+                );
+                return Ok((value, version));
+            }
+            Err(error) => {
+                tracing::error!(component = kind.name(), version = %installed.version, error = format!("{error:#}"), "installed version does not load; running the shipped one")
+            }
+        }
+    }
+    let path = agent.shipped(kind)?;
+    let component = Source::Shipped.load(agent.engine(), &path)?;
+    Ok((make(&component)?, component_version(&path)?))
+}
+
+fn load_parser(agent: &Agent, start: bool) -> anyhow::Result<(ParserComponent, String)> {
+    load_resolved(agent, Kind::MeterParser, start, |component| {
+        ParserComponent::from_component(agent.engine(), component)
+    })
+}
+
+fn load_uplink(
+    agent: &Agent,
+    cloud: &str,
+    tls: &Arc<rustls::ClientConfig>,
+    start: bool,
+) -> anyhow::Result<(Uplink, String)> {
+    load_resolved(agent, Kind::Upload, start, |component| {
+        Uplink::from_component(agent.engine(), component, cloud, tls.clone())
+    })
 }
 
 /// A component's version: the build's version and the first 12 hex digits of the file's
@@ -180,7 +271,21 @@ impl Daemon {
             tokio::time::interval_at(start + self.config.measure_every, self.config.measure_every);
         let mut report_tick =
             tokio::time::interval_at(start + self.config.report_every, self.config.report_every);
-        for tick in [&mut consent_tick, &mut measure_tick, &mut report_tick] {
+        // The update agent polls the repository when configured (the first poll after one
+        // period: a device that restarts in a loop does not hammer the repository).
+        let updating = self.config.updates.is_some();
+        let poll_every = self
+            .config
+            .updates
+            .as_ref()
+            .map_or(std::time::Duration::from_secs(3600), |u| u.poll_every);
+        let mut update_tick = tokio::time::interval_at(start + poll_every, poll_every);
+        for tick in [
+            &mut consent_tick,
+            &mut measure_tick,
+            &mut report_tick,
+            &mut update_tick,
+        ] {
             tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         }
         tokio::pin!(shutdown);
@@ -190,6 +295,7 @@ impl Daemon {
                 _ = consent_tick.tick() => self.refresh_consent().await,
                 _ = measure_tick.tick() => self.measure().map(|()| None),
                 _ = report_tick.tick() => self.report().await,
+                _ = update_tick.tick(), if updating => self.poll_updates().await,
             };
             if let Some(stopped) = outcome? {
                 break stopped;
@@ -356,11 +462,59 @@ impl Daemon {
         Ok(())
     }
 
+    /// Checks the repository for every component and installs what it finds. A failure is
+    /// logged and the running components go on.
+    async fn poll_updates(&mut self) -> anyhow::Result<Option<Stopped>> {
+        for kind in Kind::ALL {
+            let applied = match self.components.agent.apply(kind).await {
+                Ok(applied) => applied,
+                Err(error) => {
+                    tracing::warn!(
+                        component = kind.name(),
+                        error = format!("{error:#}"),
+                        "update check failed; running on"
+                    );
+                    continue;
+                }
+            };
+            match applied {
+                Applied::UpToDate | Applied::Waiting(_) => continue,
+                Applied::Committed(version) => {
+                    tracing::info!(component = kind.name(), %version, "update committed")
+                }
+                Applied::OnTrial(version) => {
+                    tracing::info!(component = kind.name(), %version, "update switched to; on trial")
+                }
+                Applied::Refused { version, reason } => {
+                    tracing::warn!(component = kind.name(), %version, %reason, "update refused");
+                    continue;
+                }
+                Applied::RolledBack { version, reason } => {
+                    tracing::warn!(component = kind.name(), %version, %reason, "update rolled back");
+                    continue;
+                }
+            }
+            self.components.reload(kind)?;
+            // Reader threads hold the parser they started with.
+            if kind == Kind::MeterParser
+                && let Some(readers) = self.readers.take()
+            {
+                readers.stop();
+                self.start_readers();
+            }
+        }
+        Ok(None)
+    }
+
     /// Sends the buffer in batches, deleting exactly what the cloud acknowledged, then reports
     /// the device's status.
     async fn report(&mut self) -> anyhow::Result<Option<Stopped>> {
         if !self.consent.permits(Use::Upload) {
             return Ok(None);
+        }
+        // An upload component on trial past its deadline: back to the committed one.
+        if self.components.agent.tick(Kind::Upload)?.is_some() {
+            self.components.reload(Kind::Upload)?;
         }
         loop {
             let batch = self.buffer.pending(MAX_BATCH)?;
@@ -416,6 +570,11 @@ impl Daemon {
                             example = message,
                             "the cloud refused these measurements: set aside, no longer sent"
                         );
+                    }
+                    if !outcome.acknowledged.is_empty()
+                        && let Some(version) = self.components.agent.upload_acknowledged()?
+                    {
+                        tracing::info!(component = "upload", %version, "update committed: first upload acknowledged");
                     }
                     self.metrics.uploaded.inc_by(settled.deleted as u64);
                     self.metrics

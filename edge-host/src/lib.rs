@@ -8,6 +8,7 @@
 //! - [`clock`]: whether the clock is plausibly set (a Pi has no battery-backed clock).
 //! - [`uplink`]: the upload component, with the device's TLS identity held by the host.
 //! - [`daemon`]: the measurement, report and consent cycles.
+//! - [`update`]: the update agent (signed components, A/B slots, trial, commit or roll back).
 //! - [`unlock`]: entering a locked meter's PIN through the probe.
 //! - [`cli`]: the command line, shared by `wattlet-edge` and `wattlet`.
 //!
@@ -22,4 +23,5 @@ pub mod daemon;
 pub mod metrics;
 pub mod reader;
 pub mod unlock;
+pub mod update;
 pub mod uplink;

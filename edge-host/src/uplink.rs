@@ -16,7 +16,7 @@ use anyhow::Context;
 use http_body_util::{BodyExt, Full};
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
-use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
@@ -33,6 +33,16 @@ pub use wattlet_upload::{
     DeviceStatus, Error as UplinkError, MeasurementRefusal, MeterStatus, SetAside, UploadOutcome,
 };
 
+const WHAT: &str = "wattlet:edge upload";
+
+/// What the host provides the upload component: WASI and outgoing HTTP through [`DeviceHttp`].
+fn linker(engine: &Engine) -> anyhow::Result<Linker<LinkState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    Ok(linker)
+}
+
 /// The compiled upload component and the device's TLS identity.
 pub struct Uplink {
     pre: UploadPre<LinkState>,
@@ -48,11 +58,38 @@ impl Uplink {
         cloud: &str,
         tls: Arc<ClientConfig>,
     ) -> anyhow::Result<Self> {
-        let mut linker = Linker::new(engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-        let pre =
-            wattlet_runtime::engine::link(&linker, path, "wattlet:edge upload", UploadPre::new)?;
+        let pre = wattlet_runtime::engine::link(&linker(engine)?, path, WHAT, UploadPre::new)?;
+        Self::with_pre(pre, cloud, tls)
+    }
+
+    /// The uplink from a component already compiled for `engine` (an update's precompiled
+    /// file); fails if it does not link against this host.
+    pub fn from_component(
+        engine: &Engine,
+        component: &Component,
+        cloud: &str,
+        tls: Arc<ClientConfig>,
+    ) -> anyhow::Result<Self> {
+        let pre = wattlet_runtime::engine::link_component(
+            &linker(engine)?,
+            component,
+            WHAT,
+            UploadPre::new,
+        )?;
+        Self::with_pre(pre, cloud, tls)
+    }
+
+    /// Links `component` with the host's real linker for the upload world, as before a switch.
+    pub fn link_check(engine: &Engine, component: &Component) -> anyhow::Result<()> {
+        wattlet_runtime::engine::link_component(&linker(engine)?, component, WHAT, UploadPre::new)
+            .map(drop)
+    }
+
+    fn with_pre(
+        pre: UploadPre<LinkState>,
+        cloud: &str,
+        tls: Arc<ClientConfig>,
+    ) -> anyhow::Result<Self> {
         // The component checks the URL as well; the host needs the authority to allow.
         let authority = wattlet_upload::Cloud::parse(cloud)
             .with_context(|| format!("cloud URL {cloud:?}"))?

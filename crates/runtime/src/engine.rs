@@ -81,9 +81,21 @@ pub fn link<T: 'static, P>(
     let component = Component::from_file(linker.engine(), path)
         .map_err(anyhow::Error::from)
         .with_context(|| format!("cannot load component {}", path.display()))?;
+    link_component(linker, &component, what, make)
+        .with_context(|| format!("{} is not a {what} component", path.display()))
+}
+
+/// Links an already compiled (or deserialized) component with `linker`: fails if it imports
+/// what the host does not provide or lacks the exports of `what`'s world.
+pub fn link_component<T: 'static, P>(
+    linker: &Linker<T>,
+    component: &Component,
+    what: &str,
+    make: impl FnOnce(InstancePre<T>) -> wasmtime::Result<P>,
+) -> anyhow::Result<P> {
     linker
-        .instantiate_pre(&component)
+        .instantiate_pre(component)
         .and_then(make)
         .map_err(anyhow::Error::from)
-        .with_context(|| format!("{} is not a {what} component", path.display()))
+        .with_context(|| format!("the component does not link as a {what} component"))
 }

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use anyhow::anyhow;
-use wasmtime::component::{Linker, ResourceAny};
+use wasmtime::component::{Component, Linker, ResourceAny};
 use wasmtime::{Engine, Store};
 use wattlet_meter_parser as native;
 
@@ -45,6 +45,15 @@ impl MeterDecoder for NativeDecoder {
     }
 }
 
+const WHAT: &str = "wattlet:meter parser";
+
+/// What the host provides a parser: WASI preview 2 (no files, no network; see `sandbox`).
+fn linker(engine: &Engine) -> anyhow::Result<Linker<HostState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    Ok(linker)
+}
+
 /// The compiled parser component, ready to instantiate (compile once, instantiate per stream).
 pub struct ParserComponent {
     engine: Engine,
@@ -54,9 +63,19 @@ pub struct ParserComponent {
 
 impl ParserComponent {
     pub fn load(engine: &Engine, path: &Path) -> anyhow::Result<Self> {
-        let mut linker = Linker::new(engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        let pre = crate::engine::link(&linker, path, "wattlet:meter parser", MeterParserPre::new)?;
+        let pre = crate::engine::link(&linker(engine)?, path, WHAT, MeterParserPre::new)?;
+        Ok(ParserComponent {
+            engine: engine.clone(),
+            pre,
+            limits: Limits::PARSER,
+        })
+    }
+
+    /// The parser from a component already compiled for `engine` (an update's precompiled
+    /// file); fails if it does not link against this host.
+    pub fn from_component(engine: &Engine, component: &Component) -> anyhow::Result<Self> {
+        let pre =
+            crate::engine::link_component(&linker(engine)?, component, WHAT, MeterParserPre::new)?;
         Ok(ParserComponent {
             engine: engine.clone(),
             pre,

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use wattlet_edge::cli::{self, EdgeArgs, UnlockArgs};
+use wattlet_edge::cli::{self, EdgeArgs, UnlockArgs, UpdateArgs};
 
 /// wattlet's measurement device: reads meters through optical probes and uploads their
 /// readings to the survey's Data API while the household consents.
@@ -23,6 +23,8 @@ enum Command {
     ///
     /// Stop the daemon first: the probe serves one program at a time.
     Unlock(UnlockArgs),
+    /// Check, apply or show signed component updates (parser, upload).
+    Update(UpdateArgs),
 }
 
 fn main() -> ExitCode {
@@ -30,6 +32,7 @@ fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Run(args) => cli::run(args, "wattlet-edge"),
         Command::Unlock(args) => cli::unlock(args),
+        Command::Update(args) => cli::update(args),
     };
     result.unwrap_or_else(|error| {
         eprintln!("wattlet-edge: {error:#}");

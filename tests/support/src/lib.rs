@@ -16,6 +16,7 @@
 //! - [`prometheus`]: a real Prometheus server scraping given targets, and `promtool`;
 //! - [`spin`]: the real Spin CLI;
 //! - [`kbs`]: the key broker's client side (attest with simulated evidence), household keys;
+//! - [`updates`]: a signed update repository on disk and a device's update agent reading it;
 //! - [`scan`]: byte scans of files for personal data left behind;
 //! - waiting with patience, free ports, unique names, UUIDs, settings from the environment,
 //!   metrics scrapes and a reproducible PRNG ([`Rng`]).
@@ -40,6 +41,7 @@ pub mod scan;
 pub mod serve;
 pub mod serve_child;
 pub mod spin;
+pub mod updates;
 
 pub use cloud::{
     ADMIN_TOKEN, APP_VARIABLES, Cloud, IDENTITY_KEY, KEY_ENCRYPTION_KEY, household,
