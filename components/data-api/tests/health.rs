@@ -253,7 +253,7 @@ fn bundle() -> Json {
         "config": { "cloud": "https://cloud.example", "meters": [{ "uuid": "x", "device": "/dev/ttyUSB0" }] },
         "probes": [{ "meter": "x", "telegrams": 3 }],
         "skipped": [{ "meter": "2f1c1e9a-55a4-4d4a-9d36-3a3c4c8d9e01", "at": "2026-11-23T16:00:00Z",
-                      "offset": 10, "length": 7, "reason": "bad_crc" }],
+                      "offset": 10, "length": 7, "reason": "checksum-mismatch" }],
     })
 }
 
