@@ -89,7 +89,8 @@ export function ago(time) {
   return `${Math.round(seconds / 86400)} days ago`;
 }
 
-// A line chart of one quantity over time, as SVG (no library: a polyline and two axes).
+// A line chart of one quantity over time, as SVG (no library: a polyline, its points and two
+// axes).
 export function chart(points, label, unit) {
   const width = 760, height = 260, left = 60, bottom = 30;
   const ns = 'http://www.w3.org/2000/svg';
@@ -120,5 +121,11 @@ export function chart(points, label, unit) {
     points: points.map((p) => `${x(p.t).toFixed(1)},${y(p.v).toFixed(1)}`).join(' '),
     fill: 'none', stroke: '#2e7d5b', 'stroke-width': 2, 'data-points': points.length,
   });
+  // Few points: each marked, so a lone report still shows.
+  if (points.length <= 100) {
+    for (const p of points) {
+      add('circle', { cx: x(p.t).toFixed(1), cy: y(p.v).toFixed(1), r: 3, fill: '#2e7d5b', class: 'point' });
+    }
+  }
   return svg;
 }

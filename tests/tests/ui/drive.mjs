@@ -112,6 +112,8 @@ try {
   await fleet.locator('#plot svg polyline').waitFor();
   const plotted = await fleet.getAttribute('#plot svg polyline', 'data-points');
   check(plotted === process.env.HEALTH_REPORTS, `the plot draws every health report: ${plotted}`);
+  const marked = await fleet.locator('#plot svg circle.point').count();
+  check(String(marked) === process.env.HEALTH_REPORTS, `each report is a point: ${marked}`);
   await fleet.selectOption('#quantity', 'uptime_h');
   await fleet.locator('#plot svg[aria-label="uptime in h"]').waitFor();
   check(true, 'the plotted quantity can be changed');
