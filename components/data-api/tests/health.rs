@@ -81,6 +81,7 @@ fn health_reports_show_in_the_fleet_and_history_and_silent_devices_are_flagged()
     assert!(health["clock"]["skew_s"].as_i64().is_some(), "{health}");
     assert_eq!(health["update"]["state"], "failed");
     assert_eq!(health["update"]["to"], "0.2.0");
+    assert_eq!(health["update"]["from"], "0.1.0");
     assert_eq!(health["meters"][0]["probe"]["skipped_bytes"], 17);
     assert_eq!(health["meters"][0]["last_reading"], "2026-11-23T16:00:01Z");
     // Registered long ago and never reported: silent. The old device reported now: not.
@@ -120,6 +121,11 @@ fn health_reports_show_in_the_fleet_and_history_and_silent_devices_are_flagged()
     assert_eq!(status, 200, "{body}");
     let reports = body["reports"].as_array().expect("reports");
     assert_eq!(reports.len(), 2, "{body}");
+    // Fields not reported are absent, not null (as openapi.yaml's UpdateState says).
+    assert_eq!(
+        reports[1]["update"],
+        json!({ "state": "succeeded", "component": "upload", "to": "0.2.0" })
+    );
     assert_eq!(reports[0]["uptime_s"], 3600);
     assert_eq!(reports[1]["uptime_s"], 7200);
     assert!(reports[1]["reported_at"].is_string());

@@ -195,7 +195,19 @@ pub fn health_json(health: &Health<'_>) -> ApiResult<Option<Value>> {
                 .as_deref()
                 .map(|r| short_text("update.reason", r, 512))
                 .transpose()?;
-            json!({ "state": u.state, "component": component, "from": from, "to": to, "reason": reason })
+            // Only what was reported: absent stays absent.
+            let mut update = json!({ "state": u.state });
+            for (key, value) in [
+                ("component", component),
+                ("from", from),
+                ("to", to),
+                ("reason", reason),
+            ] {
+                if let Some(value) = value {
+                    update[key] = json!(value);
+                }
+            }
+            update
         }
         None => Value::Null,
     };
