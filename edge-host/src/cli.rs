@@ -116,14 +116,26 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Logging to standard error, filtered by `WATTLET_LOG` (default: warnings).
+/// Logging to standard error, filtered by `WATTLET_LOG` (default: warnings); the daemon's own
+/// lines from `INFO` and everything's warnings also go to the ring of recent lines that
+/// diagnostics bundles carry ([`crate::logring`]).
 pub fn init_logging() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::prelude::*;
+    let stderr = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_filter(
             tracing_subscriber::EnvFilter::try_from_env("WATTLET_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
+        );
+    let ring = crate::logring::RingLayer.with_filter(
+        Targets::new()
+            .with_target("wattlet_edge", LevelFilter::INFO)
+            .with_default(LevelFilter::WARN),
+    );
+    tracing_subscriber::registry()
+        .with(stderr)
+        .with(ring)
         .init();
 }
 

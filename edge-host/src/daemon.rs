@@ -10,7 +10,10 @@
 //! - **Report**: every report cycle the buffer is sent in batches through the upload component;
 //!   exactly the acknowledged rows are deleted, and the rows the cloud refused one by one are
 //!   set aside (kept, counted, no longer sent), so one bad meter does not hold back the others.
-//!   Then the device reports its status.
+//!   Then the device reports its status and health (uptime, buffer depth, free disk, clock,
+//!   per meter the last reading and probe statistics); when the answer says an administrator
+//!   asked for diagnostics, it uploads a bundle (recent log lines, configuration without
+//!   secrets, probe statistics, skipped ranges; never readings).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
@@ -30,11 +33,15 @@ use wattlet_survey::{ConsentState, Measurement, RefusalCode, Use};
 use crate::buffer::Buffer;
 use crate::clock;
 use crate::config::EdgeConfig;
+use crate::logring;
 use crate::metrics::{EdgeMetrics, MeterLabels, OutcomeLabels, unix_seconds};
 use crate::reader::{self, MeterFeed, ReaderCounters};
 use crate::update::slots::Source;
 use crate::update::{Agent, Applied, Kind};
-use crate::uplink::{DeviceStatus, MeterStatus, Uplink, UplinkError};
+use crate::uplink::{
+    BufferDepth, DeviceStatus, DiagnosticsBundle, MeterStatus, ProbeStats, SkippedRange, Uplink,
+    UplinkError,
+};
 
 /// Why the daemon returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,6 +220,8 @@ pub struct Daemon {
     clock_ok: Option<bool>,
     /// Meters with a measurement the cloud acknowledged since the start.
     delivering: HashSet<String>,
+    /// When the daemon started (uptime in the status report).
+    started: std::time::Instant,
 }
 
 impl Daemon {
@@ -249,6 +258,7 @@ impl Daemon {
             last_measured,
             clock_ok: None,
             delivering: HashSet::new(),
+            started: std::time::Instant::now(),
         })
     }
 
@@ -365,6 +375,8 @@ impl Daemon {
                 let counters = ReaderCounters {
                     telegrams: self.metrics.telegrams.get_or_create(&labels).clone(),
                     parser_failures: self.metrics.parser_failures.get_or_create(&labels).clone(),
+                    skipped_bytes: self.metrics.skipped_bytes.get_or_create(&labels).clone(),
+                    skipped_frames: self.metrics.skipped_frames.get_or_create(&labels).clone(),
                 };
                 reader::spawn(
                     meter.clone(),
@@ -612,10 +624,97 @@ impl Daemon {
             }
         }
         let status = self.status()?;
-        if let Err(error) = self.components.uplink.report_status(&status).await? {
-            tracing::warn!(%error, "cannot report the device status");
+        match self.components.uplink.report_status(&status).await? {
+            Ok(None) => {}
+            Ok(Some(request)) => {
+                tracing::info!(%request, "an administrator asked for diagnostics");
+                let bundle = self.diagnostics();
+                match self
+                    .components
+                    .uplink
+                    .upload_diagnostics(&request, &bundle)
+                    .await?
+                {
+                    Ok(()) => tracing::info!(%request, "diagnostics uploaded"),
+                    // Asked again in the answer to the next report.
+                    Err(error) => tracing::warn!(%error, %request, "cannot upload diagnostics"),
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot report the device status"),
         }
         Ok(None)
+    }
+
+    /// What the probe reader of `meter` counted.
+    fn probe_stats(&self, meter: &str) -> ProbeStats {
+        let labels = MeterLabels {
+            meter: meter.to_owned(),
+        };
+        ProbeStats {
+            telegrams: self.metrics.telegrams.get_or_create(&labels).get(),
+            parser_failures: self.metrics.parser_failures.get_or_create(&labels).get(),
+            skipped_bytes: self.metrics.skipped_bytes.get_or_create(&labels).get(),
+            skipped_frames: self.metrics.skipped_frames.get_or_create(&labels).get(),
+        }
+    }
+
+    /// A diagnostics bundle: recent log lines, the configuration without secrets (paths, not
+    /// contents), probe statistics and the last skipped ranges. Never readings.
+    fn diagnostics(&self) -> DiagnosticsBundle {
+        let config = &self.config;
+        let meters: Vec<_> = config
+            .meters
+            .iter()
+            .map(|m| {
+                serde_json::json!({
+                    "uuid": m.uuid,
+                    "device": m.device.display().to_string(),
+                    "protocol": format!("{:?}", m.protocol),
+                    "baud": m.baud,
+                    "framing": format!("{:?}", m.framing),
+                    "model": m.model,
+                    "expected": m.expected,
+                })
+            })
+            .collect();
+        let shown = serde_json::json!({
+            "cloud": config.cloud,
+            "state_dir": config.state_dir.display().to_string(),
+            "identity": {
+                "certificate": config.identity.certificate.display().to_string(),
+                "key": config.identity.key.display().to_string(),
+                "cloud_ca": config.identity.cloud_ca.display().to_string(),
+            },
+            "cycles": {
+                "measure_s": config.measure_every.as_secs_f64(),
+                "report_s": config.report_every.as_secs_f64(),
+                "consent_s": config.consent_every.as_secs_f64(),
+            },
+            "journal": config.journal,
+            "metrics_listen": config.metrics_listen.map(|a| a.to_string()),
+            "meters": meters,
+            "consent": self.consent.as_str(),
+        });
+        let mut skipped = Vec::new();
+        for (meter, feed) in config.meters.iter().zip(&self.feeds) {
+            skipped.extend(feed.skipped().into_iter().map(|s| SkippedRange {
+                meter: meter.uuid.clone(),
+                at: rfc3339(s.at),
+                offset: s.offset,
+                length: s.length,
+                reason: s.reason.to_owned(),
+            }));
+        }
+        DiagnosticsBundle {
+            logs: logring::recent(),
+            config: shown.to_string(),
+            probes: config
+                .meters
+                .iter()
+                .map(|m| (m.uuid.clone(), self.probe_stats(&m.uuid)))
+                .collect(),
+            skipped,
+        }
     }
 
     fn status(&self) -> anyhow::Result<DeviceStatus> {
@@ -636,23 +735,45 @@ impl Daemon {
             .zip(&self.feeds)
             .filter(|(meter, _)| !unknown.contains(meter.uuid.as_str()))
             .map(|(meter, feed)| {
-                let missing = feed.latest().map(|l| l.missing).unwrap_or_default();
+                let latest = feed.latest();
+                let last_reading = latest.as_ref().map(|l| rfc3339(l.received_at));
+                let missing = latest.map(|l| l.missing).unwrap_or_default();
                 MeterStatus {
                     uuid: meter.uuid.clone(),
                     locked: !missing.is_empty(),
                     missing,
+                    last_reading,
+                    probe: Some(self.probe_stats(&meter.uuid)),
                 }
             })
             .collect();
+        let now = SystemTime::now();
+        let clock_plausible = clock::check(now, clock::built_at(), self.last_measured).is_ok();
+        let buffer = BufferDepth {
+            unsent: self.buffer.pending_count()?,
+            set_aside: set_aside.iter().map(|s| s.count).sum(),
+        };
         Ok(DeviceStatus {
             components: self.components.versions.clone(),
             last_measurement: self.buffer.last_measurement()?,
             meters,
             set_aside,
-            clock_plausible: clock::check(SystemTime::now(), clock::built_at(), self.last_measured)
-                .is_ok(),
+            clock_plausible,
+            uptime_s: Some(self.started.elapsed().as_secs()),
+            buffer: Some(buffer),
+            free_disk_bytes: free_disk(&self.config.state_dir),
+            // An implausible clock's time is still what the cloud wants to see.
+            device_time: Some(rfc3339(now)),
+            // The update agent reports here once it runs in the daemon.
+            update: None,
         })
     }
+}
+
+/// Free bytes for an unprivileged user in the file system holding `dir`; `None` when unknown.
+fn free_disk(dir: &Path) -> Option<u64> {
+    let stats = rustix::fs::statvfs(dir).ok()?;
+    Some(stats.f_bavail.saturating_mul(stats.f_frsize))
 }
 
 /// RFC 3339 in UTC with milliseconds, e.g. `2026-11-23T16:00:00.250Z`: measurements of one

@@ -7,7 +7,9 @@
 //!   refused one by one set aside.
 //! - [`clock`]: whether the clock is plausibly set (a Pi has no battery-backed clock).
 //! - [`uplink`]: the upload component, with the device's TLS identity held by the host.
-//! - [`daemon`]: the measurement, report and consent cycles.
+//! - [`daemon`]: the measurement, report and consent cycles; health in the status report and
+//!   diagnostics bundles on request.
+//! - [`logring`]: the recent log lines diagnostics bundles carry.
 //! - [`update`]: the update agent (signed components, A/B slots, trial, commit or roll back).
 //! - [`unlock`]: entering a locked meter's PIN through the probe.
 //! - [`cli`]: the command line, shared by `wattlet-edge` and `wattlet`.
@@ -20,6 +22,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod logring;
 pub mod metrics;
 pub mod reader;
 pub mod unlock;

@@ -39,6 +39,8 @@ pub struct EdgeMetrics {
     registry: Registry,
     pub telegrams: Family<MeterLabels, Counter>,
     pub parser_failures: Family<MeterLabels, Counter>,
+    pub skipped_bytes: Family<MeterLabels, Counter>,
+    pub skipped_frames: Family<MeterLabels, Counter>,
     pub measurements: Family<MeterLabels, Counter>,
     pub locked: Family<MeterLabels, Gauge>,
     pub uploads: Family<OutcomeLabels, Counter>,
@@ -58,6 +60,8 @@ impl EdgeMetrics {
             registry: Registry::with_prefix("wattlet_edge"),
             telegrams: Family::default(),
             parser_failures: Family::default(),
+            skipped_bytes: Family::default(),
+            skipped_frames: Family::default(),
             measurements: Family::default(),
             locked: Family::default(),
             uploads: Family::default(),
@@ -85,6 +89,16 @@ impl EdgeMetrics {
             "parser_failures",
             "Parser component calls that failed (a trap, or past their time or memory limit); a fresh instance reads on",
             metrics.parser_failures.clone(),
+        );
+        metrics.registry.register(
+            "skipped_bytes",
+            "Bytes from each meter's probe the parser skipped (noise, corrupt frames)",
+            metrics.skipped_bytes.clone(),
+        );
+        metrics.registry.register(
+            "skipped_frames",
+            "Corrupt frames from each meter's probe the parser skipped",
+            metrics.skipped_frames.clone(),
         );
         metrics.registry.register(
             "measurements",

@@ -7,6 +7,7 @@
 //! memory limit: see [`wattlet_runtime::sandbox::Limits`]) loses that read's bytes only: it is
 //! logged and counted, and a fresh parser instance takes the next read.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -34,10 +35,23 @@ pub struct Latest {
     pub missing: Vec<String>,
 }
 
+/// Skipped byte ranges kept per meter for diagnostics.
+pub const SKIPPED_KEPT: usize = 32;
+
+/// Bytes the parser skipped: where in the meter's stream (since the reader started), when, why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skip {
+    pub at: SystemTime,
+    pub offset: u64,
+    pub length: u64,
+    pub reason: &'static str,
+}
+
 /// What a reader shares with the daemon.
 #[derive(Debug, Default)]
 pub struct MeterFeed {
     latest: Mutex<Option<Latest>>,
+    skipped: Mutex<VecDeque<Skip>>,
 }
 
 impl MeterFeed {
@@ -46,6 +60,20 @@ impl MeterFeed {
             .lock()
             .map(|l| l.clone())
             .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// The last [`SKIPPED_KEPT`] skipped ranges, oldest first.
+    pub fn skipped(&self) -> Vec<Skip> {
+        let skipped = self.skipped.lock().unwrap_or_else(|p| p.into_inner());
+        skipped.iter().cloned().collect()
+    }
+
+    fn note_skipped(&self, skip: Skip) {
+        let mut skipped = self.skipped.lock().unwrap_or_else(|p| p.into_inner());
+        if skipped.len() == SKIPPED_KEPT {
+            skipped.pop_front();
+        }
+        skipped.push_back(skip);
     }
 
     fn publish(&self, latest: Latest) {
@@ -83,6 +111,10 @@ pub struct ReaderCounters {
     pub telegrams: Counter,
     /// Parser calls that failed (their read's bytes are lost; a fresh instance goes on).
     pub parser_failures: Counter,
+    /// Bytes the parser skipped, whatever the reason.
+    pub skipped_bytes: Counter,
+    /// Corrupt frames skipped (noise between frames is not counted).
+    pub skipped_frames: Counter,
 }
 
 /// Starts the reader thread of one meter.
@@ -185,10 +217,20 @@ fn read_line(
                         missing,
                     });
                 }
-                // Noise before the first frame is normal on a serial line; corrupt frames are not.
-                Event::Skipped(skipped) if skipped.reason == SkipReason::Garbage => {}
                 Event::Skipped(skipped) => {
-                    tracing::info!(meter = %meter.uuid, reason = skipped.reason.as_str(), bytes = skipped.length, detail = %skipped.detail, "skipped bytes from the probe")
+                    counters.skipped_bytes.inc_by(skipped.length);
+                    feed.note_skipped(Skip {
+                        at: SystemTime::now(),
+                        offset: skipped.offset,
+                        length: skipped.length,
+                        reason: skipped.reason.as_str(),
+                    });
+                    // Noise before the first frame is normal on a serial line; corrupt frames
+                    // are not.
+                    if skipped.reason != SkipReason::Garbage {
+                        counters.skipped_frames.inc();
+                        tracing::info!(meter = %meter.uuid, reason = skipped.reason.as_str(), bytes = skipped.length, detail = %skipped.detail, "skipped bytes from the probe")
+                    }
                 }
             }
         }

@@ -30,7 +30,8 @@ use wattlet_runtime::uplink::bindings::wattlet::survey::types as wit_survey;
 use wattlet_runtime::uplink::bindings::{Upload, UploadPre};
 use wattlet_survey::{ConsentState, Measurement};
 pub use wattlet_upload::{
-    DeviceStatus, Error as UplinkError, MeasurementRefusal, MeterStatus, SetAside, UploadOutcome,
+    BufferDepth, DeviceStatus, DiagnosticsBundle, Error as UplinkError, MeasurementRefusal,
+    MeterStatus, ProbeStats, SetAside, SkippedRange, UpdateState, UploadOutcome,
 };
 
 const WHAT: &str = "wattlet:edge upload";
@@ -170,10 +171,12 @@ impl Uplink {
             .and_then(|result| result.map(ConsentState::from).map_err(UplinkError::from)))
     }
 
+    /// Reports the status; `Ok(Ok(Some(id)))` when an administrator asked for a diagnostics
+    /// bundle.
     pub async fn report_status(
         &self,
         status: &DeviceStatus,
-    ) -> anyhow::Result<Result<(), UplinkError>> {
+    ) -> anyhow::Result<Result<Option<String>, UplinkError>> {
         let (mut store, bindings) = self.instance().await?;
         let status = wit::DeviceStatus::from(status);
         let call =
@@ -182,6 +185,26 @@ impl Uplink {
                 .call_report_status(&mut store, &self.cloud, &status);
         Ok(self
             .bounded("report-status", call)
+            .await
+            .and_then(|result| result.map_err(UplinkError::from)))
+    }
+
+    /// Uploads the diagnostics bundle asked for as `request`.
+    pub async fn upload_diagnostics(
+        &self,
+        request: &str,
+        bundle: &DiagnosticsBundle,
+    ) -> anyhow::Result<Result<(), UplinkError>> {
+        let (mut store, bindings) = self.instance().await?;
+        let bundle = wit::DiagnosticsBundle::from(bundle);
+        let call = bindings.wattlet_edge_uplink().call_upload_diagnostics(
+            &mut store,
+            &self.cloud,
+            request,
+            &bundle,
+        );
+        Ok(self
+            .bounded("upload-diagnostics", call)
             .await
             .and_then(|result| result.map_err(UplinkError::from)))
     }

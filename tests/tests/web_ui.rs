@@ -2,7 +2,8 @@
 //! package) by Playwright (playwright-core from npm, installed into the target directory the
 //! first time) over real HTTPS: a researcher registers a participant and sees their consent, a
 //! taken email is refused with the API's reason, an administrator sees each device's versions,
-//! activity and consent, a wrong token is refused; a participant opens the device's link,
+//! activity and consent, a wrong token is refused; the fleet page shows a device's reported
+//! health, flags a silent device and plots a device's history; a participant opens the device's link,
 //! grants consent, sees their details and measurements as a chart and revokes for good.
 //! Screenshots are kept in `target/ui-screenshots/`.
 
@@ -66,6 +67,23 @@ fn researchers_register_and_administrators_see_device_status_in_chromium() {
         Some(report),
     );
     assert_eq!(status, 204, "{body}");
+    // Health reports: the fleet page's table shows the latest, its plot the history.
+    for (i, unsent) in [5, 9, 2].into_iter().enumerate() {
+        let report = json!({"components": {"meter-parser": "0.1.0", "upload": "0.1.0"},
+                            "meters": [], "clock_plausible": true,
+                            "uptime_s": 600 * (i + 1), "buffer": {"unsent": unsent, "set_aside": 0},
+                            "free_disk_bytes": 2_500_000_000u64,
+                            "device_time": "2026-11-23T16:00:00Z",
+                            "update": {"state": "failed", "component": "upload",
+                                       "from": "0.1.0", "to": "0.2.0", "reason": "signature"}});
+        let (status, body) = cloud.as_device(
+            &active,
+            "PUT",
+            "/api/household/measurement_device/status",
+            Some(report),
+        );
+        assert_eq!(status, 204, "{body}");
+    }
     let measurements: Vec<serde_json::Value> = (0..8)
         .map(|i| {
             json!({
@@ -126,6 +144,8 @@ fn researchers_register_and_administrators_see_device_status_in_chromium() {
             .env("RESEARCHER_TOKEN", &researcher)
             .env("ADMIN_TOKEN", ADMIN_TOKEN)
             .env("ACTIVE_DEVICE", &active.id)
+            .env("HEALTH_REPORTS", "3")
+            .env("SILENT_DEVICE", &fresh.id)
             .env("DEVICE_LINK_ACTIVE", &active_link)
             .env("DEVICE_LINK_NEW", &new_link)
             .env("MEASUREMENTS", "8")
@@ -139,6 +159,7 @@ fn researchers_register_and_administrators_see_device_status_in_chromium() {
         "registration.png",
         "registration-refused.png",
         "status.png",
+        "fleet.png",
         "device.png",
         "device-revoked.png",
     ] {

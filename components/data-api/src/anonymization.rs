@@ -15,7 +15,7 @@
 //!    (only while the stored point is still the true one: it moves once);
 //! 4. delete the postal address, the contact (`household.user` → NULL; a trigger deletes the
 //!    user row) and the household's NIALM results and load forecasts, which came from
-//!    personalised processing;
+//!    personalised processing, and its devices' health history and diagnostics bundles;
 //!    replace its devices' ids (`pi-ada`) by pseudonyms (`auth::device_pseudonym`), under
 //!    which their certificates still find them; delete its data key if it is still there;
 //! 5. checkpoint the WAL into the database file and truncate it.
@@ -178,6 +178,7 @@ pub fn anonymize_household(env: &Env, household: &str) -> ApiResult<()> {
         "DELETE FROM forecasts WHERE meter IN (SELECT uuid FROM meter WHERE household = ?)",
         &[text(household)],
     )?;
+    crate::handlers::health::forget_household(db, household)?;
     pseudonymise_devices(env, household)?;
     crate::keys::shred(env, household)?;
     db.exec(

@@ -87,8 +87,8 @@ pub use crate::services::{Secrets, Services};
 use crate::db::Db;
 use crate::error::{ApiError, ApiResult};
 use crate::handlers::{
-    consent, disaggregation, forecast, household, management, measurement, metrics, participants,
-    policies, regions, rollouts, service, tokens, worker,
+    consent, disaggregation, forecast, health, household, management, measurement, metrics,
+    participants, policies, regions, rollouts, service, tokens, worker,
 };
 use crate::services::Env;
 
@@ -113,6 +113,10 @@ enum Endpoint<'a> {
     CreateOrListHouseholds,
     Participant(&'a str),
     RevokeDevice(&'a str),
+    Fleet,
+    DeviceHealth(&'a str),
+    Diagnostics(&'a str),
+    UploadDiagnostics,
     Regions,
     MintToken,
     RevokeToken(&'a str),
@@ -154,6 +158,8 @@ impl Endpoint<'_> {
             Endpoint::Health
             | Endpoint::Version
             | Endpoint::Metrics
+            | Endpoint::Fleet
+            | Endpoint::DeviceHealth(_)
             | Endpoint::Account
             | Endpoint::Household
             | Endpoint::Devices
@@ -186,7 +192,8 @@ impl Endpoint<'_> {
             | Endpoint::WorkerForecasts
             | Endpoint::RolloutAction(..) => "POST",
             Endpoint::Consent => "GET, POST, DELETE",
-            Endpoint::DeviceStatus | Endpoint::Regions => "PUT",
+            Endpoint::Diagnostics(_) => "GET, POST",
+            Endpoint::DeviceStatus | Endpoint::UploadDiagnostics | Endpoint::Regions => "PUT",
         }
     }
 }
@@ -200,6 +207,9 @@ fn resolve(path: &str) -> Option<Endpoint<'_>> {
         ["management", "household"] => Endpoint::CreateOrListHouseholds,
         ["management", "household", id] if !id.is_empty() => Endpoint::Participant(id),
         ["management", "device", id, "revoke"] if !id.is_empty() => Endpoint::RevokeDevice(id),
+        ["management", "devices"] => Endpoint::Fleet,
+        ["management", "device", id, "health"] if !id.is_empty() => Endpoint::DeviceHealth(id),
+        ["management", "device", id, "diagnostics"] if !id.is_empty() => Endpoint::Diagnostics(id),
         ["management", "nuts3_region"] => Endpoint::Regions,
         ["management", "token"] => Endpoint::MintToken,
         ["management", "token", id, "revoke"] if !id.is_empty() => Endpoint::RevokeToken(id),
@@ -218,6 +228,7 @@ fn resolve(path: &str) -> Option<Endpoint<'_>> {
         ["household", "measurement_device"] => Endpoint::Devices,
         ["household", "measurement_device", "status"] => Endpoint::DeviceStatus,
         ["household", "measurement_device", "rollout"] => Endpoint::DeviceRollout,
+        ["household", "measurement_device", "diagnostics"] => Endpoint::UploadDiagnostics,
         ["household", "meter"] => Endpoint::Meters,
         ["household", "pv_system"] => Endpoint::PvSystems,
         ["household", "meter", "measurement"] => Endpoint::UploadMeasurements,
@@ -303,6 +314,11 @@ fn route(req: &Request, services: &Services<'_>) -> ApiResult<Response> {
         (Endpoint::Participant(id), Method::Get) => participants::get(req, &env, id),
         (Endpoint::Participant(id), _) => participants::update(req, &env, id),
         (Endpoint::RevokeDevice(id), _) => management::revoke_device(req, &env, id),
+        (Endpoint::Fleet, _) => health::fleet(req, &env),
+        (Endpoint::DeviceHealth(id), _) => health::history(req, &env, id),
+        (Endpoint::Diagnostics(id), Method::Post) => health::request_diagnostics(req, &env, id),
+        (Endpoint::Diagnostics(id), _) => health::list_diagnostics(req, &env, id),
+        (Endpoint::UploadDiagnostics, _) => health::upload_diagnostics(req, &env),
         (Endpoint::Regions, _) => regions::import(req, &env),
         (Endpoint::MintToken, _) => tokens::mint(req, &env),
         (Endpoint::RevokeToken(id), _) => tokens::revoke(req, &env, id),

@@ -24,7 +24,7 @@ pub struct Migration {
 }
 
 /// The version the code expects.
-pub const CURRENT_VERSION: i64 = 9;
+pub const CURRENT_VERSION: i64 = 10;
 
 /// `'name'` of a consent state, for SQL text.
 fn quoted(state: ConsentState) -> String {
@@ -332,6 +332,33 @@ pub fn migrations() -> Vec<Migration> {
                 hash TEXT NOT NULL,
                 PRIMARY KEY (chain, seq)
             )"#.to_owned(),
+            ],
+        },
+        Migration {
+            version: 10,
+            statements: vec![
+                // Each status report's health (`handlers::health`), bounded per device;
+                // update_state: the update agent's state, for rollouts' failure rates.
+                // Deleted on anonymization.
+                r#"CREATE TABLE IF NOT EXISTS device_health (
+                device TEXT NOT NULL REFERENCES measurement_device(id),
+                reported_at TEXT NOT NULL,
+                update_state TEXT,
+                health TEXT NOT NULL,
+                PRIMARY KEY (device, reported_at)
+            )"#.to_owned(),
+                "CREATE INDEX IF NOT EXISTS device_health_update ON device_health(update_state, reported_at)".to_owned(),
+                // Diagnostics requests and the bundles devices uploaded for them; deleted once
+                // expired and on anonymization.
+                r#"CREATE TABLE IF NOT EXISTS device_diagnostics (
+                id TEXT PRIMARY KEY,
+                device TEXT NOT NULL REFERENCES measurement_device(id),
+                requested_at TEXT NOT NULL,
+                expires_at TEXT NOT NULL,
+                uploaded_at TEXT,
+                bundle TEXT
+            )"#.to_owned(),
+                "CREATE INDEX IF NOT EXISTS device_diagnostics_device ON device_diagnostics(device)".to_owned(),
             ],
         },
     ]

@@ -42,10 +42,24 @@ impl wit::Guest for Component {
         Ok(protocol::parse_consent(status, &body)?.into())
     }
 
-    fn report_status(cloud: String, status: wit::DeviceStatus) -> Result<(), wit::Error> {
+    fn report_status(
+        cloud: String,
+        status: wit::DeviceStatus,
+    ) -> Result<Option<String>, wit::Error> {
         let cloud = Cloud::parse(&cloud)?;
         let (code, body) = send(&cloud, &protocol::status_request(&cloud, &status.into()))?;
         Ok(protocol::parse_status_report(code, &body)?)
+    }
+
+    fn upload_diagnostics(
+        cloud: String,
+        request: String,
+        bundle: wit::DiagnosticsBundle,
+    ) -> Result<(), wit::Error> {
+        let cloud = Cloud::parse(&cloud)?;
+        let request = protocol::diagnostics_request(&cloud, &request, &bundle.into());
+        let (code, body) = send(&cloud, &request)?;
+        Ok(protocol::parse_diagnostics_upload(code, &body)?)
     }
 }
 

@@ -57,6 +57,56 @@ impl From<wit::MeterStatus> for protocol::MeterStatus {
             uuid: m.uuid,
             locked: m.locked,
             missing: m.missing,
+            last_reading: m.last_reading,
+            probe: m.probe.map(Into::into),
+        }
+    }
+}
+
+impl From<wit::ProbeStats> for protocol::ProbeStats {
+    fn from(p: wit::ProbeStats) -> Self {
+        protocol::ProbeStats {
+            telegrams: p.telegrams,
+            parser_failures: p.parser_failures,
+            skipped_bytes: p.skipped_bytes,
+            skipped_frames: p.skipped_frames,
+        }
+    }
+}
+
+impl From<wit::UpdateState> for protocol::UpdateState {
+    fn from(u: wit::UpdateState) -> Self {
+        protocol::UpdateState {
+            state: u.state,
+            component: u.component,
+            from: u.from,
+            to: u.to,
+            reason: u.reason,
+        }
+    }
+}
+
+impl From<wit::DiagnosticsBundle> for protocol::DiagnosticsBundle {
+    fn from(b: wit::DiagnosticsBundle) -> Self {
+        protocol::DiagnosticsBundle {
+            logs: b.logs,
+            config: b.config,
+            probes: b
+                .probes
+                .into_iter()
+                .map(|(meter, stats)| (meter, stats.into()))
+                .collect(),
+            skipped: b
+                .skipped
+                .into_iter()
+                .map(|s| protocol::SkippedRange {
+                    meter: s.meter,
+                    at: s.at,
+                    offset: s.offset,
+                    length: s.length,
+                    reason: s.reason,
+                })
+                .collect(),
         }
     }
 }
@@ -79,6 +129,14 @@ impl From<wit::DeviceStatus> for protocol::DeviceStatus {
             meters: status.meters.into_iter().map(Into::into).collect(),
             set_aside: status.set_aside.into_iter().map(Into::into).collect(),
             clock_plausible: status.clock_plausible,
+            uptime_s: status.uptime_s,
+            buffer: status.buffer.map(|b| protocol::BufferDepth {
+                unsent: b.unsent,
+                set_aside: b.set_aside,
+            }),
+            free_disk_bytes: status.free_disk_bytes,
+            device_time: status.device_time,
+            update: status.update.map(Into::into),
         }
     }
 }

@@ -8,9 +8,10 @@
 mod protocol;
 
 pub use protocol::{
-    Cloud, DeviceStatus, Error, MeasurementRefusal, MeterStatus, Request, SetAside, UploadOutcome,
-    consent_request, parse_consent, parse_status_report, parse_upload, status_request,
-    upload_request,
+    BufferDepth, Cloud, DeviceStatus, DiagnosticsBundle, Error, MAX_BUNDLE_BYTES, MAX_LOG_LINE,
+    MAX_LOG_LINES, MeasurementRefusal, MeterStatus, ProbeStats, Request, SetAside, SkippedRange,
+    UpdateState, UploadOutcome, consent_request, diagnostics_request, parse_consent,
+    parse_diagnostics_upload, parse_status_report, parse_upload, status_request, upload_request,
 };
 
 #[cfg(target_family = "wasm")]

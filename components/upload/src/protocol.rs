@@ -70,7 +70,77 @@ pub struct MeterStatus {
     pub uuid: String,
     pub locked: bool,
     pub missing: Vec<String>,
+    /// RFC 3339 time the meter's newest telegram arrived.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_reading: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probe: Option<ProbeStats>,
 }
+
+/// What a meter's probe reader counted since the daemon started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ProbeStats {
+    pub telegrams: u64,
+    /// Parser calls that failed (their bytes are lost).
+    pub parser_failures: u64,
+    /// Bytes the parser skipped (noise, corrupt frames).
+    pub skipped_bytes: u64,
+    /// Corrupt frames skipped (noise between frames not counted).
+    pub skipped_frames: u64,
+}
+
+/// Rows waiting on the device: not yet sent, and set aside after a refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct BufferDepth {
+    pub unsent: u64,
+    pub set_aside: u64,
+}
+
+/// The update agent's state. `state` is one of `idle`, `downloading`, `staged`, `applying`,
+/// `succeeded`, `failed`, `rolled_back` (the cloud takes any `[a-z_]{1,32}`); `component`,
+/// `from`, `to` name the update, `reason` says why it failed or was rolled back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UpdateState {
+    pub state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub component: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Bytes the parser skipped on a probe: where in the meter's stream and why. No content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SkippedRange {
+    pub meter: String,
+    /// RFC 3339 time they were skipped.
+    pub at: String,
+    pub offset: u64,
+    pub length: u64,
+    /// The parser's reason (`garbage`, `checksum-mismatch`, …).
+    pub reason: String,
+}
+
+/// A diagnostics bundle: recent log lines, the configuration without secrets (JSON text),
+/// per meter its probe statistics, the last skipped byte ranges. No readings: there is no
+/// place for them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiagnosticsBundle {
+    pub logs: Vec<String>,
+    pub config: String,
+    pub probes: Vec<(String, ProbeStats)>,
+    pub skipped: Vec<SkippedRange>,
+}
+
+/// The Data API takes bundles up to 256 KiB; the oldest log lines give way first.
+pub const MAX_BUNDLE_BYTES: usize = 256 * 1024;
+/// Log lines are cut to this many bytes (the Data API refuses longer ones).
+pub const MAX_LOG_LINE: usize = 2048;
+/// At most this many log lines (the Data API refuses more).
+pub const MAX_LOG_LINES: usize = 1000;
 
 /// Measurements set aside on the device because the cloud refused them: how many, of which
 /// meter, with which code (`None`: a code this crate does not know).
@@ -90,6 +160,15 @@ pub struct DeviceStatus {
     pub set_aside: Vec<SetAside>,
     /// Whether the device's clock is plausibly set (it measures nothing while it is not).
     pub clock_plausible: bool,
+    /// Seconds since the daemon started.
+    pub uptime_s: Option<u64>,
+    pub buffer: Option<BufferDepth>,
+    /// Free bytes in the state directory's file system (for an unprivileged user).
+    pub free_disk_bytes: Option<u64>,
+    /// The device's clock when it reports (RFC 3339): the cloud derives the skew.
+    pub device_time: Option<String>,
+    /// The update agent's state; `None` when there is none to report.
+    pub update: Option<UpdateState>,
 }
 
 /// One measurement the cloud refused on its own; sending it again will not help.
@@ -243,13 +322,35 @@ pub fn status_request(cloud: &Cloud, status: &DeviceStatus) -> Request {
             })
         })
         .collect();
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "components": components,
         "last_measurement": status.last_measurement,
         "meters": status.meters,
         "set_aside": set_aside,
         "clock_plausible": status.clock_plausible,
     });
+    // Health: only what the device knows (a cloud before health ignores these fields).
+    let health = [
+        ("uptime_s", status.uptime_s.map(serde_json::Value::from)),
+        ("buffer", status.buffer.map(|b| serde_json::json!(b))),
+        (
+            "free_disk_bytes",
+            status.free_disk_bytes.map(serde_json::Value::from),
+        ),
+        (
+            "device_time",
+            status.device_time.clone().map(serde_json::Value::from),
+        ),
+        (
+            "update",
+            status.update.as_ref().map(|u| serde_json::json!(u)),
+        ),
+    ];
+    for (key, value) in health {
+        if let Some(value) = value {
+            body[key] = value;
+        }
+    }
     Request {
         method: "PUT",
         path: format!("{}/api/household/measurement_device/status", cloud.base),
@@ -257,8 +358,102 @@ pub fn status_request(cloud: &Cloud, status: &DeviceStatus) -> Request {
     }
 }
 
-pub fn parse_status_report(status: u16, body: &[u8]) -> Result<(), Error> {
+/// The answer to a status report: `Some(id)` when an administrator asked for a diagnostics
+/// bundle (200 `{"diagnostics":{"id",…}}`), `None` for 204 (or a cloud before diagnostics).
+pub fn parse_status_report(status: u16, body: &[u8]) -> Result<Option<String>, Error> {
+    #[derive(Deserialize)]
+    struct Answer {
+        diagnostics: Option<Requested>,
+    }
+    #[derive(Deserialize)]
+    struct Requested {
+        id: String,
+    }
+    check_status(status, body)?;
+    if status == 204 || body.is_empty() {
+        return Ok(None);
+    }
+    let answer: Answer = serde_json::from_slice(body)
+        .map_err(|e| Error::Server(format!("unreadable answer to the status report: {e}")))?;
+    match answer.diagnostics {
+        // The id goes back into a JSON body only; anything but a short token is not the cloud's.
+        Some(r)
+            if (1..=64).contains(&r.id.len())
+                && r.id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') =>
+        {
+            Ok(Some(r.id))
+        }
+        Some(_) => Err(Error::Server(
+            "the status answer names a malformed diagnostics request".to_owned(),
+        )),
+        None => Ok(None),
+    }
+}
+
+/// `PUT /api/household/measurement_device/diagnostics`: the bundle for `request`, at most
+/// [`MAX_BUNDLE_BYTES`]: log lines are cut to [`MAX_LOG_LINE`] bytes, the newest
+/// [`MAX_LOG_LINES`] kept, and the oldest dropped until the body fits.
+pub fn diagnostics_request(cloud: &Cloud, request: &str, bundle: &DiagnosticsBundle) -> Request {
+    let config = serde_json::from_str::<serde_json::Value>(&bundle.config)
+        .ok()
+        .filter(serde_json::Value::is_object)
+        .unwrap_or_else(|| serde_json::json!({ "unreadable": true }));
+    let probes: Vec<_> = bundle
+        .probes
+        .iter()
+        .map(|(meter, stats)| {
+            let mut probe = serde_json::json!(stats);
+            probe["meter"] = serde_json::Value::from(meter.as_str());
+            probe
+        })
+        .collect();
+    let mut logs: Vec<String> = bundle
+        .logs
+        .iter()
+        .skip(bundle.logs.len().saturating_sub(MAX_LOG_LINES))
+        .map(|line| cut(line, MAX_LOG_LINE))
+        .collect();
+    let body = |logs: &[String]| {
+        serde_json::json!({
+            "request": request,
+            "bundle": {
+                "logs": logs,
+                "config": config,
+                "probes": probes,
+                "skipped": bundle.skipped,
+            },
+        })
+        .to_string()
+        .into_bytes()
+    };
+    let mut bytes = body(&logs);
+    while bytes.len() > MAX_BUNDLE_BYTES && !logs.is_empty() {
+        // Drop the oldest quarter at a time: a few passes at most.
+        let drop = logs.len().div_ceil(4);
+        logs.drain(..drop);
+        bytes = body(&logs);
+    }
+    Request {
+        method: "PUT",
+        path: format!(
+            "{}/api/household/measurement_device/diagnostics",
+            cloud.base
+        ),
+        body: Some(bytes),
+    }
+}
+
+pub fn parse_diagnostics_upload(status: u16, body: &[u8]) -> Result<(), Error> {
     check_status(status, body)
+}
+
+/// At most `max` bytes of `s`, cut at a character boundary.
+fn cut(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
 }
 
 /// Maps a non-2xx answer to an error: a 4xx is a refusal with the Data API's code, anything
@@ -494,6 +689,8 @@ mod tests {
                     uuid: "m".into(),
                     locked: true,
                     missing: vec!["0100100700ff".into()],
+                    last_reading: None,
+                    probe: None,
                 }],
                 set_aside: vec![
                     SetAside {
@@ -508,6 +705,11 @@ mod tests {
                     },
                 ],
                 clock_plausible: false,
+                uptime_s: None,
+                buffer: None,
+                free_disk_bytes: None,
+                device_time: None,
+                update: None,
             },
         );
         let body: serde_json::Value = serde_json::from_slice(&request.body.unwrap()).unwrap();
@@ -522,6 +724,166 @@ mod tests {
             ])
         );
         assert_eq!(body["clock_plausible"], false);
-        assert_eq!(parse_status_report(204, b""), Ok(()));
+        // A device without health reports the fields it had before, and no others.
+        // Sorted: serde_json may keep insertion order (`preserve_order`, feature-unified).
+        let mut keys: Vec<_> = body.as_object().unwrap().keys().collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "clock_plausible",
+                "components",
+                "last_measurement",
+                "meters",
+                "set_aside"
+            ]
+        );
+        assert_eq!(body["meters"][0].as_object().unwrap().len(), 3, "{body}");
+        assert_eq!(parse_status_report(204, b""), Ok(None));
+    }
+
+    fn healthy() -> DeviceStatus {
+        DeviceStatus {
+            components: vec![("upload".into(), "0.1.0".into())],
+            last_measurement: Some("2026-11-23T16:00:00Z".into()),
+            meters: vec![MeterStatus {
+                uuid: "m".into(),
+                locked: false,
+                missing: vec![],
+                last_reading: Some("2026-11-23T16:00:01Z".into()),
+                probe: Some(ProbeStats {
+                    telegrams: 9,
+                    parser_failures: 1,
+                    skipped_bytes: 17,
+                    skipped_frames: 2,
+                }),
+            }],
+            set_aside: vec![],
+            clock_plausible: true,
+            uptime_s: Some(3600),
+            buffer: Some(BufferDepth {
+                unsent: 3,
+                set_aside: 1,
+            }),
+            free_disk_bytes: Some(1 << 30),
+            device_time: Some("2026-11-23T16:00:05Z".into()),
+            update: Some(UpdateState {
+                state: "failed".into(),
+                component: Some("upload".into()),
+                from: Some("0.1.0".into()),
+                to: Some("0.2.0".into()),
+                reason: None,
+            }),
+        }
+    }
+
+    #[test]
+    fn health_travels_in_the_status_report() {
+        let cloud = Cloud::parse("https://c/base").unwrap();
+        let request = status_request(&cloud, &healthy());
+        let body: serde_json::Value = serde_json::from_slice(&request.body.unwrap()).unwrap();
+        assert_eq!(body["uptime_s"], 3600);
+        assert_eq!(
+            body["buffer"],
+            serde_json::json!({"unsent": 3, "set_aside": 1})
+        );
+        assert_eq!(body["free_disk_bytes"], 1u64 << 30);
+        assert_eq!(body["device_time"], "2026-11-23T16:00:05Z");
+        assert_eq!(
+            body["update"],
+            serde_json::json!({"state": "failed", "component": "upload", "from": "0.1.0", "to": "0.2.0"})
+        );
+        assert_eq!(body["meters"][0]["last_reading"], "2026-11-23T16:00:01Z");
+        assert_eq!(
+            body["meters"][0]["probe"],
+            serde_json::json!({"telegrams": 9, "parser_failures": 1, "skipped_bytes": 17, "skipped_frames": 2})
+        );
+    }
+
+    #[test]
+    fn status_answers_may_ask_for_diagnostics() {
+        let id = "2f1c1e9a-55a4-4d4a-9d36-3a3c4c8d9e01";
+        let body = format!(r#"{{"diagnostics":{{"id":"{id}","expires_at":"x"}}}}"#);
+        assert_eq!(
+            parse_status_report(200, body.as_bytes()),
+            Ok(Some(id.into()))
+        );
+        assert_eq!(
+            parse_status_report(200, br#"{"diagnostics":null}"#),
+            Ok(None)
+        );
+        assert_eq!(parse_status_report(200, b""), Ok(None));
+        for hostile in [
+            &br#"{"diagnostics":{"id":"../../etc"}}"#[..],
+            br#"{"diagnostics":{"id":""}}"#,
+            br#"{"diagnostics":{"id":7}}"#,
+            b"<html>",
+        ] {
+            assert!(
+                matches!(parse_status_report(200, hostile), Err(Error::Server(_))),
+                "{}",
+                String::from_utf8_lossy(hostile)
+            );
+        }
+        assert!(matches!(
+            parse_status_report(403, br#"{"code":"device_revoked"}"#),
+            Err(Error::Refused(_))
+        ));
+    }
+
+    #[test]
+    fn bundles_fit_the_data_apis_limits() {
+        let cloud = Cloud::parse("https://c").unwrap();
+        let bundle = DiagnosticsBundle {
+            // 3000 lines of 300 bytes (900 KB), one of them 5000 bytes of multi-byte text.
+            logs: (0..3000)
+                .map(|i| {
+                    if i == 2999 {
+                        "é".repeat(2500)
+                    } else {
+                        format!("{i:05} {}", "x".repeat(294))
+                    }
+                })
+                .collect(),
+            config: r#"{"cloud":"https://c"}"#.into(),
+            probes: vec![("m".into(), ProbeStats::default())],
+            skipped: vec![SkippedRange {
+                meter: "m".into(),
+                at: "2026-11-23T16:00:00Z".into(),
+                offset: 10,
+                length: 7,
+                reason: "checksum-mismatch".into(),
+            }],
+        };
+        let request = diagnostics_request(&cloud, "r-1", &bundle);
+        assert_eq!(
+            (request.method, request.path.as_str()),
+            ("PUT", "/api/household/measurement_device/diagnostics")
+        );
+        let bytes = request.body.unwrap();
+        assert!(bytes.len() <= MAX_BUNDLE_BYTES, "{}", bytes.len());
+        let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(body["request"], "r-1");
+        let logs = body["bundle"]["logs"].as_array().unwrap();
+        assert!(
+            logs.len() <= MAX_LOG_LINES && logs.len() > 100,
+            "{}",
+            logs.len()
+        );
+        // The newest lines stay; the long one is cut at a character boundary.
+        let last = logs.last().unwrap().as_str().unwrap();
+        assert!(last.len() <= MAX_LOG_LINE && last.starts_with('é'));
+        assert_eq!(body["bundle"]["config"]["cloud"], "https://c");
+        assert_eq!(body["bundle"]["probes"][0]["meter"], "m");
+        assert_eq!(body["bundle"]["skipped"][0]["reason"], "checksum-mismatch");
+        // Configuration that is not a JSON object is not passed on as it is.
+        let mut odd = bundle.clone();
+        odd.config = "secret=1".into();
+        let body: serde_json::Value =
+            serde_json::from_slice(&diagnostics_request(&cloud, "r", &odd).body.unwrap()).unwrap();
+        assert_eq!(
+            body["bundle"]["config"],
+            serde_json::json!({"unreadable": true})
+        );
     }
 }

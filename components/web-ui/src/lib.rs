@@ -5,6 +5,8 @@
 //! - `/ui/registration/`: researchers register participants and see their consent;
 //! - `/ui/status/`: administrators see every device's versions, last measurement and activity,
 //!   household and consent;
+//! - `/ui/fleet/`: administrators see every device's latest health (versions, last report,
+//!   silent, buffer, free disk, clock, update state) and one device's history as a plot;
 //! - `/ui/device/`: the participant's device UI (consent, registration details, own
 //!   measurements as a chart), opened from the link the device obtains with its certificate.
 //! - `/ui/survey.js`: the survey's OBIS codes, generated from `wattlet-survey`, so the pages
@@ -64,6 +66,16 @@ pub const FILES: &[(&str, &str, &str)] = &[
         "/status/status.js",
         "text/javascript; charset=utf-8",
         include_str!("../static/status/status.js"),
+    ),
+    (
+        "/fleet/",
+        "text/html; charset=utf-8",
+        include_str!("../static/fleet/index.html"),
+    ),
+    (
+        "/fleet/fleet.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../static/fleet/fleet.js"),
     ),
 ];
 

@@ -88,3 +88,44 @@ export function ago(time) {
   if (seconds < 172800) return `${Math.round(seconds / 3600)} h ago`;
   return `${Math.round(seconds / 86400)} days ago`;
 }
+
+// A line chart of one quantity over time, as SVG (no library: a polyline, its points and two
+// axes).
+export function chart(points, label, unit) {
+  const width = 760, height = 260, left = 60, bottom = 30;
+  const ns = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(ns, 'svg');
+  svg.setAttribute('viewBox', `0 0 ${width} ${height}`);
+  svg.setAttribute('width', width);
+  svg.setAttribute('role', 'img');
+  svg.setAttribute('aria-label', `${label} in ${unit}`);
+  const add = (tag, attributes, text) => {
+    const node = document.createElementNS(ns, tag);
+    for (const [k, v] of Object.entries(attributes)) node.setAttribute(k, v);
+    if (text !== undefined) node.textContent = text;
+    svg.append(node);
+    return node;
+  };
+  const t0 = points[0].t, t1 = points[points.length - 1].t;
+  let lo = Math.min(...points.map((p) => p.v)), hi = Math.max(...points.map((p) => p.v));
+  if (hi === lo) { hi += 1; lo -= 1; }
+  const x = (t) => left + (t1 === t0 ? 0.5 : (t - t0) / (t1 - t0)) * (width - left - 10);
+  const y = (v) => 10 + (1 - (v - lo) / (hi - lo)) * (height - bottom - 10);
+  add('line', { x1: left, y1: 10, x2: left, y2: height - bottom, stroke: '#8a979f' });
+  add('line', { x1: left, y1: height - bottom, x2: width - 10, y2: height - bottom, stroke: '#8a979f' });
+  add('text', { x: left - 6, y: 16, 'text-anchor': 'end', 'font-size': 12 }, hi.toFixed(3));
+  add('text', { x: left - 6, y: height - bottom, 'text-anchor': 'end', 'font-size': 12 }, lo.toFixed(3));
+  add('text', { x: left, y: height - 8, 'font-size': 12 }, new Date(t0).toLocaleString());
+  add('text', { x: width - 10, y: height - 8, 'text-anchor': 'end', 'font-size': 12 }, new Date(t1).toLocaleString());
+  add('polyline', {
+    points: points.map((p) => `${x(p.t).toFixed(1)},${y(p.v).toFixed(1)}`).join(' '),
+    fill: 'none', stroke: '#2e7d5b', 'stroke-width': 2, 'data-points': points.length,
+  });
+  // Few points: each marked, so a lone report still shows.
+  if (points.length <= 100) {
+    for (const p of points) {
+      add('circle', { cx: x(p.t).toFixed(1), cy: y(p.v).toFixed(1), r: 3, fill: '#2e7d5b', class: 'point' });
+    }
+  }
+  return svg;
+}

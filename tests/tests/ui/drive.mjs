@@ -1,7 +1,8 @@
 // Drives the web UIs in headless Chromium (Debian's package) through their main tasks, with
 // screenshots. Run by edge-host/tests/web_ui.rs, which starts the cloud and passes:
 // WATTLET_URL, RESEARCHER_TOKEN, ADMIN_TOKEN, ACTIVE_DEVICE (a device that reported its
-// status, in a household with consent), DEVICE_LINK_ACTIVE (that household's device UI link,
+// status, in a household with consent, and HEALTH_REPORTS health reports), SILENT_DEVICE (one
+// registered long ago that never reported), DEVICE_LINK_ACTIVE (that household's device UI link,
 // MEASUREMENTS of them uploaded), DEVICE_LINK_NEW (a household without consent), SCREENSHOTS
 // (a directory), PLAYWRIGHT (playwright-core).
 import { createRequire } from 'node:module';
@@ -91,6 +92,32 @@ try {
   const fresh = await status.locator('tr[data-device="pi-ui-1"]').textContent();
   check(fresh.includes('Ada Lovelace') && fresh.includes('never'), `a new device has no activity yet: ${fresh}`);
   await status.screenshot({ path: `${shots}/status.png`, fullPage: true });
+
+  // Fleet: the device's reported health, a silent device flagged, the device's history plotted.
+  const fleet = await context.newPage();
+  fleet.on('pageerror', (e) => errors.push(e.message));
+  await fleet.goto(`${url}/ui/fleet/`);
+  await fleet.fill('#token', process.env.ADMIN_TOKEN);
+  await fleet.click('#token-form button');
+  const healthy = fleet.locator(`tr[data-device="${process.env.ACTIVE_DEVICE}"]`);
+  await healthy.waitFor();
+  const healthText = await healthy.textContent();
+  check(healthText.includes('2 unsent') && healthText.includes('2.5 GB'), `latest buffer and disk shown: ${healthText}`);
+  check(healthText.includes('failed: upload 0.1.0 → 0.2.0'), `update state shown: ${healthText}`);
+  check(await healthy.getAttribute('data-silent') === 'false', 'a reporting device is not silent');
+  const quiet = fleet.locator(`tr[data-device="${process.env.SILENT_DEVICE}"]`);
+  check(await quiet.getAttribute('data-silent') === 'true' && (await quiet.textContent()).includes('silent'),
+    'a device that never reported since long ago is flagged silent');
+  await healthy.locator('a.choose').click();
+  await fleet.locator('#plot svg polyline').waitFor();
+  const plotted = await fleet.getAttribute('#plot svg polyline', 'data-points');
+  check(plotted === process.env.HEALTH_REPORTS, `the plot draws every health report: ${plotted}`);
+  const marked = await fleet.locator('#plot svg circle.point').count();
+  check(String(marked) === process.env.HEALTH_REPORTS, `each report is a point: ${marked}`);
+  await fleet.selectOption('#quantity', 'uptime_h');
+  await fleet.locator('#plot svg[aria-label="uptime in h"]').waitFor();
+  check(true, 'the plotted quantity can be changed');
+  await fleet.screenshot({ path: `${shots}/fleet.png`, fullPage: true });
 
   // The participant's device UI, opened from the device's link: a new household grants consent.
   const device = await context.newPage();

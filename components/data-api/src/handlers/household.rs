@@ -10,7 +10,7 @@ use wattlet_survey::RefusalCode;
 use crate::auth;
 use crate::db::{Db, Row, Value as Sql, col_json, col_required, col_text, placeholders, text};
 use crate::error::{ApiError, ApiResult};
-use crate::handlers::consent;
+use crate::handlers::{consent, health};
 use crate::http::{Request, Response, json_response, no_content};
 use crate::registration;
 use crate::services::Env;
@@ -158,6 +158,18 @@ struct StatusReport {
     /// Whether the device's clock is plausibly set (it measures nothing while it is not).
     #[serde(default)]
     clock_plausible: Option<bool>,
+    // Health (`handlers::health`); older devices send none of it.
+    #[serde(default)]
+    uptime_s: Option<u64>,
+    #[serde(default)]
+    buffer: Option<health::BufferReport>,
+    #[serde(default)]
+    free_disk_bytes: Option<u64>,
+    /// The device's clock when it sent the report (the cloud derives the skew).
+    #[serde(default)]
+    device_time: Option<String>,
+    #[serde(default)]
+    update: Option<health::UpdateReport>,
 }
 
 #[derive(Deserialize)]
@@ -173,6 +185,11 @@ struct MeterStatus {
     locked: bool,
     #[serde(default)]
     missing: Vec<String>,
+    /// When the meter's newest telegram arrived.
+    #[serde(default)]
+    last_reading: Option<String>,
+    #[serde(default)]
+    probe: Option<health::ProbeReport>,
 }
 
 const MAX_COMPONENTS: usize = 64;
@@ -183,7 +200,10 @@ const MAX_SET_ASIDE: usize = 256;
 /// last measurement and each of its meters' state (factory-locked, expected OBIS codes missing);
 /// the measurements it set aside because the Data API refused them (`set_aside`: by meter, any
 /// meter, and refusal code) and whether its clock is plausibly set, kept as the device's
-/// `status`. 204; 403 for a meter status of a meter not wired to the calling device.
+/// `status`; its health (uptime, buffer, free disk, clock, per meter the last reading and probe
+/// statistics, the update agent's state: `handlers::health`) as the latest and in the history.
+/// 204, or 200 `{"diagnostics":{"id","requested_at","expires_at"}}` when an administrator asked
+/// for a diagnostics bundle; 403 for a meter status of a meter not wired to the calling device.
 pub fn put_status(req: &Request, env: &Env) -> ApiResult<Response> {
     let db = &env.db;
     let caller = auth::device(req, env)?;
@@ -215,7 +235,7 @@ pub fn put_status(req: &Request, env: &Env) -> ApiResult<Response> {
     if report.meters.len() > MAX_METERS {
         return Err(bad(format!("meters: at most {MAX_METERS} entries")));
     }
-    let device_status = device_status(&report)?;
+    let mut device_status = device_status(&report)?;
     let mut statuses = Vec::with_capacity(report.meters.len());
     let mut seen = BTreeSet::new();
     for (i, meter) in report.meters.iter().enumerate() {
@@ -232,6 +252,24 @@ pub fn put_status(req: &Request, env: &Env) -> ApiResult<Response> {
             )));
         }
         statuses.push((uuid, meter.locked, meter.missing.clone()));
+    }
+    let health = health::health_json(&health::Health {
+        components: &report.components,
+        uptime_s: report.uptime_s,
+        buffer: report.buffer.as_ref(),
+        free_disk_bytes: report.free_disk_bytes,
+        clock_plausible: report.clock_plausible,
+        device_time: report.device_time.as_deref(),
+        meters: statuses
+            .iter()
+            .zip(&report.meters)
+            .map(|((uuid, ..), m)| (uuid.clone(), m.last_reading.as_deref(), m.probe.as_ref()))
+            .collect(),
+        update: report.update.as_ref(),
+    })?;
+    let reported_at = timestamp::to_db(timestamp::now());
+    if let Some(health) = &health {
+        device_status["health"] = health.clone();
     }
 
     // Only the caller's own meters, wired to the calling device.
@@ -269,7 +307,10 @@ pub fn put_status(req: &Request, env: &Env) -> ApiResult<Response> {
             text(&caller.device),
         ],
     )?;
-    let reported_at = timestamp::to_api(timestamp::now());
+    if let Some(health) = &health {
+        health::record(db, &caller.device, &reported_at, health)?;
+    }
+    let reported_at = timestamp::db_to_api(Some(reported_at));
     for (uuid, locked, missing) in statuses {
         let status = json!({ "locked": locked, "missing": missing, "reported_at": reported_at });
         db.exec(
@@ -277,7 +318,10 @@ pub fn put_status(req: &Request, env: &Env) -> ApiResult<Response> {
             &[text(status.to_string()), text(uuid), text(&caller.device)],
         )?;
     }
-    Ok(no_content())
+    match health::pending_request(db, &caller.device)? {
+        Some(request) => Ok(json_response(200, &json!({ "diagnostics": request }))),
+        None => Ok(no_content()),
+    }
 }
 
 /// The device-wide part of a status report, checked, as it is stored.

@@ -3,6 +3,7 @@
 pub mod consent;
 pub mod disaggregation;
 pub mod forecast;
+pub mod health;
 pub mod household;
 pub mod management;
 pub mod measurement;

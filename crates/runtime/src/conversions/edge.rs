@@ -21,6 +21,56 @@ impl From<&native::MeterStatus> for wit::MeterStatus {
             uuid: status.uuid.clone(),
             locked: status.locked,
             missing: status.missing.clone(),
+            last_reading: status.last_reading.clone(),
+            probe: status.probe.map(Into::into),
+        }
+    }
+}
+
+impl From<native::ProbeStats> for wit::ProbeStats {
+    fn from(p: native::ProbeStats) -> Self {
+        wit::ProbeStats {
+            telegrams: p.telegrams,
+            parser_failures: p.parser_failures,
+            skipped_bytes: p.skipped_bytes,
+            skipped_frames: p.skipped_frames,
+        }
+    }
+}
+
+impl From<&native::UpdateState> for wit::UpdateState {
+    fn from(u: &native::UpdateState) -> Self {
+        wit::UpdateState {
+            state: u.state.clone(),
+            component: u.component.clone(),
+            from: u.from.clone(),
+            to: u.to.clone(),
+            reason: u.reason.clone(),
+        }
+    }
+}
+
+impl From<&native::DiagnosticsBundle> for wit::DiagnosticsBundle {
+    fn from(b: &native::DiagnosticsBundle) -> Self {
+        wit::DiagnosticsBundle {
+            logs: b.logs.clone(),
+            config: b.config.clone(),
+            probes: b
+                .probes
+                .iter()
+                .map(|(meter, stats)| (meter.clone(), (*stats).into()))
+                .collect(),
+            skipped: b
+                .skipped
+                .iter()
+                .map(|s| wit::SkippedRange {
+                    meter: s.meter.clone(),
+                    at: s.at.clone(),
+                    offset: s.offset,
+                    length: s.length,
+                    reason: s.reason.clone(),
+                })
+                .collect(),
         }
     }
 }
@@ -43,6 +93,14 @@ impl From<&native::DeviceStatus> for wit::DeviceStatus {
             meters: status.meters.iter().map(wit::MeterStatus::from).collect(),
             set_aside: status.set_aside.iter().map(wit::SetAside::from).collect(),
             clock_plausible: status.clock_plausible,
+            uptime_s: status.uptime_s,
+            buffer: status.buffer.map(|b| wit::BufferDepth {
+                unsent: b.unsent,
+                set_aside: b.set_aside,
+            }),
+            free_disk_bytes: status.free_disk_bytes,
+            device_time: status.device_time.clone(),
+            update: status.update.as_ref().map(Into::into),
         }
     }
 }
