@@ -39,8 +39,8 @@ use crate::reader::{self, MeterFeed, ReaderCounters};
 use crate::update::slots::Source;
 use crate::update::{Agent, Applied, Kind};
 use crate::uplink::{
-    BufferDepth, DeviceStatus, DiagnosticsBundle, MeterStatus, ProbeStats, SkippedRange, Uplink,
-    UplinkError,
+    BufferDepth, DeviceStatus, DiagnosticsBundle, MeterStatus, ProbeStats, SkippedRange,
+    UpdateState, Uplink, UplinkError,
 };
 
 /// Why the daemon returned.
@@ -764,10 +764,85 @@ impl Daemon {
             free_disk_bytes: free_disk(&self.config.state_dir),
             // An implausible clock's time is still what the cloud wants to see.
             device_time: Some(rfc3339(now)),
-            // The update agent reports here once it runs in the daemon.
-            update: None,
+            update: update_report(&self.components.agent),
         })
     }
+}
+
+/// The update agent's state for the status report, in the report's words: an update in
+/// progress first, else the latest outcome (a refusal or roll-back with its reason). `None`
+/// before any update or when the state cannot be read (the agent logs that itself).
+fn update_report(agent: &Agent) -> Option<UpdateState> {
+    use crate::update::machine::{Outcome, Phase};
+    let states: Vec<(Kind, crate::update::machine::State)> = Kind::ALL
+        .into_iter()
+        .filter_map(|kind| agent.store().load(kind).ok().map(|state| (kind, state)))
+        .collect();
+    let report = |kind: Kind, state: &str, from, to, reason: Option<String>| {
+        Some(UpdateState {
+            state: state.to_owned(),
+            component: Some(kind.name().to_owned()),
+            from,
+            to,
+            // The cloud takes at most 512 bytes of reason: a longer one would refuse the report.
+            reason: reason.map(|r| truncate(r, 512)),
+        })
+    };
+    for (kind, state) in &states {
+        let from = state.committed.as_ref().map(|c| c.version.to_string());
+        match &state.phase {
+            Phase::Idle => {}
+            Phase::Staging { version, .. } => {
+                return report(*kind, "downloading", from, Some(version.to_string()), None);
+            }
+            Phase::Staged { candidate } => {
+                return report(
+                    *kind,
+                    "staged",
+                    from,
+                    Some(candidate.version.to_string()),
+                    None,
+                );
+            }
+            Phase::Trial { candidate, .. } => {
+                return report(
+                    *kind,
+                    "applying",
+                    from,
+                    Some(candidate.version.to_string()),
+                    None,
+                );
+            }
+        }
+    }
+    states.iter().find_map(|(kind, state)| {
+        let to = |v: &semver::Version| Some(v.to_string());
+        match state.last.as_ref()? {
+            Outcome::Committed { version } => report(*kind, "succeeded", None, to(version), None),
+            Outcome::Refused { version, reason } => {
+                report(*kind, "failed", None, to(version), Some(reason.clone()))
+            }
+            Outcome::RolledBack { version, reason } => report(
+                *kind,
+                "rolled_back",
+                None,
+                to(version),
+                Some(reason.clone()),
+            ),
+        }
+    })
+}
+
+/// `text` cut to at most `max` bytes, on a character boundary.
+fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
 }
 
 /// Free bytes for an unprivileged user in the file system holding `dir`; `None` when unknown.

@@ -69,6 +69,20 @@ fn the_daemon_installs_both_components_and_reports_them() {
             status == 200 && listing.to_string().matches("1.1.0+sha256.").count() >= 2
         },
     );
+    // The fleet view shows how the last update ended.
+    wait_for(
+        Duration::from_secs(60),
+        "the fleet shows the update succeeded",
+        || {
+            let (status, fleet) = edge.cloud.admin("GET", "/api/management/devices", None);
+            status == 200
+                && fleet["devices"].as_array().is_some_and(|devices| {
+                    devices
+                        .iter()
+                        .any(|d| d["health"]["update"]["state"] == "succeeded")
+                })
+        },
+    );
     wait_for(Duration::from_secs(30), "the buffer drained", || {
         pending(&edge.dir) == 0
     });
