@@ -33,6 +33,7 @@ use crate::clock;
 use crate::config::EdgeConfig;
 use crate::metrics::{EdgeMetrics, MeterLabels, OutcomeLabels, unix_seconds};
 use crate::reader::{self, MeterFeed, ReaderCounters};
+use crate::service::ServiceManager;
 use crate::uplink::{DeviceStatus, MeterStatus, Uplink, UplinkError};
 
 /// Why the daemon returned.
@@ -122,6 +123,8 @@ pub struct Daemon {
     clock_ok: Option<bool>,
     /// Meters with a measurement the cloud acknowledged since the start.
     delivering: HashSet<String>,
+    /// systemd: readiness and the watchdog, fed only by the main loop.
+    service: ServiceManager,
 }
 
 impl Daemon {
@@ -158,6 +161,7 @@ impl Daemon {
             last_measured,
             clock_ok: None,
             delivering: HashSet::new(),
+            service: ServiceManager::from_env(),
         })
     }
 
@@ -165,6 +169,9 @@ impl Daemon {
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> anyhow::Result<Stopped> {
         if self.consent == ConsentState::Revoked {
             tracing::warn!("consent was revoked: this device no longer measures");
+            // A clean exit, not a failed start: systemd must not restart it.
+            self.service.ready("consent revoked: this device measures nothing");
+            self.service.stopping();
             return Ok(Stopped::ConsentRevoked);
         }
         tracing::info!(
@@ -180,13 +187,30 @@ impl Daemon {
             tokio::time::interval_at(start + self.config.measure_every, self.config.measure_every);
         let mut report_tick =
             tokio::time::interval_at(start + self.config.report_every, self.config.report_every);
-        for tick in [&mut consent_tick, &mut measure_tick, &mut report_tick] {
+        // The watchdog is fed here, in the loop, and nowhere else (a thread of its own would
+        // feed it while the loop hangs). Without a watchdog the tick is never taken.
+        let watchdog_every = self.service.watchdog_every();
+        let mut watchdog_tick =
+            tokio::time::interval(watchdog_every.unwrap_or(std::time::Duration::from_secs(3600)));
+        for tick in [
+            &mut consent_tick,
+            &mut measure_tick,
+            &mut report_tick,
+            &mut watchdog_tick,
+        ] {
             tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         }
+        self.service.ready(&format!(
+            "reading {} meter(s), consent {}",
+            self.config.meters.len(),
+            self.consent.as_str()
+        ));
         tokio::pin!(shutdown);
         let stopped = loop {
+            self.service.alive();
             let outcome = tokio::select! {
                 () = &mut shutdown => break Stopped::Shutdown,
+                _ = watchdog_tick.tick(), if watchdog_every.is_some() => Ok(None),
                 _ = consent_tick.tick() => self.refresh_consent().await,
                 _ = measure_tick.tick() => self.measure().map(|()| None),
                 _ = report_tick.tick() => self.report().await,
@@ -195,6 +219,7 @@ impl Daemon {
                 break stopped;
             }
         };
+        self.service.stopping();
         if let Some(readers) = self.readers.take() {
             readers.stop();
         }
@@ -363,6 +388,8 @@ impl Daemon {
             return Ok(None);
         }
         loop {
+            // Each upload may take its full time limit: the loop is alive between them.
+            self.service.alive();
             let batch = self.buffer.pending(MAX_BATCH)?;
             if batch.is_empty() {
                 break;
@@ -452,6 +479,7 @@ impl Daemon {
                 }
             }
         }
+        self.service.alive();
         let status = self.status()?;
         if let Err(error) = self.components.uplink.report_status(&status).await? {
             tracing::warn!(%error, "cannot report the device status");

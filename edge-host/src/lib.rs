@@ -9,6 +9,7 @@
 //! - [`uplink`]: the upload component, with the device's TLS identity held by the host.
 //! - [`daemon`]: the measurement, report and consent cycles.
 //! - [`unlock`]: entering a locked meter's PIN through the probe.
+//! - [`service`]: readiness, stopping and the watchdog for systemd.
 //! - [`cli`]: the command line, shared by `wattlet-edge` and `wattlet`.
 //!
 //! The crate holds no queue client, no certificate authority and no HTTP server beyond the
@@ -21,5 +22,6 @@ pub mod config;
 pub mod daemon;
 pub mod metrics;
 pub mod reader;
+pub mod service;
 pub mod unlock;
 pub mod uplink;
