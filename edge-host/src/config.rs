@@ -141,7 +141,10 @@ impl EdgeConfig {
     /// Parses `text`; `path` names the file in errors and anchors relative paths.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         // The packaged example is all comments: say what to do rather than "missing field".
-        if text.parse::<toml::Table>().is_ok_and(|table| table.is_empty()) {
+        if text
+            .parse::<toml::Table>()
+            .is_ok_and(|table| table.is_empty())
+        {
             return Err(ConfigError::Unconfigured {
                 path: path.to_path_buf(),
             });

@@ -170,7 +170,8 @@ impl Daemon {
         if self.consent == ConsentState::Revoked {
             tracing::warn!("consent was revoked: this device no longer measures");
             // A clean exit, not a failed start: systemd must not restart it.
-            self.service.ready("consent revoked: this device measures nothing");
+            self.service
+                .ready("consent revoked: this device measures nothing");
             self.service.stopping();
             return Ok(Stopped::ConsentRevoked);
         }

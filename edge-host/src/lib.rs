@@ -8,6 +8,7 @@
 //! - [`clock`]: whether the clock is plausibly set (a Pi has no battery-backed clock).
 //! - [`uplink`]: the upload component, with the device's TLS identity held by the host.
 //! - [`daemon`]: the measurement, report and consent cycles.
+//! - [`enrol`]: the device's key and certificate signing request, its certificate installed.
 //! - [`unlock`]: entering a locked meter's PIN through the probe.
 //! - [`service`]: readiness, stopping and the watchdog for systemd.
 //! - [`cli`]: the command line, shared by `wattlet-edge` and `wattlet`.
@@ -20,6 +21,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod enrol;
 pub mod metrics;
 pub mod reader;
 pub mod service;

@@ -299,7 +299,13 @@ fn device_csr(subject_cn: &str, san_uri: &str) -> (rcgen::KeyPair, String) {
 #[test]
 fn a_signed_csr_carries_the_administrators_identity_and_the_devices_key() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let ca = CaDir::init(&dir.path().join("ca"), "test CA", DEFAULT_CA_VALIDITY, false).expect("CA");
+    let ca = CaDir::init(
+        &dir.path().join("ca"),
+        "test CA",
+        DEFAULT_CA_VALIDITY,
+        false,
+    )
+    .expect("CA");
     // The device asks to be someone else: the CSR's subject and SANs count for nothing.
     let (key, csr) = device_csr("pi-admin", "urn:wattlet:device:pi-admin");
     let signed = ca
@@ -347,7 +353,10 @@ fn csrs_that_are_altered_foreign_or_malformed_are_refused() {
     let at = bytes.len() / 3;
     bytes[at] ^= 0x01;
     let altered = pem_of("CERTIFICATE REQUEST", &bytes);
-    let error = ca.sign_device_csr(&altered, &request).unwrap_err().to_string();
+    let error = ca
+        .sign_device_csr(&altered, &request)
+        .unwrap_err()
+        .to_string();
     assert!(
         error.contains("signature does not verify") || error.contains("not a certificate"),
         "{error}"
@@ -364,9 +373,16 @@ fn csrs_that_are_altered_foreign_or_malformed_are_refused() {
     let error = ca.sign_device_csr(&p384, &request).unwrap_err().to_string();
     assert!(error.contains("not ECDSA P-256"), "{error}");
 
-    for junk in ["", "hello", &pem_of("CERTIFICATE REQUEST", b"\x30\x03\x02\x01\x00")] {
+    for junk in [
+        "",
+        "hello",
+        &pem_of("CERTIFICATE REQUEST", b"\x30\x03\x02\x01\x00"),
+    ] {
         let error = ca.sign_device_csr(junk, &request).unwrap_err().to_string();
-        assert!(error.contains("refused certificate signing request"), "{error}");
+        assert!(
+            error.contains("refused certificate signing request"),
+            "{error}"
+        );
     }
     // A good CSR still needs a valid device id from the administrator.
     let error = ca
