@@ -143,3 +143,73 @@ fn serve_tls_options_go_together() {
     let error = fails(&["serve", "--crl", "crl.pem"]);
     assert!(error.contains("--crl needs mutual TLS"), "{error}");
 }
+
+/// `wattlet ca sign-csr`: a request made on the device (`wattlet_edge::enrol`, what
+/// `wattlet-edge enrol request` runs) becomes a certificate for the device id and email the
+/// administrator gives, recorded like any other; a request that was altered is refused.
+#[test]
+fn sign_csr_issues_the_administrators_identity_for_the_devices_key() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let dir = temp.path().join("ca");
+    let dir = dir.to_str().expect("utf-8 path");
+    ok(&["ca", "init", "--dir", dir]);
+    let device = temp.path().join("device");
+    let requested = wattlet_edge::enrol::request(&device, false, None).expect("request");
+    let csr = requested.csr.to_str().expect("utf-8");
+    let out = temp.path().join("pi-9.crt");
+    let out_str = out.to_str().expect("utf-8");
+
+    let sign = |csr: &str, id: &str| {
+        wattlet(&[
+            "ca",
+            "sign-csr",
+            "--dir",
+            dir,
+            "--csr",
+            csr,
+            "--id",
+            id,
+            "--email",
+            "eve@example.org",
+            "--out",
+            out_str,
+        ])
+    };
+    let ran = sign(csr, "bad id");
+    assert!(
+        !ran.success() && ran.stderr.contains("invalid device id"),
+        "{ran:?}"
+    );
+    let altered = temp.path().join("altered.csr");
+    let pem = std::fs::read_to_string(csr).expect("csr");
+    // A character of the base64 body changed: the signed bytes differ.
+    let at = pem.find('\n').expect("header") + 40;
+    let flipped = if &pem[at..=at] == "A" { "B" } else { "A" };
+    std::fs::write(
+        &altered,
+        format!("{}{flipped}{}", &pem[..at], &pem[at + 1..]),
+    )
+    .expect("write");
+    let ran = sign(altered.to_str().expect("utf-8"), "pi-9");
+    assert!(
+        !ran.success() && ran.stderr.contains("refused certificate signing request"),
+        "{ran:?}"
+    );
+    assert!(!out.exists());
+
+    let printed = sign(csr, "pi-9").expect_success("ca sign-csr");
+    assert!(printed.contains("wattlet-edge enrol install"), "{printed}");
+    let identity =
+        wattlet_tls::ClientIdentity::from_pem(&std::fs::read(&out).expect("cert")).expect("id");
+    assert_eq!(identity.device_id, "pi-9");
+    assert_eq!(identity.email, "eve@example.org");
+    let list = ok(&["ca", "list", "--dir", dir]);
+    assert!(
+        list.contains(&identity.serial_hex) && list.contains("pi-9"),
+        "{list}"
+    );
+    // The device accepts it: its own key, the CA's chain.
+    let installed = wattlet_edge::enrol::install(&device, &out, &Path::new(dir).join("ca.crt"))
+        .expect("install");
+    assert_eq!(installed.identity, identity);
+}

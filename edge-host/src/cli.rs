@@ -100,6 +100,89 @@ pub fn unlock(args: UnlockArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+#[derive(Debug, clap::Subcommand)]
+pub enum EnrolCommand {
+    /// Make the device's private key (once; it never leaves the device) and a certificate
+    /// signing request for it, printed for the administrator (`wattlet ca sign-csr`).
+    Request {
+        #[command(flatten)]
+        dir: EnrolDir,
+        /// Replace the device's key with a new one (a certificate of the old key stops fitting).
+        #[arg(long)]
+        new_key: bool,
+        /// The group that may read the key: the daemon's.
+        #[arg(long, default_value = "wattlet", value_name = "NAME")]
+        group: String,
+    },
+    /// Install the certificate the administrator signed, with the cloud's CA certificate,
+    /// after checking that it is for this device's key and chains to that CA.
+    Install {
+        #[command(flatten)]
+        dir: EnrolDir,
+        /// The signed certificate (PEM).
+        #[arg(long, value_name = "FILE")]
+        cert: PathBuf,
+        /// The cloud's CA certificate (PEM): `ca.crt` of `wattlet ca`.
+        #[arg(long, value_name = "FILE")]
+        ca: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct EnrolDir {
+    /// Where the identity lives: device.key, device.csr, device.crt, ca.crt (the configuration's
+    /// [identity] names them).
+    #[arg(long, default_value = "/etc/wattlet", value_name = "DIR")]
+    dir: PathBuf,
+}
+
+/// `wattlet-edge enrol request|install`.
+pub fn enrol(command: EnrolCommand) -> anyhow::Result<ExitCode> {
+    use crate::enrol;
+    match command {
+        EnrolCommand::Request {
+            dir,
+            new_key,
+            group,
+        } => {
+            let gid = enrol::group_id(&group);
+            if gid.is_none() {
+                eprintln!(
+                    "no group {group:?} here: the key will be readable by its owner only \
+                     (the package creates the group)"
+                );
+            }
+            let requested = enrol::request(&dir.dir, new_key, gid)?;
+            eprintln!(
+                "{} key {}; request {} (below). Give the request to the survey's \
+                 administrator: wattlet ca sign-csr --dir CA --csr device.csr --id DEVICE \
+                 --email EMAIL --out DEVICE.crt; then here: wattlet-edge enrol install --cert \
+                 DEVICE.crt --ca ca.crt",
+                if requested.new_key {
+                    "made"
+                } else {
+                    "kept the"
+                },
+                requested.key.display(),
+                requested.csr.display()
+            );
+            print!("{}", requested.csr_pem);
+        }
+        EnrolCommand::Install { dir, cert, ca } => {
+            let installed = enrol::install(&dir.dir, &cert, &ca)?;
+            println!(
+                "installed {} for device {} ({}), serial {}; cloud CA {}",
+                installed.cert.display(),
+                installed.identity.device_id,
+                installed.identity.email,
+                installed.identity.serial_hex,
+                installed.ca.display()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Resolves on Ctrl-C or SIGTERM (how systemd stops a service).
 pub async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};

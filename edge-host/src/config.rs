@@ -27,6 +27,17 @@ pub enum ConfigError {
     },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
+    #[error(
+        "{path} sets nothing: fill in cloud, [identity] and a [[meter]] (the comments in it and \
+         the README, \"Installing on a Raspberry Pi\", say how)"
+    )]
+    Unconfigured { path: PathBuf },
+}
+
+impl ConfigError {
+    /// The exit status for a configuration the daemon refuses: `EX_CONFIG` (sysexits.h), which
+    /// the systemd unit does not restart on (`RestartPreventExitStatus=78`).
+    pub const EXIT_STATUS: u8 = 78;
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -159,6 +170,15 @@ impl EdgeConfig {
 
     /// Parses `text`; `path` names the file in errors and anchors relative paths.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        // The packaged example is all comments: say what to do rather than "missing field".
+        if text
+            .parse::<toml::Table>()
+            .is_ok_and(|table| table.is_empty())
+        {
+            return Err(ConfigError::Unconfigured {
+                path: path.to_path_buf(),
+            });
+        }
         let raw: RawConfig = toml::from_str(text).map_err(|source| ConfigError::Parse {
             path: path.to_path_buf(),
             source: Box::new(source),
@@ -463,5 +483,28 @@ mod tests {
                 .to_string();
             assert!(error.contains(needle), "{needle:?} not in {error:?}");
         }
+    }
+
+    /// The example the Debian package installs as /etc/wattlet/edge.toml is refused with
+    /// what to do, and becomes a configuration once its lines are uncommented.
+    #[test]
+    fn the_packaged_example_is_refused_until_filled_in() {
+        let example = include_str!("../debian/edge.toml");
+        let path = Path::new("/etc/wattlet/edge.toml");
+        let error = EdgeConfig::parse(example, path).unwrap_err();
+        assert!(matches!(error, ConfigError::Unconfigured { .. }), "{error}");
+        assert!(error.to_string().contains("Installing on a Raspberry Pi"));
+        // The settings start at `cloud`; above them is prose.
+        let filled: String = example
+            .lines()
+            .skip_while(|line| !line.starts_with("# cloud ="))
+            .map(|line| line.strip_prefix("# ").unwrap_or(line))
+            .filter(|line| line.starts_with(|c: char| c.is_ascii_lowercase() || c == '['))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let config = EdgeConfig::parse(&filled, path).expect("the example, uncommented");
+        assert_eq!(config.state_dir, Path::new("/var/lib/wattlet"));
+        assert_eq!(config.identity.key, Path::new("/etc/wattlet/device.key"));
+        assert_eq!(config.meters[0].device, Path::new("/dev/wattlet-probe0"));
     }
 }

@@ -36,6 +36,7 @@ use crate::config::EdgeConfig;
 use crate::logring;
 use crate::metrics::{EdgeMetrics, MeterLabels, OutcomeLabels, unix_seconds};
 use crate::reader::{self, MeterFeed, ReaderCounters};
+use crate::service::ServiceManager;
 use crate::update::slots::Source;
 use crate::update::{Agent, Applied, Kind};
 use crate::uplink::{
@@ -222,6 +223,8 @@ pub struct Daemon {
     delivering: HashSet<String>,
     /// When the daemon started (uptime in the status report).
     started: std::time::Instant,
+    /// systemd: readiness and the watchdog, fed only by the main loop.
+    service: ServiceManager,
 }
 
 impl Daemon {
@@ -259,6 +262,7 @@ impl Daemon {
             clock_ok: None,
             delivering: HashSet::new(),
             started: std::time::Instant::now(),
+            service: ServiceManager::from_env(),
         })
     }
 
@@ -266,6 +270,10 @@ impl Daemon {
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> anyhow::Result<Stopped> {
         if self.consent == ConsentState::Revoked {
             tracing::warn!("consent was revoked: this device no longer measures");
+            // A clean exit, not a failed start: systemd must not restart it.
+            self.service
+                .ready("consent revoked: this device measures nothing");
+            self.service.stopping();
             return Ok(Stopped::ConsentRevoked);
         }
         tracing::info!(
@@ -290,18 +298,31 @@ impl Daemon {
             .as_ref()
             .map_or(std::time::Duration::from_secs(3600), |u| u.poll_every);
         let mut update_tick = tokio::time::interval_at(start + poll_every, poll_every);
+        // The watchdog is fed here, in the loop, and nowhere else (a thread of its own would
+        // feed it while the loop hangs). Without a watchdog the tick is never taken.
+        let watchdog_every = self.service.watchdog_every();
+        let mut watchdog_tick =
+            tokio::time::interval(watchdog_every.unwrap_or(std::time::Duration::from_secs(3600)));
         for tick in [
             &mut consent_tick,
             &mut measure_tick,
             &mut report_tick,
             &mut update_tick,
+            &mut watchdog_tick,
         ] {
             tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         }
+        self.service.ready(&format!(
+            "reading {} meter(s), consent {}",
+            self.config.meters.len(),
+            self.consent.as_str()
+        ));
         tokio::pin!(shutdown);
         let stopped = loop {
+            self.service.alive();
             let outcome = tokio::select! {
                 () = &mut shutdown => break Stopped::Shutdown,
+                _ = watchdog_tick.tick(), if watchdog_every.is_some() => Ok(None),
                 _ = consent_tick.tick() => self.refresh_consent().await,
                 _ = measure_tick.tick() => self.measure().map(|()| None),
                 _ = report_tick.tick() => self.report().await,
@@ -311,6 +332,7 @@ impl Daemon {
                 break stopped;
             }
         };
+        self.service.stopping();
         if let Some(readers) = self.readers.take() {
             readers.stop();
         }
@@ -529,6 +551,8 @@ impl Daemon {
             self.components.reload(Kind::Upload)?;
         }
         loop {
+            // Each upload may take its full time limit: the loop is alive between them.
+            self.service.alive();
             let batch = self.buffer.pending(MAX_BATCH)?;
             if batch.is_empty() {
                 break;
@@ -623,6 +647,7 @@ impl Daemon {
                 }
             }
         }
+        self.service.alive();
         let status = self.status()?;
         match self.components.uplink.report_status(&status).await? {
             Ok(None) => {}

@@ -11,7 +11,9 @@
 //!   diagnostics bundles on request.
 //! - [`logring`]: the recent log lines diagnostics bundles carry.
 //! - [`update`]: the update agent (signed components, A/B slots, trial, commit or roll back).
+//! - [`enrol`]: the device's key and certificate signing request, its certificate installed.
 //! - [`unlock`]: entering a locked meter's PIN through the probe.
+//! - [`service`]: readiness, stopping and the watchdog for systemd.
 //! - [`cli`]: the command line, shared by `wattlet-edge` and `wattlet`.
 //!
 //! The crate holds no queue client, no certificate authority and no HTTP server beyond the
@@ -22,9 +24,11 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod enrol;
 pub mod logring;
 pub mod metrics;
 pub mod reader;
+pub mod service;
 pub mod unlock;
 pub mod update;
 pub mod uplink;

@@ -1,7 +1,7 @@
 //! `wattlet ca`: a certificate authority for device identities and servers (mutual TLS).
 
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -43,6 +43,28 @@ pub enum CaCommand {
         email: String,
         /// Write PREFIX.crt and PREFIX.key (mode 0600).
         #[arg(long, value_name = "PREFIX")]
+        out: PathBuf,
+        /// Validity (e.g. `5years`, `30days`).
+        #[arg(long, default_value = "5years", value_parser = humantime::parse_duration, value_name = "DURATION")]
+        validity: Duration,
+    },
+    /// Sign a device's certificate signing request (from `wattlet-edge enrol request`): the
+    /// device keeps its private key. The request's signature is checked; the device id and
+    /// email come from these options, never from the request.
+    SignCsr {
+        #[command(flatten)]
+        dir: DirArg,
+        /// The device's request (PEM), e.g. the device.csr it printed.
+        #[arg(long, value_name = "FILE")]
+        csr: PathBuf,
+        /// The device id: 1–64 characters of A–Z, a–z, 0–9, '.', '_', '-'.
+        #[arg(long, value_name = "ID")]
+        id: String,
+        /// The participant's email address.
+        #[arg(long, value_name = "EMAIL")]
+        email: String,
+        /// Write the certificate here (PEM).
+        #[arg(long, value_name = "FILE")]
         out: PathBuf,
         /// Validity (e.g. `5years`, `30days`).
         #[arg(long, default_value = "5years", value_parser = humantime::parse_duration, value_name = "DURATION")]
@@ -131,6 +153,40 @@ pub fn run(command: CaCommand) -> anyhow::Result<ExitCode> {
                 issued.serial_hex,
                 cert.display(),
                 key.display()
+            );
+        }
+        CaCommand::SignCsr {
+            dir,
+            csr,
+            id,
+            email,
+            out,
+            validity,
+        } => {
+            let ca = CaDir::open(&dir.dir)?;
+            let pem = std::fs::read_to_string(&csr)
+                .with_context(|| format!("cannot read {}", csr.display()))?;
+            let signed = ca
+                .sign_device_csr(
+                    &pem,
+                    &DeviceRequest {
+                        device_id: id.clone(),
+                        email,
+                        validity,
+                    },
+                )
+                .with_context(|| format!("{}", csr.display()))?;
+            signed
+                .write(&out)
+                .context("cannot write the device certificate")?;
+            println!(
+                "issued device certificate {} for {id}: {}; on the device: \
+                 wattlet-edge enrol install --cert {} --ca {}",
+                signed.serial_hex,
+                out.display(),
+                out.file_name()
+                    .map_or(out.display(), |n| Path::new(n).display()),
+                ca.ca_cert_path().display()
             );
         }
         CaCommand::Server {

@@ -6,9 +6,10 @@ use std::time::{Duration, SystemTime};
 
 use rcgen::string::Ia5String;
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
-    PKCS_ECDSA_P256_SHA256, RevocationReason, RevokedCertParams, SanType, SerialNumber,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams,
+    CertificateSigningRequestParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, PublicKeyData,
+    RevocationReason, RevokedCertParams, SanType, SerialNumber,
 };
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
@@ -78,6 +79,25 @@ fn with_suffix(prefix: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// A certificate issued for a key the CA never saw (a device's certificate signing request):
+/// the certificate only.
+#[derive(Debug, Clone)]
+pub struct SignedCert {
+    /// The certificate (PEM).
+    pub cert_pem: String,
+    /// The serial number, lowercase hex.
+    pub serial_hex: String,
+    pub not_before: SystemTime,
+    pub not_after: SystemTime,
+}
+
+impl SignedCert {
+    /// Writes the certificate to `path` (mode 0644).
+    pub fn write(&self, path: &Path) -> Result<()> {
+        write_atomic(path, self.cert_pem.as_bytes(), 0o644)
+    }
+}
+
 /// What a device certificate is issued for.
 #[derive(Debug, Clone)]
 pub struct DeviceRequest {
@@ -125,6 +145,27 @@ pub struct Revocation {
     /// Lowercase hex.
     pub serial_hex: String,
     pub revoked_at: SystemTime,
+}
+
+/// Whether the request's key is ECDSA P-256, the one key type of the survey's devices. rcgen
+/// names the key by the request's signature algorithm, which does not fix the curve: the
+/// key as written into the certificate must equal the request's key byte for byte.
+fn check_p256(csr_pem: &str, csr: &CertificateSigningRequestParams) -> Result<()> {
+    use x509_parser::prelude::FromDer;
+    let der = rustls_pki_types::CertificateSigningRequestDer::from_pem_slice(csr_pem.as_bytes())
+        .map_err(|e| PkiError::Csr(format!("not a PEM certificate signing request ({e})")))?;
+    let (_, parsed) =
+        x509_parser::certification_request::X509CertificationRequest::from_der(der.as_ref())
+            .map_err(|e| PkiError::Csr(e.to_string()))?;
+    let spki = parsed.certification_request_info.subject_pki.raw;
+    if csr.public_key.algorithm() != &PKCS_ECDSA_P256_SHA256
+        || csr.public_key.subject_public_key_info() != spki
+    {
+        return Err(PkiError::Csr(
+            "its key is not ECDSA P-256 (devices make theirs with `wattlet-edge enrol`)".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// A certificate authority in memory: its certificate and its signing key (ECDSA P-256).
@@ -239,6 +280,42 @@ impl CertificateAuthority {
     /// Issues a device (client) certificate: CN = device id, SAN = the email (rfc822Name) and
     /// `urn:wattlet:device:<device id>` (URI), extended key usage clientAuth.
     pub fn issue_device(&self, request: &DeviceRequest) -> Result<IssuedCert> {
+        let (params, not_before, not_after) = self.device_params(request)?;
+        self.sign(params, not_before, not_after)
+    }
+
+    /// Issues a device certificate for the key in a certificate signing request (PEM) that the
+    /// device made with a key that never left it (`wattlet-edge enrol`). The request's
+    /// signature must verify (whoever sent it holds the key) and its key must be ECDSA P-256;
+    /// everything the certificate says — device id, email, validity, usages — comes from
+    /// `request`, never from the CSR's subject or extensions, which the device chose.
+    pub fn sign_device_csr(&self, csr_pem: &str, request: &DeviceRequest) -> Result<SignedCert> {
+        let csr = CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| match e {
+            rcgen::Error::InvalidCertificationRequestSignature => PkiError::Csr(
+                "its signature does not verify: it was altered, or not made with its key".into(),
+            ),
+            other => PkiError::Csr(format!("not a certificate signing request ({other})")),
+        })?;
+        check_p256(csr_pem, &csr)?;
+        let (params, not_before, not_after) = self.device_params(request)?;
+        let serial_hex = params
+            .serial_number
+            .as_ref()
+            .map(|s| serial_hex(&s.to_bytes()))
+            .unwrap_or_default();
+        let cert = params.signed_by(&csr.public_key, &self.issuer)?;
+        Ok(SignedCert {
+            cert_pem: cert.pem(),
+            serial_hex,
+            not_before,
+            not_after,
+        })
+    }
+
+    fn device_params(
+        &self,
+        request: &DeviceRequest,
+    ) -> Result<(CertificateParams, SystemTime, SystemTime)> {
         validate_device_id(&request.device_id)?;
         validate_email(&request.email)?;
         let (mut params, not_before, not_after) = self.leaf_params(request.validity)?;
@@ -259,7 +336,7 @@ impl CertificateAuthority {
             )?),
         ];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        self.sign(params, not_before, not_after)
+        Ok((params, not_before, not_after))
     }
 
     /// Issues a server certificate for DNS names and IP addresses, extended key usage

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use wattlet_tls::{certificate_serial, normalize_serial};
 
 use crate::authority::{
-    CertificateAuthority, DeviceRequest, IssuedCert, Revocation, ServerRequest,
+    CertificateAuthority, DeviceRequest, IssuedCert, Revocation, ServerRequest, SignedCert,
 };
 use crate::{PkiError, Result};
 
@@ -242,6 +242,23 @@ impl CaDir {
             fingerprint: fingerprint(&issued.cert_pem),
         })?;
         Ok(issued)
+    }
+
+    /// Issues a device certificate for a device's certificate signing request (see
+    /// [`CertificateAuthority::sign_device_csr`]) and records it.
+    pub fn sign_device_csr(&self, csr_pem: &str, request: &DeviceRequest) -> Result<SignedCert> {
+        let signed = self.ca.sign_device_csr(csr_pem, request)?;
+        self.save_record(&IssuedRecord {
+            serial: signed.serial_hex.clone(),
+            kind: CertKind::Device,
+            device_id: Some(request.device_id.clone()),
+            names: Vec::new(),
+            not_before: unix_seconds(signed.not_before),
+            not_after: unix_seconds(signed.not_after),
+            revoked_at: None,
+            fingerprint: fingerprint(&signed.cert_pem),
+        })?;
+        Ok(signed)
     }
 
     /// Issues a server certificate and records it.

@@ -14,7 +14,9 @@ mod dir;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use authority::{CertificateAuthority, DeviceRequest, IssuedCert, Revocation, ServerRequest};
+pub use authority::{
+    CertificateAuthority, DeviceRequest, IssuedCert, Revocation, ServerRequest, SignedCert,
+};
 pub use dir::{CaDir, CertKind, IssuedRecord, write_atomic};
 
 /// Default validity of a device certificate: 5 years.
@@ -51,6 +53,8 @@ pub enum PkiError {
     UnknownSerial(String),
     #[error("malformed certificate: {0}")]
     Certificate(String),
+    #[error("refused certificate signing request: {0}")]
+    Csr(String),
     /// A device id, email, serial, certificate or CRL that `wattlet-tls` refused.
     #[error(transparent)]
     Tls(#[from] wattlet_tls::TlsError),

@@ -280,3 +280,118 @@ fn a_crl_says_until_when_it_counts() {
     );
     assert!(wattlet_tls::crl_next_update(b"no CRL here").is_err());
 }
+
+/// A device's request as `wattlet-edge enrol` makes it: an ECDSA P-256 key that stays on the
+/// device, and a CSR whose subject the device chose.
+fn device_csr(subject_cn: &str, san_uri: &str) -> (rcgen::KeyPair, String) {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+    let mut params = rcgen::CertificateParams::new(vec![]).expect("params");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, subject_cn);
+    params.subject_alt_names = vec![rcgen::SanType::URI(
+        rcgen::string::Ia5String::try_from(san_uri).expect("ia5"),
+    )];
+    let csr = params.serialize_request(&key).expect("csr");
+    (key, csr.pem().expect("pem"))
+}
+
+#[test]
+fn a_signed_csr_carries_the_administrators_identity_and_the_devices_key() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca = CaDir::init(
+        &dir.path().join("ca"),
+        "test CA",
+        DEFAULT_CA_VALIDITY,
+        false,
+    )
+    .expect("CA");
+    // The device asks to be someone else: the CSR's subject and SANs count for nothing.
+    let (key, csr) = device_csr("pi-admin", "urn:wattlet:device:pi-admin");
+    let signed = ca
+        .sign_device_csr(&csr, &DeviceRequest::new("pi-0042", "anna@example.org"))
+        .expect("signed");
+    let identity = ClientIdentity::from_pem(signed.cert_pem.as_bytes()).expect("identity");
+    assert_eq!(identity.device_id, "pi-0042");
+    assert_eq!(identity.email, "anna@example.org");
+    assert_eq!(identity.serial_hex, signed.serial_hex);
+    let der = CertificateDer::from_pem_slice(signed.cert_pem.as_bytes()).expect("der");
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).expect("parse");
+    assert_eq!(
+        cert.tbs_certificate.subject_pki.raw,
+        rcgen::PublicKeyData::subject_public_key_info(&key),
+        "the certificate is for the device's key"
+    );
+    let cn: Vec<_> = cert
+        .subject()
+        .iter_common_name()
+        .map(|c| c.as_str().expect("utf8").to_owned())
+        .collect();
+    assert_eq!(cn, ["pi-0042"]);
+    // Recorded like any device certificate, and usable for mutual TLS with the device's key.
+    let records = ca.list().expect("list");
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].serial, signed.serial_hex);
+    assert_eq!(records[0].device_id.as_deref(), Some("pi-0042"));
+    let cert_path = dir.path().join("pi-0042.crt");
+    let key_path = dir.path().join("pi-0042.key");
+    signed.write(&cert_path).expect("write");
+    fs::write(&key_path, key.serialize_pem()).expect("key");
+    client_tls_config(&cert_path, &key_path, &ca.ca_cert_path()).expect("TLS client");
+}
+
+#[test]
+fn csrs_that_are_altered_foreign_or_malformed_are_refused() {
+    let ca = CertificateAuthority::new("test CA", DEFAULT_CA_VALIDITY).expect("CA");
+    let request = DeviceRequest::new("pi-7", "dora@example.org");
+    let (_, csr) = device_csr("pi-7", "urn:wattlet:device:pi-7");
+
+    // One bit of the signed part flipped: the signature no longer verifies.
+    let der = rustls_pki_types::CertificateSigningRequestDer::from_pem_slice(csr.as_bytes())
+        .expect("der");
+    let mut bytes = der.as_ref().to_vec();
+    let at = bytes.len() / 3;
+    bytes[at] ^= 0x01;
+    let altered = pem_of("CERTIFICATE REQUEST", &bytes);
+    let error = ca
+        .sign_device_csr(&altered, &request)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("signature does not verify") || error.contains("not a certificate"),
+        "{error}"
+    );
+
+    // Another key type (P-384): refused, not written into a certificate as P-256.
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).expect("key");
+    let p384 = rcgen::CertificateParams::new(vec![])
+        .expect("params")
+        .serialize_request(&key)
+        .expect("csr")
+        .pem()
+        .expect("pem");
+    let error = ca.sign_device_csr(&p384, &request).unwrap_err().to_string();
+    assert!(error.contains("not ECDSA P-256"), "{error}");
+
+    for junk in [
+        "",
+        "hello",
+        &pem_of("CERTIFICATE REQUEST", b"\x30\x03\x02\x01\x00"),
+    ] {
+        let error = ca.sign_device_csr(junk, &request).unwrap_err().to_string();
+        assert!(
+            error.contains("refused certificate signing request"),
+            "{error}"
+        );
+    }
+    // A good CSR still needs a valid device id from the administrator.
+    let error = ca
+        .sign_device_csr(&csr, &DeviceRequest::new("no spaces", "dora@example.org"))
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("invalid device id"), "{error}");
+}
+
+fn pem_of(label: &str, der: &[u8]) -> String {
+    pem::encode(&pem::Pem::new(label, der.to_vec()))
+}

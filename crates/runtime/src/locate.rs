@@ -2,8 +2,11 @@
 
 use std::path::{Path, PathBuf};
 
+/// Where the Debian package installs the components.
+pub const PACKAGED_DIR: &str = "/usr/lib/wattlet/components";
+
 /// Where the components are looked up, in order: `--components DIR`, `$WATTLET_COMPONENTS`, then
-/// the cargo target directory the running binary was built into.
+/// the cargo target directory the running binary was built into, then [`PACKAGED_DIR`].
 pub fn search_dirs(explicit: Option<&Path>) -> Vec<PathBuf> {
     if let Some(dir) = explicit {
         return vec![dir.to_path_buf()];
@@ -19,6 +22,7 @@ pub fn search_dirs(explicit: Option<&Path>) -> Vec<PathBuf> {
             dirs.push(ancestor.join("wasm32-wasip2").join("component"));
         }
     }
+    dirs.push(PathBuf::from(PACKAGED_DIR));
     dirs
 }
 

@@ -4,7 +4,8 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use wattlet_edge::cli::{self, EdgeArgs, UnlockArgs, UpdateArgs};
+use wattlet_edge::cli::{self, EdgeArgs, EnrolCommand, UnlockArgs, UpdateArgs};
+use wattlet_edge::config::ConfigError;
 
 /// wattlet's measurement device: reads meters through optical probes and uploads their
 /// readings to the survey's Data API while the household consents.
@@ -25,6 +26,10 @@ enum Command {
     Unlock(UnlockArgs),
     /// Check, apply or show signed component updates (parser, upload).
     Update(UpdateArgs),
+    /// Get this device its certificate: `request` makes the key and a signing request,
+    /// `install` puts the certificate the administrator signed in place.
+    #[command(subcommand)]
+    Enrol(EnrolCommand),
 }
 
 fn main() -> ExitCode {
@@ -33,9 +38,16 @@ fn main() -> ExitCode {
         Command::Run(args) => cli::run(args, "wattlet-edge"),
         Command::Unlock(args) => cli::unlock(args),
         Command::Update(args) => cli::update(args),
+        Command::Enrol(command) => cli::enrol(command),
     };
     result.unwrap_or_else(|error| {
         eprintln!("wattlet-edge: {error:#}");
-        ExitCode::from(2)
+        // A configuration it refuses is not worth restarting for (the unit's
+        // RestartPreventExitStatus).
+        if error.downcast_ref::<ConfigError>().is_some() {
+            ExitCode::from(ConfigError::EXIT_STATUS)
+        } else {
+            ExitCode::from(2)
+        }
     })
 }
