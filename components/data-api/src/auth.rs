@@ -515,6 +515,19 @@ pub fn management_for(req: &Request, env: &Env, operation: &Operation<'_>) -> Ap
     Ok(grant)
 }
 
+/// Authenticates an administrator for an operation on the whole study (`write`: a change).
+pub fn administrator(req: &Request, env: &Env, write: bool) -> ApiResult<Grant> {
+    management_for(
+        req,
+        env,
+        &Operation {
+            write,
+            needs: Role::Administrator,
+            scope: Scope::Global,
+        },
+    )
+}
+
 /// Compares in time that depends only on the lengths, not on where the inputs differ.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     let len = a.len().max(b.len());

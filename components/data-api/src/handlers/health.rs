@@ -17,7 +17,6 @@
 
 use serde::Deserialize;
 use serde_json::{Value, json};
-use wattlet_access_token::{Operation, Role, Scope};
 
 use crate::auth;
 use crate::db::{Db, Value as Sql, col_json, col_required, col_text, text};
@@ -296,19 +295,6 @@ pub fn pending_request(db: &Db, device: &str) -> ApiResult<Option<Value>> {
         .transpose()
 }
 
-fn administrator(req: &Request, env: &Env, write: bool) -> ApiResult<()> {
-    auth::management_for(
-        req,
-        env,
-        &Operation {
-            write,
-            needs: Role::Administrator,
-            scope: Scope::Global,
-        },
-    )
-    .map(|_| ())
-}
-
 /// A device id from the path, as stored (its pseudonym once anonymized); 404 otherwise.
 fn known_device(env: &Env, id: &str) -> ApiResult<String> {
     let not_found = || ApiError::not_found("no such device");
@@ -331,7 +317,7 @@ fn seconds_param(name: &str, value: &str, min: i64, max: i64) -> ApiResult<i64> 
 /// `GET /api/management/devices?silent_after=<s>` (administrators): every device with its
 /// latest health and whether it is `silent`. 200 `{"silent_after_s","devices":[…]}`.
 pub fn fleet(req: &Request, env: &Env) -> ApiResult<Response> {
-    administrator(req, env, false)?;
+    auth::administrator(req, env, false)?;
     let mut silent_after = SILENT_AFTER_S;
     for (key, value) in query_pairs(req.query())? {
         match key.as_str() {
@@ -387,7 +373,7 @@ pub fn fleet(req: &Request, env: &Env) -> ApiResult<Response> {
 /// `GET /api/management/device/:id/health?from&to` (administrators): the device's kept reports,
 /// oldest first, `from` ≤ reported_at < `to`. 200 `{"device","reports":[{"reported_at",…}]}`.
 pub fn history(req: &Request, env: &Env, id: &str) -> ApiResult<Response> {
-    administrator(req, env, false)?;
+    auth::administrator(req, env, false)?;
     let device = known_device(env, id)?;
     let mut sql = String::from("SELECT reported_at, health FROM device_health WHERE device = ?");
     let mut params = vec![text(&device)];
@@ -427,7 +413,7 @@ struct DiagnosticsRequest {
 /// next report. Replaces a request it has not answered yet. 201 `{"id","device",
 /// "requested_at","expires_at"}`; 409 for a revoked device.
 pub fn request_diagnostics(req: &Request, env: &Env, id: &str) -> ApiResult<Response> {
-    administrator(req, env, true)?;
+    auth::administrator(req, env, true)?;
     let device = known_device(env, id)?;
     let body: DiagnosticsRequest = if req.body().is_empty() {
         DiagnosticsRequest::default()
@@ -482,7 +468,7 @@ pub fn request_diagnostics(req: &Request, env: &Env, id: &str) -> ApiResult<Resp
 /// requests, newest first, each with its bundle once uploaded. 200 `{"device","diagnostics":
 /// [{"id","requested_at","expires_at","uploaded_at","bundle"}]}`.
 pub fn list_diagnostics(req: &Request, env: &Env, id: &str) -> ApiResult<Response> {
-    administrator(req, env, false)?;
+    auth::administrator(req, env, false)?;
     let device = known_device(env, id)?;
     expire_diagnostics(&env.db)?;
     let rows = env.db.query(

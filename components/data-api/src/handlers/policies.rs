@@ -255,23 +255,10 @@ pub fn study_list(req: &Request, env: &Env) -> ApiResult<Response> {
     Ok(json_response(200, &listing(None, &chain)))
 }
 
-fn administrator(req: &Request, env: &Env) -> ApiResult<()> {
-    auth::management_for(
-        req,
-        env,
-        &Operation {
-            write: true,
-            needs: Role::Administrator,
-            scope: Scope::Global,
-        },
-    )
-    .map(|_| ())
-}
-
 /// `POST /api/management/policies` (administrator) → 201: a study-wide default for every
 /// household.
 pub fn study_attach(req: &Request, env: &Env) -> ApiResult<Response> {
-    administrator(req, env)?;
+    auth::administrator(req, env, true)?;
     let (name, object, parameters) = checked(env, req, true)?;
     let attached = insert(env, None, (&name, object, &parameters), "study")?;
     let actor = auth::actor(req, env)?;
@@ -285,7 +272,7 @@ pub fn study_attach(req: &Request, env: &Env) -> ApiResult<Response> {
 
 /// `DELETE /api/management/policies/:id` (administrator) → 204 for a study-wide attachment.
 pub fn study_detach(req: &Request, env: &Env, id: &str) -> ApiResult<Response> {
-    administrator(req, env)?;
+    auth::administrator(req, env, true)?;
     let id = attachment_id(id)?;
     let attached = match policy::find(&env.db, id)? {
         Some(a) if a.household.is_none() => a,

@@ -8,7 +8,6 @@
 
 use serde::Deserialize;
 use serde_json::{Value, json};
-use wattlet_access_token::{Role, Scope};
 use wattlet_survey::RefusalCode;
 
 use crate::auth;
@@ -19,7 +18,6 @@ use crate::rollout::{self, Event, Plan, Rollout, RolloutError, State, Tally};
 use crate::services::Env;
 use crate::timestamp;
 use crate::validate::{bad, json_body};
-use wattlet_access_token::Operation;
 
 /// The default plan: 5 %, then half, then everyone; pause when over 10 % of at least 5
 /// reports of a stage's cohort rolled back.
@@ -59,19 +57,6 @@ struct Stored {
     rollout: Rollout,
     created_at: String,
     updated_at: String,
-}
-
-fn administrator(req: &Request, env: &Env, write: bool) -> ApiResult<()> {
-    auth::management_for(
-        req,
-        env,
-        &Operation {
-            write,
-            needs: Role::Administrator,
-            scope: Scope::Global,
-        },
-    )
-    .map(|_| ())
 }
 
 /// A component name as the update repository has it (`wattlet_updates::validate_name`).
@@ -246,7 +231,7 @@ fn store_state(db: &Db, s: &Stored, state: &State) -> ApiResult<bool> {
 /// 409 when the component version has one.
 pub fn create(req: &Request, env: &Env) -> ApiResult<Response> {
     let db = &env.db;
-    administrator(req, env, true)?;
+    auth::administrator(req, env, true)?;
     let new: NewRollout = json_body(req.body())?;
     let component = component_name(&new.component)?;
     let parsed = version("version", &new.version)?;
@@ -291,7 +276,7 @@ pub fn create(req: &Request, env: &Env) -> ApiResult<Response> {
 /// `GET /api/management/rollout`: every rollout, newest first, with each stage's tally.
 pub fn list(req: &Request, env: &Env) -> ApiResult<Response> {
     let db = &env.db;
-    administrator(req, env, false)?;
+    auth::administrator(req, env, false)?;
     let rows = db.query(
         &format!("SELECT {COLUMNS} FROM rollout ORDER BY created_at DESC, id"),
         &[],
@@ -308,7 +293,7 @@ pub fn list(req: &Request, env: &Env) -> ApiResult<Response> {
 /// when its state does not allow it.
 pub fn act(req: &Request, env: &Env, id: &str, action: &str) -> ApiResult<Response> {
     let db = &env.db;
-    administrator(req, env, true)?;
+    auth::administrator(req, env, true)?;
     let event = match action {
         "advance" => Event::Advance,
         "resume" => Event::Resume,
