@@ -117,6 +117,17 @@ fn insert(
     policy::find(&env.db, id)?.ok_or_else(|| ApiError::Database("attachment not stored".into()))
 }
 
+/// Removes an attachment and logs the change on `chain` (the household's, or the study's).
+fn detach(req: &Request, env: &Env, chain: &str, attached: &Attachment) -> ApiResult<Response> {
+    env.db.exec(
+        "DELETE FROM policy_attachment WHERE id = ?",
+        &[Sql::Integer(attached.id)],
+    )?;
+    let actor = auth::actor(req, env)?;
+    access_log::append(&env.db, chain, change_entry(&actor, "detach", attached))?;
+    Ok(no_content())
+}
+
 fn change_entry(actor: &str, operation: &str, a: &Attachment) -> Value {
     json!({
         "actor": actor,
@@ -227,17 +238,7 @@ pub fn household_detach(req: &Request, env: &Env, id: &str) -> ApiResult<Respons
         }
         _ => return Err(ApiError::not_found("no such attachment")),
     };
-    env.db.exec(
-        "DELETE FROM policy_attachment WHERE id = ?",
-        &[Sql::Integer(id)],
-    )?;
-    let actor = auth::actor(req, env)?;
-    access_log::append(
-        &env.db,
-        &participant.household,
-        change_entry(&actor, "detach", &attached),
-    )?;
-    Ok(no_content())
+    detach(req, env, &participant.household, &attached)
 }
 
 /// `GET /api/management/policies` (researcher, administrator): the study-wide attachments.
@@ -278,17 +279,7 @@ pub fn study_detach(req: &Request, env: &Env, id: &str) -> ApiResult<Response> {
         Some(a) if a.household.is_none() => a,
         _ => return Err(ApiError::not_found("no such study-wide attachment")),
     };
-    env.db.exec(
-        "DELETE FROM policy_attachment WHERE id = ?",
-        &[Sql::Integer(id)],
-    )?;
-    let actor = auth::actor(req, env)?;
-    access_log::append(
-        &env.db,
-        access_log::STUDY,
-        change_entry(&actor, "detach", &attached),
-    )?;
-    Ok(no_content())
+    detach(req, env, access_log::STUDY, &attached)
 }
 
 fn log_query(req: &Request) -> ApiResult<(i64, i64)> {
