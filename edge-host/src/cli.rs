@@ -261,7 +261,7 @@ pub enum UpdateAction {
 
 /// `wattlet-edge update …`.
 pub fn update(args: UpdateArgs) -> anyhow::Result<ExitCode> {
-    use crate::update::{Agent, Applied, Kind};
+    use crate::update::{Admission, Agent, Applied, Kind};
     wattlet_tls::install_default_provider();
     let path = args
         .config
@@ -274,7 +274,7 @@ pub fn update(args: UpdateArgs) -> anyhow::Result<ExitCode> {
         })?],
     };
     let tls = match &config.updates {
-        Some(u) if u.repository.scheme() == "https" => Some(Arc::new(
+        Some(u) if u.repository.scheme() == "https" || u.rollouts => Some(Arc::new(
             wattlet_tls::client_tls_config(
                 &config.identity.certificate,
                 &config.identity.key,
@@ -289,13 +289,40 @@ pub fn update(args: UpdateArgs) -> anyhow::Result<ExitCode> {
         &engine,
         &config.state_dir,
         config.updates.clone(),
-        tls,
+        tls.clone(),
         args.components.as_deref(),
     )?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    // Status needs no cloud; check and apply ask its rollouts what this device may install.
+    let admissions = match args.action {
+        UpdateAction::Status => Vec::new(),
+        UpdateAction::Check | UpdateAction::Apply => {
+            let settings = agent
+                .settings()
+                .context("the configuration has no [updates] section: no repository to check")?;
+            let uplink = match &tls {
+                Some(tls) if settings.rollouts => {
+                    Some(crate::daemon::current_uplink(&agent, &config.cloud, tls)?)
+                }
+                _ => None,
+            };
+            match &uplink {
+                Some(uplink) => {
+                    runtime.block_on(crate::update::agent::admissions(uplink, settings))?
+                }
+                None => Kind::ALL.map(|k| (k, Admission::Any)).to_vec(),
+            }
+        }
+    };
+    let admission = |kind: Kind| {
+        admissions
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map_or(Admission::Any, |(_, a)| a.clone())
+    };
     let mut failed = false;
     for kind in kinds {
         let name = kind.name();
@@ -304,7 +331,10 @@ pub fn update(args: UpdateArgs) -> anyhow::Result<ExitCode> {
                 let state = agent.store().load(kind)?;
                 println!("{name}: {}", serde_json::to_string(&state)?);
             }
-            UpdateAction::Check => match runtime.block_on(agent.check(kind))? {
+            UpdateAction::Check => match runtime.block_on(agent.check(kind, &admission(kind)))? {
+                None if admission(kind) == Admission::Nothing => {
+                    println!("{name}: up to date (no rollout admits this device)")
+                }
                 None => println!("{name}: up to date"),
                 Some(update) => println!(
                     "{name}: {} available ({}, {} bytes, sha256 {})",
@@ -314,7 +344,10 @@ pub fn update(args: UpdateArgs) -> anyhow::Result<ExitCode> {
                     update.sha256
                 ),
             },
-            UpdateAction::Apply => match runtime.block_on(agent.apply(kind))? {
+            UpdateAction::Apply => match runtime.block_on(agent.apply(kind, &admission(kind)))? {
+                Applied::UpToDate if admission(kind) == Admission::Nothing => {
+                    println!("{name}: up to date (no rollout admits this device)")
+                }
                 Applied::UpToDate => println!("{name}: up to date"),
                 Applied::Committed(v) => println!("{name}: {v} committed"),
                 Applied::OnTrial(v) | Applied::Waiting(v) => println!(

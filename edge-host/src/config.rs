@@ -75,6 +75,8 @@ struct RawUpdates {
     trial_deadline: String,
     #[serde(default = "default_max_tries")]
     max_tries: u32,
+    #[serde(default = "default_rollouts")]
+    rollouts: bool,
 }
 
 fn default_poll() -> String {
@@ -87,6 +89,10 @@ fn default_trial_deadline() -> String {
 
 fn default_max_tries() -> u32 {
     3
+}
+
+fn default_rollouts() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -265,6 +271,7 @@ impl EdgeConfig {
                     poll_every,
                     trial_deadline,
                     max_tries: u.max_tries,
+                    rollouts: u.rollouts,
                 })
             }
         };
@@ -421,14 +428,21 @@ mod tests {
         assert_eq!(updates.poll_every, Duration::from_secs(6 * 3600));
         assert_eq!(updates.trial_deadline, Duration::from_secs(120));
         assert_eq!(updates.max_tries, 3);
+        assert!(
+            updates.rollouts,
+            "the cloud's rollouts gate updates unless told otherwise"
+        );
         let local = EdgeConfig::parse(
-            &format!("{GOOD}\n[updates]\nrepository = \"repo\"\nroot = \"r.json\"\n"),
+            &format!(
+                "{GOOD}\n[updates]\nrepository = \"repo\"\nroot = \"r.json\"\nrollouts = false\n"
+            ),
             Path::new("/etc/wattlet/edge.toml"),
         )
         .unwrap()
         .updates
         .unwrap();
         assert_eq!(local.repository.as_str(), "file:///etc/wattlet/repo/");
+        assert!(!local.rollouts);
         let [sml, iec] = &config.meters[..] else {
             panic!("two meters")
         };

@@ -37,8 +37,9 @@ use crate::logring;
 use crate::metrics::{EdgeMetrics, MeterLabels, OutcomeLabels, unix_seconds};
 use crate::reader::{self, MeterFeed, ReaderCounters};
 use crate::service::ServiceManager;
+use crate::update::machine::Outcome;
 use crate::update::slots::Source;
-use crate::update::{Agent, Applied, Kind};
+use crate::update::{Admission, Agent, Applied, Kind, agent};
 use crate::uplink::{
     BufferDepth, DeviceStatus, DiagnosticsBundle, MeterStatus, ProbeStats, SkippedRange,
     UpdateState, Uplink, UplinkError,
@@ -165,6 +166,16 @@ fn load_parser(agent: &Agent, start: bool) -> anyhow::Result<(ParserComponent, S
     })
 }
 
+/// The upload component that runs now (a trial is not counted as a start), for a command
+/// that asks the cloud something outside the daemon.
+pub fn current_uplink(
+    agent: &Agent,
+    cloud: &str,
+    tls: &Arc<rustls::ClientConfig>,
+) -> anyhow::Result<Uplink> {
+    Ok(load_uplink(agent, cloud, tls, false)?.0)
+}
+
 fn load_uplink(
     agent: &Agent,
     cloud: &str,
@@ -225,6 +236,8 @@ pub struct Daemon {
     started: std::time::Instant,
     /// systemd: readiness and the watchdog, fed only by the main loop.
     service: ServiceManager,
+    /// The update outcome last reported to the cloud's rollouts, per component.
+    reported_outcomes: HashMap<Kind, Outcome>,
 }
 
 impl Daemon {
@@ -263,6 +276,7 @@ impl Daemon {
             delivering: HashSet::new(),
             started: std::time::Instant::now(),
             service: ServiceManager::from_env(),
+            reported_outcomes: HashMap::new(),
         })
     }
 
@@ -496,11 +510,27 @@ impl Daemon {
         Ok(())
     }
 
-    /// Checks the repository for every component and installs what it finds. A failure is
-    /// logged and the running components go on.
+    /// Checks the repository for every component and installs what it finds and the cloud's
+    /// staged rollouts admit. A failure is logged and the running components go on.
     async fn poll_updates(&mut self) -> anyhow::Result<Option<Stopped>> {
-        for kind in Kind::ALL {
-            let applied = match self.components.agent.apply(kind).await {
+        let Some(settings) = self.components.agent.settings() else {
+            return Ok(None);
+        };
+        let admissions = match agent::admissions(&self.components.uplink, settings).await {
+            Ok(admissions) => admissions,
+            Err(error) => {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "no update installed this time"
+                );
+                return Ok(None);
+            }
+        };
+        for (kind, admission) in admissions {
+            if admission == Admission::Nothing {
+                tracing::debug!(component = kind.name(), "no rollout admits this device");
+            }
+            let applied = match self.components.agent.apply(kind, &admission).await {
                 Ok(applied) => applied,
                 Err(error) => {
                     tracing::warn!(
@@ -667,7 +697,51 @@ impl Daemon {
             }
             Err(error) => tracing::warn!(%error, "cannot report the device status"),
         }
+        self.report_update_outcomes().await?;
         Ok(None)
+    }
+
+    /// Tells the cloud's rollouts how each update ended, once per outcome and start (the
+    /// cloud keeps a device's latest outcome per rollout, so a repeat after a restart is
+    /// harmless). Without the rollout gate there is no rollout to tell.
+    async fn report_update_outcomes(&mut self) -> anyhow::Result<()> {
+        if !self
+            .components
+            .agent
+            .settings()
+            .is_some_and(|settings| settings.rollouts)
+        {
+            return Ok(());
+        }
+        for kind in Kind::ALL {
+            let Some(last) = self.components.agent.store().load(kind)?.last else {
+                continue;
+            };
+            if self.reported_outcomes.get(&kind) == Some(&last) {
+                continue;
+            }
+            let report = agent::outcome_report(kind, &last);
+            match self.components.uplink.report_update(&report).await? {
+                Ok(()) => {
+                    tracing::info!(
+                        component = kind.name(),
+                        version = report.version,
+                        committed = report.committed,
+                        "update outcome reported"
+                    );
+                }
+                // Installed before its rollout existed, or the rollout was deleted.
+                Err(UplinkError::Refused(refusal)) if refusal.is(RefusalCode::NotFound) => {
+                    tracing::debug!(component = kind.name(), %refusal, "no rollout for this version");
+                }
+                Err(error) => {
+                    tracing::warn!(component = kind.name(), %error, "cannot report the update outcome");
+                    continue;
+                }
+            }
+            self.reported_outcomes.insert(kind, last);
+        }
+        Ok(())
     }
 
     /// What the probe reader of `meter` counted.
@@ -798,7 +872,7 @@ impl Daemon {
 /// progress first, else the latest outcome (a refusal or roll-back with its reason). `None`
 /// before any update or when the state cannot be read (the agent logs that itself).
 fn update_report(agent: &Agent) -> Option<UpdateState> {
-    use crate::update::machine::{Outcome, Phase};
+    use crate::update::machine::Phase;
     let states: Vec<(Kind, crate::update::machine::State)> = Kind::ALL
         .into_iter()
         .filter_map(|kind| agent.store().load(kind).ok().map(|state| (kind, state)))

@@ -31,7 +31,8 @@ use wattlet_runtime::uplink::bindings::{Upload, UploadPre};
 use wattlet_survey::{ConsentState, Measurement};
 pub use wattlet_upload::{
     BufferDepth, DeviceStatus, DiagnosticsBundle, Error as UplinkError, MeasurementRefusal,
-    MeterStatus, ProbeStats, SetAside, SkippedRange, UpdateState, UploadOutcome,
+    MeterStatus, ProbeStats, RolloutAdmission, SetAside, SkippedRange, UpdateOutcome, UpdateState,
+    UploadOutcome,
 };
 
 const WHAT: &str = "wattlet:edge upload";
@@ -205,6 +206,41 @@ impl Uplink {
         );
         Ok(self
             .bounded("upload-diagnostics", call)
+            .await
+            .and_then(|result| result.map_err(UplinkError::from)))
+    }
+
+    /// For each component, the newest version a staged rollout admits this device to.
+    pub async fn fetch_rollouts(
+        &self,
+    ) -> anyhow::Result<Result<Vec<RolloutAdmission>, UplinkError>> {
+        let (mut store, bindings) = self.instance().await?;
+        let call = bindings
+            .wattlet_edge_uplink()
+            .call_fetch_rollouts(&mut store, &self.cloud);
+        Ok(self
+            .bounded("fetch-rollouts", call)
+            .await
+            .and_then(|result| {
+                result
+                    .map(|list| list.into_iter().map(RolloutAdmission::from).collect())
+                    .map_err(UplinkError::from)
+            }))
+    }
+
+    /// Reports how installing a rolled-out version ended.
+    pub async fn report_update(
+        &self,
+        outcome: &UpdateOutcome,
+    ) -> anyhow::Result<Result<(), UplinkError>> {
+        let (mut store, bindings) = self.instance().await?;
+        let outcome = wit::UpdateOutcome::from(outcome);
+        let call =
+            bindings
+                .wattlet_edge_uplink()
+                .call_report_update(&mut store, &self.cloud, &outcome);
+        Ok(self
+            .bounded("report-update", call)
             .await
             .and_then(|result| result.map_err(UplinkError::from)))
     }

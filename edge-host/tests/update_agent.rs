@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use wattlet_edge::update::machine::{Outcome, Phase};
 use wattlet_edge::update::slots::Source;
-use wattlet_edge::update::{Applied, Kind};
+use wattlet_edge::update::{Admission, Applied, Kind};
 use wattlet_runtime::meter::ParserComponent;
 use wattlet_testkit::updates::{PARSER_WORLD, UPLOAD_WORLD, UpdateRepo, component, run};
 
@@ -27,15 +27,25 @@ fn parser_updates_commit_refuse_roll_back_and_never_go_back() {
 
     // Nothing published: up to date, and the shipped parser runs.
     assert_eq!(
-        run(agent.apply(Kind::MeterParser)).unwrap(),
+        run(agent.apply(Kind::MeterParser, &Admission::Any)).unwrap(),
         Applied::UpToDate
     );
     assert_eq!(agent.resolve(Kind::MeterParser).source, Source::Shipped);
 
-    // A good parser: staged, linked, switched, healthy, committed.
+    // A good parser: held back while no rollout admits the device, and above the version
+    // one admits it to; then staged, linked, switched, healthy, committed.
     repo.publish("meter-parser", "1.1.0", PARSER_WORLD, &parser);
     assert_eq!(
-        run(agent.apply(Kind::MeterParser)).unwrap(),
+        run(agent.apply(Kind::MeterParser, &Admission::Nothing)).unwrap(),
+        Applied::UpToDate
+    );
+    assert_eq!(
+        run(agent.apply(Kind::MeterParser, &Admission::UpTo(v("1.0.9")))).unwrap(),
+        Applied::UpToDate
+    );
+    assert_eq!(agent.resolve(Kind::MeterParser).source, Source::Shipped);
+    assert_eq!(
+        run(agent.apply(Kind::MeterParser, &Admission::UpTo(v("1.1.0")))).unwrap(),
         Applied::Committed(v("1.1.0"))
     );
     let resolved = agent.resolve(Kind::MeterParser);
@@ -46,7 +56,7 @@ fn parser_updates_commit_refuse_roll_back_and_never_go_back() {
     let loaded = resolved.source.load(agent.engine(), &parser).unwrap();
     ParserComponent::from_component(agent.engine(), &loaded).expect("links as a parser");
     assert_eq!(
-        run(agent.apply(Kind::MeterParser)).unwrap(),
+        run(agent.apply(Kind::MeterParser, &Admission::Any)).unwrap(),
         Applied::UpToDate
     );
 
@@ -57,7 +67,9 @@ fn parser_updates_commit_refuse_roll_back_and_never_go_back() {
         PARSER_WORLD,
         &component("wattlet-upload"),
     );
-    let Applied::Refused { version, reason } = run(agent.apply(Kind::MeterParser)).unwrap() else {
+    let Applied::Refused { version, reason } =
+        run(agent.apply(Kind::MeterParser, &Admission::Any)).unwrap()
+    else {
         panic!("refused before the switch")
     };
     assert_eq!(version, v("1.2.0"));
@@ -73,7 +85,8 @@ fn parser_updates_commit_refuse_roll_back_and_never_go_back() {
         PARSER_WORLD,
         &component("wattlet-skewed-parser-composed"),
     );
-    let Applied::RolledBack { version, reason } = run(agent.apply(Kind::MeterParser)).unwrap()
+    let Applied::RolledBack { version, reason } =
+        run(agent.apply(Kind::MeterParser, &Admission::Any)).unwrap()
     else {
         panic!("rolled back after the health check")
     };
@@ -89,14 +102,14 @@ fn parser_updates_commit_refuse_roll_back_and_never_go_back() {
 
     // A rejected version is not tried again at every poll.
     assert_eq!(
-        run(agent.apply(Kind::MeterParser)).unwrap(),
+        run(agent.apply(Kind::MeterParser, &Admission::Any)).unwrap(),
         Applied::UpToDate
     );
 
     // An older good version is never installed.
     repo.publish("meter-parser", "1.0.9", PARSER_WORLD, &parser);
     assert_eq!(
-        run(agent.apply(Kind::MeterParser)).unwrap(),
+        run(agent.apply(Kind::MeterParser, &Admission::Any)).unwrap(),
         Applied::UpToDate
     );
     assert_eq!(
@@ -116,11 +129,11 @@ fn an_upload_component_on_trial_commits_on_its_first_acknowledgement_or_rolls_ba
     let device = tempfile::tempdir().unwrap();
     let agent = repo.agent(device.path(), repo.settings());
     assert_eq!(
-        run(agent.apply(Kind::Upload)).unwrap(),
+        run(agent.apply(Kind::Upload, &Admission::Any)).unwrap(),
         Applied::OnTrial(v("1.1.0"))
     );
     assert_eq!(
-        run(agent.apply(Kind::Upload)).unwrap(),
+        run(agent.apply(Kind::Upload, &Admission::Any)).unwrap(),
         Applied::Waiting(v("1.1.0"))
     );
     assert_eq!(
@@ -137,7 +150,7 @@ fn an_upload_component_on_trial_commits_on_its_first_acknowledgement_or_rolls_ba
     settings.trial_deadline = Duration::from_secs(1);
     let agent = repo.agent(device.path(), settings);
     assert_eq!(
-        run(agent.apply(Kind::Upload)).unwrap(),
+        run(agent.apply(Kind::Upload, &Admission::Any)).unwrap(),
         Applied::OnTrial(v("1.1.0"))
     );
     assert_eq!(
@@ -153,7 +166,7 @@ fn an_upload_component_on_trial_commits_on_its_first_acknowledgement_or_rolls_ba
     // Restarts without a commit count tries: the fourth start rolls back.
     let device = tempfile::tempdir().unwrap();
     let agent = repo.agent(device.path(), repo.settings());
-    run(agent.apply(Kind::Upload)).unwrap();
+    run(agent.apply(Kind::Upload, &Admission::Any)).unwrap();
     for _ in 0..3 {
         assert_eq!(
             agent.resolve(Kind::Upload).source.version(),
@@ -180,7 +193,7 @@ fn damaged_slot_files_are_never_run() {
     let device = tempfile::tempdir().unwrap();
     let agent = repo.agent(device.path(), repo.settings());
     assert_eq!(
-        run(agent.apply(Kind::MeterParser)).unwrap(),
+        run(agent.apply(Kind::MeterParser, &Admission::Any)).unwrap(),
         Applied::Committed(v("1.1.0"))
     );
     // An older version published later is never installed (the version floor).
@@ -191,7 +204,7 @@ fn damaged_slot_files_are_never_run() {
         &component("wattlet-meter-parser"),
     );
     assert_eq!(
-        run(agent.apply(Kind::MeterParser)).unwrap(),
+        run(agent.apply(Kind::MeterParser, &Admission::Any)).unwrap(),
         Applied::UpToDate
     );
     let Source::Slot(installed, files) = agent.resolve(Kind::MeterParser).source else {

@@ -1,9 +1,10 @@
 //! The update agent in the running daemon, end to end with the local system: `wattlet-edge run`
 //! with an `[updates]` section, the cloud's Data API on loopback over mutual TLS, a consenting
-//! household and a simulated meter. The daemon polls a signed repository, installs the new
-//! parser (committed after its golden telegrams) and the new upload component (committed by
-//! its first acknowledged upload), keeps measuring and uploading with them, and reports the new
-//! versions in its status; restarted, it runs the committed versions.
+//! household and a simulated meter. The daemon polls a signed repository and installs nothing
+//! until the cloud's staged rollouts admit it; then it installs the new parser (committed after
+//! its golden telegrams) and the new upload component (committed by its first acknowledged
+//! upload), reports both outcomes to their rollouts, keeps measuring and uploading with them,
+//! and reports the new versions in its status; restarted, it runs the committed versions.
 
 use std::time::Duration;
 
@@ -51,6 +52,23 @@ fn the_daemon_installs_both_components_and_reports_them() {
             .and_then(|s| s.committed)
             .map(|c| c.version.to_string())
     };
+    // Signed, but no rollout admits the device yet: a few polls install nothing.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        (committed(Kind::MeterParser), committed(Kind::Upload)),
+        (None, None),
+        "installed before a rollout admitted the device"
+    );
+    let mut rollouts = Vec::new();
+    for name in ["meter-parser", "upload"] {
+        let (status, rollout) = edge.cloud.admin(
+            "POST",
+            "/api/management/rollout",
+            Some(serde_json::json!({"component": name, "version": "1.1.0", "stages": [100]})),
+        );
+        assert_eq!(status, 201, "{rollout}");
+        rollouts.push(rollout["id"].as_str().unwrap().to_owned());
+    }
     wait_for(Duration::from_secs(180), "both updates committed", || {
         assert!(
             child.try_wait().unwrap().is_none(),
@@ -81,6 +99,21 @@ fn the_daemon_installs_both_components_and_reports_them() {
                         .iter()
                         .any(|d| d["health"]["update"]["state"] == "succeeded")
                 })
+        },
+    );
+    // Each rollout counts the device's committed outcome.
+    wait_for(
+        Duration::from_secs(60),
+        "the rollouts count the outcomes",
+        || {
+            let (status, listing) = edge.cloud.admin("GET", "/api/management/rollout", None);
+            let counted = |id: &String| {
+                listing["rollouts"].as_array().is_some_and(|all| {
+                    all.iter()
+                        .any(|r| r["id"] == id.as_str() && r["cohorts"][0]["committed"] == 1)
+                })
+            };
+            status == 200 && rollouts.iter().all(counted)
         },
     );
     wait_for(Duration::from_secs(30), "the buffer drained", || {

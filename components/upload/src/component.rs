@@ -61,6 +61,22 @@ impl wit::Guest for Component {
         let (code, body) = send(&cloud, &request)?;
         Ok(protocol::parse_diagnostics_upload(code, &body)?)
     }
+
+    fn fetch_rollouts(cloud: String) -> Result<Vec<wit::RolloutAdmission>, wit::Error> {
+        let cloud = Cloud::parse(&cloud)?;
+        let (code, body) = send(&cloud, &protocol::rollouts_request(&cloud))?;
+        Ok(protocol::parse_rollouts(code, &body)?
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
+
+    fn report_update(cloud: String, outcome: wit::UpdateOutcome) -> Result<(), wit::Error> {
+        let cloud = Cloud::parse(&cloud)?;
+        let request = protocol::update_outcome_request(&cloud, &outcome.into());
+        let (code, body) = send(&cloud, &request)?;
+        Ok(protocol::parse_update_outcome(code, &body)?)
+    }
 }
 
 /// Sends one request and reads the whole answer: (status, body).

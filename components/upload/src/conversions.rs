@@ -159,3 +159,24 @@ impl From<protocol::UploadOutcome> for wit::UploadOutcome {
         }
     }
 }
+
+impl From<protocol::RolloutAdmission> for wit::RolloutAdmission {
+    fn from(a: protocol::RolloutAdmission) -> Self {
+        wit::RolloutAdmission {
+            component: a.component,
+            version: a.version,
+            rollout: a.rollout,
+        }
+    }
+}
+
+impl From<wit::UpdateOutcome> for protocol::UpdateOutcome {
+    fn from(o: wit::UpdateOutcome) -> Self {
+        protocol::UpdateOutcome {
+            component: o.component,
+            version: o.version,
+            committed: o.committed,
+            reason: o.reason,
+        }
+    }
+}

@@ -9,9 +9,11 @@ mod protocol;
 
 pub use protocol::{
     BufferDepth, Cloud, DeviceStatus, DiagnosticsBundle, Error, MAX_BUNDLE_BYTES, MAX_LOG_LINE,
-    MAX_LOG_LINES, MeasurementRefusal, MeterStatus, ProbeStats, Request, SetAside, SkippedRange,
-    UpdateState, UploadOutcome, consent_request, diagnostics_request, parse_consent,
-    parse_diagnostics_upload, parse_status_report, parse_upload, status_request, upload_request,
+    MAX_LOG_LINES, MAX_OUTCOME_REASON, MeasurementRefusal, MeterStatus, ProbeStats, Request,
+    RolloutAdmission, SetAside, SkippedRange, UpdateOutcome, UpdateState, UploadOutcome,
+    consent_request, diagnostics_request, parse_consent, parse_diagnostics_upload, parse_rollouts,
+    parse_status_report, parse_update_outcome, parse_upload, rollouts_request, status_request,
+    update_outcome_request, upload_request,
 };
 
 #[cfg(target_family = "wasm")]

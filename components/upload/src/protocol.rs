@@ -447,6 +447,87 @@ pub fn parse_diagnostics_upload(status: u16, body: &[u8]) -> Result<(), Error> {
     check_status(status, body)
 }
 
+/// A version the cloud's staged rollouts let this device install now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RolloutAdmission {
+    pub component: String,
+    pub version: String,
+    pub rollout: String,
+}
+
+/// How installing a rolled-out version ended on this device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdateOutcome {
+    pub component: String,
+    pub version: String,
+    pub committed: bool,
+    pub reason: Option<String>,
+}
+
+/// The Data API takes outcome reasons up to this many bytes, without control characters.
+pub const MAX_OUTCOME_REASON: usize = 512;
+
+/// `GET /api/household/measurement_device/rollout`.
+pub fn rollouts_request(cloud: &Cloud) -> Request {
+    Request {
+        method: "GET",
+        path: format!("{}/api/household/measurement_device/rollout", cloud.base),
+        body: None,
+    }
+}
+
+/// `{"components": {"<name>": {"version", "rollout"}, …}}`, sorted by component name.
+pub fn parse_rollouts(status: u16, body: &[u8]) -> Result<Vec<RolloutAdmission>, Error> {
+    #[derive(Deserialize)]
+    struct Answer {
+        components: std::collections::BTreeMap<String, Admitted>,
+    }
+    #[derive(Deserialize)]
+    struct Admitted {
+        version: String,
+        rollout: String,
+    }
+    check_status(status, body)?;
+    let answer: Answer = serde_json::from_slice(body)
+        .map_err(|e| Error::Server(format!("unreadable rollouts: {e}")))?;
+    Ok(answer
+        .components
+        .into_iter()
+        .map(|(component, a)| RolloutAdmission {
+            component,
+            version: a.version,
+            rollout: a.rollout,
+        })
+        .collect())
+}
+
+/// `POST /api/household/measurement_device/rollout`: `committed`, or `rolled_back` with the
+/// reason on one line, cut to [`MAX_OUTCOME_REASON`] bytes (a trap's backtrace has many).
+pub fn update_outcome_request(cloud: &Cloud, outcome: &UpdateOutcome) -> Request {
+    let reason = outcome.reason.as_ref().map(|r| {
+        let line: String = r
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        cut(&line, MAX_OUTCOME_REASON)
+    });
+    let body = serde_json::json!({
+        "component": outcome.component,
+        "version": outcome.version,
+        "outcome": if outcome.committed { "committed" } else { "rolled_back" },
+        "reason": reason,
+    });
+    Request {
+        method: "POST",
+        path: format!("{}/api/household/measurement_device/rollout", cloud.base),
+        body: Some(body.to_string().into_bytes()),
+    }
+}
+
+pub fn parse_update_outcome(status: u16, body: &[u8]) -> Result<(), Error> {
+    check_status(status, body)
+}
+
 /// At most `max` bytes of `s`, cut at a character boundary.
 fn cut(s: &str, max: usize) -> String {
     let mut end = s.len().min(max);
@@ -740,6 +821,84 @@ mod tests {
         );
         assert_eq!(body["meters"][0].as_object().unwrap().len(), 3, "{body}");
         assert_eq!(parse_status_report(204, b""), Ok(None));
+    }
+
+    #[test]
+    fn rollouts_say_what_the_device_may_install() {
+        let cloud = Cloud::parse("https://c/base").unwrap();
+        let request = rollouts_request(&cloud);
+        assert_eq!(
+            (request.method, request.path.as_str(), request.body),
+            (
+                "GET",
+                "/base/api/household/measurement_device/rollout",
+                None
+            )
+        );
+        let body = br#"{"components":{"upload":{"version":"1.2.0","rollout":"r2"},
+            "meter-parser":{"version":"1.1.0","rollout":"r1"}}}"#;
+        assert_eq!(
+            parse_rollouts(200, body),
+            Ok(vec![
+                RolloutAdmission {
+                    component: "meter-parser".into(),
+                    version: "1.1.0".into(),
+                    rollout: "r1".into()
+                },
+                RolloutAdmission {
+                    component: "upload".into(),
+                    version: "1.2.0".into(),
+                    rollout: "r2".into()
+                },
+            ])
+        );
+        assert_eq!(parse_rollouts(200, br#"{"components":{}}"#), Ok(vec![]));
+        assert!(matches!(
+            parse_rollouts(200, br#"{"components":{"upload":"1.2.0"}}"#),
+            Err(Error::Server(_))
+        ));
+        assert!(matches!(parse_rollouts(401, b""), Err(Error::Refused(r)) if r.status == 401));
+        assert!(matches!(parse_rollouts(503, b""), Err(Error::Server(_))));
+    }
+
+    #[test]
+    fn outcomes_fit_what_the_cloud_takes() {
+        let cloud = Cloud::parse("https://c").unwrap();
+        let body = |outcome: &UpdateOutcome| -> serde_json::Value {
+            let request = update_outcome_request(&cloud, outcome);
+            assert_eq!(request.method, "POST");
+            assert_eq!(request.path, "/api/household/measurement_device/rollout");
+            serde_json::from_slice(&request.body.unwrap()).unwrap()
+        };
+        let committed = body(&UpdateOutcome {
+            component: "upload".into(),
+            version: "1.2.0".into(),
+            committed: true,
+            reason: None,
+        });
+        assert_eq!(
+            committed,
+            serde_json::json!({"component": "upload", "version": "1.2.0",
+                "outcome": "committed", "reason": null})
+        );
+        // A trap's message: many lines, multi-byte characters, far over the limit.
+        let long = format!("wasm trap: unreachable\n{}", "→ frame\n".repeat(200));
+        let rolled_back = body(&UpdateOutcome {
+            component: "meter-parser".into(),
+            version: "1.1.0".into(),
+            committed: false,
+            reason: Some(long),
+        });
+        assert_eq!(rolled_back["outcome"], "rolled_back");
+        let reason = rolled_back["reason"].as_str().unwrap();
+        assert!(reason.len() <= MAX_OUTCOME_REASON, "{}", reason.len());
+        assert!(reason.starts_with("wasm trap: unreachable "), "{reason}");
+        assert!(!reason.chars().any(char::is_control), "{reason:?}");
+        assert_eq!(parse_update_outcome(204, b""), Ok(()));
+        assert!(matches!(
+            parse_update_outcome(404, br#"{"error":"no rollout","code":"not_found"}"#),
+            Err(Error::Refused(r)) if r.code == Some(RefusalCode::NotFound)
+        ));
     }
 
     fn healthy() -> DeviceStatus {

@@ -170,6 +170,17 @@ impl Verifier {
         component: &str,
         installed: Option<&semver::Version>,
     ) -> Result<Option<Update>, Error> {
+        self.check_up_to(component, installed, None).await
+    }
+
+    /// [`Verifier::check`], among the versions up to `ceiling` only: what a staged rollout
+    /// admits this device to (the repository may already hold newer ones).
+    pub async fn check_up_to(
+        &self,
+        component: &str,
+        installed: Option<&semver::Version>,
+        ceiling: Option<&semver::Version>,
+    ) -> Result<Option<Update>, Error> {
         crate::validate_name(component)?;
         let now = (self.clock)();
         let mut state = self.read_state()?;
@@ -223,10 +234,11 @@ impl Verifier {
             };
             let newer = floor_version.as_ref().is_none_or(|f| meta.version > *f);
             let runs_here = meta.min_host <= self.host_version;
+            let admitted = ceiling.is_none_or(|c| meta.version <= *c);
             let best_so_far = best
                 .as_ref()
                 .is_none_or(|(_, b, _, _)| meta.version > b.version);
-            if newer && runs_here && best_so_far {
+            if newer && runs_here && admitted && best_so_far {
                 let sha256 = hex::encode(&target.hashes.sha256);
                 best = Some((name.clone(), meta, target.length, sha256));
             }

@@ -58,6 +58,36 @@ async fn a_good_update_is_verified_and_the_version_floor_holds() {
 }
 
 #[tokio::test]
+async fn a_ceiling_holds_back_newer_versions_the_rollout_has_not_reached() {
+    let fx = Fixture::new().await;
+    fx.publish("1.1.0", "0.1.0").await;
+    fx.publish("1.2.0", "0.1.0").await;
+    let device = fx.device("a");
+    let up_to = |ceiling: &'static str| {
+        let device = &device;
+        async move {
+            device
+                .check_up_to(COMPONENT, Some(&version("1.0.0")), Some(&version(ceiling)))
+                .await
+                .expect("check")
+                .map(|u| u.meta.version.to_string())
+        }
+    };
+    // The newest signed version up to the ceiling, never above it.
+    assert_eq!(up_to("1.1.0").await.as_deref(), Some("1.1.0"));
+    assert_eq!(up_to("1.1.9").await.as_deref(), Some("1.1.0"));
+    assert_eq!(up_to("1.2.0").await.as_deref(), Some("1.2.0"));
+    // A ceiling at or below what is installed offers nothing.
+    assert_eq!(up_to("1.0.0").await, None);
+    // Without one, the newest.
+    let newest = device.check(COMPONENT, Some(&version("1.0.0"))).await;
+    assert_eq!(
+        newest.expect("check").unwrap().meta.version.to_string(),
+        "1.2.0"
+    );
+}
+
+#[tokio::test]
 async fn arbitrary_software_tampered_metadata_fails_its_signature() {
     let fx = Fixture::new().await;
     let device = fx.device("a");

@@ -21,7 +21,7 @@ use super::Kind;
 use super::health;
 use super::machine::{Event, Outcome, Phase, State};
 use super::slots::{self, Resolved, Source, Store};
-use crate::uplink::Uplink;
+use crate::uplink::{RolloutAdmission, UpdateOutcome, Uplink};
 
 /// The `[updates]` section of the device configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +36,20 @@ pub struct UpdateSettings {
     pub trial_deadline: Duration,
     /// Restarts a trial may take before it is rolled back.
     pub max_tries: u32,
+    /// Install only what the cloud's staged rollouts admit this device to (`[updates]
+    /// rollouts`, default true); false: the newest signed version.
+    pub rollouts: bool,
+}
+
+/// Which versions of a component the device may install now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// No rollout gate: the newest signed version this host runs.
+    Any,
+    /// A staged rollout admits the device up to this version.
+    UpTo(semver::Version),
+    /// No rollout admits the device: nothing is installed.
+    Nothing,
 }
 
 /// How an apply ended.
@@ -169,20 +183,25 @@ impl Agent {
     }
 
     /// Verifies the repository and returns the newest version of `kind` newer than the
-    /// committed one, if any.
-    pub async fn check(&self, kind: Kind) -> anyhow::Result<Option<Update>> {
+    /// committed one that `admission` allows, if any.
+    pub async fn check(&self, kind: Kind, admission: &Admission) -> anyhow::Result<Option<Update>> {
+        let ceiling = match admission {
+            Admission::Any => None,
+            Admission::UpTo(version) => Some(version),
+            Admission::Nothing => return Ok(None),
+        };
         let state = self.store.load(kind)?;
         let update = self
             .verifier()?
-            .check(kind.name(), state.floor())
+            .check_up_to(kind.name(), state.floor(), ceiling)
             .await
             .with_context(|| format!("the update repository does not verify ({})", kind.name()))?;
         Ok(update)
     }
 
-    /// Checks, and installs what it finds: staged, switched, and (a parser) health checked
-    /// and committed or rolled back.
-    pub async fn apply(&self, kind: Kind) -> anyhow::Result<Applied> {
+    /// Checks, and installs what it finds within `admission`: staged, switched, and (a
+    /// parser) health checked and committed or rolled back.
+    pub async fn apply(&self, kind: Kind, admission: &Admission) -> anyhow::Result<Applied> {
         let mut state = self.store.load(kind)?;
         match &state.phase {
             // An upload on trial waits for its first acknowledged batch.
@@ -197,7 +216,7 @@ impl Agent {
             Phase::Idle => {}
         }
         tracing::info!(component = kind.name(), phase = "check", "update phase");
-        let Some(update) = self.check(kind).await? else {
+        let Some(update) = self.check(kind, admission).await? else {
             return Ok(Applied::UpToDate);
         };
         let version = update.meta.version.clone();
@@ -404,6 +423,50 @@ impl Agent {
     }
 }
 
+/// What the cloud's staged rollouts admit for `kind`: the version the newest rollout admits
+/// this device to, else nothing (a version that is not semver admits nothing).
+pub fn admission(kind: Kind, rollouts: &[RolloutAdmission]) -> Admission {
+    rollouts
+        .iter()
+        .find(|r| r.component == kind.name())
+        .and_then(|r| semver::Version::parse(&r.version).ok())
+        .map_or(Admission::Nothing, Admission::UpTo)
+}
+
+/// Per component, what this device may install now: asked of the cloud's staged rollouts
+/// when `settings.rollouts`, else anything signed. Err when the cloud cannot be asked (the
+/// caller installs nothing this time).
+pub async fn admissions(
+    uplink: &Uplink,
+    settings: &UpdateSettings,
+) -> anyhow::Result<Vec<(Kind, Admission)>> {
+    if !settings.rollouts {
+        return Ok(Kind::ALL.map(|k| (k, Admission::Any)).to_vec());
+    }
+    let rollouts = uplink
+        .fetch_rollouts()
+        .await?
+        .map_err(|e| anyhow::anyhow!("cannot ask the cloud's rollouts: {e}"))?;
+    Ok(Kind::ALL.map(|k| (k, admission(k, &rollouts))).to_vec())
+}
+
+/// The report to the cloud's rollout of how an update of `kind` ended: committed, else rolled
+/// back (or refused before the switch) with the reason.
+pub fn outcome_report(kind: Kind, outcome: &Outcome) -> UpdateOutcome {
+    let (version, committed, reason) = match outcome {
+        Outcome::Committed { version } => (version, true, None),
+        Outcome::Refused { version, reason } | Outcome::RolledBack { version, reason } => {
+            (version, false, Some(reason.clone()))
+        }
+    };
+    UpdateOutcome {
+        component: kind.name().to_owned(),
+        version: version.to_string(),
+        committed,
+        reason,
+    }
+}
+
 /// Links `component` with the host's real linker for `kind`'s world. A parser is also
 /// instantiated with a decoder (which checks the exports' types, not only their names); the
 /// upload component's calls are typed at their first use, so its trial catches the rest.
@@ -444,5 +507,60 @@ fn verifier(
             "repository {}: {other}:// is not https:// (over the device's mutual TLS) or file://",
             settings.repository
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rollout(component: &str, version: &str) -> RolloutAdmission {
+        RolloutAdmission {
+            component: component.into(),
+            version: version.into(),
+            rollout: "r".into(),
+        }
+    }
+
+    #[test]
+    fn rollouts_admit_their_component_only() {
+        let v = |t| semver::Version::parse(t).unwrap();
+        let list = [
+            rollout("upload", "1.2.0"),
+            rollout("meter-parser", "nonsense"),
+        ];
+        assert_eq!(admission(Kind::Upload, &list), Admission::UpTo(v("1.2.0")));
+        assert_eq!(admission(Kind::MeterParser, &list), Admission::Nothing);
+        assert_eq!(admission(Kind::MeterParser, &[]), Admission::Nothing);
+    }
+
+    #[test]
+    fn outcomes_report_committed_or_why_not() {
+        let version = semver::Version::new(1, 2, 0);
+        let committed = outcome_report(
+            Kind::Upload,
+            &Outcome::Committed {
+                version: version.clone(),
+            },
+        );
+        assert_eq!(
+            (committed.component.as_str(), committed.version.as_str()),
+            ("upload", "1.2.0")
+        );
+        assert!(committed.committed && committed.reason.is_none());
+        for failed in [
+            Outcome::Refused {
+                version: version.clone(),
+                reason: "does not link".into(),
+            },
+            Outcome::RolledBack {
+                version: version.clone(),
+                reason: "does not link".into(),
+            },
+        ] {
+            let report = outcome_report(Kind::MeterParser, &failed);
+            assert!(!report.committed);
+            assert_eq!(report.reason.as_deref(), Some("does not link"));
+        }
     }
 }

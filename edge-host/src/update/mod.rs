@@ -13,7 +13,7 @@ pub mod health;
 pub mod machine;
 pub mod slots;
 
-pub use agent::{Agent, Applied, UpdateSettings};
+pub use agent::{Admission, Agent, Applied, UpdateSettings};
 
 /// The components a device updates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

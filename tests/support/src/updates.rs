@@ -64,6 +64,7 @@ impl UpdateRepo {
             poll_every: Duration::from_secs(3600),
             trial_deadline: Duration::from_secs(600),
             max_tries: 3,
+            rollouts: false,
         }
     }
 
@@ -123,13 +124,14 @@ pub fn clone_state(from: &Path, to: &Path) {
     }
 }
 
-/// A device configuration for `state_dir` reading `repo`'s updates (no cloud is contacted).
+/// A device configuration for `state_dir` reading `repo`'s updates (no cloud is contacted:
+/// no rollout gate).
 pub fn device_config(dir: &Path, state_dir: &Path, repo: &UpdateRepo) -> PathBuf {
     let path = dir.join("edge.toml");
     let text = format!(
         "cloud = \"https://127.0.0.1:9\"\nstate_dir = {:?}\n[identity]\ncertificate = \"device.crt\"\nkey = \"device.key\"\ncloud_ca = \"ca.crt\"\n[[meter]]\nuuid = \"meter-1\"\ndevice = \"/dev/null\"\nprotocol = \"sml\"\n{}",
         state_dir.display().to_string(),
-        repo.config_section()
+        repo.config_section() + "rollouts = false\n"
     );
     std::fs::write(&path, text).expect("edge.toml written");
     path

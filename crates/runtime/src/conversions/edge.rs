@@ -123,3 +123,24 @@ impl From<wit::UploadOutcome> for native::UploadOutcome {
         }
     }
 }
+
+impl From<wit::RolloutAdmission> for native::RolloutAdmission {
+    fn from(a: wit::RolloutAdmission) -> Self {
+        native::RolloutAdmission {
+            component: a.component,
+            version: a.version,
+            rollout: a.rollout,
+        }
+    }
+}
+
+impl From<&native::UpdateOutcome> for wit::UpdateOutcome {
+    fn from(o: &native::UpdateOutcome) -> Self {
+        wit::UpdateOutcome {
+            component: o.component.clone(),
+            version: o.version.clone(),
+            committed: o.committed,
+            reason: o.reason.clone(),
+        }
+    }
+}
