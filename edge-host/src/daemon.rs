@@ -567,6 +567,7 @@ impl Daemon {
                 self.start_readers();
             }
         }
+        self.report_update_outcomes().await?;
         Ok(None)
     }
 
@@ -697,13 +698,14 @@ impl Daemon {
             }
             Err(error) => tracing::warn!(%error, "cannot report the device status"),
         }
-        self.report_update_outcomes().await?;
         Ok(None)
     }
 
     /// Tells the cloud's rollouts how each update ended, once per outcome and start (the
     /// cloud keeps a device's latest outcome per rollout, so a repeat after a restart is
-    /// harmless). Without the rollout gate there is no rollout to tell.
+    /// harmless). Without the rollout gate there is no rollout to tell. Outcomes are the
+    /// device's, not the household's: they go whatever the consent (a roll back found by the
+    /// trial's deadline goes at the next poll).
     async fn report_update_outcomes(&mut self) -> anyhow::Result<()> {
         if !self
             .components
