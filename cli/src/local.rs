@@ -22,6 +22,7 @@ use wattlet_api_client::ApiClient;
 use wattlet_edge::config::{EdgeConfig, Framing, Identity, MeterConfig};
 use wattlet_edge::daemon::{Daemon, EdgeComponents};
 use wattlet_edge::metrics::EdgeMetrics;
+use wattlet_edge::update::UpdateSettings;
 use wattlet_meter_sim as sim;
 use wattlet_pki::{self as pki, CaDir, DeviceRequest, ServerRequest};
 use wattlet_runtime::metrics::serve_admin;
@@ -137,6 +138,51 @@ pub struct UpOptions {
     pub consent_every: Duration,
     /// Where the local NATS server listens for the NIALM queue; `None` runs no queue.
     pub nats_listen: Option<SocketAddr>,
+    /// How often the devices' update agents poll the update repository.
+    pub update_poll: Duration,
+}
+
+/// The signed update repository `spin.toml`'s `updates` component serves at `/updates/`
+/// (`updates/` beside the manifest).
+pub fn update_repository(manifest: &Path) -> PathBuf {
+    manifest
+        .parent()
+        .unwrap_or_else(|| Path::new("."))
+        .join("updates")
+}
+
+/// The devices' `[updates]`: the cloud's `/updates/` over their mutual TLS, gated by the
+/// cloud's staged rollouts, a short trial. `None` until the repository is initialised (its
+/// first root is what a device ships with).
+fn device_updates(
+    repository: &Path,
+    cloud: &str,
+    device_dir: &Path,
+    poll: Duration,
+) -> anyhow::Result<Option<UpdateSettings>> {
+    let published_root = repository.join("metadata").join("1.root.json");
+    if !published_root.is_file() {
+        return Ok(None);
+    }
+    // The root a device trusts first comes with it, once: a later repository does not
+    // replace it (the device follows the repository's chain of roots from there).
+    let root = device_dir.join("1.root.json");
+    if !root.is_file() {
+        std::fs::copy(&published_root, &root).with_context(|| {
+            format!(
+                "cannot give the device the repository's root {}",
+                published_root.display()
+            )
+        })?;
+    }
+    Ok(Some(UpdateSettings {
+        repository: url::Url::parse(&format!("{cloud}/updates/"))?,
+        root,
+        poll_every: poll,
+        trial_deadline: Duration::from_secs(120),
+        max_tries: 3,
+        rollouts: true,
+    }))
 }
 
 /// Runs until `shutdown` resolves, printing to `out`.
@@ -284,7 +330,12 @@ pub async fn run(
             consent_every: options.consent_every,
             journal: false,
             metrics_listen: None,
-            updates: None,
+            updates: device_updates(
+                &update_repository(&options.manifest),
+                &cloud,
+                &device_dir,
+                options.update_poll,
+            )?,
             meters: vec![MeterConfig {
                 uuid: household.meter.to_owned(),
                 device: device_path.clone(),

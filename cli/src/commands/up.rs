@@ -57,11 +57,19 @@ pub struct UpArgs {
     /// Run no NATS server, work manager or worker.
     #[arg(long)]
     no_nialm: bool,
+    /// How often the devices poll the update repository (updates/ beside the manifest, once
+    /// `wattlet release init` wrote it) for what the cloud's rollouts admit them to.
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    update_poll: Duration,
 }
 
 pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
-    if args.measure.is_zero() || args.report.is_zero() || args.consent.is_zero() {
-        anyhow::bail!("--measure, --report and --consent must be longer than zero");
+    if args.measure.is_zero()
+        || args.report.is_zero()
+        || args.consent.is_zero()
+        || args.update_poll.is_zero()
+    {
+        anyhow::bail!("--measure, --report, --consent and --update-poll must be longer than zero");
     }
     if !args.no_nialm && args.nats_listen.port() == 0 {
         anyhow::bail!("--nats-listen needs a fixed port (the workers connect to it)");
@@ -86,6 +94,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         report_every: args.report,
         consent_every: args.consent,
         nats_listen: (!args.no_nialm).then_some(args.nats_listen),
+        update_poll: args.update_poll,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -121,9 +121,27 @@ pub fn terminate(child: &std::process::Child) {
 /// quick timings (a reading every 300 ms, uploads every 600 ms, consent polled every 300 ms);
 /// its stdout arrives line by line on the receiver, its log goes to `state/wattlet-up.log`.
 pub fn start_up(
-    mut wattlet: Command,
+    wattlet: Command,
     state: &Path,
     nats: SocketAddr,
+) -> (Child, mpsc::Receiver<String>) {
+    start_up_with(
+        wattlet,
+        state,
+        &[
+            "--nats-listen",
+            &nats.to_string(),
+            "--worker-metrics-listen",
+            &free_port().to_string(),
+        ],
+    )
+}
+
+/// [`start_up`] with `args` instead of the NIALM queue's (e.g. `--no-nialm`).
+pub fn start_up_with(
+    mut wattlet: Command,
+    state: &Path,
+    args: &[&str],
 ) -> (Child, mpsc::Receiver<String>) {
     let log = std::fs::File::create(state.join("wattlet-up.log")).expect("wattlet up's log");
     let mut child = wattlet
@@ -131,9 +149,8 @@ pub fn start_up(
         .arg("--state-dir")
         .arg(state)
         .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-        .args(["--nats-listen", &nats.to_string()])
+        .args(args)
         .args(["--edge-metrics-listen", "127.0.0.1:0"])
-        .args(["--worker-metrics-listen", &free_port().to_string()])
         .args(["--measure", "300ms", "--report", "600ms"])
         .args(["--consent", "300ms"])
         .current_dir(crate::repo())
