@@ -150,7 +150,7 @@ impl App {
         let linker = engine::linker(&engine)?;
         let mut components = BTreeMap::new();
         for (id, decl) in &manifest.component {
-            let executor = compile(&manifest, id, decl, &engine, &linker)?;
+            let executor = compile(&manifest, id, &engine, &linker)?;
             let mut grants = grants(id, decl, &storage, &variables)?;
             grants.mounts = files::mounts(id, &decl.files, &manifest.dir, &state_dir)?;
             components.insert(
@@ -425,7 +425,6 @@ fn nonce() -> Result<String, RequestError> {
 fn compile(
     manifest: &Manifest,
     id: &str,
-    decl: &ComponentDecl,
     engine: &Engine,
     linker: &Linker<SpinState>,
 ) -> anyhow::Result<Executor> {
