@@ -65,12 +65,17 @@ pub fn app_options_with_data_api(state_dir: &Path, wasm: &str) -> ServeOptions {
         "{} missing: run ./dev build",
         replaced.display()
     );
-    // Every other component's source made absolute too: the copy lives elsewhere.
+    // Every other component's source, and the update repository, made absolute too: the copy
+    // lives elsewhere.
     let manifest = manifest
         .replace(SHIPPED, &replaced.display().to_string())
         .replace(
             "source = \"target/",
             &format!("source = \"{}/target/", repo().display()),
+        )
+        .replace(
+            "{ source = \"updates\"",
+            &format!("{{ source = \"{}/updates\"", repo().display()),
         );
     std::fs::create_dir_all(state_dir).expect("state dir");
     let path = state_dir.join("spin.toml");
