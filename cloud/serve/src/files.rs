@@ -243,7 +243,7 @@ mod tests {
             (FileMount::Pattern("d/[".into()), "not valid"),
         ];
         for (entry, expected) in cases {
-            let error = mounts("c", &[entry.clone()], dir.path(), &state)
+            let error = mounts("c", std::slice::from_ref(&entry), dir.path(), &state)
                 .unwrap_err()
                 .to_string();
             assert!(error.contains(expected), "{entry:?}: {error}");

@@ -31,7 +31,7 @@ async fn handle(request: IncomingRequest, out: ResponseOutparam) {
     // Spin's path below the route; without it (not run by Spin) nothing is served.
     let path_info = request
         .headers()
-        .get(&"spin-path-info".to_owned())
+        .get("spin-path-info")
         .into_iter()
         .next()
         .unwrap_or_default();
@@ -61,7 +61,7 @@ fn open(target: &Target) -> std::io::Result<Option<(std::fs::File, u64)>> {
         Err(error) => return Err(error),
     };
     let metadata = file.metadata()?;
-    Ok(metadata.is_file().then(|| (file, metadata.len())))
+    Ok(metadata.is_file().then_some((file, metadata.len())))
 }
 
 async fn send(
