@@ -239,6 +239,9 @@ async fn the_update_repository_is_served_alike_by_spin_up_and_wattlet_serve() {
         repo.publish("meter-parser", "1.2.0", PARSER_WORLD, &wasm);
         // As in the committed `updates/`: hidden files are never served.
         std::fs::write(repo.repo.join(".gitignore"), "*\n").expect("placeholder");
+        // A file of several chunks, not a multiple of one: it streams whole.
+        let big: Vec<u8> = (0..(1u32 << 20) + 7).map(|i| (i % 251) as u8).collect();
+        std::fs::write(repo.repo.join("targets/big.bin"), big).expect("big file");
         // Links out of the mounted directory lead nowhere.
         std::os::unix::fs::symlink("/etc/passwd", repo.repo.join("metadata/passwd.json"))
             .expect("file link");
@@ -281,6 +284,15 @@ async fn the_update_repository_is_served_alike_by_spin_up_and_wattlet_serve() {
             Method::GET,
             target_path.clone(),
             ok(&Some("application/wasm".into()), &immutable, wasm),
+        ),
+        (
+            Method::GET,
+            "/updates/targets/big.bin".into(),
+            ok(
+                &Some("application/octet-stream".into()),
+                &no_cache,
+                std::fs::read(repo_dir.repo.join("targets/big.bin")).expect("big"),
+            ),
         ),
         (
             Method::HEAD,
