@@ -415,6 +415,17 @@ pub async fn run(
         "Data API   {cloud}/api/health  (CA {}; devices use their certificates)",
         ca.ca_cert_path().display()
     )?;
+    // spin.toml's `updates` component serves this directory (README "Signed updates").
+    let updates = options
+        .manifest
+        .parent()
+        .unwrap_or_else(|| Path::new("."))
+        .join("updates");
+    writeln!(
+        out,
+        "Updates    {cloud}/updates/  (the signed update repository in {}: `wattlet release init --repo` it)",
+        updates.display()
+    )?;
     writeln!(
         out,
         "Metrics    http://{metrics_address}/metrics (the cloud host)"

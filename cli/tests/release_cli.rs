@@ -1,7 +1,10 @@
 //! `wattlet release` through the real binary: a repository created with a threshold, a real
-//! component published, checked as a device would, and refused once tampered with.
+//! component published, checked as a device would, and refused once tampered with; and the same
+//! check over the device's mutual-TLS link, through `wattlet serve` of spin.toml's `updates`
+//! component.
 
-use wattlet_testkit::{Ran, binary, run};
+use wattlet_serve::server::ClientAuth;
+use wattlet_testkit::{Ran, binary, pki, run, serve};
 
 /// `wattlet release ARGS…`
 fn release(args: &[&str]) -> Ran {
@@ -121,6 +124,97 @@ fn publish_check_and_refuse_a_tampered_repository() {
     let ran = release(&["list", "--repo", &path("nowhere")]);
     assert!(
         ran.stderr.contains("wattlet release init"),
+        "{}",
+        ran.stderr
+    );
+}
+
+/// The cloud serves the repository (`updates/`, with the committed placeholder in it before
+/// `release init`) through the static-file component over mutual TLS; the device's verifier
+/// reads it there with its certificate and takes the update, and refuses a tampered target.
+#[test]
+fn check_over_mutual_tls_through_wattlet_serve() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let path = |p: &str| temp.path().join(p).to_string_lossy().into_owned();
+    let (repo, keys) = (path("updates"), path("keys"));
+    std::fs::create_dir(&repo).expect("updates/");
+    std::fs::copy(
+        wattlet_testkit::repo().join("updates/.gitignore"),
+        temp.path().join("updates/.gitignore"),
+    )
+    .expect("the committed placeholder");
+    release(&["init", "--repo", &repo, "--keys", &keys])
+        .expect_success("init over the placeholder");
+    let component = path("parser.wasm");
+    let bytes = b"\0asm\x0d\0\x01\0 a parser".repeat(100);
+    std::fs::write(&component, &bytes).expect("component");
+    release(&[
+        "add",
+        "--repo",
+        &repo,
+        "--keys",
+        &keys,
+        "--component",
+        "meter-parser",
+        "--version",
+        "1.3.0",
+        "--world",
+        "wattlet:meter/parser",
+        "--min-host",
+        "0.1.0",
+        &component,
+    ])
+    .expect_success("add");
+
+    let (ca, tls) = pki::server_ca(&temp.path().join("pki"), ClientAuth::Required);
+    let device = pki::device(&ca, temp.path(), "pi-0042", "ada@example.org");
+    let served = serve::start(
+        &serve::static_files_options(temp.path(), "updates", Some(tls)),
+        &[],
+    );
+    let url = format!("https://127.0.0.1:{}/updates/", served.addr.port());
+    let root = path("updates/metadata/1.root.json");
+    let got = path("got.wasm");
+    let (cert, key) = (
+        device.cert.display().to_string(),
+        device.key.display().to_string(),
+    );
+    let ca_cert = ca.ca_cert_path().display().to_string();
+    let check = || {
+        release(&[
+            "check",
+            "--repo",
+            &url,
+            "--root",
+            &root,
+            "--component",
+            "meter-parser",
+            "--cert",
+            &cert,
+            "--key",
+            &key,
+            "--ca",
+            &ca_cert,
+            "--out",
+            &got,
+        ])
+    };
+    let out = check().expect_success("check over mutual TLS");
+    assert!(out.contains("meter-parser 1.3.0"), "{out}");
+    assert_eq!(std::fs::read(&got).expect("written"), bytes);
+
+    // The target served changes under the signed metadata: refused, exit 2.
+    let stored = walk(&temp.path().join("updates/targets"))
+        .into_iter()
+        .find(|p| p.ends_with("meter-parser/1.3.0.wasm"))
+        .expect("stored target");
+    let mut evil = bytes.clone();
+    evil[10] ^= 1;
+    std::fs::write(&stored, &evil).expect("tamper");
+    let ran = check();
+    assert_eq!(ran.status.code(), Some(2), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("does not match the hash"),
         "{}",
         ran.stderr
     );

@@ -37,6 +37,9 @@ fn up_shows_readings_of_the_consenting_household_only() {
         "{output}"
     );
     assert!(output.contains("https://127.0.0.1:"), "{output}");
+    // spin.toml's update repository component is served too (updates/ holds no repository in
+    // the source tree).
+    assert!(output.contains("Updates    https://127.0.0.1:"), "{output}");
     assert!(
         output.contains("SIMULATED TEE: the NIALM worker attests with simulated evidence"),
         "wattlet up says it opted into the simulated TEE: {output}"

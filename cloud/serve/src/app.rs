@@ -18,6 +18,7 @@ use wattlet_tls::ClientIdentity;
 use crate::body::{self, BodyError, BodyFailure, RequestBody};
 use crate::engine::{self, PoolSize};
 use crate::executor::{ExecuteError, Executor, Guest};
+use crate::files;
 use crate::headers::{self, Connection, HeaderError};
 use crate::host::{Grants, SpinState};
 use crate::limits::Limits;
@@ -149,8 +150,9 @@ impl App {
         let linker = engine::linker(&engine)?;
         let mut components = BTreeMap::new();
         for (id, decl) in &manifest.component {
-            let executor = compile(&manifest, id, decl, &engine, &linker)?;
-            let grants = grants(id, decl, &storage, &variables)?;
+            let executor = compile(&manifest, id, &engine, &linker)?;
+            let mut grants = grants(id, decl, &storage, &variables)?;
+            grants.mounts = files::mounts(id, &decl.files, &manifest.dir, &state_dir)?;
             components.insert(
                 id.clone(),
                 LoadedComponent {
@@ -423,16 +425,9 @@ fn nonce() -> Result<String, RequestError> {
 fn compile(
     manifest: &Manifest,
     id: &str,
-    decl: &ComponentDecl,
     engine: &Engine,
     linker: &Linker<SpinState>,
 ) -> anyhow::Result<Executor> {
-    if !decl.files.is_empty() {
-        return Err(anyhow!(
-            "component {id:?} mounts `files`, which wattlet serve does not support yet; \
-             embed the data in the component or serve it from a database"
-        ));
-    }
     let path = manifest.source_path(id).map_err(|e| anyhow!(e))?;
     if !path.is_file() {
         return Err(anyhow!(
@@ -477,5 +472,6 @@ fn grants(
         outbound: OutboundPolicy::new(&decl.allowed_outbound_hosts)
             .with_context(|| format!("component {id:?}"))?,
         environment: decl.environment.clone().into_iter().collect(),
+        mounts: Vec::new(),
     })
 }

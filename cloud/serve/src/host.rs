@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::outbound::OutboundPolicy;
@@ -50,6 +50,8 @@ pub struct Grants {
     pub outbound: OutboundPolicy,
     /// `[component.X] environment`: the component's environment variables.
     pub environment: Vec<(String, String)>,
+    /// `[component.X] files`: directories preopened read-only.
+    pub mounts: Vec<crate::files::Mount>,
 }
 
 pub struct SpinState {
@@ -69,12 +71,19 @@ pub struct SpinState {
 impl SpinState {
     /// The state of one request: no deadline and no memory limit until [`SpinState::limited`].
     pub fn new(grants: Arc<Grants>) -> Self {
+        let mut wasi = WasiCtx::builder();
+        wasi.inherit_stdout()
+            .inherit_stderr()
+            .envs(&grants.environment);
+        for mount in &grants.mounts {
+            // Opened per request, as the directory may be replaced while serving; one that
+            // vanished since start-up is missing for the guest, which answers for it.
+            if let Err(error) = wasi.preopened_dir(&mount.host, &mount.guest, FsPerms::ReadOnly) {
+                tracing::warn!(host = %mount.host.display(), guest = %mount.guest, %error, "cannot open a files mount");
+            }
+        }
         SpinState {
-            wasi: WasiCtx::builder()
-                .inherit_stdout()
-                .inherit_stderr()
-                .envs(&grants.environment)
-                .build(),
+            wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             outbound: grants.outbound.clone(),

@@ -6,7 +6,7 @@
 //! `wasi:http/incoming-handler@0.2.x` or `wasi:http/handler@0.3.0` (WASIp3).
 //!
 //! - [`server`]: the entry points ([`server::App`], [`server::ServeOptions`], [`server::serve`]).
-//! - Loading: [`manifest`], [`variables`], [`storage`], [`engine`], [`app`]; what a client or
+//! - Loading: [`manifest`], [`variables`], [`storage`], [`files`], [`engine`], [`app`]; what a client or
 //!   a component may take: [`limits`].
 //! - A request: [`listener`] (connections, TLS via [`tls`]) → [`router`] → [`headers`] and
 //!   [`body`] → [`executor`] (one per HTTP world) → [`response`].
@@ -19,6 +19,7 @@ pub mod body;
 pub mod conversions;
 pub mod engine;
 pub mod executor;
+pub mod files;
 pub mod headers;
 pub mod host;
 pub mod limits;

@@ -100,9 +100,21 @@ pub struct ComponentDecl {
     pub variables: BTreeMap<String, String>,
     #[serde(default)]
     pub environment: BTreeMap<String, String>,
-    /// Files mounted into the component; not supported yet (an error at start-up).
+    /// Files mounted into the component, read-only (see [`FileMount`]).
     #[serde(default)]
-    pub files: Vec<toml::Value>,
+    pub files: Vec<FileMount>,
+}
+
+/// One entry of a component's `files`, as Spin reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum FileMount {
+    /// `"static/**/*"`: a glob pattern relative to the manifest's directory; each file it
+    /// matches appears at the same relative path under the guest's `/`.
+    Pattern(String),
+    /// `{ source = "updates", destination = "/" }`: a directory relative to the manifest's
+    /// directory, mounted at `destination`.
+    Placement { source: String, destination: String },
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -219,6 +231,7 @@ component = "api"
 [component.api]
 source = "api.wasm"
 sqlite_databases = ["default"]
+files = ["static/**/*", { source = "updates", destination = "/" }]
 [component.api.variables]
 greeting = "{{ greeting }}"
 [component.api.build]
@@ -236,6 +249,16 @@ command = "cargo build"
             PathBuf::from("/app/api.wasm")
         );
         assert_eq!(m.component["api"].sqlite_databases, ["default"]);
+        assert_eq!(
+            m.component["api"].files,
+            [
+                FileMount::Pattern("static/**/*".into()),
+                FileMount::Placement {
+                    source: "updates".into(),
+                    destination: "/".into()
+                }
+            ]
+        );
     }
 
     #[test]

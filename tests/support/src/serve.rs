@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use tokio::runtime::{Handle, Runtime};
 use tokio::sync::oneshot;
-use wattlet_serve::server::{App, ServeOptions, serve};
+use wattlet_serve::server::{App, ServeOptions, TlsOptions, serve};
 
 use crate::repo;
 
@@ -65,12 +65,17 @@ pub fn app_options_with_data_api(state_dir: &Path, wasm: &str) -> ServeOptions {
         "{} missing: run ./dev build",
         replaced.display()
     );
-    // Every other component's source made absolute too: the copy lives elsewhere.
+    // Every other component's source, and the update repository, made absolute too: the copy
+    // lives elsewhere.
     let manifest = manifest
         .replace(SHIPPED, &replaced.display().to_string())
         .replace(
             "source = \"target/",
             &format!("source = \"{}/target/", repo().display()),
+        )
+        .replace(
+            "{ source = \"updates\"",
+            &format!("{{ source = \"{}/updates\"", repo().display()),
         );
     std::fs::create_dir_all(state_dir).expect("state dir");
     let path = state_dir.join("spin.toml");
@@ -78,6 +83,50 @@ pub fn app_options_with_data_api(state_dir: &Path, wasm: &str) -> ServeOptions {
     ServeOptions {
         manifest: path,
         ..app_options(state_dir)
+    }
+}
+
+/// The static-file component as `./dev` builds it (`components/static-files`).
+pub const STATIC_FILES_WASM: &str = "target/wasm32-wasip2/component/wattlet_static_files.wasm";
+
+/// A manifest in `dir` (`dir/spin.toml`, which `spin up` reads as well) with the `updates`
+/// component of the repository's `spin.toml`: the static-file component at `/updates/...`,
+/// serving `dir/<files>` mounted at `/`.
+pub fn static_files_manifest(dir: &Path, files: &str) -> PathBuf {
+    let shipped = std::fs::read_to_string(repo().join("spin.toml")).expect("spin.toml");
+    for line in [
+        "route = \"/updates/...\"",
+        "files = [{ source = \"updates\", destination = \"/\" }]",
+    ] {
+        assert!(shipped.contains(line), "spin.toml has {line}");
+    }
+    let wasm = repo().join(STATIC_FILES_WASM);
+    assert!(
+        wasm.is_file(),
+        "{} missing: run ./dev build (or build wattlet-static-files for wasm32-wasip2)",
+        wasm.display()
+    );
+    let manifest = format!(
+        "spin_manifest_version = 2\n[application]\nname = \"updates\"\n\
+         [[trigger.http]]\nroute = \"/updates/...\"\ncomponent = \"updates\"\n\
+         [component.updates]\nsource = {:?}\nfiles = [{{ source = {files:?}, destination = \"/\" }}]\n",
+        wasm.display().to_string()
+    );
+    let path = dir.join("spin.toml");
+    std::fs::write(&path, manifest).expect("write the manifest");
+    path
+}
+
+/// [`static_files_manifest`] served by `wattlet serve`, its state in `dir/state`, with mutual
+/// TLS when `tls` is given.
+pub fn static_files_options(dir: &Path, files: &str, tls: Option<TlsOptions>) -> ServeOptions {
+    ServeOptions {
+        manifest: static_files_manifest(dir, files),
+        state_dir: Some(dir.join("state")),
+        runtime_config: None,
+        max_request_bytes: 64 * 1024,
+        tls,
+        limits: Default::default(),
     }
 }
 
