@@ -267,6 +267,7 @@ pub async fn run(
     let mut devices = Vec::new();
     // Each device's metrics as a scraper sees them: (device id, address).
     let mut device_metrics = Vec::new();
+    let mut updating = false;
     for (index, household) in HOUSEHOLDS.iter().enumerate() {
         let device_dir = state.join("devices").join(household.device);
         std::fs::create_dir_all(&device_dir)
@@ -335,7 +336,8 @@ pub async fn run(
                 &cloud,
                 &device_dir,
                 options.update_poll,
-            )?,
+            )?
+            .inspect(|_| updating = true),
             meters: vec![MeterConfig {
                 uuid: household.meter.to_owned(),
                 device: device_path.clone(),
@@ -416,16 +418,24 @@ pub async fn run(
         ca.ca_cert_path().display()
     )?;
     // spin.toml's `updates` component serves this directory (README "Signed updates").
-    let updates = options
-        .manifest
-        .parent()
-        .unwrap_or_else(|| Path::new("."))
-        .join("updates");
-    writeln!(
-        out,
-        "Updates    {cloud}/updates/  (the signed update repository in {}: `wattlet release init --repo` it)",
-        updates.display()
-    )?;
+    let updates = update_repository(&options.manifest);
+    if updating {
+        writeln!(
+            out,
+            "Updates    {cloud}/updates/  (the signed repository in {}); the devices poll it \
+             every {} and install what a rollout admits them to: `wattlet release add`, then \
+             POST {cloud}/api/management/rollout",
+            updates.display(),
+            humantime::format_duration(options.update_poll)
+        )?;
+    } else {
+        writeln!(
+            out,
+            "Updates    {cloud}/updates/  (the signed update repository in {}: `wattlet release \
+             init --repo` it and start again for the devices to poll it)",
+            updates.display()
+        )?;
+    }
     writeln!(
         out,
         "Metrics    http://{metrics_address}/metrics (the cloud host)"

@@ -163,8 +163,10 @@ fn up_rolls_a_parser_out_to_both_devices_and_a_broken_one_back() {
         let (status, rollout) = call(
             "POST",
             "/api/management/rollout",
-            Some(serde_json::json!({"component": "meter-parser", "version": version,
-                "stages": [100], "min_reports": 2, "max_failure_rate": 0.5})),
+            Some(
+                serde_json::json!({"component": "meter-parser", "version": version,
+                "stages": [100], "min_reports": 2, "max_failure_rate": 0.5}),
+            ),
         );
         assert_eq!(status, 201, "{rollout}");
         rollout["id"].as_str().expect("id").to_owned()
@@ -203,14 +205,18 @@ fn up_rolls_a_parser_out_to_both_devices_and_a_broken_one_back() {
         rollout(&good)["cohorts"][0]["committed"] == 2
     });
 
-    publish("1.2.0", "wattlet-skewed-parser");
+    publish("1.2.0", "wattlet-skewed-parser-composed");
     let broken = roll_out("1.2.0");
-    wattlet_testkit::wait_for(Duration::from_secs(180), "1.2.0 rolled back on both", || {
-        parsers().iter().all(|s| {
-            matches!(&s.last, Some(Outcome::RolledBack { version, .. })
+    wattlet_testkit::wait_for(
+        Duration::from_secs(180),
+        "1.2.0 rolled back on both",
+        || {
+            parsers().iter().all(|s| {
+                matches!(&s.last, Some(Outcome::RolledBack { version, .. })
                 if version.to_string() == "1.2.0")
-        })
-    });
+            })
+        },
+    );
     for state in parsers() {
         assert_eq!(
             state.committed.map(|c| c.version.to_string()).as_deref(),
@@ -223,7 +229,9 @@ fn up_rolls_a_parser_out_to_both_devices_and_a_broken_one_back() {
     });
     let paused = rollout(&broken);
     assert!(
-        paused["reason"].as_str().is_some_and(|r| r.contains("2 of 2")),
+        paused["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("2 of 2")),
         "{paused}"
     );
     wattlet_testkit::terminate(&up);

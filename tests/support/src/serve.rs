@@ -51,28 +51,47 @@ pub fn app_options(state_dir: &Path) -> ServeOptions {
     }
 }
 
+/// The repository's `spin.toml` as text for a copy kept elsewhere: every component's source
+/// made absolute; the `updates` files mount left relative (the copy's own `updates/`).
+fn manifest_for_a_copy() -> String {
+    let manifest = std::fs::read_to_string(repo().join("spin.toml")).expect("spin.toml");
+    manifest.replace(
+        "source = \"target/",
+        &format!("source = \"{}/target/", repo().display()),
+    )
+}
+
+/// `spin.toml` copied into `dir`, serving the update repository in `dir/updates` (created
+/// empty): for a test that publishes updates of its own (`wattlet up --manifest`).
+pub fn manifest_elsewhere(dir: &Path) -> PathBuf {
+    let manifest = manifest_for_a_copy();
+    assert!(
+        manifest.contains("{ source = \"updates\""),
+        "spin.toml mounts updates/"
+    );
+    std::fs::create_dir_all(dir.join("updates")).expect("updates dir");
+    let path = dir.join("spin.toml");
+    std::fs::write(&path, manifest).expect("write the manifest");
+    path
+}
+
 /// [`app_options`] with the Data API's component replaced by `wasm`, a file in the repository's
 /// `target/wasm32-wasip2/component` (e.g. `wattlet_data_api_trapping_policy.wasm`, a
 /// composition with a test policy, built by `./dev`): the manifest is copied into `state_dir`
-/// with that source, everything else as in `spin.toml`.
+/// with that source, everything else as in `spin.toml` (the repository's `updates/` too).
 pub fn app_options_with_data_api(state_dir: &Path, wasm: &str) -> ServeOptions {
-    const SHIPPED: &str = "target/wasm32-wasip2/component/wattlet_data_api_composed.wasm";
-    let manifest = std::fs::read_to_string(repo().join("spin.toml")).expect("spin.toml");
-    assert!(manifest.contains(SHIPPED), "spin.toml names {SHIPPED}");
+    let shipped = repo().join("target/wasm32-wasip2/component/wattlet_data_api_composed.wasm");
+    let shipped = format!("source = \"{}\"", shipped.display());
+    let manifest = manifest_for_a_copy();
+    assert!(manifest.contains(&shipped), "spin.toml has {shipped}");
     let replaced = repo().join("target/wasm32-wasip2/component").join(wasm);
     assert!(
         replaced.is_file(),
         "{} missing: run ./dev build",
         replaced.display()
     );
-    // Every other component's source, and the update repository, made absolute too: the copy
-    // lives elsewhere.
     let manifest = manifest
-        .replace(SHIPPED, &replaced.display().to_string())
-        .replace(
-            "source = \"target/",
-            &format!("source = \"{}/target/", repo().display()),
-        )
+        .replace(&shipped, &format!("source = \"{}\"", replaced.display()))
         .replace(
             "{ source = \"updates\"",
             &format!("{{ source = \"{}/updates\"", repo().display()),
