@@ -716,7 +716,19 @@ impl Daemon {
             return Ok(());
         }
         for kind in Kind::ALL {
-            let Some(last) = self.components.agent.store().load(kind)?.last else {
+            let last = match self.components.agent.store().load(kind) {
+                Ok(state) => state.last,
+                // The agent's own reads say why; the daemon goes on measuring.
+                Err(error) => {
+                    tracing::warn!(
+                        component = kind.name(),
+                        error = format!("{error:#}"),
+                        "cannot read the update state"
+                    );
+                    None
+                }
+            };
+            let Some(last) = last else {
                 continue;
             };
             if self.reported_outcomes.get(&kind) == Some(&last) {
