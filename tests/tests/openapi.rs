@@ -204,7 +204,7 @@ fn schemathesis_finds_no_server_error_and_no_schema_violation() {
                 "--checks",
                 "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
                 "--max-examples",
-                "100",
+                "50",
                 "--seed",
                 "20261201",
                 "--no-color",
