@@ -11,6 +11,26 @@ fn release(args: &[&str]) -> Ran {
     run(binary!("wattlet").arg("release").args(args), None)
 }
 
+/// `wattlet release add` of `component` as meter-parser `version` (any host from 0.1.0).
+fn add_parser(repo: &str, keys: &str, version: &str, component: &str) -> Ran {
+    release(&[
+        "add",
+        "--repo",
+        repo,
+        "--keys",
+        keys,
+        "--component",
+        "meter-parser",
+        "--version",
+        version,
+        "--world",
+        "wattlet:meter/parser",
+        "--min-host",
+        "0.1.0",
+        component,
+    ])
+}
+
 #[test]
 fn publish_check_and_refuse_a_tampered_repository() {
     let temp = tempfile::tempdir().expect("temp dir");
@@ -35,24 +55,7 @@ fn publish_check_and_refuse_a_tampered_repository() {
     .expect_success("init");
     assert!(out.contains("1.root.json"), "{out}");
 
-    let add = |version: &str| {
-        release(&[
-            "add",
-            "--repo",
-            &repo,
-            "--keys",
-            &keys,
-            "--component",
-            "meter-parser",
-            "--version",
-            version,
-            "--world",
-            "wattlet:meter/parser",
-            "--min-host",
-            "0.1.0",
-            &component,
-        ])
-    };
+    let add = |version: &str| add_parser(&repo, &keys, version, &component);
     let out = add("1.2.0").expect_success("add");
     assert!(out.contains("components/meter-parser/1.2.0.wasm"), "{out}");
     let again = add("1.2.0");
@@ -148,23 +151,7 @@ fn check_over_mutual_tls_through_wattlet_serve() {
     let component = path("parser.wasm");
     let bytes = b"\0asm\x0d\0\x01\0 a parser".repeat(100);
     std::fs::write(&component, &bytes).expect("component");
-    release(&[
-        "add",
-        "--repo",
-        &repo,
-        "--keys",
-        &keys,
-        "--component",
-        "meter-parser",
-        "--version",
-        "1.3.0",
-        "--world",
-        "wattlet:meter/parser",
-        "--min-host",
-        "0.1.0",
-        &component,
-    ])
-    .expect_success("add");
+    add_parser(&repo, &keys, "1.3.0", &component).expect_success("add");
 
     let (ca, tls) = pki::server_ca(&temp.path().join("pki"), ClientAuth::Required);
     let device = pki::device(&ca, temp.path(), "pi-0042", "ada@example.org");
