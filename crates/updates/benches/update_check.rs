@@ -7,48 +7,20 @@
 
 use std::num::NonZeroU64;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tough::{FilesystemTransport, Transport, TransportError, TransportStream};
-use wattlet_updates::{ComponentMeta, InitOptions, Publisher, Verifier};
+use wattlet_updates::{ComponentMeta, Fetched, InitOptions, Publisher, Verifier};
 
-/// Counts the bytes each fetch returns, metadata and targets apart.
-#[derive(Debug, Clone, Default)]
-struct Counting {
-    metadata: Arc<AtomicU64>,
-    targets: Arc<AtomicU64>,
-    files: Arc<AtomicU64>,
-}
-
-#[tough::async_trait]
-impl Transport for Counting {
-    async fn fetch(&self, url: url::Url) -> Result<TransportStream, TransportError> {
-        use futures::StreamExt;
-        let counter = if url.path().contains("/metadata/") {
-            self.metadata.clone()
-        } else {
-            self.targets.clone()
-        };
-        self.files.fetch_add(1, Ordering::Relaxed);
-        let stream = FilesystemTransport.fetch(url).await?;
-        Ok(Box::pin(stream.inspect(move |chunk| {
-            if let Ok(bytes) = chunk {
-                counter.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-            }
-        })))
-    }
-}
-
-impl Counting {
-    fn take(&self) -> (u64, u64, u64) {
-        (
-            self.metadata.swap(0, Ordering::Relaxed),
-            self.targets.swap(0, Ordering::Relaxed),
-            self.files.swap(0, Ordering::Relaxed),
-        )
-    }
+/// What `device` fetched since `before`: metadata bytes, component bytes, fetches.
+fn since(device: &Verifier, before: &mut Fetched) -> (u64, u64, u64) {
+    let now = device.fetched();
+    let delta = (
+        now.metadata_bytes - before.metadata_bytes,
+        now.component_bytes - before.component_bytes,
+        now.fetches - before.fetches,
+    );
+    *before = now;
+    delta
 }
 
 fn median(mut times: Vec<Duration>) -> Duration {
@@ -104,15 +76,14 @@ async fn run(n: usize, component: PathBuf, bytes: Vec<u8>) {
         min_host: semver::Version::new(0, 1, 0),
     };
     let root = std::fs::read(repo.join("metadata/1.root.json")).expect("root");
-    let counting = Counting::default();
     let device = Verifier::for_directory(
         root,
         dir.path().join("device"),
         &repo,
         semver::Version::new(1, 0, 0),
     )
-    .expect("verifier")
-    .transport(counting.clone());
+    .expect("verifier");
+    let mut fetched = Fetched::default();
 
     publisher.add(&meta(0), &component).await.expect("publish");
     let started = Instant::now();
@@ -121,7 +92,7 @@ async fn run(n: usize, component: PathBuf, bytes: Vec<u8>) {
         .await
         .expect("first check");
     let first = started.elapsed();
-    let (first_meta, first_target, first_files) = counting.take();
+    let (first_meta, first_target, first_files) = since(&device, &mut fetched);
 
     let (mut update, mut poll, mut baseline) = (Vec::new(), Vec::new(), Vec::new());
     let (mut meta_bytes, mut target_bytes, mut files) = (Vec::new(), 0, 0);
@@ -138,7 +109,7 @@ async fn run(n: usize, component: PathBuf, bytes: Vec<u8>) {
             .expect("an update");
         update.push(started.elapsed());
         assert_eq!(got.bytes.len(), bytes.len());
-        let (m, t, f) = counting.take();
+        let (m, t, f) = since(&device, &mut fetched);
         meta_bytes.push(m);
         target_bytes += t;
         files += f;
@@ -151,7 +122,7 @@ async fn run(n: usize, component: PathBuf, bytes: Vec<u8>) {
         let none = device.check("meter-parser", None).await.expect("poll");
         poll.push(started.elapsed());
         assert!(none.is_none());
-        counting.take();
+        since(&device, &mut fetched);
 
         // The baseline: read the same file and hash it.
         let started = Instant::now();

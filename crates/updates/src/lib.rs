@@ -23,7 +23,7 @@ mod verifier;
 pub use error::Error;
 pub use keys::KeyRole;
 pub use publisher::{InitOptions, Lifetimes, Publisher, Refresh, metafile};
-pub use verifier::{Clock, TrustedVersions, Update, Verifier};
+pub use verifier::{Clock, Fetched, TrustedVersions, Update, Verifier};
 
 use serde::{Deserialize, Serialize};
 

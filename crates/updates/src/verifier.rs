@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tough::schema::{Signed, Snapshot, Targets, Timestamp as TimestampRole};
 use tough::{
     ExpirationEnforcement, FilesystemTransport, IntoVec, Limits, RepositoryLoader, TargetName,
@@ -102,12 +103,17 @@ impl Verifier {
             base.join(&format!("{dir}/"))
                 .map_err(|e| Error::Invalid(format!("repository URL {base}: {e}")))
         };
+        let metadata_url = join(METADATA_DIR)?;
         Ok(Verifier {
             trusted_root: trusted_root.into(),
             datastore: datastore.into(),
-            metadata_url: join(METADATA_DIR)?,
+            transport: Shared {
+                inner: Arc::new(FilesystemTransport),
+                counters: Arc::default(),
+                metadata_url: metadata_url.clone(),
+            },
+            metadata_url,
             targets_url: join(TARGETS_DIR)?,
-            transport: Shared(Arc::new(FilesystemTransport)),
             host_version,
             build_time: Timestamp::UNIX_EPOCH,
             clock: Arc::new(Timestamp::now),
@@ -130,8 +136,19 @@ impl Verifier {
     /// transport over its mutual-TLS link to the cloud.
     #[must_use]
     pub fn transport(mut self, transport: impl Transport + 'static) -> Self {
-        self.transport = Shared(Arc::new(transport));
+        self.transport.inner = Arc::new(transport);
         self
+    }
+
+    /// What this verifier (and its clones) fetched so far: on a metered link, what updates
+    /// cost.
+    pub fn fetched(&self) -> Fetched {
+        let counters = &self.transport.counters;
+        Fetched {
+            metadata_bytes: counters.metadata.load(Ordering::Relaxed),
+            component_bytes: counters.component.load(Ordering::Relaxed),
+            fetches: counters.fetches.load(Ordering::Relaxed),
+        }
     }
 
     /// When this software was built: a clock earlier than that is certainly wrong.
@@ -397,13 +414,52 @@ fn create_dir(dir: &Path) -> Result<(), Error> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))
 }
 
-/// A transport shared between checks (tough takes transports by value).
+/// Bytes fetched from the repository, counted as they arrive (a fetch cut short counts what
+/// came).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Fetched {
+    /// Role metadata (root, timestamp, snapshot, targets, delegated roles).
+    pub metadata_bytes: u64,
+    /// Component files.
+    pub component_bytes: u64,
+    /// Fetches started, the probe for a next root (usually absent) included.
+    pub fetches: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    metadata: AtomicU64,
+    component: AtomicU64,
+    fetches: AtomicU64,
+}
+
+/// A transport shared between checks (tough takes transports by value), counting what it
+/// fetches.
 #[derive(Debug, Clone)]
-struct Shared(Arc<dyn Transport>);
+struct Shared {
+    inner: Arc<dyn Transport>,
+    counters: Arc<Counters>,
+    /// Fetches below it are metadata; the rest components.
+    metadata_url: Url,
+}
 
 #[tough::async_trait]
 impl Transport for Shared {
     async fn fetch(&self, url: Url) -> Result<TransportStream, TransportError> {
-        self.0.fetch(url).await
+        use futures::StreamExt;
+        let metadata = url.as_str().starts_with(self.metadata_url.as_str());
+        self.counters.fetches.fetch_add(1, Ordering::Relaxed);
+        let counters = self.counters.clone();
+        let stream = self.inner.fetch(url).await?;
+        Ok(Box::pin(stream.inspect(move |chunk| {
+            if let Ok(bytes) = chunk {
+                let counter = if metadata {
+                    &counters.metadata
+                } else {
+                    &counters.component
+                };
+                counter.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            }
+        })))
     }
 }

@@ -432,11 +432,15 @@ async fn endless_data_is_cut_off() {
 
     // An endless timestamp (its size is not pinned anywhere: the device's limit applies).
     std::fs::write(fx.metadata("timestamp.json"), &endless).expect("write");
+    let fetched = device.fetched().metadata_bytes;
     let e = refused(&device, "too-large").await;
     assert!(
         matches!(e, Error::TooLarge { max, .. } if max == 16 * 1024),
         "{e}"
     );
+    // Read up to the limit, not to the end (the root probe is absent).
+    let read = device.fetched().metadata_bytes - fetched;
+    assert!(read < 1024 * 1024, "{read} bytes of an endless timestamp read");
     fx.restore(&saved);
 
     // An endless next root.

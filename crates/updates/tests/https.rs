@@ -126,6 +126,22 @@ async fn the_device_verifies_updates_over_mutual_tls() {
     let device = device(&fx, &link, "a", &link.device_tls);
 
     assert_eq!(offered(&device, "1.0.0").await, component_bytes("1.0.0"));
+    // What came over the link is counted: the component once, and the metadata.
+    let first = device.fetched();
+    assert_eq!(first.component_bytes, component_bytes("1.0.0").len() as u64);
+    let on_disk: u64 = ["1.root.json", "timestamp.json"]
+        .iter()
+        .map(|f| std::fs::metadata(fx.metadata(f)).expect("metadata file").len())
+        .sum();
+    assert!(first.metadata_bytes > on_disk, "{first:?}");
+    // A poll that finds nothing new fetches metadata only.
+    device
+        .record_installed(COMPONENT, &version("1.0.0"))
+        .expect("record");
+    assert!(device.check(COMPONENT, None).await.expect("poll").is_none());
+    let poll = device.fetched();
+    assert_eq!(poll.component_bytes, first.component_bytes);
+    assert!(poll.metadata_bytes > first.metadata_bytes && poll.fetches > first.fetches);
 
     // The root chain is followed over HTTPS too (a missing next root is a 404).
     fx.publisher

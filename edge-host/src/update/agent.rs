@@ -126,6 +126,11 @@ impl Agent {
         self.settings.as_ref()
     }
 
+    /// What the update checks fetched from the repository so far (`None` without settings).
+    pub fn fetched(&self) -> Option<wattlet_updates::Fetched> {
+        self.verifier.as_ref().map(Verifier::fetched)
+    }
+
     fn max_tries(&self) -> u32 {
         self.settings.as_ref().map_or(3, |s| s.max_tries)
     }
