@@ -226,6 +226,137 @@ fn each_caller_gets_what_the_policies_allow_and_the_log_verifies() {
     assert!(!ok && err.contains("--head"), "{err}");
 }
 
+/// Seconds since the epoch of `recent(minute)`.
+fn recent_seconds(minute: u64) -> i64 {
+    let at = humantime::parse_rfc3339(&recent(minute)).expect("RFC 3339");
+    let seconds = at.duration_since(UNIX_EPOCH).expect("after 1970").as_secs();
+    i64::try_from(seconds).expect("seconds")
+}
+
+/// `wattlet token attenuate TOKEN ARGS…` through the binary: the restricted token.
+fn attenuate(token: &str, args: &[&str]) -> String {
+    let ran = run(
+        wattlet_testkit::binary!("wattlet")
+            .args(["token", "attenuate", token])
+            .args(args),
+        None,
+    );
+    assert!(ran.success(), "{}", ran.stderr);
+    ran.stdout.trim().to_owned()
+}
+
+#[test]
+fn a_token_for_one_class_of_data_read_only_for_one_time_range() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cloud = Cloud::start(dir.path());
+    let (device, _, meter) = household(&cloud);
+    let research_path = format!("/api/management/meter/{meter}/measurement");
+    let code = |reply: (u16, Value)| (reply.0, reply.1["code"].as_str().map(str::to_owned));
+    let restricted = (403, Some("token_restricted".to_owned()));
+
+    // The researcher hands a student their measurements, read-only, for minutes 0–9 only.
+    let researcher = cloud.mint("researcher");
+    assert_eq!(
+        measurements(as_token(&cloud, &researcher, &research_path)).len(),
+        31
+    );
+    let student = attenuate(
+        &researcher,
+        &[
+            "--class",
+            "measurements",
+            "--read-only",
+            "--data-from",
+            &recent(0),
+            "--data-to",
+            &recent(10),
+        ],
+    );
+    let rows = measurements(as_token(&cloud, &student, &research_path));
+    assert_eq!(rows.len(), 10, "{rows:?}");
+    assert!(rows.iter().all(|m| {
+        let at = m["measured_at"].as_str().unwrap_or_default();
+        (recent(0).as_str()..recent(10).as_str()).contains(&at)
+    }));
+    // Asking for more narrows nothing the token allows; asking for less is served.
+    let wider = format!("{research_path}?from=2019-01-01T00:00:00Z&to=2099-01-01T00:00:00Z");
+    assert_eq!(measurements(as_token(&cloud, &student, &wider)).len(), 10);
+    let narrower = format!("{research_path}?from={}", recent(5));
+    assert_eq!(measurements(as_token(&cloud, &student, &narrower)).len(), 5);
+    // Other classes of data, and everything that is not a series, are refused.
+    for path in [
+        format!("/api/management/meter/{meter}/disaggregation"),
+        format!("/api/management/meter/{meter}/forecast"),
+        "/api/management/household".to_owned(),
+        "/api/management/devices".to_owned(),
+    ] {
+        assert_eq!(
+            code(as_token(&cloud, &student, &path)),
+            restricted,
+            "{path}"
+        );
+    }
+    // A range alone reaches other series, cut to it: no forecast inside minutes 0–9.
+    let ranged = Token::decode(&researcher)
+        .expect("token")
+        .attenuate(Caveat::Range {
+            from: recent_seconds(0),
+            to: recent_seconds(10),
+        })
+        .encode();
+    let (status, body) = as_token(
+        &cloud,
+        &ranged,
+        &format!("/api/management/meter/{meter}/forecast"),
+    );
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("time range"),
+        "{body}"
+    );
+    assert_eq!(
+        code(as_token(&cloud, &ranged, "/api/management/household")),
+        restricted
+    );
+    // Removing the restrictions (the researcher's caveats with the student's tag) breaks it.
+    let caveats = researcher.split('.').nth(1).expect("caveats");
+    let tag = student.split('.').nth(2).expect("tag");
+    let (status, _) = as_token(&cloud, &format!("wt1.{caveats}.{tag}"), &research_path);
+    assert_eq!(status, 401);
+
+    // The participant's own token, narrowed the same way by the participant.
+    let (status, body) = cloud.as_device(&device, "POST", "/api/household/token", None);
+    assert_eq!(status, 201, "{body}");
+    let participant = body["token"].as_str().expect("token").to_owned();
+    let own_path = format!("/api/household/meter/{meter}/measurement");
+    assert_eq!(
+        measurements(as_token(&cloud, &participant, &own_path)).len(),
+        31
+    );
+    let narrowed = attenuate(
+        &participant,
+        &["--data-from", &recent(20), "--data-to", &recent(60)],
+    );
+    assert_eq!(
+        measurements(as_token(&cloud, &narrowed, &own_path)).len(),
+        10
+    );
+    assert_eq!(
+        code(as_token(&cloud, &narrowed, "/api/household")),
+        restricted
+    );
+    let registration_only = attenuate(&participant, &["--class", "registration"]);
+    let (status, body) = as_token(&cloud, &registration_only, "/api/household");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        code(as_token(&cloud, &registration_only, &own_path)),
+        restricted
+    );
+}
+
 #[test]
 fn a_trapping_looping_or_allocating_policy_fails_closed_and_the_next_request_is_served() {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -1,7 +1,7 @@
 //! `wattlet token` through the binary: restrictions added offline stay verifiable and can only
 //! narrow; bad input is a clear error.
 
-use wattlet_access_token::{Caveat, Role, Token};
+use wattlet_access_token::{Caveat, DataClass, Role, Token};
 use wattlet_testkit::run;
 
 const ROOT: &[u8] = b"token cli test root";
@@ -75,4 +75,57 @@ fn bad_input_is_a_clear_error() {
     );
     assert!(!ok);
     assert!(err.contains("--expires-at"), "{err}");
+    for (args, says) in [
+        (&["--class", "everything"][..], "possible values"),
+        (&["--data-from", "2026-11-01T00:00:00Z"][..], "--data-to"),
+        (
+            &[
+                "--data-from",
+                "2026-12-01T00:00:00Z",
+                "--data-to",
+                "2026-11-01T00:00:00Z",
+            ][..],
+            "--data-from must be before --data-to",
+        ),
+    ] {
+        let mut all = vec!["token", "attenuate", &token];
+        all.extend(args);
+        let (ok, _, err) = wattlet(&all, None);
+        assert!(!ok && err.contains(says), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn a_data_class_and_a_time_range_are_restrictions_too() {
+    let token = Token::mint(ROOT, "cli-3", Role::Researcher).encode();
+    let (ok, out, err) = wattlet(
+        &[
+            "token",
+            "attenuate",
+            &token,
+            "--class",
+            "measurements",
+            "--data-from",
+            "2026-11-01T00:00:00Z",
+            "--data-to",
+            "2026-12-01T00:00:00Z",
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    let narrowed = Token::decode(out.trim()).expect("a token");
+    assert_eq!(
+        narrowed.caveats(),
+        [
+            Caveat::Role(Role::Researcher),
+            Caveat::Class(DataClass::Measurements),
+            Caveat::Range {
+                from: 1_793_491_200,
+                to: 1_796_083_200
+            },
+        ]
+    );
+    let grant = narrowed.verify(ROOT, 1_800_000_000).expect("verifies");
+    assert!(grant.permits_data(Some(DataClass::Measurements)).is_ok());
+    assert!(grant.permits_data(Some(DataClass::Forecast)).is_err());
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
-use wattlet_access_token::{Caveat, Token};
+use wattlet_access_token::{Caveat, DataClass, Token};
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
@@ -26,7 +26,10 @@ pub struct TokenArg {
 #[command(
     after_help = "Restrictions only narrow a token: the Data API checks every one of them and \
                   refuses a token whose restrictions were removed or changed. Example:\n  \
-                  wattlet token attenuate \"$TOKEN\" --read-only --expires-at 2026-12-31T00:00:00Z"
+                  wattlet token attenuate \"$TOKEN\" --read-only --expires-at 2026-12-31T00:00:00Z\n\
+                  A token for one class of data, read-only, for one month of it:\n  \
+                  wattlet token attenuate \"$TOKEN\" --class measurements --read-only \\\n    \
+                  --data-from 2026-11-01T00:00:00Z --data-to 2026-12-01T00:00:00Z"
 )]
 pub struct AttenuateArgs {
     #[command(flatten)]
@@ -40,6 +43,24 @@ pub struct AttenuateArgs {
     /// Refused from this instant on (RFC 3339, e.g. 2026-12-31T00:00:00Z).
     #[arg(long, value_name = "TIME", value_parser = humantime::parse_rfc3339_weak)]
     expires_at: Option<std::time::SystemTime>,
+    /// Only this class of a household's data; every endpoint serving anything else is refused.
+    #[arg(long, value_name = "CLASS", value_parser = ["measurements", "registration", "disaggregation", "forecast"])]
+    class: Option<String>,
+    /// Only data from this instant on (RFC 3339); with --data-to. Rows outside are never
+    /// served, and endpoints serving no time series are refused.
+    #[arg(long, value_name = "TIME", value_parser = humantime::parse_rfc3339_weak, requires = "data_to")]
+    data_from: Option<std::time::SystemTime>,
+    /// Only data before this instant (RFC 3339); with --data-from.
+    #[arg(long, value_name = "TIME", value_parser = humantime::parse_rfc3339_weak, requires = "data_from")]
+    data_to: Option<std::time::SystemTime>,
+}
+
+/// Seconds since the epoch of `at`, for the option `flag`.
+fn epoch_seconds(at: std::time::SystemTime, flag: &str) -> anyhow::Result<u64> {
+    Ok(at
+        .duration_since(std::time::UNIX_EPOCH)
+        .with_context(|| format!("{flag} is before 1970"))?
+        .as_secs())
 }
 
 pub fn run(command: TokenCommand) -> anyhow::Result<ExitCode> {
@@ -48,11 +69,25 @@ pub fn run(command: TokenCommand) -> anyhow::Result<ExitCode> {
             let mut token = read_token(&args.token)?;
             let mut added = 0;
             if let Some(at) = args.expires_at {
-                let seconds = at
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .context("--expires-at is before 1970")?
-                    .as_secs();
-                token = token.attenuate(Caveat::ExpiresAt(seconds));
+                token = token.attenuate(Caveat::ExpiresAt(epoch_seconds(at, "--expires-at")?));
+                added += 1;
+            }
+            if let Some(class) = args.class.as_deref().and_then(DataClass::parse) {
+                token = token.attenuate(Caveat::Class(class));
+                added += 1;
+            }
+            if let (Some(from), Some(to)) = (args.data_from, args.data_to) {
+                let (from, to) = (
+                    epoch_seconds(from, "--data-from")?,
+                    epoch_seconds(to, "--data-to")?,
+                );
+                if from >= to {
+                    bail!("--data-from must be before --data-to");
+                }
+                let (Ok(from), Ok(to)) = (i64::try_from(from), i64::try_from(to)) else {
+                    bail!("--data-from/--data-to: out of range");
+                };
+                token = token.attenuate(Caveat::Range { from, to });
                 added += 1;
             }
             if let Some(household) = args.household {
@@ -64,7 +99,10 @@ pub fn run(command: TokenCommand) -> anyhow::Result<ExitCode> {
                 added += 1;
             }
             if added == 0 {
-                bail!("no restriction given: use --read-only, --household or --expires-at");
+                bail!(
+                    "no restriction given: use --read-only, --household, --expires-at, --class \
+                     or --data-from with --data-to"
+                );
             }
             println!("{}", token.encode());
         }

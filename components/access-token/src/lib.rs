@@ -77,6 +77,46 @@ impl Role {
     }
 }
 
+/// A class of a household's personal data: what a token's `class` caveat names and what each
+/// Data API endpoint serves (the data objects policies are attached to).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataClass {
+    /// The meter's measurement series.
+    Measurements,
+    /// The household's registration details.
+    Registration,
+    /// NIALM results.
+    Disaggregation,
+    /// Load forecasts.
+    Forecast,
+}
+
+impl DataClass {
+    pub fn name(self) -> &'static str {
+        match self {
+            DataClass::Measurements => "measurements",
+            DataClass::Registration => "registration",
+            DataClass::Disaggregation => "disaggregation",
+            DataClass::Forecast => "forecast",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<DataClass> {
+        match s {
+            "measurements" => Some(DataClass::Measurements),
+            "registration" => Some(DataClass::Registration),
+            "disaggregation" => Some(DataClass::Disaggregation),
+            "forecast" => Some(DataClass::Forecast),
+            _ => None,
+        }
+    }
+
+    /// Whether its objects are series in time, which a `range` caveat can cut.
+    pub fn timed(self) -> bool {
+        self != DataClass::Registration
+    }
+}
+
 /// One restriction. Every caveat of a token must hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caveat {
@@ -89,6 +129,11 @@ pub enum Caveat {
     Household(String),
     /// Valid before this instant, in seconds since the Unix epoch.
     ExpiresAt(u64),
+    /// Only data of this class: every endpoint serving anything else is refused.
+    Class(DataClass),
+    /// Only data from `from` (inclusive) to `to` (exclusive), seconds since the Unix epoch:
+    /// rows outside are never selected, and endpoints serving no time series are refused.
+    Range { from: i64, to: i64 },
 }
 
 impl Caveat {
@@ -99,6 +144,8 @@ impl Caveat {
             Caveat::ReadOnly => "read_only".to_owned(),
             Caveat::Household(id) => format!("household={id}"),
             Caveat::ExpiresAt(t) => format!("expires_at={t}"),
+            Caveat::Class(class) => format!("class={}", class.name()),
+            Caveat::Range { from, to } => format!("range={from}..{to}"),
         }
     }
 
@@ -109,6 +156,16 @@ impl Caveat {
             Some(("role", role)) => Role::parse(role).map(Caveat::Role).ok_or_else(unknown),
             Some(("household", id)) if !id.is_empty() => Ok(Caveat::Household(id.to_owned())),
             Some(("expires_at", t)) => t.parse().map(Caveat::ExpiresAt).map_err(|_| unknown()),
+            Some(("class", class)) => DataClass::parse(class)
+                .map(Caveat::Class)
+                .ok_or_else(unknown),
+            Some(("range", range)) => {
+                let (from, to) = range.split_once("..").ok_or_else(unknown)?;
+                match (from.parse(), to.parse()) {
+                    (Ok(from), Ok(to)) if from < to => Ok(Caveat::Range { from, to }),
+                    _ => Err(unknown()),
+                }
+            }
             _ => Err(unknown()),
         }
     }
@@ -253,6 +310,26 @@ impl Token {
     }
 }
 
+/// Whether `caveats` hold data caveats (`class`, `range`) for [`Grant::permits_data`].
+pub fn has_data_caveats(caveats: &[Caveat]) -> bool {
+    caveats
+        .iter()
+        .any(|c| matches!(c, Caveat::Class(_) | Caveat::Range { .. }))
+}
+
+/// The time range of data `caveats` allow, in seconds since the epoch: the
+/// intersection of its `range` caveats (`from >= to` when they do not overlap); `None`
+/// without one.
+pub fn data_range(caveats: &[Caveat]) -> Option<(i64, i64)> {
+    caveats
+        .iter()
+        .filter_map(|c| match c {
+            Caveat::Range { from, to } => Some((*from, *to)),
+            _ => None,
+        })
+        .reduce(|(f1, t1), (f2, t2)| (f1.max(f2), t1.min(t2)))
+}
+
 fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
     std::hint::black_box(diff) == 0
@@ -302,6 +379,10 @@ pub enum Denied {
     Manager,
     #[error("this is for the work manager; the token is not a manager's")]
     NotManager,
+    #[error("the token is restricted to {} data", .0.name())]
+    Class(DataClass),
+    #[error("the token is restricted to a time range of data; this serves no time series")]
+    Range,
 }
 
 /// A verified token's restrictions.
@@ -349,6 +430,22 @@ impl Grant {
                     Scope::Households => {}
                     Scope::Household(_) | Scope::Global => return Err(Denied::Household),
                 },
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the token's data caveats allow an endpoint serving `class` (`None`: no personal
+    /// data class, e.g. consent, devices, tokens): each `class` caveat must name it, and a
+    /// `range` caveat needs a series in time.
+    pub fn permits_data(&self, class: Option<DataClass>) -> Result<(), Denied> {
+        for caveat in &self.caveats {
+            match caveat {
+                Caveat::Class(only) if class != Some(*only) => return Err(Denied::Class(*only)),
+                Caveat::Range { .. } if !class.is_some_and(DataClass::timed) => {
+                    return Err(Denied::Range);
+                }
                 _ => {}
             }
         }
@@ -637,6 +734,95 @@ mod tests {
             Caveat::decode("role=manager"),
             Ok(Caveat::Role(Role::Manager))
         );
+    }
+
+    #[test]
+    fn data_caveats_name_a_class_and_a_time_range_and_only_narrow() {
+        use DataClass::*;
+        let classes = [Measurements, Registration, Disaggregation, Forecast];
+        for class in classes {
+            assert_eq!(DataClass::parse(class.name()), Some(class));
+            let caveat = Caveat::Class(class);
+            assert_eq!(Caveat::decode(&caveat.encode()), Ok(caveat));
+        }
+        // A student's token: measurements only, read-only, November 2026.
+        let november = Caveat::Range {
+            from: 1_793_491_200,
+            to: 1_796_083_200,
+        };
+        assert_eq!(november.encode(), "range=1793491200..1796083200");
+        assert_eq!(Caveat::decode(&november.encode()), Ok(november.clone()));
+        let student = researcher()
+            .attenuate(Caveat::Class(Measurements))
+            .attenuate(Caveat::ReadOnly)
+            .attenuate(november.clone());
+        let text = student.encode();
+        let grant = Token::decode(&text).unwrap().verify(ROOT, NOW).unwrap();
+        assert_eq!(grant.permits_data(Some(Measurements)), Ok(()));
+        for other in [Disaggregation, Forecast] {
+            assert_eq!(
+                grant.permits_data(Some(other)),
+                Err(Denied::Class(Measurements))
+            );
+        }
+        assert_eq!(grant.permits_data(None), Err(Denied::Class(Measurements)));
+        assert!(has_data_caveats(grant.caveats()));
+        assert_eq!(
+            data_range(grant.caveats()),
+            Some((1_793_491_200, 1_796_083_200))
+        );
+        // A range alone reaches series only; two classes reach nothing.
+        let ranged = researcher().attenuate(november).verify(ROOT, NOW).unwrap();
+        assert_eq!(ranged.permits_data(Some(Forecast)), Ok(()));
+        assert_eq!(ranged.permits_data(Some(Registration)), Err(Denied::Range));
+        assert_eq!(ranged.permits_data(None), Err(Denied::Range));
+        let both = researcher()
+            .attenuate(Caveat::Class(Measurements))
+            .attenuate(Caveat::Class(Forecast))
+            .verify(ROOT, NOW)
+            .unwrap();
+        for class in classes {
+            assert!(both.permits_data(Some(class)).is_err(), "{class:?}");
+        }
+        // Ranges intersect; disjoint ones leave nothing.
+        let narrower = student
+            .attenuate(Caveat::Range {
+                from: 1_794_000_000,
+                to: 1_800_000_000,
+            })
+            .attenuate(Caveat::Range {
+                from: 0,
+                to: 1_795_000_000,
+            });
+        assert_eq!(
+            data_range(narrower.caveats()),
+            Some((1_794_000_000, 1_795_000_000))
+        );
+        let disjoint = [
+            Caveat::Range { from: 0, to: 10 },
+            Caveat::Range { from: 20, to: 30 },
+        ];
+        assert_eq!(data_range(&disjoint), Some((20, 10)));
+        // Without data caveats nothing changes.
+        let plain = researcher().verify(ROOT, NOW).unwrap();
+        assert!(!has_data_caveats(plain.caveats()));
+        assert_eq!(plain.permits_data(None), Ok(()));
+        assert_eq!(data_range(plain.caveats()), None);
+        // Malformed data caveats are unknown restrictions: the token is refused.
+        for bad in [
+            "class=everything",
+            "class=",
+            "range=5..5",
+            "range=9..1",
+            "range=1..",
+            "range=a..b",
+            "range=1-2",
+        ] {
+            assert!(
+                matches!(Caveat::decode(bad), Err(TokenError::UnknownCaveat(_))),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -35,7 +35,10 @@
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use wattlet_access_token::{Denied, Grant, Operation, Role, Scope, Token, check_secret, root_key};
+use time::OffsetDateTime;
+use wattlet_access_token::{
+    DataClass, Denied, Grant, Operation, Role, Scope, Token, check_secret, root_key,
+};
 use wattlet_survey::RefusalCode;
 use wattlet_survey::identity::{self, Bound, Identity, MAX_SKEW_SECONDS, ProofError};
 
@@ -403,6 +406,35 @@ fn bearer(req: &Request) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
+/// Holds a bearer token's data caveats (`class`, `range`) against the endpoint, which serves
+/// `class` (`None`: no class of personal data). Every endpoint passes here before its handler,
+/// so a token restricted to one class of data reaches nothing else. Tokens without data
+/// caveats (and requests without a token) pass untouched: their handlers authenticate them.
+pub fn data_caveats(req: &Request, env: &Env, class: Option<DataClass>) -> ApiResult<()> {
+    let Some(token) = bearer(req).and_then(|t| Token::decode(t).ok()) else {
+        return Ok(());
+    };
+    if !wattlet_access_token::has_data_caveats(token.caveats()) {
+        return Ok(());
+    }
+    let grant = verify_token(env, bearer(req).unwrap_or_default())?;
+    grant.permits_data(class).map_err(refusal)
+}
+
+/// The time range of data the bearer token allows (its `range` caveats intersected; empty,
+/// `from >= to`, when they do not overlap); `None` without one. Call after the request is
+/// authenticated.
+pub fn token_data_range(req: &Request) -> Option<(OffsetDateTime, OffsetDateTime)> {
+    let token = Token::decode(bearer(req)?).ok()?;
+    let (from, to) = wattlet_access_token::data_range(token.caveats())?;
+    // Beyond what a timestamp holds, the range is cut to the years 1970–9999.
+    let at = |seconds: i64| {
+        OffsetDateTime::from_unix_timestamp(seconds.clamp(0, 253_402_300_799))
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    };
+    Some((at(from), at(to)))
+}
+
 /// The key access tokens are signed with, derived from `admin_token`.
 pub fn token_root_key(env: &Env) -> ApiResult<[u8; 32]> {
     Ok(root_key(admin_secret(env)?.as_bytes()))
@@ -470,7 +502,9 @@ pub fn allow(grant: &Grant, operation: &Operation<'_>) -> ApiResult<()> {
 /// restrictions (`token_restricted`).
 pub fn refusal(denied: Denied) -> ApiError {
     let code = match denied {
-        Denied::ReadOnly | Denied::Household => RefusalCode::TokenRestricted,
+        Denied::ReadOnly | Denied::Household | Denied::Class(_) | Denied::Range => {
+            RefusalCode::TokenRestricted
+        }
         Denied::Role
         | Denied::Participant
         | Denied::NotParticipant

@@ -91,6 +91,7 @@ use crate::handlers::{
     participants, policies, regions, rollouts, service, tokens, worker,
 };
 use crate::services::Env;
+use wattlet_access_token::DataClass;
 
 const SERVICE: &str = "wattlet-data-api";
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -194,6 +195,57 @@ impl Endpoint<'_> {
             Endpoint::Consent => "GET, POST, DELETE",
             Endpoint::Diagnostics(_) => "GET, POST",
             Endpoint::DeviceStatus | Endpoint::UploadDiagnostics | Endpoint::Regions => "PUT",
+        }
+    }
+}
+
+impl Endpoint<'_> {
+    /// The class of personal data it serves, for tokens restricted to one
+    /// ([`auth::data_caveats`]); `None` for everything else.
+    fn data_class(&self) -> Option<DataClass> {
+        match self {
+            Endpoint::ReadMeasurements(_)
+            | Endpoint::AnyMeasurements(_)
+            | Endpoint::UploadMeasurements
+            | Endpoint::WorkerPower(_) => Some(DataClass::Measurements),
+            Endpoint::CreateOrListHouseholds
+            | Endpoint::Participant(_)
+            | Endpoint::Account
+            | Endpoint::Household => Some(DataClass::Registration),
+            Endpoint::OwnDisaggregation(_)
+            | Endpoint::AnyDisaggregation(_)
+            | Endpoint::WorkerResults
+            | Endpoint::WorkerResult(_) => Some(DataClass::Disaggregation),
+            Endpoint::OwnForecast(_) | Endpoint::AnyForecast(_) | Endpoint::WorkerForecasts => {
+                Some(DataClass::Forecast)
+            }
+            Endpoint::Health
+            | Endpoint::Version
+            | Endpoint::RevokeDevice(_)
+            | Endpoint::Fleet
+            | Endpoint::DeviceHealth(_)
+            | Endpoint::Diagnostics(_)
+            | Endpoint::UploadDiagnostics
+            | Endpoint::Regions
+            | Endpoint::MintToken
+            | Endpoint::RevokeToken(_)
+            | Endpoint::Metrics
+            | Endpoint::ParticipantToken
+            | Endpoint::Consent
+            | Endpoint::Devices
+            | Endpoint::DeviceStatus
+            | Endpoint::Meters
+            | Endpoint::PvSystems
+            | Endpoint::HouseholdPolicies
+            | Endpoint::HouseholdPolicy(_)
+            | Endpoint::StudyPolicies
+            | Endpoint::StudyPolicy(_)
+            | Endpoint::HouseholdLog
+            | Endpoint::StudyLog
+            | Endpoint::WorkerMeters
+            | Endpoint::Rollouts
+            | Endpoint::RolloutAction(..)
+            | Endpoint::DeviceRollout => None,
         }
     }
 }
@@ -308,6 +360,7 @@ fn route(req: &Request, services: &Services<'_>) -> ApiResult<Response> {
     }
     schema::migrate(&env.db)?;
     anonymization::complete_pending(&env)?;
+    auth::data_caveats(req, &env, endpoint.data_class())?;
     match (&endpoint, method) {
         (Endpoint::CreateOrListHouseholds, Method::Post) => management::create_household(req, &env),
         (Endpoint::CreateOrListHouseholds, _) => management::list_households(req, &env),

@@ -440,7 +440,10 @@ async fn endless_data_is_cut_off() {
     );
     // Read up to the limit, not to the end (the root probe is absent).
     let read = device.fetched().metadata_bytes - fetched;
-    assert!(read < 1024 * 1024, "{read} bytes of an endless timestamp read");
+    assert!(
+        read < 1024 * 1024,
+        "{read} bytes of an endless timestamp read"
+    );
     fx.restore(&saved);
 
     // An endless next root.

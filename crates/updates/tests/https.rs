@@ -131,7 +131,11 @@ async fn the_device_verifies_updates_over_mutual_tls() {
     assert_eq!(first.component_bytes, component_bytes("1.0.0").len() as u64);
     let on_disk: u64 = ["1.root.json", "timestamp.json"]
         .iter()
-        .map(|f| std::fs::metadata(fx.metadata(f)).expect("metadata file").len())
+        .map(|f| {
+            std::fs::metadata(fx.metadata(f))
+                .expect("metadata file")
+                .len()
+        })
         .sum();
     assert!(first.metadata_bytes > on_disk, "{first:?}");
     // A poll that finds nothing new fetches metadata only.

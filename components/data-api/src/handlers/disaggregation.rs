@@ -60,6 +60,11 @@ fn list(req: &Request, db: &Db, meter: &str) -> ApiResult<Response> {
             }
         }
     }
+    // The token's time range of data (its `range` caveats) narrows what the query asked.
+    if let Some((from, to)) = auth::token_data_range(req) {
+        sql.push_str(" AND window_start >= ? AND window_start < ?");
+        params.extend([text(timestamp::to_db(from)), text(timestamp::to_db(to))]);
+    }
     sql.push_str(" ORDER BY window_start, model LIMIT ?");
     params.push(Sql::Integer(limit));
     let rows = db.query(&sql, &params)?;

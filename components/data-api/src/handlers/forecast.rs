@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
+use time::OffsetDateTime;
 use wattlet_access_token::{Role, Scope};
 use wattlet_survey::{RefusalCode, Use};
 
@@ -205,27 +206,39 @@ fn write(grant: &wattlet_access_token::Grant, db: &Db, r: &Checked) -> ApiResult
 /// own meter; 404 for any other meter, so other meters' existence does not leak.
 pub fn read_own(req: &Request, env: &Env, meter: &str) -> ApiResult<Response> {
     let meter = auth::own_meter(req, env, meter)?;
-    latest(&env.db, &meter)
+    latest(&env.db, &meter, auth::token_data_range(req))
 }
 
 /// `GET /api/management/meter/:uuid/forecast` (researcher, administrator): the latest forecast
 /// of any meter (of the token's household only, when it is restricted to one).
 pub fn read_any(req: &Request, env: &Env, meter: &str) -> ApiResult<Response> {
     let meter = auth::readable_meter(req, env, meter)?;
-    latest(&env.db, &meter)
+    latest(&env.db, &meter, auth::token_data_range(req))
 }
 
 /// `{"meter","at","forecasts":[{"slice_seconds","slice_start","load_w"}]}` ordered by slice
-/// length; 404 `not_found` ("no forecast") while the meter has none.
-fn latest(db: &Db, meter: &str) -> ApiResult<Response> {
-    let rows = db.query(
-        "SELECT slice_len, at, ts, load_w FROM forecasts WHERE meter = ? ORDER BY slice_len",
-        &[text(meter)],
-    )?;
+/// length, only slices starting within `range` (the token's time range of data) when given;
+/// 404 `not_found` ("no forecast") while the meter has none.
+fn latest(
+    db: &Db,
+    meter: &str,
+    range: Option<(OffsetDateTime, OffsetDateTime)>,
+) -> ApiResult<Response> {
+    let mut sql = String::from("SELECT slice_len, at, ts, load_w FROM forecasts WHERE meter = ?");
+    let mut params = vec![text(meter)];
+    if let Some((from, to)) = range {
+        sql.push_str(" AND ts >= ? AND ts < ?");
+        params.extend([text(timestamp::to_db(from)), text(timestamp::to_db(to))]);
+    }
+    sql.push_str(" ORDER BY slice_len");
+    let rows = db.query(&sql, &params)?;
     let Some(first) = rows.rows.first() else {
-        return Err(ApiError::not_found(format!(
-            "no forecast for meter {meter} (none computed yet, or its household revoked consent)"
-        )));
+        return Err(ApiError::not_found(match range {
+            Some(_) => format!("no forecast for meter {meter} within the token's time range"),
+            None => format!(
+                "no forecast for meter {meter} (none computed yet, or its household revoked consent)"
+            ),
+        }));
     };
     let mut forecasts = Vec::with_capacity(rows.rows.len());
     for row in &rows.rows {

@@ -399,8 +399,8 @@ fn check(i: usize, m: Value, bounds: &Bounds) -> ApiResult<Checked> {
 /// policy denies; 404 for any meter that is not the caller's own, so other meters' existence
 /// does not leak. Every read is appended to the household's access log.
 pub fn read(req: &Request, env: &Env, meter: &str) -> ApiResult<Response> {
-    let query = Query::parse(req)?;
     let (meter, participant) = auth::own_meter_of(req, env, meter)?;
+    let query = Query::parse(req)?.within(auth::token_data_range(req));
     let caller = Caller {
         role: PolicyRole::Participant,
         caveats: auth::participant_caveats(req, env),
@@ -413,8 +413,8 @@ pub fn read(req: &Request, env: &Env, meter: &str) -> ApiResult<Response> {
 /// any meter (of the token's household only, when it is restricted to one); the policies see
 /// the caller's role, so researchers get what the chain allows them (e.g. aggregates).
 pub fn read_any(req: &Request, env: &Env, meter: &str) -> ApiResult<Response> {
-    let query = Query::parse(req)?;
     let grant = auth::management(req, env)?;
+    let query = Query::parse(req)?.within(auth::token_data_range(req));
     let meter = validate::uuid("meter", meter).map_err(|_| ApiError::not_found("no such meter"))?;
     let household = auth::allow_household_of(
         &grant,
@@ -469,6 +469,18 @@ impl Query {
             }
         }
         Ok(q)
+    }
+}
+
+impl Query {
+    /// Narrowed to the time range of data the token allows (its `range` caveats): rows outside
+    /// are never selected, and the policies see the narrowed range.
+    fn within(mut self, range: Option<(OffsetDateTime, OffsetDateTime)>) -> Query {
+        if let Some((from, to)) = range {
+            self.from = Some(self.from.map_or(from, |f| f.max(from)));
+            self.to = Some(self.to.map_or(to, |t| t.min(to)));
+        }
+        self
     }
 }
 
