@@ -27,13 +27,18 @@ fn recent(minute: u64) -> String {
 /// A household with consent and 30 one-minute measurements two days ago plus one from 2020;
 /// returns its device, household id and meter.
 fn household(cloud: &Cloud) -> (Device, String, String) {
+    household_in(cloud, None)
+}
+
+/// [`household`], located in the NUTS-3 region `region` when given.
+fn household_in(cloud: &Cloud, region: Option<&str>) -> (Device, String, String) {
     let meter = uuid4();
-    let device = cloud.register(
-        "Erika Mustermann",
-        &format!("{}@example.org", unique("policy")),
-        &unique("pi"),
-        &meter,
-    );
+    let email = format!("{}@example.org", unique("policy"));
+    let name = "Erika Mustermann";
+    let device = match region {
+        None => cloud.register(name, &email, &unique("pi"), &meter),
+        Some(region) => cloud.register_in(region, (name, &email), &unique("pi"), &meter),
+    };
     cloud.grant(&device);
     let mut batch: Vec<Value> = (0..30)
         .map(|m| {
@@ -354,6 +359,138 @@ fn a_token_for_one_class_of_data_read_only_for_one_time_range() {
     assert_eq!(
         code(as_token(&cloud, &registration_only, &own_path)),
         restricted
+    );
+}
+
+#[test]
+fn a_region_is_served_to_researchers_only_with_k_households() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cloud = Cloud::start(dir.path());
+    // Two households in DE300, one alone in DE111, one without a region.
+    let (first, _, _) = household_in(&cloud, Some("DE300"));
+    household_in(&cloud, Some("DE300"));
+    let (alone, _, alone_meter) = household_in(&cloud, Some("DE111"));
+    let (_, _, unplaced_meter) = household(&cloud);
+    let (status, body) = cloud.admin(
+        "POST",
+        "/api/management/policies",
+        Some(json!({ "policy": "k-anonymity", "parameters": { "k": 2 } })),
+    );
+    assert_eq!(status, 201, "{body}");
+    let researcher = cloud.mint("researcher");
+    let region = |code: &str, query: &str| {
+        as_token(
+            &cloud,
+            &researcher,
+            &format!("/api/management/region/{code}/measurement?{query}"),
+        )
+    };
+
+    // DE300: both households, hourly and by 15 minutes, each bucket the mean of the two.
+    // (Each household also has one measurement from 2020: its own bucket.)
+    let (status, body) = region("de300", &format!("purpose=load&from={}", recent(0)));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (
+            &body["region"],
+            &body["households"],
+            &body["contributing"],
+            &body["withheld"],
+            &body["step_seconds"]
+        ),
+        (
+            &json!("DE300"),
+            &json!(2),
+            &json!(2),
+            &json!(0),
+            &json!(3600)
+        )
+    );
+    let series = body["series"].as_array().cloned().unwrap_or_default();
+    assert_eq!(series.len(), 1, "{body}");
+    assert_eq!(series[0]["households"], 2);
+    // Both households measured minutes 0–29 alike: the mean of 0..29 and 1000..1029.
+    assert_eq!(
+        series[0]["data"],
+        json!([{ "0100010800ff": 1014.5 }, { "0100100700ff": 14.5 }])
+    );
+    let (status, body) = region("DE300", &format!("step_minutes=15&from={}", recent(0)));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["series"].as_array().map(Vec::len), Some(2), "{body}");
+
+    // DE111 has one household: withheld by k-anonymity, and its own series too.
+    let (status, body) = region("DE111", "");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (&body["contributing"], &body["withheld"], &body["series"]),
+        (&json!(0), &json!(1), &json!([]))
+    );
+    for meter in [&alone_meter, &unplaced_meter] {
+        let (status, body) = as_token(
+            &cloud,
+            &researcher,
+            &format!("/api/management/meter/{meter}/measurement"),
+        );
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (403, Some("policy_denied")),
+            "{body}"
+        );
+    }
+    // The participant still reads their own, and their log holds the withheld region read.
+    let own = format!("/api/household/meter/{alone_meter}/measurement");
+    assert_eq!(
+        measurements(cloud.as_device(&alone, "GET", &own, None)).len(),
+        31
+    );
+    let (_, log) = cloud.as_device(&alone, "GET", "/api/household/access_log", None);
+    let entries = log["entries"].as_array().cloned().unwrap_or_default();
+    assert!(
+        entries.iter().any(|e| e["entry"]["region"] == "DE111"
+            && e["entry"]["decision"] == "deny"
+            && e["entry"]["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("fewer than 2"))),
+        "{log}"
+    );
+    // A participant may raise k for their household, never lower it.
+    let raise = |k: u32| attach(&cloud, &first, "k-anonymity", json!({ "k": k })).0;
+    assert_eq!(raise(1), 400);
+    assert_eq!(raise(3), 201);
+    // The other household alone is fewer than 2: the region is withheld whole.
+    let (status, body) = region("DE300", "");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (&body["contributing"], &body["withheld"], &body["series"]),
+        (&json!(0), &json!(2), &json!([]))
+    );
+
+    // Hostile or restricted requests.
+    for (query, says) in [
+        ("step_minutes=7", "step_minutes"),
+        ("bogus=1", "step_minutes"),
+    ] {
+        let (status, body) = region("DE300", query);
+        assert_eq!(status, 400, "{body}");
+        assert!(
+            body["error"].as_str().unwrap_or_default().contains(says),
+            "{body}"
+        );
+    }
+    assert_eq!(region("not-a-region", "").0, 400);
+    let one_household = Token::decode(&researcher)
+        .expect("token")
+        .attenuate(Caveat::Household("h".into()))
+        .encode();
+    let (status, body) = as_token(
+        &cloud,
+        &one_household,
+        "/api/management/region/DE300/measurement",
+    );
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("token_restricted")),
+        "{body}"
     );
 }
 

@@ -236,7 +236,9 @@ mod chain {
     });
 }
 
-use chain::wattlet::policy::{pause_window, researchers_aggregate, retention, types as pw};
+use chain::wattlet::policy::{
+    k_anonymity, pause_window, researchers_aggregate, retention, types as pw,
+};
 
 struct WitPolicies;
 
@@ -264,6 +266,7 @@ fn wit_context(c: &ours_policy::Context) -> pw::Context {
             to: c.range.to,
         },
         now: c.now,
+        peers: c.peers,
     }
 }
 
@@ -318,6 +321,7 @@ macro_rules! dispatch {
             "researchers-aggregate" => researchers_aggregate::$hook($($arg),*),
             "pause-window" => pause_window::$hook($($arg),*),
             "retention" => retention::$hook($($arg),*),
+            "k-anonymity" => k_anonymity::$hook($($arg),*),
             _ => $unknown,
         }
     };

@@ -30,6 +30,7 @@
 //! | POST | /api/household/meter/measurement \[8\] | device |
 //! | GET | /api/household/meter/:uuid/measurement \[7\] | participant |
 //! | GET | /api/management/meter/:uuid/measurement | researcher, administrator |
+//! | GET | /api/management/region/:nuts3/measurement | researcher, administrator |
 //! | GET, POST | /api/household/policies | participant |
 //! | DELETE | /api/household/policies/:id | participant |
 //! | GET, POST | /api/management/policies | researcher (GET), administrator |
@@ -88,7 +89,7 @@ use crate::db::Db;
 use crate::error::{ApiError, ApiResult};
 use crate::handlers::{
     consent, disaggregation, forecast, health, household, management, measurement, metrics,
-    participants, policies, regions, rollouts, service, tokens, worker,
+    participants, policies, regions, research, rollouts, service, tokens, worker,
 };
 use crate::services::Env;
 use wattlet_access_token::DataClass;
@@ -133,6 +134,7 @@ enum Endpoint<'a> {
     UploadMeasurements,
     ReadMeasurements(&'a str),
     AnyMeasurements(&'a str),
+    RegionMeasurements(&'a str),
     HouseholdPolicies,
     HouseholdPolicy(&'a str),
     StudyPolicies,
@@ -168,6 +170,7 @@ impl Endpoint<'_> {
             | Endpoint::PvSystems
             | Endpoint::ReadMeasurements(_)
             | Endpoint::AnyMeasurements(_)
+            | Endpoint::RegionMeasurements(_)
             | Endpoint::HouseholdLog
             | Endpoint::StudyLog
             | Endpoint::OwnDisaggregation(_)
@@ -206,6 +209,7 @@ impl Endpoint<'_> {
         match self {
             Endpoint::ReadMeasurements(_)
             | Endpoint::AnyMeasurements(_)
+            | Endpoint::RegionMeasurements(_)
             | Endpoint::UploadMeasurements
             | Endpoint::WorkerPower(_) => Some(DataClass::Measurements),
             Endpoint::CreateOrListHouseholds
@@ -289,6 +293,9 @@ fn resolve(path: &str) -> Option<Endpoint<'_>> {
         }
         ["management", "meter", uuid, "measurement"] if !uuid.is_empty() => {
             Endpoint::AnyMeasurements(uuid)
+        }
+        ["management", "region", code, "measurement"] if !code.is_empty() => {
+            Endpoint::RegionMeasurements(code)
         }
         ["household", "policies"] => Endpoint::HouseholdPolicies,
         ["household", "policies", id] if !id.is_empty() => Endpoint::HouseholdPolicy(id),
@@ -389,6 +396,7 @@ fn route(req: &Request, services: &Services<'_>) -> ApiResult<Response> {
         (Endpoint::UploadMeasurements, _) => measurement::upload(req, &env),
         (Endpoint::ReadMeasurements(uuid), _) => measurement::read(req, &env, uuid),
         (Endpoint::AnyMeasurements(uuid), _) => measurement::read_any(req, &env, uuid),
+        (Endpoint::RegionMeasurements(code), _) => research::region_measurements(req, &env, code),
         (Endpoint::HouseholdPolicies, Method::Get) => policies::household_list(req, &env),
         (Endpoint::HouseholdPolicies, _) => policies::household_attach(req, &env),
         (Endpoint::HouseholdPolicy(id), _) => policies::household_detach(req, &env, id),

@@ -47,6 +47,12 @@ pub const SHIPPED: &[Shipped] = &[
         participant: true,
         summary: "rows older than months (1 to 600) calendar months are served to no one; stricter: fewer months",
     },
+    Shipped {
+        name: "k-anonymity",
+        study: true,
+        participant: true,
+        summary: "no one but the participant reads the household's series, alone or in a region's aggregate, while fewer than k (2 to 1000) households share its NUTS-3 region or its region is unknown; stricter: a larger k",
+    },
 ];
 
 pub fn shipped(name: &str) -> Option<&'static Shipped> {

@@ -211,12 +211,27 @@ impl Cloud {
 
     /// [`Cloud::register`], the device registered now.
     pub fn register_now(&self, name: &str, email: &str, device: &str, meter: &str) -> Device {
-        let (status, body) = self.admin(
-            "POST",
-            "/api/management/household",
-            Some(household(name, email, device, meter)),
-        );
-        assert_eq!(status, 201, "register {name}: {body}");
+        self.post_registration(household(name, email, device, meter), device, email)
+    }
+
+    /// [`Cloud::register`], the household located in the NUTS-3 region `nuts3`.
+    pub fn register_in(
+        &self,
+        nuts3: &str,
+        (name, email): (&str, &str),
+        device: &str,
+        meter: &str,
+    ) -> Device {
+        let mut registration = household(name, email, device, meter);
+        registration["location"]["nuts3"] = json!(nuts3);
+        let identity = self.post_registration(registration, device, email);
+        registered_long_ago(&self.database(), device);
+        identity
+    }
+
+    fn post_registration(&self, registration: Value, device: &str, email: &str) -> Device {
+        let (status, body) = self.admin("POST", "/api/management/household", Some(registration));
+        assert_eq!(status, 201, "register {device}: {body}");
         self.device(device, email)
     }
 

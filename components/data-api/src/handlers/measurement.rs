@@ -435,7 +435,7 @@ pub fn read_any(req: &Request, env: &Env, meter: &str) -> ApiResult<Response> {
     serve(env, &meter, &household, &caller, &query)
 }
 
-struct Query {
+pub(crate) struct Query {
     from: Option<OffsetDateTime>,
     to: Option<OffsetDateTime>,
     limit: i64,
@@ -444,13 +444,19 @@ struct Query {
 
 impl Query {
     fn parse(req: &Request) -> ApiResult<Query> {
+        Query::from_pairs(query_pairs(req.query())?, "")
+    }
+
+    /// The query from its pairs; `more` names further parameters the caller took out, for the
+    /// error about an unknown one.
+    pub(crate) fn from_pairs(pairs: Vec<(String, String)>, more: &str) -> ApiResult<Query> {
         let mut q = Query {
             from: None,
             to: None,
             limit: validate::DEFAULT_LIMIT,
             purpose: None,
         };
-        for (key, value) in query_pairs(req.query())? {
+        for (key, value) in pairs {
             match key.as_str() {
                 "from" => q.from = Some(timestamp::parse(&value).map_err(|e| e.at("from"))?),
                 "to" => q.to = Some(timestamp::parse(&value).map_err(|e| e.at("to"))?),
@@ -463,19 +469,17 @@ impl Query {
                 }
                 other => {
                     return Err(bad(format!(
-                        "unknown query parameter {other:?} (from, to, limit, purpose)"
+                        "unknown query parameter {other:?} (from, to, limit, purpose{more})"
                     )));
                 }
             }
         }
         Ok(q)
     }
-}
 
-impl Query {
     /// Narrowed to the time range of data the token allows (its `range` caveats): rows outside
     /// are never selected, and the policies see the narrowed range.
-    fn within(mut self, range: Option<(OffsetDateTime, OffsetDateTime)>) -> Query {
+    pub(crate) fn within(mut self, range: Option<(OffsetDateTime, OffsetDateTime)>) -> Query {
         if let Some((from, to)) = range {
             self.from = Some(self.from.map_or(from, |f| f.max(from)));
             self.to = Some(self.to.map_or(to, |t| t.min(to)));
@@ -484,25 +488,21 @@ impl Query {
     }
 }
 
-struct Caller {
-    role: PolicyRole,
-    caveats: Vec<String>,
-    actor: String,
+pub(crate) struct Caller {
+    pub(crate) role: PolicyRole,
+    pub(crate) caveats: Vec<String>,
+    pub(crate) actor: String,
 }
 
-fn nanos(t: OffsetDateTime) -> i64 {
+pub(crate) fn nanos(t: OffsetDateTime) -> i64 {
     i64::try_from(t.unix_timestamp_nanos()).unwrap_or(i64::MAX)
 }
 
-/// Selects the rows, runs the chain, logs the access and answers.
-fn serve(
-    env: &Env,
-    meter: &str,
-    household: &str,
-    caller: &Caller,
-    q: &Query,
-) -> ApiResult<Response> {
-    let db = &env.db;
+/// A meter's stored measurements in the query's range (at most its limit), as policy rows,
+/// and each as stored, to be served verbatim when the policies let it through unchanged.
+pub(crate) type Originals = HashMap<String, (Value, Vec<policy::Reading>)>;
+
+pub(crate) fn select(db: &Db, meter: &str, q: &Query) -> ApiResult<(Vec<policy::Row>, Originals)> {
     let mut sql = String::from("SELECT uuid, measured_at, data FROM measurement WHERE meter = ?");
     let mut params = vec![text(meter)];
     if let Some(from) = q.from {
@@ -516,9 +516,7 @@ fn serve(
     sql.push_str(" ORDER BY measured_at, uuid LIMIT ?");
     params.push(Sql::Integer(q.limit));
     let rows = db.query(&sql, &params)?;
-    // Each measurement as stored, served verbatim when a policy lets it through unchanged.
-    let mut originals: HashMap<String, (Value, Vec<policy::Reading>)> =
-        HashMap::with_capacity(rows.rows.len());
+    let mut originals: Originals = HashMap::with_capacity(rows.rows.len());
     let mut series = Vec::with_capacity(rows.rows.len());
     for row in &rows.rows {
         let uuid = col_required(row, 0)?;
@@ -552,8 +550,31 @@ fn serve(
         });
         originals.insert(uuid, (stored, readings));
     }
-    let selected = series.len();
-    let chain = policy::chain(db, Some(household), policy::ObjectKind::Measurements)?;
+    Ok((series, originals))
+}
+
+/// How many households share `household`'s NUTS-3 region, itself included; `None` when its
+/// region is unknown.
+pub(crate) fn region_peers(db: &Db, household: &str) -> ApiResult<Option<u32>> {
+    let rows = db.query(
+        "SELECT COUNT(*) FROM location
+         WHERE nuts3 = (SELECT nuts3 FROM location WHERE household = ?)",
+        &[text(household)],
+    )?;
+    let count = rows.rows.first().and_then(|r| r.get::<i64>(0)).unwrap_or(0);
+    Ok(u32::try_from(count).ok().filter(|n| *n > 0))
+}
+
+/// Runs `household`'s policy chain over `series` (read by `caller`; `peers` for the context).
+pub(crate) fn run_chain(
+    env: &Env,
+    household: &str,
+    caller: &Caller,
+    q: &Query,
+    series: Vec<policy::Row>,
+    peers: Option<u32>,
+) -> ApiResult<policy::Outcome> {
+    let chain = policy::chain(&env.db, Some(household), policy::ObjectKind::Measurements)?;
     let context = policy::Context {
         role: caller.role,
         caveats: caller.caveats.clone(),
@@ -563,14 +584,27 @@ fn serve(
             to: q.to.map(nanos),
         },
         now: nanos(timestamp::now()),
+        peers,
     };
-    let outcome = policy::run_read(
+    Ok(policy::run_read(
         env.policies,
         &chain,
         policy::ObjectKind::Measurements,
         &context,
         series,
-    );
+    ))
+}
+
+/// Appends a read of `selected` rows and what the chain decided to `household`'s access log;
+/// `object` names what was read, `extra` adds fields to the entry.
+pub(crate) fn log_read(
+    env: &Env,
+    household: &str,
+    (object, extra): (String, Value),
+    caller: &Caller,
+    q: &Query,
+    (selected, outcome): (usize, &policy::Outcome),
+) -> ApiResult<()> {
     let decision = match (&outcome.rows, outcome.transformed) {
         (Err(_), _) => "deny",
         (Ok(_), true) => "transform",
@@ -579,20 +613,45 @@ fn serve(
     let mut entry = json!({
         "actor": caller.actor,
         "role": caller.role.name(),
-        "object": format!("measurements:{meter}"),
+        "object": object,
         "operation": "read",
         "policies": outcome.ran,
         "selected": selected,
         "served": outcome.rows.as_ref().map_or(0, Vec::len),
         "decision": decision,
     });
+    if let (Value::Object(entry), Value::Object(extra)) = (&mut entry, extra) {
+        entry.extend(extra);
+    }
     if let Some(purpose) = &q.purpose {
         entry["purpose"] = json!(purpose);
     }
     if let Err(reason) = &outcome.rows {
         entry["reason"] = json!(reason);
     }
-    access_log::append(db, household, entry)?;
+    access_log::append(&env.db, household, entry)?;
+    Ok(())
+}
+
+/// Selects the rows, runs the chain, logs the access and answers.
+fn serve(
+    env: &Env,
+    meter: &str,
+    household: &str,
+    caller: &Caller,
+    q: &Query,
+) -> ApiResult<Response> {
+    let (series, mut originals) = select(&env.db, meter, q)?;
+    // The participant reads their own data: no peers to count.
+    let peers = match caller.role {
+        PolicyRole::Participant => None,
+        _ => region_peers(&env.db, household)?,
+    };
+    let selected = series.len();
+    let outcome = run_chain(env, household, caller, q, series, peers)?;
+    let object = (format!("measurements:{meter}"), json!({}));
+    log_read(env, household, object, caller, q, (selected, &outcome))?;
+    let ran = outcome.ran;
     let rows = outcome
         .rows
         .map_err(|reason| ApiError::refused(RefusalCode::PolicyDenied, reason))?;
@@ -609,7 +668,7 @@ fn serve(
     }
     Ok(json_response(
         200,
-        &json!({ "meter": meter, "measurements": measurements, "policies": outcome.ran }),
+        &json!({ "meter": meter, "measurements": measurements, "policies": ran }),
     ))
 }
 

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod participants;
 pub mod policies;
 pub mod regions;
+pub mod research;
 pub mod rollouts;
 pub mod service;
 pub mod tokens;

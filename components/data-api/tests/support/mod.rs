@@ -16,6 +16,7 @@ use wattlet_data_api::policy::{self, Policies};
 use wattlet_data_api::{
     Method, Request, Response, Rows, Secrets, Services, Storage, StorageError, Value,
 };
+use wattlet_policy_k_anonymity::KAnonymity;
 use wattlet_policy_pause_window::PauseWindow;
 use wattlet_policy_researchers_aggregate::ResearchersAggregate;
 use wattlet_policy_retention::Retention;
@@ -195,6 +196,7 @@ impl Policies for PolicyLibraries {
             "researchers-aggregate" => ResearchersAggregate::validate(parameters),
             "pause-window" => PauseWindow::validate(parameters),
             "retention" => Retention::validate(parameters),
+            "k-anonymity" => KAnonymity::validate(parameters),
             other => return Err(format!("unknown policy {other}")),
         }
         .map_err(|e| e.to_string())
@@ -211,6 +213,7 @@ impl Policies for PolicyLibraries {
             "researchers-aggregate" => ResearchersAggregate::at_least_as_strict(parameters, than),
             "pause-window" => PauseWindow::at_least_as_strict(parameters, than),
             "retention" => Retention::at_least_as_strict(parameters, than),
+            "k-anonymity" => KAnonymity::at_least_as_strict(parameters, than),
             other => return Err(format!("unknown policy {other}")),
         }
         .map_err(|e| e.to_string())
@@ -231,6 +234,7 @@ impl Policies for PolicyLibraries {
             }
             "pause-window" => PauseWindow::read(parameters, object, context, rows),
             "retention" => Retention::read(parameters, object, context, rows),
+            "k-anonymity" => KAnonymity::read(parameters, object, context, rows),
             other => policy::Decision::Deny(format!("unknown policy {other}")),
         }
     }

@@ -75,6 +75,9 @@ pub struct Context {
     pub range: TimeRange,
     /// The Data API's clock (ns since the epoch): a policy's only clock.
     pub now: i64,
+    /// Households sharing the household's NUTS-3 region, itself included (in a region query,
+    /// those it covers); `None` when the region is unknown or the participant reads.
+    pub peers: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -199,6 +202,7 @@ macro_rules! export_policy {
                     to: c.range.to,
                 },
                 now: c.now,
+                peers: c.peers,
             }
         }
 

@@ -129,6 +129,7 @@ mod tests {
             purpose: None,
             range,
             now: JAN1 + 100 * H,
+            peers: None,
         }
     }
 

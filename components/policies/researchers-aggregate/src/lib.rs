@@ -162,6 +162,7 @@ mod tests {
             purpose: None,
             range: TimeRange::default(),
             now: 0,
+            peers: None,
         }
     }
 

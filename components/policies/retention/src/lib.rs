@@ -142,6 +142,7 @@ mod tests {
             purpose: None,
             range: TimeRange::default(),
             now,
+            peers: None,
         };
         let Decision::Transform(out) = Retention::read(
             r#"{"months":6}"#,
