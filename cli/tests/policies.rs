@@ -495,6 +495,92 @@ fn a_region_is_served_to_researchers_only_with_k_households() {
 }
 
 #[test]
+fn rows_no_one_may_read_are_purged_and_the_purge_is_logged() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cloud = Cloud::start(dir.path());
+    let (device, _, meter) = household(&cloud);
+    let (_, _, other_meter) = household(&cloud);
+    let stored = |meter: &str| -> i64 {
+        let db = rusqlite::Connection::open(cloud.database()).expect("database");
+        db.query_row(
+            "SELECT COUNT(*) FROM measurement WHERE meter = ?1",
+            [meter],
+            |row| row.get(0),
+        )
+        .expect("count")
+    };
+    let purge = |token: &str| {
+        cloud.call(
+            &cloud.anonymous_tls(),
+            "POST",
+            "/api/management/purge",
+            Some(token),
+            None,
+        )
+    };
+    let admin = cloud.mint("administrator");
+
+    // Without a policy every row is readable: nothing is purged. Researchers may not purge.
+    let (status, body) = purge(&admin);
+    assert_eq!((status, &body["deleted"]), (200, &json!(0)), "{body}");
+    let (status, body) = purge(&cloud.mint("researcher"));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("role_forbidden")),
+        "{body}"
+    );
+
+    // A participant's pause window hides rows from others only: still nothing is purged.
+    let pause =
+        json!({ "ranges": [{ "from": "2019-01-01T00:00:00Z", "to": "2021-01-01T00:00:00Z" }] });
+    assert_eq!(attach(&cloud, &device, "pause-window", pause).0, 201);
+    assert_eq!(purge(&admin).1["deleted"], 0);
+    assert_eq!(stored(&meter), 31);
+
+    // Study-wide retention of 24 months: each household's 2020 row is served to no one.
+    let (status, body) = cloud.admin(
+        "POST",
+        "/api/management/policies",
+        Some(json!({ "policy": "retention", "parameters": { "months": 24 } })),
+    );
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = purge(&admin);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (&body["deleted"], &body["more"], &body["meters"]),
+        (&json!(2), &json!(false), &json!(2)),
+        "{body}"
+    );
+    assert_eq!((stored(&meter), stored(&other_meter)), (30, 30));
+    assert_eq!(purge(&admin).1["deleted"], 0, "purged once");
+    let own = format!("/api/household/meter/{meter}/measurement");
+    assert_eq!(
+        measurements(cloud.as_device(&device, "GET", &own, None)).len(),
+        30
+    );
+
+    // The household's log says what was deleted, by whom, under which policies.
+    let (_, log) = cloud.as_device(&device, "GET", "/api/household/access_log", None);
+    let deletes: Vec<Value> = log["entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| e["entry"].clone())
+        .filter(|e| e["operation"] == "delete")
+        .collect();
+    assert_eq!(deletes.len(), 1, "{log}");
+    assert_eq!(
+        (
+            &deletes[0]["deleted"],
+            &deletes[0]["decision"],
+            &deletes[0]["purpose"]
+        ),
+        (&json!(1), &json!("allow"), &json!("retention purge"))
+    );
+    assert_eq!(deletes[0]["policies"].as_array().map(Vec::len), Some(2));
+}
+
+#[test]
 fn a_trapping_looping_or_allocating_policy_fails_closed_and_the_next_request_is_served() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut options = serve::app_options_with_data_api(

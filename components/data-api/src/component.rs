@@ -368,4 +368,21 @@ impl Policies for WitPolicies {
         );
         our_decision(decision)
     }
+
+    fn delete(
+        &self,
+        policy: &str,
+        parameters: &str,
+        object: ours_policy::ObjectKind,
+        context: &ours_policy::Context,
+    ) -> ours_policy::Decision {
+        let object = wit_object(object);
+        let context = wit_context(context);
+        let decision = dispatch!(
+            policy,
+            pw::Decision::Deny(format!("policy {policy} is not part of this build")),
+            delete(parameters, object, &context)
+        );
+        our_decision(decision)
+    }
 }

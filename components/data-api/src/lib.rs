@@ -31,6 +31,7 @@
 //! | GET | /api/household/meter/:uuid/measurement \[7\] | participant |
 //! | GET | /api/management/meter/:uuid/measurement | researcher, administrator |
 //! | GET | /api/management/region/:nuts3/measurement | researcher, administrator |
+//! | POST | /api/management/purge | administrator |
 //! | GET, POST | /api/household/policies | participant |
 //! | DELETE | /api/household/policies/:id | participant |
 //! | GET, POST | /api/management/policies | researcher (GET), administrator |
@@ -89,7 +90,7 @@ use crate::db::Db;
 use crate::error::{ApiError, ApiResult};
 use crate::handlers::{
     consent, disaggregation, forecast, health, household, management, measurement, metrics,
-    participants, policies, regions, research, rollouts, service, tokens, worker,
+    participants, policies, purge, regions, research, rollouts, service, tokens, worker,
 };
 use crate::services::Env;
 use wattlet_access_token::DataClass;
@@ -135,6 +136,7 @@ enum Endpoint<'a> {
     ReadMeasurements(&'a str),
     AnyMeasurements(&'a str),
     RegionMeasurements(&'a str),
+    Purge,
     HouseholdPolicies,
     HouseholdPolicy(&'a str),
     StudyPolicies,
@@ -194,7 +196,8 @@ impl Endpoint<'_> {
             | Endpoint::ParticipantToken
             | Endpoint::WorkerResults
             | Endpoint::WorkerForecasts
-            | Endpoint::RolloutAction(..) => "POST",
+            | Endpoint::RolloutAction(..)
+            | Endpoint::Purge => "POST",
             Endpoint::Consent => "GET, POST, DELETE",
             Endpoint::Diagnostics(_) => "GET, POST",
             Endpoint::DeviceStatus | Endpoint::UploadDiagnostics | Endpoint::Regions => "PUT",
@@ -249,7 +252,8 @@ impl Endpoint<'_> {
             | Endpoint::WorkerMeters
             | Endpoint::Rollouts
             | Endpoint::RolloutAction(..)
-            | Endpoint::DeviceRollout => None,
+            | Endpoint::DeviceRollout
+            | Endpoint::Purge => None,
         }
     }
 }
@@ -270,6 +274,7 @@ fn resolve(path: &str) -> Option<Endpoint<'_>> {
         ["management", "token"] => Endpoint::MintToken,
         ["management", "token", id, "revoke"] if !id.is_empty() => Endpoint::RevokeToken(id),
         ["management", "metrics"] => Endpoint::Metrics,
+        ["management", "purge"] => Endpoint::Purge,
         ["management", "rollout"] => Endpoint::Rollouts,
         [
             "management",
@@ -397,6 +402,7 @@ fn route(req: &Request, services: &Services<'_>) -> ApiResult<Response> {
         (Endpoint::ReadMeasurements(uuid), _) => measurement::read(req, &env, uuid),
         (Endpoint::AnyMeasurements(uuid), _) => measurement::read_any(req, &env, uuid),
         (Endpoint::RegionMeasurements(code), _) => research::region_measurements(req, &env, code),
+        (Endpoint::Purge, _) => purge::purge(req, &env),
         (Endpoint::HouseholdPolicies, Method::Get) => policies::household_list(req, &env),
         (Endpoint::HouseholdPolicies, _) => policies::household_attach(req, &env),
         (Endpoint::HouseholdPolicy(id), _) => policies::household_detach(req, &env, id),

@@ -77,6 +77,14 @@ pub trait Policies {
         context: &Context,
         rows: Vec<Row>,
     ) -> Decision;
+    /// Before rows of `object` in `context.range` are deleted: allow, or deny with a reason.
+    fn delete(
+        &self,
+        policy: &str,
+        parameters: &str,
+        object: ObjectKind,
+        context: &Context,
+    ) -> Decision;
 }
 
 /// One attachment as stored.
@@ -151,6 +159,37 @@ pub struct Outcome {
     pub transformed: bool,
     /// `{"attachment","policy","parameters_sha256","decision"}` per attachment that ran.
     pub ran: Vec<Value>,
+}
+
+/// Runs `chain`'s delete hooks: `Err(reason)` when one denies (a transform is no answer to a
+/// delete and denies too). Returns what ran, as [`run_read`].
+pub fn run_delete(
+    policies: &dyn Policies,
+    chain: &[Attachment],
+    object: ObjectKind,
+    context: &Context,
+) -> (Result<(), String>, Vec<Value>) {
+    let mut ran = Vec::with_capacity(chain.len());
+    for a in chain {
+        let decision = policies.delete(&a.policy, &a.parameters, object, context);
+        ran.push(json!({
+            "attachment": a.id,
+            "policy": a.policy,
+            "parameters_sha256": wattlet_policy::log::sha256_hex(&a.parameters),
+            "decision": decision.name(),
+        }));
+        match decision {
+            Decision::Allow => {}
+            Decision::Deny(reason) => return (Err(reason), ran),
+            Decision::Transform(_) => {
+                return (
+                    Err(format!("{} answered a delete with rows", a.policy)),
+                    ran,
+                );
+            }
+        }
+    }
+    (Ok(()), ran)
 }
 
 /// Runs `chain`'s read hooks over `rows`.

@@ -10,6 +10,7 @@ pub mod measurement;
 pub mod metrics;
 pub mod participants;
 pub mod policies;
+pub mod purge;
 pub mod regions;
 pub mod research;
 pub mod rollouts;

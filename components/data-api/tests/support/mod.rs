@@ -238,6 +238,23 @@ impl Policies for PolicyLibraries {
             other => policy::Decision::Deny(format!("unknown policy {other}")),
         }
     }
+
+    fn delete(
+        &self,
+        policy: &str,
+        parameters: &str,
+        object: policy::ObjectKind,
+        context: &policy::Context,
+    ) -> policy::Decision {
+        use wattlet_policy::Policy;
+        match policy {
+            "researchers-aggregate" => ResearchersAggregate::delete(parameters, object, context),
+            "pause-window" => PauseWindow::delete(parameters, object, context),
+            "retention" => Retention::delete(parameters, object, context),
+            "k-anonymity" => KAnonymity::delete(parameters, object, context),
+            other => policy::Decision::Deny(format!("unknown policy {other}")),
+        }
+    }
 }
 
 /// A Data API on its own database file.
