@@ -427,10 +427,27 @@ fn stream_dead_letters_bad_input_and_survives_a_corrupt_checkpoint() {
             .await
             .unwrap();
     });
-    let worker = spawn_worker(&server, "w1", &log);
+    // The restarted worker serves its metrics: what it took in, published and set aside.
+    let metrics = wattlet_testkit::free_port();
+    let listen = metrics.to_string();
+    let mut args = WORKER_ARGS.to_vec();
+    args.extend(["--metrics-listen", &listen]);
+    let worker = spawn_worker_with(&server, "w1", &log, &args);
     assert!(replay.wait().unwrap().success());
     let (got, stderr) = results(&server, dir.path(), "got.csv");
+    let page = wattlet_testkit::metrics::scrape(metrics);
     stop([worker]);
+    let count = |name: &str, query: &str| {
+        wattlet_testkit::metrics::metric(
+            &page,
+            &format!("wattlet_stream_worker_{name}_total{{query=\"{query}\"}}"),
+        )
+    };
+    // `outliers` replayed its input from the start (its checkpoint was unusable): both bad
+    // messages again, and every event.
+    assert_eq!(count("dead_letters", "q2"), 2.0, "{page}");
+    assert!(count("events", "q2") >= 2000.0, "{page}");
+    assert!(count("rows", "q1") + count("rows", "q2") > 0.0, "{page}");
     assert!(stderr.contains("3 of 3 tasks complete"), "{stderr}");
     assert!(
         stderr.contains("4 input messages dead-lettered"),

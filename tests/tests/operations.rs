@@ -329,16 +329,19 @@ fn sample_names(family: &str, kind: &str) -> Vec<String> {
 }
 
 /// `wattlet up` as a child process, stopped with SIGTERM when dropped.
-struct Up {
-    child: std::process::Child,
-    state: tempfile::TempDir,
+/// A child process stopped (SIGTERM) and reaped when the test ends, however it ends.
+struct Stopped(std::process::Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        wattlet_testkit::terminate(&self.0);
+        let _ = self.0.wait();
+    }
 }
 
-impl Drop for Up {
-    fn drop(&mut self) {
-        wattlet_testkit::terminate(&self.child);
-        let _ = self.child.wait();
-    }
+struct Up {
+    _child: Stopped,
+    state: tempfile::TempDir,
 }
 
 /// The address in a `Metrics    http(s)://ADDR/...` line.
@@ -361,7 +364,10 @@ fn dashboards_and_alerts_name_only_metrics_wattlet_exports() {
         state.path(),
         wattlet_testkit::free_port(),
     );
-    let up = Up { child, state };
+    let up = Up {
+        _child: Stopped(child),
+        state,
+    };
     // The metrics lines come before `Measuring every …`.
     let mut lines = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(180) * wattlet_testkit::patience();
@@ -413,6 +419,36 @@ fn dashboards_and_alerts_name_only_metrics_wattlet_exports() {
         lines.join("\n")
     );
 
+    // The DEBS stream worker, which `wattlet up` does not run: on a nats-server of its own,
+    // waiting for a run's input; its metrics are exported from the start.
+    let nats_dir = tempfile::tempdir().expect("temp dir");
+    let nats = wattlet_testkit::nats(nats_dir.path());
+    let stream_metrics = wattlet_testkit::free_port();
+    let _stream_worker = Stopped(
+        wattlet_testkit::command(
+            &wattlet_testkit::serve_child::workspace_binary("wattlet").to_string_lossy(),
+        )
+        .args([
+            "worker",
+            "stream",
+            "--operators",
+            "native",
+            "--id",
+            "operations",
+        ])
+        .args([
+            "--nats",
+            &nats.url,
+            "--metrics-listen",
+            &stream_metrics.to_string(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("wattlet worker stream starts"),
+    );
+    jobs.push(ScrapeJob::plain("wattlet-stream-worker", stream_metrics));
+
     // The real server loads the alert rules and the dashboards' expressions (it refuses to
     // start when one does not parse) and scrapes every process until each answered.
     let rules_dir = tempfile::tempdir().expect("temp dir");
@@ -442,6 +478,7 @@ fn dashboards_and_alerts_name_only_metrics_wattlet_exports() {
         "wattlet_nialm_worker_items_total",
         "wattlet_api_devices",
         "wattlet_kbs_attestations_total",
+        "wattlet_stream_worker_events_total",
     ] {
         assert!(
             exported.contains(family),

@@ -4,6 +4,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -264,6 +265,9 @@ pub struct WorkerArgs {
     /// The TEE the worker attests with.
     #[arg(long, value_enum, default_value = "auto")]
     tee: TeeArg,
+    /// Serve Prometheus metrics (`wattlet_stream_worker_…`) at http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -580,6 +584,15 @@ pub fn run_worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         operators,
         ..StreamWorkerOptions::new(&args.nats.nats, &id)
     };
-    runtime()?.block_on(debs::task::run(options, keys, super::shutdown_signal()))?;
+    let runtime = runtime()?;
+    if let Some(addr) = args.metrics_listen {
+        // Bound before anything slow, so that a taken port is said at once.
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind(addr))
+            .with_context(|| format!("cannot listen for metrics on {addr}"))?;
+        let metrics: Arc<dyn wattlet_runtime::metrics::MetricsSource> = options.metrics.clone();
+        runtime.spawn(wattlet_runtime::metrics::serve_admin(metrics, listener));
+    }
+    runtime.block_on(debs::task::run(options, keys, super::shutdown_signal()))?;
     Ok(ExitCode::SUCCESS)
 }

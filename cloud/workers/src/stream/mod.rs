@@ -55,6 +55,7 @@
 
 pub mod checkpoint;
 pub mod lease;
+pub mod metrics;
 pub mod operator;
 pub mod replay;
 pub mod results;

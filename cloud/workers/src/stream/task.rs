@@ -23,6 +23,7 @@ use crate::confidential::{
 
 use super::checkpoint::{Checkpoints, Manifest};
 use super::lease::{Lease, Leases, fair_share};
+use super::metrics::StreamMetrics;
 use super::operator::{Operator, Operators, Row};
 use super::replay::end_item;
 use super::sealed::{BatchItem, Payloads, RunKey};
@@ -54,6 +55,8 @@ pub struct StreamWorkerOptions {
     pub renew_every: Duration,
     /// The operators' implementation.
     pub operators: Operators,
+    /// Where the worker counts what its tasks do (`--metrics-listen` serves them).
+    pub metrics: Arc<StreamMetrics>,
 }
 
 impl StreamWorkerOptions {
@@ -66,6 +69,7 @@ impl StreamWorkerOptions {
             lease_time: Duration::from_secs(3),
             renew_every: Duration::from_secs(1),
             operators: Operators::Native,
+            metrics: Arc::default(),
         }
     }
 }
@@ -185,6 +189,7 @@ pub async fn run(
                     false
                 }
                 Ok(Err(e)) => {
+                    options.metrics.task_failed(kind);
                     let failures = failed.get(&kind).map_or(0, |f| f.0) + 1;
                     let wait = retry_after(failures);
                     failed.insert(kind, (failures, now + wait.as_millis() as u64));
@@ -300,7 +305,9 @@ pub async fn run(
                 }
             }
         }
+        options.metrics.tasks_held(held.len());
     }
+    options.metrics.tasks_held(0);
     tracing::info!(
         tasks = held.len(),
         "stopping: checkpointing and releasing every task"
@@ -536,7 +543,11 @@ impl Runner {
                             let before = batch.len();
                             let last_batches = &mut progress.pos.last_batches;
                             match self.events(&m.subject, &m.payload, seq, &mut batch, last_batches) {
-                                Ok(()) => progress.pos.events += (batch.len() - before) as u64,
+                                Ok(()) => {
+                                    let taken = (batch.len() - before) as u64;
+                                    progress.pos.events += taken;
+                                    self.options.metrics.events(self.kind, taken);
+                                }
                                 Err(reason) => {
                                     self.dead_letter(&m.payload, seq, &reason, &mut progress).await?;
                                 }
@@ -684,6 +695,9 @@ impl Runner {
             return Ok(());
         }
         self.check_lease(&progress.name)?;
+        self.options
+            .metrics
+            .rows(self.kind, rows.len() as u64 - skip);
         let subject = format!("{OUT_SUBJECT}.{}", progress.name);
         let mut index = first + skip;
         for chunk in rows[skip as usize..].chunks(ROWS_PER_MESSAGE) {
@@ -741,6 +755,7 @@ impl Runner {
             .await?;
         progress.pending.push(ack);
         progress.pos.dead += 1;
+        self.options.metrics.dead_letter(self.kind);
         Ok(())
     }
 
@@ -773,6 +788,9 @@ impl Runner {
             )
             .await
             .with_context(|| format!("cannot checkpoint {}", progress.name))?;
+        self.options
+            .metrics
+            .checkpoint(self.kind, started.elapsed());
         tracing::debug!(task = %progress.name, input = progress.pos.input_seq, bytes = state.len(), ms = started.elapsed().as_millis() as u64, "checkpoint");
         progress.previous_generation = Some(generation);
         progress.since_checkpoint = 0;

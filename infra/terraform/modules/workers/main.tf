@@ -108,11 +108,12 @@ locals {
         "--nats", var.nats_url,
         "--components", var.components_dir,
         "--key-broker", var.api_url,
+        "--metrics-listen", "0.0.0.0:${local.metrics_port}",
         "--tee", "auto",
       ]
       env        = []
       attests    = true
-      metrics    = false
+      metrics    = true
       privileged = true
     }
   }
@@ -142,6 +143,7 @@ locals {
             labels = {
               "app.kubernetes.io/name"      = "wattlet"
               "app.kubernetes.io/component" = role
+              "wattlet/metrics"             = r.metrics ? "true" : "false"
             }
           }
           spec = {
@@ -180,14 +182,15 @@ locals {
     apiVersion = "monitoring.coreos.com/v1"
     kind       = "PodMonitor"
     metadata = {
-      name      = "wattlet-nialm-worker"
+      name      = "wattlet-workers"
       namespace = var.namespace
     }
     spec = {
+      # The workers whose pods serve metrics (the NIALM and the stream workers).
       selector = {
         matchLabels = {
-          "app.kubernetes.io/name"      = "wattlet"
-          "app.kubernetes.io/component" = "nialm-worker"
+          "app.kubernetes.io/name" = "wattlet"
+          "wattlet/metrics"        = "true"
         }
       }
       podMetricsEndpoints = [{
