@@ -67,25 +67,37 @@ struct StatusLabels {
     code: u16,
 }
 
-/// The gateway's metrics, on its admin listener.
-#[derive(Default)]
+/// The gateway's metrics, on its admin listener (`wattlet_gateway_…`).
 pub struct GatewayMetrics {
+    registry: Registry,
     requests: Family<StatusLabels, Counter>,
     upstream_errors: Counter,
 }
 
-impl GatewayMetrics {
-    pub fn register(&self, registry: &mut Registry) {
-        registry.register(
+impl Default for GatewayMetrics {
+    fn default() -> Self {
+        let mut metrics = GatewayMetrics {
+            registry: Registry::default(),
+            requests: Family::default(),
+            upstream_errors: Counter::default(),
+        };
+        metrics.registry.register(
             "wattlet_gateway_requests",
             "Requests answered, by status code (the upstream's, or the gateway's own)",
-            self.requests.clone(),
+            metrics.requests.clone(),
         );
-        registry.register(
+        metrics.registry.register(
             "wattlet_gateway_upstream_errors",
             "Requests the upstream did not answer (502) or not in time (504)",
-            self.upstream_errors.clone(),
+            metrics.upstream_errors.clone(),
         );
+        metrics
+    }
+}
+
+impl wattlet_runtime::metrics::MetricsSource for GatewayMetrics {
+    fn encode(&self) -> String {
+        wattlet_runtime::metrics::encode_registry(&self.registry)
     }
 }
 
