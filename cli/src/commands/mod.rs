@@ -2,6 +2,7 @@
 
 mod audit;
 mod ca;
+mod gateway;
 mod meter;
 mod queue;
 mod release;
@@ -36,6 +37,9 @@ enum Command {
     Up(up::UpArgs),
     /// Serve a Spin application (spin.toml) the way `spin up` does.
     Serve(serve::ServeArgs),
+    /// The mutual-TLS front of a Data API behind plain HTTP (SpinKube, `spin up`): checks
+    /// device certificates, signs their identity proofs, forwards.
+    Gateway(gateway::GatewayArgs),
     /// Publish analysis work items to NATS JetStream.
     #[command(subcommand)]
     Manager(queue::ManagerCommand),
@@ -62,6 +66,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Edge(args) => wattlet_edge::cli::run(args, "wattlet edge"),
         Command::Meter(command) => meter::run(command),
         Command::Serve(args) => serve::run(args),
+        Command::Gateway(args) => gateway::run(args),
         Command::Up(args) => up::run(args),
         Command::Manager(command) => queue::run_manager(command),
         Command::Worker(command) => queue::run_worker(command),

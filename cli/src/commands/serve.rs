@@ -33,28 +33,8 @@ pub struct ServeArgs {
     /// Largest request body accepted; larger ones get 413.
     #[arg(long, default_value_t = 16 << 20, value_name = "BYTES")]
     max_request_bytes: usize,
-    /// Serve mutual TLS 1.3 with this server certificate (PEM; e.g. from `wattlet ca server`).
-    /// Needs --tls-key and --client-ca too.
-    #[arg(long, value_name = "FILE", help_heading = "Mutual TLS")]
-    tls_cert: Option<PathBuf>,
-    /// The server certificate's private key (PEM).
-    #[arg(long, value_name = "FILE", help_heading = "Mutual TLS")]
-    tls_key: Option<PathBuf>,
-    /// Require every client to present a certificate issued by this CA (PEM; e.g. the
-    /// `ca.crt` of `wattlet ca init`). Its identity reaches components in the
-    /// x-wattlet-client-device, -email and -serial headers, proven in x-wattlet-client-proof
-    /// (an HMAC keyed with the application variable `client_identity_key`, e.g.
-    /// SPIN_VARIABLE_CLIENT_IDENTITY_KEY=$(openssl rand -hex 32), which the Data API checks).
-    #[arg(long, value_name = "FILE", help_heading = "Mutual TLS")]
-    client_ca: Option<PathBuf>,
-    /// Certificate revocation list (PEM; e.g. the CA directory's `crl.pem`). Watched: a
-    /// revoked device is refused from its next request on, also on open connections.
-    #[arg(long, value_name = "FILE", help_heading = "Mutual TLS")]
-    crl: Option<PathBuf>,
-    /// `required`: every client presents a certificate (devices only). `optional`: clients
-    /// without one (people and services with bearer tokens) are served without an identity.
-    #[arg(long, value_enum, default_value_t = ClientAuthArg::Required, help_heading = "Mutual TLS")]
-    client_auth: ClientAuthArg,
+    #[command(flatten)]
+    tls: MutualTlsArgs,
     /// Connections open at once. At the cap the server stops accepting and further clients
     /// wait in the kernel's backlog. [default: 1024, lowered to fit the open-file limit]
     #[arg(long, value_name = "N", help_heading = "Limits")]
@@ -114,46 +94,76 @@ pub struct ServeArgs {
     shutdown_timeout: Timeout,
 }
 
+/// The mutual-TLS options of a listener (`wattlet serve`, `wattlet gateway`).
+#[derive(Debug, Args)]
+pub struct MutualTlsArgs {
+    /// Serve mutual TLS 1.3 with this server certificate (PEM; e.g. from `wattlet ca server`).
+    /// Needs --tls-key and --client-ca too.
+    #[arg(long, value_name = "FILE", help_heading = "Mutual TLS")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// The server certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", help_heading = "Mutual TLS")]
+    pub(crate) tls_key: Option<PathBuf>,
+    /// Require every client to present a certificate issued by this CA (PEM; e.g. the
+    /// `ca.crt` of `wattlet ca init`). Its identity reaches components in the
+    /// x-wattlet-client-device, -email and -serial headers, proven in x-wattlet-client-proof
+    /// (an HMAC keyed with the application variable `client_identity_key`, e.g.
+    /// SPIN_VARIABLE_CLIENT_IDENTITY_KEY=$(openssl rand -hex 32), which the Data API checks).
+    #[arg(long, value_name = "FILE", help_heading = "Mutual TLS")]
+    pub(crate) client_ca: Option<PathBuf>,
+    /// Certificate revocation list (PEM; e.g. the CA directory's `crl.pem`). Watched: a
+    /// revoked device is refused from its next request on, also on open connections.
+    #[arg(long, value_name = "FILE", help_heading = "Mutual TLS")]
+    pub(crate) crl: Option<PathBuf>,
+    /// `required`: every client presents a certificate (devices only). `optional`: clients
+    /// without one (people and services with bearer tokens) are served without an identity.
+    #[arg(long, value_enum, default_value_t = ClientAuthArg::Required, help_heading = "Mutual TLS")]
+    pub(crate) client_auth: ClientAuthArg,
+}
+
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum ClientAuthArg {
+pub(crate) enum ClientAuthArg {
     Required,
     Optional,
 }
 
 /// `--tls-cert`, `--tls-key` and `--client-ca` go together; `--crl` needs them.
-fn tls_options(args: &ServeArgs) -> anyhow::Result<Option<TlsOptions>> {
-    match (&args.tls_cert, &args.tls_key, &args.client_ca) {
-        (Some(cert), Some(key), Some(client_ca)) => Ok(Some(TlsOptions {
-            cert: cert.clone(),
-            key: key.clone(),
-            client_ca: client_ca.clone(),
-            crl: args.crl.clone(),
-            client_auth: match args.client_auth {
-                ClientAuthArg::Required => ClientAuth::Required,
-                ClientAuthArg::Optional => ClientAuth::Optional,
-            },
-        })),
-        (None, None, None) => {
-            if args.crl.is_some() {
-                anyhow::bail!(
-                    "--crl needs mutual TLS: give --tls-cert, --tls-key and --client-ca as well"
-                );
+impl MutualTlsArgs {
+    /// The TLS options; `None` without any of them.
+    pub(crate) fn options(&self) -> anyhow::Result<Option<TlsOptions>> {
+        match (&self.tls_cert, &self.tls_key, &self.client_ca) {
+            (Some(cert), Some(key), Some(client_ca)) => Ok(Some(TlsOptions {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: client_ca.clone(),
+                crl: self.crl.clone(),
+                client_auth: match self.client_auth {
+                    ClientAuthArg::Required => ClientAuth::Required,
+                    ClientAuthArg::Optional => ClientAuth::Optional,
+                },
+            })),
+            (None, None, None) => {
+                if self.crl.is_some() {
+                    anyhow::bail!(
+                        "--crl needs mutual TLS: give --tls-cert, --tls-key and --client-ca as well"
+                    );
+                }
+                Ok(None)
             }
-            Ok(None)
-        }
-        (cert, key, client_ca) => {
-            let missing: Vec<_> = [
-                ("--tls-cert", cert.is_none()),
-                ("--tls-key", key.is_none()),
-                ("--client-ca", client_ca.is_none()),
-            ]
-            .into_iter()
-            .filter_map(|(name, missing)| missing.then_some(name))
-            .collect();
-            anyhow::bail!(
-                "mutual TLS needs --tls-cert, --tls-key and --client-ca together; missing {}",
-                missing.join(", ")
-            )
+            (cert, key, client_ca) => {
+                let missing: Vec<_> = [
+                    ("--tls-cert", cert.is_none()),
+                    ("--tls-key", key.is_none()),
+                    ("--client-ca", client_ca.is_none()),
+                ]
+                .into_iter()
+                .filter_map(|(name, missing)| missing.then_some(name))
+                .collect();
+                anyhow::bail!(
+                    "mutual TLS needs --tls-cert, --tls-key and --client-ca together; missing {}",
+                    missing.join(", ")
+                )
+            }
         }
     }
 }
@@ -224,7 +234,7 @@ fn fit_open_files(wanted: usize, open_files: Option<u64>) -> usize {
 }
 
 /// Resolves at the first SIGTERM or Ctrl-C (SIGINT).
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::terminate()) {
         Ok(mut terminate) => {
@@ -241,7 +251,7 @@ async fn shutdown_signal() {
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let tls = tls_options(&args)?;
+    let tls = args.tls.options()?;
     let limits = limits(&args);
     let options = ServeOptions {
         manifest: args.manifest,

@@ -313,7 +313,13 @@ impl App {
         let (mut parts, body) = request.into_parts();
         body::check_declared_length(&parts.headers, self.max_request_bytes)?;
         if let (Some(identity), Some(key)) = (identity, &self.identity_key) {
-            headers::prove_identity(&mut parts, identity, key, unix_now(), &nonce()?)?;
+            headers::prove_identity(
+                &mut parts,
+                identity,
+                key,
+                headers::unix_now(),
+                &headers::nonce().ok_or(RequestError::NoRandom)?,
+            )?;
         }
         headers::set_spin_headers(&mut parts, matched, connection)?;
         let permit = match self.running.clone().try_acquire_owned() {
@@ -402,23 +408,6 @@ fn identity_key(variables: &ResolvedVariables, tls: bool) -> anyhow::Result<Opti
             Ok(None)
         }
     }
-}
-
-/// Seconds since 1970.
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// A fresh nonce for an identity proof: 128 random bits as hex.
-fn nonce() -> Result<String, RequestError> {
-    let mut bytes = [0u8; 16];
-    rustls::crypto::ring::default_provider()
-        .secure_random
-        .fill(&mut bytes)
-        .map_err(|_| RequestError::NoRandom)?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Compiles a component and finds its executor from what it exports.

@@ -104,6 +104,23 @@ pub fn prove_identity(
     )
 }
 
+/// Seconds since 1970, for an identity proof's time.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A fresh nonce for an identity proof: 128 random bits as hex (`None` without randomness).
+pub fn nonce() -> Option<String> {
+    let mut bytes = [0u8; 16];
+    rustls::crypto::ring::default_provider()
+        .secure_random
+        .fill(&mut bytes)
+        .ok()?;
+    Some(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// The URL the client asked for: `scheme://host/path?query`, with the Host header's authority
 /// (the listener's address without one, e.g. from an HTTP/1.0 client; Spin refuses those).
 pub fn full_url(parts: &Parts, connection: &Connection<'_>) -> String {

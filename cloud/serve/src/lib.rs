@@ -13,6 +13,7 @@
 //! - What components call: [`host`] (Spin's interfaces, with [`conversions`] between WIT and
 //!   host types) and [`outbound`] (wasi:http requests out).
 //! - [`metrics`]: Prometheus metrics.
+//! - [`gateway`]: `wattlet gateway`, the same listener in front of a Data API served elsewhere.
 
 pub mod app;
 pub mod body;
@@ -20,6 +21,7 @@ pub mod conversions;
 pub mod engine;
 pub mod executor;
 pub mod files;
+pub mod gateway;
 pub mod headers;
 pub mod host;
 pub mod limits;

@@ -1,5 +1,6 @@
-//! The listener: accepts connections, completes the TLS handshake when the application serves
-//! mutual TLS, and serves each connection's HTTP/1.1 requests through [`App`].
+//! The listener: accepts connections, completes the TLS handshake when the server speaks mutual
+//! TLS, and serves each connection's HTTP/1.1 requests through a [`Handler`]: the application
+//! ([`App`], `wattlet serve`) or the gateway ([`crate::gateway::Gateway`], `wattlet gateway`).
 //!
 //! What keeps it up under load and abuse (see [`crate::limits::Limits`]): accept errors pause
 //! accepting and never end it (see [`wattlet_runtime::accept`]); at most `max_connections` are
@@ -13,7 +14,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use hyper::StatusCode;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
@@ -22,8 +24,46 @@ use wattlet_runtime::accept::{Backoff, accept};
 use wattlet_tls::ClientIdentity;
 
 use crate::app::App;
-use crate::response::plain;
+use crate::limits::Limits;
+use crate::response::{Body, plain};
 use crate::tls::TlsState;
+
+/// What a listener serves: each request, with the verified client certificate's identity.
+pub trait Handler: Send + Sync + 'static {
+    /// Connection and timing limits (the listener uses the connection cap, the header timeout
+    /// and the shutdown timeout).
+    fn limits(&self) -> &Limits;
+    /// The mutual-TLS state, when the listener speaks TLS.
+    fn tls(&self) -> Option<&Arc<TlsState>>;
+    /// Answers one request; never fails: errors become 4xx/5xx responses.
+    fn handle(
+        &self,
+        request: Request<Incoming>,
+        client: SocketAddr,
+        local: SocketAddr,
+        identity: Option<&ClientIdentity>,
+    ) -> impl std::future::Future<Output = Response<Body>> + Send;
+}
+
+impl Handler for App {
+    fn limits(&self) -> &Limits {
+        App::limits(self)
+    }
+
+    fn tls(&self) -> Option<&Arc<TlsState>> {
+        App::tls(self)
+    }
+
+    fn handle(
+        &self,
+        request: Request<Incoming>,
+        client: SocketAddr,
+        local: SocketAddr,
+        identity: Option<&ClientIdentity>,
+    ) -> impl std::future::Future<Output = Response<Body>> + Send {
+        self.handle_with_identity(request, client, local, identity)
+    }
+}
 
 /// How long a client may take for the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -44,8 +84,8 @@ enum Peer {
 /// a TLS 1.3 handshake with a verified client certificate; a failed handshake closes it (log
 /// line). Then it stops accepting and returns once the open connections have finished their
 /// requests in flight, or after the shutdown timeout.
-pub async fn serve(
-    app: Arc<App>,
+pub async fn serve<H: Handler>(
+    app: Arc<H>,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
@@ -111,8 +151,8 @@ pub async fn serve(
 
 /// One accepted connection: what serving it needs, and its place among the open connections
 /// (given back when it is dropped).
-struct Conn {
-    app: Arc<App>,
+struct Conn<H> {
+    app: Arc<H>,
     client: SocketAddr,
     local: SocketAddr,
     /// Becomes `true` when the server shuts down.
@@ -121,7 +161,7 @@ struct Conn {
 }
 
 /// Completes the handshake and serves the connection as the client certificate says.
-async fn serve_tls(connection: Conn, tls: Arc<TlsState>, stream: TcpStream) {
+async fn serve_tls<H: Handler>(connection: Conn<H>, tls: Arc<TlsState>, stream: TcpStream) {
     let client = connection.client;
     let acceptor = tls.acceptor();
     let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
@@ -161,7 +201,7 @@ async fn serve_tls(connection: Conn, tls: Arc<TlsState>, stream: TcpStream) {
     connection.serve(stream, peer, expires).await;
 }
 
-impl Conn {
+impl<H: Handler> Conn<H> {
     /// Serves HTTP/1.1 on `stream` until the client closes it, it times out, the server shuts
     /// down or the client certificate expires (`expires`): then the request in flight is
     /// finished and the connection closed.
@@ -185,10 +225,9 @@ impl Conn {
                 let expired = expires.is_some_and(|at| SystemTime::now() >= at);
                 let response = match &peer {
                     _ if expired => plain(StatusCode::FORBIDDEN, "client certificate expired\n"),
-                    Peer::Anonymous => app.handle(request, client, local).await,
+                    Peer::Anonymous => app.handle(request, client, local, None).await,
                     Peer::Device(identity) => {
-                        app.handle_with_identity(request, client, local, Some(identity))
-                            .await
+                        app.handle(request, client, local, Some(identity)).await
                     }
                     Peer::Unidentified(why) => plain(
                         StatusCode::FORBIDDEN,
