@@ -134,11 +134,13 @@ static ZH: LazyLock<Regex> =
 pub fn lock_files(tree: &Tree) -> Vec<Finding> {
     let mut out = Vec::new();
     for root in roots(tree) {
-        let mut required: BTreeMap<String, String> = BTreeMap::new();
+        // Every pin of each provider (pins that differ are a finding of their own; the lock
+        // must match each of them).
+        let mut required: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for m in reach(tree, root, &mut BTreeSet::new()) {
             for p in &m.required_providers {
                 if let (Some(s), Some(v)) = (&p.source, &p.version) {
-                    required.insert(full_source(s), bare(v));
+                    required.entry(full_source(s)).or_default().insert(bare(v));
                 }
             }
         }
@@ -172,7 +174,7 @@ pub fn lock_files(tree: &Tree) -> Vec<Finding> {
                 continue;
             };
             let version = attr("version").and_then(literal_str);
-            if version != Some(want.as_str()) {
+            for want in want.iter().filter(|w| version != Some(w.as_str())) {
                 out.push(Finding::new(
                     &lock.path,
                     "lock-file",
@@ -180,7 +182,7 @@ pub fn lock_files(tree: &Tree) -> Vec<Finding> {
                 ));
             }
             if let Some(c) = attr("constraints").and_then(literal_str)
-                && bare(c) != *want
+                && let Some(want) = want.iter().find(|w| bare(c) != **w)
             {
                 out.push(Finding::new(
                     &lock.path,

@@ -18,6 +18,7 @@ pub const MANIFESTS: &[(&str, &str, &str)] = &[
     ("v1", "PersistentVolumeClaim", "persistentvolumeclaim.json"),
     ("monitoring.coreos.com/v1", "PodMonitor", "podmonitor.json"),
     ("v1", "ConfigMap", "configmap.json"),
+    ("v1", "Service", "service.json"),
 ];
 
 /// The directory of the schema files shipped with this crate.

@@ -51,6 +51,8 @@ fn the_envs_render_every_object_with_its_replicas() {
         "envs/survey-small/app: module.app: kubernetes_manifest.database_claim[0]",
         "envs/survey-small/app: module.app: kubernetes_manifest.executor",
         "envs/survey-small/app: module.app: kubernetes_manifest.pod_monitor[0]",
+        "envs/survey-small/app: module.gateway: kubernetes_manifest.deployment",
+        "envs/survey-small/app: module.gateway: kubernetes_manifest.service",
         "envs/survey-small/app: module.workers: kubernetes_manifest.deployment[\"manager\"]",
         "envs/survey-small/app: module.workers: kubernetes_manifest.deployment[\"nialm-worker\"]",
         "envs/survey-small/app: module.workers: kubernetes_manifest.deployment[\"stream-worker\"]",

@@ -182,11 +182,12 @@ locals {
     apiVersion = "monitoring.coreos.com/v1"
     kind       = "PodMonitor"
     metadata = {
-      name      = "wattlet-workers"
+      name      = "wattlet-metrics"
       namespace = var.namespace
     }
     spec = {
-      # The workers whose pods serve metrics (the NIALM and the stream workers).
+      # Every wattlet pod that serves metrics on its port "metrics" (label wattlet/metrics:
+      # the NIALM and the stream workers, the gateway).
       selector = {
         matchLabels = {
           "app.kubernetes.io/name" = "wattlet"

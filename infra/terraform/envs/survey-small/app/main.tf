@@ -27,6 +27,14 @@ module "workers" {
   confidential_node_selector = var.confidential_node_selector
 }
 
+module "gateway" {
+  source = "../../../modules/gateway"
+
+  namespace = var.namespace
+  image     = var.worker_image
+  upstream  = module.app.service_url
+}
+
 output "app_url" {
   value = module.app.service_url
 }
