@@ -100,6 +100,17 @@ pub struct Attachment {
 }
 
 impl Attachment {
+    /// What ran, for the answer and the access log: `{"attachment","policy",
+    /// "parameters_sha256","decision"}`.
+    fn ran(&self, decision: &Decision) -> Value {
+        json!({
+            "attachment": self.id,
+            "policy": self.policy,
+            "parameters_sha256": wattlet_policy::log::sha256_hex(&self.parameters),
+            "decision": decision.name(),
+        })
+    }
+
     pub fn to_json(&self) -> Value {
         json!({
             "id": self.id,
@@ -172,12 +183,7 @@ pub fn run_delete(
     let mut ran = Vec::with_capacity(chain.len());
     for a in chain {
         let decision = policies.delete(&a.policy, &a.parameters, object, context);
-        ran.push(json!({
-            "attachment": a.id,
-            "policy": a.policy,
-            "parameters_sha256": wattlet_policy::log::sha256_hex(&a.parameters),
-            "decision": decision.name(),
-        }));
+        ran.push(a.ran(&decision));
         match decision {
             Decision::Allow => {}
             Decision::Deny(reason) => return (Err(reason), ran),
@@ -204,12 +210,7 @@ pub fn run_read(
     let mut transformed = false;
     for a in chain {
         let decision = policies.read(&a.policy, &a.parameters, object, context, rows.clone());
-        ran.push(json!({
-            "attachment": a.id,
-            "policy": a.policy,
-            "parameters_sha256": wattlet_policy::log::sha256_hex(&a.parameters),
-            "decision": decision.name(),
-        }));
+        ran.push(a.ran(&decision));
         match decision {
             Decision::Allow => {}
             Decision::Deny(reason) => {
