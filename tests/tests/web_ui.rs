@@ -122,6 +122,13 @@ fn researchers_register_and_administrators_see_device_status_in_chromium() {
         assert!(link.starts_with("/ui/device/#token=wt1."), "{link}");
         link
     };
+    // A study rule the participant sees on the device page (and cannot remove there).
+    let (status, body) = cloud.admin(
+        "POST",
+        "/api/management/policies",
+        Some(json!({ "policy": "retention", "parameters": { "months": 24 } })),
+    );
+    assert_eq!(status, 201, "{body}");
     let active_link = link(&active);
     let fresh = cloud.register(
         "Katherine Johnson",
@@ -161,6 +168,7 @@ fn researchers_register_and_administrators_see_device_status_in_chromium() {
         "status.png",
         "fleet.png",
         "device.png",
+        "device-rules.png",
         "device-revoked.png",
     ] {
         let bytes = std::fs::read(shots.join(shot)).expect("screenshot");
@@ -194,6 +202,16 @@ fn researchers_register_and_administrators_see_device_status_in_chromium() {
     // The participant's clicks: one household granted, the other revoked and anonymized.
     let (_, fresh_consent) = cloud.as_device(&fresh, "GET", "/api/household/consent", None);
     assert_eq!(fresh_consent["state"], "granted", "{fresh_consent}");
+    // The pause was attached and removed again, both in the household's log.
+    let (_, log) = cloud.as_device(&active, "GET", "/api/household/access_log", None);
+    let operations: Vec<&str> = log["entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["entry"]["operation"].as_str())
+        .filter(|op| *op != "read")
+        .collect();
+    assert_eq!(operations, ["attach", "detach"], "{log}");
     let (_, revoked) = cloud.as_device(&active, "GET", "/api/household", None);
     assert_eq!(revoked["consent"]["state"], "revoked", "{revoked}");
     assert_eq!(revoked["user"], serde_json::Value::Null, "{revoked}");

@@ -139,6 +139,25 @@ try {
   check(drawn === process.env.MEASUREMENTS, `the chart draws every measurement: ${drawn}`);
   const details = await device.textContent('#details');
   check(details.includes('Grace Hopper') && details.includes('Hauptstraße 5'), `details shown: ${details}`);
+  // The rules on the household's data: the study's retention (not removable here), a pause the
+  // participant adds and removes; the access log lists the reads and the changes.
+  await device.locator('#rules tr[data-policy="retention"][data-principal="study"]').waitFor();
+  check(await device.locator('#rules tr[data-principal="study"] button').count() === 0,
+    "the study's rule has no remove button");
+  await device.fill('#pause-from', '2026-11-23T16:00');
+  await device.fill('#pause-to', '2026-11-23T17:00');
+  await device.click('#pause-form button[type=submit]');
+  const paused = device.locator('#rules tr[data-policy="pause-window"][data-principal="participant"]');
+  await paused.waitFor();
+  await device.locator('#access-log tr[data-operation="attach"]').waitFor();
+  check(await device.locator('#access-log tr[data-operation="read"]').count() >= 1,
+    'the access log shows the reads of this page');
+  check((await device.textContent('#log-head')).startsWith('Head: '), 'the chain head is shown');
+  await device.screenshot({ path: `${shots}/device-rules.png`, fullPage: true });
+  await paused.locator('button[data-detach]').click();
+  await device.locator('#access-log tr[data-operation="detach"]').waitFor();
+  check(await paused.count() === 0, 'the pause is gone after removing it');
+  check(await device.isHidden('#message'), 'no error shown after the rule changes');
   const warning = await device.textContent('#revoke-warning');
   check(/final and cannot be undone/.test(warning), 'the revocation warning says it is final');
   check(await device.isDisabled('#revoke'), 'revoking needs the "final" box ticked first');

@@ -1,5 +1,6 @@
-// The participant's device UI: consent (grant; revoke, which is final), registration details and
-// the household's own measurements as a chart. The token comes from the device's link
+// The participant's device UI: consent (grant; revoke, which is final), registration details,
+// the rules attached to the household's data (add a pause, remove their own), the access log,
+// and the household's own measurements as a chart. The token comes from the device's link
 // (`#token=…`, from POST /api/household/token); it is moved to this tab's storage and removed
 // from the address bar.
 import { api, chart, el, show, token } from '/ui/api.js';
@@ -54,6 +55,77 @@ function renderConsent(consent) {
   document.getElementById('consent-section').hidden = false;
 }
 
+// The shipped policies in words; anything else is shown by its name.
+const RULE_NAMES = {
+  'researchers-aggregate': 'Researchers see aggregates only',
+  'pause-window': 'Pause',
+  retention: 'Retention',
+  'k-anonymity': 'k-anonymity',
+};
+
+function settings(attachment) {
+  const p = attachment.parameters || {};
+  switch (attachment.policy) {
+    case 'researchers-aggregate': return `steps of ${p.step_minutes} minutes`;
+    case 'retention': return `${p.months} months`;
+    case 'k-anonymity': return `at least ${p.k} households in the region`;
+    case 'pause-window':
+      return (p.ranges || []).map((r) => `${new Date(r.from).toLocaleString()} – ${new Date(r.to).toLocaleString()}`).join('; ');
+    default: return JSON.stringify(p);
+  }
+}
+
+function renderRules(listing) {
+  const rows = listing.attachments.map((a) => {
+    const own = a.principal === 'participant';
+    const remove = own
+      ? el('button', { type: 'button', class: 'danger', 'data-detach': String(a.id) }, 'Remove')
+      : el('span', { class: 'muted' }, 'the study’s');
+    return el('tr', { 'data-attachment': String(a.id), 'data-policy': a.policy, 'data-principal': a.principal },
+      el('td', {}, RULE_NAMES[a.policy] || a.policy),
+      el('td', {}, own ? 'you' : 'the study'),
+      el('td', {}, settings(a)),
+      el('td', {}, remove));
+  });
+  const rules = document.getElementById('rules');
+  rules.replaceChildren(...(rows.length ? rows : [el('tr', {}, el('td', { colspan: '4' }, 'No rules: what the survey’s roles allow.'))]));
+  document.getElementById('rules-section').hidden = false;
+}
+
+function renderLog(log) {
+  const newest = log.entries.slice(-20).reverse();
+  const rows = newest.map(({ seq, entry }) => el('tr', { 'data-seq': String(seq), 'data-operation': entry.operation },
+    el('td', {}, new Date(entry.at).toLocaleString()),
+    el('td', {}, entry.role ? `${entry.role} (${entry.actor})` : entry.actor),
+    el('td', {}, `${entry.operation} ${entry.object}${entry.purpose ? `, for ${entry.purpose}` : ''}`),
+    el('td', {}, entry.decision || ''),
+    el('td', {}, entry.served ?? entry.deleted ?? '')));
+  document.getElementById('access-log').replaceChildren(...rows);
+  document.getElementById('log-head').textContent = log.head ? `Head: ${log.head}` : 'No entry yet.';
+  document.getElementById('log-section').hidden = false;
+}
+
+async function loadRulesAndLog() {
+  renderRules(await api('GET', '/api/household/policies'));
+  // The log is read from its start, a page at a time; the newest entries are shown.
+  let log = await api('GET', '/api/household/access_log?limit=1000');
+  let entries = log.entries;
+  while (log.entries.length === 1000) {
+    log = await api('GET', `/api/household/access_log?limit=1000&after=${entries[entries.length - 1].seq}`);
+    entries = entries.concat(log.entries);
+  }
+  renderLog({ ...log, entries });
+}
+
+async function changeRules(method, path, body) {
+  try {
+    await api(method, path, body);
+  } catch (error) {
+    show(message, 'error', `Rule not changed: ${error.message}`);
+  }
+  await loadRulesAndLog();
+}
+
 // Each load counts up; an older load that finishes late (another link was opened meanwhile)
 // draws nothing.
 let generation = 0;
@@ -89,6 +161,8 @@ async function load() {
     if (mine !== generation) return;
     renderConsent(household.consent);
     renderDetails(household);
+    await loadRulesAndLog();
+    if (mine !== generation) return;
     const { meters } = await api('GET', '/api/household/meter');
     if (mine !== generation) return;
     const select = document.getElementById('meter');
@@ -132,6 +206,24 @@ document.getElementById('revoke').addEventListener('click', () => {
   if (window.confirm('Revoke consent for good? This cannot be undone.')) changeConsent('DELETE');
 });
 document.getElementById('meter').addEventListener('change', (event) => renderMeasurements(event.target.value));
+document.getElementById('pause-form').addEventListener('submit', (event) => {
+  event.preventDefault();
+  const from = new Date(document.getElementById('pause-from').value);
+  const to = new Date(document.getElementById('pause-to').value);
+  if (!(from < to)) {
+    show(message, 'error', 'A pause ends after it starts.');
+    return;
+  }
+  message.hidden = true;
+  changeRules('POST', '/api/household/policies', {
+    policy: 'pause-window',
+    parameters: { ranges: [{ from: from.toISOString(), to: to.toISOString() }] },
+  });
+});
+document.getElementById('rules').addEventListener('click', (event) => {
+  const id = event.target.getAttribute('data-detach');
+  if (id) changeRules('DELETE', `/api/household/policies/${id}`);
+});
 if (token()) {
   load();
 } else {
