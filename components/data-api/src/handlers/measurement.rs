@@ -565,16 +565,16 @@ pub(crate) fn region_peers(db: &Db, household: &str) -> ApiResult<Option<u32>> {
     Ok(u32::try_from(count).ok().filter(|n| *n > 0))
 }
 
-/// Runs `household`'s policy chain over `series` (read by `caller`; `peers` for the context).
+/// Runs a household's policy `chain` over `series` (read by `caller`; `peers` for the
+/// context).
 pub(crate) fn run_chain(
     env: &Env,
-    household: &str,
+    chain: &[policy::Attachment],
     caller: &Caller,
     q: &Query,
     series: Vec<policy::Row>,
     peers: Option<u32>,
-) -> ApiResult<policy::Outcome> {
-    let chain = policy::chain(&env.db, Some(household), policy::ObjectKind::Measurements)?;
+) -> policy::Outcome {
     let context = policy::Context {
         role: caller.role,
         caveats: caller.caveats.clone(),
@@ -586,13 +586,13 @@ pub(crate) fn run_chain(
         now: nanos(timestamp::now()),
         peers,
     };
-    Ok(policy::run_read(
+    policy::run_read(
         env.policies,
-        &chain,
+        chain,
         policy::ObjectKind::Measurements,
         &context,
         series,
-    ))
+    )
 }
 
 /// Appends a read of `selected` rows and what the chain decided to `household`'s access log;
@@ -642,13 +642,15 @@ fn serve(
     q: &Query,
 ) -> ApiResult<Response> {
     let (series, mut originals) = select(&env.db, meter, q)?;
-    // The participant reads their own data: no peers to count.
+    let chain = policy::chain(&env.db, Some(household), policy::ObjectKind::Measurements)?;
+    // The participant reads their own data, and no policy needs peers without a chain.
     let peers = match caller.role {
         PolicyRole::Participant => None,
+        _ if chain.is_empty() => None,
         _ => region_peers(&env.db, household)?,
     };
     let selected = series.len();
-    let outcome = run_chain(env, household, caller, q, series, peers)?;
+    let outcome = run_chain(env, &chain, caller, q, series, peers);
     let object = (format!("measurements:{meter}"), json!({}));
     log_read(env, household, object, caller, q, (selected, &outcome))?;
     let ran = outcome.ran;

@@ -14,6 +14,7 @@ use crate::db::{col_required, text};
 use crate::error::ApiResult;
 use crate::handlers::measurement::{Caller, Query, log_read, query_pairs, run_chain, select};
 use crate::http::{Request, Response, json_response};
+use crate::policy::{self, ObjectKind};
 use crate::registration::nuts3_code;
 use crate::services::Env;
 use crate::timestamp;
@@ -93,7 +94,8 @@ pub fn region_measurements(req: &Request, env: &Env, code: &str) -> ApiResult<Re
         for meter in &meters {
             series.extend(select(db, meter, &q)?.0);
         }
-        selected.push((household, meters, series));
+        let chain = policy::chain(db, Some(household), ObjectKind::Measurements)?;
+        selected.push((household, meters, series, chain));
     }
     // `peers` is how many households the aggregate covers: every household's chain runs with
     // the count of those whose chains allowed them, until that count holds (it only falls, so
@@ -103,9 +105,15 @@ pub fn region_measurements(req: &Request, env: &Env, code: &str) -> ApiResult<Re
     let mut rounds = 0;
     let outcomes = loop {
         let mut outcomes = Vec::with_capacity(selected.len());
-        for (household, _, series) in &selected {
-            let outcome = run_chain(env, household, &caller, &q, series.clone(), Some(peers))?;
-            outcomes.push(outcome);
+        for (_, _, series, chain) in &selected {
+            outcomes.push(run_chain(
+                env,
+                chain,
+                &caller,
+                &q,
+                series.clone(),
+                Some(peers),
+            ));
         }
         let allowed =
             u32::try_from(outcomes.iter().filter(|o| o.rows.is_ok()).count()).unwrap_or(u32::MAX);
@@ -132,7 +140,7 @@ pub fn region_measurements(req: &Request, env: &Env, code: &str) -> ApiResult<Re
     let mut region_sums = Sums::new();
     let mut bucket_households: BTreeMap<i64, u32> = BTreeMap::new();
     let (mut contributing, mut withheld) = (0u32, 0u32);
-    for ((household, meters, series), outcome) in selected.iter().zip(outcomes) {
+    for ((household, meters, series, _), outcome) in selected.iter().zip(outcomes) {
         let object = (
             format!("measurements:{}", meters.join(",")),
             json!({ "region": region }),
