@@ -169,6 +169,11 @@ locals {
       podMetricsEndpoints = [{
         port = "http-app"
         path = "/api/management/metrics"
+        # The job name the dashboards and alerts use.
+        relabelings = [{
+          targetLabel = "job"
+          replacement = "wattlet-data-api"
+        }]
         authorization = {
           type = "Bearer"
           credentials = {

@@ -197,6 +197,13 @@ locals {
       podMetricsEndpoints = [{
         port = "metrics"
         path = "/metrics"
+        # The job names the dashboards and alerts use (wattlet-nialm-worker, …), not the
+        # operator's default <namespace>/<PodMonitor>.
+        relabelings = [{
+          sourceLabels = ["__meta_kubernetes_pod_label_app_kubernetes_io_component"]
+          targetLabel  = "job"
+          replacement  = "wattlet-$1"
+        }]
       }]
     }
   }
