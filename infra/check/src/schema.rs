@@ -19,6 +19,11 @@ pub const MANIFESTS: &[(&str, &str, &str)] = &[
     ("monitoring.coreos.com/v1", "PodMonitor", "podmonitor.json"),
     ("v1", "ConfigMap", "configmap.json"),
     ("v1", "Service", "service.json"),
+    (
+        "networking.k8s.io/v1",
+        "NetworkPolicy",
+        "networkpolicy.json",
+    ),
 ];
 
 /// The directory of the schema files shipped with this crate.

@@ -50,12 +50,17 @@ fn the_envs_render_every_object_with_its_replicas() {
         "envs/survey-small/app: module.app: kubernetes_manifest.app",
         "envs/survey-small/app: module.app: kubernetes_manifest.database_claim[0]",
         "envs/survey-small/app: module.app: kubernetes_manifest.executor",
+        "envs/survey-small/app: module.app: kubernetes_manifest.network_policy",
         "envs/survey-small/app: module.app: kubernetes_manifest.pod_monitor[0]",
         "envs/survey-small/app: module.gateway: kubernetes_manifest.deployment",
+        "envs/survey-small/app: module.gateway: kubernetes_manifest.network_policy",
         "envs/survey-small/app: module.gateway: kubernetes_manifest.service",
         "envs/survey-small/app: module.workers: kubernetes_manifest.deployment[\"manager\"]",
         "envs/survey-small/app: module.workers: kubernetes_manifest.deployment[\"nialm-worker\"]",
         "envs/survey-small/app: module.workers: kubernetes_manifest.deployment[\"stream-worker\"]",
+        "envs/survey-small/app: module.workers: kubernetes_manifest.network_policy[\"manager\"]",
+        "envs/survey-small/app: module.workers: kubernetes_manifest.network_policy[\"nialm-worker\"]",
+        "envs/survey-small/app: module.workers: kubernetes_manifest.network_policy[\"stream-worker\"]",
         "envs/survey-small/app: module.workers: kubernetes_manifest.pod_monitor[0]",
         "envs/survey-small/platform: module.monitoring: helm_release.kube_prometheus_stack",
         "envs/survey-small/platform: module.nats: helm_release.nats",
@@ -75,7 +80,7 @@ fn the_envs_render_every_object_with_its_replicas() {
                     Some(&"10Gi".into())
                 );
             }
-            Rendered::Manifest(m) if r.address.ends_with("[\"manager\"]") => {
+            Rendered::Manifest(m) if r.address.ends_with("deployment[\"manager\"]") => {
                 let args = m
                     .pointer("/spec/template/spec/containers/0/args")
                     .expect("args");
@@ -90,6 +95,39 @@ fn the_envs_render_every_object_with_its_replicas() {
                     wattlet_infra_check::lints::flag(&args, "--replicas"),
                     Some("3")
                 );
+            }
+            Rendered::Manifest(m)
+                if r.address.starts_with("kubernetes_manifest.network_policy") =>
+            {
+                let ingress = m.pointer("/spec/ingress").expect("ingress rules");
+                let from = |i: usize| ingress.pointer(&format!("/{i}/from")).cloned();
+                let monitoring = serde_json::json!([{"namespaceSelector": {"matchLabels":
+                    {"kubernetes.io/metadata.name": "monitoring"}}}]);
+                match r.address.as_str() {
+                    // The manager serves nothing: nothing may reach it.
+                    a if a.ends_with("[\"manager\"]") => {
+                        assert_eq!(ingress, &serde_json::json!([]), "{a}")
+                    }
+                    // Workers: Prometheus only, on the metrics port.
+                    a if a.contains("worker") => {
+                        assert_eq!(from(0), Some(monitoring.clone()), "{a}");
+                        assert_eq!(ingress.pointer("/0/ports/0/port"), Some(&9465.into()));
+                    }
+                    // The gateway: anyone on its TLS port, Prometheus on its metrics port.
+                    a if m.pointer("/metadata/name") == Some(&"wattlet-gateway".into()) => {
+                        assert_eq!(from(0), None, "{a}");
+                        assert_eq!(from(1), Some(monitoring.clone()), "{a}");
+                    }
+                    // The app: wattlet's pods and Prometheus, no one else.
+                    a => {
+                        let sources = from(0).expect("sources");
+                        assert_eq!(sources.as_array().map(Vec::len), Some(2), "{a}: {sources}");
+                        assert_eq!(
+                            sources.pointer("/0/podSelector/matchLabels/app.kubernetes.io~1name"),
+                            Some(&"wattlet".into())
+                        );
+                    }
+                }
             }
             Rendered::Manifest(m) if r.address == "kubernetes_manifest.app" => {
                 assert_eq!(

@@ -90,6 +90,43 @@ locals {
     }
   }
 
+  # Devices (anyone) reach the TLS port; only Prometheus the metrics port.
+  network_policy = {
+    apiVersion = "networking.k8s.io/v1"
+    kind       = "NetworkPolicy"
+    metadata = {
+      name      = "wattlet-gateway"
+      namespace = var.namespace
+    }
+    spec = {
+      podSelector = {
+        matchLabels = local.labels
+      }
+      policyTypes = ["Ingress"]
+      ingress = [
+        {
+          ports = [{
+            port     = local.port
+            protocol = "TCP"
+          }]
+        },
+        {
+          from = [{
+            namespaceSelector = {
+              matchLabels = {
+                "kubernetes.io/metadata.name" = var.monitoring_namespace
+              }
+            }
+          }]
+          ports = [{
+            port     = local.metrics_port
+            protocol = "TCP"
+          }]
+        },
+      ]
+    }
+  }
+
   service = {
     apiVersion = "v1"
     kind       = "Service"
@@ -117,4 +154,8 @@ resource "kubernetes_manifest" "deployment" {
 
 resource "kubernetes_manifest" "service" {
   manifest = local.service
+}
+
+resource "kubernetes_manifest" "network_policy" {
+  manifest = local.network_policy
 }

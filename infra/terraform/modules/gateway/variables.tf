@@ -41,3 +41,9 @@ variable "service_type" {
     error_message = "service_type is LoadBalancer, NodePort or ClusterIP."
   }
 }
+
+variable "monitoring_namespace" {
+  description = "Namespace of Prometheus (the monitoring module's), the only one that may scrape metrics."
+  type        = string
+  default     = "monitoring"
+}

@@ -153,6 +153,45 @@ locals {
 # Prometheus reads what only the database knows (consent states, silent devices, pending
 # anonymizations) from the app's pods (container port http-app, as spin-operator names it).
 locals {
+  # The app is reached only through wattlet's own pods (the gateway, the workers, the
+  # manager), Prometheus, and the namespaces of an ingress controller the operator names.
+  network_policy = {
+    apiVersion = "networking.k8s.io/v1"
+    kind       = "NetworkPolicy"
+    metadata = {
+      name      = "${var.name}-app"
+      namespace = var.namespace
+    }
+    spec = {
+      podSelector = {
+        matchLabels = {
+          "core.spinkube.dev/app-name" = var.name
+        }
+      }
+      policyTypes = ["Ingress"]
+      ingress = [{
+        from = concat(
+          [
+            {
+              podSelector = {
+                matchLabels = {
+                  "app.kubernetes.io/name" = "wattlet"
+                }
+              }
+            },
+          ],
+          [for ns in concat([var.monitoring_namespace], var.ingress_namespaces) : {
+            namespaceSelector = {
+              matchLabels = {
+                "kubernetes.io/metadata.name" = ns
+              }
+            }
+          }],
+        )
+      }]
+    }
+  }
+
   pod_monitor = {
     apiVersion = "monitoring.coreos.com/v1"
     kind       = "PodMonitor"
@@ -207,6 +246,10 @@ resource "kubernetes_manifest" "app" {
   }
 
   depends_on = [kubernetes_manifest.executor, kubernetes_manifest.database_claim]
+}
+
+resource "kubernetes_manifest" "network_policy" {
+  manifest = local.network_policy
 }
 
 resource "kubernetes_manifest" "pod_monitor" {

@@ -87,3 +87,15 @@ variable "metrics_token_secret_name" {
   type        = string
   default     = "wattlet-metrics-token"
 }
+
+variable "monitoring_namespace" {
+  description = "Namespace of Prometheus (the monitoring module's), the only one that may scrape metrics."
+  type        = string
+  default     = "monitoring"
+}
+
+variable "ingress_namespaces" {
+  description = "Namespaces of ingress controllers that may reach the app (people with tokens; devices come through the gateway). Empty: only wattlet's pods and Prometheus."
+  type        = list(string)
+  default     = []
+}

@@ -178,6 +178,41 @@ locals {
     }
   }
 
+  # Nothing reaches a worker or the manager but Prometheus (on the metrics port): they only
+  # call out (NATS, the Data API, the key broker).
+  network_policies = {
+    for role, r in local.roles : role => {
+      apiVersion = "networking.k8s.io/v1"
+      kind       = "NetworkPolicy"
+      metadata = {
+        name      = "wattlet-${role}"
+        namespace = var.namespace
+      }
+      spec = {
+        podSelector = {
+          matchLabels = {
+            "app.kubernetes.io/name"      = "wattlet"
+            "app.kubernetes.io/component" = role
+          }
+        }
+        policyTypes = ["Ingress"]
+        ingress = r.metrics ? [{
+          from = [{
+            namespaceSelector = {
+              matchLabels = {
+                "kubernetes.io/metadata.name" = var.monitoring_namespace
+              }
+            }
+          }]
+          ports = [{
+            port     = local.metrics_port
+            protocol = "TCP"
+          }]
+        }] : []
+      }
+    }
+  }
+
   pod_monitor = {
     apiVersion = "monitoring.coreos.com/v1"
     kind       = "PodMonitor"
@@ -211,6 +246,12 @@ locals {
 
 resource "kubernetes_manifest" "deployment" {
   for_each = local.deployments
+
+  manifest = each.value
+}
+
+resource "kubernetes_manifest" "network_policy" {
+  for_each = local.network_policies
 
   manifest = each.value
 }

@@ -109,3 +109,9 @@ variable "pod_monitor" {
   type        = bool
   default     = true
 }
+
+variable "monitoring_namespace" {
+  description = "Namespace of Prometheus (the monitoring module's), the only one that may scrape metrics."
+  type        = string
+  default     = "monitoring"
+}
