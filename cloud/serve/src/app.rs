@@ -233,19 +233,14 @@ impl App {
     ) -> Response<Body> {
         let started = Instant::now();
         let path = request.uri().path().to_owned();
-        headers::strip_reserved(request.headers_mut());
-        if let Some(identity) = identity {
-            if self
-                .tls
-                .as_ref()
-                .is_some_and(|tls| tls.is_revoked(&identity.serial_hex))
-            {
-                tracing::warn!(%client, device = %identity.device_id, serial = %identity.serial_hex, path = %path, "refused a request: the client certificate is revoked");
-                return plain(StatusCode::FORBIDDEN, "client certificate revoked\n");
-            }
-            if let Err(error) = headers::set_identity(request.headers_mut(), identity) {
-                return plain(StatusCode::BAD_REQUEST, &format!("{error}\n"));
-            }
+        if let Some(refused) = crate::listener::admit(
+            request.headers_mut(),
+            self.tls.as_deref(),
+            identity,
+            client,
+            &path,
+        ) {
+            return refused;
         }
         let Some(matched) = self.router.route(&path) else {
             return plain(StatusCode::NOT_FOUND, "not found\n");

@@ -35,7 +35,7 @@ use wattlet_tls::ClientIdentity;
 
 use crate::headers;
 use crate::limits::Limits;
-use crate::listener::Handler;
+use crate::listener::{Handler, admit};
 use crate::response::{Body, plain};
 use crate::tls::{TlsOptions, TlsState};
 
@@ -156,28 +156,23 @@ impl Gateway {
         identity: Option<&ClientIdentity>,
     ) -> Response<Body> {
         let (mut parts, body) = request.into_parts();
-        headers::strip_reserved(&mut parts.headers);
+        // Before the identity headers are set: a client's `Connection` could name them.
         strip_hop_by_hop(&mut parts.headers);
+        let path = parts.uri.path().to_owned();
+        if let Some(refused) = admit(&mut parts.headers, Some(&self.tls), identity, client, &path) {
+            return refused;
+        }
         if let Some(identity) = identity {
-            if self.tls.is_revoked(&identity.serial_hex) {
-                tracing::warn!(%client, device = %identity.device_id, serial = %identity.serial_hex, "refused a request: the client certificate is revoked");
-                return plain(StatusCode::FORBIDDEN, "client certificate revoked\n");
-            }
-            let nonce = match headers::nonce() {
-                Some(nonce) => nonce,
-                None => {
-                    return plain(StatusCode::INTERNAL_SERVER_ERROR, "no random numbers\n");
-                }
+            let Some(nonce) = headers::nonce() else {
+                return plain(StatusCode::INTERNAL_SERVER_ERROR, "no random numbers\n");
             };
-            let proven = headers::set_identity(&mut parts.headers, identity).and_then(|()| {
-                headers::prove_identity(
-                    &mut parts,
-                    identity,
-                    &self.key,
-                    headers::unix_now(),
-                    &nonce,
-                )
-            });
+            let proven = headers::prove_identity(
+                &mut parts,
+                identity,
+                &self.key,
+                headers::unix_now(),
+                &nonce,
+            );
             if let Err(error) = proven {
                 return plain(StatusCode::BAD_REQUEST, &format!("{error}\n"));
             }

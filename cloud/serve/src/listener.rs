@@ -65,6 +65,27 @@ impl Handler for App {
     }
 }
 
+/// What every handler does first with a request: removes the reserved headers no client may
+/// send, refuses a certificate revoked since its handshake (403, logged) and sets the verified
+/// identity's headers. `Some` is the answer to send instead.
+pub fn admit(
+    headers: &mut http::HeaderMap,
+    tls: Option<&TlsState>,
+    identity: Option<&ClientIdentity>,
+    client: SocketAddr,
+    path: &str,
+) -> Option<Response<Body>> {
+    crate::headers::strip_reserved(headers);
+    let identity = identity?;
+    if tls.is_some_and(|tls| tls.is_revoked(&identity.serial_hex)) {
+        tracing::warn!(%client, device = %identity.device_id, serial = %identity.serial_hex, path = %path, "refused a request: the client certificate is revoked");
+        return Some(plain(StatusCode::FORBIDDEN, "client certificate revoked\n"));
+    }
+    crate::headers::set_identity(headers, identity)
+        .err()
+        .map(|error| plain(StatusCode::BAD_REQUEST, &format!("{error}\n")))
+}
+
 /// How long a client may take for the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
