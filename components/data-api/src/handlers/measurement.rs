@@ -477,6 +477,16 @@ impl Query {
         Ok(q)
     }
 
+    /// The oldest `limit` measurements, read for `purpose`.
+    pub(crate) fn oldest(limit: i64, purpose: &str) -> Query {
+        Query {
+            from: None,
+            to: None,
+            limit,
+            purpose: Some(purpose.to_owned()),
+        }
+    }
+
     /// Narrowed to the time range of data the token allows (its `range` caveats): rows outside
     /// are never selected, and the policies see the narrowed range.
     pub(crate) fn within(mut self, range: Option<(OffsetDateTime, OffsetDateTime)>) -> Query {
@@ -498,11 +508,15 @@ pub(crate) fn nanos(t: OffsetDateTime) -> i64 {
     i64::try_from(t.unix_timestamp_nanos()).unwrap_or(i64::MAX)
 }
 
-/// A meter's stored measurements in the query's range (at most its limit), as policy rows,
-/// and each as stored, to be served verbatim when the policies let it through unchanged.
-pub(crate) type Originals = HashMap<String, (Value, Vec<policy::Reading>)>;
+/// One stored measurement as selected: its policy row, and what serving it verbatim needs.
+pub(crate) struct Selected {
+    pub(crate) row: policy::Row,
+    measured_at: Option<String>,
+    data: Value,
+}
 
-pub(crate) fn select(db: &Db, meter: &str, q: &Query) -> ApiResult<(Vec<policy::Row>, Originals)> {
+/// A meter's stored measurements in the query's range (at most its limit), in order.
+pub(crate) fn select(db: &Db, meter: &str, q: &Query) -> ApiResult<Vec<Selected>> {
     let mut sql = String::from("SELECT uuid, measured_at, data FROM measurement WHERE meter = ?");
     let mut params = vec![text(meter)];
     if let Some(from) = q.from {
@@ -516,8 +530,7 @@ pub(crate) fn select(db: &Db, meter: &str, q: &Query) -> ApiResult<(Vec<policy::
     sql.push_str(" ORDER BY measured_at, uuid LIMIT ?");
     params.push(Sql::Integer(q.limit));
     let rows = db.query(&sql, &params)?;
-    let mut originals: Originals = HashMap::with_capacity(rows.rows.len());
-    let mut series = Vec::with_capacity(rows.rows.len());
+    let mut selected = Vec::with_capacity(rows.rows.len());
     for row in &rows.rows {
         let uuid = col_required(row, 0)?;
         let at = timestamp::from_db(row.get::<&str>(1))
@@ -536,21 +549,19 @@ pub(crate) fn select(db: &Db, meter: &str, q: &Query) -> ApiResult<(Vec<policy::
                 })
             })
             .collect();
-        series.push(policy::Row {
-            id: uuid.clone(),
-            at: nanos(at),
-            span: 0,
-            samples: 1,
-            readings: readings.clone(),
+        selected.push(Selected {
+            row: policy::Row {
+                id: uuid,
+                at: nanos(at),
+                span: 0,
+                samples: 1,
+                readings,
+            },
+            measured_at: col_text(row, 1),
+            data,
         });
-        let stored = json!({
-            "uuid": uuid,
-            "measured_at": timestamp::db_to_api(col_text(row, 1)),
-            "data": data,
-        });
-        originals.insert(uuid, (stored, readings));
     }
-    Ok((series, originals))
+    Ok(selected)
 }
 
 /// How many households share `household`'s NUTS-3 region, itself included; `None` when its
@@ -641,7 +652,21 @@ fn serve(
     caller: &Caller,
     q: &Query,
 ) -> ApiResult<Response> {
-    let (series, mut originals) = select(&env.db, meter, q)?;
+    // Each measurement as stored, served verbatim when a policy lets it through unchanged.
+    let selected = select(&env.db, meter, q)?;
+    let mut originals = HashMap::with_capacity(selected.len());
+    let series: Vec<policy::Row> = selected
+        .into_iter()
+        .map(|s| {
+            let stored = json!({
+                "uuid": s.row.id,
+                "measured_at": timestamp::db_to_api(s.measured_at),
+                "data": s.data,
+            });
+            originals.insert(s.row.id.clone(), (stored, s.row.readings.clone()));
+            s.row
+        })
+        .collect();
     let chain = policy::chain(&env.db, Some(household), policy::ObjectKind::Measurements)?;
     // The participant reads their own data, and no policy needs peers without a chain.
     let peers = match caller.role {

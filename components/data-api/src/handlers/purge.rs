@@ -22,7 +22,7 @@ use crate::services::Env;
 use crate::timestamp;
 
 /// Measurements a batch looks at, oldest first.
-const BATCH: usize = 1000;
+const BATCH: i64 = 1000;
 /// Batches per meter and request, so that a request ends in bounded time.
 pub const MAX_BATCHES: usize = 20;
 const PURPOSE: &str = "retention purge";
@@ -37,13 +37,7 @@ pub fn purge(req: &Request, env: &Env) -> ApiResult<Response> {
         caveats: Vec::new(),
         actor: auth::actor(req, env)?,
     };
-    let q = Query::from_pairs(
-        vec![
-            ("limit".into(), BATCH.to_string()),
-            ("purpose".into(), PURPOSE.into()),
-        ],
-        "",
-    )?;
+    let q = Query::oldest(BATCH, PURPOSE);
     let meters = db.query(
         "SELECT m.uuid, m.household FROM meter m
          WHERE EXISTS (SELECT 1 FROM policy_attachment p
@@ -63,7 +57,8 @@ pub fn purge(req: &Request, env: &Env) -> ApiResult<Response> {
                 more = true;
                 break;
             }
-            let (series, _) = select(db, &meter, &q)?;
+            let series: Vec<policy::Row> =
+                select(db, &meter, &q)?.into_iter().map(|s| s.row).collect();
             let looked = series.len();
             let Some(dropped) = dropped_for_the_participant(env, &chain, &caller, &q, series)
             else {

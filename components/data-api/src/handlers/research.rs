@@ -92,7 +92,7 @@ pub fn region_measurements(req: &Request, env: &Env, code: &str) -> ApiResult<Re
             .collect::<ApiResult<_>>()?;
         let mut series = Vec::new();
         for meter in &meters {
-            series.extend(select(db, meter, &q)?.0);
+            series.extend(select(db, meter, &q)?.into_iter().map(|s| s.row));
         }
         let chain = policy::chain(db, Some(household), ObjectKind::Measurements)?;
         selected.push((household, meters, series, chain));
