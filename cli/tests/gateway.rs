@@ -5,27 +5,20 @@
 //! gone is a 502; the gateway's metrics count it all. Skipped where no Spin CLI is found.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use wattlet_api_client::ApiClient;
 use wattlet_serve::server::ClientAuth;
 use wattlet_testkit::cloud::{ADMIN_TOKEN, APP_VARIABLES, IDENTITY_KEY, household};
-use wattlet_testkit::{SpinUp, pki, serve, unique, uuid4};
+use wattlet_testkit::{SpinUp, Stopped, pki, serve, unique, uuid4};
 
-/// The gateway child, stopped when the test ends.
+/// The gateway child (stopped when the test ends) and its addresses.
 struct Gateway {
-    child: Child,
+    _child: Stopped,
     url: String,
     metrics: std::net::SocketAddr,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        wattlet_testkit::terminate(&self.child);
-        let _ = self.child.wait();
-    }
 }
 
 fn start_gateway(upstream: &str, tls: &wattlet_serve::server::TlsOptions, key: &str) -> Gateway {
@@ -57,7 +50,7 @@ fn start_gateway(upstream: &str, tls: &wattlet_serve::server::TlsOptions, key: &
     assert!(first.starts_with("Gateway https://"), "{first}");
     std::thread::spawn(move || lines.for_each(drop));
     Gateway {
-        child,
+        _child: Stopped(child),
         url: format!("https://localhost:{}", listen.port()),
         metrics,
     }

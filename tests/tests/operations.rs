@@ -329,18 +329,8 @@ fn sample_names(family: &str, kind: &str) -> Vec<String> {
 }
 
 /// `wattlet up` as a child process, stopped with SIGTERM when dropped.
-/// A child process stopped (SIGTERM) and reaped when the test ends, however it ends.
-struct Stopped(std::process::Child);
-
-impl Drop for Stopped {
-    fn drop(&mut self) {
-        wattlet_testkit::terminate(&self.0);
-        let _ = self.0.wait();
-    }
-}
-
 struct Up {
-    _child: Stopped,
+    _child: wattlet_testkit::Stopped,
     state: tempfile::TempDir,
 }
 
@@ -365,7 +355,7 @@ fn dashboards_and_alerts_name_only_metrics_wattlet_exports() {
         wattlet_testkit::free_port(),
     );
     let up = Up {
-        _child: Stopped(child),
+        _child: wattlet_testkit::Stopped(child),
         state,
     };
     // The metrics lines come before `Measuring every …`.
@@ -424,7 +414,7 @@ fn dashboards_and_alerts_name_only_metrics_wattlet_exports() {
     let nats_dir = tempfile::tempdir().expect("temp dir");
     let nats = wattlet_testkit::nats(nats_dir.path());
     let stream_metrics = wattlet_testkit::free_port();
-    let _stream_worker = Stopped(
+    let _stream_worker = wattlet_testkit::Stopped(
         wattlet_testkit::command(
             &wattlet_testkit::serve_child::workspace_binary("wattlet").to_string_lossy(),
         )

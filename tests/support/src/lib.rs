@@ -54,7 +54,9 @@ pub use edge::{
 };
 pub use metrics::{metric, sample, scrape};
 pub use pki::Device;
-pub use process::{Ran, command, nats, nats_cluster, run, start_up, start_up_with, terminate};
+pub use process::{
+    Ran, Stopped, command, nats, nats_cluster, run, start_up, start_up_with, terminate,
+};
 pub use rng::Rng;
 pub use serve::{PROBE_TOKEN, Served};
 pub use serve_child::ServeChild;

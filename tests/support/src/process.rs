@@ -116,6 +116,19 @@ pub fn terminate(child: &std::process::Child) {
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM");
 }
 
+/// A child process stopped with SIGTERM and reaped when dropped, however the test ends.
+pub struct Stopped(pub Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        // It may have exited already: then there is nothing to signal.
+        if let Ok(None) = self.0.try_wait() {
+            terminate(&self.0);
+        }
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts `wattlet up` (`wattlet` is the binary's command) from the repository with its state in
 /// `state`, the NIALM queue's nats-server on `nats`, every other listener on a free port, and
 /// quick timings (a reading every 300 ms, uploads every 600 ms, consent polled every 300 ms);
