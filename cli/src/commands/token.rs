@@ -44,8 +44,8 @@ pub struct AttenuateArgs {
     #[arg(long, value_name = "TIME", value_parser = humantime::parse_rfc3339_weak)]
     expires_at: Option<std::time::SystemTime>,
     /// Only this class of a household's data; every endpoint serving anything else is refused.
-    #[arg(long, value_name = "CLASS", value_parser = ["measurements", "registration", "disaggregation", "forecast"])]
-    class: Option<String>,
+    #[arg(long, value_name = "CLASS", value_parser = data_class())]
+    class: Option<DataClass>,
     /// Only data from this instant on (RFC 3339); with --data-to. Rows outside are never
     /// served, and endpoints serving no time series are refused.
     #[arg(long, value_name = "TIME", value_parser = humantime::parse_rfc3339_weak, requires = "data_to")]
@@ -53,6 +53,13 @@ pub struct AttenuateArgs {
     /// Only data before this instant (RFC 3339); with --data-from.
     #[arg(long, value_name = "TIME", value_parser = humantime::parse_rfc3339_weak, requires = "data_from")]
     data_to: Option<std::time::SystemTime>,
+}
+
+/// `--class`: one of the access token's data classes, listed in the help.
+fn data_class() -> impl clap::builder::TypedValueParser<Value = DataClass> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(DataClass::ALL.map(DataClass::name))
+        .try_map(|name| DataClass::parse(&name).ok_or("not a data class"))
 }
 
 /// Seconds since the epoch of `at`, for the option `flag`.
@@ -72,7 +79,7 @@ pub fn run(command: TokenCommand) -> anyhow::Result<ExitCode> {
                 token = token.attenuate(Caveat::ExpiresAt(epoch_seconds(at, "--expires-at")?));
                 added += 1;
             }
-            if let Some(class) = args.class.as_deref().and_then(DataClass::parse) {
+            if let Some(class) = args.class {
                 token = token.attenuate(Caveat::Class(class));
                 added += 1;
             }

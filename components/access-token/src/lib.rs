@@ -101,14 +101,16 @@ impl DataClass {
         }
     }
 
+    /// Every class, in the order the documentation lists them.
+    pub const ALL: [DataClass; 4] = [
+        DataClass::Measurements,
+        DataClass::Registration,
+        DataClass::Disaggregation,
+        DataClass::Forecast,
+    ];
+
     pub fn parse(s: &str) -> Option<DataClass> {
-        match s {
-            "measurements" => Some(DataClass::Measurements),
-            "registration" => Some(DataClass::Registration),
-            "disaggregation" => Some(DataClass::Disaggregation),
-            "forecast" => Some(DataClass::Forecast),
-            _ => None,
-        }
+        DataClass::ALL.into_iter().find(|c| c.name() == s)
     }
 
     /// Whether its objects are series in time, which a `range` caveat can cut.
@@ -739,7 +741,7 @@ mod tests {
     #[test]
     fn data_caveats_name_a_class_and_a_time_range_and_only_narrow() {
         use DataClass::*;
-        let classes = [Measurements, Registration, Disaggregation, Forecast];
+        let classes = DataClass::ALL;
         for class in classes {
             assert_eq!(DataClass::parse(class.name()), Some(class));
             let caveat = Caveat::Class(class);
