@@ -123,7 +123,8 @@ fn each_caller_gets_what_the_policies_allow_and_the_log_verifies() {
     let own = measurements(cloud.as_device(&device, "GET", &own_path, None));
     assert_eq!(own.len(), 30);
     assert!(own.iter().all(|m| m["uuid"].is_string()));
-    // A researcher: 15-minute aggregates (power the mean, energy the last value).
+    // A researcher: 15-minute aggregates (power the mean, energy the last value), the
+    // registers in the order the measurements have them.
     let researcher = cloud.mint("researcher");
     let aggregates = measurements(as_token(&cloud, &researcher, &research_path));
     assert_eq!(aggregates.len(), 2, "{aggregates:?}");
@@ -136,7 +137,7 @@ fn each_caller_gets_what_the_policies_allow_and_the_log_verifies() {
     );
     assert_eq!(
         aggregates[0]["data"],
-        json!([{ "0100010800ff": 1014.0 }, { "0100100700ff": 7.0 }])
+        json!([{ "0100100700ff": 7.0 }, { "0100010800ff": 1014.0 }])
     );
     // A token the researcher restricted to this household, read-only: the same aggregates.
     let restricted = Token::decode(&researcher)

@@ -270,47 +270,29 @@ fn wit_context(c: &ours_policy::Context) -> pw::Context {
     }
 }
 
-fn wit_rows(rows: Vec<ours_policy::Row>) -> Vec<pw::Row> {
-    rows.into_iter()
-        .map(|r| pw::Row {
-            id: r.id,
-            at: r.at,
-            span: r.span,
-            samples: r.samples,
-            readings: r
-                .readings
-                .into_iter()
-                .map(|x| pw::Reading {
-                    obis: x.obis,
-                    value: x.value,
-                })
-                .collect(),
-        })
-        .collect()
+fn wit_rows(r: &ours_policy::Rows) -> pw::Rows {
+    pw::Rows {
+        origin: r.origin.clone(),
+        at: r.at.clone(),
+        span: r.span.clone(),
+        samples: r.samples.clone(),
+        registers: r.registers.clone(),
+        values: r.values.clone(),
+    }
 }
 
 fn our_decision(d: pw::Decision) -> ours_policy::Decision {
     match d {
         pw::Decision::Allow => ours_policy::Decision::Allow,
         pw::Decision::Deny(reason) => ours_policy::Decision::Deny(reason),
-        pw::Decision::Transform(rows) => ours_policy::Decision::Transform(
-            rows.into_iter()
-                .map(|r| ours_policy::Row {
-                    id: r.id,
-                    at: r.at,
-                    span: r.span,
-                    samples: r.samples,
-                    readings: r
-                        .readings
-                        .into_iter()
-                        .map(|x| ours_policy::Reading {
-                            obis: x.obis,
-                            value: x.value,
-                        })
-                        .collect(),
-                })
-                .collect(),
-        ),
+        pw::Decision::Transform(r) => ours_policy::Decision::Transform(ours_policy::Rows {
+            origin: r.origin,
+            at: r.at,
+            span: r.span,
+            samples: r.samples,
+            registers: r.registers,
+            values: r.values,
+        }),
     }
 }
 
@@ -355,7 +337,7 @@ impl Policies for WitPolicies {
         parameters: &str,
         object: ours_policy::ObjectKind,
         context: &ours_policy::Context,
-        rows: Vec<ours_policy::Row>,
+        rows: &ours_policy::Rows,
     ) -> ours_policy::Decision {
         let object = wit_object(object);
         let context = wit_context(context);

@@ -9,7 +9,7 @@
 //! the fail-closed answer; the next request gets a fresh instance.
 
 use serde_json::{Value, json};
-pub use wattlet_policy::{Context, Decision, ObjectKind, Reading, Role, Row, TimeRange};
+pub use wattlet_policy::{Context, Decision, ObjectKind, Role, Rows, TimeRange};
 
 use crate::db::{Db, Value as Sql, col_required, col_text, text};
 use crate::error::{ApiError, ApiResult};
@@ -25,6 +25,9 @@ pub struct Shipped {
     pub study: bool,
     /// Participants may attach it to their household.
     pub participant: bool,
+    /// It reads `context.peers`: a read counts the household's region only for a chain
+    /// with such a policy (one query less on every other read).
+    pub reads_peers: bool,
     pub summary: &'static str,
 }
 
@@ -33,30 +36,41 @@ pub const SHIPPED: &[Shipped] = &[
         name: "researchers-aggregate",
         study: true,
         participant: true,
+        reads_peers: false,
         summary: "every role but the participant sees aggregates of step_minutes (>= 15, dividing 1440); stricter: a larger step",
     },
     Shipped {
         name: "pause-window",
         study: false,
         participant: true,
+        reads_peers: false,
         summary: "no one but the participant reads rows inside the windows (ranges: [{from, to}], 1 to 64); stricter: windows covering the other's",
     },
     Shipped {
         name: "retention",
         study: true,
         participant: true,
+        reads_peers: false,
         summary: "rows older than months (1 to 600) calendar months are served to no one; stricter: fewer months",
     },
     Shipped {
         name: "k-anonymity",
         study: true,
         participant: true,
+        reads_peers: true,
         summary: "no one but the participant reads the household's series, alone or in a region's aggregate, while fewer than k (2 to 1000) households share its NUTS-3 region or its region is unknown; stricter: a larger k",
     },
 ];
 
 pub fn shipped(name: &str) -> Option<&'static Shipped> {
     SHIPPED.iter().find(|s| s.name == name)
+}
+
+/// Whether a policy of `chain` reads `context.peers` (an unknown policy is assumed to).
+pub fn reads_peers(chain: &[Attachment]) -> bool {
+    chain
+        .iter()
+        .any(|a| shipped(&a.policy).is_none_or(|s| s.reads_peers))
 }
 
 /// The shipped policies' hooks. `policy` is always one of [`SHIPPED`].
@@ -75,7 +89,7 @@ pub trait Policies {
         parameters: &str,
         object: ObjectKind,
         context: &Context,
-        rows: Vec<Row>,
+        rows: &Rows,
     ) -> Decision;
     /// Before rows of `object` in `context.range` are deleted: allow, or deny with a reason.
     fn delete(
@@ -164,8 +178,9 @@ pub fn find(db: &Db, id: i64) -> ApiResult<Option<Attachment>> {
 
 /// What a chain decided and which attachments ran with what.
 pub struct Outcome {
-    /// `Err(reason)` when one denied.
-    pub rows: Result<Vec<Row>, String>,
+    /// `Err(reason)` when one denied. A row's `origin` is its index in the rows the chain was
+    /// given.
+    pub rows: Result<Rows, String>,
     /// Whether any policy transformed the rows.
     pub transformed: bool,
     /// `{"attachment","policy","parameters_sha256","decision"}` per attachment that ran.
@@ -198,18 +213,26 @@ pub fn run_delete(
     (Ok(()), ran)
 }
 
-/// Runs `chain`'s read hooks over `rows`.
+/// Runs `chain`'s read hooks over `rows`. Rows a policy returns malformed (columns of different
+/// lengths, an origin that is no row) deny: nothing is served that cannot be read back.
 pub fn run_read(
     policies: &dyn Policies,
     chain: &[Attachment],
     object: ObjectKind,
     context: &Context,
-    mut rows: Vec<Row>,
+    mut rows: Rows,
 ) -> Outcome {
+    let inputs = rows.len();
     let mut ran = Vec::with_capacity(chain.len());
     let mut transformed = false;
     for a in chain {
-        let decision = policies.read(&a.policy, &a.parameters, object, context, rows.clone());
+        let decision = match policies.read(&a.policy, &a.parameters, object, context, &rows) {
+            Decision::Transform(new) => match new.check(inputs) {
+                Ok(()) => Decision::Transform(new),
+                Err(e) => Decision::Deny(format!("policy {} returned {e}", a.policy)),
+            },
+            decision => decision,
+        };
         ran.push(a.ran(&decision));
         match decision {
             Decision::Allow => {}
@@ -230,5 +253,87 @@ pub fn run_read(
         rows: Ok(rows),
         transformed,
         ran,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Answers every read with what it was built with.
+    struct Answers(Decision);
+
+    impl Policies for Answers {
+        fn validate(&self, _: &str, _: &str) -> Result<(), String> {
+            Ok(())
+        }
+        fn at_least_as_strict(&self, _: &str, _: &str, _: &str) -> Result<bool, String> {
+            Ok(true)
+        }
+        fn read(&self, _: &str, _: &str, _: ObjectKind, _: &Context, _: &Rows) -> Decision {
+            self.0.clone()
+        }
+        fn delete(&self, _: &str, _: &str, _: ObjectKind, _: &Context) -> Decision {
+            self.0.clone()
+        }
+    }
+
+    fn attachment(policy: &str) -> Attachment {
+        Attachment {
+            id: 1,
+            household: None,
+            object: "measurements".into(),
+            policy: policy.into(),
+            parameters: "{}".into(),
+            principal: "admin".into(),
+            attached_at: None,
+        }
+    }
+
+    fn two_rows() -> Rows {
+        let mut rows = Rows::with_registers(vec!["0100100700ff".into()]);
+        rows.push(Some(0), 0, 0, 1, &[1.0]);
+        rows.push(Some(1), 1, 0, 1, &[2.0]);
+        rows
+    }
+
+    fn read(answer: Decision) -> Outcome {
+        let context = Context {
+            role: Role::Researcher,
+            caveats: vec![],
+            purpose: None,
+            range: TimeRange::default(),
+            now: 0,
+            peers: None,
+        };
+        run_read(
+            &Answers(answer),
+            &[attachment("odd")],
+            ObjectKind::Measurements,
+            &context,
+            two_rows(),
+        )
+    }
+
+    #[test]
+    fn rows_a_policy_returns_malformed_deny() {
+        let mut ragged = two_rows();
+        ragged.values.pop();
+        let outcome = read(Decision::Transform(ragged));
+        let reason = outcome.rows.expect_err("denied");
+        assert!(
+            reason.contains("policy odd returned malformed rows"),
+            "{reason}"
+        );
+        assert_eq!(outcome.ran[0]["decision"], "deny");
+        // An origin that names no row the chain was given.
+        let mut stranger = two_rows();
+        stranger.origin[1] = Some(7);
+        assert!(read(Decision::Transform(stranger)).rows.is_err());
+        // Well-formed rows pass.
+        let mut one = two_rows();
+        one = one.filter(|i| i == 1);
+        let outcome = read(Decision::Transform(one.clone()));
+        assert_eq!((outcome.rows, outcome.transformed), (Ok(one), true));
     }
 }

@@ -96,7 +96,8 @@ fn each_caller_gets_what_the_chain_allows() {
     let own = rows(&own_read(&api, &h));
     assert_eq!(own.len(), 30);
     assert!(own.iter().all(|m| m["uuid"].is_string()));
-    // A researcher: two 15-minute aggregates (power the mean, energy the last value).
+    // A researcher: two 15-minute aggregates (power the mean, energy the last value), the
+    // registers in the order the measurements have them.
     let aggregated = rows(&research_read(&api, &researcher, &h));
     assert_eq!(aggregated.len(), 2, "{aggregated:?}");
     assert_eq!(aggregated[0]["uuid"], Value::Null);
@@ -104,7 +105,7 @@ fn each_caller_gets_what_the_chain_allows() {
     assert_eq!(aggregated[0]["samples"], 15);
     assert_eq!(
         aggregated[0]["data"],
-        json!([{ "0100010800ff": 1014.0 }, { "0100100700ff": 7.0 }])
+        json!([{ "0100100700ff": 7.0 }, { "0100010800ff": 1014.0 }])
     );
     // A token restricted to this household and reading: the same aggregates; to another
     // household: nothing.

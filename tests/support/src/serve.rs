@@ -78,7 +78,8 @@ pub fn manifest_elsewhere(dir: &Path) -> PathBuf {
 /// [`app_options`] with the Data API's component replaced by `wasm`, a file in the repository's
 /// `target/wasm32-wasip2/component` (e.g. `wattlet_data_api_trapping_policy.wasm`, a
 /// composition with a test policy, built by `./dev`): the manifest is copied into `state_dir`
-/// with that source, everything else as in `spin.toml` (the repository's `updates/` too).
+/// with that source, everything else as in `spin.toml`, its `updates/` an empty directory of
+/// its own (Spin maps no files from outside the manifest's directory).
 pub fn app_options_with_data_api(state_dir: &Path, wasm: &str) -> ServeOptions {
     let shipped = repo().join("target/wasm32-wasip2/component/wattlet_data_api_composed.wasm");
     let shipped = format!("source = \"{}\"", shipped.display());
@@ -90,13 +91,8 @@ pub fn app_options_with_data_api(state_dir: &Path, wasm: &str) -> ServeOptions {
         "{} missing: run ./dev build",
         replaced.display()
     );
-    let manifest = manifest
-        .replace(&shipped, &format!("source = \"{}\"", replaced.display()))
-        .replace(
-            "{ source = \"updates\"",
-            &format!("{{ source = \"{}/updates\"", repo().display()),
-        );
-    std::fs::create_dir_all(state_dir).expect("state dir");
+    let manifest = manifest.replace(&shipped, &format!("source = \"{}\"", replaced.display()));
+    std::fs::create_dir_all(state_dir.join("updates")).expect("state dir");
     let path = state_dir.join("spin.toml");
     std::fs::write(&path, manifest).expect("write the manifest");
     ServeOptions {

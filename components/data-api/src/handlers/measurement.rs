@@ -508,11 +508,26 @@ pub(crate) fn nanos(t: OffsetDateTime) -> i64 {
     i64::try_from(t.unix_timestamp_nanos()).unwrap_or(i64::MAX)
 }
 
-/// One stored measurement as selected: its policy row, and what serving it verbatim needs.
+/// One stored measurement as selected: what serving it verbatim needs.
 pub(crate) struct Selected {
-    pub(crate) row: policy::Row,
+    pub(crate) uuid: String,
+    /// `measured_at` in ns since the epoch.
+    pub(crate) at: i64,
     measured_at: Option<String>,
     data: Value,
+}
+
+impl Selected {
+    /// The readings as stored: `(obis, value)` in the order of `data`.
+    fn readings(&self) -> impl Iterator<Item = (&str, f64)> {
+        self.data
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_object)
+            .flat_map(|o| o.iter())
+            .filter_map(|(obis, v)| Some((obis.as_str(), v.as_f64()?)))
+    }
 }
 
 /// A meter's stored measurements in the query's range (at most its limit), in order.
@@ -535,33 +550,48 @@ pub(crate) fn select(db: &Db, meter: &str, q: &Query) -> ApiResult<Vec<Selected>
         let uuid = col_required(row, 0)?;
         let at = timestamp::from_db(row.get::<&str>(1))
             .ok_or_else(|| ApiError::Database(format!("measurement {uuid}: bad measured_at")))?;
-        let data = col_json(row, 2);
-        let readings: Vec<policy::Reading> = data
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_object)
-            .flat_map(|o| o.iter())
-            .filter_map(|(obis, v)| {
-                Some(policy::Reading {
-                    obis: obis.clone(),
-                    value: v.as_f64()?,
-                })
-            })
-            .collect();
         selected.push(Selected {
-            row: policy::Row {
-                id: uuid,
-                at: nanos(at),
-                span: 0,
-                samples: 1,
-                readings,
-            },
+            uuid,
+            at: nanos(at),
             measured_at: col_text(row, 1),
-            data,
+            data: col_json(row, 2),
         });
     }
     Ok(selected)
+}
+
+/// `selected` as the rows a policy chain reads: row `i` (origin `i`) is `selected[i]`, one
+/// column per register in the order first seen (a register a measurement reports twice gets a
+/// second column, so nothing stored is lost on the way).
+pub(crate) fn policy_rows(selected: &[Selected]) -> policy::Rows {
+    let mut columns: HashMap<(&str, usize), usize> = HashMap::new();
+    let mut registers = Vec::new();
+    let mut cells = Vec::with_capacity(selected.len());
+    for s in selected {
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        let mut row = Vec::new();
+        for (obis, value) in s.readings() {
+            let nth = seen.entry(obis).or_default();
+            let column = *columns.entry((obis, *nth)).or_insert_with(|| {
+                registers.push(obis.to_owned());
+                registers.len() - 1
+            });
+            *nth += 1;
+            row.push((column, value));
+        }
+        cells.push(row);
+    }
+    let mut rows = policy::Rows::with_registers(registers);
+    let mut values = vec![f64::NAN; rows.registers.len()];
+    for (i, (s, row)) in selected.iter().zip(cells).enumerate() {
+        values.fill(f64::NAN);
+        for (column, value) in row {
+            values[column] = value;
+        }
+        let origin = u32::try_from(i).ok();
+        rows.push(origin, s.at, 0, 1, &values);
+    }
+    rows
 }
 
 /// How many households share `household`'s NUTS-3 region, itself included; `None` when its
@@ -583,7 +613,7 @@ pub(crate) fn run_chain(
     chain: &[policy::Attachment],
     caller: &Caller,
     q: &Query,
-    series: Vec<policy::Row>,
+    series: policy::Rows,
     peers: Option<u32>,
 ) -> policy::Outcome {
     let context = policy::Context {
@@ -628,7 +658,7 @@ pub(crate) fn log_read(
         "operation": "read",
         "policies": outcome.ran,
         "selected": selected,
-        "served": outcome.rows.as_ref().map_or(0, Vec::len),
+        "served": outcome.rows.as_ref().map_or(0, policy::Rows::len),
         "decision": decision,
     });
     if let (Value::Object(entry), Value::Object(extra)) = (&mut entry, extra) {
@@ -652,46 +682,46 @@ fn serve(
     caller: &Caller,
     q: &Query,
 ) -> ApiResult<Response> {
-    // Each measurement as stored, served verbatim when a policy lets it through unchanged.
     let selected = select(&env.db, meter, q)?;
-    let mut originals = HashMap::with_capacity(selected.len());
-    let series: Vec<policy::Row> = selected
-        .into_iter()
-        .map(|s| {
-            let stored = json!({
-                "uuid": s.row.id,
-                "measured_at": timestamp::db_to_api(s.measured_at),
-                "data": s.data,
-            });
-            originals.insert(s.row.id.clone(), (stored, s.row.readings.clone()));
-            s.row
-        })
-        .collect();
+    let series = policy_rows(&selected);
     let chain = policy::chain(&env.db, Some(household), policy::ObjectKind::Measurements)?;
-    // The participant reads their own data, and no policy needs peers without a chain.
+    // The participant reads their own data; only a chain with a policy that reads peers needs
+    // the region counted.
     let peers = match caller.role {
         PolicyRole::Participant => None,
-        _ if chain.is_empty() => None,
+        _ if !policy::reads_peers(&chain) => None,
         _ => region_peers(&env.db, household)?,
     };
-    let selected = series.len();
-    let outcome = run_chain(env, &chain, caller, q, series, peers);
+    let outcome = run_chain(env, &chain, caller, q, series.clone(), peers);
     let object = (format!("measurements:{meter}"), json!({}));
-    log_read(env, household, object, caller, q, (selected, &outcome))?;
+    log_read(
+        env,
+        household,
+        object,
+        caller,
+        q,
+        (selected.len(), &outcome),
+    )?;
     let ran = outcome.ran;
     let rows = outcome
         .rows
         .map_err(|reason| ApiError::refused(RefusalCode::PolicyDenied, reason))?;
     let mut measurements = Vec::with_capacity(rows.len());
-    for row in rows {
-        match originals.remove(&row.id) {
-            Some((stored, readings))
-                if row.span == 0 && row.samples == 1 && row.readings == readings =>
-            {
-                measurements.push(stored)
-            }
-            _ => measurements.push(transformed_json(&row)),
-        }
+    for i in 0..rows.len() {
+        let origin = rows.origin[i].and_then(|o| selected.get(o as usize));
+        // A measurement a policy let through unchanged is served as stored.
+        let unchanged = rows.span[i] == 0
+            && rows.samples[i] == 1
+            && rows.origin[i]
+                .is_some_and(|o| rows.readings_of(i).eq(series.readings_of(o as usize)));
+        measurements.push(match origin {
+            Some(s) if unchanged => json!({
+                "uuid": s.uuid,
+                "measured_at": timestamp::db_to_api(s.measured_at.clone()),
+                "data": s.data,
+            }),
+            _ => transformed_json(&rows, i, origin.map(|s| s.uuid.as_str())),
+        });
     }
     Ok(json_response(
         200,
@@ -699,24 +729,24 @@ fn serve(
     ))
 }
 
-/// A row a policy made or changed: an aggregate has no uuid, its step and sample count.
-fn transformed_json(row: &policy::Row) -> Value {
-    let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(row.at))
+/// Row `i` of `rows`, which a policy made or changed: an aggregate has no uuid, its step and
+/// sample count.
+fn transformed_json(rows: &policy::Rows, i: usize, uuid: Option<&str>) -> Value {
+    let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(rows.at[i]))
         .map(timestamp::to_api)
         .ok();
-    let data: Vec<Value> = row
-        .readings
-        .iter()
-        .map(|r| json!({ r.obis.clone(): r.value }))
+    let data: Vec<Value> = rows
+        .readings_of(i)
+        .map(|(obis, value)| json!({ obis: value }))
         .collect();
     let mut out = json!({
-        "uuid": if row.id.is_empty() { Value::Null } else { json!(row.id) },
+        "uuid": uuid,
         "measured_at": at,
         "data": data,
     });
-    if row.span > 0 {
-        out["step_seconds"] = json!(row.span / 1_000_000_000);
-        out["samples"] = json!(row.samples);
+    if rows.span[i] > 0 {
+        out["step_seconds"] = json!(rows.span[i] / 1_000_000_000);
+        out["samples"] = json!(rows.samples[i]);
     }
     out
 }
@@ -756,4 +786,44 @@ fn percent_decode(s: &str) -> ApiResult<String> {
         }
     }
     String::from_utf8(out).map_err(|_| bad(format!("query {s:?} is not UTF-8")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn selected(uuid: &str, at: i64, data: Value) -> Selected {
+        Selected {
+            uuid: uuid.into(),
+            at,
+            measured_at: None,
+            data,
+        }
+    }
+
+    #[test]
+    fn policy_rows_keep_every_stored_reading_in_columns() {
+        let power = "0100100700ff";
+        let energy = "0100010800ff";
+        let stored = [
+            selected("a", 10, json!([{ power: 1.0 }, { energy: 5.0 }])),
+            // A register reported twice gets a second column; one missing is NaN.
+            selected("b", 20, json!([{ energy: 6.0 }, { energy: 7.0 }])),
+            selected("c", 30, json!([{ power: 3.0, "not-a-number": "x" }])),
+        ];
+        let rows = policy_rows(&stored);
+        assert_eq!(rows.registers, [power, energy, energy]);
+        assert_eq!(rows.origin, [Some(0), Some(1), Some(2)]);
+        assert_eq!(rows.at, [10, 20, 30]);
+        assert_eq!(
+            rows.readings_of(0).collect::<Vec<_>>(),
+            [(power, 1.0), (energy, 5.0)]
+        );
+        assert_eq!(
+            rows.readings_of(1).collect::<Vec<_>>(),
+            [(energy, 6.0), (energy, 7.0)]
+        );
+        assert_eq!(rows.readings_of(2).collect::<Vec<_>>(), [(power, 3.0)]);
+        assert_eq!(rows.check(3), Ok(()));
+    }
 }

@@ -8,14 +8,16 @@
 //! nothing row by row: nothing of that meter is purged then. Run it daily (a CronJob, a timer);
 //! one request purges at most [`MAX_BATCHES`] batches per meter and says when more is left.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 
 use serde_json::json;
 
 use crate::auth;
 use crate::db::{Value as Sql, col_required, placeholders, text};
 use crate::error::ApiResult;
-use crate::handlers::measurement::{Caller, Query, nanos, run_chain, select};
+use crate::handlers::measurement::{
+    Caller, Query, Selected, nanos, policy_rows, run_chain, select,
+};
 use crate::http::{Request, Response, json_response};
 use crate::policy::{self, ObjectKind, Role as PolicyRole};
 use crate::services::Env;
@@ -57,17 +59,16 @@ pub fn purge(req: &Request, env: &Env) -> ApiResult<Response> {
                 more = true;
                 break;
             }
-            let series: Vec<policy::Row> =
-                select(db, &meter, &q)?.into_iter().map(|s| s.row).collect();
-            let looked = series.len();
-            let Some(dropped) = dropped_for_the_participant(env, &chain, &caller, &q, series)
+            let selected = select(db, &meter, &q)?;
+            let looked = selected.len();
+            let Some(dropped) = dropped_for_the_participant(env, &chain, &caller, &q, &selected)
             else {
                 break;
             };
             let Some((first, last)) =
                 dropped
                     .iter()
-                    .map(|(_, at)| *at)
+                    .map(|s| s.at)
                     .fold(None, |range: Option<(i64, i64)>, at| {
                         Some(range.map_or((at, at), |(a, b)| (a.min(at), b.max(at))))
                     })
@@ -87,7 +88,7 @@ pub fn purge(req: &Request, env: &Env) -> ApiResult<Response> {
             };
             let (allowed, ran) =
                 policy::run_delete(env.policies, &chain, ObjectKind::Measurements, &context);
-            let ids: Vec<Sql> = dropped.iter().map(|(id, _)| text(id)).collect();
+            let ids: Vec<Sql> = dropped.iter().map(|s| text(&s.uuid)).collect();
             let removed = match &allowed {
                 Ok(()) => db
                     .query(
@@ -129,30 +130,35 @@ pub fn purge(req: &Request, env: &Env) -> ApiResult<Response> {
     ))
 }
 
-/// The rows of `series` that a household's read `chain` serves not even to its participant, with
-/// their times; `None` when the chain denies or makes rows of its own (nothing is proven row by
+/// The measurements of `selected` that a household's read `chain` serves not even to its
+/// participant; `None` when the chain denies or makes rows of its own (nothing is proven row by
 /// row) or drops nothing.
-fn dropped_for_the_participant(
+fn dropped_for_the_participant<'a>(
     env: &Env,
     chain: &[policy::Attachment],
     caller: &Caller,
     q: &Query,
-    series: Vec<policy::Row>,
-) -> Option<Vec<(String, i64)>> {
-    if series.is_empty() {
+    selected: &'a [Selected],
+) -> Option<Vec<&'a Selected>> {
+    if selected.is_empty() {
         return None;
     }
-    let all: Vec<(String, i64)> = series.iter().map(|r| (r.id.clone(), r.at)).collect();
-    let Ok(kept) = run_chain(env, chain, caller, q, series, None).rows else {
+    let Ok(kept) = run_chain(env, chain, caller, q, policy_rows(selected), None).rows else {
         return None;
     };
-    if kept.iter().any(|r| r.id.is_empty() || r.span > 0) {
+    if kept.span.iter().any(|span| *span > 0) {
         return None;
     }
-    let kept: HashSet<String> = kept.into_iter().map(|r| r.id).collect();
-    let dropped: Vec<(String, i64)> = all
-        .into_iter()
-        .filter(|(id, _)| !kept.contains(id))
+    let mut served = vec![false; selected.len()];
+    for origin in &kept.origin {
+        // A row without an origin is one the chain made: nothing is proven row by row.
+        served[(*origin)? as usize] = true;
+    }
+    let dropped: Vec<&Selected> = selected
+        .iter()
+        .zip(served)
+        .filter(|(_, served)| !served)
+        .map(|(s, _)| s)
         .collect();
     (!dropped.is_empty()).then_some(dropped)
 }

@@ -12,7 +12,9 @@ use wattlet_access_token::{Operation, Role, Scope};
 use crate::auth;
 use crate::db::{col_required, text};
 use crate::error::ApiResult;
-use crate::handlers::measurement::{Caller, Query, log_read, query_pairs, run_chain, select};
+use crate::handlers::measurement::{
+    Caller, Query, log_read, policy_rows, query_pairs, run_chain, select,
+};
 use crate::http::{Request, Response, json_response};
 use crate::policy::{self, ObjectKind};
 use crate::registration::nuts3_code;
@@ -90,10 +92,11 @@ pub fn region_measurements(req: &Request, env: &Env, code: &str) -> ApiResult<Re
             .iter()
             .map(|row| col_required(row, 0))
             .collect::<ApiResult<_>>()?;
-        let mut series = Vec::new();
+        let mut rows = Vec::new();
         for meter in &meters {
-            series.extend(select(db, meter, &q)?.into_iter().map(|s| s.row));
+            rows.extend(select(db, meter, &q)?);
         }
+        let series = policy_rows(&rows);
         let chain = policy::chain(db, Some(household), ObjectKind::Measurements)?;
         selected.push((household, meters, series, chain));
     }
@@ -159,16 +162,16 @@ pub fn region_measurements(req: &Request, env: &Env, code: &str) -> ApiResult<Re
         };
         contributing += 1;
         let mut own = Sums::new();
-        for row in rows {
-            let bucket = row.at.div_euclid(step_ns) * step_ns;
-            let weight = f64::from(row.samples.max(1));
-            for reading in row.readings {
+        for i in 0..rows.len() {
+            let bucket = rows.at[i].div_euclid(step_ns) * step_ns;
+            let weight = f64::from(rows.samples[i].max(1));
+            for (obis, value) in rows.readings_of(i) {
                 let sum = own
                     .entry(bucket)
                     .or_default()
-                    .entry(reading.obis)
+                    .entry(obis.to_owned())
                     .or_default();
-                sum.0 += reading.value * weight;
+                sum.0 += value * weight;
                 sum.1 += weight;
             }
         }

@@ -225,9 +225,10 @@ impl Policies for PolicyLibraries {
         parameters: &str,
         object: policy::ObjectKind,
         context: &policy::Context,
-        rows: Vec<policy::Row>,
+        rows: &policy::Rows,
     ) -> policy::Decision {
         use wattlet_policy::Policy;
+        let rows = rows.clone();
         match policy {
             "researchers-aggregate" => {
                 ResearchersAggregate::read(parameters, object, context, rows)

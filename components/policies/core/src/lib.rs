@@ -1,5 +1,5 @@
 //! The policy world (`wit/policy`, package `wattlet:policy`) as plain Rust: the types every
-//! policy sees ([`Context`], [`Row`], [`Decision`]), the [`Policy`] trait each shipped policy
+//! policy sees ([`Context`], [`Rows`], [`Decision`]), the [`Policy`] trait each shipped policy
 //! library implements, [`export_policy!`], which turns one into the thin component export, and
 //! the access log's hash chain ([`log`]), which the Data API writes and `wattlet audit verify`
 //! checks.
@@ -80,30 +80,122 @@ pub struct Context {
     pub peers: Option<u32>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct Reading {
-    pub obis: String,
-    pub value: f64,
+/// Rows column by column, as they cross the component boundary (`wit/policy`'s `rows`): row `i`
+/// is `at[i]`, `span[i]`, `samples[i]`, `origin[i]` and [`Rows::values_of`]`(i)`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Rows {
+    /// The row's index in the rows the chain started with; `None` for a row a policy made.
+    pub origin: Vec<Option<u32>>,
+    /// ns since the epoch (an aggregate: its bucket's start).
+    pub at: Vec<i64>,
+    /// ns the row covers, [at, at + span): 0 for a measurement, the step for an aggregate.
+    pub span: Vec<i64>,
+    /// How many measurements the row stands for.
+    pub samples: Vec<u32>,
+    /// OBIS codes, one per column of `values`.
+    pub registers: Vec<String>,
+    /// Row-major, `registers.len()` per row; NaN where a row has no value.
+    pub values: Vec<f64>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct Row {
-    /// The measurement's uuid; empty for an aggregate.
-    pub id: String,
-    /// ns since the epoch (an aggregate: its bucket's start).
-    pub at: i64,
-    /// ns the row covers, [at, at + span): 0 for a measurement, the step for an aggregate.
-    pub span: i64,
-    /// How many measurements the row stands for.
-    pub samples: u32,
-    pub readings: Vec<Reading>,
+/// Rows whose columns disagree in length: what a policy must never return.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed rows: {0}")]
+pub struct RowsError(String);
+
+impl Rows {
+    /// No rows, with these columns.
+    pub fn with_registers(registers: Vec<String>) -> Rows {
+        Rows {
+            registers,
+            ..Rows::default()
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.at.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.at.is_empty()
+    }
+
+    /// Appends a row; `values` has one entry per register (NaN: none).
+    pub fn push(&mut self, origin: Option<u32>, at: i64, span: i64, samples: u32, values: &[f64]) {
+        debug_assert_eq!(values.len(), self.registers.len());
+        self.origin.push(origin);
+        self.at.push(at);
+        self.span.push(span);
+        self.samples.push(samples);
+        self.values.extend_from_slice(values);
+    }
+
+    /// Row `i`'s values, one per register.
+    pub fn values_of(&self, i: usize) -> &[f64] {
+        let n = self.registers.len();
+        &self.values[i * n..(i + 1) * n]
+    }
+
+    /// Row `i`'s registers that have a value, with it.
+    pub fn readings_of(&self, i: usize) -> impl Iterator<Item = (&str, f64)> {
+        self.registers
+            .iter()
+            .zip(self.values_of(i))
+            .filter(|(_, v)| !v.is_nan())
+            .map(|(r, v)| (r.as_str(), *v))
+    }
+
+    /// The rows `keep` says yes to, in order, origins kept.
+    pub fn filter(&self, mut keep: impl FnMut(usize) -> bool) -> Rows {
+        let mut out = Rows::with_registers(self.registers.clone());
+        for i in 0..self.len() {
+            if keep(i) {
+                out.push(
+                    self.origin[i],
+                    self.at[i],
+                    self.span[i],
+                    self.samples[i],
+                    self.values_of(i),
+                );
+            }
+        }
+        out
+    }
+
+    /// Checks that the columns agree: every row has its origin, span, samples and values. The
+    /// Data API checks what a policy returns before it trusts it.
+    pub fn check(&self, inputs: usize) -> Result<(), RowsError> {
+        let n = self.len();
+        let lengths = [self.origin.len(), self.span.len(), self.samples.len()];
+        if lengths.iter().any(|l| *l != n) {
+            return Err(RowsError(format!(
+                "{n} times but {lengths:?} origins, spans and samples"
+            )));
+        }
+        if self.values.len() != n * self.registers.len() {
+            return Err(RowsError(format!(
+                "{} values for {n} rows of {} registers",
+                self.values.len(),
+                self.registers.len()
+            )));
+        }
+        if let Some(o) = self
+            .origin
+            .iter()
+            .flatten()
+            .find(|o| **o as usize >= inputs)
+        {
+            return Err(RowsError(format!("origin {o} of {inputs} rows")));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
     Allow,
     Deny(String),
-    Transform(Vec<Row>),
+    Transform(Rows),
 }
 
 impl Decision {
@@ -136,15 +228,10 @@ pub trait Policy {
     /// Whether `parameters` restrict at least as much as `than` (both must be valid).
     fn at_least_as_strict(parameters: &str, than: &str) -> Result<bool, ParamError>;
 
-    fn read(parameters: &str, object: ObjectKind, context: &Context, rows: Vec<Row>) -> Decision;
+    fn read(parameters: &str, object: ObjectKind, context: &Context, rows: Rows) -> Decision;
 
     /// Writes are allowed unless a policy says otherwise.
-    fn write(
-        _parameters: &str,
-        _object: ObjectKind,
-        _context: &Context,
-        _rows: Vec<Row>,
-    ) -> Decision {
+    fn write(_parameters: &str, _object: ObjectKind, _context: &Context, _rows: Rows) -> Decision {
         Decision::Allow
     }
 
@@ -206,47 +293,30 @@ macro_rules! export_policy {
             }
         }
 
-        fn rows_in(rows: Vec<wit::Row>) -> Vec<$crate::Row> {
-            rows.into_iter()
-                .map(|r| $crate::Row {
-                    id: r.id,
-                    at: r.at,
-                    span: r.span,
-                    samples: r.samples,
-                    readings: r
-                        .readings
-                        .into_iter()
-                        .map(|x| $crate::Reading {
-                            obis: x.obis,
-                            value: x.value,
-                        })
-                        .collect(),
-                })
-                .collect()
+        // The same columns on both sides: moved, not copied.
+        fn rows_in(r: wit::Rows) -> $crate::Rows {
+            $crate::Rows {
+                origin: r.origin,
+                at: r.at,
+                span: r.span,
+                samples: r.samples,
+                registers: r.registers,
+                values: r.values,
+            }
         }
 
         fn decision(d: $crate::Decision) -> wit::Decision {
             match d {
                 $crate::Decision::Allow => wit::Decision::Allow,
                 $crate::Decision::Deny(reason) => wit::Decision::Deny(reason),
-                $crate::Decision::Transform(rows) => wit::Decision::Transform(
-                    rows.into_iter()
-                        .map(|r| wit::Row {
-                            id: r.id,
-                            at: r.at,
-                            span: r.span,
-                            samples: r.samples,
-                            readings: r
-                                .readings
-                                .into_iter()
-                                .map(|x| wit::Reading {
-                                    obis: x.obis,
-                                    value: x.value,
-                                })
-                                .collect(),
-                        })
-                        .collect(),
-                ),
+                $crate::Decision::Transform(r) => wit::Decision::Transform(wit::Rows {
+                    origin: r.origin,
+                    at: r.at,
+                    span: r.span,
+                    samples: r.samples,
+                    registers: r.registers,
+                    values: r.values,
+                }),
             }
         }
 
@@ -264,7 +334,7 @@ macro_rules! export_policy {
                 parameters: String,
                 o: wit::ObjectKind,
                 c: wit::Context,
-                rows: Vec<wit::Row>,
+                rows: wit::Rows,
             ) -> wit::Decision {
                 decision(<$policy as $crate::Policy>::read(
                     &parameters,
@@ -278,7 +348,7 @@ macro_rules! export_policy {
                 parameters: String,
                 o: wit::ObjectKind,
                 c: wit::Context,
-                rows: Vec<wit::Row>,
+                rows: wit::Rows,
             ) -> wit::Decision {
                 decision(<$policy as $crate::Policy>::write(
                     &parameters,
@@ -297,4 +367,53 @@ macro_rules! export_policy {
             }
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn two_registers() -> Rows {
+        let mut rows = Rows::with_registers(vec!["0100100700ff".into(), "0100010800ff".into()]);
+        rows.push(Some(0), 10, 0, 1, &[1.0, f64::NAN]);
+        rows.push(Some(1), 20, 0, 1, &[2.0, 200.0]);
+        rows.push(None, 30, 5, 4, &[3.0, 300.0]);
+        rows
+    }
+
+    #[test]
+    fn rows_are_read_and_filtered_column_by_column() {
+        let rows = two_registers();
+        assert_eq!((rows.len(), rows.check(2)), (3, Ok(())));
+        assert_eq!(rows.values_of(1), [2.0, 200.0]);
+        assert_eq!(
+            rows.readings_of(0).collect::<Vec<_>>(),
+            [("0100100700ff", 1.0)]
+        );
+        let kept = rows.filter(|i| rows.at[i] != 20);
+        assert_eq!(kept.origin, [Some(0), None]);
+        assert_eq!(
+            (kept.span.as_slice(), kept.samples.as_slice()),
+            (&[0, 5][..], &[1, 4][..])
+        );
+        assert_eq!(kept.values_of(1), [3.0, 300.0]);
+        assert_eq!(kept.registers, rows.registers);
+    }
+
+    #[test]
+    fn rows_whose_columns_disagree_are_refused() {
+        let mut short = two_registers();
+        short.samples.pop();
+        assert!(short.check(2).is_err());
+        let mut ragged = two_registers();
+        ragged.values.pop();
+        let e = ragged.check(2).expect_err("a value missing");
+        assert!(
+            e.to_string().contains("5 values for 3 rows of 2 registers"),
+            "{e}"
+        );
+        // An origin names one of the rows the chain started with, no other.
+        assert!(two_registers().check(1).is_err());
+        assert!(Rows::default().check(0).is_ok());
+    }
 }

@@ -6,7 +6,7 @@
 //! Stricter: a larger k (`at_least_as_strict`: k ≥ the other's).
 
 use serde::Deserialize;
-use wattlet_policy::{Context, Decision, ObjectKind, ParamError, Policy, Role, Row};
+use wattlet_policy::{Context, Decision, ObjectKind, ParamError, Policy, Role, Rows};
 
 #[cfg(target_family = "wasm")]
 mod component {
@@ -43,7 +43,7 @@ impl Policy for KAnonymity {
         Ok(k(text)? >= k(than)?)
     }
 
-    fn read(text: &str, _object: ObjectKind, context: &Context, _rows: Vec<Row>) -> Decision {
+    fn read(text: &str, _object: ObjectKind, context: &Context, _rows: Rows) -> Decision {
         if context.role == Role::Participant {
             return Decision::Allow;
         }
@@ -81,7 +81,7 @@ mod tests {
             &format!(r#"{{"k":{k}}}"#),
             ObjectKind::Measurements,
             &context(role, peers),
-            vec![],
+            Rows::default(),
         )
     }
 
@@ -134,7 +134,7 @@ mod tests {
                 "not json",
                 ObjectKind::Measurements,
                 &context(Role::Researcher, Some(99)),
-                vec![]
+                Rows::default()
             ),
             Decision::Deny(_)
         ));

@@ -5,7 +5,7 @@
 //! Stricter: more pause (`at_least_as_strict`: the windows cover every window of the other).
 
 use serde::Deserialize;
-use wattlet_policy::{Context, Decision, ObjectKind, ParamError, Policy, Role, Row};
+use wattlet_policy::{Context, Decision, ObjectKind, ParamError, Policy, Role, Rows};
 
 #[cfg(target_family = "wasm")]
 mod component {
@@ -76,7 +76,7 @@ impl Policy for PauseWindow {
             .all(|(f, t)| ours.iter().any(|(of, ot)| of <= f && t <= ot)))
     }
 
-    fn read(text: &str, _object: ObjectKind, context: &Context, rows: Vec<Row>) -> Decision {
+    fn read(text: &str, _object: ObjectKind, context: &Context, rows: Rows) -> Decision {
         let Ok(windows) = windows(text) else {
             return Decision::Deny("invalid parameters".into());
         };
@@ -88,14 +88,15 @@ impl Policy for PauseWindow {
         {
             return Decision::Deny("the participant paused access to this time range".into());
         }
-        let paused = |r: &Row| {
-            let end = r.at.saturating_add(r.span.max(1));
-            windows.iter().any(|(f, t)| r.at < *t && *f < end)
+        let paused = |i: usize| {
+            let (at, span) = (rows.at[i], rows.span[i]);
+            let end = at.saturating_add(span.max(1));
+            windows.iter().any(|(f, t)| at < *t && *f < end)
         };
-        if !rows.iter().any(paused) {
+        if !(0..rows.len()).any(paused) {
             return Decision::Allow;
         }
-        Decision::Transform(rows.into_iter().filter(|r| !paused(r)).collect())
+        Decision::Transform(rows.filter(|i| !paused(i)))
     }
 }
 
@@ -110,16 +111,13 @@ mod tests {
     const PAUSE: &str =
         r#"{"ranges":[{"from":"2026-01-01T02:00:00Z","to":"2026-01-01T04:00:00Z"}]}"#;
 
-    fn rows(hours: std::ops::Range<i64>) -> Vec<Row> {
-        hours
-            .map(|h| Row {
-                id: format!("h{h}"),
-                at: JAN1 + h * H,
-                span: 0,
-                samples: 1,
-                readings: vec![],
-            })
-            .collect()
+    /// One row an hour, its origin the hour.
+    fn rows(hours: std::ops::Range<i64>) -> Rows {
+        let mut rows = Rows::default();
+        for h in hours {
+            rows.push(Some(h as u32), JAN1 + h * H, 0, 1, &[]);
+        }
+        rows
     }
 
     fn context(role: Role, range: TimeRange) -> Context {
@@ -168,21 +166,13 @@ mod tests {
         else {
             panic!("filtered");
         };
-        assert_eq!(
-            out.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
-            ["h0", "h1", "h4", "h5"]
-        );
+        assert_eq!(out.origin, [Some(0), Some(1), Some(4), Some(5)]);
         // An aggregate overlapping the window is withheld whole.
-        let aggregate = Row {
-            id: String::new(),
-            at: JAN1 + H,
-            span: 2 * H,
-            samples: 8,
-            readings: vec![],
-        };
+        let mut aggregate = Rows::default();
+        aggregate.push(None, JAN1 + H, 2 * H, 8, &[]);
         assert_eq!(
-            PauseWindow::read(PAUSE, o, &context(Role::Researcher, all), vec![aggregate]),
-            Decision::Transform(vec![])
+            PauseWindow::read(PAUSE, o, &context(Role::Researcher, all), aggregate),
+            Decision::Transform(Rows::default())
         );
         let inside = TimeRange {
             from: Some(JAN1 + 2 * H),

@@ -7,10 +7,8 @@
 //!
 //! Stricter: a larger step (`at_least_as_strict`: step ≥ the other's).
 
-use std::collections::BTreeMap;
-
 use serde::Deserialize;
-use wattlet_policy::{Context, Decision, ObjectKind, ParamError, Policy, Reading, Role, Row};
+use wattlet_policy::{Context, Decision, ObjectKind, ParamError, Policy, Role, Rows};
 
 #[cfg(target_family = "wasm")]
 mod component {
@@ -58,7 +56,7 @@ impl Policy for ResearchersAggregate {
         Ok(parameters(text)?.step_minutes >= parameters(than)?.step_minutes)
     }
 
-    fn read(text: &str, _object: ObjectKind, context: &Context, rows: Vec<Row>) -> Decision {
+    fn read(text: &str, _object: ObjectKind, context: &Context, rows: Rows) -> Decision {
         // Invalid parameters never reach a policy through the Data API; still, fail closed.
         let Ok(p) = parameters(text) else {
             return Decision::Deny("invalid parameters".into());
@@ -66,7 +64,7 @@ impl Policy for ResearchersAggregate {
         if context.role == Role::Participant {
             return Decision::Allow;
         }
-        Decision::Transform(aggregate(rows, i64::from(p.step_minutes) * 60_000_000_000))
+        Decision::Transform(aggregate(&rows, i64::from(p.step_minutes) * 60_000_000_000))
     }
 }
 
@@ -75,56 +73,69 @@ fn cumulative(obis: &str) -> bool {
     obis.get(6..8) == Some("08")
 }
 
-#[derive(Default)]
-struct Register {
+/// One register's sums in the bucket being filled.
+#[derive(Clone, Copy, Default)]
+struct Column {
     weighted: f64,
     weight: f64,
-    last: Option<(i64, f64)>,
+    /// The value of the latest row in the bucket that has one.
+    last: Option<f64>,
 }
 
-#[derive(Default)]
-struct Bucket {
-    samples: u32,
-    registers: BTreeMap<String, Register>,
-}
-
-/// Rows into epoch-aligned buckets of `step` ns, in time order.
-pub fn aggregate(rows: Vec<Row>, step: i64) -> Vec<Row> {
-    let mut buckets: BTreeMap<i64, Bucket> = BTreeMap::new();
-    for row in rows {
-        let start = row.at.div_euclid(step) * step;
-        let bucket = buckets.entry(start).or_default();
-        let samples = row.samples.max(1);
-        bucket.samples = bucket.samples.saturating_add(samples);
-        for Reading { obis, value } in row.readings {
-            let register = bucket.registers.entry(obis).or_default();
-            register.weighted += value * f64::from(samples);
-            register.weight += f64::from(samples);
-            if register.last.is_none_or(|(at, _)| row.at >= at) {
-                register.last = Some((row.at, value));
+/// Rows into epoch-aligned buckets of `step` ns, in time order, with the same registers (NaN
+/// where no row of a bucket had a value).
+pub fn aggregate(rows: &Rows, step: i64) -> Rows {
+    let cumulative: Vec<bool> = rows.registers.iter().map(|r| cumulative(r)).collect();
+    // Rows come in time order from the Data API; anything else is put in order first (stable,
+    // so the later of two rows at the same time stays the later).
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    if !rows.at.is_sorted() {
+        order.sort_by_key(|&i| rows.at[i]);
+    }
+    let mut out = Rows::with_registers(rows.registers.clone());
+    let mut columns = vec![Column::default(); rows.registers.len()];
+    let mut values = Vec::with_capacity(columns.len());
+    let mut bucket: Option<(i64, u32)> = None;
+    let mut flush = |out: &mut Rows, (start, samples): (i64, u32), columns: &mut [Column]| {
+        values.clear();
+        values.extend(
+            columns
+                .iter()
+                .zip(&cumulative)
+                .map(|(c, cumulative)| match c.last {
+                    None => f64::NAN,
+                    Some(last) if *cumulative => last,
+                    Some(_) => c.weighted / c.weight,
+                }),
+        );
+        out.push(None, start, step, samples, &values);
+        columns.fill(Column::default());
+    };
+    for i in order {
+        let start = rows.at[i].div_euclid(step) * step;
+        let samples = match bucket {
+            Some((current, samples)) if current == start => samples,
+            Some(done) => {
+                flush(&mut out, done, &mut columns);
+                0
             }
+            None => 0,
+        };
+        let weight = rows.samples[i].max(1);
+        bucket = Some((start, samples.saturating_add(weight)));
+        for (column, value) in columns.iter_mut().zip(rows.values_of(i)) {
+            if value.is_nan() {
+                continue;
+            }
+            column.weighted += value * f64::from(weight);
+            column.weight += f64::from(weight);
+            column.last = Some(*value);
         }
     }
-    buckets
-        .into_iter()
-        .map(|(at, bucket)| Row {
-            id: String::new(),
-            at,
-            span: step,
-            samples: bucket.samples,
-            readings: bucket
-                .registers
-                .into_iter()
-                .map(|(obis, r)| {
-                    let value = match r.last {
-                        Some((_, last)) if cumulative(&obis) => last,
-                        _ => r.weighted / r.weight,
-                    };
-                    Reading { obis, value }
-                })
-                .collect(),
-        })
-        .collect()
+    if let Some(done) = bucket {
+        flush(&mut out, done, &mut columns);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -136,23 +147,25 @@ mod tests {
     const POWER: &str = "0100100700ff";
     const ENERGY: &str = "0100010800ff";
 
-    fn row(minute: i64, power: f64, energy: f64) -> Row {
-        Row {
-            id: format!("m{minute}"),
-            at: minute * MIN,
-            span: 0,
-            samples: 1,
-            readings: vec![
-                Reading {
-                    obis: POWER.into(),
-                    value: power,
-                },
-                Reading {
-                    obis: ENERGY.into(),
-                    value: energy,
-                },
-            ],
+    /// Rows of power and energy, one a minute, from `(minute, power, energy)`.
+    fn rows(of: impl IntoIterator<Item = (i64, f64, f64)>) -> Rows {
+        let mut rows = Rows::with_registers(vec![POWER.into(), ENERGY.into()]);
+        for (minute, power, energy) in of {
+            rows.push(
+                Some(rows.len() as u32),
+                minute * MIN,
+                0,
+                1,
+                &[power, energy],
+            );
         }
+        rows
+    }
+
+    fn value(rows: &Rows, i: usize, obis: &str) -> Option<f64> {
+        rows.readings_of(i)
+            .find(|(r, _)| *r == obis)
+            .map(|(_, v)| v)
     }
 
     fn context(role: Role) -> Context {
@@ -207,9 +220,7 @@ mod tests {
 
     #[test]
     fn researchers_get_means_of_power_and_last_energy_participants_the_rows() {
-        let rows: Vec<Row> = (0..30)
-            .map(|m| row(m, m as f64, 1000.0 + m as f64))
-            .collect();
+        let rows = rows((0..30).map(|m| (m, m as f64, 1000.0 + m as f64)));
         let p = r#"{"step_minutes":15}"#;
         let o = ObjectKind::Measurements;
         assert_eq!(
@@ -222,29 +233,44 @@ mod tests {
             panic!("researchers get aggregates");
         };
         assert_eq!(out.len(), 2);
-        assert_eq!(
-            (out[0].at, out[0].span, out[0].samples, out[0].id.as_str()),
-            (0, 15 * MIN, 15, "")
-        );
-        assert_eq!(out[1].at, 15 * MIN);
-        let value =
-            |r: &Row, obis: &str| r.readings.iter().find(|x| x.obis == obis).map(|x| x.value);
-        assert_eq!(value(&out[0], POWER), Some(7.0));
-        assert_eq!(value(&out[0], ENERGY), Some(1014.0));
-        assert_eq!(value(&out[1], POWER), Some(22.0));
+        assert_eq!(out.at, [0, 15 * MIN]);
+        assert_eq!(out.span, [15 * MIN, 15 * MIN]);
+        assert_eq!(out.samples, [15, 15]);
+        assert_eq!(out.origin, [None, None]);
+        assert_eq!(value(&out, 0, POWER), Some(7.0));
+        assert_eq!(value(&out, 0, ENERGY), Some(1014.0));
+        assert_eq!(value(&out, 1, POWER), Some(22.0));
         // Aggregating the aggregates to an hour weighs them by their samples.
-        let hour = aggregate(out, 60 * MIN);
-        assert_eq!((hour.len(), hour[0].samples), (1, 30));
-        assert_eq!(value(&hour[0], POWER), Some(14.5));
-        assert_eq!(value(&hour[0], ENERGY), Some(1029.0));
+        let hour = aggregate(&out, 60 * MIN);
+        assert_eq!((hour.len(), hour.samples[0]), (1, 30));
+        assert_eq!(value(&hour, 0, POWER), Some(14.5));
+        assert_eq!(value(&hour, 0, ENERGY), Some(1029.0));
     }
 
     #[test]
     fn rows_before_the_epoch_fall_into_their_own_bucket() {
-        let out = aggregate(vec![row(-1, 1.0, 1.0), row(0, 3.0, 2.0)], 15 * MIN);
-        assert_eq!(
-            out.iter().map(|r| r.at).collect::<Vec<_>>(),
-            vec![-15 * MIN, 0]
-        );
+        let out = aggregate(&rows([(-1, 1.0, 1.0), (0, 3.0, 2.0)]), 15 * MIN);
+        assert_eq!(out.at, [-15 * MIN, 0]);
+    }
+
+    #[test]
+    fn rows_out_of_order_and_missing_values_aggregate_as_in_order() {
+        let mut shuffled = rows([(20, 4.0, 1020.0), (1, 2.0, 1001.0), (16, 6.0, 1016.0)]);
+        // Minute 2 has power only; its energy is missing.
+        shuffled.push(Some(3), 2 * MIN, 0, 1, &[f64::NAN, f64::NAN]);
+        shuffled.push(Some(4), 3 * MIN, 0, 1, &[6.0, f64::NAN]);
+        let out = aggregate(&shuffled, 15 * MIN);
+        assert_eq!(out.at, [0, 15 * MIN]);
+        assert_eq!(out.samples, [3, 2]);
+        assert_eq!(value(&out, 0, POWER), Some(4.0));
+        // The latest energy of the bucket that has one: minute 1's.
+        assert_eq!(value(&out, 0, ENERGY), Some(1001.0));
+        assert_eq!(value(&out, 1, POWER), Some(5.0));
+        assert_eq!(value(&out, 1, ENERGY), Some(1020.0));
+        // A register no row of a bucket has stays empty.
+        let mut sparse = Rows::with_registers(vec![POWER.into(), ENERGY.into()]);
+        sparse.push(Some(0), 0, 0, 1, &[1.0, f64::NAN]);
+        let out = aggregate(&sparse, 15 * MIN);
+        assert_eq!(out.readings_of(0).collect::<Vec<_>>(), [(POWER, 1.0)]);
     }
 }

@@ -5,7 +5,7 @@
 
 use serde::Deserialize;
 use time::{Month, OffsetDateTime};
-use wattlet_policy::{Context, Decision, ObjectKind, ParamError, Policy, Row};
+use wattlet_policy::{Context, Decision, ObjectKind, ParamError, Policy, Rows};
 
 #[cfg(target_family = "wasm")]
 mod component {
@@ -56,14 +56,14 @@ impl Policy for Retention {
         Ok(months(text)? <= months(than)?)
     }
 
-    fn read(text: &str, _object: ObjectKind, context: &Context, rows: Vec<Row>) -> Decision {
+    fn read(text: &str, _object: ObjectKind, context: &Context, rows: Rows) -> Decision {
         let Some(cutoff) = months(text).ok().and_then(|m| cutoff(context.now, m)) else {
             return Decision::Deny("invalid parameters or clock".into());
         };
-        if rows.iter().all(|r| r.at >= cutoff) {
+        if rows.at.iter().all(|at| *at >= cutoff) {
             return Decision::Allow;
         }
-        Decision::Transform(rows.into_iter().filter(|r| r.at >= cutoff).collect())
+        Decision::Transform(rows.filter(|i| rows.at[i] >= cutoff))
     }
 }
 
@@ -122,20 +122,17 @@ mod tests {
     #[test]
     fn old_rows_are_served_to_no_one() {
         let now = ns("2026-06-15T00:00:00Z");
-        let rows: Vec<Row> = [
+        let mut rows = Rows::with_registers(vec!["0100010800ff".into()]);
+        for (i, t) in [
             "2025-01-01T00:00:00Z",
             "2026-01-01T00:00:00Z",
             "2026-06-01T00:00:00Z",
         ]
         .iter()
-        .map(|t| Row {
-            id: (*t).into(),
-            at: ns(t),
-            span: 0,
-            samples: 1,
-            readings: vec![],
-        })
-        .collect();
+        .enumerate()
+        {
+            rows.push(Some(i as u32), ns(t), 0, 1, &[i as f64]);
+        }
         let context = Context {
             role: Role::Participant,
             caveats: vec![],
@@ -152,7 +149,8 @@ mod tests {
         ) else {
             panic!("filtered");
         };
-        assert_eq!(out.len(), 2);
+        assert_eq!(out.origin, [Some(1), Some(2)]);
+        assert_eq!(out.values, [1.0, 2.0]);
         assert_eq!(
             Retention::read(r#"{"months":24}"#, ObjectKind::Measurements, &context, rows),
             Decision::Allow

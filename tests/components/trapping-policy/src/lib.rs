@@ -15,7 +15,7 @@ wit_bindgen::generate!({
 });
 
 use exports::wattlet::policy::pause_window::Guest;
-use wattlet::policy::types::{Context, Decision, ObjectKind, Row};
+use wattlet::policy::types::{Context, Decision, ObjectKind, Rows};
 
 struct Component;
 
@@ -38,7 +38,7 @@ impl Guest for Component {
         Ok(true)
     }
 
-    fn read(parameters: String, _o: ObjectKind, _c: Context, _rows: Vec<Row>) -> Decision {
+    fn read(parameters: String, _o: ObjectKind, _c: Context, _rows: Rows) -> Decision {
         match mode(&parameters) {
             Some("trap") => panic!("the trapping policy traps"),
             Some("loop") => {
@@ -57,7 +57,7 @@ impl Guest for Component {
         }
     }
 
-    fn write(_p: String, _o: ObjectKind, _c: Context, _rows: Vec<Row>) -> Decision {
+    fn write(_p: String, _o: ObjectKind, _c: Context, _rows: Rows) -> Decision {
         Decision::Allow
     }
 
