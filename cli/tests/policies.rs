@@ -1,8 +1,8 @@
 //! Policies and the access log through real HTTP (`wattlet serve` in the test's process, mutual
 //! TLS) and `wattlet audit verify` through the binary: what a researcher, a restricted token and
 //! the participant each get under the shipped policies; a participant cannot loosen or detach a
-//! study rule; a tampered log is detected; a policy component that traps, loops or allocates
-//! fails its request closed and the next request is served.
+//! study rule; a tampered log is detected; an upload runs the write hooks; a policy component
+//! that traps, loops or allocates fails its request closed and the next request is served.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -630,6 +630,50 @@ fn a_trapping_looping_or_allocating_policy_fails_closed_and_the_next_request_is_
             31
         );
     }
+}
+
+#[test]
+fn an_upload_runs_the_write_hooks_a_backlog_past_retention_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cloud = Cloud::start(dir.path());
+    let (device, _, meter) = household(&cloud);
+    let (status, body) = cloud.admin(
+        "POST",
+        "/api/management/policies",
+        Some(json!({ "policy": "retention", "parameters": { "months": 24 } })),
+    );
+    assert_eq!(status, 201, "{body}");
+    let upload = |batch: Vec<Value>| {
+        cloud.as_device(
+            &device,
+            "POST",
+            "/api/household/meter/measurement",
+            Some(json!({ "measurements": batch })),
+        )
+    };
+    let old = json!({ "uuid": uuid4(), "meter": meter, "measured_at": "2021-06-01T00:00:00Z",
+                      "data": [{ "0100100700ff": 1.0 }] });
+    let new = json!({ "uuid": uuid4(), "meter": meter, "measured_at": recent(50),
+                      "data": [{ "0100100700ff": 2.0 }] });
+    let (status, body) = upload(vec![new.clone(), old.clone()]);
+    assert_eq!(
+        (status, &body["code"]),
+        (403, &json!("policy_denied")),
+        "{body}"
+    );
+    assert_eq!(
+        body["refused"],
+        json!([{ "index": 1, "uuid": old["uuid"], "code": "policy_denied",
+                 "error": "not stored: the household's write policies drop it" }])
+    );
+    let (status, body) = upload(vec![new]);
+    assert_eq!(status, 200, "{body}");
+    let path = format!("/api/household/meter/{meter}/measurement");
+    // 30 recent and the new one; the 2020 one (stored before the rule) is past retention.
+    assert_eq!(
+        measurements(cloud.as_device(&device, "GET", &path, None)).len(),
+        31
+    );
 }
 
 /// On the real Spin CLI (`spin up`, Spin 3/4; skipped without it): a trapping policy answers its

@@ -351,6 +351,25 @@ impl Policies for WitPolicies {
         our_decision(decision)
     }
 
+    fn write(
+        &self,
+        policy: &str,
+        parameters: &str,
+        object: ours_policy::ObjectKind,
+        context: &ours_policy::Context,
+        rows: &ours_policy::Rows,
+    ) -> ours_policy::Decision {
+        let object = wit_object(object);
+        let context = wit_context(context);
+        let rows = wit_rows(rows);
+        let decision = dispatch!(
+            policy,
+            pw::Decision::Deny(format!("policy {policy} is not part of this build")),
+            write(parameters, object, &context, &rows)
+        );
+        our_decision(decision)
+    }
+
     fn delete(
         &self,
         policy: &str,

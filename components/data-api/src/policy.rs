@@ -91,6 +91,16 @@ pub trait Policies {
         context: &Context,
         rows: &Rows,
     ) -> Decision;
+    /// Before `rows` of `object` are stored: allow, deny, or the rows to store instead (only
+    /// rows given, possibly with other values).
+    fn write(
+        &self,
+        policy: &str,
+        parameters: &str,
+        object: ObjectKind,
+        context: &Context,
+        rows: &Rows,
+    ) -> Decision;
     /// Before rows of `object` in `context.range` are deleted: allow, or deny with a reason.
     fn delete(
         &self,
@@ -188,7 +198,7 @@ pub struct Outcome {
 }
 
 /// Runs `chain`'s delete hooks: `Err(reason)` when one denies (a transform is no answer to a
-/// delete and denies too). Returns what ran, as [`run_read`].
+/// delete and denies too). Returns what ran, as [`run_rows`].
 pub fn run_delete(
     policies: &dyn Policies,
     chain: &[Attachment],
@@ -213,11 +223,22 @@ pub fn run_delete(
     (Ok(()), ran)
 }
 
-/// Runs `chain`'s read hooks over `rows`. Rows a policy returns malformed (columns of different
-/// lengths, an origin that is no row) deny: nothing is served that cannot be read back.
-pub fn run_read(
+/// The hooks a chain runs over rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    /// Before rows are served.
+    Read,
+    /// Before rows are stored.
+    Write,
+}
+
+/// Runs `chain`'s `hook` over `rows`. Rows a policy returns malformed (columns of different
+/// lengths, an origin that is no row) deny: nothing is served or stored that cannot be read
+/// back.
+pub fn run_rows(
     policies: &dyn Policies,
     chain: &[Attachment],
+    hook: Hook,
     object: ObjectKind,
     context: &Context,
     mut rows: Rows,
@@ -226,7 +247,12 @@ pub fn run_read(
     let mut ran = Vec::with_capacity(chain.len());
     let mut transformed = false;
     for a in chain {
-        let decision = match policies.read(&a.policy, &a.parameters, object, context, &rows) {
+        let (policy, parameters) = (a.policy.as_str(), a.parameters.as_str());
+        let decision = match hook {
+            Hook::Read => policies.read(policy, parameters, object, context, &rows),
+            Hook::Write => policies.write(policy, parameters, object, context, &rows),
+        };
+        let decision = match decision {
             Decision::Transform(new) => match new.check(inputs) {
                 Ok(()) => Decision::Transform(new),
                 Err(e) => Decision::Deny(format!("policy {} returned {e}", a.policy)),
@@ -273,6 +299,9 @@ mod tests {
         fn read(&self, _: &str, _: &str, _: ObjectKind, _: &Context, _: &Rows) -> Decision {
             self.0.clone()
         }
+        fn write(&self, _: &str, _: &str, _: ObjectKind, _: &Context, _: &Rows) -> Decision {
+            self.0.clone()
+        }
         fn delete(&self, _: &str, _: &str, _: ObjectKind, _: &Context) -> Decision {
             self.0.clone()
         }
@@ -306,9 +335,10 @@ mod tests {
             now: 0,
             peers: None,
         };
-        run_read(
+        run_rows(
             &Answers(answer),
             &[attachment("odd")],
+            Hook::Read,
             ObjectKind::Measurements,
             &context,
             two_rows(),

@@ -112,7 +112,7 @@ fn each_caller_gets_what_the_chain_allows() {
     let restricted =
         api.mint(json!({ "role": "researcher", "household": h.id, "read_only": true }));
     assert_eq!(rows(&research_read(&api, &restricted, &h)), aggregated);
-    let other = household(&api);
+    let other = api.register();
     let elsewhere = research_read(&api, &restricted, &other);
     assert_refused(&elsewhere, RefusalCode::TokenRestricted);
 
@@ -296,4 +296,81 @@ fn the_access_log_is_a_hash_chain_that_detects_tampering() {
     );
     let bad = api.as_device(&h, Method::Get, "/api/household/access_log?after=x", None);
     assert_refused(&bad, RefusalCode::InvalidRequest);
+}
+
+/// The access log's entries for `h`, oldest first.
+fn log_entries(api: &Api, h: &Household) -> Vec<Value> {
+    let (status, log) = api.as_device(h, Method::Get, "/api/household/access_log", None);
+    assert_eq!(status, 200, "{log}");
+    log["entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| e["entry"].clone())
+        .collect()
+}
+
+#[test]
+fn uploads_run_the_write_hooks_rows_past_retention_are_refused_not_stored() {
+    let api = Api::new();
+    let h = household(&api);
+    let meter = &h.meters[0];
+    let (status, body) = api.as_device(
+        &h,
+        Method::Post,
+        "/api/household/policies",
+        Some(&json!({ "policy": "retention", "parameters": { "months": 24 } })),
+    );
+    assert_eq!(status, 201, "{body}");
+    let stored = |api: &Api| {
+        api.count(
+            "SELECT COUNT(*) FROM measurement WHERE meter = ?1",
+            [meter.as_str()],
+        )
+    };
+    let before = stored(&api);
+    let logged = log_entries(&api, &h).len();
+
+    // A backlog from 2021 (past 24 months) with a recent one: the old one is refused with the
+    // policy's code, nothing of the batch is stored, and the log says what the chain did.
+    let old = measurement(
+        meter,
+        "2021-03-01T00:00:00Z",
+        json!([{ "0100100700ff": 1.0 }]),
+    );
+    let new = measurement(meter, &recent(45), json!([{ "0100100700ff": 2.0 }]));
+    let reply = api.upload(&h, &[old.clone(), new.clone()]);
+    assert_refused(&reply, RefusalCode::PolicyDenied);
+    let refused = reply.1["refused"].as_array().cloned().unwrap_or_default();
+    assert_eq!(refused.len(), 1, "{}", reply.1);
+    assert_eq!(
+        (
+            &refused[0]["index"],
+            &refused[0]["uuid"],
+            &refused[0]["code"]
+        ),
+        (&json!(0), &old["uuid"], &json!("policy_denied"))
+    );
+    assert_eq!(stored(&api), before);
+    let entries = log_entries(&api, &h);
+    assert_eq!(entries.len(), logged + 1);
+    let write = entries.last().expect("an entry");
+    assert_eq!(
+        (
+            &write["operation"],
+            &write["decision"],
+            &write["selected"],
+            &write["stored"]
+        ),
+        (&json!("write"), &json!("transform"), &json!(2), &json!(1)),
+        "{write}"
+    );
+    assert_eq!(write["policies"][0]["policy"], "retention");
+
+    // The device sets the refused one aside and sends the other again: stored. A write the
+    // chain allows as it is adds nothing to the log.
+    let (status, body) = api.upload(&h, &[new]);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(stored(&api), before + 1);
+    assert_eq!(log_entries(&api, &h).len(), logged + 1);
 }

@@ -37,6 +37,8 @@ struct Incoming {
 }
 
 struct Checked {
+    /// Its index in the batch.
+    index: usize,
     /// The uuid as the device sent it (acknowledged verbatim, so a device finds its own ids).
     sent: String,
     /// The uuid lower-case hyphenated: what is stored and compared.
@@ -181,8 +183,9 @@ pub fn upload(req: &Request, env: &Env) -> ApiResult<Response> {
             .filter(|m| !stored.contains_key(&m.uuid) && seen.insert(m.uuid.as_str()))
             .collect()
     };
+    let rewritten = written(req, env, &caller, &fresh, &sent)?;
     if !fresh.is_empty() {
-        insert(db, &caller, &fresh)?;
+        insert(db, &caller, &fresh, &rewritten)?;
     }
 
     if let Some(latest) = batch.iter().map(|m| m.measured_at.as_str()).max() {
@@ -195,6 +198,144 @@ pub fn upload(req: &Request, env: &Env) -> ApiResult<Response> {
     }
     let acknowledged: Vec<&str> = batch.iter().map(|m| m.sent.as_str()).collect();
     Ok(json_response(200, &json!({ "acknowledged": acknowledged })))
+}
+
+/// Runs the household's chain of write hooks over the new measurements `fresh` (`sent`: the
+/// batch's uuids as sent): the data of those whose readings the chain changed, by index in
+/// `fresh` (the others are stored as sent). A deny refuses every one of them, a transform that
+/// drops some refuses those (`policy_denied`, so the device sets them aside and sends the
+/// others again); a chain that made rows of its own refuses all. A chain that changed anything
+/// is logged in the household's access log.
+fn written(
+    req: &Request,
+    env: &Env,
+    caller: &auth::Device,
+    fresh: &[&Checked],
+    sent: &[Option<String>],
+) -> ApiResult<HashMap<usize, String>> {
+    let chain = policy::chain(
+        &env.db,
+        Some(&caller.household),
+        policy::ObjectKind::Measurements,
+    )?;
+    if chain.is_empty() || fresh.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut selected = Vec::with_capacity(fresh.len());
+    for m in fresh {
+        let at = timestamp::from_db(Some(&m.measured_at))
+            .ok_or_else(|| ApiError::Internal(format!("measurement {}: bad time", m.uuid)))?;
+        let data = serde_json::from_str(&m.data)
+            .map_err(|e| ApiError::Internal(format!("measurement {}: {e}", m.uuid)))?;
+        selected.push(Selected {
+            uuid: m.uuid.clone(),
+            at: nanos(at),
+            measured_at: None,
+            data,
+        });
+    }
+    let rows = policy_rows(&selected);
+    let (first, last) = (rows.at.iter().min(), rows.at.iter().max());
+    let context = policy::Context {
+        role: PolicyRole::Participant,
+        caveats: Vec::new(),
+        purpose: None,
+        range: policy::TimeRange {
+            from: first.copied(),
+            to: last.map(|t| t.saturating_add(1)),
+        },
+        now: nanos(timestamp::now()),
+        peers: None,
+    };
+    let outcome = policy::run_rows(
+        env.policies,
+        &chain,
+        policy::Hook::Write,
+        policy::ObjectKind::Measurements,
+        &context,
+        rows.clone(),
+    );
+    if outcome.rows.as_ref().is_ok() && !outcome.transformed {
+        return Ok(HashMap::new());
+    }
+    let (kept, denied) = match kept_rows(&outcome.rows, fresh.len()) {
+        Ok(kept) => (kept, None),
+        Err(reason) => (vec![None; fresh.len()], Some(reason)),
+    };
+    let meters: BTreeSet<&str> = fresh.iter().map(|m| m.meter.as_str()).collect();
+    let mut entry = json!({
+        "actor": auth::actor(req, env)?,
+        "role": PolicyRole::Participant.name(),
+        "object": format!("measurements:{}", meters.into_iter().collect::<Vec<_>>().join(",")),
+        "operation": "write",
+        "policies": outcome.ran,
+        "selected": fresh.len(),
+        "stored": kept.iter().flatten().count(),
+        "decision": if denied.is_some() { "deny" } else { "transform" },
+    });
+    if let Some(reason) = &denied {
+        entry["reason"] = json!(reason);
+    }
+    access_log::append(&env.db, &caller.household, entry)?;
+
+    let reason =
+        denied.unwrap_or_else(|| "not stored: the household's write policies drop it".to_owned());
+    let refused: Vec<Value> = fresh
+        .iter()
+        .zip(&kept)
+        .filter(|(_, kept)| kept.is_none())
+        .map(|(m, _)| {
+            let code = RefusalCode::PolicyDenied.as_str();
+            json!({ "index": m.index, "uuid": sent[m.index], "code": code, "error": reason })
+        })
+        .collect();
+    if !refused.is_empty() {
+        return Err(ApiError::RefusedItems {
+            code: RefusalCode::PolicyDenied,
+            message: reason,
+            refused,
+        });
+    }
+    // Every one kept; a policy may have changed values (e.g. rounded them).
+    let (Ok(out), mut rewritten) = (&outcome.rows, HashMap::new()) else {
+        return Ok(HashMap::new());
+    };
+    for (i, row) in kept
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, k)| Some((i, k?)))
+    {
+        if !out.readings_of(row).eq(rows.readings_of(i)) {
+            let data: Vec<Value> = out
+                .readings_of(row)
+                .map(|(obis, v)| json!({ obis: v }))
+                .collect();
+            rewritten.insert(i, Value::Array(data).to_string());
+        }
+    }
+    Ok(rewritten)
+}
+
+/// Which row of what a write chain returned keeps each of the `inputs` rows it was given
+/// (`None`: dropped, also when the policies left it no reading); `Err(reason)` when the chain
+/// denied or made rows of its own (only what a device measured is stored).
+fn kept_rows(
+    rows: &Result<policy::Rows, String>,
+    inputs: usize,
+) -> Result<Vec<Option<usize>>, String> {
+    let out = rows.as_ref().map_err(Clone::clone)?;
+    let mut kept = vec![None; inputs];
+    for i in 0..out.len() {
+        match out.origin[i] {
+            Some(o) if out.span[i] == 0 && out.samples[i] == 1 => {
+                if out.readings_of(i).next().is_some() {
+                    kept[o as usize] = Some(i);
+                }
+            }
+            _ => return Err("the write policies made rows of their own".to_owned()),
+        }
+    }
+    Ok(kept)
 }
 
 /// When the device was registered (its household's registration for devices registered
@@ -281,14 +422,20 @@ fn stored_meters<'a>(
 /// Inserts `fresh` in one statement that also checks the household's consent, so that a
 /// revocation either comes after the insert or leaves nothing stored; `received_at` is the
 /// database's clock, as the revocation's `revoked_at` is.
-fn insert(db: &Db, caller: &auth::Device, fresh: &[&Checked]) -> ApiResult<()> {
+/// `rewritten`: the data a write policy changed, by index in `fresh`.
+fn insert(
+    db: &Db,
+    caller: &auth::Device,
+    fresh: &[&Checked],
+    rewritten: &HashMap<usize, String>,
+) -> ApiResult<()> {
     let mut params = Vec::with_capacity(fresh.len() * 4 + 3);
-    for m in fresh {
+    for (i, m) in fresh.iter().enumerate() {
         params.extend([
             text(&m.uuid),
             text(&m.meter),
             text(&m.measured_at),
-            text(&m.data),
+            text(rewritten.get(&i).unwrap_or(&m.data)),
         ]);
     }
     params.push(text(&caller.household));
@@ -382,6 +529,7 @@ fn check(i: usize, m: Value, bounds: &Bounds) -> ApiResult<Checked> {
     let data = serde_json::to_string(&data)
         .map_err(|e| ApiError::Internal(format!("serialising measurement data: {e}")))?;
     Ok(Checked {
+        index: i,
         sent,
         uuid,
         meter,
@@ -627,9 +775,10 @@ pub(crate) fn run_chain(
         now: nanos(timestamp::now()),
         peers,
     };
-    policy::run_read(
+    policy::run_rows(
         env.policies,
         chain,
+        policy::Hook::Read,
         policy::ObjectKind::Measurements,
         &context,
         series,
@@ -799,6 +948,25 @@ mod tests {
             measured_at: None,
             data,
         }
+    }
+
+    #[test]
+    fn a_write_chain_keeps_rows_by_origin_and_never_stores_rows_of_its_own() {
+        let mut out = policy::Rows::with_registers(vec!["0100100700ff".into()]);
+        out.push(Some(2), 30, 0, 1, &[3.0]);
+        // Left without a reading: dropped.
+        out.push(Some(0), 10, 0, 1, &[f64::NAN]);
+        assert_eq!(
+            kept_rows(&Ok(out.clone()), 3),
+            Ok(vec![None, None, Some(0)])
+        );
+        let mut made = out.clone();
+        made.push(None, 0, 900, 4, &[1.0]);
+        assert!(kept_rows(&Ok(made), 3).is_err());
+        let mut aggregate = out;
+        aggregate.span[0] = 900;
+        assert!(kept_rows(&Ok(aggregate), 3).is_err());
+        assert_eq!(kept_rows(&Err("no".into()), 3), Err("no".to_owned()));
     }
 
     #[test]

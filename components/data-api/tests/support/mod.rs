@@ -240,6 +240,27 @@ impl Policies for PolicyLibraries {
         }
     }
 
+    fn write(
+        &self,
+        policy: &str,
+        parameters: &str,
+        object: policy::ObjectKind,
+        context: &policy::Context,
+        rows: &policy::Rows,
+    ) -> policy::Decision {
+        use wattlet_policy::Policy;
+        let rows = rows.clone();
+        match policy {
+            "researchers-aggregate" => {
+                ResearchersAggregate::write(parameters, object, context, rows)
+            }
+            "pause-window" => PauseWindow::write(parameters, object, context, rows),
+            "retention" => Retention::write(parameters, object, context, rows),
+            "k-anonymity" => KAnonymity::write(parameters, object, context, rows),
+            other => policy::Decision::Deny(format!("unknown policy {other}")),
+        }
+    }
+
     fn delete(
         &self,
         policy: &str,

@@ -162,8 +162,9 @@ impl Rows {
         out
     }
 
-    /// Checks that the columns agree: every row has its origin, span, samples and values. The
-    /// Data API checks what a policy returns before it trusts it.
+    /// Checks that the columns agree (every row has its origin, span, samples and values), that
+    /// every value is a number or NaN (none) and every origin one of `inputs` rows. The Data API
+    /// checks what a policy returns before it trusts it.
     pub fn check(&self, inputs: usize) -> Result<(), RowsError> {
         let n = self.len();
         let lengths = [self.origin.len(), self.span.len(), self.samples.len()];
@@ -412,6 +413,9 @@ mod tests {
             e.to_string().contains("5 values for 3 rows of 2 registers"),
             "{e}"
         );
+        let mut endless = two_registers();
+        endless.values[0] = f64::INFINITY;
+        assert!(endless.check(2).is_err());
         // An origin names one of the rows the chain started with, no other.
         assert!(two_registers().check(1).is_err());
         assert!(Rows::default().check(0).is_ok());

@@ -1,6 +1,9 @@
 //! Retention: rows older than `months` calendar months (before `now` less that many months, the
 //! day clamped to the month's last) are served to no one. An aggregate counts from its start.
 //!
+//! Written rows already that old are not stored (the write hook drops them as the read hook
+//! does).
+//!
 //! Stricter: a shorter retention (`at_least_as_strict`: months ≤ the other's).
 
 use serde::Deserialize;
@@ -54,6 +57,11 @@ impl Policy for Retention {
 
     fn at_least_as_strict(text: &str, than: &str) -> Result<bool, ParamError> {
         Ok(months(text)? <= months(than)?)
+    }
+
+    /// Rows already past retention are not stored: they would be served to no one and purged.
+    fn write(text: &str, object: ObjectKind, context: &Context, rows: Rows) -> Decision {
+        Self::read(text, object, context, rows)
     }
 
     fn read(text: &str, _object: ObjectKind, context: &Context, rows: Rows) -> Decision {
@@ -151,6 +159,13 @@ mod tests {
         };
         assert_eq!(out.origin, [Some(1), Some(2)]);
         assert_eq!(out.values, [1.0, 2.0]);
+        // Written rows that old are not stored either.
+        let six = r#"{"months":6}"#;
+        let o = ObjectKind::Measurements;
+        assert_eq!(
+            Retention::write(six, o, &context, rows.clone()),
+            Decision::Transform(out)
+        );
         assert_eq!(
             Retention::read(r#"{"months":24}"#, ObjectKind::Measurements, &context, rows),
             Decision::Allow
