@@ -1,8 +1,9 @@
 //! Policies and the access log through real HTTP (`wattlet serve` in the test's process, mutual
 //! TLS) and `wattlet audit verify` through the binary: what a researcher, a restricted token and
 //! the participant each get under the shipped policies; a participant cannot loosen or detach a
-//! study rule; a tampered log is detected; an upload runs the write hooks; a policy component
-//! that traps, loops or allocates fails its request closed and the next request is served.
+//! study rule; a tampered log is detected; an upload runs the write hooks, and the export copy
+//! keeps what was stored for the participant's download; a policy component that traps, loops
+//! or allocates fails its request closed and the next request is served.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -673,6 +674,37 @@ fn an_upload_runs_the_write_hooks_a_backlog_past_retention_is_refused() {
     assert_eq!(
         measurements(cloud.as_device(&device, "GET", &path, None)).len(),
         31
+    );
+}
+
+#[test]
+fn the_participant_keeps_an_export_copy_and_downloads_it_as_csv() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cloud = Cloud::start(dir.path());
+    let (device, _, meter) = household(&cloud);
+    let (status, body) = attach(&cloud, &device, "export-copy", json!({}));
+    assert_eq!(status, 201, "{body}");
+    let new = json!({ "uuid": uuid4(), "meter": meter, "measured_at": recent(50),
+                      "data": [{ "0100100700ff": 2.5 }, { "0100010800ff": 1050.0 }] });
+    let (status, body) = cloud.as_device(
+        &device,
+        "POST",
+        "/api/household/meter/measurement",
+        Some(json!({ "measurements": [new] })),
+    );
+    assert_eq!(status, 200, "{body}");
+    // Only what was stored after the copy was attached, one line per reading.
+    let (status, csv) = cloud.as_device(&device, "GET", "/api/household/export_copy", None);
+    assert_eq!(status, 200, "{csv}");
+    let uuid = new["uuid"].as_str().expect("uuid");
+    let at = new["measured_at"].as_str().expect("time");
+    assert_eq!(
+        csv.as_str().expect("CSV text"),
+        format!(
+            "uuid,meter,measured_at,obis,value\n\
+             {uuid},{meter},{at},0100100700ff,2.5\n\
+             {uuid},{meter},{at},0100010800ff,1050.0\n"
+        )
     );
 }
 

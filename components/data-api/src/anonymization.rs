@@ -178,6 +178,7 @@ pub fn anonymize_household(env: &Env, household: &str) -> ApiResult<()> {
         "DELETE FROM forecasts WHERE meter IN (SELECT uuid FROM meter WHERE household = ?)",
         &[text(household)],
     )?;
+    crate::handlers::export_copy::forget(db, household)?;
     crate::handlers::health::forget_household(db, household)?;
     pseudonymise_devices(env, household)?;
     crate::keys::shred(env, household)?;

@@ -237,7 +237,7 @@ mod chain {
 }
 
 use chain::wattlet::policy::{
-    k_anonymity, pause_window, researchers_aggregate, retention, types as pw,
+    export_copy, k_anonymity, pause_window, researchers_aggregate, retention, types as pw,
 };
 
 struct WitPolicies;
@@ -285,14 +285,19 @@ fn our_decision(d: pw::Decision) -> ours_policy::Decision {
     match d {
         pw::Decision::Allow => ours_policy::Decision::Allow,
         pw::Decision::Deny(reason) => ours_policy::Decision::Deny(reason),
-        pw::Decision::Transform(r) => ours_policy::Decision::Transform(ours_policy::Rows {
-            origin: r.origin,
-            at: r.at,
-            span: r.span,
-            samples: r.samples,
-            registers: r.registers,
-            values: r.values,
-        }),
+        pw::Decision::Transform(r) => ours_policy::Decision::Transform(our_rows(r)),
+        pw::Decision::Copy(r) => ours_policy::Decision::Copy(our_rows(r)),
+    }
+}
+
+fn our_rows(r: pw::Rows) -> ours_policy::Rows {
+    ours_policy::Rows {
+        origin: r.origin,
+        at: r.at,
+        span: r.span,
+        samples: r.samples,
+        registers: r.registers,
+        values: r.values,
     }
 }
 
@@ -304,6 +309,7 @@ macro_rules! dispatch {
             "pause-window" => pause_window::$hook($($arg),*),
             "retention" => retention::$hook($($arg),*),
             "k-anonymity" => k_anonymity::$hook($($arg),*),
+            "export-copy" => export_copy::$hook($($arg),*),
             _ => $unknown,
         }
     };

@@ -37,6 +37,7 @@
 //! | GET, POST | /api/management/policies | researcher (GET), administrator |
 //! | DELETE | /api/management/policies/:id | administrator |
 //! | GET | /api/household/access_log | participant |
+//! | GET, DELETE | /api/household/export_copy | participant |
 //! | GET | /api/management/access_log | administrator |
 //! | GET | /api/household/meter/:uuid/disaggregation | participant |
 //! | GET | /api/management/meter/:uuid/disaggregation | researcher, administrator |
@@ -89,8 +90,8 @@ pub use crate::services::{Secrets, Services};
 use crate::db::Db;
 use crate::error::{ApiError, ApiResult};
 use crate::handlers::{
-    consent, disaggregation, forecast, health, household, management, measurement, metrics,
-    participants, policies, purge, regions, research, rollouts, service, tokens, worker,
+    consent, disaggregation, export_copy, forecast, health, household, management, measurement,
+    metrics, participants, policies, purge, regions, research, rollouts, service, tokens, worker,
 };
 use crate::services::Env;
 use wattlet_access_token::DataClass;
@@ -142,6 +143,7 @@ enum Endpoint<'a> {
     StudyPolicies,
     StudyPolicy(&'a str),
     HouseholdLog,
+    ExportCopy,
     StudyLog,
     OwnDisaggregation(&'a str),
     AnyDisaggregation(&'a str),
@@ -188,6 +190,7 @@ impl Endpoint<'_> {
             | Endpoint::HouseholdPolicies
             | Endpoint::StudyPolicies => "GET, POST",
             Endpoint::HouseholdPolicy(_) | Endpoint::StudyPolicy(_) => "DELETE",
+            Endpoint::ExportCopy => "GET, DELETE",
             Endpoint::Participant(_) => "GET, PATCH",
             Endpoint::RevokeDevice(_)
             | Endpoint::RevokeToken(_)
@@ -214,6 +217,7 @@ impl Endpoint<'_> {
             | Endpoint::AnyMeasurements(_)
             | Endpoint::RegionMeasurements(_)
             | Endpoint::UploadMeasurements
+            | Endpoint::ExportCopy
             | Endpoint::WorkerPower(_) => Some(DataClass::Measurements),
             Endpoint::CreateOrListHouseholds
             | Endpoint::Participant(_)
@@ -307,6 +311,7 @@ fn resolve(path: &str) -> Option<Endpoint<'_>> {
         ["management", "policies"] => Endpoint::StudyPolicies,
         ["management", "policies", id] if !id.is_empty() => Endpoint::StudyPolicy(id),
         ["household", "access_log"] => Endpoint::HouseholdLog,
+        ["household", "export_copy"] => Endpoint::ExportCopy,
         ["management", "access_log"] => Endpoint::StudyLog,
         ["household", "meter", uuid, "disaggregation"] if !uuid.is_empty() => {
             Endpoint::OwnDisaggregation(uuid)
@@ -410,6 +415,8 @@ fn route(req: &Request, services: &Services<'_>) -> ApiResult<Response> {
         (Endpoint::StudyPolicies, _) => policies::study_attach(req, &env),
         (Endpoint::StudyPolicy(id), _) => policies::study_detach(req, &env, id),
         (Endpoint::HouseholdLog, _) => policies::household_log(req, &env),
+        (Endpoint::ExportCopy, Method::Get) => export_copy::download(req, &env),
+        (Endpoint::ExportCopy, _) => export_copy::delete(req, &env),
         (Endpoint::StudyLog, _) => policies::study_log(req, &env),
         (Endpoint::OwnDisaggregation(uuid), _) => disaggregation::read_own(req, &env, uuid),
         (Endpoint::AnyDisaggregation(uuid), _) => disaggregation::read_any(req, &env, uuid),

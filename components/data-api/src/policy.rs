@@ -60,6 +60,13 @@ pub const SHIPPED: &[Shipped] = &[
         reads_peers: true,
         summary: "no one but the participant reads the household's series, alone or in a region's aggregate, while fewer than k (2 to 1000) households share its NUTS-3 region or its region is unknown; stricter: a larger k",
     },
+    Shipped {
+        name: "export-copy",
+        study: false,
+        participant: true,
+        reads_peers: false,
+        summary: "every measurement stored is also kept in the household's export copy (registers: [OBIS], 1 to 64, or all), which only the participant downloads (GET /api/household/export_copy) and no study rule purges; stricter: a subset of the other's registers",
+    },
 ];
 
 pub fn shipped(name: &str) -> Option<&'static Shipped> {
@@ -193,12 +200,15 @@ pub struct Outcome {
     pub rows: Result<Rows, String>,
     /// Whether any policy transformed the rows.
     pub transformed: bool,
+    /// A write's copies for the household's export copy (`copy`), as the policies returned
+    /// them: their origins name rows the chain was given.
+    pub copies: Vec<Rows>,
     /// `{"attachment","policy","parameters_sha256","decision"}` per attachment that ran.
     pub ran: Vec<Value>,
 }
 
-/// Runs `chain`'s delete hooks: `Err(reason)` when one denies (a transform is no answer to a
-/// delete and denies too). Returns what ran, as [`run_rows`].
+/// Runs `chain`'s delete hooks: `Err(reason)` when one denies (rows are no answer to a delete
+/// and deny too). Returns what ran, as [`run_rows`].
 pub fn run_delete(
     policies: &dyn Policies,
     chain: &[Attachment],
@@ -212,7 +222,7 @@ pub fn run_delete(
         match decision {
             Decision::Allow => {}
             Decision::Deny(reason) => return (Err(reason), ran),
-            Decision::Transform(_) => {
+            Decision::Transform(_) | Decision::Copy(_) => {
                 return (
                     Err(format!("{} answered a delete with rows", a.policy)),
                     ran,
@@ -234,7 +244,7 @@ pub enum Hook {
 
 /// Runs `chain`'s `hook` over `rows`. Rows a policy returns malformed (columns of different
 /// lengths, an origin that is no row) deny: nothing is served or stored that cannot be read
-/// back.
+/// back. A `copy` leaves the rows as they are and is kept for a write; it denies a read.
 pub fn run_rows(
     policies: &dyn Policies,
     chain: &[Attachment],
@@ -245,7 +255,7 @@ pub fn run_rows(
 ) -> Outcome {
     let inputs = rows.len();
     let mut ran = Vec::with_capacity(chain.len());
-    let mut transformed = false;
+    let (mut transformed, mut copies) = (false, Vec::new());
     for a in chain {
         let (policy, parameters) = (a.policy.as_str(), a.parameters.as_str());
         let decision = match hook {
@@ -255,7 +265,14 @@ pub fn run_rows(
         let decision = match decision {
             Decision::Transform(new) => match new.check(inputs) {
                 Ok(()) => Decision::Transform(new),
-                Err(e) => Decision::Deny(format!("policy {} returned {e}", a.policy)),
+                Err(e) => Decision::Deny(format!("policy {policy} returned {e}")),
+            },
+            Decision::Copy(_) if hook == Hook::Read => {
+                Decision::Deny(format!("policy {policy} answered a read with a copy"))
+            }
+            Decision::Copy(copy) => match copy.check(inputs) {
+                Ok(()) => Decision::Copy(copy),
+                Err(e) => Decision::Deny(format!("policy {policy} returned a copy of {e}")),
             },
             decision => decision,
         };
@@ -266,6 +283,7 @@ pub fn run_rows(
                 return Outcome {
                     rows: Err(reason),
                     transformed,
+                    copies,
                     ran,
                 };
             }
@@ -273,11 +291,13 @@ pub fn run_rows(
                 transformed = true;
                 rows = new;
             }
+            Decision::Copy(copy) => copies.push(copy),
         }
     }
     Outcome {
         rows: Ok(rows),
         transformed,
+        copies,
         ran,
     }
 }
@@ -327,6 +347,10 @@ mod tests {
     }
 
     fn read(answer: Decision) -> Outcome {
+        run(Hook::Read, answer)
+    }
+
+    fn run(hook: Hook, answer: Decision) -> Outcome {
         let context = Context {
             role: Role::Researcher,
             caveats: vec![],
@@ -338,7 +362,7 @@ mod tests {
         run_rows(
             &Answers(answer),
             &[attachment("odd")],
-            Hook::Read,
+            hook,
             ObjectKind::Measurements,
             &context,
             two_rows(),
@@ -365,5 +389,23 @@ mod tests {
         one = one.filter(|i| i == 1);
         let outcome = read(Decision::Transform(one.clone()));
         assert_eq!((outcome.rows, outcome.transformed), (Ok(one), true));
+    }
+
+    #[test]
+    fn a_copy_is_kept_for_a_write_and_denies_a_read() {
+        let mut copy = two_rows();
+        copy = copy.filter(|i| i == 0);
+        let outcome = run(Hook::Write, Decision::Copy(copy.clone()));
+        assert_eq!(outcome.rows, Ok(two_rows()));
+        assert_eq!(
+            (outcome.copies, outcome.transformed),
+            (vec![copy.clone()], false)
+        );
+        assert_eq!(outcome.ran[0]["decision"], "copy");
+        let reason = read(Decision::Copy(copy)).rows.expect_err("denied");
+        assert!(reason.contains("answered a read with a copy"), "{reason}");
+        let mut stranger = two_rows();
+        stranger.origin[0] = Some(9);
+        assert!(run(Hook::Write, Decision::Copy(stranger)).rows.is_err());
     }
 }

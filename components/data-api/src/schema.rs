@@ -24,7 +24,7 @@ pub struct Migration {
 }
 
 /// The version the code expects.
-pub const CURRENT_VERSION: i64 = 10;
+pub const CURRENT_VERSION: i64 = 11;
 
 /// `'name'` of a consent state, for SQL text.
 fn quoted(state: ConsentState) -> String {
@@ -359,6 +359,23 @@ pub fn migrations() -> Vec<Migration> {
                 bundle TEXT
             )"#.to_owned(),
                 "CREATE INDEX IF NOT EXISTS device_diagnostics_device ON device_diagnostics(device)".to_owned(),
+            ],
+        },
+        Migration {
+            version: 11,
+            statements: vec![
+                // The participant's export copy (policy `export-copy`): measurements copied as
+                // they were stored, kept for the participant's download whatever the study's
+                // rules purge; deleted by the participant and on anonymization.
+                r#"CREATE TABLE IF NOT EXISTS export_copy (
+                household TEXT NOT NULL REFERENCES household(id),
+                uuid TEXT NOT NULL,
+                meter TEXT NOT NULL,
+                measured_at TEXT NOT NULL,
+                data TEXT NOT NULL,
+                PRIMARY KEY (household, uuid)
+            )"#.to_owned(),
+                "CREATE INDEX IF NOT EXISTS export_copy_time ON export_copy(household, measured_at, uuid)".to_owned(),
             ],
         },
     ]

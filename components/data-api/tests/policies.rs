@@ -374,3 +374,129 @@ fn uploads_run_the_write_hooks_rows_past_retention_are_refused_not_stored() {
     assert_eq!(stored(&api), before + 1);
     assert_eq!(log_entries(&api, &h).len(), logged + 1);
 }
+
+#[test]
+fn the_export_copy_keeps_what_was_stored_for_the_participant_alone() {
+    let api = Api::new();
+    let h = household(&api);
+    let meter = &h.meters[0];
+    let copy_path = "/api/household/export_copy";
+    // Only the energy register, and only from now on.
+    let (status, body) = api.as_device(
+        &h,
+        Method::Post,
+        "/api/household/policies",
+        Some(&json!({ "policy": "export-copy", "parameters": { "registers": ["0100010800ff"] } })),
+    );
+    assert_eq!(status, 201, "{body}");
+    // Administrators cannot attach it for the study.
+    let (status, body) = api.admin(
+        Method::Post,
+        "/api/management/policies",
+        Some(&json!({ "policy": "export-copy", "parameters": {} })),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("participant's")),
+        "{body}"
+    );
+    let batch: Vec<Value> = (0..3)
+        .map(|m| {
+            measurement(
+                meter,
+                &recent(40 + m),
+                json!([{ "0100100700ff": 5.0, "0100010800ff": 2000.0 + m as f64 }]),
+            )
+        })
+        .collect();
+    let (status, body) = api.upload(&h, &batch);
+    assert_eq!(status, 200, "{body}");
+    // Power-only measurements have nothing to copy.
+    let (status, body) = api.upload(
+        &h,
+        &[measurement(
+            meter,
+            &recent(50),
+            json!([{ "0100100700ff": 6.0 }]),
+        )],
+    );
+    assert_eq!(status, 200, "{body}");
+
+    let download = |query: &str| {
+        let path = format!("{copy_path}{query}");
+        let response = api.as_device_response(&h, Method::Get, &path, None);
+        assert_eq!(
+            response.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&response.body)
+        );
+        (
+            String::from_utf8(response.body.clone()).expect("utf-8"),
+            response.header("x-wattlet-next").map(str::to_owned),
+        )
+    };
+    let (csv, next) = download("");
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "uuid,meter,measured_at,obis,value");
+    assert_eq!(lines.len(), 4, "{csv}");
+    for (line, m) in lines[1..].iter().zip(&batch) {
+        assert_eq!(
+            *line,
+            format!(
+                "{},{meter},{},0100010800ff,{}",
+                m["uuid"].as_str().expect("uuid"),
+                m["measured_at"].as_str().expect("time"),
+                m["data"][0]["0100010800ff"]
+            )
+        );
+    }
+    assert_eq!(next, None);
+    // A page of 2, then the rest after the second.
+    let (first, next) = download("?limit=2");
+    assert_eq!(first.lines().count(), 3);
+    let next = next.expect("a next page");
+    let (rest, _) = download(&format!("?{next}"));
+    assert_eq!(rest.lines().skip(1).collect::<Vec<_>>(), lines[3..]);
+
+    // Only the participant reads it.
+    let researcher = api.mint(json!({ "role": "researcher" }));
+    let (status, _) = api.with_token(&researcher, Method::Get, copy_path, None);
+    assert_eq!(status, 403);
+    // The participant empties it.
+    let (status, body) = api.as_device(&h, Method::Delete, copy_path, None);
+    assert_eq!((status, &body["deleted"]), (200, &json!(3)), "{body}");
+    assert_eq!(download("").0.lines().count(), 1);
+    let operations: Vec<Value> = log_entries(&api, &h)
+        .iter()
+        .filter(|e| e["object"] == "export_copy")
+        .map(|e| e["operation"].clone())
+        .collect();
+    assert_eq!(
+        operations[operations.len() - 2..],
+        [json!("delete"), json!("read")]
+    );
+
+    // Revoking consent anonymizes the household: its copy goes with it.
+    let (status, body) = api.upload(
+        &h,
+        &[measurement(
+            meter,
+            &recent(55),
+            json!([{ "0100010800ff": 3000.0 }]),
+        )],
+    );
+    assert_eq!(status, 200, "{body}");
+    let copied = |api: &Api| {
+        api.count(
+            "SELECT COUNT(*) FROM export_copy WHERE household = ?1",
+            [h.id.as_str()],
+        )
+    };
+    assert_eq!(copied(&api), 1);
+    let (status, body) = api.as_device(&h, Method::Delete, "/api/household/consent", None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(copied(&api), 0);
+}

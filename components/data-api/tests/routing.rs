@@ -17,7 +17,7 @@ fn routes_methods_and_service_endpoints() {
     let (status, body) = api.send(Method::Get, "/api/health", &[], None);
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["database"], "ok");
-    assert_eq!(body["schema_version"], 10);
+    assert_eq!(body["schema_version"], 11);
     let (status, body) = api.send(Method::Get, "/api/version", &[], None);
     assert_eq!((status, body["version"].is_string()), (200, true));
     for path in [

@@ -429,7 +429,7 @@ fn devices_registered_before_the_registration_time_was_kept_count_from_their_hou
     let (status, body) = api.send(Method::Get, "/api/health", &[], None);
     assert_eq!(
         (status, &body["schema_version"]),
-        (200, &json!(10)),
+        (200, &json!(11)),
         "{body}"
     );
     api.set_consent(&household, ConsentState::Granted);

@@ -128,6 +128,7 @@ fn outcome(d: &wit::Decision) -> (&'static str, usize) {
         wit::Decision::Allow => ("allow", 96),
         wit::Decision::Deny(_) => ("deny", 0),
         wit::Decision::Transform(rows) => ("transform", rows.at.len()),
+        wit::Decision::Copy(_) => ("copy", 96),
     }
 }
 
@@ -136,6 +137,7 @@ fn native_outcome(d: &wattlet_policy::Decision) -> (&'static str, usize) {
         wattlet_policy::Decision::Allow => ("allow", 96),
         wattlet_policy::Decision::Deny(_) => ("deny", 0),
         wattlet_policy::Decision::Transform(rows) => ("transform", rows.len()),
+        wattlet_policy::Decision::Copy(_) => ("copy", 96),
     }
 }
 

@@ -142,7 +142,7 @@ async fn routing_health_and_json_errors() {
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
     assert_eq!(reply.body["status"], "ok");
     assert_eq!(reply.body["database"], "ok");
-    assert_eq!(reply.body["schema_version"], 10);
+    assert_eq!(reply.body["schema_version"], 11);
     let reply = plain().send(Method::GET, "/api/version", b"", &[]).await;
     assert_eq!(reply.status, StatusCode::OK);
     assert!(reply.body["version"].is_string());

@@ -13,6 +13,7 @@ use crate::auth;
 use crate::db::{Db, Value as Sql, col_json, col_required, col_text, placeholders, text};
 use crate::error::{ApiError, ApiResult};
 use crate::handlers::consent;
+use crate::handlers::export_copy;
 use crate::http::{Request, Response, json_response};
 use crate::policy::{self, Role as PolicyRole};
 use crate::services::Env;
@@ -36,15 +37,16 @@ struct Incoming {
     data: Value,
 }
 
-struct Checked {
+pub(crate) struct Checked {
     /// Its index in the batch.
     index: usize,
     /// The uuid as the device sent it (acknowledged verbatim, so a device finds its own ids).
     sent: String,
     /// The uuid lower-case hyphenated: what is stored and compared.
-    uuid: String,
-    meter: String,
-    measured_at: String,
+    pub(crate) uuid: String,
+    pub(crate) meter: String,
+    /// In the database's form.
+    pub(crate) measured_at: String,
     data: String,
 }
 
@@ -255,29 +257,13 @@ fn written(
         &context,
         rows.clone(),
     );
-    if outcome.rows.as_ref().is_ok() && !outcome.transformed {
-        return Ok(HashMap::new());
-    }
     let (kept, denied) = match kept_rows(&outcome.rows, fresh.len()) {
         Ok(kept) => (kept, None),
         Err(reason) => (vec![None; fresh.len()], Some(reason)),
     };
-    let meters: BTreeSet<&str> = fresh.iter().map(|m| m.meter.as_str()).collect();
-    let mut entry = json!({
-        "actor": auth::actor(req, env)?,
-        "role": PolicyRole::Participant.name(),
-        "object": format!("measurements:{}", meters.into_iter().collect::<Vec<_>>().join(",")),
-        "operation": "write",
-        "policies": outcome.ran,
-        "selected": fresh.len(),
-        "stored": kept.iter().flatten().count(),
-        "decision": if denied.is_some() { "deny" } else { "transform" },
-    });
-    if let Some(reason) = &denied {
-        entry["reason"] = json!(reason);
+    if outcome.transformed || denied.is_some() {
+        log_write(req, env, caller, fresh, (&outcome, &kept, &denied))?;
     }
-    access_log::append(&env.db, &caller.household, entry)?;
-
     let reason =
         denied.unwrap_or_else(|| "not stored: the household's write policies drop it".to_owned());
     let refused: Vec<Value> = fresh
@@ -296,10 +282,15 @@ fn written(
             refused,
         });
     }
-    // Every one kept; a policy may have changed values (e.g. rounded them).
-    let (Ok(out), mut rewritten) = (&outcome.rows, HashMap::new()) else {
+    let Ok(out) = &outcome.rows else {
         return Ok(HashMap::new());
     };
+    // Copied first: a crash before the measurements are stored leaves a copy that the device's
+    // retry finds there, where the other order would lose it (a stored uuid is not written
+    // again).
+    export_copy::store(&env.db, &caller.household, fresh, &kept, &outcome.copies)?;
+    // Every one kept; a policy may have changed values (e.g. rounded them).
+    let mut rewritten = HashMap::new();
     for (i, row) in kept
         .into_iter()
         .enumerate()
@@ -314,6 +305,32 @@ fn written(
         }
     }
     Ok(rewritten)
+}
+
+/// Appends what a write chain that changed or refused something did to the household's log.
+fn log_write(
+    req: &Request,
+    env: &Env,
+    caller: &auth::Device,
+    fresh: &[&Checked],
+    (outcome, kept, denied): (&policy::Outcome, &[Option<usize>], &Option<String>),
+) -> ApiResult<()> {
+    let meters: BTreeSet<&str> = fresh.iter().map(|m| m.meter.as_str()).collect();
+    let mut entry = json!({
+        "actor": auth::actor(req, env)?,
+        "role": PolicyRole::Participant.name(),
+        "object": format!("measurements:{}", meters.into_iter().collect::<Vec<_>>().join(",")),
+        "operation": "write",
+        "policies": outcome.ran,
+        "selected": fresh.len(),
+        "stored": kept.iter().flatten().count(),
+        "decision": if denied.is_some() { "deny" } else { "transform" },
+    });
+    if let Some(reason) = denied {
+        entry["reason"] = json!(reason);
+    }
+    access_log::append(&env.db, &caller.household, entry)?;
+    Ok(())
 }
 
 /// Which row of what a write chain returned keeps each of the `inputs` rows it was given

@@ -2,6 +2,7 @@
 
 pub mod consent;
 pub mod disaggregation;
+pub mod export_copy;
 pub mod forecast;
 pub mod health;
 pub mod household;

@@ -16,6 +16,7 @@ use wattlet_data_api::policy::{self, Policies};
 use wattlet_data_api::{
     Method, Request, Response, Rows, Secrets, Services, Storage, StorageError, Value,
 };
+use wattlet_policy_export_copy::ExportCopy;
 use wattlet_policy_k_anonymity::KAnonymity;
 use wattlet_policy_pause_window::PauseWindow;
 use wattlet_policy_researchers_aggregate::ResearchersAggregate;
@@ -197,6 +198,7 @@ impl Policies for PolicyLibraries {
             "pause-window" => PauseWindow::validate(parameters),
             "retention" => Retention::validate(parameters),
             "k-anonymity" => KAnonymity::validate(parameters),
+            "export-copy" => ExportCopy::validate(parameters),
             other => return Err(format!("unknown policy {other}")),
         }
         .map_err(|e| e.to_string())
@@ -214,6 +216,7 @@ impl Policies for PolicyLibraries {
             "pause-window" => PauseWindow::at_least_as_strict(parameters, than),
             "retention" => Retention::at_least_as_strict(parameters, than),
             "k-anonymity" => KAnonymity::at_least_as_strict(parameters, than),
+            "export-copy" => ExportCopy::at_least_as_strict(parameters, than),
             other => return Err(format!("unknown policy {other}")),
         }
         .map_err(|e| e.to_string())
@@ -236,6 +239,7 @@ impl Policies for PolicyLibraries {
             "pause-window" => PauseWindow::read(parameters, object, context, rows),
             "retention" => Retention::read(parameters, object, context, rows),
             "k-anonymity" => KAnonymity::read(parameters, object, context, rows),
+            "export-copy" => ExportCopy::read(parameters, object, context, rows),
             other => policy::Decision::Deny(format!("unknown policy {other}")),
         }
     }
@@ -257,6 +261,7 @@ impl Policies for PolicyLibraries {
             "pause-window" => PauseWindow::write(parameters, object, context, rows),
             "retention" => Retention::write(parameters, object, context, rows),
             "k-anonymity" => KAnonymity::write(parameters, object, context, rows),
+            "export-copy" => ExportCopy::write(parameters, object, context, rows),
             other => policy::Decision::Deny(format!("unknown policy {other}")),
         }
     }
@@ -274,6 +279,7 @@ impl Policies for PolicyLibraries {
             "pause-window" => PauseWindow::delete(parameters, object, context),
             "retention" => Retention::delete(parameters, object, context),
             "k-anonymity" => KAnonymity::delete(parameters, object, context),
+            "export-copy" => ExportCopy::delete(parameters, object, context),
             other => policy::Decision::Deny(format!("unknown policy {other}")),
         }
     }
@@ -411,14 +417,7 @@ impl Api {
         headers: &[(&str, &str)],
         body: Option<&Json>,
     ) -> Reply {
-        let mut request = Request::new(method, path);
-        for (name, value) in headers {
-            request = request.with_header(name, value);
-        }
-        if let Some(body) = body {
-            request = request.with_body(body.to_string());
-        }
-        let response = self.handle(&request);
+        let response = self.handle(&request(method, path, headers, body));
         (response.status, response.json())
     }
 
@@ -445,9 +444,21 @@ impl Api {
         path: &str,
         body: Option<&Json>,
     ) -> Reply {
+        let response = self.as_device_response(household, method, path, body);
+        (response.status, response.json())
+    }
+
+    /// [`Api::as_device`]'s whole response: its headers, and a body that need not be JSON.
+    pub fn as_device_response(
+        &self,
+        household: &Household,
+        method: Method,
+        path: &str,
+        body: Option<&Json>,
+    ) -> Response {
         let headers = identity_headers(&household.device, &household.email, &method, path);
         let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-        self.send(method, path, &headers, body)
+        self.handle(&request(method, path, &headers, body))
     }
 
     /// Mints a token with `request` (as the administrator).
@@ -582,6 +593,18 @@ pub fn proven_headers(
         (identity::SERIAL, "5f3a".to_owned()),
         (identity::PROOF, proof),
     ]
+}
+
+/// `method path` with these headers and an optional JSON body.
+fn request(method: Method, path: &str, headers: &[(&str, &str)], body: Option<&Json>) -> Request {
+    let mut request = Request::new(method, path);
+    for (name, value) in headers {
+        request = request.with_header(name, value);
+    }
+    if let Some(body) = body {
+        request = request.with_body(body.to_string());
+    }
+    request
 }
 
 /// A measurement of `meter` at `at` with these readings.

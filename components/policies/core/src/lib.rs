@@ -162,6 +162,29 @@ impl Rows {
         out
     }
 
+    /// The same rows with only the columns whose register `keep` says yes to.
+    pub fn only_registers(&self, mut keep: impl FnMut(&str) -> bool) -> Rows {
+        let columns: Vec<usize> = (0..self.registers.len())
+            .filter(|&j| keep(&self.registers[j]))
+            .collect();
+        let mut out =
+            Rows::with_registers(columns.iter().map(|&j| self.registers[j].clone()).collect());
+        let mut values = Vec::with_capacity(columns.len());
+        for i in 0..self.len() {
+            let row = self.values_of(i);
+            values.clear();
+            values.extend(columns.iter().map(|&j| row[j]));
+            out.push(
+                self.origin[i],
+                self.at[i],
+                self.span[i],
+                self.samples[i],
+                &values,
+            );
+        }
+        out
+    }
+
     /// Checks that the columns agree (every row has its origin, span, samples and values), that
     /// every value is a number or NaN (none) and every origin one of `inputs` rows. The Data API
     /// checks what a policy returns before it trusts it.
@@ -180,6 +203,9 @@ impl Rows {
                 self.registers.len()
             )));
         }
+        if let Some(v) = self.values.iter().find(|v| v.is_infinite()) {
+            return Err(RowsError(format!("a value of {v}")));
+        }
         if let Some(o) = self
             .origin
             .iter()
@@ -197,6 +223,8 @@ pub enum Decision {
     Allow,
     Deny(String),
     Transform(Rows),
+    /// A write only: store the rows as given and copy these into the household's export copy.
+    Copy(Rows),
 }
 
 impl Decision {
@@ -205,6 +233,7 @@ impl Decision {
             Decision::Allow => "allow",
             Decision::Deny(_) => "deny",
             Decision::Transform(_) => "transform",
+            Decision::Copy(_) => "copy",
         }
     }
 }
@@ -306,18 +335,23 @@ macro_rules! export_policy {
             }
         }
 
+        fn rows_out(r: $crate::Rows) -> wit::Rows {
+            wit::Rows {
+                origin: r.origin,
+                at: r.at,
+                span: r.span,
+                samples: r.samples,
+                registers: r.registers,
+                values: r.values,
+            }
+        }
+
         fn decision(d: $crate::Decision) -> wit::Decision {
             match d {
                 $crate::Decision::Allow => wit::Decision::Allow,
                 $crate::Decision::Deny(reason) => wit::Decision::Deny(reason),
-                $crate::Decision::Transform(r) => wit::Decision::Transform(wit::Rows {
-                    origin: r.origin,
-                    at: r.at,
-                    span: r.span,
-                    samples: r.samples,
-                    registers: r.registers,
-                    values: r.values,
-                }),
+                $crate::Decision::Transform(r) => wit::Decision::Transform(rows_out(r)),
+                $crate::Decision::Copy(r) => wit::Decision::Copy(rows_out(r)),
             }
         }
 
@@ -399,6 +433,12 @@ mod tests {
         );
         assert_eq!(kept.values_of(1), [3.0, 300.0]);
         assert_eq!(kept.registers, rows.registers);
+        let energy = rows.only_registers(|r| r == "0100010800ff");
+        assert_eq!(energy.registers, ["0100010800ff"]);
+        assert_eq!((energy.len(), energy.origin[1]), (3, Some(1)));
+        assert_eq!(energy.values_of(1), [200.0]);
+        assert!(energy.values_of(0)[0].is_nan());
+        assert_eq!(energy.check(2), Ok(()));
     }
 
     #[test]
