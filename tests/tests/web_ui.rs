@@ -202,7 +202,8 @@ fn researchers_register_and_administrators_see_device_status_in_chromium() {
     // The participant's clicks: one household granted, the other revoked and anonymized.
     let (_, fresh_consent) = cloud.as_device(&fresh, "GET", "/api/household/consent", None);
     assert_eq!(fresh_consent["state"], "granted", "{fresh_consent}");
-    // The pause was attached and removed again, both in the household's log.
+    // The pause was attached and removed again, the export copy attached, all in the
+    // household's log.
     let (_, log) = cloud.as_device(&active, "GET", "/api/household/access_log", None);
     let operations: Vec<&str> = log["entries"]
         .as_array()
@@ -211,7 +212,7 @@ fn researchers_register_and_administrators_see_device_status_in_chromium() {
         .filter_map(|e| e["entry"]["operation"].as_str())
         .filter(|op| *op != "read")
         .collect();
-    assert_eq!(operations, ["attach", "detach"], "{log}");
+    assert_eq!(operations, ["attach", "detach", "attach"], "{log}");
     let (_, revoked) = cloud.as_device(&active, "GET", "/api/household", None);
     assert_eq!(revoked["consent"]["state"], "revoked", "{revoked}");
     assert_eq!(revoked["user"], serde_json::Value::Null, "{revoked}");

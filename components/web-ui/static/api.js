@@ -40,6 +40,24 @@ export async function api(method, path, body) {
   return data;
 }
 
+// A GET whose answer is text (a CSV download): the text and the `x-wattlet-next` header (the
+// next page's query, if any). Errors as `api`'s.
+export async function apiText(path) {
+  const response = await fetch(path, { headers: { authorization: `Bearer ${token()}` } });
+  const text = await response.text();
+  if (!response.ok) {
+    let data = null;
+    try {
+      data = JSON.parse(text);
+    } catch {
+      data = null;
+    }
+    const code = data && typeof data.code === 'string' ? data.code : null;
+    throw new ApiError(response.status, code, (data && data.error) || `HTTP ${response.status}`);
+  }
+  return { text, next: response.headers.get('x-wattlet-next') };
+}
+
 // Builds an element; children are nodes or text (never parsed as HTML, so data cannot inject).
 export function el(tag, attributes = {}, ...children) {
   const node = document.createElement(tag);

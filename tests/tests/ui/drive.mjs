@@ -5,6 +5,7 @@
 // registered long ago that never reported), DEVICE_LINK_ACTIVE (that household's device UI link,
 // MEASUREMENTS of them uploaded), DEVICE_LINK_NEW (a household without consent), SCREENSHOTS
 // (a directory), PLAYWRIGHT (playwright-core).
+import fs from 'node:fs';
 import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
@@ -157,6 +158,14 @@ try {
   await paused.locator('button[data-detach]').click();
   await device.locator('#access-log tr[data-operation="detach"]').waitFor();
   check(await paused.count() === 0, 'the pause is gone after removing it');
+  // An export copy: kept from now on, downloaded as CSV (empty so far: its header line).
+  await device.click('#keep-copy');
+  await device.locator('#rules tr[data-policy="export-copy"][data-principal="participant"]').waitFor();
+  check(await device.isHidden('#keep-copy'), 'one export copy: the keep button is gone');
+  const [download] = await Promise.all([device.waitForEvent('download'), device.click('#download-copy')]);
+  check(download.suggestedFilename() === 'wattlet-export-copy.csv', `the file's name: ${download.suggestedFilename()}`);
+  const saved = fs.readFileSync(await download.path(), 'utf8');
+  check(saved === 'uuid,meter,measured_at,obis,value\n', `the CSV: ${JSON.stringify(saved)}`);
   check(await device.isHidden('#message'), 'no error shown after the rule changes');
   const warning = await device.textContent('#revoke-warning');
   check(/final and cannot be undone/.test(warning), 'the revocation warning says it is final');

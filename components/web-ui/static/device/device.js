@@ -3,7 +3,7 @@
 // and the household's own measurements as a chart. The token comes from the device's link
 // (`#token=…`, from POST /api/household/token); it is moved to this tab's storage and removed
 // from the address bar.
-import { api, chart, el, show, token } from '/ui/api.js';
+import { api, apiText, chart, el, show, token } from '/ui/api.js';
 import { SURVEY_CODES } from '/ui/survey.js';
 
 const message = document.getElementById('message');
@@ -61,6 +61,7 @@ const RULE_NAMES = {
   'pause-window': 'Pause',
   retention: 'Retention',
   'k-anonymity': 'k-anonymity',
+  'export-copy': 'Export copy',
 };
 
 function settings(attachment) {
@@ -69,6 +70,7 @@ function settings(attachment) {
     case 'researchers-aggregate': return `steps of ${p.step_minutes} minutes`;
     case 'retention': return `${p.months} months`;
     case 'k-anonymity': return `at least ${p.k} households in the region`;
+    case 'export-copy': return p.registers ? `registers ${p.registers.join(', ')}` : 'every register';
     case 'pause-window':
       return (p.ranges || []).map((r) => `${new Date(r.from).toLocaleString()} – ${new Date(r.to).toLocaleString()}`).join('; ');
     default: return JSON.stringify(p);
@@ -87,6 +89,9 @@ function renderRules(listing) {
       el('td', {}, settings(a)),
       el('td', {}, remove));
   });
+  const copying = listing.attachments.some((a) => a.policy === 'export-copy');
+  document.getElementById('keep-copy').hidden = copying;
+  document.getElementById('download-copy').hidden = !copying;
   const rules = document.getElementById('rules');
   rules.replaceChildren(...(rows.length ? rows : [el('tr', {}, el('td', { colspan: '4' }, 'No rules: what the survey’s roles allow.'))]));
   document.getElementById('rules-section').hidden = false;
@@ -124,6 +129,25 @@ async function changeRules(method, path, body) {
     show(message, 'error', `Rule not changed: ${error.message}`);
   }
   await loadRulesAndLog();
+}
+
+// The whole export copy, a page at a time, saved as one CSV file.
+async function downloadCopy() {
+  let csv = '';
+  let query = 'limit=10000';
+  for (;;) {
+    const page = await apiText(`/api/household/export_copy?${query}`);
+    // Every page starts with the header line; the file has it once.
+    csv += csv ? page.text.slice(page.text.indexOf('\n') + 1) : page.text;
+    if (!page.next) break;
+    query = page.next;
+  }
+  const href = URL.createObjectURL(new Blob([csv], { type: 'text/csv' }));
+  const link = el('a', { href, download: 'wattlet-export-copy.csv' });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  URL.revokeObjectURL(href);
 }
 
 // Each load counts up; an older load that finishes late (another link was opened meanwhile)
@@ -219,6 +243,17 @@ document.getElementById('pause-form').addEventListener('submit', (event) => {
     policy: 'pause-window',
     parameters: { ranges: [{ from: from.toISOString(), to: to.toISOString() }] },
   });
+});
+document.getElementById('keep-copy').addEventListener('click', () => {
+  changeRules('POST', '/api/household/policies', { policy: 'export-copy', parameters: {} });
+});
+document.getElementById('download-copy').addEventListener('click', async () => {
+  try {
+    await downloadCopy();
+  } catch (error) {
+    show(message, 'error', `No download: ${error.message}`);
+  }
+  await loadRulesAndLog();
 });
 document.getElementById('rules').addEventListener('click', (event) => {
   const id = event.target.getAttribute('data-detach');
