@@ -684,6 +684,21 @@ fn the_participant_keeps_an_export_copy_and_downloads_it_as_csv() {
     let (device, _, meter) = household(&cloud);
     let (status, body) = attach(&cloud, &device, "export-copy", json!({}));
     assert_eq!(status, 201, "{body}");
+    // The attachment names the code by its content digest, as the listing does.
+    let (_, listing) = cloud.as_device(&device, "GET", "/api/household/policies", None);
+    let available = listing["available"].as_array().cloned().unwrap_or_default();
+    let listed = available.iter().find(|p| p["policy"] == "export-copy");
+    assert_eq!(
+        listed.map(|p| &p["digest"]),
+        Some(&body["digest"]),
+        "{listing}"
+    );
+    assert!(
+        body["digest"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("sha256:")),
+        "{body}"
+    );
     let new = json!({ "uuid": uuid4(), "meter": meter, "measured_at": recent(50),
                       "data": [{ "0100100700ff": 2.5 }, { "0100010800ff": 1050.0 }] });
     let (status, body) = cloud.as_device(

@@ -73,6 +73,18 @@ pub fn shipped(name: &str) -> Option<&'static Shipped> {
     SHIPPED.iter().find(|s| s.name == name)
 }
 
+include!(concat!(env!("OUT_DIR"), "/policy_digests.rs"));
+
+/// The content digest of the policy `name` of this build (`wattlet_policy::digest`: SHA-256 of
+/// its source, `sha256:<hex>`), computed at build time from the checkout the composed Data API
+/// is built from.
+pub fn digest(name: &str) -> Option<&'static str> {
+    POLICY_DIGESTS
+        .iter()
+        .find(|(policy, _)| *policy == name)
+        .map(|(_, digest)| *digest)
+}
+
 /// Whether a policy of `chain` reads `context.peers` (an unknown policy is assumed to).
 pub fn reads_peers(chain: &[Attachment]) -> bool {
     chain
@@ -128,15 +140,19 @@ pub struct Attachment {
     pub parameters: String,
     pub principal: String,
     pub attached_at: Option<String>,
+    /// The policy's content digest when it was attached ([`digest`]); `None` for attachments
+    /// made before digests were kept.
+    pub digest: Option<String>,
 }
 
 impl Attachment {
-    /// What ran, for the answer and the access log: `{"attachment","policy",
-    /// "parameters_sha256","decision"}`.
+    /// What ran, for the answer and the access log: `{"attachment","policy","digest",
+    /// "parameters_sha256","decision"}`, `digest` the content digest of the code that decided.
     fn ran(&self, decision: &Decision) -> Value {
         json!({
             "attachment": self.id,
             "policy": self.policy,
+            "digest": digest(&self.policy),
             "parameters_sha256": wattlet_policy::log::sha256_hex(&self.parameters),
             "decision": decision.name(),
         })
@@ -149,13 +165,14 @@ impl Attachment {
             "policy": self.policy,
             "version": VERSION,
             "parameters": serde_json::from_str::<Value>(&self.parameters).unwrap_or(Value::Null),
+            "digest": self.digest,
             "principal": self.principal,
             "attached_at": crate::timestamp::db_to_api(self.attached_at.clone()),
         })
     }
 }
 
-const COLUMNS: &str = "id, household, object, policy, parameters, principal, attached_at";
+const COLUMNS: &str = "id, household, object, policy, parameters, principal, attached_at, digest";
 
 fn attachment(row: &crate::db::Row) -> ApiResult<Attachment> {
     Ok(Attachment {
@@ -168,6 +185,7 @@ fn attachment(row: &crate::db::Row) -> ApiResult<Attachment> {
         parameters: col_required(row, 4)?,
         principal: col_required(row, 5)?,
         attached_at: col_text(row, 6),
+        digest: col_text(row, 7),
     })
 }
 
@@ -336,6 +354,7 @@ mod tests {
             parameters: "{}".into(),
             principal: "admin".into(),
             attached_at: None,
+            digest: None,
         }
     }
 

@@ -376,6 +376,9 @@ pub fn migrations() -> Vec<Migration> {
                 PRIMARY KEY (household, uuid)
             )"#.to_owned(),
                 "CREATE INDEX IF NOT EXISTS export_copy_time ON export_copy(household, measured_at, uuid)".to_owned(),
+                // The content digest of the policy's code when it was attached
+                // (`policy::digest`); NULL for attachments made before.
+                "ALTER TABLE policy_attachment ADD COLUMN digest TEXT".to_owned(),
             ],
         },
     ]

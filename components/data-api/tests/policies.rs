@@ -500,3 +500,67 @@ fn the_export_copy_keeps_what_was_stored_for_the_participant_alone() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(copied(&api), 0);
 }
+
+#[test]
+fn attachments_and_the_log_name_the_code_by_its_digest() {
+    let api = Api::new();
+    let h = household(&api);
+    let (status, listing) = api.as_device(&h, Method::Get, "/api/household/policies", None);
+    assert_eq!(status, 200, "{listing}");
+    let available = listing["available"].as_array().cloned().unwrap_or_default();
+    let digest_of = |name: &str| {
+        available
+            .iter()
+            .find(|p| p["policy"] == name)
+            .and_then(|p| p["digest"].as_str())
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("{name} has no digest: {listing}"))
+    };
+    let retention = digest_of("retention");
+    assert!(
+        retention.starts_with("sha256:") && retention.len() == 71,
+        "{retention}"
+    );
+    assert_ne!(retention, digest_of("pause-window"));
+
+    // Attaching names the code it expects: another digest is refused, the right one kept.
+    let attach = |digest: &str| {
+        api.as_device(
+            &h,
+            Method::Post,
+            "/api/household/policies",
+            Some(
+                &json!({ "policy": "retention", "parameters": { "months": 24 }, "digest": digest }),
+            ),
+        )
+    };
+    let other = format!("sha256:{}", "0".repeat(64));
+    let refused = attach(&other);
+    assert_refused(&refused, RefusalCode::Conflict);
+    assert!(
+        refused.1["error"]
+            .as_str()
+            .is_some_and(|e| e.contains(&retention)),
+        "{}",
+        refused.1
+    );
+    let (status, attached) = attach(&retention);
+    assert_eq!(
+        (status, &attached["digest"]),
+        (201, &json!(retention)),
+        "{attached}"
+    );
+
+    // Every read's log entry names the code that decided.
+    rows(&own_read(&api, &h));
+    let read = log_entries(&api, &h)
+        .into_iter()
+        .rev()
+        .find(|e| e["operation"] == "read")
+        .expect("a read");
+    assert_eq!(read["policies"][0]["digest"], json!(retention), "{read}");
+    assert_eq!(
+        log_entries(&api, &h)[0]["policies"][0]["digest"],
+        json!(retention)
+    );
+}

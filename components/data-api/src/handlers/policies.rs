@@ -35,6 +35,10 @@ struct Attach {
     parameters: Value,
     #[serde(default)]
     object: Option<String>,
+    /// The content digest the attacher expects to run (`sha256:<hex>`): refused when this
+    /// build's code of the policy has another.
+    #[serde(default)]
+    digest: Option<String>,
 }
 
 /// Checks an attachment request: a shipped policy the principal may attach, an object it
@@ -69,6 +73,19 @@ fn checked(env: &Env, req: &Request, study: bool) -> ApiResult<(String, ObjectKi
             )));
         }
     };
+    let running = policy::digest(shipped.name);
+    if let Some(expected) = &attach.digest
+        && running != Some(expected.as_str())
+    {
+        return Err(ApiError::refused(
+            RefusalCode::Conflict,
+            format!(
+                "digest: this build's {} is {}, not {expected}",
+                shipped.name,
+                running.unwrap_or("of unknown digest")
+            ),
+        ));
+    }
     if !attach.parameters.is_object() {
         return Err(bad("parameters: must be a JSON object"));
     }
@@ -98,8 +115,9 @@ fn insert(
         )));
     }
     let rows = env.db.query(
-        "INSERT INTO policy_attachment (household, object, policy, parameters, principal, attached_at)
-         VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+        "INSERT INTO policy_attachment
+         (household, object, policy, parameters, principal, attached_at, digest)
+         VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
         &[
             household.map_or(Sql::Null, text),
             text(object.name()),
@@ -107,6 +125,7 @@ fn insert(
             text(parameters),
             text(principal),
             text(timestamp::to_db(timestamp::now())),
+            policy::digest(policy).map_or(Sql::Null, text),
         ],
     )?;
     let id = rows
@@ -136,6 +155,7 @@ fn change_entry(actor: &str, operation: &str, a: &Attachment) -> Value {
         "policies": [{
             "attachment": a.id,
             "policy": a.policy,
+            "digest": a.digest,
             "parameters_sha256": wattlet_policy::log::sha256_hex(&a.parameters),
             "principal": a.principal,
         }],
@@ -157,6 +177,7 @@ fn listing(household: Option<&str>, chain: &[Attachment]) -> Value {
         "available": policy::SHIPPED.iter().map(|s| json!({
             "policy": s.name,
             "version": policy::VERSION,
+            "digest": policy::digest(s.name),
             "study": s.study,
             "participant": s.participant,
             "summary": s.summary,
@@ -179,9 +200,10 @@ pub fn household_list(req: &Request, env: &Env) -> ApiResult<Response> {
     ))
 }
 
-/// `POST /api/household/policies` (participant) `{"policy","parameters":{…},"object"?}` → 201
-/// with the attachment; 400 for unknown policies or invalid parameters; 403
-/// `policy_not_stricter` when a study rule of the same policy is stricter.
+/// `POST /api/household/policies` (participant) `{"policy","parameters":{…},"object"?,"digest"?}` → 201
+/// with the attachment (its `digest`: the policy's content digest in this build); 400 for
+/// unknown policies or invalid parameters; 409 `conflict` when `digest` names other code than
+/// this build's; 403 `policy_not_stricter` when a study rule of the same policy is stricter.
 pub fn household_attach(req: &Request, env: &Env) -> ApiResult<Response> {
     let participant = auth::participant(req, env)?;
     let household = participant.household.as_str();

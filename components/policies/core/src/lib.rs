@@ -2,10 +2,13 @@
 //! policy sees ([`Context`], [`Rows`], [`Decision`]), the [`Policy`] trait each shipped policy
 //! library implements, [`export_policy!`], which turns one into the thin component export, and
 //! the access log's hash chain ([`log`]), which the Data API writes and `wattlet audit verify`
-//! checks.
+//! checks, and a policy's content digest over its source ([`digest`]).
 //!
 //! No WIT export lives here: the Data API links this crate, and an export would travel into it.
 
+/// Build-time only (the Data API's build script): not in the components.
+#[cfg(not(target_family = "wasm"))]
+pub mod digest;
 pub mod log;
 
 /// The data object a policy is attached to.
