@@ -634,7 +634,7 @@ impl Nialm {
         };
         let manager = tokio::spawn(wattlet_workers::manager::run(
             ManagerOptions {
-                nats_url: nats.url.clone(),
+                nats: (&nats.url).into(),
                 api: manager_api,
                 models: DEFAULT_MODELS.map(String::from).to_vec(),
                 settings: QueueSettings::default(),
@@ -646,7 +646,7 @@ impl Nialm {
         ));
         let worker = tokio::spawn(wattlet_workers::worker::run(
             WorkerOptions {
-                nats_url: nats.url.clone(),
+                nats: (&nats.url).into(),
                 api,
                 component,
                 stream_component,

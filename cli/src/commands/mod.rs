@@ -4,6 +4,7 @@ mod audit;
 mod ca;
 mod gateway;
 mod meter;
+mod nats;
 mod queue;
 mod release;
 mod serve;

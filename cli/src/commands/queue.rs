@@ -71,9 +71,8 @@ pub enum WorkerCommand {
 
 #[derive(Debug, Args)]
 struct Connection {
-    /// The NATS server (JetStream enabled); for a cluster, several servers separated by commas.
-    #[arg(long, value_name = "URL", default_value = "nats://127.0.0.1:4222")]
-    nats: String,
+    #[command(flatten)]
+    nats: super::nats::NatsArgs,
     /// The Data API: https://host[:port] (with --ca), or http://host[:port] where TLS ends in
     /// front of it (a local `spin up`).
     #[arg(long, value_name = "URL")]
@@ -222,7 +221,7 @@ pub fn run_manager(command: ManagerCommand) -> anyhow::Result<ExitCode> {
     let ManagerCommand::Nialm(args) = command;
     let options = ManagerOptions {
         api: args.connection.api()?,
-        nats_url: args.connection.nats,
+        nats: args.connection.nats.connection(),
         models: args.models.into_iter().filter(|m| !m.is_empty()).collect(),
         settings: QueueSettings {
             replicas: args.replicas.map(usize::from),
@@ -283,7 +282,7 @@ pub fn run_worker(command: WorkerCommand) -> anyhow::Result<ExitCode> {
         api,
         confidential,
         plaintext: args.plaintext,
-        nats_url: args.connection.nats,
+        nats: args.connection.nats.connection(),
         component,
         stream_component,
         limits: Limits {

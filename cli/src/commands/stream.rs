@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::nats::NatsArgs;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use wattlet_runtime::stream::StreamComponent;
@@ -181,18 +182,11 @@ pub struct ConvertArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct Nats {
-    /// The NATS server (JetStream enabled); for a cluster, several servers separated by commas.
-    #[arg(long, value_name = "URL", default_value = "nats://127.0.0.1:4222")]
-    nats: String,
-}
-
-#[derive(Debug, Args)]
 pub struct ReplayArgs {
     /// Event file (challenge CSV, gzip when it ends in .gz), in arrival order.
     input: PathBuf,
     #[command(flatten)]
-    nats: Nats,
+    nats: NatsArgs,
     /// Event time runs X times faster than wall time [default: as fast as NATS takes them].
     #[arg(long, value_name = "X")]
     rate: Option<f64>,
@@ -210,7 +204,7 @@ pub struct ReplayArgs {
 #[derive(Debug, Args)]
 pub struct ResultsArgs {
     #[command(flatten)]
-    nats: Nats,
+    nats: NatsArgs,
     /// The run's dataset key file: needed to read a sealed run's rows.
     #[arg(long, value_name = "FILE")]
     key: Option<PathBuf>,
@@ -236,7 +230,7 @@ pub struct ReferenceArgs {
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
     #[command(flatten)]
-    nats: Nats,
+    nats: NatsArgs,
     /// This worker's id, unique among live workers (a NATS subject token); a restart with the
     /// same id takes its tasks back at once [default: host name and process id].
     #[arg(long)]
@@ -361,7 +355,7 @@ pub fn run(command: StreamCommand) -> anyhow::Result<ExitCode> {
             let events = events(&args.input)?;
             let started = Instant::now();
             let stats = runtime()?.block_on(async {
-                let js = wattlet_workers::connect(&args.nats.nats).await?;
+                let js = wattlet_workers::connect(args.nats.connection()).await?;
                 debs::replay::replay(&js, events, &meta, &payloads, args.rate, |stats| {
                     let secs = started.elapsed().as_secs_f64().max(1e-3);
                     eprintln!(
@@ -450,7 +444,7 @@ fn results(args: ResultsArgs) -> anyhow::Result<ExitCode> {
         None => Payloads::Plain,
     };
     runtime()?.block_on(async {
-        let js = wattlet_workers::connect(&args.nats.nats).await?;
+        let js = wattlet_workers::connect(args.nats.connection()).await?;
         match (
             debs::events_meta(&js).await?.and_then(|m| m.key_id),
             payloads.key_id(),
@@ -582,7 +576,7 @@ pub fn run_worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         checkpoint_every: args.checkpoint_every,
         checkpoint_interval: args.checkpoint_interval,
         operators,
-        ..StreamWorkerOptions::new(&args.nats.nats, &id)
+        ..StreamWorkerOptions::new(args.nats.connection(), &id)
     };
     let runtime = runtime()?;
     if let Some(addr) = args.metrics_listen {

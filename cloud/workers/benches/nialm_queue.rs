@@ -300,7 +300,7 @@ fn main() {
             .expect("simulated TEE"),
         }),
         plaintext: sealing == Sealing::Plaintext,
-        nats_url: nats_url.to_owned(),
+        nats: nats_url.into(),
         api: api.clone(),
         component: component_path.clone(),
         stream_component: stream_path.clone(),

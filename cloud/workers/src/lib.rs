@@ -29,6 +29,7 @@ pub mod stream;
 pub mod tee;
 pub mod worker;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -75,28 +76,89 @@ impl Default for QueueSettings {
     }
 }
 
+/// Where NATS is and how to reach it: its URL (a cluster's servers separated by commas) and, for
+/// servers that require it, TLS with a client certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nats {
+    pub url: String,
+    pub tls: Option<NatsTls>,
+}
+
+/// TLS to NATS: the CA that signed the servers' certificates, and the client's certificate and
+/// key (PEM files) for servers that authenticate clients by certificate (`verify_and_map`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatsTls {
+    pub ca: PathBuf,
+    pub client: Option<(PathBuf, PathBuf)>,
+}
+
+impl Nats {
+    /// `url` without TLS (a local `nats-server`).
+    pub fn plain(url: impl Into<String>) -> Nats {
+        Nats {
+            url: url.into(),
+            tls: None,
+        }
+    }
+}
+
+impl From<&str> for Nats {
+    fn from(url: &str) -> Nats {
+        Nats::plain(url)
+    }
+}
+
+impl From<&String> for Nats {
+    fn from(url: &String) -> Nats {
+        Nats::plain(url.as_str())
+    }
+}
+
 /// Connects to NATS and returns the JetStream context.
-pub async fn connect(url: &str) -> anyhow::Result<Context> {
+pub async fn connect(nats: impl Into<Nats>) -> anyhow::Result<Context> {
     // Up to this many publishes await their acknowledgement at once: the manager pipelines.
-    connect_with_inflight(url, 16_384).await
+    connect_with_inflight(&nats.into(), 16_384).await
 }
 
 /// [`connect`], at most `max_ack_inflight` publishes awaiting their acknowledgement at once
-/// (past it, a publish waits for one). `url` may list several servers of a cluster, separated by
-/// commas: the client takes any that answers, and moves to another when it fails (it also
+/// (past it, a publish waits for one). The URL may list several servers of a cluster, separated
+/// by commas: the client takes any that answers, and moves to another when it fails (it also
 /// learns the cluster's other servers from the one it reached).
-pub async fn connect_with_inflight(url: &str, max_ack_inflight: usize) -> anyhow::Result<Context> {
+pub async fn connect_with_inflight(
+    nats: &Nats,
+    max_ack_inflight: usize,
+) -> anyhow::Result<Context> {
+    let url = &nats.url;
     let servers = url
         .split(',')
         .map(|u| u.trim().parse::<async_nats::ServerAddr>())
         .collect::<Result<Vec<_>, _>>()
         .with_context(|| format!("{url} is not a NATS URL (or a comma-separated list of them)"))?;
-    let client = async_nats::ConnectOptions::new()
-        .name("wattlet")
+    // async-nats builds its rustls configuration with the process-wide provider, also when a
+    // server asks a client that was given no TLS options to use TLS.
+    wattlet_tls::install_default_provider();
+    let mut options = async_nats::ConnectOptions::new().name("wattlet");
+    if let Some(tls) = &nats.tls {
+        for file in std::iter::once(&tls.ca).chain(tls.client.iter().flat_map(|(c, k)| [c, k])) {
+            std::fs::metadata(file)
+                .with_context(|| format!("cannot read the NATS TLS file {}", file.display()))?;
+        }
+        options = options
+            .require_tls(true)
+            .add_root_certificates(tls.ca.clone());
+        if let Some((cert, key)) = &tls.client {
+            options = options.add_client_certificate(cert.clone(), key.clone());
+        }
+    }
+    let client = options
         .connect(servers.as_slice())
         .await
-        .with_context(|| {
-            format!("cannot connect to NATS at {url} (is nats-server -js running?)")
+        .with_context(|| match &nats.tls {
+            None => format!("cannot connect to NATS at {url} (is nats-server -js running?)"),
+            Some(_) => format!(
+                "cannot connect to NATS at {url} over TLS (is the CA the servers' and the \
+                 client certificate one they accept?)"
+            ),
         })?;
     Ok(jetstream::ContextBuilder::new()
         .max_ack_inflight(max_ack_inflight)

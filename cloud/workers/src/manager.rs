@@ -31,7 +31,7 @@ use crate::plan::{MAX_WINDOWS_PER_STEP, MeterSpan, Planner};
 use crate::{Cursors, QueueSettings};
 
 pub struct ManagerOptions {
-    pub nats_url: String,
+    pub nats: crate::Nats,
     /// The Data API's worker endpoints.
     pub api: ApiOptions,
     pub models: Vec<String>,
@@ -75,7 +75,7 @@ pub async fn run(
         .meters()
         .await
         .context("cannot read the meters from the Data API")?;
-    let js = crate::connect(&options.nats_url).await?;
+    let js = crate::connect(options.nats.clone()).await?;
     crate::ensure_streams(&js, &options.settings).await?;
     let cursors = crate::Cursors::open(&js, &options.settings).await?;
     tokio::pin!(shutdown);

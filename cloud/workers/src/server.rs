@@ -24,6 +24,27 @@ impl LocalNats {
         })
     }
 
+    /// [`LocalNats::start`] with a configuration file (`-c`, e.g. TLS and client
+    /// certificates); `url` is then the address without a scheme's TLS hint (`nats://`),
+    /// which the client upgrades when told to use TLS.
+    pub fn start_with_config(
+        listen: SocketAddr,
+        store: &Path,
+        log: &Path,
+        config: &Path,
+    ) -> anyhow::Result<Self> {
+        let child = spawn(
+            listen,
+            store,
+            log,
+            &["-c".into(), config.display().to_string()],
+        )?;
+        Ok(LocalNats {
+            url: format!("nats://{listen}"),
+            child,
+        })
+    }
+
     /// The server's process id (benchmarks read its CPU time).
     pub fn pid(&self) -> u32 {
         self.child.id()

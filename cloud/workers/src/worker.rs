@@ -64,7 +64,7 @@ use crate::{DEAD_REASON_HEADER, DEAD_SUBJECT, QueueSettings};
 const API_RETRY: Duration = Duration::from_secs(5);
 
 pub struct WorkerOptions {
-    pub nats_url: String,
+    pub nats: crate::Nats,
     /// The Data API's worker endpoints (results are stored there).
     pub api: ApiOptions,
     pub component: PathBuf,
@@ -123,7 +123,7 @@ pub async fn run(
             None
         }
     };
-    let js = crate::connect(&options.nats_url).await?;
+    let js = crate::connect(options.nats.clone()).await?;
     crate::ensure_streams(&js, &options.settings).await?;
     let consumer = crate::ensure_consumer(&js, &options.settings).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -104,7 +104,7 @@ fn a_hung_item_is_stopped_retried_and_dead_lettered_while_others_complete() {
     let metrics = free_port();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let options = WorkerOptions {
-        nats_url: nats.url.clone(),
+        nats: (&nats.url).into(),
         api,
         component: component(),
         stream_component: wattlet_runtime::locate::locate("wattlet-stream-analytics", None)

@@ -337,8 +337,9 @@ impl Policies for WitPolicies {
         )
     }
 
-    fn read(
+    fn rows(
         &self,
+        hook: ours_policy::Hook,
         policy: &str,
         parameters: &str,
         object: ours_policy::ObjectKind,
@@ -348,31 +349,20 @@ impl Policies for WitPolicies {
         let object = wit_object(object);
         let context = wit_context(context);
         let rows = wit_rows(rows);
-        let decision = dispatch!(
-            policy,
-            // Fail closed: an attachment naming no composed policy serves nothing.
-            pw::Decision::Deny(format!("policy {policy} is not part of this build")),
-            read(parameters, object, &context, &rows)
-        );
-        our_decision(decision)
-    }
-
-    fn write(
-        &self,
-        policy: &str,
-        parameters: &str,
-        object: ours_policy::ObjectKind,
-        context: &ours_policy::Context,
-        rows: &ours_policy::Rows,
-    ) -> ours_policy::Decision {
-        let object = wit_object(object);
-        let context = wit_context(context);
-        let rows = wit_rows(rows);
-        let decision = dispatch!(
-            policy,
-            pw::Decision::Deny(format!("policy {policy} is not part of this build")),
-            write(parameters, object, &context, &rows)
-        );
+        // Fail closed: an attachment naming no composed policy serves and stores nothing.
+        let unknown = || pw::Decision::Deny(format!("policy {policy} is not part of this build"));
+        let decision = match hook {
+            ours_policy::Hook::Read => {
+                dispatch!(policy, unknown(), read(parameters, object, &context, &rows))
+            }
+            ours_policy::Hook::Write => {
+                dispatch!(
+                    policy,
+                    unknown(),
+                    write(parameters, object, &context, &rows)
+                )
+            }
+        };
         our_decision(decision)
     }
 

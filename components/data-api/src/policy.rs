@@ -92,6 +92,15 @@ pub fn reads_peers(chain: &[Attachment]) -> bool {
         .any(|a| shipped(&a.policy).is_none_or(|s| s.reads_peers))
 }
 
+/// The hooks a chain runs over rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    /// Before rows are served.
+    Read,
+    /// Before rows are stored.
+    Write,
+}
+
 /// The shipped policies' hooks. `policy` is always one of [`SHIPPED`].
 pub trait Policies {
     /// `Err`: why the parameters are refused (for people).
@@ -102,18 +111,11 @@ pub trait Policies {
         parameters: &str,
         than: &str,
     ) -> Result<bool, String>;
-    fn read(
+    /// `policy`'s `hook` over `rows` of `object`, before they are served (read) or stored
+    /// (write): allow, deny, transform, or (a write) copy.
+    fn rows(
         &self,
-        policy: &str,
-        parameters: &str,
-        object: ObjectKind,
-        context: &Context,
-        rows: &Rows,
-    ) -> Decision;
-    /// Before `rows` of `object` are stored: allow, deny, or the rows to store instead (only
-    /// rows given, possibly with other values).
-    fn write(
-        &self,
+        hook: Hook,
         policy: &str,
         parameters: &str,
         object: ObjectKind,
@@ -251,15 +253,6 @@ pub fn run_delete(
     (Ok(()), ran)
 }
 
-/// The hooks a chain runs over rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Hook {
-    /// Before rows are served.
-    Read,
-    /// Before rows are stored.
-    Write,
-}
-
 /// Runs `chain`'s `hook` over `rows`. Rows a policy returns malformed (columns of different
 /// lengths, an origin that is no row) deny: nothing is served or stored that cannot be read
 /// back. A `copy` leaves the rows as they are and is kept for a write; it denies a read.
@@ -276,11 +269,7 @@ pub fn run_rows(
     let (mut transformed, mut copies) = (false, Vec::new());
     for a in chain {
         let (policy, parameters) = (a.policy.as_str(), a.parameters.as_str());
-        let decision = match hook {
-            Hook::Read => policies.read(policy, parameters, object, context, &rows),
-            Hook::Write => policies.write(policy, parameters, object, context, &rows),
-        };
-        let decision = match decision {
+        let decision = match policies.rows(hook, policy, parameters, object, context, &rows) {
             Decision::Transform(new) => match new.check(inputs) {
                 Ok(()) => Decision::Transform(new),
                 Err(e) => Decision::Deny(format!("policy {policy} returned {e}")),
@@ -334,10 +323,15 @@ mod tests {
         fn at_least_as_strict(&self, _: &str, _: &str, _: &str) -> Result<bool, String> {
             Ok(true)
         }
-        fn read(&self, _: &str, _: &str, _: ObjectKind, _: &Context, _: &Rows) -> Decision {
-            self.0.clone()
-        }
-        fn write(&self, _: &str, _: &str, _: ObjectKind, _: &Context, _: &Rows) -> Decision {
+        fn rows(
+            &self,
+            _: Hook,
+            _: &str,
+            _: &str,
+            _: ObjectKind,
+            _: &Context,
+            _: &Rows,
+        ) -> Decision {
             self.0.clone()
         }
         fn delete(&self, _: &str, _: &str, _: ObjectKind, _: &Context) -> Decision {

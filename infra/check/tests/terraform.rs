@@ -64,6 +64,7 @@ fn the_envs_render_every_object_with_its_replicas() {
         "envs/survey-small/app: module.workers: kubernetes_manifest.pod_monitor[0]",
         "envs/survey-small/platform: module.monitoring: helm_release.kube_prometheus_stack",
         "envs/survey-small/platform: module.nats: helm_release.nats",
+        "envs/survey-small/platform: module.nats: kubernetes_manifest.network_policy",
         "envs/survey-small/platform: module.spinkube: helm_release.cert_manager",
         "envs/survey-small/platform: module.spinkube: helm_release.kwasm_operator[0]",
         "envs/survey-small/platform: module.spinkube: helm_release.spin_operator",
@@ -75,6 +76,12 @@ fn the_envs_render_every_object_with_its_replicas() {
         match &r.what {
             Rendered::Helm { chart, values, .. } if chart == "nats" => {
                 assert_eq!(values.pointer("/config/cluster/replicas"), Some(&3.into()));
+                // Clients over TLS with a certificate of the NATS CA, from the named Secret.
+                let tls = values.pointer("/config/nats/tls").expect("tls");
+                assert_eq!(tls.pointer("/enabled"), Some(&true.into()));
+                assert_eq!(tls.pointer("/merge/verify"), Some(&true.into()));
+                assert_eq!(tls.pointer("/secretName"), Some(&"nats-server-tls".into()));
+                assert_eq!(values.pointer("/tlsCA/key"), Some(&"ca.crt".into()));
                 assert_eq!(
                     values.pointer("/config/jetstream/fileStore/pvc/size"),
                     Some(&"10Gi".into())
@@ -95,6 +102,15 @@ fn the_envs_render_every_object_with_its_replicas() {
                     wattlet_infra_check::lints::flag(&args, "--replicas"),
                     Some("3")
                 );
+                // NATS over TLS with the client certificate mounted from its Secret.
+                assert_eq!(
+                    wattlet_infra_check::lints::flag(&args, "--nats-cert"),
+                    Some("/etc/wattlet/nats/tls.crt")
+                );
+                assert_eq!(
+                    m.pointer("/spec/template/spec/volumes/0/secret/secretName"),
+                    Some(&"wattlet-nats-client".into())
+                );
             }
             Rendered::Manifest(m)
                 if r.address.starts_with("kubernetes_manifest.network_policy") =>
@@ -104,6 +120,21 @@ fn the_envs_render_every_object_with_its_replicas() {
                 let monitoring = serde_json::json!([{"namespaceSelector": {"matchLabels":
                     {"kubernetes.io/metadata.name": "monitoring"}}}]);
                 match r.address.as_str() {
+                    // NATS: the workers' namespace on the client port, the servers' routes,
+                    // Prometheus on the exporter and monitor ports; no one else.
+                    _ if m.pointer("/metadata/name") == Some(&"nats".into()) => {
+                        let wattlet = serde_json::json!([{"namespaceSelector": {"matchLabels":
+                            {"kubernetes.io/metadata.name": "wattlet"}}}]);
+                        assert_eq!(from(0), Some(wattlet));
+                        assert_eq!(
+                            ingress.pointer("/0/ports"),
+                            Some(&serde_json::json!(
+                            [{"port": 4222, "protocol": "TCP"}]))
+                        );
+                        assert_eq!(ingress.pointer("/1/ports/1/port"), Some(&6222.into()));
+                        assert_eq!(from(2), Some(monitoring.clone()));
+                        assert_eq!(ingress.as_array().map(Vec::len), Some(3));
+                    }
                     // The manager serves nothing: nothing may reach it.
                     a if a.ends_with("[\"manager\"]") => {
                         assert_eq!(ingress, &serde_json::json!([]), "{a}")
@@ -659,8 +690,8 @@ fn inconsistent_deployments_fail() {
         replace(
             r,
             WORKERS,
-            "volumes = r.attests ? [local.tee_mount.volume] : []",
-            "volumes = []",
+            "r.attests ? [local.tee_mount.volume] : [],",
+            "[],",
         )
     });
     assert_rule(&f, "render", "which is no volume");

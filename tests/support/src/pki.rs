@@ -77,3 +77,76 @@ pub fn device_valid_for(
 pub fn anonymous(ca: &CaDir) -> Arc<ClientConfig> {
     Arc::new(wattlet_tls::anonymous_client_tls_config(&ca.ca_cert_path()).expect("TLS client"))
 }
+
+/// A `nats-server -js` that takes clients over TLS only, each with a certificate of its own CA
+/// (`tls { verify: true }`), as the operations stage runs NATS; with that CA and a client
+/// certificate of it.
+pub struct TlsNats {
+    pub nats: wattlet_workers::server::LocalNats,
+    pub ca: CaDir,
+    /// A client certificate of `ca`: (cert, key).
+    pub client: (PathBuf, PathBuf),
+}
+
+impl TlsNats {
+    /// The connection that presents `client` (another certificate or none).
+    pub fn connection(&self, client: Option<(&Path, &Path)>) -> wattlet_workers::Nats {
+        wattlet_workers::Nats {
+            url: self.nats.url.clone(),
+            tls: Some(wattlet_workers::NatsTls {
+                ca: self.ca.ca_cert_path(),
+                client: client.map(|(c, k)| (c.to_path_buf(), k.to_path_buf())),
+            }),
+        }
+    }
+
+    /// The connection with the NATS CA's client certificate.
+    pub fn client_connection(&self) -> wattlet_workers::Nats {
+        self.connection(Some((&self.client.0, &self.client.1)))
+    }
+}
+
+/// A client certificate of `ca` named `name` (the CA's device kind: CN `name`, clientAuth), its
+/// files in `dir`: (cert, key).
+pub fn client_certificate(ca: &CaDir, dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    ca.issue_device(&DeviceRequest::new(name, "operations@example.org"))
+        .expect("client certificate")
+        .write(&dir.join(crate::unique(name)))
+        .expect("write the client certificate")
+}
+
+/// [`TlsNats`] on a free port, its CA, certificates, store and log in `dir`.
+pub fn tls_nats(dir: &Path) -> TlsNats {
+    let ca = CaDir::init(
+        &dir.join("nats-ca"),
+        "NATS CA",
+        pki::DEFAULT_CA_VALIDITY,
+        false,
+    )
+    .expect("NATS CA");
+    let (cert, key) = ca
+        .issue_server(&ServerRequest::default())
+        .expect("server certificate")
+        .write(&dir.join("nats-server"))
+        .expect("write the server certificate");
+    let client = client_certificate(&ca, dir, "wattlet-workers");
+    let config = dir.join("nats.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "tls {{\n  cert_file: {:?}\n  key_file: {:?}\n  ca_file: {:?}\n  verify: true\n  timeout: 5\n}}\n",
+            cert.display().to_string(),
+            key.display().to_string(),
+            ca.ca_cert_path().display().to_string(),
+        ),
+    )
+    .expect("nats.conf");
+    let nats = wattlet_workers::server::LocalNats::start_with_config(
+        crate::free_port(),
+        &dir.join("jetstream"),
+        &dir.join("nats-server.log"),
+        &config,
+    )
+    .expect("nats-server with TLS starts (./dev test installs it)");
+    TlsNats { nats, ca, client }
+}

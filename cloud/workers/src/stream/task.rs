@@ -41,7 +41,7 @@ const MAX_BATCH_EVENTS: usize = 4096;
 
 #[derive(Clone, Debug)]
 pub struct StreamWorkerOptions {
-    pub nats_url: String,
+    pub nats: crate::Nats,
     /// Unique among live workers; a restarted worker with the same id takes its leases back at
     /// once.
     pub id: String,
@@ -60,9 +60,9 @@ pub struct StreamWorkerOptions {
 }
 
 impl StreamWorkerOptions {
-    pub fn new(nats_url: &str, id: &str) -> Self {
+    pub fn new(nats: impl Into<crate::Nats>, id: &str) -> Self {
         StreamWorkerOptions {
-            nats_url: nats_url.to_owned(),
+            nats: nats.into(),
             id: id.to_owned(),
             checkpoint_every: 10_000,
             checkpoint_interval: Duration::from_secs(5),
@@ -118,7 +118,7 @@ pub async fn run(
     // Each task bounds its own unacknowledged publishes (MAX_PENDING). A limit shared by the
     // tasks would deadlock them: a task holding part of it awaits nothing while another waits
     // for it (the awaiting-acknowledgement futures hold their permits until awaited).
-    let js = crate::connect_with_inflight(&options.nats_url, 1 << 24).await?;
+    let js = crate::connect_with_inflight(&options.nats, 1 << 24).await?;
     ensure_streams(&js).await?;
     let leases = Leases::open(&js).await?;
     tokio::pin!(shutdown);

@@ -222,46 +222,36 @@ impl Policies for PolicyLibraries {
         .map_err(|e| e.to_string())
     }
 
-    fn read(
+    fn rows(
         &self,
+        hook: policy::Hook,
         policy: &str,
         parameters: &str,
         object: policy::ObjectKind,
         context: &policy::Context,
         rows: &policy::Rows,
     ) -> policy::Decision {
-        use wattlet_policy::Policy;
-        let rows = rows.clone();
-        match policy {
-            "researchers-aggregate" => {
-                ResearchersAggregate::read(parameters, object, context, rows)
+        fn run<P: wattlet_policy::Policy>(
+            hook: policy::Hook,
+            parameters: &str,
+            object: policy::ObjectKind,
+            context: &policy::Context,
+            rows: policy::Rows,
+        ) -> policy::Decision {
+            match hook {
+                policy::Hook::Read => P::read(parameters, object, context, rows),
+                policy::Hook::Write => P::write(parameters, object, context, rows),
             }
-            "pause-window" => PauseWindow::read(parameters, object, context, rows),
-            "retention" => Retention::read(parameters, object, context, rows),
-            "k-anonymity" => KAnonymity::read(parameters, object, context, rows),
-            "export-copy" => ExportCopy::read(parameters, object, context, rows),
-            other => policy::Decision::Deny(format!("unknown policy {other}")),
         }
-    }
-
-    fn write(
-        &self,
-        policy: &str,
-        parameters: &str,
-        object: policy::ObjectKind,
-        context: &policy::Context,
-        rows: &policy::Rows,
-    ) -> policy::Decision {
-        use wattlet_policy::Policy;
         let rows = rows.clone();
         match policy {
             "researchers-aggregate" => {
-                ResearchersAggregate::write(parameters, object, context, rows)
+                run::<ResearchersAggregate>(hook, parameters, object, context, rows)
             }
-            "pause-window" => PauseWindow::write(parameters, object, context, rows),
-            "retention" => Retention::write(parameters, object, context, rows),
-            "k-anonymity" => KAnonymity::write(parameters, object, context, rows),
-            "export-copy" => ExportCopy::write(parameters, object, context, rows),
+            "pause-window" => run::<PauseWindow>(hook, parameters, object, context, rows),
+            "retention" => run::<Retention>(hook, parameters, object, context, rows),
+            "k-anonymity" => run::<KAnonymity>(hook, parameters, object, context, rows),
+            "export-copy" => run::<ExportCopy>(hook, parameters, object, context, rows),
             other => policy::Decision::Deny(format!("unknown policy {other}")),
         }
     }

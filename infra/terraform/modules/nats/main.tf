@@ -1,9 +1,31 @@
 # NATS with JetStream as a cluster of cluster_size servers (the official chart, 1.x values), each
-# with a file store on its own volume, spread over nodes so one node lost costs one server.
+# with a file store on its own volume, spread over nodes so one node lost costs one server. With
+# tls_secret_name, clients connect over TLS with a certificate of the NATS CA (verify); a
+# NetworkPolicy lets only the client namespaces, the servers themselves and Prometheus in.
 
 locals {
+  tls = var.tls_secret_name != ""
+
   values = {
+    # The CA of the clients' certificates, from the same Secret (ca.crt).
+    tlsCA = {
+      enabled    = local.tls
+      secretName = var.tls_secret_name
+      key        = "ca.crt"
+    }
     config = {
+      nats = {
+        port = 4222
+        tls = {
+          enabled    = local.tls
+          secretName = var.tls_secret_name
+          # Every client presents a certificate of the NATS CA.
+          merge = {
+            verify  = true
+            timeout = 5
+          }
+        }
+      }
       cluster = {
         enabled  = true
         replicas = var.cluster_size
@@ -46,6 +68,59 @@ locals {
       enabled = true
     }
   }
+}
+
+locals {
+  nats_pods = {
+    "app.kubernetes.io/name"      = "nats"
+    "app.kubernetes.io/component" = "nats"
+  }
+
+  network_policy = {
+    apiVersion = "networking.k8s.io/v1"
+    kind       = "NetworkPolicy"
+    metadata = {
+      name      = "nats"
+      namespace = var.namespace
+    }
+    spec = {
+      podSelector = { matchLabels = local.nats_pods }
+      policyTypes = ["Ingress"]
+      ingress = [
+        {
+          # The queue's clients.
+          from = [for ns in var.client_namespaces : {
+            namespaceSelector = { matchLabels = { "kubernetes.io/metadata.name" = ns } }
+          }]
+          ports = [{ port = 4222, protocol = "TCP" }]
+        },
+        {
+          # The servers' routes to each other, and nats-box beside them.
+          from = [{ podSelector = { matchLabels = { "app.kubernetes.io/name" = "nats" } } }]
+          ports = [
+            { port = 4222, protocol = "TCP" },
+            { port = 6222, protocol = "TCP" },
+          ]
+        },
+        {
+          # Prometheus: the exporter and the monitor.
+          from = [{
+            namespaceSelector = { matchLabels = { "kubernetes.io/metadata.name" = var.monitoring_namespace } }
+          }]
+          ports = [
+            { port = 7777, protocol = "TCP" },
+            { port = 8222, protocol = "TCP" },
+          ]
+        },
+      ]
+    }
+  }
+}
+
+resource "kubernetes_manifest" "network_policy" {
+  manifest = local.network_policy
+
+  depends_on = [helm_release.nats]
 }
 
 resource "helm_release" "nats" {

@@ -44,3 +44,21 @@ variable "pod_monitor" {
   type        = bool
   default     = true
 }
+
+variable "tls_secret_name" {
+  description = "A kubernetes.io/tls Secret in the namespace: the servers' certificate (tls.crt, tls.key) and the CA of the clients' certificates (ca.crt). Set, clients connect over TLS only and present a certificate of that CA (the NATS CA, not the devices'). Empty: no TLS."
+  type        = string
+  default     = ""
+}
+
+variable "client_namespaces" {
+  description = "Namespaces whose pods may connect to NATS' client port (the manager's and the workers')."
+  type        = list(string)
+  default     = ["wattlet"]
+}
+
+variable "monitoring_namespace" {
+  description = "Namespace of Prometheus: the only one that reaches the exporter and the monitor port."
+  type        = string
+  default     = "monitoring"
+}

@@ -6,5 +6,9 @@ terraform {
       source  = "hashicorp/helm"
       version = "2.17.0"
     }
+    kubernetes = {
+      source  = "hashicorp/kubernetes"
+      version = "2.38.0"
+    }
   }
 }

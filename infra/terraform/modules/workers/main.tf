@@ -61,6 +61,24 @@ locals {
     }]
   }
 
+  # The NATS client certificate, mounted where every role's --nats-* options point.
+  nats_tls_dir = "/etc/wattlet/nats"
+  nats_tls     = var.nats_tls_secret_name != ""
+  nats_args = concat(["--nats", var.nats_url], local.nats_tls ? [
+    "--nats-ca", "${local.nats_tls_dir}/ca.crt",
+    "--nats-cert", "${local.nats_tls_dir}/tls.crt",
+    "--nats-key", "${local.nats_tls_dir}/tls.key",
+  ] : [])
+  nats_volume = {
+    name   = "nats-tls"
+    secret = { secretName = var.nats_tls_secret_name }
+  }
+  nats_mount = {
+    name      = "nats-tls"
+    mountPath = local.nats_tls_dir
+    readOnly  = true
+  }
+
   resources = {
     requests = {
       cpu    = var.resources.cpu_request
@@ -74,12 +92,10 @@ locals {
   roles = {
     manager = {
       replicas = 1
-      args = [
-        "manager", "nialm",
-        "--nats", var.nats_url,
+      args = concat(["manager", "nialm"], local.nats_args, [
         "--api", var.api_url,
         "--replicas", tostring(var.stream_replicas),
-      ]
+      ])
       env        = local.token_env.manager
       attests    = false
       metrics    = false
@@ -87,15 +103,13 @@ locals {
     }
     nialm-worker = {
       replicas = var.nialm_workers
-      args = [
-        "worker", "nialm",
-        "--nats", var.nats_url,
+      args = concat(["worker", "nialm"], local.nats_args, [
         "--api", var.api_url,
         "--components", var.components_dir,
         "--concurrency", tostring(var.worker_concurrency),
         "--metrics-listen", "0.0.0.0:${local.metrics_port}",
         "--tee", "auto",
-      ]
+      ])
       env        = local.token_env.worker
       attests    = true
       metrics    = true
@@ -103,14 +117,12 @@ locals {
     }
     stream-worker = {
       replicas = var.stream_workers
-      args = [
-        "worker", "stream",
-        "--nats", var.nats_url,
+      args = concat(["worker", "stream"], local.nats_args, [
         "--components", var.components_dir,
         "--key-broker", var.api_url,
         "--metrics-listen", "0.0.0.0:${local.metrics_port}",
         "--tee", "auto",
-      ]
+      ])
       env        = []
       attests    = true
       metrics    = true
@@ -169,9 +181,15 @@ locals {
               securityContext = {
                 privileged = r.privileged
               }
-              volumeMounts = r.attests ? [local.tee_mount.mount] : []
+              volumeMounts = concat(
+                r.attests ? [local.tee_mount.mount] : [],
+                local.nats_tls ? [local.nats_mount] : [],
+              )
             }]
-            volumes = r.attests ? [local.tee_mount.volume] : []
+            volumes = concat(
+              r.attests ? [local.tee_mount.volume] : [],
+              local.nats_tls ? [local.nats_volume] : [],
+            )
           }
         }
       }

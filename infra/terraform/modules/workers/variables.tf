@@ -115,3 +115,9 @@ variable "monitoring_namespace" {
   type        = string
   default     = "monitoring"
 }
+
+variable "nats_tls_secret_name" {
+  description = "A kubernetes.io/tls Secret with the NATS client certificate of the manager and the workers (tls.crt, tls.key, issued by the NATS CA) and that CA (ca.crt), for a NATS that requires TLS (module nats' tls_secret_name). Empty: plain NATS."
+  type        = string
+  default     = ""
+}

@@ -20,6 +20,7 @@ module "workers" {
   namespace                  = var.namespace
   image                      = var.worker_image
   nats_url                   = var.nats_url
+  nats_tls_secret_name       = var.nats_tls_secret_name
   api_url                    = module.app.service_url
   stream_replicas            = 3
   nialm_workers              = var.nialm_workers

@@ -32,6 +32,12 @@ variable "nats_url" {
   default     = "nats://nats.nats.svc.cluster.local:4222"
 }
 
+variable "nats_tls_secret_name" {
+  description = "Secret (made by hand, README) with the workers' NATS client certificate (tls.crt, tls.key) and the NATS CA (ca.crt); empty for a NATS without TLS."
+  type        = string
+  default     = "wattlet-nats-client"
+}
+
 variable "nialm_workers" {
   description = "NIALM worker pods."
   type        = number

@@ -32,6 +32,7 @@ module "nats" {
   cluster_size       = 3
   jetstream_pvc_size = var.jetstream_pvc_size
   storage_class      = var.storage_class
+  tls_secret_name    = var.nats_tls_secret_name
 
   # The exporter's PodMonitor needs the Prometheus operator's CRDs.
   depends_on = [module.monitoring]

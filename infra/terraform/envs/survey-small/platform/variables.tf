@@ -27,3 +27,9 @@ variable "prometheus_pvc_size" {
   type        = string
   default     = "20Gi"
 }
+
+variable "nats_tls_secret_name" {
+  description = "Secret (made by hand in the nats namespace, README) with the NATS servers' certificate (tls.crt, tls.key) and the NATS CA that signs the clients' (ca.crt); empty for no TLS."
+  type        = string
+  default     = "nats-server-tls"
+}
