@@ -22,7 +22,11 @@ async fn publish(js: &Context, messages: usize, payload: &bytes::Bytes) -> Durat
     let start = Instant::now();
     let mut pending = Vec::with_capacity(1024);
     for _ in 0..messages {
-        pending.push(js.publish("bench.items", payload.clone()).await.expect("publish"));
+        pending.push(
+            js.publish("bench.items", payload.clone())
+                .await
+                .expect("publish"),
+        );
         if pending.len() == 1024 {
             for ack in pending.drain(..) {
                 ack.await.expect("acknowledged");
@@ -96,7 +100,10 @@ fn main() {
     let rate = |d: Duration| messages as f64 / d.as_secs_f64();
     println!("{messages} messages of {bytes} B, median of 3 rounds:");
     let mut rows = Vec::new();
-    for (what, runs) in [("plain", &plain_runs), ("TLS + client certificate", &tls_runs)] {
+    for (what, runs) in [
+        ("plain", &plain_runs),
+        ("TLS + client certificate", &tls_runs),
+    ] {
         let publish = median(runs.iter().map(|r| r.0).collect());
         let read = median(runs.iter().map(|r| r.1).collect());
         println!(
