@@ -699,6 +699,15 @@ fn the_participant_keeps_an_export_copy_and_downloads_it_as_csv() {
             .is_some_and(|d| d.starts_with("sha256:")),
         "{body}"
     );
+    // Anyone with the checkout recomputes it.
+    let recomputed = run(
+        wattlet_testkit::binary!("wattlet")
+            .args(["audit", "policy-digest", "export-copy", "--repo"])
+            .arg(wattlet_testkit::repo()),
+        None,
+    )
+    .expect_success("wattlet audit policy-digest");
+    assert_eq!(Some(recomputed.trim()), body["digest"].as_str(), "{body}");
     let new = json!({ "uuid": uuid4(), "meter": meter, "measured_at": recent(50),
                       "data": [{ "0100100700ff": 2.5 }, { "0100010800ff": 1050.0 }] });
     let (status, body) = cloud.as_device(

@@ -1,6 +1,8 @@
 //! `wattlet audit verify`: checks an access log (`GET /api/household/access_log`) against a
 //! chain head the verifier got on its own: every entry's SHA-256 from the one before and the
-//! last one equal to the head (`wattlet_policy::log`).
+//! last one equal to the head (`wattlet_policy::log`). `wattlet audit policy-digest`: the content
+//! digest of a policy from a checkout (`wattlet_policy::digest`), to compare with the one the
+//! access log names for the code that decided.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,6 +17,20 @@ pub enum AuditCommand {
     /// Verify an access log's hash chain up to a head (exit 0 intact, 1 tampered or not at the
     /// head, 2 unreadable).
     Verify(VerifyArgs),
+    /// Print the content digest (`sha256:<hex>`) of a policy from a checkout of the repository:
+    /// the digest an attachment and every access log entry name for that policy's code.
+    PolicyDigest(PolicyDigestArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Example:\n  \
+    git checkout v0.1.0 && wattlet audit policy-digest retention")]
+pub struct PolicyDigestArgs {
+    /// The policy: a crate directory name under components/policies (e.g. `retention`).
+    policy: String,
+    /// The repository checkout.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    repo: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -41,7 +57,28 @@ pub struct VerifyArgs {
 pub fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
     match command {
         AuditCommand::Verify(args) => verify(args),
+        AuditCommand::PolicyDigest(args) => policy_digest(&args),
     }
+}
+
+fn policy_digest(args: &PolicyDigestArgs) -> anyhow::Result<ExitCode> {
+    let policies = args.repo.join("components/policies");
+    let dir = policies.join(&args.policy);
+    if args.policy == "core" || !dir.join("Cargo.toml").is_file() {
+        bail!(
+            "{} is not a policy crate (components/policies/<policy>/Cargo.toml in the checkout at {})",
+            args.policy,
+            args.repo.display()
+        );
+    }
+    let digest = wattlet_policy::digest::source_digest(
+        &dir,
+        &policies.join("core"),
+        &args.repo.join("wit/policy"),
+    )
+    .with_context(|| format!("reading the sources of {}", dir.display()))?;
+    println!("{digest}");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
