@@ -85,7 +85,7 @@ pub struct Nats {
 }
 
 /// TLS to NATS: the CA that signed the servers' certificates, and the client's certificate and
-/// key (PEM files) for servers that authenticate clients by certificate (`verify_and_map`).
+/// key (PEM files) for servers that authenticate clients by certificate (`tls { verify: true }`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NatsTls {
     pub ca: PathBuf,
