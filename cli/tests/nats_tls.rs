@@ -4,7 +4,7 @@
 //! without TLS, without a certificate or with a device's certificate (another CA) is refused.
 
 use wattlet_pki::{self as pki, CaDir};
-use wattlet_testkit::pki::{client_certificate, tls_nats};
+use wattlet_testkit::pki::{device, tls_nats};
 use wattlet_testkit::run;
 use wattlet_workers::{Nats, QueueSettings};
 
@@ -21,7 +21,7 @@ fn the_queue_reaches_a_tls_only_nats_with_its_certificate_and_nothing_else_does(
         false,
     )
     .expect("devices CA");
-    let (device_cert, device_key) = client_certificate(&devices_ca, dir, "pi-0001");
+    let pi = device(&devices_ca, dir, "pi-0001", "erika@example.org");
 
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     // With the CA and its certificate: JetStream works (the queue's streams are made).
@@ -43,7 +43,7 @@ fn the_queue_reaches_a_tls_only_nats_with_its_certificate_and_nothing_else_does(
     assert!(plain.contains("cannot connect to NATS"), "{plain}");
     let anonymous = refused(server.connection(None));
     assert!(anonymous.contains("over TLS"), "{anonymous}");
-    let device = refused(server.connection(Some((&device_cert, &device_key))));
+    let device = refused(server.connection(Some((&pi.cert, &pi.key))));
     assert!(device.contains("over TLS"), "{device}");
     let missing = refused(server.connection(Some((&dir.join("no.crt"), &server.client.1))));
     assert!(

@@ -106,15 +106,6 @@ impl TlsNats {
     }
 }
 
-/// A client certificate of `ca` named `name` (the CA's device kind: CN `name`, clientAuth), its
-/// files in `dir`: (cert, key).
-pub fn client_certificate(ca: &CaDir, dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    ca.issue_device(&DeviceRequest::new(name, "operations@example.org"))
-        .expect("client certificate")
-        .write(&dir.join(crate::unique(name)))
-        .expect("write the client certificate")
-}
-
 /// [`TlsNats`] on a free port, its CA, certificates, store and log in `dir`.
 pub fn tls_nats(dir: &Path) -> TlsNats {
     let ca = CaDir::init(
@@ -129,7 +120,8 @@ pub fn tls_nats(dir: &Path) -> TlsNats {
         .expect("server certificate")
         .write(&dir.join("nats-server"))
         .expect("write the server certificate");
-    let client = client_certificate(&ca, dir, "wattlet-workers");
+    let workers = device(&ca, dir, "wattlet-workers", "operations@example.org");
+    let client = (workers.cert, workers.key);
     let config = dir.join("nats.conf");
     std::fs::write(
         &config,

@@ -11,7 +11,7 @@ use crate::access_log;
 use crate::auth;
 use crate::db::{Db, Value as Sql, col_required, placeholders, text};
 use crate::error::ApiResult;
-use crate::handlers::measurement::{Checked, query_pairs};
+use crate::handlers::measurement::{Checked, query_pairs, stored_readings};
 use crate::http::{Request, Response, json_response};
 use crate::policy::Rows;
 use crate::services::Env;
@@ -101,13 +101,7 @@ pub fn download(req: &Request, env: &Env) -> ApiResult<Response> {
         let (uuid, meter) = (col_required(row, 0)?, col_required(row, 1)?);
         let at = timestamp::db_to_api(Some(col_required(row, 2)?)).unwrap_or_default();
         let data: Value = serde_json::from_str(&col_required(row, 3)?).unwrap_or(Value::Null);
-        let readings = data
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_object)
-            .flatten();
-        for (obis, value) in readings {
+        for (obis, value) in stored_readings(&data) {
             csv.push_str(&format!("{uuid},{meter},{at},{obis},{value}\n"));
         }
         last = Some(uuid);

@@ -685,14 +685,17 @@ pub(crate) struct Selected {
 impl Selected {
     /// The readings as stored: `(obis, value)` in the order of `data`.
     fn readings(&self) -> impl Iterator<Item = (&str, f64)> {
-        self.data
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_object)
-            .flat_map(|o| o.iter())
-            .filter_map(|(obis, v)| Some((obis.as_str(), v.as_f64()?)))
+        stored_readings(&self.data).filter_map(|(obis, v)| Some((obis.as_str(), v.as_f64()?)))
     }
+}
+
+/// A measurement's stored `data` (`[{"<obis>": value}, …]`) as `(obis, value)` in its order.
+pub(crate) fn stored_readings(data: &Value) -> impl Iterator<Item = (&String, &Value)> {
+    data.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_object)
+        .flatten()
 }
 
 /// A meter's stored measurements in the query's range (at most its limit), in order.

@@ -37,10 +37,7 @@ fn registers(text: &str) -> Result<Option<BTreeSet<String>>, ParamError> {
         )));
     }
     for (i, r) in registers.iter().enumerate() {
-        let obis = r.len() == 12
-            && r.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        if !obis {
+        if !wattlet_survey::obis::is_obis_hex(r) {
             return Err(ParamError(format!(
                 "registers[{i}]: {r:?} is not an OBIS code (12 lower-case hex digits)"
             )));
