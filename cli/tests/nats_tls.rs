@@ -2,10 +2,18 @@
 //! certificate of its own CA (`verify`), as the operations stage runs it (infra/terraform,
 //! module `nats`). The queue's clients connect with `--nats-ca/--nats-cert/--nats-key`; a client
 //! without TLS, without a certificate or with a device's certificate (another CA) is refused.
+//! The servers of a cluster route to each other over TLS with certificates of that CA, so a
+//! server of another CA, or without TLS, never joins.
 
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt as _;
 use wattlet_pki::{self as pki, CaDir};
-use wattlet_testkit::pki::{device, tls_nats};
+use wattlet_testkit::free_port;
+use wattlet_testkit::pki::{device, route_tls, tls_nats};
 use wattlet_testkit::run;
+use wattlet_workers::server::LocalCluster;
 use wattlet_workers::{Nats, QueueSettings};
 
 #[test]
@@ -95,4 +103,137 @@ fn the_queue_reaches_a_tls_only_nats_with_its_certificate_and_nothing_else_does(
         "{}",
         ran.stderr
     );
+}
+
+#[test]
+fn cluster_routes_take_only_servers_with_a_certificate_of_the_nats_ca() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = dir.path();
+    let ca = |name: &str| {
+        CaDir::init(&dir.join(name), name, pki::DEFAULT_CA_VALIDITY, false).expect("CA")
+    };
+    let (nats_ca, other_ca) = (ca("nats-ca"), ca("other-ca"));
+    // n0..n2: the cluster; n3: a certificate of another CA; n4: plain routes. All five are
+    // configured to route to every other one.
+    let route_tls = [
+        Some(route_tls(&nats_ca, dir, "n0")),
+        Some(route_tls(&nats_ca, dir, "n1")),
+        Some(route_tls(&nats_ca, dir, "n2")),
+        Some(route_tls(&other_ca, dir, "n3")),
+        None,
+    ];
+    let servers: Vec<_> = route_tls
+        .into_iter()
+        .map(|tls| (free_port(), free_port(), tls))
+        .collect();
+    let cluster = LocalCluster::start_with_route_tls(&servers, dir).expect("servers start");
+    let urls: Vec<&str> = cluster.url.split(',').collect();
+    let logs = || {
+        (0..servers.len())
+            .map(|i| {
+                let log = dir.join(format!("n{i}/nats-server.log"));
+                format!(
+                    "--- n{i}\n{}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                )
+            })
+            .collect::<String>()
+    };
+
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        // JetStream replicates over the TLS routes: a stream of 3 replicas lives on n0..n2.
+        let js = wattlet_workers::connect(urls[0])
+            .await
+            .expect("connect to n0");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let config = async_nats::jetstream::stream::Config {
+            name: "ROUTES".into(),
+            subjects: vec!["routes.>".into()],
+            num_replicas: 3,
+            ..Default::default()
+        };
+        let mut stream = loop {
+            match js.create_stream(config.clone()).await {
+                Ok(stream) => break stream,
+                Err(error) if Instant::now() > deadline => {
+                    panic!("no R3 stream over TLS routes: {error}\n{}", logs())
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+            }
+        };
+        let info = stream.info().await.expect("stream info");
+        let placement = info.cluster.clone().expect("a clustered stream");
+        let members: BTreeSet<String> = placement
+            .leader
+            .iter()
+            .cloned()
+            .chain(placement.replicas.iter().map(|peer| peer.name.clone()))
+            .collect();
+        let expected: BTreeSet<String> = (0..3).map(LocalCluster::name).collect();
+        assert_eq!(members, expected, "{}", logs());
+        js.publish("routes.a", "over TLS routes".into())
+            .await
+            .expect("publish")
+            .await
+            .expect("stored");
+        let n2 = wattlet_workers::connect(urls[2])
+            .await
+            .expect("connect to n2");
+        let stored = n2
+            .get_stream("ROUTES")
+            .await
+            .expect("the stream, seen from n2")
+            .get_raw_message(1)
+            .await
+            .expect("the message, read through n2");
+        assert_eq!(&stored.payload[..], b"over TLS routes");
+
+        // Core NATS: what n0 publishes reaches a subscriber on n1, never one on n3 or n4.
+        let client = |i: usize| {
+            let url = urls[i].to_owned();
+            async move { async_nats::connect(url).await.expect("plain client") }
+        };
+        let (publisher, member) = (client(0).await, client(1).await);
+        let mut on_member = member.subscribe("probe").await.expect("subscribe on n1");
+        let mut outsiders = Vec::new();
+        for i in [3, 4] {
+            let outsider = client(i).await;
+            let subscription = outsider.subscribe("probe").await.expect("subscribe");
+            outsider.flush().await.expect("flush");
+            outsiders.push((i, outsider, subscription));
+        }
+        member.flush().await.expect("flush");
+        // Interest travels over the routes asynchronously: publish until n1 hears it.
+        let heard = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                publisher
+                    .publish("probe", "hello".into())
+                    .await
+                    .expect("publish");
+                publisher.flush().await.expect("flush");
+                if let Ok(Some(_)) =
+                    tokio::time::timeout(Duration::from_millis(200), on_member.next()).await
+                {
+                    return;
+                }
+            }
+        })
+        .await;
+        assert!(heard.is_ok(), "n1 never heard n0\n{}", logs());
+        for _ in 0..20 {
+            publisher
+                .publish("probe", "hello".into())
+                .await
+                .expect("publish");
+        }
+        publisher.flush().await.expect("flush");
+        for (i, _client, mut subscription) in outsiders {
+            let got = tokio::time::timeout(Duration::from_secs(2), subscription.next()).await;
+            assert!(got.is_err(), "n{i} joined the cluster\n{}", logs());
+        }
+    });
+    // The servers said why they turned the outsiders away.
+    let refusals = logs();
+    assert!(refusals.contains("TLS route handshake error"), "{refusals}");
 }

@@ -87,6 +87,10 @@ pub enum CaCommand {
         /// Validity (e.g. `1year`, `90days`).
         #[arg(long, default_value = "1year", value_parser = humantime::parse_duration, value_name = "DURATION")]
         validity: Duration,
+        /// The server also dials its peers with this certificate (NATS cluster routes): it
+        /// gets the client-authentication usage too.
+        #[arg(long)]
+        peer: bool,
     },
     /// Revoke a certificate: add it to the CRL (crl.pem is rewritten atomically; servers
     /// watching it refuse the device from its next request on).
@@ -195,10 +199,12 @@ pub fn run(command: CaCommand) -> anyhow::Result<ExitCode> {
             ips,
             out,
             validity,
+            peer,
         } => {
             let ca = CaDir::open(&dir.dir)?;
             let mut request = ServerRequest {
                 validity,
+                peer,
                 ..ServerRequest::default()
             };
             if !names.is_empty() || !ips.is_empty() {

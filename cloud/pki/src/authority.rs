@@ -126,6 +126,9 @@ pub struct ServerRequest {
     pub ip_addresses: Vec<IpAddr>,
     /// Default [`DEFAULT_SERVER_VALIDITY`] (1 year).
     pub validity: Duration,
+    /// The server also connects to its peers with this certificate (a NATS cluster's routes,
+    /// each server both accepting and dialling): clientAuth besides serverAuth.
+    pub peer: bool,
 }
 
 impl Default for ServerRequest {
@@ -135,6 +138,7 @@ impl Default for ServerRequest {
             dns_names: vec!["localhost".to_owned()],
             ip_addresses: vec![IpAddr::from([127, 0, 0, 1])],
             validity: DEFAULT_SERVER_VALIDITY,
+            peer: false,
         }
     }
 }
@@ -340,7 +344,7 @@ impl CertificateAuthority {
     }
 
     /// Issues a server certificate for DNS names and IP addresses, extended key usage
-    /// serverAuth. CN = the first name.
+    /// serverAuth (and clientAuth for a peer). CN = the first name.
     pub fn issue_server(&self, request: &ServerRequest) -> Result<IssuedCert> {
         if request.dns_names.is_empty() && request.ip_addresses.is_empty() {
             return Err(PkiError::NoServerNames);
@@ -372,6 +376,11 @@ impl CertificateAuthority {
         params.distinguished_name = dn;
         params.subject_alt_names = sans;
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        if request.peer {
+            params
+                .extended_key_usages
+                .push(ExtendedKeyUsagePurpose::ClientAuth);
+        }
         self.sign(params, not_before, not_after)
     }
 

@@ -111,10 +111,40 @@ fn server_certificate_is_not_a_device() {
         ca.issue_server(&ServerRequest {
             dns_names: vec![],
             ip_addresses: vec![],
-            validity: DEFAULT_SERVER_VALIDITY
+            validity: DEFAULT_SERVER_VALIDITY,
+            peer: false,
         }),
         Err(PkiError::NoServerNames)
     ));
+}
+
+#[test]
+fn a_peer_server_certificate_also_authenticates_as_a_client() {
+    let ca = CertificateAuthority::new("test CA", DEFAULT_CA_VALIDITY).expect("CA");
+    let usages = |peer: bool| {
+        let issued = ca
+            .issue_server(&ServerRequest {
+                peer,
+                ..ServerRequest::default()
+            })
+            .expect("server");
+        let der = CertificateDer::from_pem_slice(issued.cert_pem.as_bytes()).expect("der");
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).expect("parse");
+        let eku = cert
+            .extended_key_usage()
+            .expect("eku")
+            .expect("some")
+            .value
+            .clone();
+        // Still no device, whatever its usages.
+        assert!(matches!(
+            ClientIdentity::from_pem(issued.cert_pem.as_bytes()),
+            Err(TlsError::NotADevice(_))
+        ));
+        (eku.server_auth, eku.client_auth)
+    };
+    assert_eq!(usages(false), (true, false));
+    assert_eq!(usages(true), (true, true));
 }
 
 #[test]

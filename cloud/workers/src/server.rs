@@ -2,7 +2,7 @@
 //! tests run (Debian's `nats-server` package). In the cloud NATS runs as its own service.
 
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -105,26 +105,48 @@ pub struct LocalCluster {
 struct Node {
     client: SocketAddr,
     route: SocketAddr,
-    dir: std::path::PathBuf,
+    dir: PathBuf,
+    route_tls: Option<RouteTls>,
     child: Option<Child>,
+}
+
+/// TLS on a server's cluster routes (`cluster { tls { … verify: true } }`): it presents `cert`
+/// to the other servers and takes a route only from a server whose certificate `ca` issued, so
+/// a process that can reach the route port cannot join the cluster and read its streams.
+#[derive(Clone, Debug)]
+pub struct RouteTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
 }
 
 impl LocalCluster {
     /// Starts one server per `(client, route)` address pair, each in `dir/n<i>`.
     pub fn start(addresses: &[(SocketAddr, SocketAddr)], dir: &Path) -> anyhow::Result<Self> {
+        let plain: Vec<_> = addresses.iter().map(|&(c, r)| (c, r, None)).collect();
+        Self::start_with_route_tls(&plain, dir)
+    }
+
+    /// [`LocalCluster::start`] with each server's route TLS (`None`: plain routes); servers whose
+    /// route TLS does not match never join the others (what the route TLS test shows).
+    pub fn start_with_route_tls(
+        servers: &[(SocketAddr, SocketAddr, Option<RouteTls>)],
+        dir: &Path,
+    ) -> anyhow::Result<Self> {
         let mut cluster = LocalCluster {
-            url: addresses
+            url: servers
                 .iter()
-                .map(|(client, _)| format!("nats://{client}"))
+                .map(|(client, _, _)| format!("nats://{client}"))
                 .collect::<Vec<_>>()
                 .join(","),
-            nodes: addresses
+            nodes: servers
                 .iter()
                 .enumerate()
-                .map(|(i, &(client, route))| Node {
-                    client,
-                    route,
+                .map(|(i, (client, route, route_tls))| Node {
+                    client: *client,
+                    route: *route,
                     dir: dir.join(format!("n{i}")),
+                    route_tls: route_tls.clone(),
                     child: None,
                 })
                 .collect(),
@@ -146,16 +168,24 @@ impl LocalCluster {
             .collect();
         let node = &mut self.nodes[i];
         std::fs::create_dir_all(&node.dir)?;
-        let extra = [
-            "--server_name".to_owned(),
-            format!("n{i}"),
-            "--cluster_name".to_owned(),
-            "wattlet".to_owned(),
-            "--cluster".to_owned(),
-            format!("nats://{}", node.route),
-            "--routes".to_owned(),
-            routes.join(","),
-        ];
+        let mut extra = vec!["--server_name".to_owned(), format!("n{i}")];
+        match &node.route_tls {
+            // Route TLS has no command-line flags: the cluster block goes into a config file.
+            Some(tls) => {
+                let config = node.dir.join("nats.conf");
+                std::fs::write(&config, cluster_config(node.route, &routes, tls))
+                    .with_context(|| format!("cannot write {}", config.display()))?;
+                extra.extend(["-c".to_owned(), config.display().to_string()]);
+            }
+            None => extra.extend([
+                "--cluster_name".to_owned(),
+                "wattlet".to_owned(),
+                "--cluster".to_owned(),
+                format!("nats://{}", node.route),
+                "--routes".to_owned(),
+                routes.join(","),
+            ]),
+        }
         let child = spawn(
             node.client,
             &node.dir.join("jetstream"),
@@ -199,6 +229,24 @@ impl LocalCluster {
     pub fn name(i: usize) -> String {
         format!("n{i}")
     }
+}
+
+/// The `cluster` block of a server listening for routes on `listen`, routing to `routes`, over
+/// TLS with client certificates both ways (strings quoted as JSON, which NATS's format reads).
+fn cluster_config(listen: SocketAddr, routes: &[String], tls: &RouteTls) -> String {
+    let quoted = |s: &str| format!("{s:?}");
+    let path = |p: &Path| quoted(&p.display().to_string());
+    let routes: Vec<_> = routes.iter().map(|r| quoted(r)).collect();
+    format!(
+        "cluster {{\n  name: wattlet\n  listen: {listen}\n  routes: [{routes}]\n  \
+         tls {{\n    cert_file: {cert}\n    key_file: {key}\n    ca_file: {ca}\n    \
+         verify: true\n    timeout: 5\n  }}\n}}\n",
+        listen = quoted(&listen.to_string()),
+        routes = routes.join(", "),
+        cert = path(&tls.cert),
+        key = path(&tls.key),
+        ca = path(&tls.ca),
+    )
 }
 
 impl Drop for LocalCluster {

@@ -76,11 +76,18 @@ fn the_envs_render_every_object_with_its_replicas() {
         match &r.what {
             Rendered::Helm { chart, values, .. } if chart == "nats" => {
                 assert_eq!(values.pointer("/config/cluster/replicas"), Some(&3.into()));
-                // Clients over TLS with a certificate of the NATS CA, from the named Secret.
-                let tls = values.pointer("/config/nats/tls").expect("tls");
-                assert_eq!(tls.pointer("/enabled"), Some(&true.into()));
-                assert_eq!(tls.pointer("/merge/verify"), Some(&true.into()));
-                assert_eq!(tls.pointer("/secretName"), Some(&"nats-server-tls".into()));
+                // Clients, and the servers' routes to each other, over TLS with a certificate of
+                // the NATS CA, from the named Secret.
+                for block in ["/config/nats/tls", "/config/cluster/tls"] {
+                    let tls = values.pointer(block).expect(block);
+                    assert_eq!(tls.pointer("/enabled"), Some(&true.into()), "{block}");
+                    assert_eq!(tls.pointer("/merge/verify"), Some(&true.into()), "{block}");
+                    assert_eq!(
+                        tls.pointer("/secretName"),
+                        Some(&"nats-server-tls".into()),
+                        "{block}"
+                    );
+                }
                 assert_eq!(values.pointer("/tlsCA/key"), Some(&"ca.crt".into()));
                 assert_eq!(
                     values.pointer("/config/jetstream/fileStore/pvc/size"),

@@ -142,3 +142,22 @@ pub fn tls_nats(dir: &Path) -> TlsNats {
     .expect("nats-server with TLS starts (./dev test installs it)");
     TlsNats { nats, ca, client }
 }
+
+/// Route TLS for one server of a local NATS cluster: a server certificate of `ca` (for
+/// 127.0.0.1, where the routes connect) in `dir` under `name`, and `ca` to check the others'.
+pub fn route_tls(ca: &CaDir, dir: &Path, name: &str) -> wattlet_workers::server::RouteTls {
+    let request = ServerRequest {
+        peer: true,
+        ..ServerRequest::default()
+    };
+    let (cert, key) = ca
+        .issue_server(&request)
+        .expect("route certificate")
+        .write(&dir.join(crate::unique(&format!("route-{name}"))))
+        .expect("write the route certificate");
+    wattlet_workers::server::RouteTls {
+        cert,
+        key,
+        ca: ca.ca_cert_path(),
+    }
+}

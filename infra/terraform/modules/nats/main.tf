@@ -1,7 +1,9 @@
 # NATS with JetStream as a cluster of cluster_size servers (the official chart, 1.x values), each
 # with a file store on its own volume, spread over nodes so one node lost costs one server. With
-# tls_secret_name, clients connect over TLS with a certificate of the NATS CA (verify); a
-# NetworkPolicy lets only the client namespaces, the servers themselves and Prometheus in.
+# tls_secret_name, clients connect over TLS with a certificate of the NATS CA (verify), and the
+# servers route to each other over TLS with that certificate, so nothing without one joins the
+# cluster and reads its streams; a NetworkPolicy lets only the client namespaces, the servers
+# themselves and Prometheus in.
 
 locals {
   tls = var.tls_secret_name != ""
@@ -29,6 +31,17 @@ locals {
       cluster = {
         enabled  = true
         replicas = var.cluster_size
+        # Routes both ways present the servers' certificate (serverAuth and clientAuth: `wattlet
+        # ca server --peer`) and take only one of the NATS CA (tlsCA gives every tls block its
+        # ca_file).
+        tls = {
+          enabled    = local.tls
+          secretName = var.tls_secret_name
+          merge = {
+            verify  = true
+            timeout = 5
+          }
+        }
       }
       jetstream = {
         enabled = true

@@ -46,7 +46,7 @@ variable "pod_monitor" {
 }
 
 variable "tls_secret_name" {
-  description = "A kubernetes.io/tls Secret in the namespace: the servers' certificate (tls.crt, tls.key) and the CA of the clients' certificates (ca.crt). Set, clients connect over TLS only and present a certificate of that CA (the NATS CA, not the devices'). Empty: no TLS."
+  description = "A kubernetes.io/tls Secret in the namespace: the servers' certificate (tls.crt, tls.key) and the CA of the clients' certificates (ca.crt). Set, clients connect over TLS only and present a certificate of that CA (the NATS CA, not the devices'), and the servers route to each other over TLS with this certificate (issued with `wattlet ca server --peer`, naming every server's route host <release>-<i>.<release>-headless). Empty: no TLS."
   type        = string
   default     = ""
 }
