@@ -92,6 +92,26 @@ fn ca_commands_issue_list_and_revoke() {
         server.to_str().expect("utf-8"),
     ]);
     assert!(temp.path().join("server.crt").is_file());
+    // `--peer`: a server that also dials its peers (NATS routes) authenticates as a client too.
+    let peer = temp.path().join("route");
+    ok(&[
+        "ca",
+        "server",
+        "--dir",
+        dir,
+        "--peer",
+        "--out",
+        peer.to_str().expect("utf-8"),
+    ]);
+    let usages = |cert: &Path| {
+        let pem = std::fs::read(cert).expect("certificate");
+        let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).expect("PEM");
+        let cert = pem.parse_x509().expect("X.509");
+        let eku = cert.extended_key_usage().expect("eku").expect("some");
+        (eku.value.server_auth, eku.value.client_auth)
+    };
+    assert_eq!(usages(&temp.path().join("server.crt")), (true, false));
+    assert_eq!(usages(&temp.path().join("route.crt")), (true, true));
 
     let list = ok(&["ca", "list", "--dir", dir]);
     assert!(list.contains(&identity.serial_hex), "{list}");

@@ -232,7 +232,8 @@ impl LocalCluster {
 }
 
 /// The `cluster` block of a server listening for routes on `listen`, routing to `routes`, over
-/// TLS with client certificates both ways (strings quoted as JSON, which NATS's format reads).
+/// TLS with client certificates both ways (paths and addresses double-quoted, as the testkit's
+/// client TLS config writes them).
 fn cluster_config(listen: SocketAddr, routes: &[String], tls: &RouteTls) -> String {
     let quoted = |s: &str| format!("{s:?}");
     let path = |p: &Path| quoted(&p.display().to_string());
