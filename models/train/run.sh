@@ -14,16 +14,20 @@
 # Environment: NIALM_VENV (default /work/venv-nialm), NIALM_REFIT (default
 # ../shared/testdata/nialm/refit beside the checkout, else $WATTLET_TESTDATA/nialm/refit),
 # NIALM_DATA (synthetic only; default: a fresh temp dir, deleted afterwards unless
-# NIALM_KEEP_DATA=1), NIALM_THREADS (default 2), NIALM_JOBS (parallel generator processes,
-# default 2), PYTHON (default python3, 3.11 tested).
+# NIALM_KEEP_DATA=1), NIALM_THREADS (default: 1 for the REFIT models, 2 for the synthetic ones,
+# the counts the shipped models were made with: TensorFlow's result depends on it), NIALM_JOBS
+# (parallel generator processes, default 2), PYTHON (default python3, 3.11 tested).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 MODELS="$(dirname "$HERE")"
 VENV="${NIALM_VENV:-/work/venv-nialm}"
 PY="${PYTHON:-python3}"
 JOBS="${NIALM_JOBS:-2}"
-export NIALM_THREADS="${NIALM_THREADS:-2}"
-export OMP_NUM_THREADS="$NIALM_THREADS" TF_NUM_INTRAOP_THREADS="$NIALM_THREADS" TF_NUM_INTEROP_THREADS=1
+threads() { # default count: NIALM_THREADS wins
+  export NIALM_THREADS="${NIALM_THREADS_SET:-$1}"
+  export OMP_NUM_THREADS="$NIALM_THREADS" TF_NUM_INTRAOP_THREADS="$NIALM_THREADS" TF_NUM_INTEROP_THREADS=1
+}
+NIALM_THREADS_SET="${NIALM_THREADS:-}"
 start=$(date +%s)
 
 WHAT="${1:-refit}"
@@ -41,6 +45,7 @@ if [ "$WHAT" != synthetic ]; then
   REFIT="${NIALM_REFIT:-${WATTLET_TESTDATA:-$REPO/../shared/testdata}/nialm/refit}"
   echo "== REFIT houses 2 and 20 from $REFIT: training both ways, exporting, scoring"
   t0=$(date +%s)
+  threads 1
   rm -f "$MODELS/metrics-refit.json"
   (cd "$HERE" && "$VENV/train/bin/python" train_refit.py "$REFIT" "$MODELS")
   secs=$(( $(date +%s) - t0 ))
@@ -82,6 +87,7 @@ cp "$DATA/manifest.json" "$MODELS/houses-manifest.json"
 echo "== training, exporting and evaluating (all five, as the fridge was made; only the fridge is kept)"
 OUT="$DATA/models"
 mkdir -p "$OUT"
+threads 2
 "$VENV/train/bin/python" "$HERE/train.py" "$DATA" "$OUT"
 cp "$OUT/fridge.onnx" "$OUT/fridge.json" "$MODELS/"
 "$VENV/train/bin/python" - "$OUT/metrics.json" "$MODELS/metrics.json" <<'PYEOF'

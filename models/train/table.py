@@ -35,11 +35,12 @@ for app, dirs in m["results"].items():
               f"| {mo['kwh_per_day_pred']:.3f} / {mo['kwh_per_day_true']:.3f} | {pct(mo['energy_error'])} "
               f"| {100 * r['on_fraction_test']:.2f} % |")
 print()
-print("| appliance | direction | train windows (on at midpoint) | epochs | best val MAE | seconds |")
-print("|---|---|---|---|---|---|")
+print("| appliance | direction | train windows (on at midpoint) | + injected | epochs | best val MAE | seconds |")
+print("|---|---|---|---|---|---|---|")
 for app, dirs in m["results"].items():
     for direction, r in dirs.items():
         print(f"| {names.get(app, app)} | {direction} | {r['train_windows']:,} ({r['train_on_windows']:,}) "
-              f"| {r['epochs_run']} | {r['best_val_mae_w']:.2f} W | {r['seconds_total']:.0f} |")
+              f"| {r.get('injected_windows', 0):,} | {r['epochs_run']} | {r['best_val_mae_w']:.2f} W "
+              f"| {r['seconds_total']:.0f} |")
 if "reproduce_seconds" in m:
     print(f"\nrun.sh (REFIT part): {m['reproduce_seconds']} s")
