@@ -7,6 +7,16 @@
 
 locals {
   tls = var.tls_secret_name != ""
+  # The servers' certificate from the Secret; the peer (a client, or a server dialling a route)
+  # presents a certificate of the NATS CA (tlsCA gives every tls block its ca_file).
+  server_tls = {
+    enabled    = local.tls
+    secretName = var.tls_secret_name
+    merge = {
+      verify  = true
+      timeout = 5
+    }
+  }
 
   values = {
     # The CA of the clients' certificates, from the same Secret (ca.crt).
@@ -18,30 +28,14 @@ locals {
     config = {
       nats = {
         port = 4222
-        tls = {
-          enabled    = local.tls
-          secretName = var.tls_secret_name
-          # Every client presents a certificate of the NATS CA.
-          merge = {
-            verify  = true
-            timeout = 5
-          }
-        }
+        tls  = local.server_tls
       }
       cluster = {
         enabled  = true
         replicas = var.cluster_size
-        # Routes both ways present the servers' certificate (serverAuth and clientAuth: `wattlet
-        # ca server --peer`) and take only one of the NATS CA (tlsCA gives every tls block its
-        # ca_file).
-        tls = {
-          enabled    = local.tls
-          secretName = var.tls_secret_name
-          merge = {
-            verify  = true
-            timeout = 5
-          }
-        }
+        # Routes over TLS both ways: the servers' certificate is also a client's (serverAuth
+        # and clientAuth: `wattlet ca server --peer`).
+        tls = local.server_tls
       }
       jetstream = {
         enabled = true
