@@ -63,15 +63,18 @@ def windows(agg):
     return np.lib.stride_tricks.sliding_window_view(agg, WINDOW)
 
 
-def build_model():
+def build_model(width=1.0):
+    """The shipped network (width 1: 42,729 parameters); `width` scales every layer's channels
+    (the size curve in models/README.md)."""
+    w = lambda n: max(1, round(n * width))
     inp = tf.keras.Input(shape=(WINDOW,), name="aggregate")
     x = tf.keras.layers.Reshape((WINDOW, 1))(inp)
-    x = tf.keras.layers.Conv1D(16, 9, activation="relu")(x)               # 91
-    x = tf.keras.layers.Conv1D(16, 5, strides=2, activation="relu")(x)    # 44
-    x = tf.keras.layers.Conv1D(24, 5, strides=2, activation="relu")(x)    # 20
-    x = tf.keras.layers.Conv1D(32, 3, activation="relu")(x)               # 18
+    x = tf.keras.layers.Conv1D(w(16), 9, activation="relu")(x)               # 91
+    x = tf.keras.layers.Conv1D(w(16), 5, strides=2, activation="relu")(x)    # 44
+    x = tf.keras.layers.Conv1D(w(24), 5, strides=2, activation="relu")(x)    # 20
+    x = tf.keras.layers.Conv1D(w(32), 3, activation="relu")(x)               # 18
     x = tf.keras.layers.Flatten()(x)
-    x = tf.keras.layers.Dense(64, activation="relu")(x)
+    x = tf.keras.layers.Dense(w(64), activation="relu")(x)
     out = tf.keras.layers.Dense(1, name="power")(x)
     return tf.keras.Model(inp, out)
 

@@ -40,6 +40,10 @@ import tensorflow as tf  # noqa: E402
 import tf2onnx  # noqa: E402
 
 THREADS = int(os.environ.get("NIALM_THREADS", "2"))
+# Another seed (NIALM_SEED) shows how much of a score is the draw, another width (NIALM_WIDTH,
+# every layer's channels scaled) what a larger model would give (models/README.md).
+SEED = int(os.environ.get("NIALM_SEED", SEED))
+WIDTH = float(os.environ.get("NIALM_WIDTH", "1"))
 
 # sha256 of the uncompressed CSVs, from ../shared/testdata/nialm/refit/SOURCES.md
 DATA_SHA256 = {
@@ -213,7 +217,7 @@ def main():
         "data": "REFIT (cleaned) houses 2 and 20, real measurements, CC BY 4.0 (see README.md)",
         "data_sha256_csv": {h: d["sha256"] for h, d in houses.items()},
         "resolution": "60 s means of the 30 s REFIT rows, gap-free windows only",
-        "window": WINDOW, "seed": SEED, "val_fraction_of_training_house": VAL_FRACTION,
+        "window": WINDOW, "seed": SEED, "width": WIDTH, "val_fraction_of_training_house": VAL_FRACTION,
         "max_train_windows": args.max_train_windows, "epochs_max": args.epochs, "loss": LOSS,
         "threshold_calibrated_on_training_house": CALIBRATE, "threshold_candidates_w": THRESHOLD_CANDIDATES,
         "natural_weighting": NATURAL, "mix_fraction": MIX,
@@ -280,7 +284,7 @@ def main():
             yv = (np.minimum(dtr[name][s_val + MID], out_scale) / out_scale).astype(np.float32)
 
             tf.keras.utils.set_random_seed(SEED)
-            model = build_model()
+            model = build_model(WIDTH)
             model.compile(optimizer=tf.keras.optimizers.Adam(LR), loss=LOSS, metrics=["mae"])
             hist = model.fit(
                 Xs, Ys.astype(np.float32), sample_weight=Ws, batch_size=BATCH, epochs=args.epochs,
