@@ -57,8 +57,7 @@ APPLIANCES = {"kettle": 500.0, "dishwasher": 20.0, "washing_machine": 20.0, "mic
 # threshold and the candidates above it, the one with the lowest MAE of the post-processed
 # estimates on the held-back tail of the training house (never the unseen house). A higher
 # threshold turns the model's uncertain low estimates into 0 W.
-THRESHOLD_CANDIDATES = [float(v) for v in os.environ.get(
-    "NIALM_THRESHOLDS", "20,50,100,200,500,1000").split(",")]
+THRESHOLD_CANDIDATES = [20.0, 50.0, 100.0, 200.0, 500.0, 1000.0]
 CALIBRATE = os.environ.get("NIALM_CALIBRATE", "1") == "1"
 DIRECTIONS = {"2->20": ("2", "20"), "20->2": ("20", "2")}
 # The direction whose model is shipped, per appliance (see models/README.md for why).
