@@ -115,14 +115,14 @@ fn cluster_routes_take_only_servers_with_a_certificate_of_the_nats_ca() {
     let (nats_ca, other_ca) = (ca("nats-ca"), ca("other-ca"));
     // n0..n2: the cluster; n3: a certificate of another CA; n4: plain routes. All five are
     // configured to route to every other one.
-    let route_tls = [
+    let tls = [
         Some(route_tls(&nats_ca, dir, "n0")),
         Some(route_tls(&nats_ca, dir, "n1")),
         Some(route_tls(&nats_ca, dir, "n2")),
         Some(route_tls(&other_ca, dir, "n3")),
         None,
     ];
-    let servers: Vec<_> = route_tls
+    let servers: Vec<_> = tls
         .into_iter()
         .map(|tls| (free_port(), free_port(), tls))
         .collect();
