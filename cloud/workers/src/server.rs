@@ -106,18 +106,33 @@ struct Node {
     client: SocketAddr,
     route: SocketAddr,
     dir: PathBuf,
-    route_tls: Option<RouteTls>,
+    route_tls: Option<ServerTls>,
     child: Option<Child>,
 }
 
-/// TLS on a server's cluster routes (`cluster { tls { … verify: true } }`): it presents `cert`
-/// to the other servers and takes a route only from a server whose certificate `ca` issued, so
-/// a process that can reach the route port cannot join the cluster and read its streams.
+/// A server's TLS with certificates both ways (nats.conf's `tls { … verify: true }`): it
+/// presents `cert` and takes a connection only from a peer whose certificate `ca` issued. On a
+/// cluster's routes, a process that can reach the route port cannot join the cluster and read
+/// its streams.
 #[derive(Clone, Debug)]
-pub struct RouteTls {
+pub struct ServerTls {
     pub cert: PathBuf,
     pub key: PathBuf,
     pub ca: PathBuf,
+}
+
+impl ServerTls {
+    /// The `tls { … }` block for nats.conf, at top level (clients) or inside `cluster` (routes);
+    /// paths double-quoted.
+    pub fn config_block(&self) -> String {
+        let path = |p: &Path| format!("{:?}", p.display().to_string());
+        format!(
+            "tls {{\n  cert_file: {}\n  key_file: {}\n  ca_file: {}\n  verify: true\n  timeout: 5\n}}\n",
+            path(&self.cert),
+            path(&self.key),
+            path(&self.ca),
+        )
+    }
 }
 
 impl LocalCluster {
@@ -130,7 +145,7 @@ impl LocalCluster {
     /// [`LocalCluster::start`] with each server's route TLS (`None`: plain routes); servers whose
     /// route TLS does not match never join the others (what the route TLS test shows).
     pub fn start_with_route_tls(
-        servers: &[(SocketAddr, SocketAddr, Option<RouteTls>)],
+        servers: &[(SocketAddr, SocketAddr, Option<ServerTls>)],
         dir: &Path,
     ) -> anyhow::Result<Self> {
         let mut cluster = LocalCluster {
@@ -232,21 +247,15 @@ impl LocalCluster {
 }
 
 /// The `cluster` block of a server listening for routes on `listen`, routing to `routes`, over
-/// TLS with client certificates both ways (paths and addresses double-quoted, as the testkit's
-/// client TLS config writes them).
-fn cluster_config(listen: SocketAddr, routes: &[String], tls: &RouteTls) -> String {
+/// `tls` (addresses double-quoted).
+fn cluster_config(listen: SocketAddr, routes: &[String], tls: &ServerTls) -> String {
     let quoted = |s: &str| format!("{s:?}");
-    let path = |p: &Path| quoted(&p.display().to_string());
     let routes: Vec<_> = routes.iter().map(|r| quoted(r)).collect();
     format!(
-        "cluster {{\n  name: wattlet\n  listen: {listen}\n  routes: [{routes}]\n  \
-         tls {{\n    cert_file: {cert}\n    key_file: {key}\n    ca_file: {ca}\n    \
-         verify: true\n    timeout: 5\n  }}\n}}\n",
+        "cluster {{\n  name: wattlet\n  listen: {listen}\n  routes: [{routes}]\n{tls}}}\n",
         listen = quoted(&listen.to_string()),
         routes = routes.join(", "),
-        cert = path(&tls.cert),
-        key = path(&tls.key),
-        ca = path(&tls.ca),
+        tls = tls.config_block(),
     )
 }
 

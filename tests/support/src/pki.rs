@@ -123,16 +123,12 @@ pub fn tls_nats(dir: &Path) -> TlsNats {
     let workers = device(&ca, dir, "wattlet-workers", "operations@example.org");
     let client = (workers.cert, workers.key);
     let config = dir.join("nats.conf");
-    std::fs::write(
-        &config,
-        format!(
-            "tls {{\n  cert_file: {:?}\n  key_file: {:?}\n  ca_file: {:?}\n  verify: true\n  timeout: 5\n}}\n",
-            cert.display().to_string(),
-            key.display().to_string(),
-            ca.ca_cert_path().display().to_string(),
-        ),
-    )
-    .expect("nats.conf");
+    let tls = wattlet_workers::server::ServerTls {
+        cert,
+        key,
+        ca: ca.ca_cert_path(),
+    };
+    std::fs::write(&config, tls.config_block()).expect("nats.conf");
     let nats = wattlet_workers::server::LocalNats::start_with_config(
         crate::free_port(),
         &dir.join("jetstream"),
@@ -145,7 +141,7 @@ pub fn tls_nats(dir: &Path) -> TlsNats {
 
 /// Route TLS for one server of a local NATS cluster: a server certificate of `ca` (for
 /// 127.0.0.1, where the routes connect) in `dir` under `name`, and `ca` to check the others'.
-pub fn route_tls(ca: &CaDir, dir: &Path, name: &str) -> wattlet_workers::server::RouteTls {
+pub fn route_tls(ca: &CaDir, dir: &Path, name: &str) -> wattlet_workers::server::ServerTls {
     let request = ServerRequest {
         peer: true,
         ..ServerRequest::default()
@@ -155,7 +151,7 @@ pub fn route_tls(ca: &CaDir, dir: &Path, name: &str) -> wattlet_workers::server:
         .expect("route certificate")
         .write(&dir.join(crate::unique(&format!("route-{name}"))))
         .expect("write the route certificate");
-    wattlet_workers::server::RouteTls {
+    wattlet_workers::server::ServerTls {
         cert,
         key,
         ca: ca.ca_cert_path(),
