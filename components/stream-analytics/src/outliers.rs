@@ -13,16 +13,17 @@
 //! last row: when it has values again, its first row is emitted as a first appearance. Rows of
 //! one evaluation are in (window, house) order.
 //!
-//! State: per window a FIFO of (ts, plug, value), 16 bytes per value in the window (in blocks,
-//! [`BlockFifo`]: no doubling buffer), per plug a [`MedianSet`] (O(distinct values)), and one
-//! global [`BlockedMedianSet`] (counts per value in blocks: the global set holds every value of
-//! the window).
+//! State: per window its loads in arrival order, compactly ([`LoadLog`]: runs per timestamp, a
+//! load as its plug and the difference to that plug's previous load, 3–4 bytes; it says which
+//! values leave next), per plug a [`MedianSet`] (O(distinct values)), and one global
+//! [`BlockedMedianSet`] (counts per value in blocks: the global set holds every value of the
+//! window).
 
 use serde::{Deserialize, Serialize};
 
 use crate::Outputs;
 use crate::entities::Entities;
-use crate::fifo::BlockFifo;
+use crate::load_log::LoadLog;
 use crate::median::{BlockedMedianSet, MedianSet};
 
 /// Window lengths, seconds.
@@ -47,7 +48,7 @@ pub fn percent(above: u32, plugs: u32) -> f64 {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Window {
     len: u32,
-    fifo: BlockFifo<(u32, u32, i64)>,
+    log: LoadLog,
     /// By plug index.
     plugs: Vec<MedianSet>,
     global: BlockedMedianSet,
@@ -59,7 +60,7 @@ impl Window {
     fn new(len: u32) -> Self {
         Window {
             len,
-            fifo: BlockFifo::new(),
+            log: LoadLog::new(),
             plugs: Vec::new(),
             global: BlockedMedianSet::new(),
             last: Vec::new(),
@@ -72,7 +73,7 @@ impl Window {
         }
         self.plugs[plug as usize].insert(value);
         self.global.insert(value);
-        self.fifo.push_back((ts, plug, value));
+        self.log.push(ts, plug, value);
     }
 
     fn evaluate(
@@ -82,13 +83,15 @@ impl Window {
         counts: &mut Vec<(u32, u32)>,
         out: &mut Outputs,
     ) {
-        while let Some(&(ts, plug, value)) = self.fifo.front() {
+        while let Some(ts) = self.log.front_ts() {
             if u64::from(ts) + u64::from(self.len) > u64::from(t) {
                 break;
             }
-            self.fifo.pop_front();
-            self.plugs[plug as usize].remove(value);
-            self.global.remove(value);
+            let (plugs, global) = (&mut self.plugs, &mut self.global);
+            self.log.pop_front_run(|plug, value| {
+                plugs[plug as usize].remove(value);
+                global.remove(value);
+            });
         }
         counts.clear();
         counts.resize(ent.house_count(), (0, 0));
@@ -190,16 +193,22 @@ impl Outliers {
                     w.len
                 ));
             }
-            if w.fifo.iter().any(|&(_, p, _)| p as usize >= w.plugs.len()) {
-                return Err(format!("Q2 window of {} s: plug index out of range", w.len));
+            // The log's decoding checked its plug indices against its own plug count.
+            if w.log.plugs() != w.plugs.len() {
+                return Err(format!(
+                    "Q2 window of {} s: loads of {} plugs, sets of {}",
+                    w.len,
+                    w.log.plugs(),
+                    w.plugs.len()
+                ));
             }
             let held: u64 = w.plugs.iter().map(MedianSet::len).sum();
-            if held != w.fifo.len() as u64 || w.global.len() != held {
+            if held != w.log.len() as u64 || w.global.len() != held {
                 return Err(format!(
                     "Q2 window of {} s: {} values in the window, {held} in the plugs' sets, {} \
                      in the global one",
                     w.len,
-                    w.fifo.len(),
+                    w.log.len(),
                     w.global.len()
                 ));
             }
@@ -209,6 +218,6 @@ impl Outliers {
 
     /// Values held in the 24 h window (the memory driver).
     pub fn values_held(&self) -> usize {
-        self.windows.iter().map(|w| w.fifo.len()).max().unwrap_or(0)
+        self.windows.iter().map(|w| w.log.len()).max().unwrap_or(0)
     }
 }

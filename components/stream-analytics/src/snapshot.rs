@@ -16,7 +16,7 @@ use crate::Pipeline;
 /// The first bytes of every snapshot.
 pub const MAGIC: &[u8; 3] = b"WSA";
 /// The version of the encoded state's layout.
-pub const FORMAT: u8 = 2;
+pub const FORMAT: u8 = 3;
 
 const HEADER: usize = MAGIC.len() + 1;
 const CHECKSUM: usize = 8;
