@@ -8,8 +8,12 @@
 //! (standby, a fridge's two states, REFIT's 0 W); a window's expiry removes arbitrary values, which
 //! two binary heaps could only do with lazy deletion (garbage that grows with the window); an
 //! order-statistic tree gives the same bounds with more code. The window's values in arrival
-//! order (needed to know what expires) are a FIFO beside it ([`SlidingMedian`]), or one FIFO shared
-//! by many multisets (the outlier query).
+//! order (needed to know what expires) are a FIFO beside it ([`SlidingMedian`]), or one log shared
+//! by many multisets (the outlier query's [`LoadLog`](crate::load_log::LoadLog)).
+//!
+//! Tried: one tree with a cursor on the lower median (an insert is one tree update and sometimes
+//! a step of the cursor): the steps' neighbour lookups (`BTreeMap::range` descends to both ends
+//! of the range) took 23 % of the pipeline, what the second tree had cost; no gain at full scale.
 //!
 //! The median is returned doubled (`a + b`, or `2a` for an odd count) so that comparing medians
 //! stays exact integer arithmetic.
