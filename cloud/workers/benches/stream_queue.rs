@@ -27,9 +27,7 @@
 //! Run (after `./dev test` or `./dev run` built the components):
 //!       `cargo bench -p wattlet-workers --bench stream_queue`
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::Context;
@@ -41,6 +39,7 @@ use wattlet_stream_analytics::generate::{GenConfig, Generator};
 use wattlet_stream_analytics::reorder::DEFAULT_LATENESS;
 use wattlet_stream_analytics::{Config, Event, Pipeline, Queries};
 use wattlet_testkit::env_or;
+use wattlet_testkit::heap::{self, Counting};
 use wattlet_workers::stream::operator::Operators;
 use wattlet_workers::stream::replay::replay;
 use wattlet_workers::stream::sealed::{Payloads, RunKey};
@@ -50,35 +49,8 @@ use wattlet_workers::stream::{
     ensure_events_stream, results,
 };
 
-/// Counts the heap bytes in use, for the memory per house.
-struct Counting;
-
-static IN_USE: AtomicIsize = AtomicIsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        IN_USE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        IN_USE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        IN_USE.fetch_add(
-            new_size as isize - layout.size() as isize,
-            Ordering::Relaxed,
-        );
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
-
-fn heap() -> isize {
-    IN_USE.load(Ordering::Relaxed)
-}
 
 /// CPU seconds (user + system) of a process from /proc, `self` or a pid.
 fn cpu_seconds(pid: &str) -> f64 {
@@ -421,18 +393,18 @@ fn main() {
         },
         per_house: true,
     };
-    let before = heap();
+    let before = heap::in_use();
     let mut pipeline = Pipeline::new(q1);
     let day = one_house[0].ts + 86_400;
     let mut day_one = None;
     for e in &one_house {
         if day_one.is_none() && e.ts >= day {
-            day_one = Some((heap() - before, pipeline.snapshot().len()));
+            day_one = Some((heap::in_use() - before, pipeline.snapshot().len()));
         }
         pipeline.push(e);
     }
     let (day_one_heap, day_one_snapshot) = day_one.expect("two days of events");
-    let (two_days_heap, two_days_snapshot) = (heap() - before, pipeline.snapshot().len());
+    let (two_days_heap, two_days_snapshot) = (heap::in_use() - before, pipeline.snapshot().len());
     drop(pipeline);
     let q2 = Config {
         queries: Queries {
@@ -442,12 +414,12 @@ fn main() {
         per_house: false,
         ..q1
     };
-    let before = heap();
+    let before = heap::in_use();
     let mut pipeline = Pipeline::new(q2);
     for e in one_house.iter().take_while(|e| e.ts < day + 3600) {
         pipeline.push(e);
     }
-    let (q2_heap, q2_snapshot) = (heap() - before, pipeline.snapshot().len());
+    let (q2_heap, q2_snapshot) = (heap::in_use() - before, pipeline.snapshot().len());
     let mib = |b: isize| b as f64 / (1 << 20) as f64;
     println!(
         "memory per house ({house_plugs} plugs, {} events over 49 h): Q1 {:.1} MiB after 24 h, \

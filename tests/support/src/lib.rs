@@ -30,6 +30,7 @@ pub mod clock;
 pub mod cloud;
 pub mod edge;
 pub mod flood;
+pub mod heap;
 pub mod http;
 pub mod kbs;
 pub mod metrics;
