@@ -87,7 +87,8 @@ impl LoadLog {
                 self.blocks.back_mut().expect("just pushed")
             }
         };
-        // Byte by byte: for the usual 3–4 bytes a memcpy call costs more than the pushes.
+        // Byte by byte rather than `extend_from_slice`: a memcpy call per 1–3 byte slice was
+        // 4 % of the pipeline in `perf` (measured with the per-plug variant).
         for &byte in index[..index_len].iter().chain(&delta[..delta_len]) {
             block.push(byte);
         }
@@ -176,14 +177,14 @@ impl<'de> Deserialize<'de> for LoadLog {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         type Parts = (Vec<i64>, Vec<(u32, u32)>, Vec<u8>);
         let (read, runs, bytes): Parts = Deserialize::deserialize(deserializer)?;
-        // Written again load by load from the reader's bases: the result encodes exactly
-        // what was decoded, and the writer's bases follow.
+        // Written again load by load, starting from the reader's bases: each load decodes
+        // against its plug's writer base (the value written before it), so the result encodes
+        // exactly what was decoded.
         let mut log = LoadLog {
             written: read.clone(),
-            read: read.clone(),
+            read,
             ..LoadLog::default()
         };
-        let mut bases = read;
         let mut pos = 0;
         for (ts, count) in runs {
             if count == 0 {
@@ -194,11 +195,10 @@ impl<'de> Deserialize<'de> for LoadLog {
             for _ in 0..count {
                 let bad = || D::Error::custom(format!("load {} does not decode", log.len()));
                 let (plug, delta) = read_entry(&bytes, &mut pos).ok_or_else(bad)?;
-                let base = bases.get_mut(plug as usize).ok_or_else(|| {
+                let base = log.written.get(plug as usize).ok_or_else(|| {
                     D::Error::custom(format!("load {} of an unknown plug {plug}", log.len()))
                 })?;
-                *base = base.wrapping_add(delta);
-                log.push(ts, plug, *base);
+                log.push(ts, plug, base.wrapping_add(delta));
             }
         }
         if pos != bytes.len() {
