@@ -115,19 +115,10 @@ pub fn tls_nats(dir: &Path) -> TlsNats {
         false,
     )
     .expect("NATS CA");
-    let (cert, key) = ca
-        .issue_server(&ServerRequest::default())
-        .expect("server certificate")
-        .write(&dir.join("nats-server"))
-        .expect("write the server certificate");
+    let tls = server_tls(&ca, &dir.join("nats-server"), false);
     let workers = device(&ca, dir, "wattlet-workers", "operations@example.org");
     let client = (workers.cert, workers.key);
     let config = dir.join("nats.conf");
-    let tls = wattlet_workers::server::ServerTls {
-        cert,
-        key,
-        ca: ca.ca_cert_path(),
-    };
     std::fs::write(&config, tls.config_block()).expect("nats.conf");
     let nats = wattlet_workers::server::LocalNats::start_with_config(
         crate::free_port(),
@@ -142,15 +133,21 @@ pub fn tls_nats(dir: &Path) -> TlsNats {
 /// Route TLS for one server of a local NATS cluster: a server certificate of `ca` (for
 /// 127.0.0.1, where the routes connect) in `dir` under `name`, and `ca` to check the others'.
 pub fn route_tls(ca: &CaDir, dir: &Path, name: &str) -> wattlet_workers::server::ServerTls {
+    server_tls(ca, &dir.join(crate::unique(&format!("route-{name}"))), true)
+}
+
+/// A server certificate of `ca` for localhost written to `out` (`.crt`, `.key`), with `ca` to
+/// check the peers' certificates; `peer`: it also authenticates as a client (routes).
+fn server_tls(ca: &CaDir, out: &Path, peer: bool) -> wattlet_workers::server::ServerTls {
     let request = ServerRequest {
-        peer: true,
+        peer,
         ..ServerRequest::default()
     };
     let (cert, key) = ca
         .issue_server(&request)
-        .expect("route certificate")
-        .write(&dir.join(crate::unique(&format!("route-{name}"))))
-        .expect("write the route certificate");
+        .expect("server certificate")
+        .write(out)
+        .expect("write the server certificate");
     wattlet_workers::server::ServerTls {
         cert,
         key,
